@@ -1,0 +1,1 @@
+"""Mirror of ``onnxruntime.capi`` so that existing imports keep working."""

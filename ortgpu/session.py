@@ -1,0 +1,221 @@
+"""InferenceSession: load, partition, plan, and run with onnxruntime's checks and messages."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ortgpu import providers_select
+from ortgpu.dtypes import np_dtype, shape_of, type_str
+from ortgpu.errors import InvalidArgument
+from ortgpu.executor import Plan
+from ortgpu.graph import from_proto, tensor_to_array
+from ortgpu.loading import prepare_model
+from ortgpu.options import RunOptions, SessionOptions
+
+
+class NodeArg:
+    """Name, type string and shape of a graph input or output, as onnxruntime reports them."""
+
+    def __init__(self, name: str, type: str, shape):
+        self.name = name
+        self.type = type
+        self.shape = shape
+
+    def __repr__(self):
+        return f"NodeArg(name='{self.name}', type='{self.type}', shape={self.shape})"
+
+
+class ModelMetadata:
+    def __init__(self, model: onnx.ModelProto):
+        self.producer_name = model.producer_name
+        self.graph_name = model.graph.name
+        self.domain = model.domain
+        self.description = model.doc_string
+        self.graph_description = model.graph.doc_string
+        self.version = model.model_version
+        self.custom_metadata_map = {p.key: p.value for p in model.metadata_props}
+
+
+def _node_arg(vi: onnx.ValueInfoProto) -> NodeArg:
+    return NodeArg(vi.name, type_str(vi.type), shape_of(vi.type))
+
+
+class InferenceSession:
+    """Runs an ONNX model: ``InferenceSession(path | bytes | ModelProto, sess_options, providers)``."""
+
+    def __init__(self, path_or_bytes, sess_options: SessionOptions | None = None, providers=None,
+                 provider_options=None, **kwargs):
+        self._sess_options = sess_options if sess_options is not None else SessionOptions()
+        self._model_source = path_or_bytes
+        if isinstance(path_or_bytes, (str,)) or hasattr(path_or_bytes, "__fspath__"):
+            self._model_path = str(path_or_bytes)
+        else:
+            self._model_path = None
+        so = self._sess_options
+        model, self._load_kind = prepare_model(path_or_bytes, so.free_dimension_overrides_by_name,
+                                               so.free_dimension_overrides_by_denotation)
+        self._model = model
+        self._opsets = {("" if i.domain == "ai.onnx" else i.domain): i.version for i in model.opset_import}
+        if "" not in self._opsets and model.ir_version >= 3:
+            self._opsets.setdefault("", 1)
+        self._init_io(model)
+        self._create_providers(providers, provider_options)
+
+    # --- construction -------------------------------------------------------------------
+    def _init_io(self, model: onnx.ModelProto) -> None:
+        g = model.graph
+        init_names = {t.name for t in g.initializer} | {s.values.name for s in g.sparse_initializer}
+        self._all_inputs = list(g.input)
+        self._inputs = [vi for vi in g.input if vi.name not in init_names]
+        # Old IR versions list every initializer among the inputs; those are constants there.
+        self._overridable = ([vi for vi in g.input if vi.name in init_names]
+                             if model.ir_version >= 4 else [])
+        inferred = {vi.name: vi for vi in g.value_info}
+        self._outputs = []
+        for vi in g.output:
+            has_shape = vi.type.WhichOneof("value") and (
+                vi.type.WhichOneof("value") != "tensor_type" or vi.type.tensor_type.HasField("shape"))
+            self._outputs.append(vi if has_shape or vi.name not in inferred else inferred[vi.name])
+
+    def _create_providers(self, providers, provider_options) -> None:
+        pairs = providers_select.normalize(providers, provider_options)
+        self._providers = providers_select.create(pairs)
+        graph = from_proto(self._model.graph, self._opsets)
+        for name, value in self._sess_options.initializers.items():
+            graph.initializers[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+        self._plan = Plan(graph, self._providers)
+        self._input_index = {n: i for i, n in enumerate(self._plan.input_names)}
+        self._output_index = {n: i for i, n in enumerate(self._plan.output_names)}
+        self._input_meta = {vi.name: vi for vi in self._all_inputs}
+        self._init_values = {n: graph.initializers[n] for n in self._plan.input_names if n in graph.initializers}
+
+    # --- onnxruntime's query API --------------------------------------------------------
+    def get_inputs(self) -> list[NodeArg]:
+        return [_node_arg(vi) for vi in self._inputs]
+
+    def get_outputs(self) -> list[NodeArg]:
+        return [_node_arg(vi) for vi in self._outputs]
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        return [_node_arg(vi) for vi in self._overridable]
+
+    def get_modelmeta(self) -> ModelMetadata:
+        return ModelMetadata(self._model)
+
+    def get_providers(self) -> list[str]:
+        return [p.name for p in self._providers]
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        return {p.name: p.get_options() for p in self._providers}
+
+    def get_session_options(self) -> SessionOptions:
+        return self._sess_options
+
+    def set_providers(self, providers=None, provider_options=None) -> None:
+        """Re-create the providers (and the plan) for this session, as onnxruntime does."""
+        if providers is None:
+            providers = [p.name for p in self._providers]
+        self._create_providers(providers, provider_options)
+
+    def get_provider_assignment(self) -> list[tuple[str, str, str]]:
+        """(node name, op type, provider) for each top-level step, in execution order."""
+        return self._plan.placement()
+
+    # --- running ------------------------------------------------------------------------
+    def run(self, output_names, input_feed: dict, run_options: RunOptions | None = None) -> list:
+        if not isinstance(input_feed, dict):
+            raise TypeError(f"input_feed must be a dict of input name to value, not {type(input_feed).__name__}")
+        out_idx = self._output_positions(output_names)
+        args = self._bind_inputs(input_feed)
+        results = self._plan.run(args)
+        return [_to_user(results[i]) for i in out_idx]
+
+    def _output_positions(self, output_names) -> list[int]:
+        if not output_names:
+            return list(range(len(self._plan.output_names)))
+        pos = []
+        for name in output_names:
+            if name not in self._output_index:
+                raise InvalidArgument(f"Invalid Output Name:{name}")
+            pos.append(self._output_index[name])
+        return pos
+
+    def _bind_inputs(self, feed: dict) -> list:
+        for name in feed:
+            if name not in self._input_index:
+                raise InvalidArgument(f"Invalid input name: {name}")
+        missing = [vi.name for vi in self._inputs if vi.name not in feed]
+        if missing:
+            raise InvalidArgument(f"Required inputs ({missing}) are missing from input feed ({list(feed)}).")
+        args = []
+        for name in self._plan.input_names:
+            if name in feed:
+                args.append(check_feed(name, feed[name], self._input_meta[name].type))
+            else:
+                args.append(self._init_values[name])
+        return args
+
+
+def _to_user(value):
+    if isinstance(value, np.ndarray) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    if isinstance(value, list):
+        return [_to_user(v) for v in value]
+    if hasattr(value, "get"):  # a device array (CuPy): hand the user NumPy, as run() promises
+        return value.get()
+    return value
+
+
+def check_feed(name: str, value, tp: onnx.TypeProto):
+    """`value` as the graph wants it, or InvalidArgument naming the input, expected and actual."""
+    kind = tp.WhichOneof("value")
+    if kind == "tensor_type":
+        return _check_tensor(name, value, tp.tensor_type)
+    if kind == "sequence_type":
+        if not isinstance(value, (list, tuple)):
+            raise InvalidArgument(f"Input '{name}' expects a sequence ({type_str(tp)}), "
+                                  f"got {type(value).__name__}")
+        return [check_feed(f"{name}[{i}]", v, tp.sequence_type.elem_type) for i, v in enumerate(value)]
+    if kind == "optional_type":
+        if value is None:
+            return None
+        return check_feed(name, value, tp.optional_type.elem_type)
+    return value
+
+
+def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor):
+    expected = np_dtype(tt.elem_type) if tt.elem_type else None
+    if not isinstance(value, np.ndarray):
+        if hasattr(value, "__array__") or isinstance(value, np.generic):
+            value = np.asarray(value)
+        elif isinstance(value, (list, tuple, int, float, bool, str, bytes)):
+            value = np.asarray(value, dtype=expected if expected is not None and expected != object else None)
+        else:
+            raise InvalidArgument(f"Input '{name}' must be a numpy array, got {type(value).__name__}")
+    if value.dtype.kind in "US":
+        value = value.astype(object)
+    if expected is not None and value.dtype != expected:
+        from ortgpu.dtypes import onnx_code, tensor_type_str
+        try:
+            actual = tensor_type_str(onnx_code(value.dtype))
+        except TypeError:
+            actual = str(value.dtype)
+        raise InvalidArgument(f"Unexpected input data type. Actual: ({actual}) , "
+                              f"expected: ({tensor_type_str(tt.elem_type)})")
+    if tt.HasField("shape"):
+        dims = tt.shape.dim
+        if len(dims) != value.ndim:
+            raise InvalidArgument(f"Invalid rank for input: {name} Got: {value.ndim} Expected: {len(dims)} "
+                                  f"Please fix either the inputs/outputs or the model.")
+        bad = [(i, value.shape[i], d.dim_value) for i, d in enumerate(dims)
+               if d.HasField("dim_value") and value.shape[i] != d.dim_value]
+        if bad:
+            lines = "".join(f" index: {i} Got: {g} Expected: {e}\n" for i, g, e in bad)
+            raise InvalidArgument(f"Got invalid dimensions for input: {name} for the following indices\n"
+                                  f"{lines} Please fix either the inputs/outputs or the model.")
+    return value
+
+
+__all__ = ["InferenceSession", "NodeArg", "ModelMetadata", "tensor_to_array"]

@@ -79,9 +79,12 @@ def type_str(tp) -> str:
 
 
 def shape_of(tp) -> list | None:
-    """NodeArg.shape of a tensor TypeProto: ints, str for symbolic dims, None for unknown."""
-    if tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.HasField("shape"):
-        return [] if tp.WhichOneof("value") != "tensor_type" else None
+    """NodeArg.shape of a TypeProto: ints, str for symbolic dims, None for an unknown dim."""
+    which = tp.WhichOneof("value")
+    if which == "optional_type" and tp.optional_type.elem_type.WhichOneof("value") == "tensor_type":
+        return shape_of(tp.optional_type.elem_type)  # onnxruntime shows the wrapped tensor's shape
+    if which != "tensor_type" or not tp.tensor_type.HasField("shape"):
+        return []  # onnxruntime reports a tensor of unknown rank (and a non-tensor) as []
     dims = []
     for d in tp.tensor_type.shape.dim:
         if d.HasField("dim_value"):

@@ -59,7 +59,25 @@ class EPFail(_OrtError):
     code, status = 11, "EP_FAIL"
 
 
+class ModelLoadCanceled(_OrtError):
+    code, status = 12, "MODEL_LOAD_CANCELED"
+
+
+class ModelRequiresCompilation(_OrtError):
+    code, status = 13, "MODEL_REQUIRES_COMPILATION"
+
+
+class NotFound(_OrtError):
+    code, status = 14, "NOT_FOUND"
+
+
+class DeviceReset(_OrtError):
+    """Raised by onnxruntime when a device was reset under a session; kept for `except` clauses."""
+    code, status = 1, "FAIL"
+
+
 __all__ = [
     "Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
     "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail",
+    "ModelLoadCanceled", "ModelRequiresCompilation", "NotFound", "DeviceReset",
 ]

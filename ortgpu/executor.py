@@ -9,6 +9,7 @@ run time to the outer-scope values they read.
 from __future__ import annotations
 
 import inspect
+import operator
 
 from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, _OrtError
 from ortgpu.functions import expand, function_body
@@ -41,7 +42,7 @@ class BoundGraph:
 
 class Step:
     __slots__ = ("fn", "ctx", "ins", "outs", "attrs", "frees", "node", "provider",
-                 "subplans", "outer_slots", "single")
+                 "subplans", "outer_slots", "single", "unary", "gather")
 
     def __init__(self, fn, ctx, ins, outs, attrs, node, provider, subplans, outer_slots):
         self.fn, self.ctx, self.ins, self.outs, self.attrs = fn, ctx, ins, outs, attrs
@@ -50,6 +51,21 @@ class Step:
         self.outer_slots = outer_slots  # [(name, slot)] the subgraphs read from this scope
         self.single = len(outs) == 1
         self.frees = ()
+        # Fast argument fetch: one slot read, or a C-level itemgetter returning a tuple.
+        self.unary = len(ins) == 1 and ins[0] >= 0
+        self.gather = _make_gather(ins)
+
+
+def _make_gather(ins):
+    """vals -> tuple of input values (None where the optional input is omitted)."""
+    if not ins:
+        return lambda vals: ()
+    if any(i < 0 for i in ins):
+        return lambda vals: tuple(vals[i] if i >= 0 else None for i in ins)
+    if len(ins) == 1:
+        i0 = ins[0]
+        return lambda vals: (vals[i0],)
+    return operator.itemgetter(*ins)
 
 
 def _accepted_params(fn):
@@ -213,20 +229,16 @@ class Plan:
         st = None
         try:
             for st in self.steps:
-                args = [vals[i] if i >= 0 else None for i in st.ins]
                 if st.subplans:
-                    attrs = dict(st.attrs)
-                    scope = {n: vals[s] for n, s in st.outer_slots}
-                    for name, p in st.subplans:
-                        attrs[name] = (BoundGraph(p, scope) if not isinstance(p, list)
-                                       else [BoundGraph(q, scope) for q in p])
-                    res = st.fn(st.ctx, *args, **attrs)
+                    res = self._call_with_subgraphs(st, vals)
+                elif st.unary:
+                    res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
                 else:
-                    res = st.fn(st.ctx, *args, **st.attrs)
+                    res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
                 if st.single:
                     vals[st.outs[0]] = res if type(res) is not tuple else res[0]
                 else:
-                    if not isinstance(res, tuple):
+                    if type(res) is not tuple:
                         raise Fail(f"kernel returned {type(res).__name__}, expected a tuple of "
                                    f"{len(st.outs)} outputs")
                     for s, r in zip(st.outs, res):
@@ -235,7 +247,7 @@ class Plan:
                 for f in st.frees:
                     vals[f] = None
         except _OrtError as e:
-            if st is None or isinstance(e, (InvalidGraph,)) or "while running" in e.message:
+            if st is None or "while running" in e.message:
                 raise
             raise type(e)(f"Non-zero status code returned while running {st.node.op_type} node. "
                           f"Name:'{st.node.name}' Status Message: {e.message}") from e
@@ -243,6 +255,15 @@ class Plan:
             raise RuntimeException(f"Non-zero status code returned while running {st.node.op_type} node. "
                                    f"Name:'{st.node.name}' Status Message: {type(e).__name__}: {e}") from e
         return [vals[s] for s in self.output_slots]
+
+    @staticmethod
+    def _call_with_subgraphs(st: Step, vals: list):
+        attrs = dict(st.attrs)
+        scope = {n: vals[s] for n, s in st.outer_slots}
+        for name, p in st.subplans:
+            attrs[name] = (BoundGraph(p, scope) if not isinstance(p, list)
+                           else [BoundGraph(q, scope) for q in p])
+        return st.fn(st.ctx, *st.gather(vals), **attrs)
 
     def placement(self) -> list[tuple[str, str, str]]:
         """(node name, op type, provider) per step, in execution order."""

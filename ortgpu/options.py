@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import enum
 
+import numpy as np
+
 from ortgpu.errors import InvalidArgument
 
 
@@ -34,26 +36,83 @@ class ExecutionOrder(enum.IntEnum):
         return f"ExecutionOrder.{self.name}"
 
 
-class _ConfigEntries:
-    def _entries(self) -> dict:
-        return self.__dict__.setdefault("_config", {})
+def _as_enum(enum_cls, name: str, value):
+    """`value` as `enum_cls` (its members, onnxruntime's members or their ints), else TypeError."""
+    if isinstance(value, bool) or isinstance(value, (str, float)):
+        raise TypeError(f"{name} must be a {enum_cls.__name__}, not {type(value).__name__}")
+    try:
+        return enum_cls(int(value))
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a {enum_cls.__name__}, got {value!r}") from None
+
+
+def _check_field(owner: str, fields: dict, name: str, value):
+    """Validate an assignment to a public option field as onnxruntime's typed bindings do."""
+    if name not in fields:
+        raise AttributeError(f"'{owner}' object has no attribute '{name}'")
+    kind = fields[name]
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return _as_enum(kind, name, value)
+    if kind is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+        return bool(value)
+    if kind is int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        return int(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        return value
+    return value
+
+
+class _Options:
+    """Typed public fields (a class-level `_FIELDS` of name -> type) plus string config entries."""
+
+    _FIELDS: dict = {}
+    _KIND = "Options"
+
+    def __init__(self):
+        object.__setattr__(self, "_config", {})
+
+    def __setattr__(self, name, value):
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        object.__setattr__(self, name, _check_field(type(self).__name__, self._FIELDS, name, value))
 
     def _add(self, key, value):
         if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError("config entry key and value must be str")
-        self._entries()[key] = value
+            raise TypeError(f"{self._KIND} config entry key and value must be str, got "
+                            f"{type(key).__name__} and {type(value).__name__}")
+        self._config[key] = value
 
     def _get(self, key):
+        if not isinstance(key, str):
+            raise TypeError(f"{self._KIND} config entry key must be str, not {type(key).__name__}")
         try:
-            return self._entries()[key]
+            return self._config[key]
         except KeyError:
-            raise RuntimeError(f"SessionOptions does not have configuration with key: {key}") from None
+            raise RuntimeError(f"{self._KIND} does not have configuration with key: {key}") from None
 
 
-class SessionOptions(_ConfigEntries):
+class SessionOptions(_Options):
     """Options for an InferenceSession; same names, types and defaults as onnxruntime."""
 
+    _KIND = "SessionOptions"
+    _FIELDS = {
+        "graph_optimization_level": GraphOptimizationLevel, "enable_profiling": bool,
+        "profile_file_prefix": str, "optimized_model_filepath": str, "execution_mode": ExecutionMode,
+        "execution_order": ExecutionOrder, "intra_op_num_threads": int, "inter_op_num_threads": int,
+        "enable_mem_pattern": bool, "enable_mem_reuse": bool, "enable_cpu_mem_arena": bool,
+        "log_severity_level": int, "log_verbosity_level": int, "logid": str,
+        "use_deterministic_compute": bool, "use_per_session_threads": bool,
+    }
+
     def __init__(self):
+        super().__init__()
         self.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
         self.enable_profiling = False
         self.profile_file_prefix = "onnxruntime_profile_"
@@ -70,21 +129,9 @@ class SessionOptions(_ConfigEntries):
         self.logid = ""
         self.use_deterministic_compute = False
         self.use_per_session_threads = True
-        self.free_dimension_overrides_by_name: dict[str, int] = {}
-        self.free_dimension_overrides_by_denotation: dict[str, int] = {}
-        self.initializers: dict = {}
-
-    def __setattr__(self, name, value):
-        if name == "graph_optimization_level":
-            value = GraphOptimizationLevel(value)
-        elif name == "execution_mode":
-            value = ExecutionMode(value)
-        elif name == "execution_order":
-            value = ExecutionOrder(value)
-        elif name in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level",
-                      "log_verbosity_level") and not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        object.__setattr__(self, name, value)
+        self._free_dims_by_name: dict[str, int] = {}
+        self._free_dims_by_denotation: dict[str, int] = {}
+        self._initializers: dict = {}
 
     def add_session_config_entry(self, key: str, value: str) -> None:
         self._add(key, value)
@@ -92,28 +139,40 @@ class SessionOptions(_ConfigEntries):
     def get_session_config_entry(self, key: str) -> str:
         return self._get(key)
 
-    def add_free_dimension_override_by_name(self, dim_name: str, dim_value: int) -> None:
+    @staticmethod
+    def _dim_value(what: str, dim_value) -> int:
+        if isinstance(dim_value, (bool, np.bool_)) or not isinstance(dim_value, (int, np.integer)):
+            raise TypeError(f"free dimension override for '{what}' must be an int, "
+                            f"not {type(dim_value).__name__}")
         if dim_value < 0:
-            raise InvalidArgument(f"Free dimension override for '{dim_name}' must be >= 0, got {dim_value}")
-        self.free_dimension_overrides_by_name[dim_name] = int(dim_value)
+            raise InvalidArgument(f"Free dimension override for '{what}' must be >= 0, got {dim_value}")
+        return int(dim_value)
+
+    def add_free_dimension_override_by_name(self, dim_name: str, dim_value: int) -> None:
+        self._free_dims_by_name[str(dim_name)] = self._dim_value(dim_name, dim_value)
 
     def add_free_dimension_override_by_denotation(self, dim_denotation: str, dim_value: int) -> None:
-        if dim_value < 0:
-            raise InvalidArgument(f"Free dimension override for '{dim_denotation}' must be >= 0, got {dim_value}")
-        self.free_dimension_overrides_by_denotation[dim_denotation] = int(dim_value)
+        self._free_dims_by_denotation[str(dim_denotation)] = self._dim_value(dim_denotation, dim_value)
 
     def add_initializer(self, name: str, value) -> None:
         """Supply (or override) an initializer by name, as onnxruntime's add_initializer."""
-        self.initializers[name] = value
+        if not isinstance(name, str):
+            raise TypeError(f"initializer name must be str, not {type(name).__name__}")
+        self._initializers[name] = value
 
     def has_providers(self) -> bool:
         return False
 
 
-class RunOptions(_ConfigEntries):
+class RunOptions(_Options):
     """Per-run options; same names and defaults as onnxruntime."""
 
+    _KIND = "RunOptions"
+    _FIELDS = {"log_severity_level": int, "log_verbosity_level": int, "logid": str,
+               "terminate": bool, "only_execute_path_to_fetches": bool}
+
     def __init__(self):
+        super().__init__()
         self.log_severity_level = -1
         self.log_verbosity_level = 0
         self.logid = ""

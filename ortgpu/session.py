@@ -1,16 +1,22 @@
 """InferenceSession: load, partition, plan, and run with onnxruntime's checks and messages."""
 from __future__ import annotations
 
+import functools
+import os
+import warnings
+
 import numpy as np
 import onnx
+import onnx.defs
 
 from ortgpu import providers_select
-from ortgpu.dtypes import np_dtype, shape_of, type_str
-from ortgpu.errors import InvalidArgument
+from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
+from ortgpu.errors import Fail, InvalidArgument, InvalidGraph
 from ortgpu.executor import Plan
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
 from ortgpu.options import RunOptions, SessionOptions
+from ortgpu.providers.registry import schema_for
 
 
 class NodeArg:
@@ -45,21 +51,31 @@ class InferenceSession:
 
     def __init__(self, path_or_bytes, sess_options: SessionOptions | None = None, providers=None,
                  provider_options=None, **kwargs):
+        if sess_options is not None and not isinstance(sess_options, SessionOptions):
+            raise TypeError(f"sess_options must be an ortgpu SessionOptions, not {type(sess_options).__name__}")
         self._sess_options = sess_options if sess_options is not None else SessionOptions()
+        # onnxruntime retries once with the CPU when the provider arguments are bad, unless
+        # the caller passes enable_fallback=0.
+        self._enable_fallback = int(kwargs.get("enable_fallback", 1)) == 1
+        self._fallback_providers = ["CPUExecutionProvider"]
         self._model_source = path_or_bytes
-        if isinstance(path_or_bytes, (str,)) or hasattr(path_or_bytes, "__fspath__"):
-            self._model_path = str(path_or_bytes)
+        if isinstance(path_or_bytes, str) or hasattr(path_or_bytes, "__fspath__"):
+            self._model_path = os.fspath(path_or_bytes)
         else:
             self._model_path = None
         so = self._sess_options
-        model, self._load_kind = prepare_model(path_or_bytes, so.free_dimension_overrides_by_name,
-                                               so.free_dimension_overrides_by_denotation)
+        model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
+                                               so._free_dims_by_denotation)
         self._model = model
         self._opsets = {("" if i.domain == "ai.onnx" else i.domain): i.version for i in model.opset_import}
-        if "" not in self._opsets and model.ir_version >= 3:
-            self._opsets.setdefault("", 1)
         self._init_io(model)
         self._create_providers(providers, provider_options)
+
+    def disable_fallback(self) -> None:
+        self._enable_fallback = False
+
+    def enable_fallback(self) -> None:
+        self._enable_fallback = True
 
     # --- construction -------------------------------------------------------------------
     def _init_io(self, model: onnx.ModelProto) -> None:
@@ -70,6 +86,8 @@ class InferenceSession:
         # Old IR versions list every initializer among the inputs; those are constants there.
         self._overridable = ([vi for vi in g.input if vi.name in init_names]
                              if model.ir_version >= 4 else [])
+        self._feedable = {vi.name for vi in self._inputs} | {vi.name for vi in self._overridable}
+        self._required = [vi.name for vi in self._inputs if vi.type.WhichOneof("value") != "optional_type"]
         inferred = {vi.name: vi for vi in g.value_info}
         self._outputs = []
         for vi in g.output:
@@ -78,16 +96,28 @@ class InferenceSession:
             self._outputs.append(vi if has_shape or vi.name not in inferred else inferred[vi.name])
 
     def _create_providers(self, providers, provider_options) -> None:
-        pairs = providers_select.normalize(providers, provider_options)
-        self._providers = providers_select.create(pairs)
+        try:
+            pairs = providers_select.normalize(providers, provider_options)
+        except ValueError as e:
+            if not self._enable_fallback:
+                raise
+            warnings.warn(f"EP Error {e} when using {providers}\nFalling back to {self._fallback_providers} "
+                          f"and retrying.", RuntimeWarning, stacklevel=3)
+            pairs = providers_select.normalize(self._fallback_providers, None)
+            self._enable_fallback = False  # onnxruntime falls back only once
+        created = providers_select.create(pairs)
         graph = from_proto(self._model.graph, self._opsets)
-        for name, value in self._sess_options.initializers.items():
+        for name, value in self._sess_options._initializers.items():
             graph.initializers[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-        self._plan = Plan(graph, self._providers)
-        self._input_index = {n: i for i, n in enumerate(self._plan.input_names)}
-        self._output_index = {n: i for i, n in enumerate(self._plan.output_names)}
+        check_ops_registered(graph, created)
+        plan = Plan(graph, created)
+        # Only a fully built plan replaces the old one, so a failed set_providers leaves the
+        # session as it was.
+        self._providers, self._plan = created, plan
+        self._input_index = {n: i for i, n in enumerate(plan.input_names)}
+        self._output_index = {n: i for i, n in enumerate(plan.output_names)}
         self._input_meta = {vi.name: vi for vi in self._all_inputs}
-        self._init_values = {n: graph.initializers[n] for n in self._plan.input_names if n in graph.initializers}
+        self._init_values = {n: graph.initializers[n] for n in plan.input_names if n in graph.initializers}
 
     # --- onnxruntime's query API --------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -113,8 +143,6 @@ class InferenceSession:
 
     def set_providers(self, providers=None, provider_options=None) -> None:
         """Re-create the providers (and the plan) for this session, as onnxruntime does."""
-        if providers is None:
-            providers = [p.name for p in self._providers]
         self._create_providers(providers, provider_options)
 
     def get_provider_assignment(self) -> list[tuple[str, str, str]]:
@@ -125,6 +153,10 @@ class InferenceSession:
     def run(self, output_names, input_feed: dict, run_options: RunOptions | None = None) -> list:
         if not isinstance(input_feed, dict):
             raise TypeError(f"input_feed must be a dict of input name to value, not {type(input_feed).__name__}")
+        if run_options is not None and not isinstance(run_options, RunOptions):
+            raise TypeError(f"run_options must be an ortgpu RunOptions, not {type(run_options).__name__}")
+        if run_options is not None and run_options.terminate:
+            raise Fail("Exiting due to terminate flag being set to true.")
         out_idx = self._output_positions(output_names)
         args = self._bind_inputs(input_feed)
         results = self._plan.run(args)
@@ -133,26 +165,30 @@ class InferenceSession:
     def _output_positions(self, output_names) -> list[int]:
         if not output_names:
             return list(range(len(self._plan.output_names)))
+        if isinstance(output_names, str):
+            raise TypeError("output_names must be a list of output names (or None), not a str")
         pos = []
         for name in output_names:
             if name not in self._output_index:
-                raise InvalidArgument(f"Invalid Output Name:{name}")
+                raise InvalidArgument(f"Invalid output name:{name}")
             pos.append(self._output_index[name])
         return pos
 
     def _bind_inputs(self, feed: dict) -> list:
-        for name in feed:
-            if name not in self._input_index:
-                raise InvalidArgument(f"Invalid input name: {name}")
-        missing = [vi.name for vi in self._inputs if vi.name not in feed]
+        # onnxruntime's order: missing required inputs (ValueError, from its Python layer)
+        # first, then unknown names, then each value's type and shape.
+        missing = [n for n in self._required if n not in feed]
         if missing:
-            raise InvalidArgument(f"Required inputs ({missing}) are missing from input feed ({list(feed)}).")
+            raise ValueError(f"Required inputs ({missing}) are missing from input feed ({list(feed)}).")
+        for name in feed:
+            if name not in self._feedable:
+                raise InvalidArgument(f"Invalid input name: {name}")
         args = []
         for name in self._plan.input_names:
             if name in feed:
                 args.append(check_feed(name, feed[name], self._input_meta[name].type))
             else:
-                args.append(self._init_values[name])
+                args.append(self._init_values.get(name))  # an optional input left out is None
         return args
 
 
@@ -175,8 +211,9 @@ def check_feed(name: str, value, tp: onnx.TypeProto):
         return _check_tensor(name, value, tp.tensor_type)
     if kind == "sequence_type":
         if not isinstance(value, (list, tuple)):
-            raise InvalidArgument(f"Input '{name}' expects a sequence ({type_str(tp)}), "
-                                  f"got {type(value).__name__}")
+            got = "a tensor" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+            raise InvalidArgument(f"input with name: '{name}' expected to be of type: {_ONNX_TYPE_SEQUENCE} "
+                                  f"({type_str(tp)}) but received {got}")
         return [check_feed(f"{name}[{i}]", v, tp.sequence_type.elem_type) for i, v in enumerate(value)]
     if kind == "optional_type":
         if value is None:
@@ -185,19 +222,55 @@ def check_feed(name: str, value, tp: onnx.TypeProto):
     return value
 
 
+# onnxruntime's ONNXType enum value for a sequence, which its message prints.
+_ONNX_TYPE_SEQUENCE = 3
+
+
+def check_ops_registered(graph, providers) -> None:
+    """Refuse, as onnxruntime does, an op no schema defines: InvalidGraph in an onnx domain,
+    Fail ("not a registered function/op") in a custom domain that no provider has a kernel for."""
+    for node in graph.nodes:
+        for sub in node.subgraphs():
+            check_ops_registered(sub, providers)
+        if schema_for(node.op_type, node.opset, node.domain) is not None:
+            continue
+        if node.domain in _onnx_domains():
+            raise InvalidGraph(f'This is an invalid model. In Node, ("{node.name}", {node.op_type}, '
+                               f'"{node.domain}", -1) , Error No Op registered for {node.op_type} with '
+                               f"domain_version of {node.opset}")
+        if not any(p.kernel_for(node.op_type, node.domain, node.opset) is not None for p in providers):
+            raise Fail(f"Fatal error: {node.domain}:{node.op_type}(-1) is not a registered function/op "
+                       f"(node '{node.name}', opset {node.opset} of domain '{node.domain}')")
+
+
+@functools.lru_cache(maxsize=1)
+def _onnx_domains() -> frozenset:
+    return frozenset(s.domain for s in onnx.defs.get_all_schemas_with_history()) | {""}
+
+
 def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor):
     expected = np_dtype(tt.elem_type) if tt.elem_type else None
     if not isinstance(value, np.ndarray):
-        if hasattr(value, "__array__") or isinstance(value, np.generic):
-            value = np.asarray(value)
+        if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
+            value = value.get()  # a CuPy array: run() feeds go through the host
+        elif hasattr(value, "__array__") or isinstance(value, np.generic):
+            try:
+                value = np.asarray(value)
+            except Exception as e:  # noqa: BLE001 - any array-like that refuses conversion
+                raise InvalidArgument(f"Input '{name}': cannot convert {type(value).__name__} to a "
+                                      f"NumPy array ({e})") from None
         elif isinstance(value, (list, tuple, int, float, bool, str, bytes)):
-            value = np.asarray(value, dtype=expected if expected is not None and expected != object else None)
+            want = expected if expected is not None and expected != object else None
+            try:
+                value = np.asarray(value, dtype=want)
+            except (TypeError, ValueError) as e:
+                raise InvalidArgument(f"Input '{name}': could not create a {tensor_type_str(tt.elem_type)} "
+                                      f"from the given {type(value).__name__} ({e})") from None
         else:
             raise InvalidArgument(f"Input '{name}' must be a numpy array, got {type(value).__name__}")
     if value.dtype.kind in "US":
         value = value.astype(object)
     if expected is not None and value.dtype != expected:
-        from ortgpu.dtypes import onnx_code, tensor_type_str
         try:
             actual = tensor_type_str(onnx_code(value.dtype))
         except TypeError:

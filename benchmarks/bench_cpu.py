@@ -1,0 +1,129 @@
+"""ortgpu's CPU provider against onnxruntime's CPU provider, measured in the same run.
+
+    python benchmarks/bench_cpu.py [--runs N] [--json OUT] [--no-zoo]
+
+Prints a markdown table of median latencies (after warm-up) and the ratio ortgpu/onnxruntime,
+then the per-node overhead on a chain of 1,000 small Add nodes.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+import ortgpu
+from ortgpu.sample_inputs import make_inputs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _median_time(fn, runs: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def light_models() -> dict[str, str]:
+    import onnx.backend.test as suite
+    d = os.path.join(os.path.dirname(suite.__file__), "data", "light")
+    names = ["resnet50", "squeezenet", "shufflenet", "inception_v1", "densenet121"]
+    return {f"light_{n}": os.path.join(d, f"light_{n}.onnx") for n in names}
+
+
+def zoo_models() -> dict[str, tuple[str, dict]]:
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    from model_zoo import model_path  # noqa: PLC0415
+    rng = np.random.default_rng(0)
+    img = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    return {
+        "ppocrv4_det 1x3x480x640": (model_path("ppocrv4_det"), {"x": img(1, 3, 480, 640)}),
+        "ppocrv4_rec 1x3x48x320": (model_path("ppocrv4_rec"), {"x": img(1, 3, 48, 320)}),
+        "ppocr_cls 6x3x48x192": (model_path("ppocr_cls"), {"x": img(6, 3, 48, 192)}),
+        "silero_vad 1x512": (model_path("silero_vad"), {
+            "input": img(1, 512), "state": np.zeros((2, 1, 128), np.float32),
+            "sr": np.array(16000, dtype=np.int64)}),
+    }
+
+
+def add_chain(n: int = 1000) -> onnx.ModelProto:
+    nodes = [helper.make_node("Add", [f"t{i}", "one"], [f"t{i + 1}"]) for i in range(n)]
+    g = helper.make_graph(nodes, "add_chain",
+                          [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [4])],
+                          [helper.make_tensor_value_info(f"t{n}", TensorProto.FLOAT, [4])],
+                          [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def bench_pair(model, feed, runs):
+    import onnxruntime as ort
+    mine = ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"])
+    if feed is None:
+        feed = make_inputs(mine)
+    t_mine = _median_time(lambda: mine.run(None, feed), runs)
+    try:
+        theirs = ort.InferenceSession(model if isinstance(model, str) else model.SerializeToString(),
+                                      providers=["CPUExecutionProvider"])
+        t_ort = _median_time(lambda: theirs.run(None, feed), runs)
+    except Exception as e:  # onnxruntime refuses a few models ortgpu runs
+        print(f"  onnxruntime could not run it: {type(e).__name__}", file=sys.stderr)
+        t_ort = float("nan")
+    return t_mine, t_ort
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--json", help="write the results to this JSON file")
+    ap.add_argument("--no-zoo", action="store_true", help="skip the models fetched from pinned wheels")
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+
+    rows = []
+    cases = {k: (v, None) for k, v in light_models().items()}
+    if not args.no_zoo:
+        cases.update(zoo_models())
+    print(f"| model | ortgpu CPU (ms) | onnxruntime {ort.__version__} CPU (ms) | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, (model, feed) in cases.items():
+        t_mine, t_ort = bench_pair(model, feed, args.runs)
+        rows.append({"model": name, "ortgpu_ms": t_mine * 1e3, "onnxruntime_ms": t_ort * 1e3,
+                     "ratio": t_mine / t_ort})
+        print(f"| {name} | {t_mine * 1e3:.2f} | {t_ort * 1e3:.2f} | {t_mine / t_ort:.2f}x |", flush=True)
+    ratios = [r["ratio"] for r in rows if r["ratio"] == r["ratio"]]
+    median_ratio = statistics.median(ratios) if ratios else float("nan")
+    print(f"\nmedian ratio ortgpu/onnxruntime: {median_ratio:.2f}x")
+
+    n = 1000
+    t_mine, t_ort = bench_pair(add_chain(n), None, max(args.runs, 20))
+    overhead = {"ortgpu_us_per_node": t_mine / n * 1e6, "onnxruntime_us_per_node": t_ort / n * 1e6}
+    print(f"per-node overhead (chain of {n} Add on 4 floats): ortgpu {overhead['ortgpu_us_per_node']:.2f} us, "
+          f"onnxruntime {overhead['onnxruntime_us_per_node']:.2f} us "
+          f"({t_mine / t_ort:.2f}x)")
+    if args.json:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=HERE).stdout.strip()
+        with open(args.json, "w") as f:
+            json.dump({"date": datetime.date.today().isoformat(), "commit": commit,
+                       "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+                       "onnxruntime": ort.__version__, "numpy": np.__version__, "models": rows,
+                       "median_ratio": median_ratio, "add_chain": overhead}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Command line: ``ortgpu demo`` and ``ortgpu run MODEL``."""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def demo_model_path() -> str:
+    """The light ResNet-50 that ships inside the onnx package (real architecture, synthetic weights)."""
+    import onnx.backend.test as suite
+    return os.path.join(os.path.dirname(suite.__file__), "data", "light", "light_resnet50.onnx")
+
+
+def _time_runs(fn, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _summarize(name, value) -> str:
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fiub" and value.size:
+        v = value.astype(np.float64)
+        return (f"  {name}: shape={list(value.shape)} dtype={value.dtype} "
+                f"min={v.min():.6g} max={v.max():.6g} mean={v.mean():.6g}")
+    if isinstance(value, np.ndarray):
+        return f"  {name}: shape={list(value.shape)} dtype={value.dtype}"
+    if isinstance(value, list):
+        return f"  {name}: sequence of {len(value)}"
+    return f"  {name}: {type(value).__name__}"
+
+
+def _providers_arg(text: str | None):
+    if not text:
+        return None
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def run_model(path: str, inputs_path: str | None, providers, runs: int, compare: bool) -> int:
+    import ortgpu
+    sess = ortgpu.InferenceSession(path, providers=providers)
+    if inputs_path:
+        with np.load(inputs_path, allow_pickle=False) as data:
+            feed = {k: data[k] for k in data.files}
+    else:
+        from ortgpu.sample_inputs import make_inputs
+        feed = make_inputs(sess)
+    print(f"model: {path}")
+    print(f"providers: {', '.join(sess.get_providers())}")
+    placement = collections.Counter(p for _, _, p in sess.get_provider_assignment())
+    print("placement: " + ", ".join(f"{n} nodes on {p}" for p, n in placement.items()))
+    for arg in sess.get_inputs():
+        print(f"  input {arg.name}: {arg.type} {list(feed[arg.name].shape)}")
+    outputs = sess.run(None, feed)  # warm-up
+    times = _time_runs(lambda: sess.run(None, feed), runs)
+    print("outputs:")
+    for arg, value in zip(sess.get_outputs(), outputs):
+        print(_summarize(arg.name, value))
+    print(f"latency: median {statistics.median(times) * 1e3:.2f} ms, min {min(times) * 1e3:.2f} ms "
+          f"over {runs} runs")
+    if compare:
+        _compare_with_onnxruntime(path, feed, outputs)
+    return 0
+
+
+def _compare_with_onnxruntime(path, feed, outputs) -> None:
+    try:
+        import onnxruntime
+    except ImportError:
+        print("onnxruntime: not installed, no comparison")
+        return
+    try:
+        ref = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feed)
+    except Exception as e:  # onnxruntime refuses some models that ortgpu runs
+        print(f"onnxruntime {onnxruntime.__version__}: could not run the model ({type(e).__name__})")
+        return
+    for i, (a, b) in enumerate(zip(outputs, ref)):
+        if isinstance(a, np.ndarray) and a.dtype.kind in "fc":
+            diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+            print(f"onnxruntime {onnxruntime.__version__} CPU: output {i} max abs difference {diff:.3g}")
+        else:
+            same = np.array_equal(a, b)
+            print(f"onnxruntime {onnxruntime.__version__} CPU: output {i} {'identical' if same else 'DIFFERENT'}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="ortgpu", description="ortgpu: an ONNX runtime with onnxruntime's API")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="run the embedded ResNet-50 on the best available provider")
+    d.add_argument("--runs", type=int, default=5)
+    d.add_argument("--providers", help="comma-separated provider names (default: all available)")
+    r = sub.add_parser("run", help="run any model on given or generated inputs")
+    r.add_argument("model")
+    r.add_argument("--inputs", help=".npz file with one array per input name")
+    r.add_argument("--providers", help="comma-separated provider names (default: all available)")
+    r.add_argument("--runs", type=int, default=10)
+    r.add_argument("--compare", action="store_true", help="compare with onnxruntime when installed")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            import ortgpu
+            print(f"ortgpu {ortgpu.__version__}; available providers: {', '.join(ortgpu.get_available_providers())}")
+            return run_model(demo_model_path(), None, _providers_arg(args.providers), args.runs, True)
+        return run_model(args.model, args.inputs, _providers_arg(args.providers), args.runs, args.compare)
+    except Exception as e:
+        print(f"ortgpu: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Activation functions.  Formulas run in float32 for float16/bfloat16 inputs (one
+rounding at the end) and in the input's own precision for float32/float64."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ortgpu.providers.kernels.elementwise import as_array, compute_in, erfc
+from ortgpu.providers.registry import kernel
+
+
+def _act(ctx, fn, *arrays):
+    return compute_in(ctx, fn, *arrays, widen_half=True)
+
+
+def _sigmoid(xp, x):
+    """1 / (1 + exp(-x)) without overflow for large |x|."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(xp, x):
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+@kernel("Relu", since=(1, 6, 13, 14))
+def Relu(ctx, X, **_legacy):
+    """max(X, 0); integers too from opset 14."""
+    xp = ctx.xp
+    if X.dtype.kind in "iu":
+        return as_array(xp, xp.maximum(X, 0), X.dtype)
+    return compute_in(ctx, lambda x: xp.maximum(x, 0), X)
+
+
+@kernel("LeakyRelu", since=(1, 6, 16))
+def LeakyRelu(ctx, X, *, alpha=0.01, **_legacy):
+    """X for X >= 0, alpha * X below."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: xp.where(x < 0, x * alpha, x), X)
+
+
+@kernel("PRelu", since=(1, 6, 7, 9, 16))
+def PRelu(ctx, X, slope, **_legacy):
+    """X for X >= 0, slope * X below; slope broadcasts to X (before opset 7 a 1-D slope
+    of X's channel count applies per channel)."""
+    xp = ctx.xp
+    if ctx.opset < 7 and slope.ndim == 1 and X.ndim >= 2 and slope.shape[0] == X.shape[1] != 1:
+        slope = slope.reshape((-1,) + (1,) * (X.ndim - 2))
+    if X.dtype.kind in "iu":
+        return as_array(xp, xp.where(X < 0, X * slope.astype(X.dtype), X), X.dtype)
+    return _act(ctx, lambda x, s: xp.where(x < 0, x * s, x), X, slope)
+
+
+@kernel("Elu", since=(1, 6, 22))
+def Elu(ctx, X, *, alpha=1.0, **_legacy):
+    """X for X >= 0, alpha * (exp(X) - 1) below."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: xp.where(x < 0, alpha * xp.expm1(x), x), X)
+
+
+@kernel("Selu", since=(1, 6, 22))
+def Selu(ctx, X, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875, **_legacy):
+    """gamma * X for X > 0, gamma * alpha * (exp(X) - 1) otherwise."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: gamma * xp.where(x > 0, x, alpha * xp.expm1(x)), X)
+
+
+@kernel("Celu", since=(12, 28))
+def Celu(ctx, X, *, alpha=1.0):
+    """max(0, X) + min(0, alpha * (exp(X / alpha) - 1))."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: xp.maximum(x, 0) + xp.minimum(0, alpha * xp.expm1(x / alpha)), X)
+
+
+@kernel("Sigmoid", since=(1, 6, 13))
+def Sigmoid(ctx, X, **_legacy):
+    """1 / (1 + exp(-X))."""
+    return _act(ctx, lambda x: _sigmoid(ctx.xp, x), X)
+
+
+@kernel("HardSigmoid", since=(1, 6, 22))
+def HardSigmoid(ctx, X, *, alpha=0.2, beta=0.5, **_legacy):
+    """max(0, min(1, alpha * X + beta))."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: xp.clip(x * alpha + beta, 0, 1), X)
+
+
+@kernel("HardSwish", since=(14, 22))
+def HardSwish(ctx, X):
+    """X * max(0, min(1, X / 6 + 1 / 2))."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: x * xp.clip(x * (1 / 6) + 0.5, 0, 1), X)
+
+
+@kernel("Tanh", since=(1, 6, 13))
+def Tanh(ctx, input, **_legacy):
+    """Hyperbolic tangent."""
+    return _act(ctx, ctx.xp.tanh, input)
+
+
+@kernel("Softplus", since=(1, 22))
+def Softplus(ctx, X):
+    """log(1 + exp(X)), computed without overflow."""
+    return _act(ctx, lambda x: _softplus(ctx.xp, x), X)
+
+
+@kernel("Softsign", since=(1, 22))
+def Softsign(ctx, input):
+    """X / (1 + |X|)."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: x / (1 + xp.abs(x)), input)
+
+
+@kernel("Gelu", since=20)
+def Gelu(ctx, X, *, approximate="none"):
+    """X * Phi(X) with the exact erf form, or the tanh approximation when approximate='tanh'
+    (both written so that negative X suffers no cancellation)."""
+    xp = ctx.xp
+    if approximate == "tanh":   # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u)
+        c = 2 * math.sqrt(2 / math.pi)
+        return _act(ctx, lambda x: x * _sigmoid(xp, c * (x + 0.044715 * x ** 3)), X)
+    if approximate != "none":
+        raise ValueError(f"Gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _act(ctx, lambda x: 0.5 * x * erfc(xp, x * -(1 / math.sqrt(2))), X)
+
+
+@kernel("Mish", since=(18, 22))
+def Mish(ctx, X):
+    """X * tanh(softplus(X))."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: x * xp.tanh(_softplus(xp, x)), X)
+
+
+@kernel("Shrink", since=9)
+def Shrink(ctx, input, *, bias=0.0, lambd=0.5):
+    """input + bias below -lambd, input - bias above lambd, 0 in between."""
+    xp = ctx.xp
+
+    def shrink(x):
+        return xp.where(x < -lambd, x + bias, xp.where(x > lambd, x - bias, 0))
+
+    if input.dtype.kind in "iu":   # integers: the float result truncated back
+        with np.errstate(all="ignore"):
+            return as_array(xp, shrink(input.astype(np.float64)), input.dtype)
+    return _act(ctx, shrink, input)
+
+
+@kernel("ThresholdedRelu", since=(10, 22))
+def ThresholdedRelu(ctx, X, *, alpha=1.0):
+    """X where X > alpha, else 0."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: xp.where(x > alpha, x, 0), X)
+
+
+@kernel("Swish", since=24)
+def Swish(ctx, X, *, alpha=1.0):
+    """X * sigmoid(alpha * X)."""
+    xp = ctx.xp
+    return _act(ctx, lambda x: x * _sigmoid(xp, x * alpha), X)

@@ -1,0 +1,129 @@
+"""Control flow: If, Loop, Scan, SequenceMap.
+
+Subgraph attributes arrive as callables (executor.BoundGraph) already bound to the
+outer-scope values they read: ``body(*inputs) -> list of outputs``.
+"""
+import numpy as np
+
+from ortgpu.providers.registry import kernel
+
+_CF_VERSIONS = (1, 11, 13, 16, 19, 21, 23, 24, 25)
+
+
+def _empty_like_type(ctx, i):
+    """A zero-length tensor for output i of a loop that ran no iteration."""
+    tp = ctx.output_types[i] if i < len(ctx.output_types) else None
+    dtype = ctx.output_dtype(i) or np.float32
+    shape = [0]
+    if tp is not None and tp.tensor_type.HasField("shape"):
+        dims = tp.tensor_type.shape.dim
+        shape = [0] + [d.dim_value if d.HasField("dim_value") else 0 for d in list(dims)[1:]]
+    return ctx.xp.zeros(shape, dtype=dtype)
+
+
+def _truth(xp, cond) -> bool:
+    if cond is None:
+        return True
+    return bool(np.asarray(cond.get() if hasattr(cond, "get") else cond).reshape(-1)[0])
+
+
+@kernel("If", since=_CF_VERSIONS)
+def If(ctx, cond, *, then_branch, else_branch):
+    """Run one branch; its outputs are the node's outputs."""
+    branch = then_branch if _truth(ctx.xp, cond) else else_branch
+    return tuple(branch())
+
+
+@kernel("Loop", since=_CF_VERSIONS)
+def Loop(ctx, M=None, cond=None, *v_initial, body):
+    """Run `body` while iterations < M and cond holds; carried values and stacked scan outputs."""
+    xp = ctx.xp
+    trip = int(np.asarray(M.get() if hasattr(M, "get") else M).reshape(-1)[0]) if M is not None else None
+    keep_going = _truth(xp, cond)
+    carried = list(v_initial)
+    n_carried = len(carried)
+    n_scan = ctx.num_outputs - n_carried
+    scans: list[list] = [[] for _ in range(n_scan)]
+    i = 0
+    while keep_going and (trip is None or i < trip):
+        outs = body(np.array(i, dtype=np.int64), np.array(keep_going, dtype=bool), *carried)
+        keep_going = _truth(xp, outs[0])
+        carried = list(outs[1:1 + n_carried])
+        for k in range(n_scan):
+            scans[k].append(outs[1 + n_carried + k])
+        i += 1
+    stacked = [xp.stack(s) if s else _empty_like_type(ctx, n_carried + k) for k, s in enumerate(scans)]
+    return tuple(carried + stacked)
+
+
+def _scan(ctx, body, states, scan_inputs, in_axes, in_dirs, out_axes, out_dirs):
+    xp = ctx.xp
+    n_state = len(states)
+    n_scan_out = ctx.num_outputs - n_state
+    inputs = [xp.moveaxis(x, ax, 0) for x, ax in zip(scan_inputs, in_axes)]
+    length = inputs[0].shape[0] if inputs else 0
+    per_step: list[list] = [[] for _ in range(n_scan_out)]
+    for t in range(length):
+        slices = [x[length - 1 - t] if d else x[t] for x, d in zip(inputs, in_dirs)]
+        outs = body(*states, *slices)
+        states = list(outs[:n_state])
+        for k in range(n_scan_out):
+            per_step[k].append(outs[n_state + k])
+    results = list(states)
+    for k in range(n_scan_out):
+        seq = per_step[k][::-1] if out_dirs[k] else per_step[k]
+        if not seq:
+            results.append(_empty_like_type(ctx, n_state + k))
+            continue
+        y = xp.stack(seq)
+        ax = out_axes[k]
+        if ax < 0:
+            ax += y.ndim
+        results.append(xp.moveaxis(y, 0, ax))
+    return tuple(results)
+
+
+@kernel("Scan", since=(9, 11, 16, 19, 21, 23, 24, 25))
+def Scan(ctx, *initial_state_and_scan_inputs, body, num_scan_inputs, scan_input_axes=None,
+         scan_input_directions=None, scan_output_axes=None, scan_output_directions=None):
+    """Iterate `body` over slices of the scan inputs, threading the state values through."""
+    vals = list(initial_state_and_scan_inputs)
+    n_state = len(vals) - num_scan_inputs
+    states, scan_inputs = vals[:n_state], vals[n_state:]
+    n_out = ctx.num_outputs - n_state
+    in_axes = [a if a >= 0 else a + x.ndim for a, x in zip(scan_input_axes or [0] * num_scan_inputs, scan_inputs)]
+    in_dirs = scan_input_directions or [0] * num_scan_inputs
+    out_axes = scan_output_axes or [0] * n_out
+    out_dirs = scan_output_directions or [0] * n_out
+    return _scan(ctx, body, states, scan_inputs, in_axes, in_dirs, out_axes, out_dirs)
+
+
+@kernel("Scan", since=8)
+def Scan8(ctx, sequence_lens, *initial_state_and_scan_inputs, body, num_scan_inputs, directions=None):
+    """Opset-8 Scan: a batch axis 0 and the scan axis 1; per-batch sequence lengths."""
+    xp = ctx.xp
+    vals = list(initial_state_and_scan_inputs)
+    n_state = len(vals) - num_scan_inputs
+    states, scan_inputs = vals[:n_state], vals[n_state:]
+    batch = scan_inputs[0].shape[0]
+    dirs = directions or [0] * num_scan_inputs
+    n_out = ctx.num_outputs - n_state
+    per_batch = []
+    for b in range(batch):
+        length = scan_inputs[0].shape[1] if sequence_lens is None else int(sequence_lens[b])
+        res = _scan(ctx, body, [s[b] for s in states], [x[b, :length] for x in scan_inputs],
+                    [0] * num_scan_inputs, dirs, [0] * n_out, [0] * n_out)
+        per_batch.append(res)
+    return tuple(xp.stack([r[k] for r in per_batch]) for k in range(ctx.num_outputs))
+
+
+@kernel("SequenceMap", since=17)
+def SequenceMap(ctx, input_sequence, *additional_inputs, body):
+    """Apply `body` to each element (sequence arguments are walked in step); one sequence per output."""
+    n = len(input_sequence)
+    outs: list[list] = [[] for _ in range(ctx.num_outputs)]
+    for i in range(n):
+        args = [input_sequence[i]] + [a[i] if isinstance(a, list) else a for a in additional_inputs]
+        for k, v in enumerate(body(*args)):
+            outs[k].append(v)
+    return tuple(outs)

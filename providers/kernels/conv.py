@@ -1,0 +1,315 @@
+"""Convolutions: Conv, ConvTranspose, ConvInteger, DeformConv and Col2Im.
+
+Conv is im2col (a strided window view copied into a column matrix) plus one batched
+matmul over the groups; ConvTranspose is the reverse: one matmul, then a col2im
+scatter-add that loops over kernel offsets only.  The window and padding helpers here
+are shared with the pooling and quantized kernels.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ortgpu.providers.registry import kernel
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def compute_dtype(dtype):
+    """The dtype to do float math in: float64 stays, everything else computes in float32."""
+    return np.float64 if np.dtype(dtype) == np.float64 else np.float32
+
+
+def fill_spatial(values, n, default):
+    """An attribute list for n spatial axes, or n copies of the default when it is absent."""
+    return [int(v) for v in values] if values else [default] * n
+
+
+def same_pads(in_shape, kernel, strides, dilations, auto_pad):
+    """Begin/end pads for auto_pad SAME_UPPER / SAME_LOWER (output = ceil(in / stride))."""
+    begins, ends = [], []
+    for size, k, s, d in zip(in_shape, kernel, strides, dilations):
+        out = -(-size // s)
+        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+        small = total // 2
+        if auto_pad == "SAME_UPPER":
+            begins.append(small)
+            ends.append(total - small)
+        else:
+            begins.append(total - small)
+            ends.append(small)
+    return begins, ends
+
+
+def resolve_pads(in_shape, kernel, strides, dilations, auto_pad, pads):
+    """(begin pads, end pads) from the auto_pad / pads attributes."""
+    n = len(in_shape)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        return same_pads(in_shape, kernel, strides, dilations, auto_pad)
+    if auto_pad == "VALID" or not pads:
+        return [0] * n, [0] * n
+    if auto_pad not in ("NOTSET", ""):
+        raise ValueError(f"unknown auto_pad '{auto_pad}'")
+    return [int(p) for p in pads[:n]], [int(p) for p in pads[n:2 * n]]
+
+
+def pad_spatial(xp, x, begins, ends, value=0):
+    """x (N, C, *S) padded on the spatial axes; negative pads crop."""
+    if any(b < 0 or e < 0 for b, e in zip(begins, ends)):
+        sl = [slice(None), slice(None)] + [slice(max(0, -b), x.shape[2 + i] - max(0, -e) or None)
+                                           for i, (b, e) in enumerate(zip(begins, ends))]
+        x = x[tuple(sl)]
+        begins = [max(0, b) for b in begins]
+        ends = [max(0, e) for e in ends]
+    if not any(begins) and not any(ends):
+        return x
+    width = [(0, 0), (0, 0)] + list(zip(begins, ends))
+    return xp.pad(x, width, mode="constant", constant_values=value)
+
+
+def window_view(xp, x, kernel, strides, dilations, out_shape):
+    """A strided view of x (N, C, *S) with shape (N, C, *out_shape, *kernel); no copy."""
+    st = x.strides
+    nd = len(kernel)
+    shape = tuple(x.shape[:2]) + tuple(out_shape) + tuple(kernel)
+    view_strides = (tuple(st[:2]) + tuple(st[2 + i] * strides[i] for i in range(nd))
+                    + tuple(st[2 + i] * dilations[i] for i in range(nd)))
+    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=view_strides)
+
+
+def conv_out_shape(in_shape, kernel, strides, dilations, begins, ends):
+    return [(size + b + e - ((k - 1) * d + 1)) // s + 1
+            for size, k, s, d, b, e in zip(in_shape, kernel, strides, dilations, begins, ends)]
+
+
+def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
+    """Convolution of x (N, C, *S) with w (M, C/group, *kernel) in x's dtype; no bias."""
+    n, c = x.shape[:2]
+    m = w.shape[0]
+    nd = len(kernel)
+    out_shape = conv_out_shape(x.shape[2:], kernel, strides, dilations, begins, ends)
+    p = math.prod(out_shape)
+    cg, mg = c // group, m // group
+    if group == 1 and all(k == 1 for k in kernel) and not any(begins) and not any(ends):
+        sl = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
+        cols = x[sl].reshape(n, c, p)  # 1x1 kernel: the input itself is the column matrix
+        y = xp.matmul(w.reshape(m, c), cols)
+        return y.reshape((n, m) + tuple(out_shape))
+    xpad = pad_spatial(xp, x, begins, ends)
+    view = window_view(xp, xpad, kernel, strides, dilations, out_shape)
+    # (N, C, *out, *k) -> (N, C, *k, *out) so a column holds one output pixel's receptive field
+    order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
+    k = math.prod(kernel)
+    cols = view.transpose(order).reshape(n, group, cg * k, p)
+    y = xp.matmul(w.reshape(group, mg, cg * k), cols)  # (N, G, M/G, P)
+    return y.reshape((n, m) + tuple(out_shape))
+
+
+def col2im_nd(xp, cols, out_full, kernel, in_shape, strides, dilations, origin=None):
+    """Scatter-add cols (N, C, *kernel, *in_shape) into (N, C, *out_full): the adjoint of im2col.
+
+    ``origin`` shifts where the first window starts (default 0 on every axis)."""
+    n, c = cols.shape[:2]
+    nd = len(kernel)
+    out = xp.zeros((n, c) + tuple(out_full), dtype=cols.dtype)
+    for offs in np.ndindex(*kernel):
+        dst = [slice(None), slice(None)]
+        for i in range(nd):
+            start = offs[i] * dilations[i] + (origin[i] if origin else 0)
+            stop = start + strides[i] * (in_shape[i] - 1) + 1
+            dst.append(slice(start, stop, strides[i]))
+        out[tuple(dst)] += cols[(slice(None), slice(None)) + offs]
+    return out
+
+
+def crop_spatial(y, begins, out_shape):
+    sl = (slice(None), slice(None)) + tuple(slice(b, b + o) for b, o in zip(begins, out_shape))
+    return y[sl]
+
+
+def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides):
+    """Shared body of Conv (float types): computes in float32/float64, returns X's dtype."""
+    xp = ctx.xp
+    nd = X.ndim - 2
+    kernel = fill_spatial(kernel_shape, nd, 0) if kernel_shape else list(W.shape[2:])
+    strides = fill_spatial(strides, nd, 1)
+    dilations = fill_spatial(dilations, nd, 1)
+    begins, ends = resolve_pads(X.shape[2:], kernel, strides, dilations, auto_pad, pads)
+    cdt = compute_dtype(X.dtype)
+    y = conv_nd(xp, X.astype(cdt, copy=False), W.astype(cdt, copy=False), group, kernel,
+                strides, dilations, begins, ends)
+    if B is not None:
+        y += B.astype(cdt, copy=False).reshape((1, -1) + (1,) * nd)
+    return y.astype(X.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@kernel("Conv", since=(1, 11, 22))
+def Conv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+         pads=None, strides=None):
+    """N-D convolution with groups, dilations, strides and auto_pad (im2col + matmul)."""
+    return conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
+
+
+@kernel("ConvInteger", since=10)
+def ConvInteger(ctx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET",
+                dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    """Integer convolution of (x - x_zero_point) and (w - w_zero_point), int32 result."""
+    xp = ctx.xp
+    xf = x.astype(np.float64)
+    wf = w.astype(np.float64)
+    if x_zero_point is not None:
+        xf = xf - x_zero_point.astype(np.float64)  # padding then adds exact zeros
+    if w_zero_point is not None:
+        wzp = w_zero_point.astype(np.float64)
+        wf = wf - (wzp.reshape((-1,) + (1,) * (w.ndim - 1)) if wzp.ndim == 1 else wzp)
+    y = conv_float(ctx, xf, wf, None, auto_pad, dilations, group, kernel_shape, pads, strides)
+    return xp.rint(y).astype(np.int32)
+
+
+def conv_transpose_geometry(in_shape, kernel, strides, dilations, auto_pad, pads,
+                            output_padding, output_shape):
+    """(begin pads, output spatial shape) of ConvTranspose, as onnxruntime computes them."""
+    nd = len(in_shape)
+    out_pad = fill_spatial(output_padding, nd, 0)
+    full = [s * (i - 1) + op + (k - 1) * d + 1
+            for i, k, s, d, op in zip(in_shape, kernel, strides, dilations, out_pad)]
+    if output_shape:
+        target = [int(v) for v in output_shape][-nd:]
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        target = [i * s for i, s in zip(in_shape, strides)]
+    else:
+        target = None
+    if target is None:
+        begins, ends = resolve_pads(in_shape, kernel, strides, dilations, "NOTSET",
+                                    pads if auto_pad != "VALID" else None)
+        return begins, [f - b - e for f, b, e in zip(full, begins, ends)]
+    begins = []
+    for f, t in zip(full, target):
+        total = f - t
+        if auto_pad == "SAME_UPPER":
+            begins.append(total // 2)
+        else:  # SAME_LOWER, or an explicit output_shape: the extra pad goes in front
+            begins.append(total - total // 2)
+    return begins, target
+
+
+@kernel("ConvTranspose", since=(1, 11, 22))
+def ConvTranspose(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
+                  kernel_shape=None, output_padding=None, output_shape=None, pads=None, strides=None):
+    """Transposed convolution: one matmul to columns, then a col2im scatter-add and a crop."""
+    xp = ctx.xp
+    nd = X.ndim - 2
+    n, c = X.shape[:2]
+    kernel = fill_spatial(kernel_shape, nd, 0) if kernel_shape else list(W.shape[2:])
+    strides = fill_spatial(strides, nd, 1)
+    dilations = fill_spatial(dilations, nd, 1)
+    in_shape = list(X.shape[2:])
+    begins, out_shape = conv_transpose_geometry(in_shape, kernel, strides, dilations, auto_pad,
+                                                pads, output_padding, output_shape)
+    cdt = compute_dtype(X.dtype)
+    cg = c // group
+    mg = W.shape[1]
+    k = math.prod(kernel)
+    p = math.prod(in_shape)
+    x = X.astype(cdt, copy=False).reshape(n, group, cg, p)
+    w = W.astype(cdt, copy=False).reshape(group, cg, mg * k).transpose(0, 2, 1)  # (G, M/G*K, C/G)
+    cols = xp.matmul(w, x).reshape((n, group * mg) + tuple(kernel) + tuple(in_shape))
+    # the scatter target must hold both the full result and the (possibly larger) output_shape
+    full = [max(s * (i - 1) + (kk - 1) * d + 1, b + o)
+            for i, kk, s, d, b, o in zip(in_shape, kernel, strides, dilations, begins, out_shape)]
+    lead = [max(0, -b) for b in begins]
+    y = col2im_nd(xp, cols, [f + l for f, l in zip(full, lead)], kernel, in_shape, strides,
+                  dilations, origin=lead)
+    y = crop_spatial(y, [b + l for b, l in zip(begins, lead)], out_shape)
+    if B is not None:
+        y = y + B.astype(cdt, copy=False).reshape((1, -1) + (1,) * nd)
+    return xp.ascontiguousarray(y).astype(X.dtype, copy=False)
+
+
+@kernel("Col2Im", since=18)
+def Col2Im(ctx, input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
+    """Rebuild images (N, C, *image_shape) from sliding blocks (N, C*prod(block), L), summing overlaps."""
+    xp = ctx.xp
+    image = [int(v) for v in np.asarray(image_shape).tolist()]
+    block = [int(v) for v in np.asarray(block_shape).tolist()]
+    nd = len(image)
+    strides = fill_spatial(strides, nd, 1)
+    dilations = fill_spatial(dilations, nd, 1)
+    pads = fill_spatial(pads, 2 * nd, 0)
+    begins, ends = pads[:nd], pads[nd:]
+    blocks = conv_out_shape(image, block, strides, dilations, begins, ends)
+    n = input.shape[0]
+    c = input.shape[1] // math.prod(block)
+    cdt = compute_dtype(input.dtype)
+    cols = input.astype(cdt, copy=False).reshape((n, c) + tuple(block) + tuple(blocks))
+    padded = [i + b + e for i, b, e in zip(image, begins, ends)]
+    y = col2im_nd(xp, cols, padded, block, blocks, strides, dilations)
+    return xp.ascontiguousarray(crop_spatial(y, begins, image)).astype(input.dtype, copy=False)
+
+
+def bilinear_gather(xp, img, ys, xs):
+    """Bilinear samples of img (N, C, H, W) at float coordinates ys, xs (N, *S); zero outside.
+
+    Returns (N, C, *S)."""
+    n, c, h, w = img.shape
+    y0 = xp.floor(ys)
+    x0 = xp.floor(xs)
+    ly, lx = ys - y0, xs - x0
+    y0 = y0.astype(np.int64)
+    x0 = x0.astype(np.int64)
+    flat = img.reshape(n, c, h * w)
+    out = 0
+    for dy, wy in ((0, 1 - ly), (1, ly)):
+        for dx, wx in ((0, 1 - lx), (1, lx)):
+            yy, xx = y0 + dy, x0 + dx
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+            idx = xp.where(inside, yy * w + xx, 0).reshape(n, 1, -1)
+            vals = xp.take_along_axis(flat, xp.broadcast_to(idx, (n, c, idx.shape[-1])), axis=2)
+            weight = xp.where(inside, wy * wx, 0).reshape(n, 1, -1)
+            out = out + vals * weight
+    return out.reshape((n, c) + ys.shape[1:])
+
+
+@kernel("DeformConv", since=(19, 22))
+def DeformConv(ctx, X, W, offset, B=None, mask=None, *, dilations=None, group=1, kernel_shape=None,
+               offset_group=1, pads=None, strides=None):
+    """2-D deformable convolution: bilinear samples at offset kernel taps, times mask, then matmul."""
+    xp = ctx.xp
+    if X.ndim != 4:
+        raise ValueError(f"DeformConv supports 2-D inputs only, got rank {X.ndim}")
+    n, c, h, w_in = X.shape
+    m = W.shape[0]
+    kernel = fill_spatial(kernel_shape, 2, 0) if kernel_shape else list(W.shape[2:])
+    strides = fill_spatial(strides, 2, 1)
+    dilations = fill_spatial(dilations, 2, 1)
+    pads = fill_spatial(pads, 4, 0)
+    oh, ow = conv_out_shape((h, w_in), kernel, strides, dilations, pads[:2], pads[2:])
+    kh, kw = kernel
+    k = kh * kw
+    cdt = compute_dtype(X.dtype)
+    x = X.astype(cdt, copy=False)
+    off = offset.astype(cdt, copy=False).reshape(n, offset_group, k, 2, oh, ow)
+    # base sampling positions (K, OH, OW) of each kernel tap, before offsets
+    ky, kx = np.meshgrid(np.arange(kh) * dilations[0], np.arange(kw) * dilations[1], indexing="ij")
+    base_y = (ky.reshape(k, 1, 1) + (np.arange(oh) * strides[0] - pads[0]).reshape(1, oh, 1))
+    base_x = (kx.reshape(k, 1, 1) + (np.arange(ow) * strides[1] - pads[1]).reshape(1, 1, ow))
+    base_y = xp.asarray(base_y.astype(cdt))
+    base_x = xp.asarray(base_x.astype(cdt))
+    cpg = c // offset_group
+    cols = []
+    for g in range(offset_group):
+        ys = base_y[None] + off[:, g, :, 0]  # (N, K, OH, OW)
+        xs = base_x[None] + off[:, g, :, 1]
+        sampled = bilinear_gather(xp, x[:, g * cpg:(g + 1) * cpg], ys, xs)  # (N, cpg, K, OH, OW)
+        if mask is not None:
+            sampled = sampled * mask.astype(cdt, copy=False).reshape(n, offset_group, k, oh, ow)[:, g][:, None]
+        cols.append(sampled)
+    cols = xp.concatenate(cols, axis=1).reshape(n, group, (c // group) * k, oh * ow)
+    y = xp.matmul(W.astype(cdt, copy=False).reshape(group, m // group, (c // group) * k), cols)
+    y = y.reshape(n, m, oh, ow)
+    if B is not None:
+        y = y + B.astype(cdt, copy=False).reshape(1, -1, 1, 1)
+    return y.astype(X.dtype, copy=False)

@@ -1,0 +1,83 @@
+"""Linear algebra: MatMul, Gemm, Einsum, Det.
+
+float16, bfloat16 and float8 operands are multiplied in float32 (NumPy's float16 matmul
+accumulates in float16 and ml_dtypes types have no BLAS path) and cast back.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.providers.kernels.reduce import work_dtype
+from ortgpu.providers.registry import kernel
+
+
+def _as(x, dt):
+    return x if x.dtype == dt else x.astype(dt)
+
+
+@kernel("MatMul", since=(1, 9, 13))
+def MatMul(ctx, A, B):
+    """numpy.matmul semantics (1-D operands are promoted and the added axis dropped)."""
+    xp = ctx.xp
+    dt = work_dtype(A.dtype)
+    y = xp.matmul(_as(A, dt), _as(B, dt))
+    return _as(xp.asarray(y), A.dtype)
+
+
+@kernel("Gemm", since=(1, 6, 7, 9, 11, 13))
+def Gemm(ctx, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+    """Y = alpha * A' B' + beta * C, C unidirectionally broadcast (`broadcast` is legacy, pre-7)."""
+    xp = ctx.xp
+    dt = work_dtype(A.dtype)
+    a = _as(A, dt)
+    b = _as(B, dt)
+    if transA:
+        a = a.T
+    if transB:
+        b = b.T
+    y = xp.matmul(a, b)
+    if alpha != 1.0:
+        y = y * (dt.type(alpha) if dt.kind == "f" else alpha)
+    if C is not None and beta != 0.0:
+        c = _as(C, dt)
+        y = y + (c * (dt.type(beta) if dt.kind == "f" else beta) if beta != 1.0 else c)
+    return _as(xp.asarray(y), A.dtype)
+
+
+def _einsum_parts(equation: str, ranks):
+    """Split an einsum equation into its input terms and the output term (made explicit)."""
+    eq = equation.replace(" ", "")
+    if "->" in eq:
+        lhs, rhs = eq.split("->")
+    else:
+        lhs, rhs = eq, None
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise ValueError(f"Einsum equation '{equation}' has {len(terms)} operands, got {len(ranks)} inputs")
+    if rhs is None:  # implicit mode: letters seen once, sorted; ellipsis dims first
+        letters = [c for t in terms for c in t.replace("...", "")]
+        once = sorted(c for c in set(letters) if letters.count(c) == 1)
+        rhs = ("..." if "..." in lhs else "") + "".join(once)
+    return terms, rhs
+
+
+@kernel("Einsum", since=(12, 28))
+def Einsum(ctx, *Inputs, equation=""):
+    """Einstein summation; spaces allowed, implicit output sorted by ASCII code (upper case first)."""
+    xp = ctx.xp
+    terms, rhs = _einsum_parts(equation, [x.ndim for x in Inputs])
+    out_dtype = Inputs[0].dtype
+    dt = work_dtype(out_dtype)
+    ops = [_as(x, dt) for x in Inputs]
+    kw = {"optimize": True} if len(ops) > 2 else {}
+    y = xp.einsum(",".join(terms) + "->" + rhs, *ops, **kw)
+    return _as(xp.asarray(y), out_dtype)
+
+
+@kernel("Det", since=(11, 22))
+def Det(ctx, X):
+    """Determinant of the trailing M x M matrices; a 2-D input gives a scalar."""
+    xp = ctx.xp
+    dt = np.dtype(np.float64) if X.dtype == np.float64 else np.dtype(np.float32)
+    y = xp.linalg.det(_as(X, dt))
+    return _as(xp.asarray(y), X.dtype)

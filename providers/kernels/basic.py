@@ -1,4 +1,4 @@
-"""Identity and Constant."""
+"""Identity."""
 from ortgpu.providers.registry import kernel
 
 

@@ -102,7 +102,10 @@ def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
     order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
     k = math.prod(kernel)
     cols = view.transpose(order).reshape(n, group, cg * k, p)
-    y = xp.matmul(w.reshape(group, mg, cg * k), cols)  # (N, G, M/G, P)
+    if group == 1 and n == 1:
+        y = xp.matmul(w.reshape(m, c * k), cols[0, 0])  # a plain 2-D GEMM
+    else:
+        y = xp.matmul(w.reshape(group, mg, cg * k), cols)  # (N, G, M/G, P)
     return y.reshape((n, m) + tuple(out_shape))
 
 

@@ -1,7 +1,7 @@
 """Pooling: AveragePool, MaxPool (with Indices), LpPool, the Global* pools and MaxUnpool.
 
-Every windowed pool is a reduction over a strided window view of the padded input, so no
-Python loop runs over output pixels.
+Every windowed pool reduces the padded input with a loop over kernel offsets, each step one
+vectorized operation on a strided slice; no Python loop runs over output pixels.
 """
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import math
 
 import numpy as np
 
-from ortgpu.providers.kernels.conv import (compute_dtype, fill_spatial, pad_spatial,
-                                           resolve_pads, window_view)
+from ortgpu.providers.kernels.conv import compute_dtype, fill_spatial, pad_spatial, resolve_pads
 from ortgpu.providers.registry import kernel
 
 
@@ -33,15 +32,26 @@ def pool_geometry(in_shape, kernel_shape, strides, dilations, auto_pad, pads, ce
     return kernel, strides, dilations, begins, ends, extra, out
 
 
-def windows(xp, x, geom, fill):
-    """Window view (N, C, *out, *kernel) of x padded with ``fill`` (explicit and ceil pads)."""
-    kernel, strides, dilations, begins, ends, extra, out = geom
-    xpad = pad_spatial(xp, x, begins, [e + x_ for e, x_ in zip(ends, extra)], fill)
-    return window_view(xp, xpad, kernel, strides, dilations, out)
+def padded(xp, x, geom, fill):
+    """x padded with ``fill`` on the explicit pads and on the extra ceil_mode pads."""
+    _, _, _, begins, ends, extra, _ = geom
+    return pad_spatial(xp, x, begins, [e + x_ for e, x_ in zip(ends, extra)], fill)
 
 
-def window_axes(nd):
-    return tuple(range(2 + nd, 2 + 2 * nd))
+def window_slices(geom):
+    """For each kernel offset: (flat offset index, the strided slice of the padded input it reads)."""
+    kernel, strides, dilations, _, _, _, out = geom
+    for k, offs in enumerate(np.ndindex(*kernel)):
+        yield k, (slice(None), slice(None)) + tuple(
+            slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in zip(offs, dilations, strides, out))
+
+
+def window_sum(xp, xpad, geom):
+    """Sum over each window: a loop over kernel offsets, each step one vectorized add."""
+    acc = None
+    for _, sl in window_slices(geom):
+        acc = xpad[sl].copy() if acc is None else xp.add(acc, xpad[sl], out=acc)
+    return acc
 
 
 def lowest(dtype):
@@ -57,17 +67,15 @@ def AveragePool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, 
     nd = X.ndim - 2
     geom = pool_geometry(X.shape[2:], kernel_shape, strides, dilations, auto_pad, pads, ceil_mode)
     cdt = compute_dtype(X.dtype)
-    axes = window_axes(nd)
-    total = windows(xp, X.astype(cdt, copy=False), geom, 0).sum(axis=axes)
+    total = window_sum(xp, padded(xp, X.astype(cdt, copy=False), geom, 0), geom)
     # the divisor per output position: pool a mask of the positions that count
+    _, _, _, begins, ends, extra, _ = geom
     ones = xp.ones((1, 1) + tuple(X.shape[2:]), dtype=cdt)
-    kernel, strides_, dilations_, begins, ends, extra, out = geom
     if count_include_pad:
-        ones = pad_spatial(xp, ones, begins, ends, 1)
-        ones = pad_spatial(xp, ones, [0] * nd, extra, 0)
-        count = window_view(xp, ones, kernel, strides_, dilations_, out).sum(axis=axes)
+        ones = pad_spatial(xp, pad_spatial(xp, ones, begins, ends, 1), [0] * nd, extra, 0)
     else:
-        count = windows(xp, ones, geom, 0).sum(axis=axes)
+        ones = padded(xp, ones, geom, 0)
+    count = window_sum(xp, ones, geom)
     return (total / xp.maximum(count, 1)).astype(X.dtype, copy=False)
 
 
@@ -78,40 +86,42 @@ def MaxPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_sh
     xp = ctx.xp
     nd = X.ndim - 2
     geom = pool_geometry(X.shape[2:], kernel_shape, strides, dilations, auto_pad, pads, ceil_mode)
-    x = X if X.dtype.kind in "iuf" and X.dtype.itemsize >= 4 or X.dtype.kind in "iu" \
-        else X.astype(np.float32)
-    view = windows(xp, x, geom, lowest(x.dtype))
-    axes = window_axes(nd)
+    x = X if X.dtype.kind in "iuf" else X.astype(np.float32)  # bfloat16 / float8: compare in float32
+    xpad = padded(xp, x, geom, lowest(x.dtype))
     want_indices = ctx.num_outputs > 1 and ctx.output_present[1]
+    best = arg = None
+    for k, sl in window_slices(geom):
+        v = xpad[sl]
+        if best is None:
+            best = v.copy()
+            arg = xp.zeros(v.shape, dtype=np.int64) if want_indices else None
+        elif want_indices:
+            better = v > best  # strict: the first maximum in row-major kernel order wins
+            best = xp.where(better, v, best)
+            arg = xp.where(better, k, arg)
+        else:
+            xp.maximum(best, v, out=best)
+    y = best.astype(X.dtype, copy=False)
     if not want_indices:
-        y = view.max(axis=axes).astype(X.dtype, copy=False)
         return (y, None) if ctx.num_outputs > 1 else y
     kernel, strides_, dilations_, begins, _, _, out = geom
     n, c = X.shape[:2]
-    flat = view.reshape(n, c, *out, math.prod(kernel))
-    arg = xp.argmax(flat, axis=-1)
-    y = xp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0].astype(X.dtype, copy=False)
     offs = xp.unravel_index(arg, tuple(kernel))
     in_shape = X.shape[2:]
-    pos = []
-    for i in range(nd):
-        start = xp.arange(out[i]) * strides_[i] - begins[i]
-        start = start.reshape((out[i],) + (1,) * (nd - 1 - i))
-        pos.append(start + offs[i] * dilations_[i])
     index = xp.zeros(arg.shape, dtype=np.int64)
     dims = range(nd) if not storage_order else reversed(range(nd))
     for i in dims:
-        index = index * in_shape[i] + pos[i]
+        start = (xp.arange(out[i]) * strides_[i] - begins[i]).reshape((out[i],) + (1,) * (nd - 1 - i))
+        index = index * in_shape[i] + (start + offs[i] * dilations_[i])
     plane = math.prod(in_shape)
     index += (xp.arange(n * c, dtype=np.int64) * plane).reshape((n, c) + (1,) * nd)
     return y, index
 
 
 def lp_pool(xp, X, geom, p):
-    nd = X.ndim - 2
     cdt = compute_dtype(X.dtype)
     x = xp.abs(X.astype(cdt, copy=False))
-    s = windows(xp, x ** p, geom, 0).sum(axis=window_axes(nd))
+    s = window_sum(xp, padded(xp, x ** p, geom, 0), geom)
     return (s ** (1.0 / p)).astype(X.dtype, copy=False)
 
 

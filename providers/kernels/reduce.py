@@ -51,7 +51,8 @@ def _sum(xp, x, axes, keepdims):
 def _mean(xp, x, axes, keepdims):
     if x.dtype.kind in "iu":
         n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-        return xp.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype) // max(n, 1)
+        s = xp.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
+        return xp.sign(s) * (xp.abs(s) // max(n, 1))  # integer division truncating toward zero
     return xp.mean(x, axis=axes, keepdims=keepdims)
 
 

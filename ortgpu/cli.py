@@ -78,7 +78,9 @@ def _compare_with_onnxruntime(path, feed, outputs) -> None:
         print("onnxruntime: not installed, no comparison")
         return
     try:
-        ref = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feed)
+        quiet = onnxruntime.SessionOptions()
+        quiet.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
+        ref = onnxruntime.InferenceSession(path, quiet, providers=["CPUExecutionProvider"]).run(None, feed)
     except Exception as e:  # onnxruntime refuses some models that ortgpu runs
         print(f"onnxruntime {onnxruntime.__version__}: could not run the model ({type(e).__name__})")
         return

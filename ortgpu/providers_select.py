@@ -21,6 +21,11 @@ ALL_PROVIDERS = [
 ]
 
 
+class UnknownProviderError(ValueError):
+    """A provider name that no onnxruntime build knows: always an error, never a fallback
+    (onnxruntime would retry on the CPU; a typo in a provider name should not run silently)."""
+
+
 def provider_classes() -> dict[str, type]:
     """Provider classes this build can run, by name, in priority order."""
     classes: dict[str, type] = {}
@@ -76,7 +81,7 @@ def normalize(providers, provider_options) -> list[tuple[str, dict]]:
     seen = set()
     for name, opts in pairs:
         if name not in ALL_PROVIDERS:
-            raise ValueError(f"Unknown Provider Type: {name}. Known providers: {', '.join(ALL_PROVIDERS)}")
+            raise UnknownProviderError(f"Unknown Provider Type: {name}. Known providers: {', '.join(ALL_PROVIDERS)}")
         if name in seen:
             warnings.warn(f"Duplicate provider '{name}' encountered, ignoring.", stacklevel=3)
             continue

@@ -99,7 +99,7 @@ class InferenceSession:
         try:
             pairs = providers_select.normalize(providers, provider_options)
         except ValueError as e:
-            if not self._enable_fallback:
+            if not self._enable_fallback or isinstance(e, providers_select.UnknownProviderError):
                 raise
             warnings.warn(f"EP Error {e} when using {providers}\nFalling back to {self._fallback_providers} "
                           f"and retrying.", RuntimeWarning, stacklevel=3)

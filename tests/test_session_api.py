@@ -298,10 +298,9 @@ def test_provider_forms():
 
 @pytest.mark.parametrize("kw", [
     dict(providers=["CPUExecutionProvider"], provider_options=[{}, {}]),
-    dict(providers=["FooExecutionProvider"]),
     dict(providers=[("CPUExecutionProvider", {})], provider_options=[{}]),
     dict(providers=[1]),
-], ids=["length_mismatch", "unknown_name", "tuples_with_options", "bad_item"])
+], ids=["length_mismatch", "tuples_with_options", "bad_item"])
 def test_bad_provider_arguments_fall_back_like_onnxruntime(kw):
     # onnxruntime's InferenceSession retries once with the CPU on a ValueError ...
     ref = _session_with(onnxruntime, **kw)
@@ -316,6 +315,15 @@ def test_bad_provider_arguments_fall_back_like_onnxruntime(kw):
     assert got[0] == "ValueError"
     if ref[0] == "ValueError":  # onnxruntime checks unknown names in C++ (RuntimeError there)
         assert got[1].split(".")[0] == ref[1].split(".")[0]
+
+
+def test_unknown_provider_name_is_an_error():
+    # Deliberately stricter than onnxruntime (which retries on the CPU): a misspelt provider
+    # must not run silently somewhere else.
+    for fallback in (1, 0):
+        with pytest.raises(ValueError, match="Unknown Provider Type: FooExecutionProvider"):
+            ortgpu.InferenceSession(mb.identity().SerializeToString(), providers=["FooExecutionProvider"],
+                                    enable_fallback=fallback)
 
 
 @pytest.mark.parametrize("name", ["TensorrtExecutionProvider", "CUDAExecutionProvider"])

@@ -43,8 +43,7 @@ def LeakyRelu(ctx, X, *, alpha=0.01, **_legacy):
 
 @kernel("PRelu", since=(1, 6, 7, 9, 16))
 def PRelu(ctx, X, slope, **_legacy):
-    """X for X >= 0, slope * X below; slope broadcasts to X (before opset 7 a 1-D slope
-    of X's channel count applies per channel)."""
+    """X for X >= 0, slope * X below; before opset 7 a 1-D slope applies per channel (axis 1)."""
     xp = ctx.xp
     if ctx.opset < 7 and slope.ndim == 1 and X.ndim >= 2 and slope.shape[0] == X.shape[1] != 1:
         slope = slope.reshape((-1,) + (1,) * (X.ndim - 2))
@@ -115,8 +114,7 @@ def Softsign(ctx, input):
 
 @kernel("Gelu", since=20)
 def Gelu(ctx, X, *, approximate="none"):
-    """X * Phi(X) with the exact erf form, or the tanh approximation when approximate='tanh'
-    (both written so that negative X suffers no cancellation)."""
+    """X * Phi(X), exact (erfc form) or with approximate='tanh'; no cancellation for negative X."""
     xp = ctx.xp
     if approximate == "tanh":   # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u)
         c = 2 * math.sqrt(2 / math.pi)

@@ -34,6 +34,11 @@ def _is_integer(dt) -> bool:
     return dt.kind in "iu" or dt in _SUBBYTE_INT
 
 
+def _host(x):
+    """A NumPy view of ``x`` (CuPy arrays are copied to the host)."""
+    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
+
+
 def _contiguous(x):
     """``x`` in C order, keeping its shape (``ascontiguousarray`` makes 0-d arrays 1-d)."""
     return x if x.flags.c_contiguous else x.copy()
@@ -106,11 +111,12 @@ def _format_number(v: float) -> str:
 
 def _to_strings(x):
     """Numbers as onnxruntime prints them: integers exactly, floats with %.8g, bool as 1/0."""
-    x = np.asarray(x)   # strings live on the host
+    x = _host(x)   # strings live on the host
     if x.dtype == np.dtype(bool):
         flat = ["1" if v else "0" for v in x.ravel().tolist()]
     elif _is_integer(x.dtype):
-        flat = [str(v) for v in x.astype(np.int64 if x.dtype.kind != "u" else np.uint64).ravel().tolist()]
+        wide = np.uint64 if x.dtype.kind == "u" or x.dtype.name.startswith("uint") else np.int64
+        flat = [str(v) for v in x.astype(wide).ravel().tolist()]
     else:
         f = x if x.dtype.kind == "f" else x.astype(np.float32)
         flat = [_format_number(v) for v in f.ravel().tolist()]
@@ -140,7 +146,7 @@ def _parse_int(s: str) -> int:
 
 def _from_strings(xp, x, dt, saturate, round_mode):
     """Parse strings: decimal, scientific or hex notation, INF/-INF/NaN in any case."""
-    strs = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(x).ravel().tolist()]
+    strs = [v.decode() if isinstance(v, bytes) else str(v) for v in _host(x).ravel().tolist()]
     if _is_integer(dt):
         out = np.array([_parse_int(s) % (1 << 64) for s in strs], dtype=np.uint64)
         if dt.kind == "i" or dt.name.startswith("int"):   # two's complement wrap
@@ -156,8 +162,7 @@ def _from_strings(xp, x, dt, saturate, round_mode):
 
 @kernel("Cast", since=(1, 6, 9, 13, 19, 21, 23, 24, 25, 28))
 def Cast(ctx, input, *, to, saturate=1, round_mode="up"):
-    """Convert to the element type `to`; `saturate` clamps float8 overflow to the largest
-    finite value, `round_mode` rounds to FLOAT8E8M0."""
+    """Convert to element type `to`; `saturate` clamps float8 overflow, `round_mode` rounds to E8M0."""
     return cast_array(ctx.xp, input, _target_dtype(to), saturate, round_mode)
 
 

@@ -60,7 +60,7 @@ def legacy_broadcast(B, A_ndim, broadcast, axis):
 
 
 def _special(xp, name, x):
-    """A scipy.special function on NumPy or CuPy arrays (per element via math if SciPy is absent)."""
+    """A scipy.special function on NumPy or CuPy arrays (via math, per element, without SciPy)."""
     if xp is not np:
         import cupyx.scipy.special
         return getattr(cupyx.scipy.special, name)(x)
@@ -317,8 +317,7 @@ def Mod(ctx, A, B, *, fmod=0):
 
 @kernel("BitShift", since=(11, 28))
 def BitShift(ctx, X, Y, *, direction):
-    """X shifted by Y bits; a shift < 0 or >= the bit width leaves only the sign fill
-    (0, or -1 when shifting a negative X right)."""
+    """X shifted by Y bits; a shift < 0 or >= the width gives 0 (-1 shifting a negative X right)."""
     xp = ctx.xp
     bits = X.dtype.itemsize * 8
     if Y.dtype.kind == "u":
@@ -331,7 +330,8 @@ def BitShift(ctx, X, Y, *, direction):
         fill = xp.zeros((), dtype=X.dtype)
     elif direction == "RIGHT":
         shifted = xp.right_shift(X, amount)
-        fill = xp.where(X < 0, -1, 0).astype(X.dtype) if X.dtype.kind == "i" else xp.zeros((), X.dtype)
+        signed = X.dtype.kind == "i"
+        fill = xp.where(X < 0, -1, 0).astype(X.dtype) if signed else xp.zeros((), X.dtype)
     else:
         raise ValueError(f"BitShift: direction must be 'LEFT' or 'RIGHT', got {direction!r}")
     return as_array(xp, xp.where(valid, shifted, fill), X.dtype)
@@ -431,7 +431,7 @@ def _clip(ctx, x, lo, hi):
 
 
 @kernel("Clip", since=(1, 6))
-def Clip_attrs(ctx, input, *, min=None, max=None, **_legacy):
+def ClipWithAttributes(ctx, input, *, min=None, max=None, **_legacy):
     """Clamp to [min, max] given as attributes (opset < 11); a bound left out is open."""
     xp = ctx.xp
     finfo = np.finfo(np.float32)

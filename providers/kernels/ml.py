@@ -24,8 +24,9 @@ def Binarizer(ctx, X, *, threshold=0.0):
     return (X > threshold).astype(X.dtype)
 
 
-def _lookup(X, keys, values, default, out_dtype):
-    """Map each element of X through keys -> values (the last duplicate key wins; NaN keys match NaN)."""
+def _lookup(X, keys, values, default, out_dtype, nan_matches=True):
+    """Map each element of X through keys -> values (the last duplicate key wins; NaN keys match NaN
+    when `nan_matches`)."""
     values = np.asarray(values, dtype=out_dtype)
     if X.dtype == object:
         table = dict(zip(list(keys), list(values)))
@@ -47,7 +48,7 @@ def _lookup(X, keys, values, default, out_dtype):
         pos = np.clip(np.searchsorted(uniq, X), 0, uniq.size - 1)
         hit = uniq[pos] == X
         out[hit] = uvals[pos[hit]]
-    if nan_key.any():
+    if nan_matches and nan_key.any():
         out[np.isnan(X)] = values[np.flatnonzero(nan_key)[-1]]
     return out
 
@@ -69,7 +70,10 @@ def LabelEncoder(ctx, X, *, default_float=-0.0, default_int64=-1, default_string
                  default_tensor=None, keys_floats=None, keys_int64s=None, keys_strings=None,
                  keys_tensor=None, values_floats=None, values_int64s=None, values_strings=None,
                  values_tensor=None):
-    """Map elements through the keys_* -> values_* attributes, else the matching default_*."""
+    """Map elements through the keys_* -> values_* attributes, else the matching default_*.
+
+    A repeated key maps to its last value (as opset 4 specifies; onnxruntime keeps the first).
+    """
     keys = [k for k in (keys_floats, keys_int64s, keys_strings, keys_tensor) if k is not None]
     if len(keys) != 1:
         raise ValueError("LabelEncoder needs exactly one keys_* attribute")
@@ -81,7 +85,8 @@ def LabelEncoder(ctx, X, *, default_float=-0.0, default_int64=-1, default_string
         if default_tensor is not None:
             default = np.asarray(default_tensor).reshape(-1)[0]
         else:
-            default = "_Unused" if dtype == object else -0.0 if dtype.kind == "f" else -1
+            default = (default_string if dtype == object else default_float if dtype.kind == "f"
+                       else default_int64)
     elif values_floats is not None:
         values, dtype, default = values_floats, np.float32, default_float
     elif values_int64s is not None:
@@ -92,7 +97,8 @@ def LabelEncoder(ctx, X, *, default_float=-0.0, default_int64=-1, default_string
         raise ValueError("LabelEncoder needs one values_* attribute")
     if len(keys) != len(values):
         raise ValueError(f"LabelEncoder: {len(keys)} keys but {len(values)} values")
-    return _lookup(X, keys, values, default, dtype)
+    # Opset 4 made NaN keys match NaN inputs; before, as in onnxruntime, NaN matches nothing.
+    return _lookup(X, keys, values, default, dtype, nan_matches=ctx.opset >= 4)
 
 
 @kernel("Normalizer", since=1, domain=ML)
@@ -187,8 +193,12 @@ def FeatureVectorizer(ctx, *X, inputdimensions=()):
 
 
 def post_transform_scores(xp, s, post_transform):
-    """Apply an ML post_transform (NONE, SOFTMAX, LOGISTIC, SOFTMAX_ZERO, PROBIT) over the last axis."""
-    if post_transform in ("NONE", 0):
+    """Apply an ML post_transform (NONE, SOFTMAX, LOGISTIC, SOFTMAX_ZERO, PROBIT) over the last axis.
+
+    Integer codes are those of TreeEnsemble.  With a single score per row, only PROBIT applies
+    (as in onnxruntime).
+    """
+    if post_transform in ("NONE", 0) or (s.shape[-1] == 1 and post_transform not in ("PROBIT", 4)):
         return s
     if post_transform in ("LOGISTIC", 2):
         return 1 / (1 + xp.exp(-s))
@@ -224,3 +234,26 @@ def LinearRegressor(ctx, X, *, coefficients=(), intercepts=(), post_transform="N
     if len(intercepts):
         y = y + xp.asarray(intercepts, dtype=xp.float32)
     return post_transform_scores(xp, y, post_transform).astype(xp.float32)
+
+
+@kernel("CategoryMapper", since=1, domain=ML, provider="cpu")
+def CategoryMapper(ctx, X, *, cats_int64s=(), cats_strings=(), default_int64=-1, default_string="_Unused"):
+    """Strings -> int64 or int64 -> strings through the parallel cats_strings / cats_int64s lists."""
+    if len(cats_int64s) != len(cats_strings):
+        raise ValueError(f"CategoryMapper: {len(cats_strings)} cats_strings but "
+                         f"{len(cats_int64s)} cats_int64s")
+    if X.dtype == object:
+        return _lookup(X, list(cats_strings), list(cats_int64s), default_int64, np.int64)
+    return _lookup(X.astype(np.int64), list(cats_int64s), list(cats_strings), default_string, object)
+
+
+@kernel("ZipMap", since=1, domain=ML, provider="cpu")
+def ZipMap(ctx, X, *, classlabels_int64s=None, classlabels_strings=None):
+    """One {label: score} dict per row of X (a sequence of maps)."""
+    labels = classlabels_strings if classlabels_strings else classlabels_int64s
+    if not labels:
+        raise ValueError("ZipMap needs classlabels_int64s or classlabels_strings")
+    rows = X.reshape(-1, X.shape[-1]) if X.ndim else X.reshape(1, 1)
+    if rows.shape[1] != len(labels):
+        raise ValueError(f"ZipMap: {rows.shape[1]} scores per row but {len(labels)} labels")
+    return [dict(zip(labels, r)) for r in rows.tolist()]

@@ -109,13 +109,6 @@ class _Forest:
         return out
 
 
-def _finish(s, post_transform):
-    """post_transform of tree scores; with a single target onnxruntime applies only PROBIT."""
-    if s.shape[1] == 1 and post_transform not in ("PROBIT", 4):
-        return s
-    return post_transform_scores(np, s, post_transform)
-
-
 def _flat(t):
     return [] if t is None else np.asarray(t).reshape(-1).tolist()
 
@@ -139,7 +132,7 @@ def TreeEnsemble(ctx, X, *, aggregate_function=1, leaf_targetids, leaf_weights, 
                      (np.arange(len(weights)), leaf_targetids, weights), len(weights), n_targets,
                      aggregate_function)
     x = X.astype(np.float64).reshape(X.shape[0], -1) if X.ndim else X.reshape(1, 1)
-    return _finish(forest.scores(x), post_transform).astype(X.dtype)
+    return post_transform_scores(np, forest.scores(x), post_transform).astype(X.dtype)
 
 
 def _old_forest(nodes_treeids, nodes_nodeids, nodes_modes, nodes_featureids, nodes_values,
@@ -198,4 +191,4 @@ def TreeEnsembleRegressor(ctx, X, *, aggregate_function="SUM", base_values=None,
     s = forest.scores(X.astype(np.float64).reshape(X.shape[0], -1) if X.ndim else X.reshape(1, 1))
     if base:
         s = s + np.asarray(base, dtype=np.float64)
-    return _finish(s, post_transform).astype(np.float32)
+    return post_transform_scores(np, s, post_transform).astype(np.float32)

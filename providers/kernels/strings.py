@@ -92,7 +92,8 @@ def _ngram_pool(pool, ngram_counts):
         n = i + 1
         lo, hi = starts[i], starts[i + 1]
         if (hi - lo) % n:
-            raise ValueError(f"TfIdfVectorizer: the pool's {n}-gram block [{lo}, {hi}) is not a multiple of {n}")
+            raise ValueError(f"TfIdfVectorizer: the pool's {n}-gram block [{lo}, {hi}) "
+                             f"is not a multiple of {n}")
         k = (hi - lo) // n
         if k:
             groups[n] = (np.asarray(pool[lo:hi]).reshape(k, n), ordinal)

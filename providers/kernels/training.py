@@ -52,7 +52,7 @@ def Adam(ctx, R, T, *inputs, alpha=0.9, beta=0.999, epsilon=1e-6, norm_coefficie
 
 @kernel("Momentum", since=1, domain=TRAINING)
 def Momentum(ctx, R, T, *inputs, alpha, beta, mode, norm_coefficient):
-    """One SGD-with-momentum step ('standard' or 'nesterov'; beta is 1 on the first step): all X, then all V."""
+    """One SGD step with 'standard' or 'nesterov' momentum (beta is 1 when T == 0): all X, then all V."""
     X, G, V = _groups(inputs, 3, "Momentum")
     if mode not in ("standard", "nesterov"):
         raise ValueError(f"Momentum mode must be 'standard' or 'nesterov', got {mode!r}")

@@ -308,7 +308,8 @@ def DeformConv(ctx, X, W, offset, B=None, mask=None, *, dilations=None, group=1,
         xs = base_x[None] + off[:, g, :, 1]
         sampled = bilinear_gather(xp, x[:, g * cpg:(g + 1) * cpg], ys, xs)  # (N, cpg, K, OH, OW)
         if mask is not None:
-            sampled = sampled * mask.astype(cdt, copy=False).reshape(n, offset_group, k, oh, ow)[:, g][:, None]
+            m_g = mask.astype(cdt, copy=False).reshape(n, offset_group, k, oh, ow)[:, g]
+            sampled = sampled * m_g[:, None]
         cols.append(sampled)
     cols = xp.concatenate(cols, axis=1).reshape(n, group, (c // group) * k, oh * ow)
     y = xp.matmul(W.astype(cdt, copy=False).reshape(group, m // group, (c // group) * k), cols)

@@ -16,11 +16,6 @@ from ortgpu.providers.registry import kernel
 
 # ---------------------------------------------------------------- shared helpers
 
-def is_native_float(dtype) -> bool:
-    """float16/32/64: types NumPy and CuPy do math in directly (not the ml_dtypes floats)."""
-    return np.dtype(dtype).kind == "f"
-
-
 def work_dtype(dtype, widen_half=False):
     """The dtype to compute in for a float input: float32 for the ml_dtypes floats (and,
     with ``widen_half``, for float16, so a multi-step formula rounds once at the end)."""
@@ -30,16 +25,15 @@ def work_dtype(dtype, widen_half=False):
     return np.dtype(np.float32)
 
 
-def compute_in(ctx, fn, *arrays, widen_half=False, out_dtype=None):
-    """``fn(*arrays)`` computed in ``work_dtype`` of the first array's dtype, returned as an
-    array of ``out_dtype`` (default: the first array's dtype)."""
-    xp = ctx.xp
+def compute_in(ctx, fn, *arrays, widen_half=False):
+    """``fn(*arrays)`` computed in ``work_dtype`` of the first array's dtype and returned
+    as an array of that dtype (floating-point warnings silenced: inf and NaN are values)."""
     dt = arrays[0].dtype
     wdt = work_dtype(dt, widen_half)
-    args = [a if a.dtype == wdt else a.astype(wdt) for a in arrays]
+    args = [a.astype(wdt, copy=False) for a in arrays]
     with np.errstate(all="ignore"):
         y = fn(*args)
-    return as_array(xp, y, dt if out_dtype is None else out_dtype)
+    return as_array(ctx.xp, y, dt)
 
 
 def as_array(xp, value, dtype):
@@ -60,16 +54,12 @@ def legacy_broadcast(B, A_ndim, broadcast, axis):
 
 
 def _special(xp, name, x):
-    """A scipy.special function on NumPy or CuPy arrays (via math, per element, without SciPy)."""
+    """A scipy.special function (erf, erfc) on NumPy or CuPy arrays."""
     if xp is not np:
         import cupyx.scipy.special
         return getattr(cupyx.scipy.special, name)(x)
-    try:
-        import scipy.special
-        return getattr(scipy.special, name)(x)
-    except ImportError:  # SciPy is optional
-        import math
-        return np.frompyfunc(getattr(math, name), 1, 1)(x).astype(x.dtype)
+    import scipy.special
+    return getattr(scipy.special, name)(x)
 
 
 def erf(xp, x):
@@ -300,7 +290,7 @@ def Pow(ctx, X, Y, *, broadcast=0, axis=None):
         wdt = work_dtype(X.dtype)
         if Y.dtype.kind == "f" and Y.dtype.itemsize > wdt.itemsize:
             wdt = Y.dtype
-        return as_array(xp, xp.power(X.astype(wdt), Y.astype(wdt)), X.dtype)
+        return as_array(xp, xp.power(X.astype(wdt, copy=False), Y.astype(wdt, copy=False)), X.dtype)
 
 
 @kernel("Mod", since=(10, 13, 28))

@@ -6,6 +6,7 @@ vectorized operation on a strided slice; no Python loop runs over output pixels.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,8 +14,18 @@ from ortgpu.providers.kernels.conv import compute_dtype, fill_spatial, pad_spati
 from ortgpu.providers.registry import kernel
 
 
+class PoolGeometry(NamedTuple):
+    kernel: list
+    strides: list
+    dilations: list
+    begins: list   # explicit begin pads
+    ends: list     # explicit end pads
+    extra: list    # end pads ceil_mode adds so the last window fits (they never count)
+    out: list      # output spatial shape
+
+
 def pool_geometry(in_shape, kernel_shape, strides, dilations, auto_pad, pads, ceil_mode):
-    """(kernel, strides, dilations, begin pads, end pads, extra end pads, output shape)."""
+    """Where the windows of a pool lie, from its attributes."""
     nd = len(in_shape)
     kernel = [int(k) for k in kernel_shape]
     strides = fill_spatial(strides, nd, 1)
@@ -29,21 +40,20 @@ def pool_geometry(in_shape, kernel_shape, strides, dilations, auto_pad, pads, ce
             o -= 1
         out.append(o)
         extra.append(max(0, (o - 1) * s + span - (size + b + e)))
-    return kernel, strides, dilations, begins, ends, extra, out
+    return PoolGeometry(kernel, strides, dilations, begins, ends, extra, out)
 
 
 def padded(xp, x, geom, fill):
     """x padded with ``fill`` on the explicit pads and on the extra ceil_mode pads."""
-    _, _, _, begins, ends, extra, _ = geom
-    return pad_spatial(xp, x, begins, [e + x_ for e, x_ in zip(ends, extra)], fill)
+    return pad_spatial(xp, x, geom.begins, [e + x_ for e, x_ in zip(geom.ends, geom.extra)], fill)
 
 
 def window_slices(geom):
     """For each kernel offset: (flat offset index, the strided slice of the padded input it reads)."""
-    kernel, strides, dilations, _, _, _, out = geom
-    for k, offs in enumerate(np.ndindex(*kernel)):
+    for k, offs in enumerate(np.ndindex(*geom.kernel)):
         yield k, (slice(None), slice(None)) + tuple(
-            slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in zip(offs, dilations, strides, out))
+            slice(o * d, o * d + s * (n - 1) + 1, s)
+            for o, d, s, n in zip(offs, geom.dilations, geom.strides, geom.out))
 
 
 def window_sum(xp, xpad, geom):
@@ -69,10 +79,9 @@ def AveragePool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, 
     cdt = compute_dtype(X.dtype)
     total = window_sum(xp, padded(xp, X.astype(cdt, copy=False), geom, 0), geom)
     # the divisor per output position: pool a mask of the positions that count
-    _, _, _, begins, ends, extra, _ = geom
     ones = xp.ones((1, 1) + tuple(X.shape[2:]), dtype=cdt)
     if count_include_pad:
-        ones = pad_spatial(xp, pad_spatial(xp, ones, begins, ends, 1), [0] * nd, extra, 0)
+        ones = pad_spatial(xp, pad_spatial(xp, ones, geom.begins, geom.ends, 1), [0] * nd, geom.extra, 0)
     else:
         ones = padded(xp, ones, geom, 0)
     count = window_sum(xp, ones, geom)
@@ -104,15 +113,16 @@ def MaxPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_sh
     y = best.astype(X.dtype, copy=False)
     if not want_indices:
         return (y, None) if ctx.num_outputs > 1 else y
-    kernel, strides_, dilations_, begins, _, _, out = geom
     n, c = X.shape[:2]
-    offs = xp.unravel_index(arg, tuple(kernel))
+    out = geom.out
+    offs = xp.unravel_index(arg, tuple(geom.kernel))
     in_shape = X.shape[2:]
     index = xp.zeros(arg.shape, dtype=np.int64)
     dims = range(nd) if not storage_order else reversed(range(nd))
     for i in dims:
-        start = (xp.arange(out[i]) * strides_[i] - begins[i]).reshape((out[i],) + (1,) * (nd - 1 - i))
-        index = index * in_shape[i] + (start + offs[i] * dilations_[i])
+        start = xp.arange(out[i]) * geom.strides[i] - geom.begins[i]
+        start = start.reshape((out[i],) + (1,) * (nd - 1 - i))
+        index = index * in_shape[i] + (start + offs[i] * geom.dilations[i])
     plane = math.prod(in_shape)
     index += (xp.arange(n * c, dtype=np.int64) * plane).reshape((n, c) + (1,) * nd)
     return y, index
@@ -163,8 +173,9 @@ def MaxUnpool(ctx, X, I, output_shape=None, *, kernel_shape=None, pads=None, str
     kernel = [int(k) for k in kernel_shape]
     strides = fill_spatial(strides, nd, 1)
     pads = fill_spatial(pads, 2 * nd, 0)
-    shape = tuple(X.shape[:2]) + tuple((size - 1) * s + k - pads[i] - pads[i + nd]
-                                       for i, (size, k, s) in enumerate(zip(X.shape[2:], kernel, strides)))
+    spatial = [(size - 1) * s + k - pads[i] - pads[i + nd]
+               for i, (size, k, s) in enumerate(zip(X.shape[2:], kernel, strides))]
+    shape = tuple(X.shape[:2]) + tuple(spatial)
     y = xp.zeros(math.prod(shape), dtype=X.dtype)
     y[I.reshape(-1).astype(np.int64)] = X.reshape(-1)
     y = y.reshape(shape)

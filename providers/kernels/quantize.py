@@ -86,7 +86,9 @@ def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=1, block_size=0, 
     work = np_dtype(precision) if precision else np.float32
     scale = broadcast_param(xp, y_scale.astype(work), x.shape, axis, block_size)
     v = (x.astype(work) / scale).astype(np.float32)
-    zp = broadcast_param(xp, y_zero_point, x.shape, axis, block_size) if y_zero_point is not None else None
+    zp = None
+    if y_zero_point is not None:
+        zp = broadcast_param(xp, y_zero_point, x.shape, axis, block_size)
     return quantize(xp, v, out_dt, zp, saturate)
 
 

@@ -199,7 +199,9 @@ def _to_user(value):
         return np.asarray(value)
     if isinstance(value, list):
         return [_to_user(v) for v in value]
-    if hasattr(value, "get"):  # a device array (CuPy): hand the user NumPy, as run() promises
+    if isinstance(value, dict):  # a map value (ZipMap)
+        return {k: _to_user(v) for k, v in value.items()}
+    if hasattr(value, "__cuda_array_interface__"):  # a device array (CuPy): run() returns NumPy
         return value.get()
     return value
 

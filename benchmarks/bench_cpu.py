@@ -66,7 +66,7 @@ def add_chain(n: int = 1000) -> onnx.ModelProto:
                           [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [4])],
                           [helper.make_tensor_value_info(f"t{n}", TensorProto.FLOAT, [4])],
                           [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
 
 
 def bench_pair(model, feed, runs):

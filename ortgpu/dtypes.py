@@ -87,7 +87,7 @@ def shape_of(tp) -> list | None:
         return []  # onnxruntime reports a tensor of unknown rank (and a non-tensor) as []
     dims = []
     for d in tp.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
+        if d.HasField("dim_value") and d.dim_value >= 0:
             dims.append(d.dim_value)
         elif d.HasField("dim_param"):
             dims.append(d.dim_param)

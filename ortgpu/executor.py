@@ -11,6 +11,8 @@ from __future__ import annotations
 import inspect
 import operator
 
+import numpy as np
+
 from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, _OrtError
 from ortgpu.functions import expand, function_body
 from ortgpu.graph import Graph, Node, attribute_value
@@ -228,30 +230,34 @@ class Plan:
             vals[s] = v
         st = None
         try:
-            for st in self.steps:
-                if st.subplans:
-                    res = self._call_with_subgraphs(st, vals)
-                elif st.unary:
-                    res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
-                else:
-                    res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
-                if st.single:
-                    vals[st.outs[0]] = res if type(res) is not tuple else res[0]
-                else:
-                    if type(res) is not tuple:
-                        raise Fail(f"kernel returned {type(res).__name__}, expected a tuple of "
-                                   f"{len(st.outs)} outputs")
-                    for s, r in zip(st.outs, res):
-                        if s >= 0:
-                            vals[s] = r
-                for f in st.frees:
-                    vals[f] = None
+            # inf and NaN are values in ONNX: no floating-point warnings from NumPy during a run
+            with np.errstate(all="ignore"):
+                for st in self.steps:
+                    if st.subplans:
+                        res = self._call_with_subgraphs(st, vals)
+                    elif st.unary:
+                        res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
+                    else:
+                        res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
+                    if st.single:
+                        vals[st.outs[0]] = res if type(res) is not tuple else res[0]
+                    else:
+                        if type(res) is not tuple:
+                            raise Fail(f"kernel returned {type(res).__name__}, expected a tuple of "
+                                       f"{len(st.outs)} outputs")
+                        for s, r in zip(st.outs, res):
+                            if s >= 0:
+                                vals[s] = r
+                    for f in st.frees:
+                        vals[f] = None
         except _OrtError as e:
             if st is None or "while running" in e.message:
                 raise
             raise type(e)(f"Non-zero status code returned while running {st.node.op_type} node. "
                           f"Name:'{st.node.name}' Status Message: {e.message}") from e
         except Exception as e:  # a kernel failed: name the node, as onnxruntime does
+            if st is None:
+                raise
             raise RuntimeException(f"Non-zero status code returned while running {st.node.op_type} node. "
                                    f"Name:'{st.node.name}' Status Message: {type(e).__name__}: {e}") from e
         return [vals[s] for s in self.output_slots]

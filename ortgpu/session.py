@@ -12,10 +12,11 @@ import onnx.defs
 from ortgpu import providers_select
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph
+from ortgpu.constant_folding import fold_constants
 from ortgpu.executor import Plan
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
-from ortgpu.options import RunOptions, SessionOptions
+from ortgpu.options import GraphOptimizationLevel, RunOptions, SessionOptions
 from ortgpu.providers.registry import schema_for
 
 
@@ -110,6 +111,8 @@ class InferenceSession:
         for name, value in self._sess_options._initializers.items():
             graph.initializers[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
         check_ops_registered(graph, created)
+        if self._sess_options.graph_optimization_level >= GraphOptimizationLevel.ORT_ENABLE_BASIC:
+            fold_constants(graph, created, {vi.name for vi in self._overridable})
         plan = Plan(graph, created)
         # Only a fully built plan replaces the old one, so a failed set_providers leaves the
         # session as it was.
@@ -285,7 +288,7 @@ def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor):
             raise InvalidArgument(f"Invalid rank for input: {name} Got: {value.ndim} Expected: {len(dims)} "
                                   f"Please fix either the inputs/outputs or the model.")
         bad = [(i, value.shape[i], d.dim_value) for i, d in enumerate(dims)
-               if d.HasField("dim_value") and value.shape[i] != d.dim_value]
+               if d.HasField("dim_value") and d.dim_value >= 0 and value.shape[i] != d.dim_value]
         if bad:
             lines = "".join(f" index: {i} Got: {g} Expected: {e}\n" for i, g, e in bad)
             raise InvalidArgument(f"Got invalid dimensions for input: {name} for the following indices\n"

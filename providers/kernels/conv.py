@@ -97,6 +97,8 @@ def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
         y = xp.matmul(w.reshape(m, c), cols)
         return y.reshape((n, m) + tuple(out_shape))
     xpad = pad_spatial(xp, x, begins, ends)
+    if group == 1 and m < c and all(s == 1 for s in strides):
+        return _conv_kn2row(xp, xpad, w, kernel, dilations, out_shape)
     view = window_view(xp, xpad, kernel, strides, dilations, out_shape)
     # (N, C, *out, *k) -> (N, C, *k, *out) so a column holds one output pixel's receptive field
     order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
@@ -107,6 +109,28 @@ def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
     else:
         y = xp.matmul(w.reshape(group, mg, cg * k), cols)  # (N, G, M/G, P)
     return y.reshape((n, m) + tuple(out_shape))
+
+
+def _conv_kn2row(xp, xpad, w, kernel, dilations, out_shape):
+    """Stride-1 convolution with fewer output than input channels: one GEMM of every
+    (filter, kernel offset) row against the padded input itself, then a shifted sum over
+    the offsets.  Same FLOPs as im2col, but it never builds the (C*K, P) column matrix,
+    which is the expensive part when M is small."""
+    n, c = xpad.shape[:2]
+    m = w.shape[0]
+    k = math.prod(kernel)
+    padded = xpad.shape[2:]
+    rows = xp.moveaxis(w.reshape(m, c, k), 2, 1).reshape(m * k, c)
+    z = xp.matmul(rows, xpad.reshape(n, c, -1)).reshape((n, m, k) + tuple(padded))
+    y = None
+    for idx, offs in enumerate(np.ndindex(*kernel)):
+        sl = (slice(None), slice(None), idx) + tuple(
+            slice(o * d, o * d + size) for o, d, size in zip(offs, dilations, out_shape))
+        if y is None:
+            y = z[sl].copy()
+        else:
+            y += z[sl]
+    return y
 
 
 def col2im_nd(xp, cols, out_full, kernel, in_shape, strides, dilations, origin=None):

@@ -219,11 +219,17 @@ def Erf(ctx, input):
 
 # ---------------------------------------------------------------- binary arithmetic
 
+# Dtypes the array module computes natively (same-dtype in, same dtype out): the hot path.
+_NATIVE = frozenset(np.dtype(t) for t in ("float16", "float32", "float64", "int8", "int16", "int32",
+                                          "int64", "uint8", "uint16", "uint32", "uint64", "bool"))
+
+
 def _arith(ctx, A, B, op, broadcast=0, axis=None):
-    B = legacy_broadcast(B, A.ndim, broadcast, axis)
-    if A.dtype.kind in "iub":
-        with np.errstate(all="ignore"):
-            return as_array(ctx.xp, op(A, B), A.dtype)
+    if broadcast:
+        B = legacy_broadcast(B, A.ndim, broadcast, axis)
+    if A.dtype in _NATIVE:
+        y = op(A, B)  # integers wrap; float overflow gives inf (the executor silences warnings)
+        return y if type(y) is ctx.xp.ndarray else ctx.xp.asarray(y)
     return compute_in(ctx, op, A, B)
 
 

@@ -12,11 +12,11 @@ import onnx.defs
 from ortgpu import providers_select
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph
-from ortgpu.constant_folding import fold_constants
+from ortgpu.optimizer import optimize
 from ortgpu.executor import Plan
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
-from ortgpu.options import GraphOptimizationLevel, RunOptions, SessionOptions
+from ortgpu.options import RunOptions, SessionOptions
 from ortgpu.providers.registry import schema_for
 
 
@@ -58,6 +58,8 @@ class InferenceSession:
         # onnxruntime retries once with the CPU when the provider arguments are bad, unless
         # the caller passes enable_fallback=0.
         self._enable_fallback = int(kwargs.get("enable_fallback", 1)) == 1
+        # onnxruntime's keyword: optimizer passes to skip, by name
+        self._disabled_optimizers = frozenset(kwargs.get("disabled_optimizers") or ())
         self._fallback_providers = ["CPUExecutionProvider"]
         self._model_source = path_or_bytes
         if isinstance(path_or_bytes, str) or hasattr(path_or_bytes, "__fspath__"):
@@ -111,8 +113,8 @@ class InferenceSession:
         for name, value in self._sess_options._initializers.items():
             graph.initializers[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
         check_ops_registered(graph, created)
-        if self._sess_options.graph_optimization_level >= GraphOptimizationLevel.ORT_ENABLE_BASIC:
-            fold_constants(graph, created, {vi.name for vi in self._overridable})
+        self._optimizations = optimize(graph, self._sess_options.graph_optimization_level, created,
+                                       {vi.name for vi in self._overridable}, self._disabled_optimizers)
         plan = Plan(graph, created)
         # Only a fully built plan replaces the old one, so a failed set_providers leaves the
         # session as it was.

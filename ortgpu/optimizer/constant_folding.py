@@ -1,4 +1,4 @@
-"""Constant folding at session creation (graph_optimization_level >= ORT_ENABLE_BASIC).
+"""Constant folding (basic level).
 
 A node whose inputs are all constants (initializers that are not graph inputs, or no
 inputs at all) and whose op is deterministic is run once; its outputs become

@@ -1,0 +1,29 @@
+"""Graph optimizations by level, as onnxruntime's graph_optimization_level.
+
+Each pass is a function in its own file, with its rules in its docstring, that changes the
+graph in place and returns how many rewrites it made (0: the pass changed nothing).
+"""
+from __future__ import annotations
+
+from ortgpu.graph import Graph
+from ortgpu.optimizer.constant_folding import fold_constants
+from ortgpu.optimizer.fuse_conv_bn import fuse_conv_batchnorm
+from ortgpu.optimizer.remove_unused import remove_unused_initializers
+from ortgpu.options import GraphOptimizationLevel
+
+BASIC_PASSES = {
+    "ConstantFolding": fold_constants,
+    "ConvBNFusion": fuse_conv_batchnorm,
+    "UnusedInitializerElimination": remove_unused_initializers,
+}
+
+
+def optimize(graph: Graph, level: int, providers, overridable: set[str],
+             disabled: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Run the passes of `level` (and below) that are not disabled; {pass name: rewrites}."""
+    done: dict[str, int] = {}
+    if level >= GraphOptimizationLevel.ORT_ENABLE_BASIC:
+        for name, fn in BASIC_PASSES.items():
+            if name not in disabled:
+                done[name] = fn(graph, providers, overridable)
+    return done

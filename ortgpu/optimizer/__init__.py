@@ -20,10 +20,15 @@ BASIC_PASSES = {
 
 def optimize(graph: Graph, level: int, providers, overridable: set[str],
              disabled: frozenset[str] = frozenset()) -> dict[str, int]:
-    """Run the passes of `level` (and below) that are not disabled; {pass name: rewrites}."""
+    """Run the passes of `level` (and below) that are not disabled, on `graph` and then on its
+    subgraphs (If branches, Loop and Scan bodies); {pass name: rewrites}."""
     done: dict[str, int] = {}
     if level >= GraphOptimizationLevel.ORT_ENABLE_BASIC:
         for name, fn in BASIC_PASSES.items():
             if name not in disabled:
-                done[name] = fn(graph, providers, overridable)
+                done[name] = done.get(name, 0) + fn(graph, providers, overridable)
+    for node in graph.nodes:
+        for sub in node.subgraphs():
+            for name, n in optimize(sub, level, providers, set(), disabled).items():
+                done[name] = done.get(name, 0) + n
     return done

@@ -66,7 +66,11 @@ class Graph:
 
 
 def tensor_to_array(t: onnx.TensorProto) -> np.ndarray:
-    arr = numpy_helper.to_array(t)
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception as e:  # an unknown data_type, or data that does not fill the dims
+        raise InvalidGraph(f"Tensor '{t.name}' (data_type {t.data_type}, dims {list(t.dims)}) cannot be "
+                           f"read: {type(e).__name__}: {e}") from None
     if arr.dtype.kind in "SU":  # strings are object arrays of str, as onnxruntime returns them
         arr = arr.astype(object)
     if arr.dtype == object:
@@ -79,10 +83,14 @@ def sparse_to_array(sp: onnx.SparseTensorProto) -> np.ndarray:
     values = tensor_to_array(sp.values)
     idx = tensor_to_array(sp.indices).astype(np.int64)
     dense = np.zeros(tuple(sp.dims), dtype=values.dtype)
-    if idx.ndim == 1:
-        dense.reshape(-1)[idx] = values
-    else:
-        dense[tuple(idx.T)] = values
+    try:
+        if idx.ndim == 1:
+            dense.reshape(-1)[idx] = values
+        else:
+            dense[tuple(idx.T)] = values
+    except (IndexError, ValueError) as e:
+        raise InvalidGraph(f"Sparse tensor '{sp.values.name}' has indices outside its dims "
+                           f"{list(sp.dims)}: {e}") from None
     return dense
 
 

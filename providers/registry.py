@@ -63,7 +63,7 @@ def schema_for(op_type: str, opset: int, domain: str):
     """The schema a node of this opset uses, or None when onnx defines none."""
     try:
         return onnx.defs.get_schema(op_type, opset, domain)
-    except onnx.defs.SchemaError:
+    except (onnx.defs.SchemaError, TypeError, ValueError):  # unknown op, or a name onnx cannot take
         return None
 
 

@@ -53,6 +53,10 @@ def fuse_conv_batchnorm(graph: Graph, providers, overridable: set[str]) -> int:
         if w.dtype.kind != "f":
             continue
         scale, beta, mean, var = (consts[p].astype(np.float64) for p in params)
+        bias_shape = consts[b_name].shape if b_name else (w.shape[0],)
+        if (w.ndim < 3 or any(a.shape != (w.shape[0],) for a in (scale, beta, mean, var))
+                or bias_shape != (w.shape[0],)):
+            continue  # malformed: leave it to the kernels, which fail with the node named
         s = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
         bias = consts[b_name].astype(np.float64) if b_name else np.zeros_like(mean)
         new_w = (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)

@@ -170,9 +170,11 @@ def test_opset_beyond_onnx_is_refused():
 @pytest.mark.parametrize("opset", [7, 13, 18, 21, 25])
 def test_same_op_at_several_opsets_matches_onnxruntime(opset):
     data = mb.identity(opset=opset).SerializeToString()
-    ref = onnxruntime.InferenceSession(data, providers=CPU).run(None, {"x": X})
     got = ortgpu.InferenceSession(data, providers=CPU).run(None, {"x": X})
-    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[0], X)
+    if mb.ORT_IS_ORACLE:
+        ref = onnxruntime.InferenceSession(data, providers=CPU).run(None, {"x": X})
+        np.testing.assert_array_equal(got[0], ref[0])
 
 
 def test_newest_opset_runs():
@@ -236,7 +238,8 @@ def test_external_data_from_bytes_elsewhere_matches_onnxruntime(external_model, 
     folder, path = external_model
     monkeypatch.chdir(tmp_path)
     ref, got = load_both(path.read_bytes())
-    assert got[0] == ref[0] == "Fail"
+    assert got[0] == "Fail"
+    assert ref[0] == "Fail" or not mb.ORT_IS_ORACLE
 
 
 def _relocate(path, location):
@@ -256,11 +259,13 @@ def test_bad_external_locations_match_onnxruntime(external_model, tmp_path, wher
                 "escape_nested": "sub/../../x.bin"}[where]
     _relocate(path, location)
     ref, got = load_both(str(path))
-    assert got[0] == ref[0] == "Fail", (ref, got)
+    assert got[0] == "Fail", got
     assert got[1].startswith("External data path validation failed for initializer: w. Error: ")
     key = {"escape": "escapes model directory", "absolute": "Absolute path not allowed",
            "missing": "does not exist", "escape_nested": "escapes model directory"}[where]
-    assert key in got[1] and key in ref[1]
+    assert key in got[1]
+    if mb.ORT_IS_ORACLE:  # onnxruntime before 1.31 loaded some of these
+        assert ref[0] == "Fail" and key in ref[1], ref
 
 
 def test_external_data_out_of_file_bounds_matches_onnxruntime(external_model):
@@ -272,5 +277,6 @@ def test_external_data_out_of_file_bounds_matches_onnxruntime(external_model):
     entry.key, entry.value = "offset", "100000"
     onnx.save(m, str(path))
     ref, got = load_both(str(path))
-    assert got[0] == ref[0] == "Fail"
+    assert got[0] == "Fail"
+    assert ref[0] == "Fail" or not mb.ORT_IS_ORACLE
     assert "w" in got[1] and "100000" in got[1]

@@ -1,10 +1,13 @@
-"""Compile a Graph into a flat plan of steps and run it.
+"""Compile a partitioned Graph into a flat plan of steps and run it.
 
-Each step holds the kernel, its context, the slots of its inputs and outputs, its parsed
-attributes and the slots whose last use it is (released right after it runs).  Values
-live in a list indexed by slot; a run copies the template list that already holds the
-initializers.  Subgraphs (If, Loop, Scan, SequenceMap) are plans of their own, bound at
-run time to the outer-scope values they read.
+The partitioner (ortgpu.partition) places each node on a provider and adds copy steps
+where a value crosses devices; each step then holds the kernel (or the copy), its context,
+the slots of its inputs and outputs, its parsed attributes and the slots whose last use it
+is (released right after it runs).  Values live in a list indexed by slot (one slot per
+value and device it is needed on); a run copies the template list that already holds the
+initializers (and their device copies).  Subgraphs (If, Loop, Scan, SequenceMap) are plans
+of their own, bound at run time to the outer-scope values they read, keyed by
+(name, device).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, _OrtError
 from ortgpu.functions import expand, function_body
 from ortgpu.graph import Graph, Node, attribute_value
+from ortgpu.partition import Copy, Partition, Placed, partition
 from ortgpu.providers.registry import KernelContext, schema_for
 
 _MAX_EXPANSION_DEPTH = 8
@@ -119,50 +123,55 @@ def expand_functions(graph: Graph, providers, depth: int = 0) -> None:
 
 
 class Plan:
-    """A graph compiled for a list of providers."""
+    """A graph compiled for a list of providers: partitioned (ortgpu.partition), with copy steps
+    between devices, into a flat list of steps.
 
-    def __init__(self, graph: Graph, providers, outer_names=(), is_subgraph: bool = False):
+    `input_devices`/`output_devices` say where the inputs arrive and where the outputs are
+    wanted (the host by default: a top-level plan returns host values).  A subgraph's plan is
+    built from its partition (`part`) by the enclosing plan."""
+
+    def __init__(self, graph: Graph, providers, is_subgraph: bool = False, *, input_devices=None,
+                 output_devices=None, part: Partition | None = None):
+        if part is None:
+            part = partition(graph, providers, input_devices, output_devices)
         self.graph = graph
-        expand_functions(graph, providers)
+        self.partition = part
         self.input_names = [v.name for v in graph.inputs]
         self.output_names = [v.name for v in graph.outputs]
-        slots: dict[str, int] = {}
+        slots: dict = {}
 
-        def slot(name):
-            if name not in slots:
-                slots[name] = len(slots)
-            return slots[name]
+        def slot(key):
+            if key not in slots:
+                slots[key] = len(slots)
+            return slots[key]
 
-        for n in outer_names:
-            slot(n)
+        for k in part.outer_keys:
+            slot(k)
         for n in self.input_names:
             slot(n)
         for n in graph.initializers:
             slot(n)
+        for k in part.init_copies:
+            slot(k)
         self.steps: list[Step] = []
-        for node in graph.nodes:
-            self.steps.append(self._compile_node(node, graph, providers, slot))
+        for item in part.items:
+            if isinstance(item, Copy):
+                self.steps.append(_copy_step(item, slot))
+            else:
+                self.steps.append(self._compile_node(item, graph, providers, slot))
         self.slots = slots
-        self.outer_slots = [(n, slots[n]) for n in outer_names]
+        self.outer_slots = [(k, slots[k]) for k in part.outer_keys]
         self.input_slots = [slots[n] for n in self.input_names]
-        self.output_slots = [slot(n) for n in self.output_names]
+        self.output_slots = [slot(k) for k in part.output_keys]
         self.template = [None] * len(slots)
         for n, v in graph.initializers.items():
             self.template[slots[n]] = v
+        for k, (n, prov) in part.init_copies.items():  # initializers used on a device: copied once
+            self.template[slots[k]] = prov.copy_from_host(graph.initializers[n])
         self._plan_lifetimes(is_subgraph)
 
-    def _compile_node(self, node: Node, graph: Graph, providers, slot) -> Step:
-        prov, kdef = assign_kernel(node, graph, providers)
-        if kdef is None:
-            schema = schema_for(node.op_type, node.opset, node.domain)
-            if schema is None:
-                raise NotImplemented(
-                    f"Could not find an implementation for {node.op_type}({node.opset}) node with name "
-                    f"'{node.name}': onnx defines no op '{node.op_type}' in domain "
-                    f"'{node.domain or 'ai.onnx'}' at opset {node.opset}")
-            raise NotImplemented(
-                f"Could not find an implementation for {node.op_type}({schema.since_version}) node with "
-                f"name '{node.name}' (domain '{node.domain or 'ai.onnx'}', opset {node.opset})")
+    def _compile_node(self, placed: Placed, graph: Graph, providers, slot) -> Step:
+        node, prov, kdef = placed.node, placed.provider, placed.kernel
         attrs = _with_schema_defaults(node, graph.opsets)
         accepted = _accepted_params(kdef.fn)
         if accepted is not None:
@@ -173,31 +182,21 @@ class Plan:
                                              f"by the {prov.name} kernel")
                     if name not in node.attrs:
                         del attrs[name]
-        subplans = []
-        outer: set[str] = set()
-        for name, v in list(attrs.items()):
-            if isinstance(v, Graph):
-                outer |= v.outer_names()
-                subplans.append((name, None, v))
-            elif isinstance(v, list) and v and isinstance(v[0], Graph):
-                for g in v:
-                    outer |= g.outer_names()
-                subplans.append((name, "list", v))
         compiled = []
-        for name, kind, v in subplans:
-            attrs.pop(name)
-            if kind is None:
-                compiled.append((name, Plan(v, providers, sorted(v.outer_names()), True)))
+        for name, sub in placed.subparts:
+            attrs.pop(name, None)
+            if isinstance(sub, list):
+                compiled.append((name, [Plan(p.graph, providers, True, part=p) for p in sub]))
             else:
-                compiled.append((name, [Plan(g, providers, sorted(g.outer_names()), True) for g in v]))
+                compiled.append((name, Plan(sub.graph, providers, True, part=sub)))
         ctx = KernelContext(
             prov.xp, prov.name, node.name, node.op_type, node.opset, len(node.outputs),
             tuple(bool(o) for o in node.outputs),
             tuple(graph.types.get(x) if x else None for x in node.inputs),
             tuple(graph.types.get(x) if x else None for x in node.outputs))
-        ins = tuple(slot(x) if x else -1 for x in node.inputs)
-        outs = tuple(slot(x) if x else -1 for x in node.outputs)
-        outer_slots = [(n, slot(n)) for n in sorted(outer)]
+        ins = tuple(slot(k) if k is not None else -1 for k in placed.in_keys)
+        outs = tuple(slot(k) if k is not None else -1 for k in placed.out_keys)
+        outer_slots = [(sub_key, slot(key)) for sub_key, key in placed.outer_binding]
         return Step(kdef.fn, ctx, ins, outs, attrs, node, prov, compiled, outer_slots)
 
     def _plan_lifetimes(self, is_subgraph: bool) -> None:
@@ -224,8 +223,8 @@ class Plan:
         """Run with graph inputs by position (and outer-scope values by name); outputs by position."""
         vals = self.template.copy()
         if outer:
-            for name, s in self.outer_slots:
-                vals[s] = outer[name]
+            for key, s in self.outer_slots:
+                vals[s] = outer[key]
         for s, v in zip(self.input_slots, inputs):
             vals[s] = v
         st = None
@@ -265,12 +264,48 @@ class Plan:
     @staticmethod
     def _call_with_subgraphs(st: Step, vals: list):
         attrs = dict(st.attrs)
-        scope = {n: vals[s] for n, s in st.outer_slots}
+        scope = {key: vals[s] for key, s in st.outer_slots}
         for name, p in st.subplans:
             attrs[name] = (BoundGraph(p, scope) if not isinstance(p, list)
                            else [BoundGraph(q, scope) for q in p])
         return st.fn(st.ctx, *st.gather(vals), **attrs)
 
-    def placement(self) -> list[tuple[str, str, str]]:
-        """(node name, op type, provider) per step, in execution order."""
-        return [(st.node.name, st.node.op_type, st.provider.name) for st in self.steps]
+    def placement(self, include_subgraphs: bool = False, prefix: str = "") -> list[tuple[str, str, str]]:
+        """(node name, op type, provider) per step, in execution order; copy steps have op type
+        MemcpyToHost / MemcpyFromHost and the device provider.  With `include_subgraphs`, the
+        steps of subgraphs follow their node, named 'node/attribute/step' (a list attribute
+        adds the index)."""
+        out = []
+        for st in self.steps:
+            out.append((prefix + st.node.name, st.node.op_type, st.provider.name))
+            if include_subgraphs:
+                for attr, sub in st.subplans:
+                    subs = sub if isinstance(sub, list) else [sub]
+                    for i, p in enumerate(subs):
+                        tag = f"{attr}[{i}]" if isinstance(sub, list) else attr
+                        out.extend(p.placement(True, f"{prefix}{st.node.name}/{tag}/"))
+        return out
+
+    def describe(self, indent: str = "") -> list[str]:
+        """The placement as text lines (the verbose log): steps, subgraphs indented, and the
+        initializers copied to a device when the plan was built."""
+        rule_of = {id(st): getattr(it, "rule", "copy") for st, it in zip(self.steps, self.partition.items)}
+        lines = [f"{indent}initializer {n} copied to {k[1]} once" for k, (n, _) in self.partition.init_copies.items()]
+        for st in self.steps:
+            rule = " (shape computation)" if rule_of.get(id(st)) == "shape" else ""
+            lines.append(f"{indent}{st.node.op_type} '{st.node.name}' -> {st.provider.name}{rule}")
+            for attr, sub in st.subplans:
+                for p in (sub if isinstance(sub, list) else [sub]):
+                    lines.append(f"{indent}  {attr}:")
+                    lines.extend(p.describe(indent + "    "))
+        return lines
+
+
+def _copy_step(item: Copy, slot) -> Step:
+    """A copy between devices as a step: a node with onnxruntime's Memcpy op types."""
+    node = Node(item.name, item.op_type, "", 1, [item.value], [item.value], {})
+    fn = item.fn
+
+    def copy(ctx, value):
+        return fn(value)
+    return Step(copy, None, (slot(item.src_key),), (slot(item.dst_key),), {}, node, item.provider, [], [])

@@ -1,7 +1,9 @@
 """InferenceSession: load, partition, plan, and run with onnxruntime's checks and messages."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import warnings
 
@@ -17,7 +19,10 @@ from ortgpu.executor import Plan
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
 from ortgpu.options import RunOptions, SessionOptions
+from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
+
+_log = logging.getLogger("ortgpu")
 
 
 class NodeArg:
@@ -99,6 +104,10 @@ class InferenceSession:
             self._outputs.append(vi if has_shape or vi.name not in inferred else inferred[vi.name])
 
     def _create_providers(self, providers, provider_options) -> None:
+        if providers is not None and not isinstance(providers, str) and any(
+                isinstance(p, ExecutionProvider) for p in providers):
+            self._install(_provider_instances(providers))
+            return
         try:
             pairs = providers_select.normalize(providers, provider_options)
         except ValueError as e:
@@ -108,14 +117,18 @@ class InferenceSession:
                           f"and retrying.", RuntimeWarning, stacklevel=3)
             pairs = providers_select.normalize(self._fallback_providers, None)
             self._enable_fallback = False  # onnxruntime falls back only once
-        created = providers_select.create(pairs)
+        self._install(providers_select.create(pairs))
+
+    def _install(self, created) -> None:
+        """Optimize, partition and plan the model for the created providers."""
         graph = from_proto(self._model.graph, self._opsets)
         for name, value in self._sess_options._initializers.items():
             graph.initializers[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
         check_ops_registered(graph, created)
         self._optimizations = optimize(graph, self._sess_options.graph_optimization_level, created,
                                        {vi.name for vi in self._overridable}, self._disabled_optimizers)
-        plan = Plan(graph, created)
+        with _run_scope(created):  # initializers used on a device are copied there now
+            plan = Plan(graph, created)
         # Only a fully built plan replaces the old one, so a failed set_providers leaves the
         # session as it was.
         self._providers, self._plan = created, plan
@@ -123,6 +136,8 @@ class InferenceSession:
         self._output_index = {n: i for i, n in enumerate(plan.output_names)}
         self._input_meta = {vi.name: vi for vi in self._all_inputs}
         self._init_values = {n: graph.initializers[n] for n in plan.input_names if n in graph.initializers}
+        if self._sess_options.log_severity_level == 0:  # VERBOSE, as onnxruntime logs its placement
+            _log_placement(plan)
 
     # --- onnxruntime's query API --------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -150,9 +165,12 @@ class InferenceSession:
         """Re-create the providers (and the plan) for this session, as onnxruntime does."""
         self._create_providers(providers, provider_options)
 
-    def get_provider_assignment(self) -> list[tuple[str, str, str]]:
-        """(node name, op type, provider) for each top-level step, in execution order."""
-        return self._plan.placement()
+    def get_provider_assignment(self, include_subgraphs: bool = False) -> list[tuple[str, str, str]]:
+        """(node name, op type, provider) for each top-level step, in execution order.  Copies
+        between devices are steps of op type MemcpyToHost / MemcpyFromHost (on the device
+        provider), as onnxruntime names its copy nodes.  `include_subgraphs` adds the steps of
+        If/Loop/Scan bodies after their node, named 'node/attribute/step'."""
+        return self._plan.placement(include_subgraphs)
 
     # --- running ------------------------------------------------------------------------
     def run(self, output_names, input_feed: dict, run_options: RunOptions | None = None) -> list:
@@ -164,7 +182,8 @@ class InferenceSession:
             raise Fail("Exiting due to terminate flag being set to true.")
         out_idx = self._output_positions(output_names)
         args = self._bind_inputs(input_feed)
-        results = self._plan.run(args)
+        with _run_scope(self._providers):
+            results = self._plan.run(args)
         return [_to_user(results[i]) for i in out_idx]
 
     def _output_positions(self, output_names) -> list[int]:
@@ -195,6 +214,47 @@ class InferenceSession:
             else:
                 args.append(self._init_values.get(name))  # an optional input left out is None
         return args
+
+
+def _run_scope(providers):
+    """The providers' run contexts entered together (a device provider selects its device and
+    stream there); nothing to enter for the CPU."""
+    scopes = [p.run_context for p in providers if hasattr(p, "run_context")]
+    return _entered(scopes) if scopes else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _entered(scopes):
+    with contextlib.ExitStack() as stack:
+        for scope in scopes:
+            stack.enter_context(scope())
+        yield
+
+
+def _provider_instances(providers) -> list:
+    """ExecutionProvider instances given directly (an ortgpu extension: tests run a device
+    double this way); names among them are created as usual; the CPU is kept as last resort."""
+    out = []
+    for p in providers:
+        if isinstance(p, ExecutionProvider):
+            out.append(p)
+        else:
+            out.extend(providers_select.create(providers_select.normalize([p], None)[:1]))
+    if not any(p.device == "cpu" for p in out):
+        out.extend(providers_select.create([("CPUExecutionProvider", {})]))
+    return out
+
+
+def _log_placement(plan) -> None:
+    counts: dict[str, int] = {}
+    for _, op, prov in plan.placement(include_subgraphs=True):
+        if not op.startswith("Memcpy"):
+            counts[prov] = counts.get(prov, 0) + 1
+    copies = sum(1 for _, op, _ in plan.placement(include_subgraphs=True) if op.startswith("Memcpy"))
+    _log.info("placement: %s; %d copy steps", ", ".join(f"{n} nodes on {p}" for p, n in counts.items()),
+              copies)
+    for line in plan.describe():
+        _log.info("  %s", line)
 
 
 def _to_user(value):

@@ -18,6 +18,7 @@ PASS_FLOOR = 2019
 os.environ.setdefault("ONNX_HOME", os.path.join(tempfile.gettempdir(), "ortgpu_onnx_home"))
 
 _runner = onnx.backend.test.BackendTest(OrtGpuBackend, __name__)
+_runner.exclude(r"_cuda$")  # the CUDA twins run in the GPU tier (tests/gpu), against this tier's results
 for _p in patterns(SKIP):
     _runner.exclude(_p)
 for _p in patterns(XFAIL):

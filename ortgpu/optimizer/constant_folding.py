@@ -26,6 +26,7 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
     `overridable` names the initializers a run may replace (graph inputs from IR 4 on);
     they are not constants."""
     from ortgpu.executor import Plan  # noqa: PLC0415  (the executor imports this module's callers)
+    host = [p for p in providers if p.device == "cpu"]  # fold on the host: no device round trip
     graph_inputs = {v.name for v in graph.inputs}
     constants = {n for n in graph.initializers if n not in overridable}
     outputs = {v.name for v in graph.outputs}
@@ -41,7 +42,7 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
                      graph.types, graph.opsets)
         mini.outputs = [_ValueName(o) for o in node.outputs if o]
         try:
-            values = Plan(mini, providers).run([])
+            values = Plan(mini, host).run([])
         except Exception:
             kept.append(node)  # it will fail (or succeed) at run time, with the node named
             continue

@@ -2,6 +2,7 @@
 import numpy as np
 
 from ortgpu.providers.kernels.shape_ops import host_ints, host_scalar, norm_axis
+from ortgpu.providers.base import host_array
 from ortgpu.providers.registry import kernel
 
 
@@ -108,7 +109,14 @@ def _scatter_into(xp, data, index, updates, reduction):
     exact = not _is_ml_dtype(data.dtype)
     out = data.copy() if exact else data.astype(np.float32)
     vals = updates if exact else updates.astype(np.float32)
-    getattr(mod, _REDUCERS[reduction]).at(out, index, vals)
+    if mod is not np and reduction == "mul":
+        # CuPy's ufunc.at covers add/subtract/maximum/minimum only: multiply on the host, explicitly
+        host = np.array(host_array(out))
+        np.multiply.at(host, tuple(host_array(i) if hasattr(i, "shape") else i for i in index)
+                       if isinstance(index, tuple) else host_array(index), host_array(vals))
+        out = xp.asarray(host)
+    else:
+        getattr(mod, _REDUCERS[reduction]).at(out, index, vals)
     return out if exact else out.astype(data.dtype)
 
 

@@ -1,0 +1,199 @@
+"""MatMul and Gemm on cuBLAS (``cublasGemmStridedBatchedEx``), for the CUDA provider.
+
+Why not just ``cupy.matmul``: CuPy's batched path multiplies float16 in float32 after a
+copy and ignores the TF32 setting, and its 2-D path reads TF32 from a process-wide
+switch.  Calling cuBLAS directly gives every case the same rules, as onnxruntime has them:
+
+* float16 operands stay float16 in memory and accumulate in float32 on tensor cores
+  (compute type ``CUBLAS_COMPUTE_32F``);
+* float32 uses TF32 tensor cores when the provider's ``use_tf32`` is on
+  (``CUBLAS_COMPUTE_32F_FAST_TF32``), full float32 otherwise;
+* float64 in float64; other element types (integers) fall back to the shared kernels.
+
+Row-major C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T, so the
+C-contiguous arrays are handed to cuBLAS without copies and transposes become flags.
+Broadcast batch dimensions become stride 0 where one side has no batch; a B without batch
+folds A's batch into its rows (one plain GEMM).
+
+The operand planning (``plan_matmul``, ``cublas_args``) is pure array code tested on NumPy;
+``cublas_gemm`` and the kernels' GPU path were written without a GPU and have never run.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ortgpu.providers.kernels import linalg as shared_linalg
+from ortgpu.providers.registry import kernel
+
+GEMM_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+
+
+# ----------------------------------------------------------------------------- planning
+
+def _c_operand(xp, x, trans: bool):
+    """(C-contiguous 2-D array, transpose flag) describing op(x) without copying when x is
+    C- or F-contiguous (an F-contiguous x is the C-contiguous x.T, transposed)."""
+    if x.flags.c_contiguous:
+        return x, trans
+    if x.T.flags.c_contiguous:
+        return x.T, not trans
+    return xp.ascontiguousarray(x), trans
+
+
+def plan_matmul(xp, A, B):
+    """numpy.matmul of A and B as one strided-batched GEMM.
+
+    Returns (a3, b3, trans_a, trans_b, out_shape): a3 and b3 are C-contiguous 3-D arrays
+    whose batch is either the output's batch count or 1 (broadcast), trans flags say to
+    use the transpose of a3/b3's matrices, and out_shape is the result's shape."""
+    a, b = A, B
+    drop_m = a.ndim == 1
+    drop_n = b.ndim == 1
+    if drop_m:
+        a = a.reshape(1, -1)
+    if drop_n:
+        b = b.reshape(-1, 1)
+    m, k = a.shape[-2:]
+    k2, n = b.shape[-2:]
+    if k != k2:
+        raise ValueError(f"MatMul: inner dimensions differ: A {tuple(A.shape)}, B {tuple(B.shape)}")
+    batch = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
+    nb = math.prod(batch)
+    out_shape = batch + (() if drop_m else (m,)) + (() if drop_n else (n,))
+
+    trans_a = trans_b = False
+    if a.ndim == 2:
+        a2, trans_a = _c_operand(xp, a, False)
+        a3 = a2.reshape((1,) + a2.shape)
+    else:
+        a3 = _batched(xp, a, batch, nb)
+    if b.ndim == 2:
+        b2, trans_b = _c_operand(xp, b, False)
+        b3 = b2.reshape((1,) + b2.shape)
+    else:
+        b3 = _batched(xp, b, batch, nb)
+    # B shared by the whole batch and A not transposed: fold A's batch into its rows
+    if b3.shape[0] == 1 and a3.shape[0] > 1 and not trans_a:
+        a3 = a3.reshape(1, a3.shape[0] * m, k)
+    return a3, b3, trans_a, trans_b, out_shape
+
+
+def _batched(xp, x, batch, nb):
+    """x (..., r, c) as a C-contiguous (nb or 1, r, c) array for the output batch `batch`."""
+    own = tuple(x.shape[:-2])
+    r, c = x.shape[-2:]
+    if math.prod(own) == 1:
+        return xp.ascontiguousarray(x).reshape(1, r, c)
+    if (1,) * (len(batch) - len(own)) + own == batch:
+        return xp.ascontiguousarray(x).reshape(nb, r, c)
+    # a partial broadcast (e.g. (2,1,…) with (1,3,…)): materialize it
+    return xp.ascontiguousarray(xp.broadcast_to(x, batch + (r, c))).reshape(nb, r, c)
+
+
+def cublas_args(a3, b3, trans_a: bool, trans_b: bool):
+    """The cublasGemmStridedBatchedEx geometry for row-major C = op(a3) @ op(b3).
+
+    Returns a dict: first/second operand ('b' then 'a'), their op flags, m, n, k, leading
+    dimensions, element strides (0 = broadcast) and the batch count.  C (batch, M, N)
+    is C-contiguous with ldc = N."""
+    ra, ca = a3.shape[-2:]
+    rb, cb = b3.shape[-2:]
+    M, K = (ca, ra) if trans_a else (ra, ca)
+    Kb, N = (cb, rb) if trans_b else (rb, cb)
+    if K != Kb:
+        raise ValueError(f"GEMM: inner dimensions differ ({K} and {Kb})")
+    batch = max(a3.shape[0], b3.shape[0])
+    return {
+        "op_first": 1 if trans_b else 0, "op_second": 1 if trans_a else 0,
+        "m": N, "n": M, "k": K,
+        "ld_first": cb, "ld_second": ca, "ldc": N,
+        "stride_first": rb * cb if b3.shape[0] > 1 else 0,
+        "stride_second": ra * ca if a3.shape[0] > 1 else 0,
+        "stride_c": M * N, "batch": batch, "M": M, "N": N, "K": K,
+    }
+
+
+# ----------------------------------------------------------------------------- cuBLAS (GPU only)
+
+def cublas_gemm(a3, b3, trans_a: bool, trans_b: bool, out3, alpha: float = 1.0, beta: float = 0.0,
+                tf32: bool = True):
+    """out3 = alpha * op(a3) @ op(b3) + beta * out3 on the current CuPy stream.  Never run."""
+    import cupy  # noqa: PLC0415
+    from cupy_backends.cuda.libs import cublas  # noqa: PLC0415
+
+    g = cublas_args(a3, b3, trans_a, trans_b)
+    dt = np.dtype(out3.dtype)
+    if dt == np.float16:
+        data_type, compute = cupy.cuda.runtime.CUDA_R_16F, cublas.CUBLAS_COMPUTE_32F
+        scalar = np.float32
+    elif dt == np.float32:
+        data_type = cupy.cuda.runtime.CUDA_R_32F
+        compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if tf32 else cublas.CUBLAS_COMPUTE_32F
+        scalar = np.float32
+    elif dt == np.float64:
+        data_type, compute, scalar = cupy.cuda.runtime.CUDA_R_64F, cublas.CUBLAS_COMPUTE_64F, np.float64
+    else:
+        raise TypeError(f"cublas_gemm: unsupported dtype {dt}")
+    alpha_h = np.array(alpha, dtype=scalar)  # host scalars (the handle is in host pointer mode)
+    beta_h = np.array(beta, dtype=scalar)
+    algo = cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP if dt == np.float16 else cublas.CUBLAS_GEMM_DEFAULT
+    handle = cupy.cuda.device.get_cublas_handle()  # CuPy sets its stream to the current one per call
+    cublas.gemmStridedBatchedEx(
+        handle, g["op_first"], g["op_second"], g["m"], g["n"], g["k"],
+        alpha_h.ctypes.data,
+        b3.data.ptr, data_type, g["ld_first"], g["stride_first"],
+        a3.data.ptr, data_type, g["ld_second"], g["stride_second"],
+        beta_h.ctypes.data,
+        out3.data.ptr, data_type, g["ldc"], g["stride_c"],
+        g["batch"], compute, algo)
+    return out3
+
+
+def _use_tf32() -> bool:
+    from ortgpu.providers.cuda.provider import current_config  # noqa: PLC0415
+    return current_config().use_tf32
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@kernel("MatMul", since=(1, 9, 13), provider="cuda")
+def MatMul(ctx, A, B):
+    """numpy.matmul semantics on cuBLAS (float16/32/64); other types use the shared kernel."""
+    xp = ctx.xp
+    if A.dtype != B.dtype or np.dtype(A.dtype) not in GEMM_DTYPES or A.ndim == 0 or B.ndim == 0:
+        return shared_linalg.MatMul(ctx, A, B)
+    a3, b3, ta, tb, out_shape = plan_matmul(xp, A, B)
+    g = cublas_args(a3, b3, ta, tb)
+    if math.prod(out_shape) == 0 or g["K"] == 0:
+        return xp.zeros(out_shape, dtype=A.dtype)
+    out3 = xp.empty((g["batch"], g["M"], g["N"]), dtype=A.dtype)
+    cublas_gemm(a3, b3, ta, tb, out3, tf32=_use_tf32())
+    return out3.reshape(out_shape)
+
+
+@kernel("Gemm", since=(1, 6, 7, 9, 11, 13), provider="cuda")
+def Gemm(ctx, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+    """Y = alpha * A' B' + beta * C with C broadcast into the output first (cuBLAS beta)."""
+    xp = ctx.xp
+    if A.dtype != B.dtype or np.dtype(A.dtype) not in GEMM_DTYPES or A.ndim != 2 or B.ndim != 2 \
+            or (C is not None and C.dtype != A.dtype):
+        return shared_linalg.Gemm(ctx, A, B, C, alpha=alpha, beta=beta, transA=transA, transB=transB,
+                                  broadcast=broadcast)
+    a2, ta = _c_operand(xp, A, bool(transA))
+    b2, tb = _c_operand(xp, B, bool(transB))
+    a3 = a2.reshape((1,) + a2.shape)
+    b3 = b2.reshape((1,) + b2.shape)
+    g = cublas_args(a3, b3, ta, tb)
+    out = xp.empty((g["M"], g["N"]), dtype=A.dtype)
+    use_c = C is not None and beta != 0.0
+    if use_c:
+        out[...] = C  # broadcast C into the output; cuBLAS then adds alpha * A'B'
+    if out.size == 0:
+        return out
+    if g["K"] == 0:
+        return out * A.dtype.type(beta) if use_c else xp.zeros_like(out)
+    cublas_gemm(a3, b3, ta, tb, out.reshape((1,) + out.shape), alpha=float(alpha),
+                beta=float(beta) if use_c else 0.0, tf32=_use_tf32())
+    return out

@@ -1,0 +1,21 @@
+"""Raw CUDA kernels of the CUDA provider: .cu sources in this folder, compiled by CuPy's
+RawModule (``module.py``), and launchers registered for ``provider="cuda"``.
+
+Families: broadcast binary arithmetic and comparisons (``binary``), activations and Clip
+(``activations``), Softmax/LogSoftmax (``softmax``), LayerNormalization (``layernorm``),
+Where (``where``) and Cast/CastLike (``cast``).  Each launcher handles the cases its kernel
+covers and calls the shared kernel of ``providers/kernels/`` for everything else, so the
+results never depend on which path ran.
+
+Importing this package needs no CuPy (it is imported inside the launchers).  The kernels
+compile for sm_80 and sm_90 (``tests/test_cuda_compile.py``) but have never run on a GPU:
+none was available when they were written.
+"""
+from ortgpu.providers.cuda.kernels import (  # noqa: F401  (registers the kernels)
+    activations,
+    binary,
+    cast,
+    layernorm,
+    softmax,
+    where,
+)

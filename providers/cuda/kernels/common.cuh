@@ -1,0 +1,206 @@
+// Device helpers shared by every kernel source in this folder.
+//
+// The loader puts this text in front of each .cu file before compiling, so the sources
+// include no headers at all: NVRTC 13.0 ships without cuda_fp16.h and gets no include
+// path here.  Float16 is therefore a plain 16-bit struct converted with PTX instructions.
+//
+// Conventions:
+//   * T is the element type in memory, C = Compute<T>::type the type arithmetic runs in
+//     (float for float16, the type itself otherwise), as the NumPy kernels do.
+//   * i64 sizes and offsets; kernels loop grid-stride so any grid size is correct.
+
+typedef long long i64;
+
+#define ORTGPU_MAX_DIMS 8
+
+// IEEE binary16, stored as its bits (same layout as numpy.float16 and CUDA's __half).
+struct alignas(2) half_t {
+    unsigned short bits;
+};
+
+__device__ __forceinline__ float half_to_float(half_t h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
+    return f;
+}
+
+__device__ __forceinline__ half_t float_to_half(float f) {   // round to nearest even
+    half_t h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ half_t double_to_half(double d) {  // one rounding, as NumPy
+    half_t h;
+    asm("cvt.rn.f16.f64 %0, %1;" : "=h"(h.bits) : "d"(d));
+    return h;
+}
+
+// ------------------------------------------------------------------ type traits
+
+template <typename T> struct Compute { typedef T type; };
+template <> struct Compute<half_t> { typedef float type; };
+
+template <typename T> struct IsFloat { static constexpr bool value = false; };
+template <> struct IsFloat<float> { static constexpr bool value = true; };
+template <> struct IsFloat<double> { static constexpr bool value = true; };
+template <> struct IsFloat<half_t> { static constexpr bool value = true; };
+
+// Unsigned twin of a signed integer, so that + - * wrap without undefined behaviour.
+template <typename T> struct Wrapping { typedef T type; };
+template <> struct Wrapping<signed char> { typedef unsigned char type; };
+template <> struct Wrapping<short> { typedef unsigned short type; };
+template <> struct Wrapping<int> { typedef unsigned int type; };
+template <> struct Wrapping<long long> { typedef unsigned long long type; };
+
+// ------------------------------------------------------------------ conversions
+
+// Convert<D, S>::run(v): the value v of type S as type D, with C semantics (as CuPy's
+// astype on the device): float to integer truncates, to bool tests != 0 (NaN is true).
+template <typename D, typename S> struct Convert {
+    static __device__ __forceinline__ D run(S v) { return static_cast<D>(v); }
+};
+template <typename S> struct Convert<half_t, S> {
+    static __device__ __forceinline__ half_t run(S v) { return float_to_half(static_cast<float>(v)); }
+};
+template <> struct Convert<half_t, double> {
+    static __device__ __forceinline__ half_t run(double v) { return double_to_half(v); }
+};
+template <typename D> struct Convert<D, half_t> {
+    static __device__ __forceinline__ D run(half_t v) { return static_cast<D>(half_to_float(v)); }
+};
+template <> struct Convert<half_t, half_t> {
+    static __device__ __forceinline__ half_t run(half_t v) { return v; }
+};
+template <typename S> struct Convert<bool, S> {
+    static __device__ __forceinline__ bool run(S v) { return v != static_cast<S>(0); }
+};
+template <> struct Convert<bool, half_t> {
+    static __device__ __forceinline__ bool run(half_t v) { return half_to_float(v) != 0.0f; }
+};
+template <> struct Convert<bool, bool> {
+    static __device__ __forceinline__ bool run(bool v) { return v; }
+};
+
+// Load an element into its compute type, and store a compute value back.
+template <typename T>
+__device__ __forceinline__ typename Compute<T>::type load(T v) {
+    return Convert<typename Compute<T>::type, T>::run(v);
+}
+template <typename T, typename C>
+__device__ __forceinline__ T store(C v) {
+    return Convert<T, C>::run(v);
+}
+
+// ------------------------------------------------------------------ math in C = float | double
+
+__device__ __forceinline__ float m_exp(float x) { return expf(x); }
+__device__ __forceinline__ double m_exp(double x) { return exp(x); }
+__device__ __forceinline__ float m_expm1(float x) { return expm1f(x); }
+__device__ __forceinline__ double m_expm1(double x) { return expm1(x); }
+__device__ __forceinline__ float m_log(float x) { return logf(x); }
+__device__ __forceinline__ double m_log(double x) { return log(x); }
+__device__ __forceinline__ float m_log1p(float x) { return log1pf(x); }
+__device__ __forceinline__ double m_log1p(double x) { return log1p(x); }
+__device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double m_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float m_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double m_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float m_erf(float x) { return erff(x); }
+__device__ __forceinline__ double m_erf(double x) { return erf(x); }
+__device__ __forceinline__ float m_erfc(float x) { return erfcf(x); }
+__device__ __forceinline__ double m_erfc(double x) { return erfc(x); }
+__device__ __forceinline__ float m_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double m_pow(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float m_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double m_abs(double x) { return fabs(x); }
+
+template <typename C> __device__ __forceinline__ C neg_infinity();
+template <> __device__ __forceinline__ float neg_infinity<float>() { return __int_as_float(0xff800000); }
+template <> __device__ __forceinline__ double neg_infinity<double>() {
+    return __longlong_as_double(0xfff0000000000000ULL);
+}
+
+// NumPy's maximum/minimum: NaN in either argument gives NaN (fmax/fmin would drop it).
+template <typename C> __device__ __forceinline__ C max_nan(C a, C b) { return (a != a || a > b) ? a : b; }
+template <typename C> __device__ __forceinline__ C min_nan(C a, C b) { return (a != a || a < b) ? a : b; }
+
+// ------------------------------------------------------------------ reductions over a row
+
+template <typename C> struct SumOp {
+    __device__ __forceinline__ C operator()(C a, C b) const { return a + b; }
+};
+template <typename C> struct MaxOp {
+    __device__ __forceinline__ C operator()(C a, C b) const { return max_nan(a, b); }
+};
+
+// Butterfly reduction: every lane of the warp ends with the result.
+template <typename C, typename Op>
+__device__ __forceinline__ C warp_allreduce(C v, Op op) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    }
+    return v;
+}
+
+// Reduce v over the threads of one row (threadIdx.x); every thread of the row gets the
+// result.  Launch contract: blockDim.x is a multiple of 32, and blockDim.x == 32 (rows are
+// warps, several per block) or blockDim.y == 1 (one row per block).  Every thread of the
+// block must call it (it may synchronize the block).  scratch holds 32 values.  Kernels
+// using it declare __launch_bounds__(1024) so that a 1024-thread block always launches.
+template <typename C, typename Op>
+__device__ __forceinline__ C row_allreduce(C v, Op op, C identity, C* scratch) {
+    v = warp_allreduce(v, op);
+    if (blockDim.x == 32) {
+        return v;
+    }
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    __syncthreads();  // the scratch of a previous call has been read by everyone
+    if (lane == 0) {
+        scratch[warp] = v;
+    }
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : identity;
+    return warp_allreduce(v, op);
+}
+
+// ------------------------------------------------------------------ broadcasting
+
+// Output shape and per-operand strides (in elements, 0 along broadcast dims) of up to three
+// operands, dims collapsed by the launcher.  All fields are 64-bit: no padding, so the
+// host builds it as a NumPy structured array of int64 fields in this order.
+struct Broadcast {
+    i64 ndim;
+    i64 shape[ORTGPU_MAX_DIMS];
+    i64 stride[3][ORTGPU_MAX_DIMS];
+};
+
+// Offsets of output element `linear` in each of the first N operands.  I is int when every
+// index and offset fits in 31 bits (faster division), long long otherwise.
+template <typename I, int N>
+__device__ __forceinline__ void broadcast_offsets(const Broadcast& b, I linear, I (&offset)[N]) {
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+        offset[k] = 0;
+    }
+#pragma unroll
+    for (int d = ORTGPU_MAX_DIMS - 1; d >= 0; --d) {
+        if (d < b.ndim) {
+            const I size = static_cast<I>(b.shape[d]);
+            const I q = linear / size;
+            const I r = linear - q * size;
+#pragma unroll
+            for (int k = 0; k < N; ++k) {
+                offset[k] += r * static_cast<I>(b.stride[k][d]);
+            }
+            linear = q;
+        }
+    }
+}
+
+// First index and step of a grid-stride loop.
+__device__ __forceinline__ i64 grid_start() { return static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ i64 grid_step() { return static_cast<i64>(gridDim.x) * blockDim.x; }

@@ -1,0 +1,295 @@
+"""CUDAExecutionProvider: kernels on CuPy arrays, one CUDA stream per session.
+
+What can be checked on the CPU (options, availability, which nodes it takes) works
+without CuPy.  Everything that touches a device (``xp``, ``stream``, ``run_context``,
+``from_host``/``to_host``) needs CuPy and a GPU and has never run: it was written
+without a device and will first run on the lent GPU machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import weakref
+
+import numpy as np
+from onnx import TensorProto
+
+from ortgpu.providers.base import ExecutionProvider
+from ortgpu.providers.cuda.options import CUDAProviderConfig, default_option_strings, parse_cuda_options
+from ortgpu.providers.registry import SHARED, KernelDef
+
+CUDA = "cuda"
+
+# Element types a CuPy array can hold (ONNX TensorProto codes).  Strings, bfloat16, the
+# float8/float6/float4 types and the sub-byte integers have no CuPy dtype: nodes that read
+# or write them stay on the CPU.
+CUPY_ELEM_TYPES = frozenset({
+    TensorProto.BOOL, TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
+    TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64,
+    TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE,
+    TensorProto.COMPLEX64, TensorProto.COMPLEX128,
+})
+
+
+def _declined_dtype_names() -> frozenset:
+    """NumPy names (ml_dtypes included) of the ONNX element types CuPy cannot hold."""
+    from ortgpu.dtypes import np_dtype  # noqa: PLC0415
+    names = set()
+    for code in TensorProto.DataType.values():
+        if code and code not in CUPY_ELEM_TYPES:
+            try:
+                names.add(np_dtype(code).name)
+            except TypeError:  # a type this onnx/ml_dtypes build has no dtype for
+                pass
+    return frozenset(names)
+
+
+CUPY_DTYPES = frozenset(np.dtype(t) for t in (
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64, np.complex64, np.complex128))
+
+# Shared kernels that run, but badly or not at all, on CuPy: they stay on the CPU until a
+# provider="cuda" kernel for them exists (a CUDA registration always wins over this table).
+# (domain, op) -> reason; domain "*" matches every op of the domain.
+HOST_ONLY = {
+    ("ai.onnx.ml", "*"): "onnxruntime's CUDA EP runs no ai.onnx.ml op; the tabular ML kernels are host code",
+    ("", "RoiAlign"): "a Python loop per region of interest that reads box coordinates on the host",
+    ("", "MaxRoiPool"): "a Python loop per region of interest that reads box coordinates on the host",
+    ("", "MelWeightMatrix"): "a small constant table built from scalar inputs read on the host",
+    ("", "HannWindow"): "a window built from a scalar size read on the host",
+    ("", "HammingWindow"): "a window built from a scalar size read on the host",
+    ("", "BlackmanWindow"): "a window built from a scalar size read on the host",
+}
+
+# Attributes that name an output element type (Cast's `to`, RandomNormal's `dtype`, ...)
+_TYPE_ATTRS = ("to", "dtype", "output_dtype")
+# Attributes whose tensor value becomes an output (Constant, ConstantOfShape)
+_VALUE_ATTRS = ("value",)
+
+
+def cuda_device_count() -> int | None:
+    """Number of CUDA devices, 0 when CuPy sees none, None when CuPy does not import."""
+    try:
+        import cupy  # noqa: PLC0415
+    except Exception:  # ImportError, or a CuPy build that fails to load its CUDA libraries
+        return None
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no driver, no device
+        return 0
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one device; never raises; cached."""
+    try:
+        return (cuda_device_count() or 0) > 0
+    except Exception:
+        return False
+
+
+def type_on_device(tp) -> bool:
+    """Can a value of this onnx TypeProto live in CuPy arrays?  Unknown types are allowed."""
+    if tp is None:
+        return True
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        code = tp.tensor_type.elem_type
+        return code == 0 or code in CUPY_ELEM_TYPES
+    if which == "sequence_type":
+        return type_on_device(tp.sequence_type.elem_type)
+    if which == "optional_type":
+        return type_on_device(tp.optional_type.elem_type)
+    if which in ("map_type", "sparse_tensor_type"):
+        return False
+    return True
+
+
+def host_only_reason(kernel: KernelDef) -> str | None:
+    """Why a shared kernel must stay on the CPU, or None."""
+    if kernel.provider != SHARED:
+        return None
+    domain = kernel.domain or ""
+    return HOST_ONLY.get((domain, kernel.op_type)) or HOST_ONLY.get((domain, "*"))
+
+
+# The provider whose run is in progress (set by run_context), and the last one created.
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("ortgpu_cuda_provider", default=None)
+_LAST_CREATED: list = [None]
+
+
+def current_config() -> CUDAProviderConfig:
+    """Options of the CUDA provider kernels run under: the one inside run_context, else the
+    most recently created one, else the defaults.  (Stopgap until KernelContext carries
+    the provider; see the report.)"""
+    p = _ACTIVE.get()
+    if p is None and _LAST_CREATED[0] is not None:
+        p = _LAST_CREATED[0]()
+    return p.config if p is not None else _DEFAULT_CONFIG
+
+
+_DEFAULT_CONFIG = CUDAProviderConfig()
+
+
+class CUDAExecutionProvider(ExecutionProvider):
+    """Runs nodes on an NVIDIA GPU through CuPy (provider="cuda" kernels, then shared ones)."""
+
+    name = "CUDAExecutionProvider"
+    device = CUDA
+    kernel_sources = (CUDA, SHARED)
+    option_defaults = default_option_strings()
+    declined_dtypes = _declined_dtype_names()
+
+    def __init__(self, options: dict | None = None, *, device_count: int | None = -1):
+        """``device_count`` is for tests: -1 asks CuPy; None skips the device_id range check."""
+        if device_count == -1:
+            device_count = cuda_device_count()
+        self.config = parse_cuda_options(options, device_count)
+        self.options = self.config.as_strings()
+        self._stream = None
+        _LAST_CREATED[0] = weakref.ref(self)
+
+    def parse_options(self, options: dict) -> dict:
+        return parse_cuda_options(options).as_strings()
+
+    @property
+    def device_id(self) -> int:
+        return self.config.device_id
+
+    # --- capability ---------------------------------------------------------------------
+    def holds(self, tp) -> bool:
+        """Whether a value of onnx TypeProto `tp` can live in CuPy arrays (maps and sparse
+        tensors cannot; sequences and optionals by their elements; unknown types can)."""
+        return type_on_device(tp)
+
+    def accepts(self, node, kernel: KernelDef, input_types, output_types=None) -> bool:
+        """Declines a node whose values CuPy cannot hold (bfloat16, float8, int4, strings,
+        maps, ...), whose attributes ask for such an output type, or whose only kernel is a
+        shared one listed in HOST_ONLY.  ``output_types`` (onnx TypeProtos) is optional."""
+        if not super().accepts(node, kernel, input_types):
+            return False
+        if host_only_reason(kernel) is not None:
+            return False
+        for tp in list(input_types) + list(output_types or ()):
+            if not type_on_device(tp):
+                return False
+        attrs = getattr(node, "attrs", None) or {}
+        for name in _TYPE_ATTRS:
+            code = attrs.get(name)
+            if isinstance(code, (int, np.integer)) and not isinstance(code, bool) and code \
+                    and int(code) not in CUPY_ELEM_TYPES:
+                return False
+        for name in _VALUE_ATTRS:
+            v = attrs.get(name)
+            if isinstance(v, np.ndarray) and v.dtype not in CUPY_DTYPES:
+                return False
+        return True
+
+    # --- device, stream, run scope (GPU only; never run) ---------------------------------
+    @property
+    def xp(self):
+        import cupy  # noqa: PLC0415
+        return cupy
+
+    def _device(self):
+        import cupy  # noqa: PLC0415
+        return cupy.cuda.Device(self.config.device_id)
+
+    @property
+    def stream(self):
+        """The session's CUDA stream: the caller's ``user_compute_stream`` wrapped, or a
+        non-blocking stream of our own, created on first use on the selected device."""
+        if self._stream is None:
+            import cupy  # noqa: PLC0415
+            with self._device():
+                if self.config.user_compute_stream:
+                    self._stream = cupy.cuda.ExternalStream(self.config.user_compute_stream,
+                                                            self.config.device_id)
+                else:
+                    self._stream = cupy.cuda.Stream(non_blocking=True)
+        return self._stream
+
+    @contextlib.contextmanager
+    def run_context(self):
+        """Enter around a run (and around host copies): selects the device, makes the session
+        stream current (CuPy kernels, cuBLAS and cuDNN calls then queue on it), applies
+        use_tf32 to CuPy's float32 matmul, and tells the kernels which provider runs them."""
+        token = _ACTIVE.set(self)
+        try:
+            with self._device(), self.stream, _tf32_scope(self.config.use_tf32):
+                yield self
+        finally:
+            _ACTIVE.reset(token)
+
+    def synchronize(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    # --- host copies (GPU only; never run) ------------------------------------------------
+    def from_host(self, value):
+        """A host value (NumPy array or scalar, list = sequence, None = empty optional) on
+        this provider's device, copied on the session stream."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return [self.from_host(v) for v in value]
+        if isinstance(value, dict):
+            raise TypeError("map values cannot live on the CUDA device")
+        import cupy  # noqa: PLC0415
+        if isinstance(value, cupy.ndarray):
+            if value.device.id == self.config.device_id:
+                return value
+            with self._device(), self.stream:
+                return cupy.array(value, copy=True)  # peer copy to our device
+        arr = np.asarray(value)
+        if arr.dtype not in CUPY_DTYPES:
+            raise TypeError(f"CuPy cannot hold element type {arr.dtype}; such values stay on the CPU")
+        with self._device(), self.stream:
+            return cupy.asarray(arr)
+
+    def to_host(self, value):
+        """A device value as NumPy (lists and None as they are), complete when returned."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return [self.to_host(v) for v in value]
+        try:
+            import cupy  # noqa: PLC0415
+        except ImportError:
+            return value
+        if isinstance(value, cupy.ndarray):
+            stream = self.stream
+            host = value.get(stream=stream)
+            stream.synchronize()  # the copy was queued on our stream: wait before handing it out
+            return host
+        return value
+
+
+# --- TF32 for CuPy's own matmul (GPU only; never run) -----------------------------------
+_COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7  # cupy._core._routines_linalg constants
+
+
+@contextlib.contextmanager
+def _tf32_scope(enabled: bool):
+    """cupy.matmul on float32 honours a process-wide compute type (what CUPY_TF32 sets at
+    first use); set it for the duration of a run and put the previous one back.  TF32 needs
+    compute capability 8.0 or newer; older devices keep the default."""
+    try:
+        from cupy._core import _routines_linalg as linalg  # noqa: PLC0415
+        import cupy  # noqa: PLC0415
+    except Exception:
+        yield
+        return
+    tf32 = getattr(linalg, "COMPUTE_TYPE_TF32", _COMPUTE_TYPE_TF32)
+    default = getattr(linalg, "COMPUTE_TYPE_DEFAULT", _COMPUTE_TYPE_DEFAULT)
+    want = tf32 if enabled and int(cupy.cuda.Device().compute_capability) >= 80 else default
+    previous = linalg.get_compute_type(np.float32)
+    if previous == want:
+        yield
+        return
+    linalg.set_compute_type(np.float32, want)
+    try:
+        yield
+    finally:
+        linalg.set_compute_type(np.float32, previous)

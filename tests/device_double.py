@@ -1,0 +1,475 @@
+"""A device test double: an array module that behaves like CuPy for the kernels, on the CPU.
+
+``FakeArray`` holds a NumPy array but refuses implicit conversion to NumPy, as CuPy does
+(``np.asarray(x)`` raises TypeError), so a kernel that pulls a device value to the host
+without saying so, or a missing copy, fails loudly.  NumPy functions and ufuncs called on
+it dispatch to it (``__array_function__`` / ``__array_ufunc__``) as they do for CuPy; a
+raw NumPy array mixed into such a call is refused, as CuPy refuses it.  ``.get()``,
+``.item()``, ``.tolist()``, ``int()``/``float()``/``bool()`` are the explicit transfers
+CuPy allows.  Arrays of dtypes CuPy lacks (bfloat16, float8, int4/int2/float4, object
+strings) cannot be made.
+
+``FakeDeviceExecutionProvider`` runs the shared kernels on ``fake_xp`` (device
+"fakedev") and counts its copies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import types
+
+import numpy as np
+
+from ortgpu.providers.base import ExecutionProvider
+from ortgpu.providers.cpu import CPUExecutionProvider
+from ortgpu.providers.registry import SHARED
+
+DEVICE = "fakedev"
+
+# dtypes CuPy has no arrays of (kinds: V = ml_dtypes' small floats and ints, O = objects/strings)
+DECLINED = frozenset({
+    "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+    "int4", "uint4", "int2", "uint2", "float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "object",
+})
+
+_IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
+             "Please use `.get()` to construct a NumPy array explicitly.")
+
+
+# Which kind of kernel is running (innermost last): device arrays may be computed on only
+# inside a kernel of the double (or outside any kernel: test code, copies).  A host kernel
+# that receives a device array (a missing copy) fails at its first use of it.
+_running = threading.local()
+
+
+def _stack() -> list:
+    st = getattr(_running, "stack", None)
+    if st is None:
+        st = _running.stack = []
+    return st
+
+
+def _check_use(what: str = "computed on") -> None:
+    st = _stack()
+    if st and st[-1] != DEVICE:
+        raise TypeError(f"a {DEVICE} array was {what} in a host kernel (a missing copy?)")
+
+
+def _check_dtype(dt: np.dtype) -> None:
+    if dt.name in DECLINED or dt.kind in "OUSV":
+        raise TypeError(f"{DEVICE} arrays cannot hold dtype {dt}")
+
+
+class FakeArray:
+    """A device array of the double: NumPy inside, CuPy's manners outside."""
+
+    __slots__ = ("_a",)
+    __array_priority__ = 1000
+
+    def __init__(self, a: np.ndarray):
+        _check_dtype(a.dtype)
+        self._a = a
+
+    # --- refusal of implicit conversion, explicit transfers ---------------------------------
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(_IMPLICIT)
+
+    def get(self, stream=None, order="C", out=None):
+        return self._a.copy()
+
+    def item(self, *args):
+        _check_use("read")
+        return self._a.item(*args)
+
+    def tolist(self):
+        _check_use("read")
+        return self._a.tolist()
+
+    def __bool__(self):
+        _check_use("read")
+        return bool(self._a)
+
+    def __int__(self):
+        _check_use("read")
+        return int(self._a)
+
+    def __float__(self):
+        _check_use("read")
+        return float(self._a)
+
+    def __complex__(self):
+        _check_use("read")
+        return complex(self._a)
+
+    def __index__(self):
+        _check_use("read")
+        return self._a.__index__()
+
+    def __repr__(self):
+        return f"FakeArray({self._a!r})"
+
+    def __iter__(self):
+        if self._a.ndim == 0:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self._a.shape[0]))
+
+    def __len__(self):
+        return len(self._a)
+
+    # --- attributes -----------------------------------------------------------------------
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: _wrap(self._a.T))
+    mT = property(lambda self: _wrap(np.swapaxes(self._a, -1, -2)))
+    real = property(lambda self: _wrap(self._a.real))
+    imag = property(lambda self: _wrap(self._a.imag))
+
+    def __getattr__(self, name):
+        """Methods of ndarray (reshape, astype, sum, ...) with their arguments unwrapped."""
+        attr = getattr(np.ndarray, name, None)
+        if attr is None or name.startswith("_") or not callable(attr):
+            raise AttributeError(f"'FakeArray' object has no attribute '{name}'")
+        method = getattr(self._a, name)
+
+        def call(*args, **kwargs):
+            _check_use()
+            return _wrap(method(*_unwrap(args), **_unwrap(kwargs)))
+        return call
+
+    # --- indexing -------------------------------------------------------------------------
+    def __getitem__(self, index):
+        _check_use()
+        return _wrap(self._a[_unwrap_index(index)])
+
+    def __setitem__(self, index, value):
+        _check_use()
+        # CuPy accepts host values on assignment (it copies them to the device)
+        self._a[_unwrap_index(index)] = value._a if isinstance(value, FakeArray) else value
+
+    # --- NumPy protocols: dispatch here, as NumPy does for CuPy -----------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if getattr(np, ufunc.__name__, None) is not ufunc:
+            return NotImplemented  # a ufunc from elsewhere (scipy.special): CuPy refuses it too
+        _check_use()
+        out = kwargs.get("out")
+        args = _unwrap(inputs, strict=True)
+        kw = _unwrap(kwargs, strict=True)
+        res = getattr(ufunc, method)(*args, **kw)
+        if out is not None:
+            return out[0] if isinstance(out, tuple) and len(out) == 1 else out
+        return _wrap(res)
+
+    def __array_function__(self, func, types_, args, kwargs):
+        _check_use()
+        res = func(*_unwrap(args, strict=True), **_unwrap(kwargs, strict=True))
+        return _wrap(res)
+
+    # --- operators (through the ufuncs, so that they follow __array_ufunc__) ----------------
+    def __add__(self, o): return np.add(self, o)
+    def __radd__(self, o): return np.add(o, self)
+    def __sub__(self, o): return np.subtract(self, o)
+    def __rsub__(self, o): return np.subtract(o, self)
+    def __mul__(self, o): return np.multiply(self, o)
+    def __rmul__(self, o): return np.multiply(o, self)
+    def __truediv__(self, o): return np.true_divide(self, o)
+    def __rtruediv__(self, o): return np.true_divide(o, self)
+    def __floordiv__(self, o): return np.floor_divide(self, o)
+    def __rfloordiv__(self, o): return np.floor_divide(o, self)
+    def __mod__(self, o): return np.remainder(self, o)
+    def __rmod__(self, o): return np.remainder(o, self)
+    def __pow__(self, o): return np.power(self, o)
+    def __rpow__(self, o): return np.power(o, self)
+    def __matmul__(self, o): return np.matmul(self, o)
+    def __rmatmul__(self, o): return np.matmul(o, self)
+    def __and__(self, o): return np.bitwise_and(self, o)
+    def __rand__(self, o): return np.bitwise_and(o, self)
+    def __or__(self, o): return np.bitwise_or(self, o)
+    def __ror__(self, o): return np.bitwise_or(o, self)
+    def __xor__(self, o): return np.bitwise_xor(self, o)
+    def __rxor__(self, o): return np.bitwise_xor(o, self)
+    def __lshift__(self, o): return np.left_shift(self, o)
+    def __rshift__(self, o): return np.right_shift(self, o)
+    def __lt__(self, o): return np.less(self, o)
+    def __le__(self, o): return np.less_equal(self, o)
+    def __gt__(self, o): return np.greater(self, o)
+    def __ge__(self, o): return np.greater_equal(self, o)
+    def __eq__(self, o): return np.equal(self, o)
+    def __ne__(self, o): return np.not_equal(self, o)
+    def __neg__(self): return np.negative(self)
+    def __pos__(self): return np.positive(self)
+    def __abs__(self): return np.absolute(self)
+    def __invert__(self): return np.invert(self)
+
+    def __iadd__(self, o):
+        return self._inplace(np.add, o)
+
+    def __isub__(self, o):
+        return self._inplace(np.subtract, o)
+
+    def __imul__(self, o):
+        return self._inplace(np.multiply, o)
+
+    def __itruediv__(self, o):
+        return self._inplace(np.true_divide, o)
+
+    def _inplace(self, ufunc, o):
+        _check_use()
+        ufunc(self._a, _unwrap(o, strict=True), out=self._a)
+        return self
+
+    __hash__ = None
+
+
+def _wrap(res):
+    if isinstance(res, np.ndarray):
+        return FakeArray(res)
+    if isinstance(res, np.generic) and not isinstance(res, (np.str_, np.bytes_, np.object_)):
+        return FakeArray(np.asarray(res))  # CuPy returns 0-d arrays where NumPy returns scalars
+    if isinstance(res, tuple):
+        return tuple(_wrap(r) for r in res)
+    if isinstance(res, list):
+        return [_wrap(r) for r in res]
+    return res
+
+
+def _unwrap(obj, strict: bool = False):
+    """FakeArray -> its NumPy array, through tuples, lists and dicts; with `strict`, a raw
+    NumPy array is refused (CuPy does not mix host arrays into device computations)."""
+    if isinstance(obj, FakeArray):
+        return obj._a
+    if isinstance(obj, np.ndarray):
+        if strict:
+            raise TypeError(f"Unsupported type {type(obj)}: a host array mixed into a {DEVICE} "
+                            f"computation (a missing copy?)")
+        return obj
+    if isinstance(obj, tuple):
+        return tuple(_unwrap(o, strict) for o in obj)
+    if isinstance(obj, list):
+        return [_unwrap(o, strict) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _unwrap(v, strict) for k, v in obj.items()}
+    return obj
+
+
+def _unwrap_index(index):
+    if isinstance(index, tuple):
+        return tuple(_unwrap_index(i) for i in index)
+    if isinstance(index, FakeArray):
+        return index._a
+    return index
+
+
+# --- the array module ----------------------------------------------------------------------
+
+# Functions that take host data and make device arrays (cupy.asarray(numpy_array) copies it).
+_CREATORS = frozenset({
+    "asarray", "array", "asanyarray", "ascontiguousarray", "zeros", "ones", "empty", "full",
+    "arange", "linspace", "logspace", "eye", "identity", "tri", "frombuffer", "fromiter",
+    "zeros_like", "ones_like", "empty_like", "full_like", "indices", "meshgrid",
+})
+_PASS = (type, np.dtype, float, int, bool, complex, str, types.ModuleType)
+
+
+class _Namespace:
+    """A wrapped NumPy namespace (numpy, numpy.linalg, numpy.fft, numpy.random)."""
+
+    def __init__(self, base, name):
+        self._base = base
+        self.__name__ = name
+
+    def __getattr__(self, name):
+        attr = getattr(self._base, name)
+        if name == "ndarray":
+            return FakeArray
+        if isinstance(attr, _PASS) or name in ("errstate", "iinfo", "finfo", "dtype", "result_type",
+                                                "promote_types", "can_cast", "issubdtype", "newaxis"):
+            if isinstance(attr, types.ModuleType):
+                return _Namespace(attr, f"{self.__name__}.{name}")
+            return attr
+        if not callable(attr):
+            return attr
+        if name == "default_rng":
+            return lambda seed=None: _Generator(np.random.default_rng(seed))
+        if isinstance(attr, np.ufunc):
+            return _UFunc(attr)
+        creator = name in _CREATORS
+
+        def call(*args, **kwargs):
+            if creator:
+                res = attr(*_unwrap(args), **_unwrap(kwargs))
+            else:
+                res = attr(*_unwrap(args, strict=True), **_unwrap(kwargs, strict=True))
+            return _wrap(res)
+        call.__name__ = name
+        return call
+
+
+# CuPy's ufunc.at exists for these only (its scatter operations)
+_AT_UFUNCS = frozenset({"add", "subtract", "maximum", "minimum"})
+
+
+class _UFunc:
+    """A NumPy ufunc called on device arrays; ``.at`` only where CuPy has it."""
+
+    def __init__(self, uf):
+        self._uf = uf
+        self.__name__ = uf.__name__
+
+    def __call__(self, *args, **kwargs):
+        out = kwargs.get("out")
+        res = self._uf(*_unwrap(args, strict=True), **_unwrap(kwargs, strict=True))
+        return out if out is not None else _wrap(res)
+
+    def at(self, a, indices, b=None):
+        _check_use()
+        if self.__name__ not in _AT_UFUNCS:
+            raise NotImplementedError(f"{DEVICE}: {self.__name__}.at is not supported (as in CuPy)")
+        if not isinstance(a, FakeArray):
+            raise TypeError(f"{self.__name__}.at: the target must be a {DEVICE} array")
+        args = (a._a, _unwrap_index(indices)) + (() if b is None else (_unwrap(b, strict=True),))
+        self._uf.at(*args)
+
+    def __getattr__(self, name):  # reduce, accumulate, outer, ...
+        method = getattr(self._uf, name)
+        if not callable(method):
+            return method
+        return lambda *a, **k: _wrap(method(*_unwrap(a, strict=True), **_unwrap(k, strict=True)))
+
+
+class _Generator:
+    """cupy.random.Generator's surface used by the random kernels."""
+
+    def __init__(self, g):
+        self._g = g
+
+    def __getattr__(self, name):
+        method = getattr(self._g, name)
+        return lambda *a, **k: _wrap(method(*_unwrap(a, strict=True), **_unwrap(k, strict=True)))
+
+
+fake_xp = _Namespace(np, "fake_xp")
+fake_xp.linalg = _Namespace(np.linalg, "fake_xp.linalg")
+fake_xp.fft = _Namespace(np.fft, "fake_xp.fft")
+fake_xp.random = _Namespace(np.random, "fake_xp.random")
+
+
+class _SpecialNamespace(_Namespace):
+    """scipy.special on device arrays (what cupyx.scipy.special is to CuPy)."""
+
+    def __getattr__(self, name):
+        attr = getattr(self._base, name)
+        return lambda *a, **k: _wrap(attr(*_unwrap(a, strict=True), **_unwrap(k, strict=True)))
+
+
+def _scipy_special():
+    import scipy.special
+    return _SpecialNamespace(scipy.special, "fake_xp.scipy_special")
+
+
+fake_xp.scipy_special = _scipy_special()
+
+
+def is_fake(value) -> bool:
+    return isinstance(value, FakeArray)
+
+
+def _on_device(value) -> bool:
+    if value is None or isinstance(value, FakeArray):
+        return True
+    if isinstance(value, list):
+        return all(_on_device(v) for v in value)
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def _in_host_context(fn):
+    @functools.wraps(fn)
+    def run(ctx, *args, **kwargs):
+        st = _stack()
+        st.append("cpu")
+        try:
+            return fn(ctx, *args, **kwargs)
+        finally:
+            st.pop()
+    return run
+
+
+@functools.lru_cache(maxsize=None)
+def _checked(fn):
+    @functools.wraps(fn)
+    def run(ctx, *args, **kwargs):
+        st = _stack()
+        st.append(DEVICE)
+        try:
+            res = fn(ctx, *args, **kwargs)
+        finally:
+            st.pop()
+        for i, r in enumerate(res if type(res) is tuple else (res,)):
+            if not _on_device(r):
+                raise TypeError(f"{ctx.op_type} kernel on {DEVICE} returned a {type(r).__name__} as "
+                                f"output {i}, not a {DEVICE} array")
+        return res
+    return run
+
+
+class CheckedCPUExecutionProvider(CPUExecutionProvider):
+    """The CPU provider whose kernels run in a host context: a device array reaching one of
+    them (a missing copy) fails at its first use instead of being silently dispatched."""
+
+    def kernel_for(self, op_type, domain, opset):
+        k = super().kernel_for(op_type, domain, opset)
+        if k is None:
+            return None
+        return dataclasses.replace(k, fn=_in_host_context(k.fn))
+
+
+def providers() -> list:
+    """[double, checked CPU]: the provider list the tests use."""
+    return [FakeDeviceExecutionProvider(), CheckedCPUExecutionProvider()]
+
+
+class FakeDeviceExecutionProvider(ExecutionProvider):
+    """A device provider on the double: shared kernels only, copies counted."""
+
+    name = "FakeDeviceExecutionProvider"
+    device = DEVICE
+    kernel_sources = (SHARED,)
+    declined_dtypes = DECLINED
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.copies_from_host = 0
+        self.copies_to_host = 0
+
+    @property
+    def xp(self):
+        return fake_xp
+
+    def kernel_for(self, op_type, domain, opset):
+        """The shared kernel, wrapped so that a host array among its outputs fails loudly."""
+        k = super().kernel_for(op_type, domain, opset)
+        if k is None:
+            return None
+        return dataclasses.replace(k, fn=_checked(k.fn))
+
+    def from_host(self, value):
+        if isinstance(value, FakeArray):
+            raise TypeError(f"from_host got a {DEVICE} array (the value is already on the device)")
+        if not isinstance(value, (np.ndarray, np.generic)):
+            raise TypeError(f"from_host got a {type(value).__name__}, expected a NumPy array")
+        self.copies_from_host += 1
+        return FakeArray(np.array(value, copy=True))
+
+    def to_host(self, value):
+        if not isinstance(value, FakeArray):
+            raise TypeError(f"to_host got a {type(value).__name__}, expected a {DEVICE} array "
+                            f"(the value is not on the device)")
+        self.copies_to_host += 1
+        return value.get()

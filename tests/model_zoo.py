@@ -28,6 +28,16 @@ MODELS = {
 }
 
 
+def image_input(shape, seed=0):
+    """A normalized image-like NCHW input: smooth gradients plus noise, as a preprocessor gives."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    n, c, h, w = shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    base = np.stack([np.sin(3 * xx + k) * np.cos(2 * yy - k) for k in range(c)])
+    return (base[None].repeat(n, 0) * 0.5 + 0.3 * rng.standard_normal(shape)).astype(np.float32)
+
+
 def cache_dir() -> str:
     d = os.environ.get("ORTGPU_MODEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ortgpu", "models")
     os.makedirs(d, exist_ok=True)

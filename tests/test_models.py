@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import ortgpu
-from model_zoo import model_path
+from model_zoo import image_input, model_path
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -16,13 +16,6 @@ def _both(name):
             ort.InferenceSession(path, providers=["CPUExecutionProvider"]))
 
 
-def _image(shape, seed=0):
-    # Normalized image-like input: smooth gradients plus noise, as a preprocessor would give.
-    rng = np.random.default_rng(seed)
-    n, c, h, w = shape
-    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
-    base = np.stack([np.sin(3 * xx + k) * np.cos(2 * yy - k) for k in range(c)])
-    return (base[None].repeat(n, 0) * 0.5 + 0.3 * rng.standard_normal(shape)).astype(np.float32)
 
 
 def _close(a, b, rtol, atol):
@@ -31,7 +24,7 @@ def _close(a, b, rtol, atol):
 
 def test_ppocrv4_det_matches_onnxruntime():
     mine, ref = _both("ppocrv4_det")
-    x = _image((1, 3, 256, 320))
+    x = image_input((1, 3, 256, 320))
     (y,), (r,) = mine.run(None, {"x": x}), ref.run(None, {"x": x})
     assert y.shape == r.shape == (1, 1, 256, 320)
     _close(y, r, rtol=1e-3, atol=1e-4)
@@ -39,7 +32,7 @@ def test_ppocrv4_det_matches_onnxruntime():
 
 def test_ppocrv4_rec_matches_onnxruntime_and_decodes_the_same():
     mine, ref = _both("ppocrv4_rec")
-    x = _image((2, 3, 48, 320), seed=1)
+    x = image_input((2, 3, 48, 320), seed=1)
     (y,), (r,) = mine.run(None, {"x": x}), ref.run(None, {"x": x})
     assert y.shape == r.shape
     _close(y, r, rtol=1e-3, atol=1e-5)
@@ -49,7 +42,7 @@ def test_ppocrv4_rec_matches_onnxruntime_and_decodes_the_same():
 
 def test_ppocr_cls_matches_onnxruntime():
     mine, ref = _both("ppocr_cls")
-    x = _image((3, 3, 48, 192), seed=2)
+    x = image_input((3, 3, 48, 192), seed=2)
     (y,), (r,) = mine.run(None, {"x": x}), ref.run(None, {"x": x})
     _close(y, r, rtol=1e-3, atol=1e-5)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import gpu_support as gs
+from model_zoo import image_input
 
 pytestmark = gs.gpu_marks()
 
@@ -76,12 +77,6 @@ def _zoo_model(name):
                     f"fill $ORTGPU_MODEL_CACHE first (see scripts/gpu-check.sh)")
 
 
-def _image(shape, seed=0):
-    rng = np.random.default_rng(seed)
-    n, c, h, w = shape
-    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
-    base = np.stack([np.sin(3 * xx + k) * np.cos(2 * yy - k) for k in range(c)])
-    return (base[None].repeat(n, 0) * 0.5 + 0.3 * rng.standard_normal(shape)).astype(np.float32)
 
 
 @pytest.mark.parametrize("name,shape,seed", [
@@ -93,7 +88,7 @@ def test_ocr_models_on_cuda_match_the_cpu(name, shape, seed):
     path = _zoo_model(name)
     cuda, cpu = gs.cuda_session(path), gs.cpu_session(path)
     _assert_heavy_ops_on_gpu(name, cuda)
-    (y,), (r,) = _compare(name, cuda, cpu, {"x": _image(shape, seed)})
+    (y,), (r,) = _compare(name, cuda, cpu, {"x": image_input(shape, seed)})
     if name != "ppocrv4_det":  # classifiers: the decision must not change
         np.testing.assert_array_equal(y.argmax(-1), r.argmax(-1))
 

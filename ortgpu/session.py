@@ -109,15 +109,15 @@ class InferenceSession:
             self._install(_provider_instances(providers))
             return
         try:
-            pairs = providers_select.normalize(providers, provider_options)
-        except ValueError as e:
+            created = providers_select.create(providers_select.normalize(providers, provider_options))
+        except (ValueError, RuntimeError) as e:  # bad arguments or options: onnxruntime retries on the CPU
             if not self._enable_fallback or isinstance(e, providers_select.UnknownProviderError):
                 raise
             warnings.warn(f"EP Error {e} when using {providers}\nFalling back to {self._fallback_providers} "
                           f"and retrying.", RuntimeWarning, stacklevel=3)
-            pairs = providers_select.normalize(self._fallback_providers, None)
+            created = providers_select.create(providers_select.normalize(self._fallback_providers, None))
             self._enable_fallback = False  # onnxruntime falls back only once
-        self._install(providers_select.create(pairs))
+        self._install(created)
 
     def _install(self, created) -> None:
         """Optimize, partition and plan the model for the created providers."""

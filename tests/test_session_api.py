@@ -343,3 +343,32 @@ def test_duplicate_provider_warns_like_onnxruntime():
     ref, got = _session_with(onnxruntime, **kw), _session_with(ortgpu, **kw)
     assert got == ref
     assert got[1] == ["Duplicate provider 'CPUExecutionProvider' encountered, ignoring."]
+
+
+def test_cpu_provider_ignores_options_like_onnxruntime():
+    kw = dict(providers=[("CPUExecutionProvider", {"foo": "1"})])
+    ref = onnxruntime.InferenceSession(mb.identity().SerializeToString(), **kw)
+    got = ortgpu.InferenceSession(mb.identity().SerializeToString(), **kw)
+    assert got.get_provider_options() == ref.get_provider_options() == {"CPUExecutionProvider": {}}
+
+
+def test_provider_creation_failure_falls_back_to_cpu_once(monkeypatch):
+    from ortgpu import providers_select
+
+    real_create = providers_select.create
+    calls = []
+
+    def failing_first(pairs):
+        calls.append([n for n, _ in pairs])
+        if len(calls) == 1:
+            raise RuntimeError("bad option")  # what a provider raises for an invalid option value
+        return real_create(pairs)
+
+    monkeypatch.setattr(providers_select, "create", failing_first)
+    with pytest.warns(RuntimeWarning, match="Falling back to \\['CPUExecutionProvider'\\]"):
+        sess = ortgpu.InferenceSession(mb.identity().SerializeToString(), providers=["CPUExecutionProvider"])
+    assert sess.get_providers() == ["CPUExecutionProvider"] and len(calls) == 2
+    calls.clear()
+    with pytest.raises(RuntimeError, match="bad option"):
+        ortgpu.InferenceSession(mb.identity().SerializeToString(), providers=["CPUExecutionProvider"],
+                                enable_fallback=0)

@@ -13,6 +13,10 @@ class CPUExecutionProvider(ExecutionProvider):
     kernel_sources = ("cpu", SHARED)
     option_defaults: dict[str, str] = {}
 
+    def parse_options(self, options: dict) -> dict:
+        """onnxruntime's CPU provider takes no options and ignores whatever it is given."""
+        return {}
+
     @property
     def xp(self):
         return np

@@ -198,7 +198,8 @@ def ConvInteger(ctx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
 
 def conv_transpose_geometry(in_shape, kernel, strides, dilations, auto_pad, pads,
                             output_padding, output_shape):
-    """(begin pads, output spatial shape) of ConvTranspose, as onnxruntime computes them."""
+    """(begin pads, output spatial shape) of ConvTranspose, by the spec formula (onnxruntime agrees
+    except for a negative total padding, which it clamps to 0)."""
     nd = len(in_shape)
     out_pad = fill_spatial(output_padding, nd, 0)
     full = [s * (i - 1) + op + (k - 1) * d + 1

@@ -316,7 +316,7 @@ def _slice_index(shape, starts, ends, axes, steps):
             e = min(max(e, 0), dim)
             index[a] = slice(s, e, st)
         else:
-            s = min(max(s, -1), dim - 1)
+            s = min(max(s, 0), dim - 1)  # the spec clamps a backward start to [0, dim - 1]
             e = min(max(e, -1), dim - 1)
             # Python reads a negative stop as counting from the end; -1 here means "past 0"
             index[a] = slice(s, e if e >= 0 else None, st) if s >= 0 else slice(0, 0)

@@ -1,4 +1,4 @@
-"""Command line: ``ortgpu demo`` and ``ortgpu run MODEL``."""
+"""Command line: ``ortgpu demo``, ``ortgpu run MODEL`` and ``ortgpu profile MODEL``."""
 from __future__ import annotations
 
 import argparse
@@ -93,6 +93,58 @@ def _compare_with_onnxruntime(path, feed, outputs) -> None:
             print(f"onnxruntime {onnxruntime.__version__} CPU: output {i} {'identical' if same else 'DIFFERENT'}")
 
 
+def profile_model(path: str, inputs_path: str | None, providers, runs: int, warmup: int, out_dir: str,
+                  top: int) -> int:
+    """Run `path` with profiling on: write the onnxruntime-format trace and an HTML report to
+    `out_dir`, print the summary tables.  The first `warmup` runs are in the trace but not in
+    the summary."""
+    import ortgpu
+    from ortgpu.profiling import format_table, summarize
+    from ortgpu.profiling.html import write_html
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    so = ortgpu.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = os.path.join(out_dir, f"{stem}_profile")
+    sess = ortgpu.InferenceSession(path, so, providers=providers)
+    feed = _load_feed(inputs_path, sess)
+    for _ in range(warmup + runs):
+        sess.run(None, feed)
+    trace = sess.end_profiling()
+    summary = summarize(trace, skip_runs=warmup, peaks=_peaks(sess.get_providers()))
+    print(f"model: {path}")
+    print(f"providers: {', '.join(sess.get_providers())}")
+    print(format_table(summary, top=top))
+    report = write_html(summary, trace, os.path.splitext(trace)[0] + ".html", title=f"ortgpu profile: {stem}")
+    print(f"trace: {trace}")
+    print(f"report: {report}")
+    return 0
+
+
+def _load_feed(inputs_path, sess) -> dict:
+    if inputs_path:
+        with np.load(inputs_path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    from ortgpu.sample_inputs import make_inputs
+    return make_inputs(sess)
+
+
+def _peaks(provider_names) -> dict:
+    """Peak rates for the share-of-peak columns: the CPU measured now, a GPU from its datasheet."""
+    from ortgpu.profiling.cost import gpu_peak, measure_cpu_peak
+    peaks = {"cpu": measure_cpu_peak()}
+    if "CUDAExecutionProvider" in provider_names:
+        try:
+            import cupy
+            name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+            peak = gpu_peak(name.decode() if isinstance(name, bytes) else name)
+            if peak is not None:
+                peaks["gpu"] = peak
+        except Exception:  # noqa: BLE001 - no share-of-peak column for an unknown GPU
+            pass
+    return peaks
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ortgpu", description="ortgpu: an ONNX runtime with onnxruntime's API")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,12 +157,23 @@ def main(argv=None) -> int:
     r.add_argument("--providers", help="comma-separated provider names (default: all available)")
     r.add_argument("--runs", type=int, default=10)
     r.add_argument("--compare", action="store_true", help="compare with onnxruntime when installed")
+    pr = sub.add_parser("profile", help="profile a model: onnxruntime-format trace, summary, HTML report")
+    pr.add_argument("model")
+    pr.add_argument("--inputs", help=".npz file with one array per input name")
+    pr.add_argument("--providers", help="comma-separated provider names (default: all available)")
+    pr.add_argument("--runs", type=int, default=10, help="profiled runs in the summary")
+    pr.add_argument("--warmup", type=int, default=1, help="runs before them (in the trace, not the summary)")
+    pr.add_argument("--out", default=".", help="folder for the trace and the report")
+    pr.add_argument("--top", type=int, default=15, help="nodes in the top-nodes table")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             import ortgpu
             print(f"ortgpu {ortgpu.__version__}; available providers: {', '.join(ortgpu.get_available_providers())}")
             return run_model(demo_model_path(), None, _providers_arg(args.providers), args.runs, True)
+        if args.command == "profile":
+            return profile_model(args.model, args.inputs, _providers_arg(args.providers), args.runs,
+                                 args.warmup, args.out, args.top)
         return run_model(args.model, args.inputs, _providers_arg(args.providers), args.runs, args.compare)
     except Exception as e:
         print(f"ortgpu: error: {type(e).__name__}: {e}", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+import threading
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, 
 from ortgpu.functions import expand, function_body
 from ortgpu.graph import Graph, Node, attribute_value
 from ortgpu.partition import Copy, Partition, Placed, partition
+from ortgpu.profiling.recorder import clock, step_infos, tensor_metas, type_and_shape
 from ortgpu.providers.registry import KernelContext, schema_for
 
 _MAX_EXPANSION_DEPTH = 8
@@ -44,6 +46,19 @@ class BoundGraph:
 
     def __call__(self, *inputs):
         return self.plan.run(list(inputs), self.outer)
+
+
+class ProfiledBoundGraph(BoundGraph):
+    """A subgraph bound inside a profiled run: its steps are recorded too."""
+
+    __slots__ = ("recorder",)
+
+    def __init__(self, plan: "Plan", outer: dict, recorder):
+        super().__init__(plan, outer)
+        self.recorder = recorder
+
+    def __call__(self, *inputs):
+        return self.plan.run_profiled(list(inputs), self.recorder, self.outer)
 
 
 class Step:
@@ -249,25 +264,74 @@ class Plan:
                                 vals[s] = r
                     for f in st.frees:
                         vals[f] = None
-        except _OrtError as e:
-            if st is None or "while running" in e.message:
+        except Exception as e:
+            err = _node_error(st, e)
+            if err is e:
                 raise
-            raise type(e)(f"Non-zero status code returned while running {st.node.op_type} node. "
-                          f"Name:'{st.node.name}' Status Message: {e.message}") from e
-        except Exception as e:  # a kernel failed: name the node, as onnxruntime does
-            if st is None:
+            raise err from e
+        return [vals[s] for s in self.output_slots]
+
+    def run_profiled(self, inputs: list, recorder, outer: dict | None = None) -> list:
+        """``run`` with each step timed into `recorder` (ortgpu.profiling.Recorder): host time,
+        the (dtype, shape) of its outputs (input shapes are known from the values' producers,
+        the plan's inputs and its initializers) and the device probe's token.  A loop of its
+        own, so that the unprofiled loop above carries no profiling branch."""
+        infos = step_infos(self)
+        probe, record, tid = recorder.probe, recorder.records.append, threading.get_native_id()
+        vals = self.template.copy()
+        if outer:
+            for key, s in self.outer_slots:
+                vals[s] = outer[key]
+        for s, v in zip(self.input_slots, inputs):
+            vals[s] = v
+        fed = [s for _, s in self.outer_slots] + self.input_slots
+        record((self, tid, tuple(zip(fed, tensor_metas([vals[s] for s in fed])))))  # see Recorder
+        st = None
+        t_start = clock()
+        try:
+            with np.errstate(all="ignore"):
+                for i, st in enumerate(self.steps):
+                    token = probe.begin(infos[i].name) if probe is not None else None
+                    t0 = clock()
+                    if st.subplans:
+                        res = self._call_with_subgraphs(st, vals, recorder)
+                    elif st.unary:
+                        res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
+                    else:
+                        res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
+                    t1 = clock()
+                    if probe is not None:
+                        token = probe.end(token)
+                    if st.single:
+                        out = vals[st.outs[0]] = res if type(res) is not tuple else res[0]
+                        try:
+                            meta = type_and_shape(out)
+                        except AttributeError:  # a sequence, a map, an empty optional
+                            meta = None
+                    else:
+                        _store(st, vals, res)
+                        meta = tensor_metas(infos[i].outputs(vals))
+                    record((i, t0, t1, tid, meta, token))
+                    for f in st.frees:
+                        vals[f] = None
+        except Exception as e:
+            err = _node_error(st, e)
+            if err is e:
                 raise
-            raise RuntimeException(f"Non-zero status code returned while running {st.node.op_type} node. "
-                                   f"Name:'{st.node.name}' Status Message: {type(e).__name__}: {e}") from e
+            raise err from e
+        finally:
+            recorder.span("SequentialExecutor::Execute", t_start, clock())
         return [vals[s] for s in self.output_slots]
 
     @staticmethod
-    def _call_with_subgraphs(st: Step, vals: list):
+    def _call_with_subgraphs(st: Step, vals: list, recorder=None):
         attrs = dict(st.attrs)
         scope = {key: vals[s] for key, s in st.outer_slots}
+
+        def bind(p):
+            return BoundGraph(p, scope) if recorder is None else ProfiledBoundGraph(p, scope, recorder)
         for name, p in st.subplans:
-            attrs[name] = (BoundGraph(p, scope) if not isinstance(p, list)
-                           else [BoundGraph(q, scope) for q in p])
+            attrs[name] = bind(p) if not isinstance(p, list) else [bind(q) for q in p]
         return st.fn(st.ctx, *st.gather(vals), **attrs)
 
     def placement(self, include_subgraphs: bool = False, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -299,6 +363,28 @@ class Plan:
                     lines.append(f"{indent}  {attr}:")
                     lines.extend(p.describe(indent + "    "))
         return lines
+
+
+def _store(st: Step, vals: list, res) -> None:
+    """Put a multi-output kernel's result into its output slots (the run loop inlines the same)."""
+    if type(res) is not tuple:
+        raise Fail(f"kernel returned {type(res).__name__}, expected a tuple of {len(st.outs)} outputs")
+    for s, r in zip(st.outs, res):
+        if s >= 0:
+            vals[s] = r
+
+
+def _node_error(st: Step | None, e: Exception) -> Exception:
+    """The exception to raise for `e` from step `st`: onnxruntime's message naming the node,
+    or `e` itself when there is no step or the message names one already."""
+    if st is None:
+        return e
+    where = f"Non-zero status code returned while running {st.node.op_type} node. Name:'{st.node.name}'"
+    if isinstance(e, _OrtError):
+        if "while running" in e.message:
+            return e
+        return type(e)(f"{where} Status Message: {e.message}")
+    return RuntimeException(f"{where} Status Message: {type(e).__name__}: {e}")
 
 
 def _copy_step(item: Copy, slot) -> Step:

@@ -6,6 +6,8 @@ import functools
 import logging
 import os
 import warnings
+import weakref
+from time import perf_counter_ns
 
 import numpy as np
 import onnx
@@ -19,6 +21,7 @@ from ortgpu.executor import Plan
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
 from ortgpu.options import RunOptions, SessionOptions
+from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
 
@@ -72,12 +75,25 @@ class InferenceSession:
         else:
             self._model_path = None
         so = self._sess_options
+        # Profiling (SessionOptions.enable_profiling) starts before loading, as in onnxruntime.
+        self._recorder = Recorder(so.profile_file_prefix) if so.enable_profiling else None
+        self._profiling_start_ns = self._recorder.start_ns if self._recorder else 0
+        t0 = perf_counter_ns()
         model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
                                                so._free_dims_by_denotation)
+        t1 = perf_counter_ns()
         self._model = model
         self._opsets = {("" if i.domain == "ai.onnx" else i.domain): i.version for i in model.opset_import}
         self._init_io(model)
         self._create_providers(providers, provider_options)
+        if self._recorder is not None:
+            # onnxruntime's Python API serializes a ModelProto: it loads an array then
+            loading = "model_loading_array" if self._load_kind == "model_loading_proto" else self._load_kind
+            self._recorder.span(loading, t0, t1)
+            self._recorder.span("session_initialization", t1, perf_counter_ns())
+            # like onnxruntime, a session that is never told end_profiling() writes its trace
+            # when it is collected
+            self._profile_finalizer = weakref.finalize(self, self._recorder.finish)
 
     def disable_fallback(self) -> None:
         self._enable_fallback = False
@@ -132,6 +148,8 @@ class InferenceSession:
         # Only a fully built plan replaces the old one, so a failed set_providers leaves the
         # session as it was.
         self._providers, self._plan = created, plan
+        if self._recorder is not None:
+            self._recorder.attach(created)
         self._input_index = {n: i for i, n in enumerate(plan.input_names)}
         self._output_index = {n: i for i, n in enumerate(plan.output_names)}
         self._input_meta = {vi.name: vi for vi in self._all_inputs}
@@ -172,6 +190,20 @@ class InferenceSession:
         If/Loop/Scan bodies after their node, named 'node/attribute/step'."""
         return self._plan.placement(include_subgraphs)
 
+    # --- profiling (ortgpu.profiling) ---------------------------------------------------
+    def end_profiling(self) -> str:
+        """Stop profiling and write the trace (onnxruntime's JSON); its path, or '' when
+        profiling was not enabled or has ended already."""
+        rec, self._recorder = self._recorder, None
+        if rec is None:
+            return ""
+        self._profile_finalizer.detach()
+        return rec.finish()
+
+    def get_profiling_start_time_ns(self) -> int:
+        """Wall-clock time (ns since the epoch) at which profiling started; 0 when disabled."""
+        return self._profiling_start_ns
+
     # --- running ------------------------------------------------------------------------
     def run(self, output_names, input_feed: dict, run_options: RunOptions | None = None) -> list:
         if not isinstance(input_feed, dict):
@@ -180,11 +212,16 @@ class InferenceSession:
             raise TypeError(f"run_options must be an ortgpu RunOptions, not {type(run_options).__name__}")
         if run_options is not None and run_options.terminate:
             raise Fail("Exiting due to terminate flag being set to true.")
+        rec = self._recorder
+        t0 = perf_counter_ns() if rec is not None else 0
         out_idx = self._output_positions(output_names)
         args = self._bind_inputs(input_feed)
         with _run_scope(self._providers):
-            results = self._plan.run(args)
-        return [_to_user(results[i]) for i in out_idx]
+            results = self._plan.run(args) if rec is None else self._plan.run_profiled(args, rec)
+        outputs = [_to_user(results[i]) for i in out_idx]
+        if rec is not None:
+            rec.span("model_run", t0, perf_counter_ns())
+        return outputs
 
     def _output_positions(self, output_names) -> list[int]:
         if not output_names:

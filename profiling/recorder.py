@@ -1,0 +1,196 @@
+"""The session's profiler: collects raw timings during runs, writes onnxruntime's trace at the end.
+
+Runs record as little as they can: per step two clock readings, the (dtype, shape) of its
+outputs and a device-probe token; per plan run the (dtype, shape) of the values fed to it.
+Input shapes and sizes are rebuilt when the trace is written, by replaying the records: each
+input slot was fed, is an initializer, or was the output of an earlier step.  ``step_infos(plan)``
+describes a plan's steps once (event name, op type, provider, node index, slots, which inputs
+are initializers), cached on the plan.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import os
+import threading
+import time
+
+import numpy as np
+
+from ortgpu.profiling.device import probe_for
+from ortgpu.profiling.telemetry import open_sampler
+from ortgpu.profiling.trace import file_path, type_name, write_trace
+
+clock = time.perf_counter_ns
+
+
+class StepInfo:
+    """What the trace says about one step of a plan; `outputs(vals)` is the tuple of its outputs."""
+
+    __slots__ = ("name", "op_name", "provider", "node_index", "ins", "outs", "params", "single",
+                 "outputs")
+
+    def __init__(self, name, op_name, provider, node_index, ins, outs, params, single, outputs):
+        self.name, self.op_name, self.provider, self.node_index = name, op_name, provider, node_index
+        self.ins, self.outs, self.params, self.single = ins, outs, params, single
+        self.outputs = outputs
+
+
+def step_infos(plan) -> list[StepInfo]:
+    """One StepInfo per step of `plan`, cached on it.  The node index is the node's position in
+    the (optimized) graph; copy steps, which onnxruntime adds as Memcpy nodes, come after."""
+    cached = getattr(plan, "_profile_steps", None)
+    if cached is not None:
+        return cached
+    from ortgpu.executor import _make_gather  # noqa: PLC0415 - the executor imports this module
+    index = {id(n): i for i, n in enumerate(plan.graph.nodes)}
+    param_slots = {plan.slots[n] for n in plan.graph.initializers if n in plan.slots}
+    param_slots |= {plan.slots[k] for k in plan.partition.init_copies if k in plan.slots}
+    extra = len(plan.graph.nodes)
+    infos = []
+    for st in plan.steps:
+        i = index.get(id(st.node))
+        if i is None:
+            i, extra = extra, extra + 1
+        name = st.node.name or f"{st.node.op_type}_{i}"  # onnxruntime's name for an unnamed node
+        outs = tuple(s for s in st.outs if s >= 0)
+        infos.append(StepInfo(name + "_kernel_time", st.node.op_type, st.provider.name, i, st.ins, outs,
+                              tuple(s in param_slots for s in st.ins), st.single, _make_gather(outs)))
+    plan._profile_steps = infos
+    return infos
+
+
+type_and_shape = operator.attrgetter("dtype", "shape")
+
+
+def tensor_metas(values) -> tuple:
+    """(dtype, shape) of each value; None for sequences, maps and omitted optionals."""
+    out = []
+    for v in values:
+        try:
+            out.append(type_and_shape(v))
+        except AttributeError:
+            out.append(None)
+    return tuple(out)
+
+
+class Recorder:
+    """Timings of one profiled session, from construction to ``finish()``."""
+
+    def __init__(self, prefix: str):
+        self.start_ns = time.time_ns()   # what get_profiling_start_time_ns() returns
+        self.origin = clock()            # the same instant on the clock that times events
+        self.prefix = prefix
+        self.pid = os.getpid()
+        self.records: list[tuple] = []   # in the order events end, as onnxruntime writes them
+        self.notes: list[str] = []
+        self.probe = None
+        self.sampler = None
+        self.path: str | None = None
+
+    def attach(self, providers) -> None:
+        """Device timing and telemetry for these providers (called when the plan is built)."""
+        self.probe, notes = probe_for(providers)
+        self.notes.extend(n for n in notes if n not in self.notes)
+        if self.sampler is None:
+            self.sampler, note = open_sampler(providers)
+            if note and note not in self.notes:
+                self.notes.append(note)
+
+    def span(self, name: str, t0: int, t1: int) -> None:
+        """A Session event (model_loading_*, session_initialization, model_run, ...)."""
+        self.records.append((name, t0, t1, threading.get_native_id()))
+
+    # The profiled run loop (Plan.run_profiled) appends two more kinds of records itself:
+    #   (plan, tid, ((slot, (dtype, shape) | None), ...))  a plan run begins, with its fed values
+    #   (step index, t0, t1, tid, output meta(s), token)   a step of that plan ran; one (dtype,
+    #                                                      shape) for a single-output step, else
+    #                                                      a tuple; the device probe's token
+    # A plan run ends with its "SequentialExecutor::Execute" span.  Node records hold only ints,
+    # tuples and None (no token on the CPU), so the garbage collector soon stops scanning them.
+
+    # --- the trace ----------------------------------------------------------------------
+    def _us(self, t: int) -> int:
+        return (t - self.origin) // 1000
+
+    def _event(self, cat, name, t0, t1, tid, args, ph="X") -> dict:
+        ts = self._us(t0)
+        return {"cat": cat, "pid": self.pid, "tid": tid, "dur": self._us(t1) - ts, "ts": ts,
+                "ph": ph, "name": name, "args": args}
+
+    def events(self) -> list[dict]:
+        out = []
+        scopes: dict[int, list] = {}   # per thread: (step infos, slot -> meta) of each plan run in progress
+        templates: dict[int, dict] = {}  # per plan: slot -> meta of its initializers
+        for rec in self.records:
+            head = rec[0]
+            if isinstance(head, str):
+                name, t0, t1, tid = rec
+                out.append(self._event("Session", name, t0, t1, tid, {}))
+                if name == "SequentialExecutor::Execute" and scopes.get(tid):
+                    scopes[tid].pop()
+            elif isinstance(head, int):
+                infos, slots = scopes[rec[3]][-1]
+                self._node_events(out, infos[head], rec, slots)
+            else:  # a plan run begins
+                plan, tid, fed = rec
+                if id(plan) not in templates:
+                    templates[id(plan)] = {s: m for s, m in enumerate(tensor_metas(plan.template))
+                                           if m is not None}
+                slots = dict(templates[id(plan)])
+                slots.update(fed)
+                scopes.setdefault(tid, []).append((step_infos(plan), slots))
+        for note in self.notes:
+            e = self._event("Telemetry", "note", self.origin, self.origin, 0, {"note": note}, "i")
+            e["s"] = "g"
+            out.append(e)
+        if self.sampler is not None:
+            for t, values in self.sampler.samples:
+                out.append(self._event("Telemetry", "gpu", t, t, 0, values, "C"))
+        return out
+
+    def _node_events(self, out: list, info: StepInfo, rec: tuple, slots: dict) -> None:
+        _, t0, t1, tid, meta, token = rec
+        out_metas = (meta,) if info.single else meta
+        slots.update(zip(info.outs, out_metas))
+        ins = [(slots.get(s), p) for s, p in zip(info.ins, info.params) if s >= 0]
+        out.append(self._event("Node", info.name, t0, t1, tid, _node_args(info, ins, out_metas)))
+        timed = self.probe.resolve(token) if token is not None and self.probe is not None else None
+        if timed is not None:
+            d0, dur = timed
+            out.append(self._event("Kernel", info.name[:-len("_kernel_time")] + "_device_time",
+                                   d0, d0 + dur, self.probe.stream_id,
+                                   {"op_name": info.op_name, "provider": info.provider,
+                                    "parent_name": info.name}))
+
+    def finish(self) -> str:
+        """Write the trace (once) and return its path."""
+        if self.path is None:
+            if self.sampler is not None:
+                self.sampler.stop()
+            self.path = write_trace(self.events(), file_path(self.prefix, self.start_ns))
+        return self.path
+
+
+def _node_args(info: StepInfo, ins, outs) -> dict:
+    """onnxruntime's Node args; `ins` is [(meta, is_initializer)], `outs` [meta] (None: not a tensor)."""
+    activation = parameter = 0
+    in_shapes = []
+    for meta, is_param in ins:
+        if meta is None:
+            continue
+        in_shapes.append({type_name(meta[0]): list(meta[1])})
+        if is_param:
+            parameter += _nbytes(meta)
+        else:
+            activation += _nbytes(meta)
+    outs = [m for m in outs if m is not None]
+    return {"op_name": info.op_name, "provider": info.provider, "node_index": str(info.node_index),
+            "activation_size": str(activation), "parameter_size": str(parameter),
+            "output_size": str(sum(_nbytes(m) for m in outs)),
+            "input_type_shape": in_shapes, "output_type_shape": [{type_name(m[0]): list(m[1])} for m in outs]}
+
+
+def _nbytes(meta) -> int:
+    dtype, shape = meta
+    return math.prod(shape) * np.dtype(dtype).itemsize

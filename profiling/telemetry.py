@@ -1,0 +1,85 @@
+"""GPU telemetry through NVML (the ``nvidia-ml-py`` package, imported as ``pynvml``).
+
+A background thread samples utilization, memory, power, SM clock and temperature of one GPU
+while a profiled session lives; the samples become counter events (``"ph": "C"``, category
+``Telemetry``) in the trace.  Without the package, the library or a GPU, ``open_sampler``
+returns a note saying so instead of a sampler: telemetry is never an error.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+
+def _load_nvml():
+    import pynvml  # noqa: PLC0415 - optional dependency
+    return pynvml
+
+
+class NvmlSampler:
+    """Samples one GPU every `interval_s` seconds until stopped."""
+
+    FIELDS = ("gpu_util_pct", "mem_util_pct", "mem_used_mib", "power_w", "sm_clock_mhz", "temp_c")
+
+    def __init__(self, nvml, device_index: int = 0, interval_s: float = 0.05):
+        self._nvml = nvml
+        self._handle = nvml.nvmlDeviceGetHandleByIndex(device_index)
+        name = nvml.nvmlDeviceGetName(self._handle)
+        self.device_name = name.decode() if isinstance(name, bytes) else str(name)
+        self.interval_s = interval_s
+        self.samples: list[tuple[int, dict]] = []  # (perf_counter_ns, {field: value})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ortgpu-nvml", daemon=True)
+
+    def sample(self) -> dict:
+        nv, h = self._nvml, self._handle
+        util = nv.nvmlDeviceGetUtilizationRates(h)
+        mem = nv.nvmlDeviceGetMemoryInfo(h)
+        return {"gpu_util_pct": util.gpu, "mem_util_pct": util.memory,
+                "mem_used_mib": mem.used // (1 << 20),
+                "power_w": nv.nvmlDeviceGetPowerUsage(h) / 1000.0,
+                "sm_clock_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+                "temp_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)}
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.perf_counter_ns(), self.sample()))
+            except Exception:  # noqa: BLE001 - a failing query ends sampling, not the session
+                return
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> "NvmlSampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[tuple[int, dict]]:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        try:
+            self._nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+        return self.samples
+
+
+def open_sampler(providers, interval_s: float = 0.05) -> tuple[NvmlSampler | None, str | None]:
+    """A started sampler for the GPU of the first CUDA provider, or (None, note) explaining why
+    there is none; (None, None) when no provider runs on a GPU."""
+    cuda = [p for p in providers if getattr(p, "device", "cpu") == "cuda"]
+    device = [p for p in providers if getattr(p, "device", "cpu") != "cpu"]
+    if not device:
+        return None, None
+    if not cuda:
+        return None, f"GPU telemetry not collected: {device[0].name} is not an NVIDIA GPU provider"
+    try:
+        nvml = _load_nvml()
+    except ImportError:
+        return None, "GPU telemetry not collected: nvidia-ml-py (pynvml) is not installed"
+    try:
+        nvml.nvmlInit()
+        index = int(getattr(cuda[0], "device_id", 0) or 0)
+        return NvmlSampler(nvml, index, interval_s).start(), None
+    except Exception as e:  # noqa: BLE001 - no driver, no device, permissions: a note
+        return None, f"GPU telemetry not collected: NVML failed ({type(e).__name__}: {e})"

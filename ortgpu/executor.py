@@ -234,14 +234,19 @@ class Plan:
         for i, st in enumerate(self.steps):
             st.frees = tuple(frees.get(i, ()))
 
-    def run(self, inputs: list, outer: dict | None = None) -> list:
-        """Run with graph inputs by position (and outer-scope values by name); outputs by position."""
+    def _seed(self, inputs: list, outer: dict | None) -> list:
+        """A run's value slots: the initializers, then the outer-scope values and the inputs."""
         vals = self.template.copy()
         if outer:
             for key, s in self.outer_slots:
                 vals[s] = outer[key]
         for s, v in zip(self.input_slots, inputs):
             vals[s] = v
+        return vals
+
+    def run(self, inputs: list, outer: dict | None = None) -> list:
+        """Run with graph inputs by position (and outer-scope values by name); outputs by position."""
+        vals = self._seed(inputs, outer)
         st = None
         try:
             # inf and NaN are values in ONNX: no floating-point warnings from NumPy during a run
@@ -256,12 +261,7 @@ class Plan:
                     if st.single:
                         vals[st.outs[0]] = res if type(res) is not tuple else res[0]
                     else:
-                        if type(res) is not tuple:
-                            raise Fail(f"kernel returned {type(res).__name__}, expected a tuple of "
-                                       f"{len(st.outs)} outputs")
-                        for s, r in zip(st.outs, res):
-                            if s >= 0:
-                                vals[s] = r
+                        _store(st, vals, res)
                     for f in st.frees:
                         vals[f] = None
         except Exception as e:
@@ -278,12 +278,7 @@ class Plan:
         own, so that the unprofiled loop above carries no profiling branch."""
         infos = step_infos(self)
         probe, record, tid = recorder.probe, recorder.records.append, threading.get_native_id()
-        vals = self.template.copy()
-        if outer:
-            for key, s in self.outer_slots:
-                vals[s] = outer[key]
-        for s, v in zip(self.input_slots, inputs):
-            vals[s] = v
+        vals = self._seed(inputs, outer)
         fed = [s for _, s in self.outer_slots] + self.input_slots
         record((self, tid, tuple(zip(fed, tensor_metas([vals[s] for s in fed])))))  # see Recorder
         st = None
@@ -366,7 +361,7 @@ class Plan:
 
 
 def _store(st: Step, vals: list, res) -> None:
-    """Put a multi-output kernel's result into its output slots (the run loop inlines the same)."""
+    """Put a multi-output kernel's result into its output slots."""
     if type(res) is not tuple:
         raise Fail(f"kernel returned {type(res).__name__}, expected a tuple of {len(st.outs)} outputs")
     for s, r in zip(st.outs, res):

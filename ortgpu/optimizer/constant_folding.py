@@ -8,6 +8,7 @@ computed at run time, so folding never inflates a model's memory without bound.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from ortgpu.graph import Graph
 
@@ -40,7 +41,7 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
             continue
         mini = Graph(f"fold_{node.name}", [node], [], [], {x: graph.initializers[x] for x in ins},
                      graph.types, graph.opsets)
-        mini.outputs = [_ValueName(o) for o in node.outputs if o]
+        mini.outputs = [onnx.ValueInfoProto(name=o) for o in node.outputs if o]
         try:
             values = Plan(mini, host).run([])
         except Exception:
@@ -56,9 +57,3 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
     graph.nodes = kept
     return folded
 
-
-class _ValueName:
-    """The one field of a ValueInfoProto that Plan reads for graph outputs."""
-
-    def __init__(self, name):
-        self.name = name

@@ -16,6 +16,10 @@ BASIC_PASSES = {
     "ConvBNFusion": fuse_conv_batchnorm,
     "UnusedInitializerElimination": remove_unused_initializers,
 }
+# Fusions applied to the nodes a provider owns (same signature as the basic passes).
+EXTENDED_PASSES: dict = {}
+# Layout changes (NHWC for float16 convolution on the GPU).
+LAYOUT_PASSES: dict = {}
 
 
 def optimize(graph: Graph, level: int, providers, overridable: set[str],
@@ -25,6 +29,14 @@ def optimize(graph: Graph, level: int, providers, overridable: set[str],
     done: dict[str, int] = {}
     if level >= GraphOptimizationLevel.ORT_ENABLE_BASIC:
         for name, fn in BASIC_PASSES.items():
+            if name not in disabled:
+                done[name] = done.get(name, 0) + fn(graph, providers, overridable)
+    if level >= GraphOptimizationLevel.ORT_ENABLE_EXTENDED:
+        for name, fn in EXTENDED_PASSES.items():
+            if name not in disabled:
+                done[name] = done.get(name, 0) + fn(graph, providers, overridable)
+    if level >= GraphOptimizationLevel.ORT_ENABLE_LAYOUT:
+        for name, fn in LAYOUT_PASSES.items():
             if name not in disabled:
                 done[name] = done.get(name, 0) + fn(graph, providers, overridable)
     for node in graph.nodes:

@@ -54,7 +54,6 @@ CUPY_DTYPES = frozenset(np.dtype(t) for t in (
 # (domain, op) -> reason; domain "*" matches every op of the domain.
 HOST_ONLY = {
     ("ai.onnx.ml", "*"): "onnxruntime's CUDA EP runs no ai.onnx.ml op; the tabular ML kernels are host code",
-    ("", "RoiAlign"): "a Python loop per region of interest that reads box coordinates on the host",
     ("", "MaxRoiPool"): "a Python loop per region of interest that reads box coordinates on the host",
     ("", "MelWeightMatrix"): "a small constant table built from scalar inputs read on the host",
     ("", "HannWindow"): "a window built from a scalar size read on the host",

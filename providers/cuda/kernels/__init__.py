@@ -3,7 +3,7 @@ RawModule (``module.py``), and launchers registered for ``provider="cuda"``.
 
 Families: broadcast binary arithmetic and comparisons (``binary``), activations and Clip
 (``activations``), Softmax/LogSoftmax (``softmax``), LayerNormalization (``layernorm``),
-Where (``where``) and Cast/CastLike (``cast``).  Each launcher handles the cases its kernel
+Where (``where``), Cast/CastLike (``cast``) and RoiAlign (``roi_align``).  Each launcher handles the cases its kernel
 covers and calls the shared kernel of ``providers/kernels/`` for everything else, so the
 results never depend on which path ran.
 
@@ -16,6 +16,7 @@ from ortgpu.providers.cuda.kernels import (  # noqa: F401  (registers the kernel
     binary,
     cast,
     layernorm,
+    roi_align,
     softmax,
     where,
 )

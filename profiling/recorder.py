@@ -145,6 +145,9 @@ class Recorder:
             e["s"] = "g"
             out.append(e)
         if self.sampler is not None:
+            e = self._event("Telemetry", "gpu_device", self.origin, self.origin, 0, self.sampler.info, "i")
+            e["s"] = "g"
+            out.append(e)
             for t, values in self.sampler.samples:
                 out.append(self._event("Telemetry", "gpu", t, t, 0, values, "C"))
         return out

@@ -83,6 +83,7 @@ class Summary:
     notes: list[str]
     telemetry: dict[str, tuple[float, float]]  # counter -> (mean, max)
     peaks: dict[str, Peak]
+    gpu: dict = dataclasses.field(default_factory=dict)  # device, driver, mem_total_mib (NVML)
 
 
 def summarize(trace, skip_runs: int = 0, peaks: dict[str, Peak] | None = None) -> Summary:
@@ -145,7 +146,9 @@ def summarize(trace, skip_runs: int = 0, peaks: dict[str, Peak] | None = None) -
              if e.get("cat") == "Telemetry" and e.get("name") == "note"]
     return Summary(trace if isinstance(trace, str) else "", len(counted), len(runs) - len(counted),
                    [e["dur"] for e in counted], total, node_rows, op_rows, kinds, device_total,
-                   session, notes, _telemetry(events), peaks)
+                   session, notes, _telemetry(events), peaks,
+                   next((dict(e.get("args", {})) for e in events if e.get("cat") == "Telemetry"
+                         and e.get("name") == "gpu_device"), {}))
 
 
 def _inside_any(e: dict, runs: list[dict]) -> bool:
@@ -263,6 +266,8 @@ def format_table(s: Summary, top: int = 15) -> str:
     for k, p in s.peaks.items():
         lines.append(f"peak ({k}, {p.source}): {_rate(p.flops_for('float'), 'FLOP/s')} float32, "
                      f"{_rate(p.bytes_per_s, 'B/s')}")
+    if s.gpu:
+        lines.append("gpu: " + ", ".join(f"{k} {v}" for k, v in s.gpu.items() if v is not None))
     for k, (mean, mx) in s.telemetry.items():
         lines.append(f"telemetry {k}: mean {mean:.1f}, max {mx:.1f}")
     for n in s.notes:

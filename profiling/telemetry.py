@@ -1,8 +1,9 @@
 """GPU telemetry through NVML (the ``nvidia-ml-py`` package, imported as ``pynvml``).
 
-A background thread samples utilization, memory, power, SM clock and temperature of one GPU
-while a profiled session lives; the samples become counter events (``"ph": "C"``, category
-``Telemetry``) in the trace.  Without the package, the library or a GPU, ``open_sampler``
+A background thread samples utilization, memory used, power, SM and memory clocks and
+temperature of one GPU while a profiled session lives; the samples become counter events
+(``"ph": "C"``, category ``Telemetry``) in the trace, and the device's fixed facts (name,
+driver, total memory) one instant event named ``gpu_device``.  Without the package, the library or a GPU, ``open_sampler``
 returns a note saying so instead of a sampler: telemetry is never an error.
 """
 from __future__ import annotations
@@ -19,13 +20,18 @@ def _load_nvml():
 class NvmlSampler:
     """Samples one GPU every `interval_s` seconds until stopped."""
 
-    FIELDS = ("gpu_util_pct", "mem_util_pct", "mem_used_mib", "power_w", "sm_clock_mhz", "temp_c")
+    FIELDS = ("gpu_util_pct", "mem_util_pct", "mem_used_mib", "power_w", "sm_clock_mhz",
+              "mem_clock_mhz", "temp_c")
 
     def __init__(self, nvml, device_index: int = 0, interval_s: float = 0.05):
         self._nvml = nvml
         self._handle = nvml.nvmlDeviceGetHandleByIndex(device_index)
         name = nvml.nvmlDeviceGetName(self._handle)
-        self.device_name = name.decode() if isinstance(name, bytes) else str(name)
+        self.device_name = _text(name)
+        self.info = {"device": self.device_name, "device_index": device_index,
+                     "driver": _text(_optional(nvml.nvmlSystemGetDriverVersion)),
+                     "mem_total_mib": _optional(
+                         lambda: nvml.nvmlDeviceGetMemoryInfo(self._handle).total // (1 << 20))}
         self.interval_s = interval_s
         self.samples: list[tuple[int, dict]] = []  # (perf_counter_ns, {field: value})
         self._stop = threading.Event()
@@ -39,6 +45,7 @@ class NvmlSampler:
                 "mem_used_mib": mem.used // (1 << 20),
                 "power_w": nv.nvmlDeviceGetPowerUsage(h) / 1000.0,
                 "sm_clock_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+                "mem_clock_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),
                 "temp_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)}
 
     def _loop(self) -> None:
@@ -62,6 +69,18 @@ class NvmlSampler:
         except Exception:  # noqa: BLE001
             pass
         return self.samples
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _optional(query):
+    """A fixed fact NVML may not give (old drivers, restricted containers): None then."""
+    try:
+        return query()
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def open_sampler(providers, interval_s: float = 0.05) -> tuple[NvmlSampler | None, str | None]:

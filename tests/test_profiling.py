@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import time
+import types
 
 import numpy as np
 import onnx
@@ -291,6 +292,79 @@ def test_missing_nvml_is_a_note_not_an_error(monkeypatch):
     sampler, note = telemetry.open_sampler([FakeCuda()])
     assert sampler is None and "NVML failed" in note
     assert telemetry.open_sampler([ortgpu.providers.cpu.CPUExecutionProvider()]) == (None, None)
+
+
+class _FakeNvml:
+    """Just the NVML calls the sampler makes, with values that change per sample."""
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
+    calls = 0
+    shut = False
+
+    @classmethod
+    def nvmlInit(cls): pass
+
+    @classmethod
+    def nvmlShutdown(cls): cls.shut = True
+
+    @classmethod
+    def nvmlDeviceGetHandleByIndex(cls, i): return ("handle", i)
+
+    @classmethod
+    def nvmlDeviceGetName(cls, h): return b"Fake H100"
+
+    @classmethod
+    def nvmlSystemGetDriverVersion(cls): return "580.00"
+
+    @classmethod
+    def nvmlDeviceGetUtilizationRates(cls, h):
+        cls.calls += 1
+        return types.SimpleNamespace(gpu=10 * (cls.calls % 2), memory=5)
+
+    @classmethod
+    def nvmlDeviceGetMemoryInfo(cls, h):
+        return types.SimpleNamespace(used=3 << 30, total=80 << 30)
+
+    @classmethod
+    def nvmlDeviceGetPowerUsage(cls, h): return 250_000
+
+    @classmethod
+    def nvmlDeviceGetClockInfo(cls, h, which): return 1980 if which == cls.NVML_CLOCK_SM else 2619
+
+    @classmethod
+    def nvmlDeviceGetTemperature(cls, h, which): return 40
+
+
+def test_nvml_samples_become_counter_events_and_summary_lines(monkeypatch, tmp_path):
+    from ortgpu.profiling import telemetry
+    from ortgpu.profiling import recorder
+
+    class FakeCuda:
+        name, device, device_id = "CUDAExecutionProvider", "cuda", 0
+
+    monkeypatch.setattr(telemetry, "_load_nvml", lambda: _FakeNvml)
+    monkeypatch.setattr(recorder, "open_sampler",
+                        lambda providers: telemetry.open_sampler(providers, interval_s=0.001))
+    rec = recorder.Recorder(str(tmp_path / "nvml"))
+    rec.attach([FakeCuda()])
+    deadline = time.time() + 5
+    while len(rec.sampler.samples) < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    path = rec.finish()
+    assert _FakeNvml.shut
+    events = _load(path)
+    counters = [e for e in events if e["ph"] == "C" and e["cat"] == "Telemetry"]
+    assert len(counters) >= 3
+    assert set(counters[0]["args"]) == set(telemetry.NvmlSampler.FIELDS)
+    assert {e["args"]["gpu_util_pct"] for e in counters} <= {0, 10}
+    assert counters[0]["args"]["mem_used_mib"] == 3072 and counters[0]["args"]["power_w"] == 250.0
+    s = summarize(path)
+    assert s.gpu == {"device": "Fake H100", "device_index": 0, "driver": "580.00", "mem_total_mib": 81920}
+    assert s.telemetry["mem_clock_mhz"] == (2619.0, 2619.0)
+    mean, mx = s.telemetry["gpu_util_pct"]
+    assert 0 <= mean <= 10 and mx in (0.0, 10.0)
+    table = format_table(s)
+    assert "gpu: device Fake H100, device_index 0, driver 580.00, mem_total_mib 81920" in table
+    assert "telemetry sm_clock_mhz: mean 1980.0, max 1980.0" in table
 
 
 # --- command line -------------------------------------------------------------------------------

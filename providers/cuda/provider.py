@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import traceback
 import weakref
 
 import numpy as np
@@ -148,6 +149,7 @@ class CUDAExecutionProvider(ExecutionProvider):
         self.config = parse_cuda_options(options, device_count)
         self.options = self.config.as_strings()
         self._stream = None
+        self._memory = None
         _LAST_CREATED[0] = weakref.ref(self)
 
     def parse_options(self, options: dict) -> dict:
@@ -210,15 +212,43 @@ class CUDAExecutionProvider(ExecutionProvider):
                     self._stream = cupy.cuda.Stream(non_blocking=True)
         return self._stream
 
+    @property
+    def memory(self):
+        """This provider's device memory (ortgpu.memory.DeviceMemory): the arena that serves
+        every CuPy allocation of its runs (gpu_mem_limit, arena_extend_strategy), the memory
+        patterns and the pinned staging pool; made on first use (no device needed for that)."""
+        if self._memory is None:
+            from ortgpu.memory.device_memory import DeviceMemory  # noqa: PLC0415
+            self._memory = DeviceMemory.for_cuda(self.config)
+        return self._memory
+
+    def memory_stats(self) -> dict:
+        """The arena's counters with the "mem_pattern" and "staging" ones (DeviceMemory.stats)."""
+        return self.memory.stats()
+
     @contextlib.contextmanager
-    def run_context(self):
+    def run_context(self, pattern_key=None):
         """Enter around a run (and around host copies): selects the device, makes the session
         stream current (CuPy kernels, cuBLAS and cuDNN calls then queue on it), applies
-        use_tf32 to CuPy's float32 matmul, and tells the kernels which provider runs them."""
+        use_tf32 to CuPy's float32 matmul, tells the kernels which provider runs them, and
+        routes this thread's CuPy allocations to the session's arena (``using_allocator`` is
+        thread-local and scoped: CuPy's global allocator is untouched).  ``pattern_key`` (an
+        input signature, ortgpu.memory.pattern_key) lets the run record or replay a memory
+        pattern.  When the run raises, the locals of its finished frames are cleared, so that
+        its device buffers return to the arena now rather than when the caller drops the
+        exception: a session that ran out of memory serves the next, smaller run."""
+        import cupy  # noqa: PLC0415
+        from ortgpu.memory.cupy_allocator import CupyAllocator  # noqa: PLC0415
         token = _ACTIVE.set(self)
         try:
-            with self._device(), self.stream, _tf32_scope(self.config.use_tf32):
-                yield self
+            with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
+                    self.memory.run(pattern_key) as source, \
+                    cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
+                try:
+                    yield self
+                except BaseException as e:
+                    _clear_frames(e)
+                    raise
         finally:
             _ACTIVE.reset(token)
 
@@ -245,11 +275,14 @@ class CUDAExecutionProvider(ExecutionProvider):
         arr = np.asarray(value)
         if arr.dtype not in CUPY_DTYPES:
             raise TypeError(f"CuPy cannot hold element type {arr.dtype}; such values stay on the CPU")
+        from ortgpu.memory.staging import upload  # noqa: PLC0415
         with self._device(), self.stream:
-            return cupy.asarray(arr)
+            return upload(self.memory.staging, arr, self.stream)
 
     def to_host(self, value):
-        """A device value as NumPy (lists and None as they are), complete when returned."""
+        """A device value as NumPy (lists and None as they are), complete when returned: copied
+        on the session stream into a pinned buffer of the staging pool that the result views
+        (the buffer is reused once the result is collected)."""
         if value is None:
             return None
         if isinstance(value, list):
@@ -259,11 +292,20 @@ class CUDAExecutionProvider(ExecutionProvider):
         except ImportError:
             return value
         if isinstance(value, cupy.ndarray):
-            stream = self.stream
-            host = value.get(stream=stream)
-            stream.synchronize()  # the copy was queued on our stream: wait before handing it out
-            return host
+            from ortgpu.memory.staging import download  # noqa: PLC0415
+            with self._device():
+                return download(self.memory.staging, value, self.stream)
         return value
+
+
+def _clear_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames in the tracebacks of ``error`` and of the errors
+    it was raised from (still executing frames are left alone by traceback.clear_frames)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 # --- TF32 for CuPy's own matmul (GPU only; never run) -----------------------------------

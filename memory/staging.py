@@ -64,6 +64,7 @@ class StagingPool:
             for buf in free:
                 if buf.ready():
                     free.remove(buf)
+                    buf.fence = None
                     self._counts["reuses"] += 1
                     return buf
             if self._held + size > self.max_bytes and free:

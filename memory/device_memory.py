@@ -10,6 +10,7 @@ builds the CuPy one.
 from __future__ import annotations
 
 import contextlib
+import traceback
 
 from ortgpu.memory.arena import NO_LIMIT, Arena
 from ortgpu.memory.pattern import PatternCache
@@ -34,12 +35,18 @@ class DeviceMemory:
 
     @contextlib.contextmanager
     def run(self, key=None):
-        """Yields the allocation source of one run; ``key`` None: the arena, no pattern."""
+        """Yields the allocation source of one run; ``key`` None: the arena, no pattern.  When
+        the run raises, the locals of its finished frames are cleared (release_frames), so
+        that its buffers return to the arena now rather than when the caller drops the
+        exception: a session that ran out of memory serves the next, smaller run."""
         source = self.patterns.begin(key)
         ok = False
         try:
             yield source
             ok = True
+        except BaseException as e:
+            release_frames(e)
+            raise
         finally:
             self.patterns.finish(source, ok)
 
@@ -58,3 +65,18 @@ class DeviceMemory:
         if self.staging is not None:
             out["staging"] = self.staging.stats()
         return out
+
+
+def release_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames in the tracebacks of ``error`` and of the errors
+    it was raised from or during (frames still executing are left alone by
+    traceback.clear_frames).  Post-mortem debugging of such an error sees no locals there."""
+    seen = set()
+    pending = [error]
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)
+        pending.extend((e.__cause__, e.__context__))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import traceback
+import threading
 import weakref
 
 import numpy as np
@@ -131,6 +131,7 @@ def current_config() -> CUDAProviderConfig:
 
 
 _DEFAULT_CONFIG = CUDAProviderConfig()
+_MEMORY_CREATION = threading.Lock()   # two threads' first runs make one DeviceMemory
 
 
 class CUDAExecutionProvider(ExecutionProvider):
@@ -219,7 +220,9 @@ class CUDAExecutionProvider(ExecutionProvider):
         patterns and the pinned staging pool; made on first use (no device needed for that)."""
         if self._memory is None:
             from ortgpu.memory.device_memory import DeviceMemory  # noqa: PLC0415
-            self._memory = DeviceMemory.for_cuda(self.config)
+            with _MEMORY_CREATION:
+                if self._memory is None:
+                    self._memory = DeviceMemory.for_cuda(self.config)
         return self._memory
 
     def memory_stats(self) -> dict:
@@ -234,9 +237,8 @@ class CUDAExecutionProvider(ExecutionProvider):
         routes this thread's CuPy allocations to the session's arena (``using_allocator`` is
         thread-local and scoped: CuPy's global allocator is untouched).  ``pattern_key`` (an
         input signature, ortgpu.memory.pattern_key) lets the run record or replay a memory
-        pattern.  When the run raises, the locals of its finished frames are cleared, so that
-        its device buffers return to the arena now rather than when the caller drops the
-        exception: a session that ran out of memory serves the next, smaller run."""
+        pattern.  When the run raises, its device buffers go back to the arena at once
+        (DeviceMemory.run clears the locals of its finished frames)."""
         import cupy  # noqa: PLC0415
         from ortgpu.memory.cupy_allocator import CupyAllocator  # noqa: PLC0415
         token = _ACTIVE.set(self)
@@ -244,11 +246,7 @@ class CUDAExecutionProvider(ExecutionProvider):
             with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
                     self.memory.run(pattern_key) as source, \
                     cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
-                try:
-                    yield self
-                except BaseException as e:
-                    _clear_frames(e)
-                    raise
+                yield self
         finally:
             _ACTIVE.reset(token)
 
@@ -296,16 +294,6 @@ class CUDAExecutionProvider(ExecutionProvider):
             with self._device():
                 return download(self.memory.staging, value, self.stream)
         return value
-
-
-def _clear_frames(error: BaseException) -> None:
-    """Clear the locals of the finished frames in the tracebacks of ``error`` and of the errors
-    it was raised from (still executing frames are left alone by traceback.clear_frames)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        traceback.clear_frames(error.__traceback__)
-        error = error.__cause__ or error.__context__
 
 
 # --- TF32 for CuPy's own matmul (GPU only; never run) -----------------------------------

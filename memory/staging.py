@@ -5,6 +5,8 @@ asynchronously on a stream; copies from ordinary (pageable) NumPy memory do neit
 pool keeps pinned buffers in power-of-two size classes (at least ``min_size``) and reuses
 them:
 
+* a copy larger than ``max_buffer`` (64 MiB) is not staged (pinning that much for one copy,
+  such as a big initializer at session creation, would hold it for the session's life);
 * ``acquire(nbytes)`` returns a free buffer of the class whose *fence* (the event recorded
   after the last copy that used it) has completed; otherwise a new one while the pool holds
   less than ``max_bytes``; otherwise it waits on the fence of a busy buffer of the class;
@@ -28,6 +30,7 @@ import numpy as np
 from ortgpu.memory.locking import DeferringLock
 
 DEFAULT_MIN_SIZE = 64 << 10
+DEFAULT_MAX_BUFFER = 64 << 20
 DEFAULT_MAX_BYTES = 256 << 20
 
 
@@ -45,9 +48,11 @@ class PinnedBuffer:
 class StagingPool:
     """Reused pinned buffers (see the module docstring for the rules)."""
 
-    def __init__(self, backend, *, min_size: int = DEFAULT_MIN_SIZE, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, backend, *, min_size: int = DEFAULT_MIN_SIZE, max_buffer: int = DEFAULT_MAX_BUFFER,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         self.backend = backend
         self.min_size = min_size
+        self.max_buffer = max_buffer
         self.max_bytes = max_bytes
         self._free: dict[int, collections.deque] = collections.defaultdict(collections.deque)
         self._held = 0          # bytes of every buffer the pool owns (free or lent)
@@ -59,6 +64,10 @@ class StagingPool:
 
     def acquire(self, nbytes: int) -> PinnedBuffer | None:
         size = self.size_class(nbytes)
+        if size > self.max_buffer:
+            with self._lock:
+                self._counts["too_large"] += 1
+            return None
         with self._lock:
             free = self._free[size]
             for buf in free:
@@ -96,7 +105,10 @@ class StagingPool:
     def release(self, buf: PinnedBuffer, fence=None) -> None:
         """Back to the pool; reusable once ``fence`` (None: at once) is done.  Never waits."""
         buf.fence = fence
-        self._lock.call(self._free[buf.size].append, buf)
+        self._lock.call(self._put_back, buf)
+
+    def _put_back(self, buf: PinnedBuffer) -> None:
+        self._free[buf.size].append(buf)
 
     def trim(self, need: int = 0) -> int:
         """Free idle (ready) buffers, largest classes first, until ``need`` more bytes fit under
@@ -127,7 +139,7 @@ class StagingPool:
         with self._lock:
             free = sum(len(q) for q in self._free.values())
             out = {"bytes_held": self._held, "free_buffers": free}
-            for name in ("allocations", "reuses", "waits", "fallbacks"):
+            for name in ("allocations", "reuses", "waits", "fallbacks", "too_large"):
                 out[name] = self._counts[name]
             return out
 

@@ -111,3 +111,11 @@ def test_trim_frees_idle_buffers_only():
     p.release(b, Fence(done=False))
     assert p.trim() == 64 * KiB and be.num_frees == 1
     assert p.stats()["bytes_held"] == 64 * KiB and p.stats()["free_buffers"] == 1
+
+
+def test_copies_larger_than_the_biggest_buffer_are_not_staged():
+    be = HostBackend(materialize=True)
+    p = StagingPool(be, max_buffer=256 * KiB)
+    assert p.acquire(256 * KiB) is not None
+    assert p.acquire(256 * KiB + 1) is None
+    assert p.stats()["too_large"] == 1 and be.num_mallocs == 1

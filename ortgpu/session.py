@@ -20,6 +20,7 @@ from ortgpu.optimizer import optimize
 from ortgpu.executor import Plan
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
+from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions, SessionOptions
 from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
@@ -190,6 +191,15 @@ class InferenceSession:
         If/Loop/Scan bodies after their node, named 'node/attribute/step'."""
         return self._plan.placement(include_subgraphs)
 
+    def get_memory_stats(self) -> dict[str, dict]:
+        """Device memory statistics of each provider that has an arena, by provider name (an
+        ortgpu extension: onnxruntime has no Python API for them).  Per provider: the arena's
+        bytes_in_use, max_bytes_in_use, bytes_reserved, bytes_limit, largest_free_block,
+        num_allocs, num_frees, num_reserves, ... (ortgpu.memory.ArenaStats), "mem_pattern"
+        (recordings, replays, the last plan's peak against its lower bound) and "staging"
+        (pinned buffers).  The CPU provider has none."""
+        return {p.name: p.memory_stats() for p in self._providers if hasattr(p, "memory_stats")}
+
     # --- profiling (ortgpu.profiling) ---------------------------------------------------
     def end_profiling(self) -> str:
         """Stop profiling and write the trace (onnxruntime's JSON); its path, or '' when
@@ -216,7 +226,7 @@ class InferenceSession:
         t0 = perf_counter_ns() if rec is not None else 0
         out_idx = self._output_positions(output_names)
         args = self._bind_inputs(input_feed)
-        with _run_scope(self._providers):
+        with _run_scope(self._providers, args if self._sess_options.enable_mem_pattern else None):
             results = self._plan.run(args) if rec is None else self._plan.run_profiled(args, rec)
         outputs = [_to_user(results[i]) for i in out_idx]
         if rec is not None:
@@ -253,11 +263,17 @@ class InferenceSession:
         return args
 
 
-def _run_scope(providers):
+def _run_scope(providers, inputs=None):
     """The providers' run contexts entered together (a device provider selects its device and
-    stream there); nothing to enter for the CPU."""
+    stream there); nothing to enter for the CPU.  With a run's ``inputs``, their signature
+    (ortgpu.memory.pattern_key) lets device providers replay memory patterns."""
     scopes = [p.run_context for p in providers if hasattr(p, "run_context")]
-    return _entered(scopes) if scopes else contextlib.nullcontext()
+    if not scopes:
+        return contextlib.nullcontext()
+    key = pattern_key(inputs) if inputs is not None else None
+    if key is not None:
+        scopes = [functools.partial(scope, pattern_key=key) for scope in scopes]
+    return _entered(scopes)
 
 
 @contextlib.contextmanager

@@ -4,11 +4,14 @@
 # in $OUT (default ./gpu-check-out). Every step runs even if an earlier one failed; the exit status
 # is non-zero if any step failed.
 #
-#   scripts/gpu-check.sh [all|tests|suite|models|bench]...     (default: all = tests + bench)
+#   scripts/gpu-check.sh [all|tests|suite|models|bench|memory]...  (default: all = tests + bench)
 #       tests   python -m pytest -m gpu (the whole GPU tier)
 #       suite   only tests/gpu/test_gpu_backend_suite.py (ONNX backend suite, CPU vs CUDA)
 #       models  only tests/gpu/test_gpu_models.py (models tier and torch exports on CUDA)
 #       bench   benchmarks/bench_gpu.py --json $OUT/bench_gpu.json
+#       memory  benchmarks/bench_memory.py gpu (memory patterns on/off: peak device memory, latency);
+#               its log goes to bench.log and its numbers into results.json ("memory"). Not part of
+#               `all` (whose limits fill the 10 minutes): run `memory bench` in a second call
 #
 # Files written to $OUT (at most 8, as the device tool brings back): setup.log, pytest.log,
 # junit.xml, gpu_backend_suite.json, gpu_models.json, bench.log, bench_gpu.json, results.json.
@@ -49,6 +52,7 @@ export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}
 STEPS=("$@")
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(all)
 wants() { local s; for s in "${STEPS[@]}"; do [ "$s" = "$1" ] || [ "$s" = all ] && return 0; done; return 1; }
+named() { local s; for s in "${STEPS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }  # not via all
 
 RESULTS=()   # "name rc seconds" per step
 FAILED=0
@@ -128,6 +132,7 @@ print('available providers:', ortgpu.get_available_providers()); print('device:'
 # write its junit.xml and summary when stopped.
 PYTEST_LIMIT=${GPU_CHECK_PYTEST_TIMEOUT:-360}
 BENCH_LIMIT=${GPU_CHECK_BENCH_TIMEOUT:-150}
+MEMORY_LIMIT=${GPU_CHECK_MEMORY_TIMEOUT:-120}
 PYTEST=(timeout -s INT -k 20 "$PYTEST_LIMIT" "$PY" -m pytest -m gpu -p no:cacheprovider -rfEsP
         --junitxml="$OUT/junit.xml")
 if wants tests; then
@@ -142,9 +147,15 @@ if wants bench; then
     step bench-gpu "$OUT/bench.log" timeout -s INT -k 20 "$BENCH_LIMIT" \
         "$PY" benchmarks/bench_gpu.py --json "$OUT/bench_gpu.json"
 fi
+MEMORY_JSON=/tmp/ortgpu-bench-memory.json   # not in $OUT: the device tool brings back 8 files at most
+if named memory; then
+    rm -f "$MEMORY_JSON"
+    step bench-memory "$OUT/bench.log" timeout -s INT -k 20 "$MEMORY_LIMIT" \
+        "$PY" benchmarks/bench_memory.py gpu --json "$MEMORY_JSON"
+fi
 
 # --- results.json -----------------------------------------------------------------------------
-GPU_CHECK_STEPS="$(printf '%s\n' "${RESULTS[@]}")" "$PY" - "$OUT" <<'EOF'
+GPU_CHECK_STEPS="$(printf '%s\n' "${RESULTS[@]}")" GPU_CHECK_MEMORY_JSON="$MEMORY_JSON" "$PY" - "$OUT" <<'EOF'
 import datetime, json, os, sys
 import xml.etree.ElementTree as ET
 out = sys.argv[1]
@@ -173,9 +184,12 @@ for name, key in (("gpu_backend_suite.json", "backend_suite"), ("bench_gpu.json"
                         "rows": [{k: r.get(k) for k in ("model", "batch", "ortgpu_ms", "torch_ms", "ratio",
                                                          "ratio_without_transfer", "host_us_per_node")}
                                  for r in data.get("results", [])], "failures": data.get("failures")}
+memory = os.environ.get("GPU_CHECK_MEMORY_JSON")
+if memory and os.path.exists(memory):
+    res["memory"] = json.load(open(memory)).get("gpu")
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(res, f, indent=1)
-print(json.dumps({k: v for k, v in res.items() if k != "bench"}, indent=1))
+print(json.dumps({k: v for k, v in res.items() if k not in ("bench", "memory")}, indent=1))
 EOF
 
 echo "gpu-check: steps: ${RESULTS[*]}"

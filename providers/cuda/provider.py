@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import threading
 import weakref
 
 import numpy as np
@@ -129,6 +130,7 @@ def current_config() -> CUDAProviderConfig:
 
 
 _DEFAULT_CONFIG = CUDAProviderConfig()
+_MEMORY_CREATION = threading.Lock()   # two threads' first runs make one DeviceMemory
 
 
 class CUDAExecutionProvider(ExecutionProvider):
@@ -147,6 +149,7 @@ class CUDAExecutionProvider(ExecutionProvider):
         self.config = parse_cuda_options(options, device_count)
         self.options = self.config.as_strings()
         self._stream = None
+        self._memory = None
         _LAST_CREATED[0] = weakref.ref(self)
 
     def parse_options(self, options: dict) -> dict:
@@ -209,14 +212,39 @@ class CUDAExecutionProvider(ExecutionProvider):
                     self._stream = cupy.cuda.Stream(non_blocking=True)
         return self._stream
 
+    @property
+    def memory(self):
+        """This provider's device memory (ortgpu.memory.DeviceMemory): the arena that serves
+        every CuPy allocation of its runs (gpu_mem_limit, arena_extend_strategy), the memory
+        patterns and the pinned staging pool; made on first use (no device needed for that)."""
+        if self._memory is None:
+            from ortgpu.memory.device_memory import DeviceMemory  # noqa: PLC0415
+            with _MEMORY_CREATION:
+                if self._memory is None:
+                    self._memory = DeviceMemory.for_cuda(self.config)
+        return self._memory
+
+    def memory_stats(self) -> dict:
+        """The arena's counters with the "mem_pattern" and "staging" ones (DeviceMemory.stats)."""
+        return self.memory.stats()
+
     @contextlib.contextmanager
-    def run_context(self):
+    def run_context(self, pattern_key=None):
         """Enter around a run (and around host copies): selects the device, makes the session
         stream current (CuPy kernels, cuBLAS and cuDNN calls then queue on it), applies
-        use_tf32 to CuPy's float32 matmul, and tells the kernels which provider runs them."""
+        use_tf32 to CuPy's float32 matmul, tells the kernels which provider runs them, and
+        routes this thread's CuPy allocations to the session's arena (``using_allocator`` is
+        thread-local and scoped: CuPy's global allocator is untouched).  ``pattern_key`` (an
+        input signature, ortgpu.memory.pattern_key) lets the run record or replay a memory
+        pattern.  When the run raises, its device buffers go back to the arena at once
+        (DeviceMemory.run clears the locals of its finished frames)."""
+        import cupy  # noqa: PLC0415
+        from ortgpu.memory.cupy_allocator import CupyAllocator  # noqa: PLC0415
         token = _ACTIVE.set(self)
         try:
-            with self._device(), self.stream, _tf32_scope(self.config.use_tf32):
+            with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
+                    self.memory.run(pattern_key) as source, \
+                    cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
                 yield self
         finally:
             _ACTIVE.reset(token)
@@ -244,11 +272,14 @@ class CUDAExecutionProvider(ExecutionProvider):
         arr = np.asarray(value)
         if arr.dtype not in CUPY_DTYPES:
             raise TypeError(f"CuPy cannot hold element type {arr.dtype}; such values stay on the CPU")
+        from ortgpu.memory.staging import upload  # noqa: PLC0415
         with self._device(), self.stream:
-            return cupy.asarray(arr)
+            return upload(self.memory.staging, arr, self.stream)
 
     def to_host(self, value):
-        """A device value as NumPy (lists and None as they are), complete when returned."""
+        """A device value as NumPy (lists and None as they are), complete when returned: copied
+        on the session stream into a pinned buffer of the staging pool that the result views
+        (the buffer is reused once the result is collected)."""
         if value is None:
             return None
         if isinstance(value, list):
@@ -258,10 +289,9 @@ class CUDAExecutionProvider(ExecutionProvider):
         except ImportError:
             return value
         if isinstance(value, cupy.ndarray):
-            stream = self.stream
-            host = value.get(stream=stream)
-            stream.synchronize()  # the copy was queued on our stream: wait before handing it out
-            return host
+            from ortgpu.memory.staging import download  # noqa: PLC0415
+            with self._device():
+                return download(self.memory.staging, value, self.stream)
         return value
 
 

@@ -90,6 +90,8 @@ class IOBinding:
 
     def bind_cpu_input(self, name, arr_on_cpu) -> None:
         """Bind input `name` to a NumPy array, shared (later changes to it are seen by runs)."""
+        if name not in self._session._feedable:
+            raise RuntimeError(f"Failed to find NodeArg with name: {name} in the def list")
         if not isinstance(arr_on_cpu, np.ndarray):
             raise RuntimeError(f"Unable to create OrtValue from the given python object "
                                f"(bind_cpu_input('{name}') needs a numpy array, got {type(arr_on_cpu).__name__})")

@@ -178,7 +178,8 @@ class OrtValue:
         return kind_of(arr).data_ptr(arr)
 
     def device_name(self) -> str:
-        return device_of(self._value)[0]
+        """'cpu', 'cuda', ...: where the tensor's memory is."""
+        return device_of(self._tensor("device_name"))[0]
 
     def _device(self) -> tuple[str, int]:
         return device_of(self._value)

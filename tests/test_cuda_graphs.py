@@ -306,3 +306,129 @@ def test_shape_computations_on_the_cpu_are_allowed_with_a_warning(caplog):
         out = sess.run(None, {"x": x})[0]
     np.testing.assert_array_equal(out, np.maximum(x.reshape(2, -1), 0))
     assert dev.backend.log.count("capture") == 1
+
+
+# --- the CuPy backend's control flow, against a stub CuPy ------------------------------------------
+class _StubStream:
+    def __init__(self, ptr=1234):
+        self.ptr, self.calls = ptr, []
+
+    def begin_capture(self):
+        self.calls.append("begin")
+
+    def end_capture(self):
+        self.calls.append("end")
+        return _StubGraph(self)
+
+    def wait_event(self, event):
+        self.calls.append(("wait", event))
+
+    def record(self):
+        self.calls.append("record")
+        return "event"
+
+
+class _StubGraph:
+    def __init__(self, stream):
+        self.stream, self.launched_on = stream, []
+
+    def launch(self, stream=None):
+        self.launched_on.append(stream)
+
+
+class _StubCuda:
+    """cupy.cuda as far as CupyGraphBackend uses it: a memory pool and using_allocator."""
+
+    def __init__(self):
+        self.allocator_stack = []
+
+    class MemoryPool:
+        def malloc(self, size):
+            raise AssertionError("not called by the stub kernels")
+
+    def using_allocator(self, allocator):
+        import contextlib
+        stub = self
+
+        @contextlib.contextmanager
+        def scope():
+            stub.allocator_stack.append(allocator)
+            try:
+                yield
+            finally:
+                stub.allocator_stack.pop()
+        return scope()
+
+
+@pytest.fixture
+def stub_cupy(monkeypatch):
+    import sys
+    import types
+    mod = types.ModuleType("cupy")
+    mod.cuda = _StubCuda()
+    mod.copyto = lambda dst, src: dst.__setitem__(Ellipsis, src)
+    monkeypatch.setitem(sys.modules, "cupy", mod)
+    return mod
+
+
+class _StreamProvider:
+    def __init__(self, stream):
+        self.stream = stream
+
+
+def test_cupy_backend_captures_with_a_private_pool(stub_cupy):
+    from ortgpu.providers.cuda.graphs import CupyGraphBackend
+    stream = _StubStream()
+    backend = CupyGraphBackend(_StreamProvider(stream))
+    seen = []
+
+    def record():
+        seen.append(list(stub_cupy.cuda.allocator_stack))
+        return ["out"]
+    graph, outputs, pool = backend.capture(record)
+    assert stream.calls == ["begin", "end"] and outputs == ["out"]
+    assert len(seen[0]) == 1 and seen[0][0].__self__ is pool  # allocations came from the graph's own pool
+    assert stub_cupy.cuda.allocator_stack == []  # and only while capturing
+    backend.launch(graph)
+    assert graph.launched_on == [stream]
+
+
+def test_cupy_backend_ends_a_failed_capture_and_refuses_the_legacy_stream(stub_cupy):
+    from ortgpu.providers.cuda.graphs import CupyGraphBackend
+    stream = _StubStream()
+    backend = CupyGraphBackend(_StreamProvider(stream))
+
+    def broken():
+        raise RuntimeError("cudaErrorStreamCaptureUnsupported")
+    with pytest.raises(RuntimeError, match="CaptureUnsupported"):
+        backend.capture(broken)
+    assert stream.calls == ["begin", "end"]  # the stream is usable again
+    with pytest.raises(Fail, match="legacy default stream"):
+        CupyGraphBackend(_StreamProvider(_StubStream(ptr=0))).capture(lambda: [])
+
+
+def test_cupy_backend_copies_host_and_device_inputs_into_the_fixed_buffers(stub_cupy):
+    from ortgpu.providers.cuda.graphs import CupyGraphBackend
+    stream = _StubStream()
+    backend = CupyGraphBackend(_StreamProvider(stream))
+
+    class Dst:
+        shape = (2, 2)
+
+        def __init__(self):
+            self.got = None
+
+        def set(self, host, stream=None):
+            self.got = (host.copy(), stream)
+
+        def __setitem__(self, key, value):
+            self.got = (value, "device")
+    d = Dst()
+    backend.copy_into(d, np.arange(4, dtype=np.float32))  # from the host: reshaped, on the session stream
+    assert d.got[0].shape == (2, 2) and d.got[1] is stream
+
+    class Src:
+        def reshape(self, shape):
+            return ("reshaped", shape)
+    backend.copy_into(d, Src())
+    assert d.got == (("reshaped", (2, 2)), "device")

@@ -275,3 +275,12 @@ def test_module_exports_match_onnxruntime():
     assert isinstance(sess.io_binding()._iobinding, ortgpu.SessionIOBinding)
     v = sess.create_ortvalue_from_shape_and_type([2], np.int32, "cpu")
     assert v.data_type() == "tensor(int32)"
+
+
+def test_the_cuda_kind_recognizes_cupy_arrays_without_importing_cupy():
+    from ortgpu.devices import device_kind, kind_of
+    cuda = device_kind("cuda")
+    fake_cupy_array = type("ndarray", (), {"__module__": "cupy._core.core", "__cuda_array_interface__": {}})()
+    assert cuda.owns(fake_cupy_array) and kind_of(fake_cupy_array) is cuda
+    assert not cuda.owns(np.zeros(2)) and kind_of(np.zeros(2)).name == "cpu"
+    assert cuda.holds(np.float16) and not cuda.holds(ml_dtypes.bfloat16)

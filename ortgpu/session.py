@@ -21,7 +21,7 @@ from ortgpu.optimizer import optimize
 from ortgpu.executor import Plan
 from ortgpu.partition import HOST
 from ortgpu.providers.cuda.graphs import DEFAULT_ID as DEFAULT_GRAPH_ID
-from ortgpu.providers.cuda.graphs import GraphRunner, capture_partition, graph_id_of
+from ortgpu.providers.cuda.graphs import GraphRunner, capture_partition, check_graph_id_entry, graph_id_of
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
 from ortgpu.options import RunOptions, SessionOptions
@@ -287,6 +287,7 @@ class InferenceSession:
         if iobinding._session is not self:
             raise ValueError("IOBinding must be used with the session that created it.")
         b = iobinding._iobinding
+        check_graph_id_entry(run_options)
         try:
             graph_id = _check_run_options(run_options)
             if not b.outputs:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import numpy as np
 
@@ -46,17 +47,28 @@ _PREFIX = "This session cannot use the CUDA Graph feature as requested by the us
 
 
 def graph_id_of(run_options) -> int:
-    """The run's ``gpu_graph_id``: 0 when unset or empty, ValueError (onnxruntime's text) when
-    not an integer."""
-    if run_options is None:
-        return DEFAULT_ID
-    entry = run_options._config.get(GPU_GRAPH_ID)
+    """The run's ``gpu_graph_id``: 0 when unset or empty; InvalidArgument (onnxruntime's
+    session text) unless it is decimal digits with an optional '-' (its strict parser)."""
+    entry = run_options._config.get(GPU_GRAPH_ID) if run_options is not None else None
     if not entry:
         return DEFAULT_ID
-    try:
-        return int(entry)
-    except ValueError:
-        raise ValueError(f"Run option '{GPU_GRAPH_ID}' must be an integer, got {entry!r}.") from None
+    if not _INTEGER.fullmatch(entry):
+        raise InvalidArgument(f"Failed to parse the cuda graph annotation id: {entry}")
+    return int(entry)
+
+
+def check_graph_id_entry(run_options) -> None:
+    """The check of onnxruntime's Python layer before run_with_iobinding: ValueError when
+    ``gpu_graph_id`` is not an integer to Python's int()."""
+    entry = getattr(run_options, "_config", {}).get(GPU_GRAPH_ID)
+    if entry:
+        try:
+            int(entry)
+        except ValueError:
+            raise ValueError(f"Run option '{GPU_GRAPH_ID}' must be an integer, got {entry!r}.") from None
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def capture_partition(graph, providers, provider) -> Partition:

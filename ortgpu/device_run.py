@@ -1,7 +1,8 @@
 """Runs whose inputs and outputs stay on their devices: run_with_iobinding, run_with_ort_values.
 
 Each input OrtValue says where it is (ortgpu.devices); each wanted output says where it
-should go (a ``Target``): a device, a preallocated OrtValue, or wherever it is produced.
+should go (a ``Target``): a device (run_with_ort_values asks for the CPU, as onnxruntime
+returns its fetches there), a preallocated OrtValue, or wherever it is produced.
 The session compiles one plan per such device signature and keeps it (``_plan_for``): the
 partitioner then places no copy for an input already on the device that first uses it, nor
 for an output wanted where it is produced, so a run with device inputs and device outputs

@@ -307,8 +307,9 @@ class InferenceSession:
 
     def run_with_ort_values(self, output_names, input_dict_ort_values: dict,
                             run_options: RunOptions | None = None) -> list:
-        """Run with OrtValue inputs, on whatever device they are; the outputs are OrtValues
-        left where they were produced (CUDA outputs stay on the GPU)."""
+        """Run with OrtValue inputs, on whatever device they are (a device input is not copied
+        through the host); the outputs are CPU OrtValues, as onnxruntime returns them (bind
+        outputs with io_binding() to keep them on a device)."""
         from ortgpu.device_run import Target, run_on_devices  # noqa: PLC0415
         if not isinstance(input_dict_ort_values, dict):
             raise TypeError(f"input_dict_ort_values must be a dict of input name to OrtValue, "
@@ -318,7 +319,7 @@ class InferenceSession:
         for name, v in input_dict_ort_values.items():
             if not isinstance(v, OrtValue):
                 raise TypeError(f"run_with_ort_values: input '{name}' must be an OrtValue, not {type(v).__name__}")
-        fetch = [(i, Target()) for i in self._output_positions(output_names)]
+        fetch = [(i, Target("cpu")) for i in self._output_positions(output_names)]
         return run_on_devices(self, input_dict_ort_values, fetch, run_options, graph_id)
 
     def create_ortvalue_from_shape_and_type(self, shape, element_type, device_type: str,

@@ -268,7 +268,6 @@ class InferenceSession:
                 args.append(self._init_values.get(name))  # an optional input left out is None
         return args
 
-
     # --- values on devices: OrtValue, IOBinding, CUDA graphs (ortgpu.device_run) --------------
     def io_binding(self):
         """A new IOBinding of this session (ortgpu.iobinding)."""

@@ -44,6 +44,7 @@ CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 DATA_DEPENDENT_OPS = frozenset({"NonZero", "Compress", "Unique", "NonMaxSuppression"})
 
 _PREFIX = "This session cannot use the CUDA Graph feature as requested by the user"
+_INTEGER = re.compile(r"-?[0-9]+")  # what onnxruntime's strict integer parser accepts
 
 
 def graph_id_of(run_options) -> int:
@@ -66,9 +67,6 @@ def check_graph_id_entry(run_options) -> None:
             int(entry)
         except ValueError:
             raise ValueError(f"Run option '{GPU_GRAPH_ID}' must be an integer, got {entry!r}.") from None
-
-
-_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def capture_partition(graph, providers, provider) -> Partition:

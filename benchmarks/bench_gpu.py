@@ -21,7 +21,14 @@ and 32. Per model and batch it prints the median over ``--runs`` (after ``--warm
   ``io_binding()``/``run_with_iobinding()`` (inputs and outputs left on the device);
 - ``torch_ms`` / ``torch_event_ms``: PyTorch eager (``torch.inference_mode``, inputs already on
   the device) on the same module, wall and CUDA events; ``ratio = ortgpu_ms / torch_ms`` and
-  ``ratio_without_transfer = (ortgpu_ms - transfer_ms) / torch_ms``.
+  ``ratio_without_transfer = (ortgpu_ms - transfer_ms) / torch_ms``;
+- with CUDA graphs (batches in ``--graph-batches``, default 1): a second session with
+  ``enable_cuda_graph`` runs through IO binding (CUDA OrtValue inputs, preallocated CUDA
+  outputs; warm-ups and the capture happen before timing): ``graph_ms`` (wall per replayed
+  run), ``graph_event_ms`` (CUDA events around it), ``graph_busy_ms`` (CUPTI busy time, the
+  GPU time) and ``graph_wall_over_gpu = graph_ms / graph_busy_ms`` (target: within 1.1 at
+  batch 1; events stand in for busy time when CUPTI is unavailable); ``graph_error`` says why a
+  model could not be captured.
 
 Float32 is strict by default: ortgpu gets ``use_tf32=0`` and torch has TF32 off for matmul and
 cuDNN; ``--tf32`` allows it on both. torch runs with ``cudnn.benchmark`` on, as ortgpu's default
@@ -190,6 +197,40 @@ def _iobinding_runner(sess, feed, out_names):
         return None
 
 
+def _graph_runner(path, feed, outputs, out_names, tf32: bool):
+    """(run, session stream) replaying a CUDA graph through IO binding: inputs are CUDA OrtValues,
+    outputs preallocated CUDA OrtValues shaped like `outputs`; the warm-up runs and the capture
+    happen here."""
+    import ortgpu  # noqa: PLC0415
+    options = {"use_tf32": "1" if tf32 else "0", "enable_cuda_graph": "1"}
+    sess = ortgpu.InferenceSession(path, providers=[(CUDA, options), CPU])
+    binding = sess.io_binding()
+    for name, x in feed.items():
+        binding.bind_ortvalue_input(name, ortgpu.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+    for name, ref in zip(out_names, outputs):
+        binding.bind_ortvalue_output(name, ortgpu.OrtValue.ortvalue_from_shape_and_type(
+            list(ref.shape), ref.dtype, "cuda", 0))
+    for _ in range(4):  # two warm-ups, the capture, one replay
+        sess.run_with_iobinding(binding)
+    captured = getattr(getattr(sess, "_graphs", None), "captured", {})
+    if 0 not in captured:
+        raise RuntimeError("no CUDA graph was captured after 4 runs")
+    return (lambda: sess.run_with_iobinding(binding)), _session_stream(sess)
+
+
+def bench_graph(path, feed, outputs, out_names, args) -> dict:
+    """The CUDA-graph columns of one model and batch (see the module docstring)."""
+    try:
+        run, stream = _graph_runner(path, feed, outputs, out_names, args.tf32)
+    except Exception as e:  # noqa: BLE001 - a model that cannot be captured is a result, not a crash
+        return {"graph_error": f"{type(e).__name__}: {e}"[:300]}
+    wall, event = time_with_events(run, stream, args.runs, args.warmup)
+    busy = gpu_busy_ms(run) if args.profile else None
+    gpu = busy if busy is not None else event
+    return {"graph_ms": wall, "graph_event_ms": event, "graph_busy_ms": busy,
+            "graph_wall_over_gpu": wall / gpu if gpu else None}
+
+
 def transfer_ms(feed, outputs, runs):
     """Median ms to copy the feeds to the device and the outputs back, with CuPy alone."""
     import cupy  # noqa: PLC0415
@@ -224,8 +265,10 @@ def bench_one(tm, name, batch, args) -> dict:
     wall, event = time_with_events(run, stream, args.runs, args.warmup)
     busy = gpu_busy_ms(run) if args.profile else None
     xfer = transfer_ms(feed, outs, min(args.runs, 10))
-    io_run = _iobinding_runner(sess, feed, [o.name for o in sess.get_outputs()])
+    out_names = [o.name for o in sess.get_outputs()]
+    io_run = _iobinding_runner(sess, feed, out_names)
     io_ms = time_with_events(io_run, stream, args.runs, args.warmup)[0] if io_run else None
+    graph = bench_graph(path, feed, outs, out_names, args) if batch in args.graph_batches else {}
 
     model = tm.torch_model(name).to(TORCH_DEVICE)
     targs = [torch.from_numpy(feed[n]).to(TORCH_DEVICE) for n in tm.input_names(name)]
@@ -249,7 +292,10 @@ def bench_one(tm, name, batch, args) -> dict:
         "ratio_without_transfer": (wall - xfer) / t_wall if xfer is not None else None,
         "ratio_iobinding": io_ms / t_wall if io_ms is not None else None,
         "max_abs_diff_vs_torch": float(np.max(np.abs(outs[0].astype(np.float64) - ref0))),
+        **graph,
     }
+    if graph.get("graph_ms") is not None:
+        row["graph_ratio_vs_torch"] = graph["graph_ms"] / t_wall
     if busy is not None:
         row["host_overhead_ms"] = wall - busy
         if batch == 1:
@@ -291,8 +337,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tf32", action="store_true", help="allow TF32 in ortgpu and torch")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the CUPTI busy-time measurement (torch.profiler)")
+    ap.add_argument("--graph-batches", default="1",
+                    help="batches also timed with CUDA graphs (comma-separated; empty for none)")
     ap.add_argument("--json", help="write the results to this JSON file")
     args = ap.parse_args(argv)
+    args.graph_batches = {int(b) for b in args.graph_batches.split(",") if b.strip()}
 
     problem = gpu_problem()
     if problem:
@@ -331,6 +380,18 @@ def main(argv=None) -> int:
               f"{_fmt(r['event_ms'])} | {_fmt(r['busy_ms'])} | {_fmt(r['transfer_ms'])} | "
               f"{_fmt(r['torch_ms'])} | {_fmt(r['ratio'])}x | {_fmt(r['ratio_without_transfer'])}x | "
               f"{_fmt(r.get('host_us_per_node'), '.1f')} |", flush=True)
+    graphs = [r for r in rows if "graph_ms" in r or "graph_error" in r]
+    if graphs:
+        print("\nCUDA graphs (IO binding, preallocated outputs; target: wall within 1.1x of GPU time at batch 1)")
+        print("| model | batch | graph ms | events ms | busy ms | wall / GPU | eager torch ms | graph vs torch |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in graphs:
+            if "graph_error" in r:
+                print(f"| {r['model']} | {r['batch']} | not captured: {r['graph_error']} |")
+                continue
+            print(f"| {r['model']} | {r['batch']} | {_fmt(r['graph_ms'], '.3f')} | {_fmt(r['graph_event_ms'], '.3f')} | "
+                  f"{_fmt(r['graph_busy_ms'], '.3f')} | {_fmt(r['graph_wall_over_gpu'])}x | {_fmt(r['torch_ms'], '.3f')} | "
+                  f"{_fmt(r.get('graph_ratio_vs_torch'))}x |", flush=True)
     big = [r for r in rows if r["batch"] >= 32]
     if big:
         print("\nbatch 32 target (within 1.2x of PyTorch eager): " + ", ".join(

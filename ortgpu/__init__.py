@@ -8,12 +8,15 @@ from ortgpu.options import (ExecutionMode, ExecutionOrder, GraphOptimizationLeve
                             SessionOptions)
 from ortgpu.providers_select import get_all_providers, get_available_providers, get_device
 from ortgpu.session import InferenceSession, ModelMetadata, NodeArg
+from ortgpu.values import OrtValue
+from ortgpu.iobinding import IOBinding, SessionIOBinding
 from ortgpu import kernels_loader as _kernels_loader  # noqa: F401  (registers every kernel)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "InferenceSession", "SessionOptions", "RunOptions", "NodeArg", "ModelMetadata",
+    "OrtValue", "IOBinding", "SessionIOBinding",
     "GraphOptimizationLevel", "ExecutionMode", "ExecutionOrder",
     "get_available_providers", "get_all_providers", "get_device", "__version__",
     "Fail", "InvalidArgument", "NoSuchFile", "NoModel", "InvalidProtobuf", "InvalidGraph",

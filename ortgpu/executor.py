@@ -142,11 +142,13 @@ class Plan:
     between devices, into a flat list of steps.
 
     `input_devices`/`output_devices` say where the inputs arrive and where the outputs are
-    wanted (the host by default: a top-level plan returns host values).  A subgraph's plan is
-    built from its partition (`part`) by the enclosing plan."""
+    wanted (the host by default: a top-level plan returns host values; ``partition.ANY``
+    leaves an output where it is produced).  A subgraph's plan is built from its partition
+    (`part`) by the enclosing plan.  Plans of one graph for other devices share the device
+    copies of its initializers through `init_cache` ({(graph id, name, device): array})."""
 
     def __init__(self, graph: Graph, providers, is_subgraph: bool = False, *, input_devices=None,
-                 output_devices=None, part: Partition | None = None):
+                 output_devices=None, part: Partition | None = None, init_cache: dict | None = None):
         if part is None:
             part = partition(graph, providers, input_devices, output_devices)
         self.graph = graph
@@ -173,7 +175,7 @@ class Plan:
             if isinstance(item, Copy):
                 self.steps.append(_copy_step(item, slot))
             else:
-                self.steps.append(self._compile_node(item, graph, providers, slot))
+                self.steps.append(self._compile_node(item, graph, providers, slot, init_cache))
         self.slots = slots
         self.outer_slots = [(k, slots[k]) for k in part.outer_keys]
         self.input_slots = [slots[n] for n in self.input_names]
@@ -181,11 +183,15 @@ class Plan:
         self.template = [None] * len(slots)
         for n, v in graph.initializers.items():
             self.template[slots[n]] = v
+        cache = init_cache if init_cache is not None else {}
         for k, (n, prov) in part.init_copies.items():  # initializers used on a device: copied once
-            self.template[slots[k]] = prov.copy_from_host(graph.initializers[n])
+            ck = (id(graph), n, k[1])
+            if ck not in cache:
+                cache[ck] = prov.copy_from_host(graph.initializers[n])
+            self.template[slots[k]] = cache[ck]
         self._plan_lifetimes(is_subgraph)
 
-    def _compile_node(self, placed: Placed, graph: Graph, providers, slot) -> Step:
+    def _compile_node(self, placed: Placed, graph: Graph, providers, slot, init_cache) -> Step:
         node, prov, kdef = placed.node, placed.provider, placed.kernel
         attrs = _with_schema_defaults(node, graph.opsets)
         accepted = _accepted_params(kdef.fn)
@@ -201,9 +207,10 @@ class Plan:
         for name, sub in placed.subparts:
             attrs.pop(name, None)
             if isinstance(sub, list):
-                compiled.append((name, [Plan(p.graph, providers, True, part=p) for p in sub]))
+                compiled.append((name, [Plan(p.graph, providers, True, part=p, init_cache=init_cache)
+                                        for p in sub]))
             else:
-                compiled.append((name, Plan(sub.graph, providers, True, part=sub)))
+                compiled.append((name, Plan(sub.graph, providers, True, part=sub, init_cache=init_cache)))
         ctx = KernelContext(
             prov.xp, prov.name, node.name, node.op_type, node.opset, len(node.outputs),
             tuple(bool(o) for o in node.outputs),

@@ -14,10 +14,14 @@ import onnx
 import onnx.defs
 
 from ortgpu import providers_select
+from ortgpu.devices import kind_of
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
-from ortgpu.errors import Fail, InvalidArgument, InvalidGraph
+from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, _OrtError
 from ortgpu.optimizer import optimize
 from ortgpu.executor import Plan
+from ortgpu.partition import HOST
+from ortgpu.providers.cuda.graphs import DEFAULT_ID as DEFAULT_GRAPH_ID
+from ortgpu.providers.cuda.graphs import GraphRunner, capture_partition, check_graph_id_entry, graph_id_of
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
 from ortgpu.memory.pattern import pattern_key
@@ -25,6 +29,7 @@ from ortgpu.options import RunOptions, SessionOptions
 from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
+from ortgpu.values import OrtValue
 
 _log = logging.getLogger("ortgpu")
 
@@ -144,16 +149,24 @@ class InferenceSession:
         check_ops_registered(graph, created)
         self._optimizations = optimize(graph, self._sess_options.graph_optimization_level, created,
                                        {vi.name for vi in self._overridable}, self._disabled_optimizers)
+        graph_provider = next((p for p in created if getattr(p, "graph_capture_enabled", False)), None)
+        # a model that cannot be captured is refused before anything touches the device
+        capture_part = capture_partition(graph, created, graph_provider) if graph_provider else None
+        init_cache: dict = {}  # device copies of initializers, shared by every plan of this graph
         with _run_scope(created):  # initializers used on a device are copied there now
-            plan = Plan(graph, created)
+            plan = Plan(graph, created, init_cache=init_cache)
+            graphs = None if capture_part is None else GraphRunner(
+                Plan(graph, created, part=capture_part, init_cache=init_cache), graph_provider)
         # Only a fully built plan replaces the old one, so a failed set_providers leaves the
         # session as it was.
-        self._providers, self._plan = created, plan
+        self._providers, self._plan, self._graphs = created, plan, graphs
+        self._graph, self._init_cache, self._plans = graph, init_cache, {}
         if self._recorder is not None:
             self._recorder.attach(created)
         self._input_index = {n: i for i, n in enumerate(plan.input_names)}
         self._output_index = {n: i for i, n in enumerate(plan.output_names)}
         self._input_meta = {vi.name: vi for vi in self._all_inputs}
+        self._output_meta = {vi.name: vi for vi in self._outputs}
         self._init_values = {n: graph.initializers[n] for n in plan.input_names if n in graph.initializers}
         if self._sess_options.log_severity_level == 0:  # VERBOSE, as onnxruntime logs its placement
             _log_placement(plan)
@@ -218,17 +231,17 @@ class InferenceSession:
     def run(self, output_names, input_feed: dict, run_options: RunOptions | None = None) -> list:
         if not isinstance(input_feed, dict):
             raise TypeError(f"input_feed must be a dict of input name to value, not {type(input_feed).__name__}")
-        if run_options is not None and not isinstance(run_options, RunOptions):
-            raise TypeError(f"run_options must be an ortgpu RunOptions, not {type(run_options).__name__}")
-        if run_options is not None and run_options.terminate:
-            raise Fail("Exiting due to terminate flag being set to true.")
+        graph_id = _check_run_options(run_options)
         rec = self._recorder
         t0 = perf_counter_ns() if rec is not None else 0
         out_idx = self._output_positions(output_names)
         args = self._bind_inputs(input_feed)
         with _run_scope(self._providers, args if self._sess_options.enable_mem_pattern else None):
-            results = self._plan.run(args) if rec is None else self._plan.run_profiled(args, rec)
-        outputs = [_to_user(results[i]) for i in out_idx]
+            if self._graphs is not None:
+                results = self._graphs.run(graph_id, args)
+            else:
+                results = self._plan.run(args) if rec is None else self._plan.run_profiled(args, rec)
+            outputs = [_to_user(results[i]) for i in out_idx]
         if rec is not None:
             rec.span("model_run", t0, perf_counter_ns())
         return outputs
@@ -245,15 +258,18 @@ class InferenceSession:
             pos.append(self._output_index[name])
         return pos
 
-    def _bind_inputs(self, feed: dict) -> list:
+    def _check_feed_names(self, feed: dict) -> None:
         # onnxruntime's order: missing required inputs (ValueError, from its Python layer)
-        # first, then unknown names, then each value's type and shape.
+        # first, then unknown names; each value's type and shape come later.
         missing = [n for n in self._required if n not in feed]
         if missing:
             raise ValueError(f"Required inputs ({missing}) are missing from input feed ({list(feed)}).")
         for name in feed:
             if name not in self._feedable:
                 raise InvalidArgument(f"Invalid input name: {name}")
+
+    def _bind_inputs(self, feed: dict) -> list:
+        self._check_feed_names(feed)
         args = []
         for name in self._plan.input_names:
             if name in feed:
@@ -261,6 +277,113 @@ class InferenceSession:
             else:
                 args.append(self._init_values.get(name))  # an optional input left out is None
         return args
+
+    # --- values on devices: OrtValue, IOBinding, CUDA graphs (ortgpu.device_run) --------------
+    def io_binding(self):
+        """A new IOBinding of this session (ortgpu.iobinding)."""
+        from ortgpu.iobinding import IOBinding  # noqa: PLC0415
+        return IOBinding(self)
+
+    def run_with_iobinding(self, iobinding, run_options: RunOptions | None = None) -> None:
+        """Run with the inputs and outputs bound in `iobinding`; read the results with its
+        get_outputs() / copy_outputs_to_cpu().  Errors of the run are RuntimeError('Error in
+        execution: ...') as in onnxruntime, caused by ortgpu's typed error."""
+        from ortgpu.device_run import run_on_devices  # noqa: PLC0415
+        from ortgpu.iobinding import IOBinding  # noqa: PLC0415
+        if not isinstance(iobinding, IOBinding):
+            raise TypeError(f"run_with_iobinding needs an IOBinding from session.io_binding(), "
+                            f"not {type(iobinding).__name__}")
+        if iobinding._session is not self:
+            raise ValueError("IOBinding must be used with the session that created it.")
+        b = iobinding._iobinding
+        check_graph_id_entry(run_options)
+        try:
+            graph_id = _check_run_options(run_options)
+            if not b.outputs:
+                raise InvalidArgument("At least one output should be requested.")
+            missing = [n for n in self._required if n not in b.inputs]
+            if missing:
+                raise InvalidArgument(f"Required inputs ({missing}) are missing from the IOBinding "
+                                      f"(bound: {list(b.inputs)}).")
+            fetch = []
+            for name, target in b.outputs.items():
+                if name not in self._output_index:
+                    raise InvalidArgument(f"Invalid output name: {name}")
+                fetch.append((self._output_index[name], target))
+            b.results = run_on_devices(self, b.inputs, fetch, run_options, graph_id)
+        except _OrtError as e:
+            raise RuntimeError(f"Error in execution: {e.message}") from e
+
+    def run_with_ort_values(self, output_names, input_dict_ort_values: dict,
+                            run_options: RunOptions | None = None) -> list:
+        """Run with OrtValue inputs, on whatever device they are (a device input is not copied
+        through the host); the outputs are CPU OrtValues, as onnxruntime returns them (bind
+        outputs with io_binding() to keep them on a device)."""
+        from ortgpu.device_run import Target, run_on_devices  # noqa: PLC0415
+        if not isinstance(input_dict_ort_values, dict):
+            raise TypeError(f"input_dict_ort_values must be a dict of input name to OrtValue, "
+                            f"not {type(input_dict_ort_values).__name__}")
+        graph_id = _check_run_options(run_options)
+        self._check_feed_names(input_dict_ort_values)
+        for name, v in input_dict_ort_values.items():
+            if not isinstance(v, OrtValue):
+                raise TypeError(f"run_with_ort_values: input '{name}' must be an OrtValue, not {type(v).__name__}")
+        fetch = [(i, Target("cpu")) for i in self._output_positions(output_names)]
+        return run_on_devices(self, input_dict_ort_values, fetch, run_options, graph_id)
+
+    def create_ortvalue_from_shape_and_type(self, shape, element_type, device_type: str,
+                                            device_id: int = 0, vendor_id=-1) -> OrtValue:
+        return OrtValue.ortvalue_from_shape_and_type(shape, element_type, device_type, device_id, vendor_id)
+
+    def release_captured_graph(self, graph_annotation_id: int = 0) -> None:
+        """Free the CUDA graph captured for this gpu_graph_id (a no-op without one)."""
+        if self._graphs is not None:
+            self._graphs.release(int(graph_annotation_id))
+
+    def _device_key(self, device: tuple[str, int], what: str) -> str:
+        """The partitioner's device for a value on (device kind, device id), or InvalidArgument
+        when no provider of this session runs there."""
+        name, device_id = device
+        if name == "cpu":
+            return HOST
+        for p in self._providers:
+            if p.device == name:
+                own = getattr(p, "device_id", 0)
+                if own != device_id:
+                    raise InvalidArgument(f"{what} is on {name}:{device_id} but {p.name} of this session "
+                                          f"runs on {name}:{own}")
+                return name
+        raise InvalidArgument(f"{what} is on device '{name}' but no provider of this session runs there "
+                              f"(providers: {[p.name for p in self._providers]})")
+
+    def _provider_on(self, device: str):
+        return next(p for p in self._providers if p.device == device)
+
+    def _plan_for(self, input_devices: tuple, output_devices: tuple) -> Plan:
+        """The plan whose inputs arrive on `input_devices` and whose outputs are delivered on
+        `output_devices` (partition.ANY: where produced), compiled once and kept."""
+        if all(d == HOST for d in input_devices) and all(d == HOST for d in output_devices):
+            return self._plan
+        key = (input_devices, output_devices)
+        plan = self._plans.get(key)
+        if plan is None:
+            with _run_scope(self._providers):
+                plan = Plan(self._graph, self._providers, input_devices=list(input_devices),
+                            output_devices=list(output_devices), init_cache=self._init_cache)
+            self._plans[key] = plan
+        return plan
+
+
+def _check_run_options(run_options) -> int:
+    """Refuse a wrong run_options or a set terminate flag; the run's gpu_graph_id."""
+    if run_options is None:
+        return DEFAULT_GRAPH_ID
+    if not isinstance(run_options, RunOptions):
+        raise TypeError(f"run_options must be an ortgpu RunOptions, not {type(run_options).__name__}")
+    graph_id = graph_id_of(run_options)
+    if run_options.terminate:
+        raise Fail("Exiting due to terminate flag being set to true.")
+    return graph_id
 
 
 def _run_scope(providers, inputs=None):
@@ -321,24 +444,28 @@ def _to_user(value):
         return {k: _to_user(v) for k, v in value.items()}
     if hasattr(value, "__cuda_array_interface__"):  # a device array (CuPy): run() returns NumPy
         return value.get()
-    return value
+    kind = kind_of(value)
+    return value if kind is None else kind.to_numpy(value)  # another device's array
 
 
-def check_feed(name: str, value, tp: onnx.TypeProto):
-    """`value` as the graph wants it, or InvalidArgument naming the input, expected and actual."""
+def check_feed(name: str, value, tp: onnx.TypeProto, keep_device: bool = False):
+    """`value` as the graph wants it, or InvalidArgument naming the input, expected and actual.
+    Tensors become NumPy arrays, unless `keep_device`: then a device array (CuPy, ...) is
+    checked by its dtype and shape only and stays where it is."""
     kind = tp.WhichOneof("value")
     if kind == "tensor_type":
-        return _check_tensor(name, value, tp.tensor_type)
+        return _check_tensor(name, value, tp.tensor_type, keep_device)
     if kind == "sequence_type":
         if not isinstance(value, (list, tuple)):
             got = "a tensor" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
             raise InvalidArgument(f"input with name: '{name}' expected to be of type: {_ONNX_TYPE_SEQUENCE} "
                                   f"({type_str(tp)}) but received {got}")
-        return [check_feed(f"{name}[{i}]", v, tp.sequence_type.elem_type) for i, v in enumerate(value)]
+        return [check_feed(f"{name}[{i}]", v, tp.sequence_type.elem_type, keep_device)
+                for i, v in enumerate(value)]
     if kind == "optional_type":
         if value is None:
             return None
-        return check_feed(name, value, tp.optional_type.elem_type)
+        return check_feed(name, value, tp.optional_type.elem_type, keep_device)
     return value
 
 
@@ -368,7 +495,12 @@ def _onnx_domains() -> frozenset:
     return frozenset(s.domain for s in onnx.defs.get_all_schemas_with_history()) | {""}
 
 
-def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor):
+def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor, keep_device: bool = False):
+    if isinstance(value, OrtValue):
+        value = value._value
+    if keep_device and not isinstance(value, np.ndarray) and kind_of(value) is not None:
+        check_tensor_meta(name, value.dtype, value.shape, tt)
+        return value
     expected = np_dtype(tt.elem_type) if tt.elem_type else None
     if not isinstance(value, np.ndarray):
         if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
@@ -390,25 +522,32 @@ def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor):
             raise InvalidArgument(f"Input '{name}' must be a numpy array, got {type(value).__name__}")
     if value.dtype.kind in "US":
         value = value.astype(object)
-    if expected is not None and value.dtype != expected:
+    check_tensor_meta(name, value.dtype, value.shape, tt)
+    return value
+
+
+def check_tensor_meta(name: str, dtype, shape, tt: onnx.TypeProto.Tensor) -> None:
+    """The element type, rank and fixed dimensions of a tensor fed as input `name`, against the
+    graph's declaration; InvalidArgument with onnxruntime's messages."""
+    expected = np_dtype(tt.elem_type) if tt.elem_type else None
+    if expected is not None and dtype != expected:
         try:
-            actual = tensor_type_str(onnx_code(value.dtype))
+            actual = tensor_type_str(onnx_code(dtype))
         except TypeError:
-            actual = str(value.dtype)
+            actual = str(dtype)
         raise InvalidArgument(f"Unexpected input data type. Actual: ({actual}) , "
                               f"expected: ({tensor_type_str(tt.elem_type)})")
     if tt.HasField("shape"):
         dims = tt.shape.dim
-        if len(dims) != value.ndim:
-            raise InvalidArgument(f"Invalid rank for input: {name} Got: {value.ndim} Expected: {len(dims)} "
+        if len(dims) != len(shape):
+            raise InvalidArgument(f"Invalid rank for input: {name} Got: {len(shape)} Expected: {len(dims)} "
                                   f"Please fix either the inputs/outputs or the model.")
-        bad = [(i, value.shape[i], d.dim_value) for i, d in enumerate(dims)
-               if d.HasField("dim_value") and d.dim_value >= 0 and value.shape[i] != d.dim_value]
+        bad = [(i, shape[i], d.dim_value) for i, d in enumerate(dims)
+               if d.HasField("dim_value") and d.dim_value >= 0 and shape[i] != d.dim_value]
         if bad:
             lines = "".join(f" index: {i} Got: {g} Expected: {e}\n" for i, g, e in bad)
             raise InvalidArgument(f"Got invalid dimensions for input: {name} for the following indices\n"
                                   f"{lines} Please fix either the inputs/outputs or the model.")
-    return value
 
 
 __all__ = ["InferenceSession", "NodeArg", "ModelMetadata", "tensor_to_array"]

@@ -10,7 +10,8 @@ CuPy allows.  Arrays of dtypes CuPy lacks (bfloat16, float8, int4/int2/float4, o
 strings) cannot be made.
 
 ``FakeDeviceExecutionProvider`` runs the shared kernels on ``fake_xp`` (device
-"fakedev") and counts its copies.
+"fakedev") and counts its copies; ``FAKE_KIND`` registers the double as a device kind of
+ortgpu.devices, so that OrtValues can live on "fakedev".
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import types
 
 import numpy as np
 
+from ortgpu.devices import CPUKind, DeviceKind, register_device_kind
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.cpu import CPUExecutionProvider
 from ortgpu.providers.registry import SHARED
@@ -473,3 +475,47 @@ class FakeDeviceExecutionProvider(ExecutionProvider):
                             f"(the value is not on the device)")
         self.copies_to_host += 1
         return value.get()
+
+
+class FakeDeviceKind(DeviceKind):
+    """The double's arrays as a device kind (ortgpu.devices): OrtValues and IOBinding can hold
+    them as values on device "fakedev".  Its own copies (test setup, reading results) are
+    counted apart from the provider's, which are the copies a run makes."""
+
+    name = DEVICE
+
+    def __init__(self):
+        self.uploads = 0
+        self.downloads = 0
+
+    def owns(self, array) -> bool:
+        return isinstance(array, FakeArray)
+
+    def holds(self, dtype) -> bool:
+        dt = np.dtype(dtype)
+        return dt.name not in DECLINED and dt.kind not in "OUSV"
+
+    def empty(self, shape, dtype, device_id):
+        return FakeArray(np.empty(shape, dtype))
+
+    def from_numpy(self, array, device_id):
+        self.uploads += 1
+        return FakeArray(np.array(array, copy=True))
+
+    def to_numpy(self, array):
+        self.downloads += 1
+        return array.get()
+
+    def copy_into(self, dst, src, wait=True):
+        data = src._a if isinstance(src, FakeArray) else src
+        np.copyto(dst._a, data.reshape(dst.shape), casting="no")
+
+    def data_ptr(self, array):
+        return int(array._a.ctypes.data) if array.size else 0
+
+    def from_pointer(self, ptr, shape, dtype, device_id):
+        return FakeArray(CPUKind().from_pointer(ptr, shape, dtype, device_id))
+
+
+FAKE_KIND = FakeDeviceKind()
+register_device_kind(FAKE_KIND)

@@ -253,6 +253,26 @@ class CUDAExecutionProvider(ExecutionProvider):
         if self._stream is not None:
             self._stream.synchronize()
 
+    def wait_for_caller(self) -> None:
+        """Order the session stream after the work the caller queued on CuPy's current stream
+        (an event, no host wait), so that inputs a caller just filled are complete before a
+        run reads them.  Work on other streams (torch's) needs synchronize_inputs()."""
+        import cupy  # noqa: PLC0415
+        with self._device():
+            caller = cupy.cuda.get_current_stream()
+            if caller.ptr != self.stream.ptr:
+                self.stream.wait_event(caller.record())
+
+    # --- CUDA graphs (ortgpu.providers.cuda.graphs; never run) ---------------------------
+    @property
+    def graph_capture_enabled(self) -> bool:
+        """``enable_cuda_graph``: the session captures its runs into CUDA graphs."""
+        return self.config.enable_cuda_graph
+
+    def graph_backend(self):
+        from ortgpu.providers.cuda.graphs import CupyGraphBackend  # noqa: PLC0415
+        return CupyGraphBackend(self)
+
     # --- host copies (GPU only; never run) ------------------------------------------------
     def from_host(self, value):
         """A host value (NumPy array or scalar, list = sequence, None = empty optional) on

@@ -1,0 +1,158 @@
+"""IOBinding: inputs and outputs bound to device memory, for ``session.run_with_iobinding``.
+
+As in onnxruntime, ``IOBinding`` is the Python API and ``SessionIOBinding`` holds the state:
+inputs by name (OrtValues: a bound CPU array is shared, not copied), outputs by name in
+binding order (a device to produce on, or a preallocated OrtValue that receives the result),
+and the outputs of the last run.  Input names are checked when bound, output names when run
+(onnxruntime's order).  Errors during a run are RuntimeError("Error in execution: ...")
+whose ``__cause__`` is ortgpu's typed error, as onnxruntime's binding wraps them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.device_run import Target
+from ortgpu.devices import device_kind
+from ortgpu.values import OrtValue, check_device_id, element_dtype, tensor_shape
+
+
+class SessionIOBinding:
+    """The bindings of one session (onnxruntime's C-level SessionIOBinding)."""
+
+    def __init__(self, session):
+        self._session = session
+        self.inputs: dict[str, OrtValue] = {}
+        self.outputs: dict[str, Target] = {}   # insertion order = order of get_outputs()
+        self.results: list[OrtValue] = []
+
+    def bind_input(self, name: str, value) -> None:
+        """Bind input `name` to an OrtValue (or a NumPy array, shared)."""
+        if name not in self._session._feedable:
+            raise RuntimeError(f"Error when binding input: Failed to find input name in the mapping: {name}")
+        self.inputs[name] = value if isinstance(value, OrtValue) else OrtValue(value, value)
+
+    bind_ortvalue_input = bind_input
+
+    def bind_output(self, name: str, device_type: str = "cpu", device_id: int = 0) -> None:
+        """Bind output `name` to a device: the run allocates it there."""
+        device_kind(device_type)
+        self.outputs[name] = Target(device_type, check_device_id(device_id))
+
+    def bind_ortvalue_output(self, name: str, ortvalue: OrtValue) -> None:
+        """Bind output `name` to a preallocated tensor: the run writes into its memory."""
+        ortvalue._tensor(f"bind_ortvalue_output('{name}')")
+        self.outputs[name] = Target.into(ortvalue)
+
+    def get_outputs(self) -> list[OrtValue]:
+        return list(self.results)
+
+    def copy_outputs_to_cpu(self) -> list:
+        return [_to_cpu(v) for v in self.results]
+
+    def clear_binding_inputs(self) -> None:
+        self.inputs.clear()
+
+    def clear_binding_outputs(self) -> None:
+        self.outputs.clear()
+        self.results = []
+
+    def synchronize_inputs(self) -> None:
+        """Wait until the devices holding bound inputs have finished all queued work (inputs
+        filled on another stream, e.g. torch's, are then complete)."""
+        for v in self.inputs.values():
+            name, device_id = v._device()
+            device_kind(name).synchronize(device_id)
+
+    def synchronize_outputs(self) -> None:
+        """Wait until the session's device work (the last run's outputs) is complete."""
+        for p in self._session._providers:
+            sync = getattr(p, "synchronize", None)
+            if sync is not None:
+                sync()
+
+
+def _to_cpu(value: OrtValue):
+    v = value._value
+    if isinstance(v, list):
+        return [OrtValue(x).numpy() for x in v]
+    if v is None or isinstance(v, dict):
+        return v
+    return value.numpy()
+
+
+class IOBinding:
+    """Binds a session's inputs and outputs to (device) memory: ``session.io_binding()``."""
+
+    def __init__(self, session):
+        self._session = session
+        self._iobinding = SessionIOBinding(session)
+        self._numpy_obj_references: dict = {}
+
+    def bind_cpu_input(self, name, arr_on_cpu) -> None:
+        """Bind input `name` to a NumPy array, shared (later changes to it are seen by runs)."""
+        if name not in self._session._feedable:
+            raise RuntimeError(f"Failed to find NodeArg with name: {name} in the def list")
+        if not isinstance(arr_on_cpu, np.ndarray):
+            raise RuntimeError(f"Unable to create OrtValue from the given python object "
+                               f"(bind_cpu_input('{name}') needs a numpy array, got {type(arr_on_cpu).__name__})")
+        self._iobinding.bind_input(name, OrtValue(arr_on_cpu, arr_on_cpu))
+        self._numpy_obj_references[name] = arr_on_cpu
+
+    def bind_input(self, name, device_type, device_id, element_type, shape, buffer_ptr) -> None:
+        """Bind input `name` to memory the caller owns at `buffer_ptr` on a device (a CuPy
+        array's ``data.ptr``, a torch tensor's ``data_ptr()``, a NumPy array's ``ctypes.data``)."""
+        kind = device_kind(device_type)
+        dtype, dims = element_dtype(element_type), tensor_shape(shape)
+        array = kind.from_pointer(int(buffer_ptr), dims, dtype, check_device_id(device_id))
+        self._iobinding.bind_input(name, OrtValue(array))
+
+    def bind_ortvalue_input(self, name, ortvalue) -> None:
+        _need_ortvalue("bind_ortvalue_input", name, ortvalue)
+        self._iobinding.bind_ortvalue_input(name, ortvalue)
+
+    def synchronize_inputs(self) -> None:
+        self._iobinding.synchronize_inputs()
+
+    def bind_output(self, name, device_type="cpu", device_id=0, element_type=None, shape=None,
+                    buffer_ptr=None) -> None:
+        """Bind output `name` to a device (the run allocates it there) or, with `buffer_ptr`,
+        `element_type` and `shape`, to memory the caller owns (the run writes into it)."""
+        if buffer_ptr is None:
+            self._iobinding.bind_output(name, device_type, device_id)
+            return
+        if element_type is None or shape is None:
+            raise ValueError("`element_type` and `shape` are to be provided if pre-allocated memory is provided")
+        kind = device_kind(device_type)
+        array = kind.from_pointer(int(buffer_ptr), tensor_shape(shape), element_dtype(element_type),
+                                  check_device_id(device_id))
+        self._iobinding.bind_ortvalue_output(name, OrtValue(array))
+
+    def bind_ortvalue_output(self, name, ortvalue) -> None:
+        _need_ortvalue("bind_ortvalue_output", name, ortvalue)
+        self._iobinding.bind_ortvalue_output(name, ortvalue)
+
+    def synchronize_outputs(self) -> None:
+        self._iobinding.synchronize_outputs()
+
+    def get_outputs(self) -> list[OrtValue]:
+        """The OrtValues of the last run's bound outputs, in binding order (on their devices)."""
+        return self._iobinding.get_outputs()
+
+    def copy_outputs_to_cpu(self) -> list:
+        """The last run's outputs as NumPy arrays (sequences as lists of arrays)."""
+        return self._iobinding.copy_outputs_to_cpu()
+
+    def clear_binding_inputs(self) -> None:
+        self._iobinding.clear_binding_inputs()
+        self._numpy_obj_references.clear()
+
+    def clear_binding_outputs(self) -> None:
+        self._iobinding.clear_binding_outputs()
+
+
+def _need_ortvalue(what: str, name, value) -> None:
+    if not isinstance(value, OrtValue):
+        raise TypeError(f"{what}('{name}') needs an OrtValue, got {type(value).__name__}")
+
+
+__all__ = ["IOBinding", "SessionIOBinding"]

@@ -18,15 +18,13 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
 from onnx import helper
 
 from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
-from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
+from cuda_emulator import EmulatedLaunchError, emulated_cuda  # noqa: F401  (the fixture)
 from ortgpu.providers import registry
-from ortgpu.providers.cuda.kernels import binary
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.registry import KernelContext
 
@@ -213,6 +211,24 @@ def test_legacy_broadcast_attribute_and_other_types(emulated_cuda):
     got, want, names = run_both(emulated_cuda, "Add", 14, (u, u))
     assert_close(got, want, **tolerance(U8, "exact"))
     assert names == []
+
+
+# ---------------------------------------------------------------- launcher mistakes the emulator catches
+
+
+def test_a_scalar_of_the_wrong_width_is_caught(monkeypatch, emulated_cuda):
+    monkeypatch.setattr(cu, "compute_scalar", lambda dtype, value: np.float64(value))
+    x = random(np.random.default_rng(20), (10,), F32)
+    with pytest.raises(TypeError, match=r"argument 3 of unary_flat<float, 1>: a value of type float64 "
+                                        r"\(8 bytes\) given for a floating point of 4 bytes"):
+        run_cuda(emulated_cuda, "LeakyRelu", 16, (x,), {"alpha": 0.1})
+
+
+def test_a_row_block_of_partial_warps_is_caught(monkeypatch, emulated_cuda):
+    monkeypatch.setattr(cu, "row_launch_config", lambda rows, cols: ((rows,), (48, 1)))
+    x = random(np.random.default_rng(21), (2, 100), F32)
+    with pytest.raises(EmulatedLaunchError, match="a shuffle reads lane 16 of a warp that has only 16 threads"):
+        run_cuda(emulated_cuda, "Softmax", 13, (x,), {"axis": -1})
 
 
 # ---------------------------------------------------------------- activations and Clip

@@ -264,7 +264,12 @@ inline bool release_warps() {
                     if (s < 0 || s >= static_cast<int>(lanes) || !(mask >> s & 1u)) {
                         char where[128];
                         describe_thread(where, sizeof(where), base + m);
-                        record("a shuffle reads lane %d, which is not in its mask 0x%08x (%s)", s, mask, where);
+                        if (s >= static_cast<int>(lanes)) {
+                            record("a shuffle reads lane %d of a warp that has only %u threads (the block "
+                                   "is not whole warps) (%s)", s, lanes, where);
+                        } else {
+                            record("a shuffle reads lane %d, which is not in its mask 0x%08x (%s)", s, mask, where);
+                        }
                         return false;
                     }
                     o.result = g.threads[base + s].value;

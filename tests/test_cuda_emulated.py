@@ -477,3 +477,38 @@ def test_cast_float_edges(src, emulated_cuda):
         assert len(names) == len(names2) == 1
     got, names = run_cuda(emulated_cuda, "Cast", 21, (x[:0].reshape(0, 3),), {"to": _onnx_type(F16)})
     assert got.shape == (0, 3) and got.dtype == F16 and names == []
+
+
+# ----------------------------------------------------------------------------- RoiAlign
+
+def _rois(rng, n, h, w):
+    x1, y1 = rng.uniform(-2, w - 1, n), rng.uniform(-2, h - 1, n)
+    return np.stack([x1, y1, x1 + rng.uniform(0, w, n), y1 + rng.uniform(0, h, n)], axis=1)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("mode,ctm,sampling,opset", [
+    ("avg", "half_pixel", 0, 16), ("avg", "output_half_pixel", 2, 16),
+    ("max", "half_pixel", 0, 22), ("avg", "half_pixel", 0, 10)])
+def test_roi_align(dtype, mode, ctm, sampling, opset, emulated_cuda):
+    rng = np.random.default_rng(7)
+    x = random(rng, (2, 3, 9, 11), dtype)
+    rois = _rois(rng, 5, 9, 11).astype(dtype)
+    rois[0] = [3.0, 2.0, 3.0, 2.0]           # a zero-size box
+    batch = np.array([0, 1, 1, 0, 1], np.int64)
+    attrs = dict(mode=mode, coordinate_transformation_mode=ctm, sampling_ratio=sampling,
+                 output_height=3, output_width=4, spatial_scale=0.5 if sampling else 1.0)
+    got, want, names = run_both(emulated_cuda, "RoiAlign", opset, [x, rois, batch], attrs)
+    assert names == [f"roi_align<{cu.CTYPE[dtype]}>"]
+    assert got.shape == (5, 3, 3, 4) and got.dtype == dtype
+    tol = tolerance(dtype)
+    if dtype == F64:
+        tol = {"rtol": 1e-10, "atol": 1e-12}     # sums in another order than the shared kernel
+    assert_close(got, want, **tol)
+
+
+def test_roi_align_refuses_a_batch_index_out_of_range(emulated_cuda):
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    rois = np.array([[0, 0, 2, 2]], np.float32)
+    with pytest.raises(IndexError, match="batch index"):
+        run_cuda(emulated_cuda, "RoiAlign", 16, [x, rois, np.array([1], np.int64)])

@@ -142,7 +142,7 @@ def run_gather_nd(data, indices, batch_dims: int):
             or not 0 <= batch_dims < min(data.ndim, indices.ndim)):
         return None
     b, k = batch_dims, indices.shape[-1]
-    if k > data.ndim - b or k > cu.MAX_DIMS or tuple(data.shape[:b]) != tuple(indices.shape[:b]):
+    if not 1 <= k <= data.ndim - b or k > cu.MAX_DIMS or tuple(data.shape[:b]) != tuple(indices.shape[:b]):
         return None
     import cupy
 
@@ -174,7 +174,7 @@ def run_scatter_nd(data, indices, updates, reduction: str):
     if reduction != "none" and (reduction not in REDUCTIONS or dt not in REDUCE_TYPES):
         return None
     k = indices.shape[-1]
-    if k > data.ndim or k > cu.MAX_DIMS:
+    if not 1 <= k <= data.ndim or k > cu.MAX_DIMS:
         return None
     if tuple(updates.shape) != tuple(indices.shape[:-1]) + tuple(data.shape[k:]):
         return None

@@ -47,7 +47,7 @@ def _start(view, base):
 
 def _copy_through_plan(dst, dst_base, src, src_base):
     """Replay strided_copy: dst_base gets src_base's elements where the plan says."""
-    plan = cu_copy.copy_plan(src.shape, cu_copy._element_strides(src), cu_copy._element_strides(dst))
+    plan = cu_copy.copy_plan(src.shape, cu_copy.view_strides(src), cu_copy.view_strides(dst))
     assert plan is not None
     flat = dst_base.reshape(-1)
     flat[_start(dst, dst_base) + _offsets(plan, 1)] = src_base.reshape(-1)[_start(src, src_base) + _offsets(plan, 0)]
@@ -113,7 +113,7 @@ def test_tiled_swap_detection(shape, perm, tiled):
     x = np.arange(np.prod(shape)).reshape(shape)
     view = x.transpose(perm)
     out = np.empty(view.shape, x.dtype)
-    plan = cu_copy.copy_plan(view.shape, cu_copy._element_strides(view), cu_copy._element_strides(out))
+    plan = cu_copy.copy_plan(view.shape, cu_copy.view_strides(view), cu_copy.view_strides(out))
     got = cu_copy.tiled_swap(plan)
     assert got == tiled
     if got is not None:   # what transpose_tiles computes from (batch, rows, cols)

@@ -88,7 +88,8 @@ def tile_grid(batch: int, rows: int, cols: int, sm_count: int) -> int:
     return max(1, min(tiles, 8 * sm_count))
 
 
-def _element_strides(a):
+def view_strides(a) -> tuple[int, ...]:
+    """The element strides of an array or view (CuPy reports bytes)."""
     return cu.element_strides(a.shape, a.strides, a.itemsize)
 
 
@@ -99,7 +100,7 @@ def copy_into(dst, src) -> bool:
     copy is not handled here (element type, or too many dims after collapsing)."""
     if dst.shape != src.shape or dst.dtype != src.dtype or not cu.movable(src.dtype):
         return False
-    plan = copy_plan(tuple(src.shape), _element_strides(src), _element_strides(dst))
+    plan = copy_plan(tuple(src.shape), view_strides(src), view_strides(dst))
     if plan is None:
         return False
     if plan.size == 0:

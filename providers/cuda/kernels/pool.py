@@ -60,9 +60,9 @@ def run_pool(X, geom: shared.PoolGeometry, kind: str):
         return None
     import cupy
 
+    if X.size == 0:
+        return None   # nothing to compute: the shared kernel's empty result
     out = cupy.empty(tuple(X.shape[:2]) + tuple(geom.out), dtype=X.dtype)
-    if out.size == 0 or X.size == 0:
-        return None if out.size else out
     in_h, in_w = (1, X.shape[2]) if X.ndim == 3 else X.shape[2:]
     out_h, out_w = (1, geom.out[0]) if X.ndim == 3 else geom.out
     x = cupy.ascontiguousarray(X)

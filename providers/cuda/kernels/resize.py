@@ -110,9 +110,9 @@ def run_resize(X, plan: shared.ResizePlan, p: dict):
     import cupy
 
     dt = X.dtype
+    if X.size == 0 or math.prod(plan.out_shape) == 0:
+        return None   # nothing to compute: the shared kernel's empty (or error) result
     out = cupy.empty(plan.out_shape, dtype=dt)
-    if out.size == 0 or X.size == 0:
-        return None if out.size else out
     params = tuple(sorted(p.items()))
     tables = []
     for a in range(max(X.ndim - 2, 0), X.ndim):

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from ortgpu.providers import registry
-from ortgpu.providers.cuda.kernels import activations, binary, cast, compile_check, layernorm
+from ortgpu.providers.cuda.kernels import activations, binary, cast, compile_check, copy, gather, layernorm
 from ortgpu.providers.cuda.kernels import module as cu
-from ortgpu.providers.cuda.kernels import softmax, where
+from ortgpu.providers.cuda.kernels import pool, reduce, resize, softmax, where
 from ortgpu.providers.registry import KernelContext
 
 ARCHS = ("sm_80", "sm_90")
@@ -59,7 +59,8 @@ UNITS = cu.units()
 def test_units_are_declared():
     sources = {u.source for u in UNITS}
     assert sources == {"elementwise_binary.cu", "activations.cu", "softmax.cu", "layernorm.cu",
-                       "where.cu", "cast.cu"}
+                       "where.cu", "cast.cu", "copy.cu", "gather.cu", "resize.cu", "pool.cu", "reduce.cu",
+                       "roi_align.cu"}
     assert sources == {p.name for p in cu.KERNEL_DIR.glob("*.cu")}, "a .cu file no unit compiles"
 
 
@@ -198,12 +199,28 @@ def test_every_name_a_launcher_asks_for_is_declared():
         assert where.flat_name(w) in where.UNIT.names
     for src, dst in itertools.permutations(cu.CTYPE, 2):
         assert cast.cast_name(cu.CTYPE[src], cu.CTYPE[dst]) in cast.UNITS[src].names
+    for w in cu.WIDTH_CTYPE:
+        assert {copy.flat_name(w), copy.tiles_name(w)} <= set(copy.UNIT.names)
+        assert {gather.gather_nd_name(w)} | {gather.gather_name(w, o) for o in gather.OFFSET_TYPES} \
+            <= set(gather.GATHER_UNIT.names)
+        assert gather.assign_name(w) in gather.SCATTER_UNIT.names
+        assert resize.nearest_name(w) in resize.UNIT.names
+        for index in copy.INDEX_TYPES:
+            assert copy.strided_name(w, index) in copy.UNIT.names
+    for dt in gather.REDUCE_TYPES:
+        assert gather.reduce_name(dt) in gather.SCATTER_UNIT.names
+    for dt in cu.FLOAT_TYPES:
+        assert resize.taps_name(dt) in resize.UNIT.names
+    for dt in pool.MAX_TYPES + pool.AVERAGE_TYPES:
+        assert pool.pool_name(dt) in pool.UNIT.names
+    for dt in reduce.TYPES:
+        assert {reduce.rows_name(dt), reduce.columns_name(dt)} <= set(reduce.UNIT.names)
 
 
 def test_cuda_registrations_mirror_the_shared_versions():
     cuda = [k for k in registry.registered() if k.provider == "cuda"
             and k.fn.__module__.startswith("ortgpu.providers.cuda.kernels")]
-    assert len({k.op_type for k in cuda}) == 29
+    assert len({k.op_type for k in cuda}) == 53
     shared = {(k.domain, k.op_type, k.since) for k in registry.registered() if k.provider == registry.SHARED}
     for k in cuda:
         assert (k.domain, k.op_type, k.since) in shared, f"{k.op_type}({k.since}) has no shared twin"
@@ -244,6 +261,17 @@ FALLBACK_CASES = [
     ("LayerNormalization", 17, (F32, np.ones(4, np.float32), np.zeros(4, np.float32)), {"axis": -1}),
     ("Where", 16, (F32 > 0, F32, -F32), {}), ("Cast", 21, (F32,), {"to": 10}),
     ("CastLike", 21, (F32, np.zeros(1, np.int32)), {}),
+    ("Transpose", 13, (F32,), {"perm": (1, 0)}), ("Concat", 13, (F32, F32), {"axis": 1}),
+    ("Slice", 13, (F32, np.array([1]), np.array([3])), {}), ("Slice", 1, (F32,), {"starts": [0], "ends": [2]}),
+    ("Gather", 13, (F32, np.array([2, -1])), {"axis": 0}), ("GatherND", 12, (F32, np.array([[1, 2]])), {}),
+    ("ScatterND", 18, (F32, np.array([[1]]), F32[:1] + 1), {"reduction": "add"}),
+    ("Resize", 19, (F32[None, None], None, np.array([1, 1, 2, 2], np.float32)), {"mode": "linear"}),
+    ("Upsample", 9, (F32[None, None], np.array([1, 1, 2, 2], np.float32)), {}),
+    ("MaxPool", 12, (F32[None, None],), {"kernel_shape": [2, 2]}),
+    ("AveragePool", 19, (F32[None, None],), {"kernel_shape": [2, 2], "pads": [1, 1, 0, 0]}),
+    ("GlobalAveragePool", 22, (F32[None, None],), {}), ("GlobalMaxPool", 22, (F32[None],), {}),
+    ("ReduceSum", 13, (F32, np.array([1])), {"keepdims": 0}), ("ReduceMean", 18, (F32,), {}),
+    ("ReduceLogSumExp", 13, (F32,), {"axes": [0]}), ("ReduceMax", 20, (F32, np.array([0])), {}),
 ]
 
 
@@ -254,6 +282,27 @@ def test_launchers_fall_back_to_the_shared_kernels_off_the_gpu(op, opset, inputs
     got = _cuda(op, opset)(_ctx(op, opset), *inputs, **attrs)
     np.testing.assert_array_equal(got, want)
     assert got.dtype == want.dtype
+
+
+@pytest.mark.parametrize("opset, op", [(1, "Split"), (2, "Split"), (13, "Split"), (18, "Split")])
+def test_split_fallback_returns_the_shared_parts(opset, op):
+    attrs = {"axis": 1}
+    if opset == 2:
+        attrs["split"] = [1, 3]
+    inputs = (F32, np.array([1, 3])) if opset in (13, 18) else (F32,)
+    want = _shared(op, opset)(_ctx(op, opset, 2), *inputs, **attrs)
+    got = _cuda(op, opset)(_ctx(op, opset, 2), *inputs, **attrs)
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_maxpool_fallback_returns_indices():
+    x = F32[None, None]
+    want = _shared("MaxPool", 12)(_ctx("MaxPool", 12, 2), x, kernel_shape=[2, 2])
+    got = _cuda("MaxPool", 12)(_ctx("MaxPool", 12, 2), x, kernel_shape=[2, 2])
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
 
 
 def test_layernorm_fallback_returns_all_outputs():

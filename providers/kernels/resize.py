@@ -5,6 +5,7 @@ position and with which weights (small (out_len, taps) tables in float64); the a
 module then gathers along that axis and sums the weighted taps.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -89,27 +90,40 @@ def _axis_taps(mode, x, in_len, scale, *, cubic_a, exclude_outside, antialias):
     return idx, w
 
 
-def _resample_axis(xp, data, axis, out_len, scale, roi_lo, roi_hi, p):
-    """Resize `data` along one axis to out_len."""
-    in_len = data.shape[axis]
+def axis_table(p, out_len, in_len, scale, roi_lo, roi_hi):
+    """How one axis is resampled: (indices, weights, outside).
+
+    indices (out_len, taps) int64 are the input positions feeding each output position (one
+    tap for nearest), weights (out_len, taps) float64 their weights (None for nearest), and
+    outside (out_len,) bool marks the positions tf_crop_and_resize fills with
+    extrapolation_value (None for the other modes)."""
     x = _source_coords(p["ctm"], out_len, in_len, scale, roi_lo, roi_hi).astype(np.float64)
     if p["mode"] == "nearest":
         idx = np.clip(_nearest_index(x, p["nearest_mode"], scale < 1), 0, in_len - 1).astype(np.int64)
-        out = xp.take(data, xp.asarray(idx), axis=axis)
+        idx, w = idx[:, None], None
     else:
         idx, w = _axis_taps(p["mode"], x, in_len, scale, cubic_a=p["cubic_a"],
                             exclude_outside=p["exclude_outside"], antialias=p["antialias"])
+    outside = (x < 0) | (x > in_len - 1) if p["ctm"] == "tf_crop_and_resize" else None
+    return idx, w, outside
+
+
+def _resample_axis(xp, data, axis, table, p):
+    """Resize `data` along one axis by its axis_table."""
+    idx, w, outside = table
+    out_len = idx.shape[0]
+    if w is None:
+        out = xp.take(data, xp.asarray(idx[:, 0]), axis=axis)
+    else:
         n = idx.shape[1]
         g = xp.take(data, xp.asarray(idx.reshape(-1)), axis=axis)
         g = g.reshape(data.shape[:axis] + (out_len, n) + data.shape[axis + 1:])
         wshape = (out_len, n) + (1,) * (data.ndim - axis - 1)
         out = (g * xp.asarray(w.reshape(wshape), dtype=data.dtype)).sum(axis=axis + 1)
-    if p["ctm"] == "tf_crop_and_resize":
-        outside = (x < 0) | (x > in_len - 1)
-        if outside.any():
-            mshape = (out_len,) + (1,) * (data.ndim - axis - 1)
-            fill = xp.asarray(p["extrapolation_value"], dtype=out.dtype)
-            out = xp.where(xp.asarray(outside.reshape(mshape)), fill, out)
+    if outside is not None and outside.any():
+        mshape = (out_len,) + (1,) * (data.ndim - axis - 1)
+        fill = xp.asarray(p["extrapolation_value"], dtype=out.dtype)
+        out = xp.where(xp.asarray(outside.reshape(mshape)), fill, out)
     return out
 
 
@@ -122,12 +136,22 @@ def _host(t):
     return t.get() if hasattr(t, "get") else np.asarray(t)
 
 
-def _resize(ctx, X, roi, scales, sizes, p, axes=None, keep_aspect_ratio_policy="stretch"):
-    """Shared Resize driver: work out per-axis output sizes and scales, then resample each axis."""
-    xp = ctx.xp
-    r = X.ndim
+class ResizePlan(NamedTuple):
+    """The resized axes in the order they are resampled and, per axis of X, the output
+    length, the scale and the roi bounds (0 and 1 unless tf_crop_and_resize), and whether
+    the axis is left as it is (not resized, or resized to itself)."""
+    axes: tuple
+    out_shape: tuple
+    scales: tuple
+    roi_lo: tuple
+    roi_hi: tuple
+    identity: tuple
+
+
+def resize_plan(in_shape, roi, scales, sizes, p, axes=None, keep_aspect_ratio_policy="stretch") -> ResizePlan:
+    """Work out per-axis output sizes, scales and roi from Resize's inputs and attributes."""
+    r = len(in_shape)
     axes = list(range(r)) if axes is None else [a + r if a < 0 else a for a in axes]
-    in_shape = X.shape
     scale_of = [1.0] * r
     out_shape = list(in_shape)
     if _present(sizes):
@@ -167,17 +191,25 @@ def _resize(ctx, X, roi, scales, sizes, p, axes=None, keep_aspect_ratio_policy="
             raise ValueError(f"Resize: 'roi' has {len(rv)} values, expected {2 * len(axes)}")
         for i, a in enumerate(axes):
             lo[a], hi[a] = float(rv[i]), float(rv[len(axes) + i])
+    identity = tuple(a not in axes or (out_shape[a] == in_shape[a] and scale_of[a] == 1.0 and lo[a] == 0.0
+                                       and hi[a] == 1.0 and p["ctm"] != "tf_crop_and_resize")
+                     for a in range(r))
+    return ResizePlan(tuple(axes), tuple(out_shape), tuple(scale_of), tuple(lo), tuple(hi), identity)
 
+
+def _resize(ctx, X, roi, scales, sizes, p, axes=None, keep_aspect_ratio_policy="stretch"):
+    """Shared Resize driver: work out per-axis output sizes and scales, then resample each axis."""
+    xp = ctx.xp
+    plan = resize_plan(X.shape, roi, scales, sizes, p, axes, keep_aspect_ratio_policy)
     is_float = np.issubdtype(X.dtype, np.floating) and X.dtype.itemsize >= 4
     work = X
     if p["mode"] != "nearest" and not is_float:
         work = X.astype(np.float32)  # float16 / bfloat16 / integers are interpolated in float32
-    for a in axes:
-        identity = (out_shape[a] == in_shape[a] and scale_of[a] == 1.0 and lo[a] == 0.0 and hi[a] == 1.0
-                    and p["ctm"] != "tf_crop_and_resize")
-        if identity:
+    for a in plan.axes:
+        if plan.identity[a]:
             continue
-        work = _resample_axis(xp, work, a, out_shape[a], scale_of[a], lo[a], hi[a], p)
+        table = axis_table(p, plan.out_shape[a], X.shape[a], plan.scales[a], plan.roi_lo[a], plan.roi_hi[a])
+        work = _resample_axis(xp, work, a, table, p)
     if work.dtype != X.dtype:
         if np.issubdtype(X.dtype, np.integer):
             info = np.iinfo(X.dtype)

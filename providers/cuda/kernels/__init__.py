@@ -3,7 +3,10 @@ RawModule (``module.py``), and launchers registered for ``provider="cuda"``.
 
 Families: broadcast binary arithmetic and comparisons (``binary``), activations and Clip
 (``activations``), Softmax/LogSoftmax (``softmax``), LayerNormalization (``layernorm``),
-Where (``where``), Cast/CastLike (``cast``) and RoiAlign (``roi_align``).  Each launcher handles the cases its kernel
+Where (``where``), Cast/CastLike (``cast``), layout copies for Transpose, Concat, Split and
+Slice (``copy``), Gather/GatherND/ScatterND (``gather``), Resize/Upsample (``resize``),
+pooling (``pool``), the Reduce ops (``reduce``) and RoiAlign (``roi_align``).  Each launcher
+handles the cases its kernel
 covers and calls the shared kernel of ``providers/kernels/`` for everything else, so the
 results never depend on which path ran.
 
@@ -15,7 +18,12 @@ from ortgpu.providers.cuda.kernels import (  # noqa: F401  (registers the kernel
     activations,
     binary,
     cast,
+    copy,
+    gather,
     layernorm,
+    pool,
+    reduce,
+    resize,
     roi_align,
     softmax,
     where,

@@ -278,3 +278,30 @@ __device__ __forceinline__ void broadcast_offsets(const Broadcast& b, I linear, 
 // First index and step of a grid-stride loop.
 __device__ __forceinline__ i64 grid_start() { return static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ i64 grid_step() { return static_cast<i64>(gridDim.x) * blockDim.x; }
+
+// ------------------------------------------------------------------ limits
+
+// Limits<C>::lowest() / highest(): the identities of max and min (infinities for floats).
+template <typename C> struct Limits;
+template <> struct Limits<float> {
+    static __device__ __forceinline__ float lowest() { return neg_infinity<float>(); }
+    static __device__ __forceinline__ float highest() { return -neg_infinity<float>(); }
+};
+template <> struct Limits<double> {
+    static __device__ __forceinline__ double lowest() { return neg_infinity<double>(); }
+    static __device__ __forceinline__ double highest() { return -neg_infinity<double>(); }
+};
+#define ORTGPU_INT_LIMITS(T, LO, HI)                                       \
+    template <> struct Limits<T> {                                         \
+        static __device__ __forceinline__ T lowest() { return LO; }        \
+        static __device__ __forceinline__ T highest() { return HI; }       \
+    };
+ORTGPU_INT_LIMITS(signed char, -128, 127)
+ORTGPU_INT_LIMITS(unsigned char, 0, 255)
+ORTGPU_INT_LIMITS(short, -32768, 32767)
+ORTGPU_INT_LIMITS(unsigned short, 0, 65535)
+ORTGPU_INT_LIMITS(int, -2147483647 - 1, 2147483647)
+ORTGPU_INT_LIMITS(unsigned int, 0u, 4294967295u)
+ORTGPU_INT_LIMITS(long long, -9223372036854775807LL - 1, 9223372036854775807LL)
+ORTGPU_INT_LIMITS(unsigned long long, 0ULL, 18446744073709551615ULL)
+#undef ORTGPU_INT_LIMITS

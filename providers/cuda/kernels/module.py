@@ -38,6 +38,16 @@ CTYPE = {
     np.dtype(np.uint64): "unsigned long long", np.dtype(np.bool_): "bool",
 }
 FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64))
+# Kernels that only move elements are instantiated per element width, not per type: the
+# unsigned integer of each width in bytes.
+WIDTH_CTYPE = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
+
+
+def movable(dtype) -> bool:
+    """True for the element types a width-instantiated kernel moves: bool, the integers and
+    the float types of 1, 2, 4 or 8 bytes."""
+    dt = np.dtype(dtype)
+    return dt.kind in "biuf" and dt.itemsize in WIDTH_CTYPE
 
 
 def compute_scalar(dtype, value):

@@ -13,8 +13,7 @@ from ortgpu.providers.kernels import elementwise as shared
 from ortgpu.providers.registry import kernel
 
 SOURCE = "where.cu"
-# element width in bytes -> the unsigned type the kernel moves
-WIDTH_CTYPE = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
+WIDTH_CTYPE = cu.WIDTH_CTYPE   # element width in bytes -> the unsigned type the kernel moves
 INDEX_TYPES = ("int", "long long")
 
 
@@ -43,8 +42,7 @@ def _strides(a):
 def run_where(condition, X, Y):
     """``where(condition, X, Y)`` on the GPU, or None when not handled here."""
     dt = X.dtype
-    if (condition.dtype != np.bool_ or Y.dtype != dt or dt.kind not in "biuf"
-            or dt.itemsize not in WIDTH_CTYPE):
+    if condition.dtype != np.bool_ or Y.dtype != dt or not cu.movable(dt):
         return None
     import cupy
 

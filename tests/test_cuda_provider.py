@@ -230,7 +230,7 @@ def test_declines_attributes_that_produce_such_types():
 def test_declines_maps_and_host_only_shared_kernels():
     assert not _accepts("Identity", [helper.make_map_type_proto(TensorProto.INT64, _tensor(TensorProto.FLOAT))])
     assert not _accepts("Binarizer", [_tensor(TensorProto.FLOAT)], domain="ai.onnx.ml", opset=1)
-    assert not _accepts("RoiAlign", [_tensor(TensorProto.FLOAT)])
+    assert not _accepts("MaxRoiPool", [_tensor(TensorProto.FLOAT)])
     assert cuda_provider.host_only_reason(make().kernel_for("RoiAlign", "", 21))
 
 

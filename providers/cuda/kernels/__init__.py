@@ -3,7 +3,8 @@ RawModule (``module.py``), and launchers registered for ``provider="cuda"``.
 
 Families: broadcast binary arithmetic and comparisons (``binary``), activations and Clip
 (``activations``), Softmax/LogSoftmax (``softmax``), LayerNormalization (``layernorm``),
-Where (``where``) and Cast/CastLike (``cast``).  Each launcher handles the cases its kernel
+Where (``where``), Cast/CastLike (``cast``) and the generated kernels of
+``ortgpu::FusedElementwise`` programs (``fused_elementwise``).  Each launcher handles the cases its kernel
 covers and calls the shared kernel of ``providers/kernels/`` for everything else, so the
 results never depend on which path ran.
 
@@ -15,6 +16,7 @@ from ortgpu.providers.cuda.kernels import (  # noqa: F401  (registers the kernel
     activations,
     binary,
     cast,
+    fused_elementwise,
     layernorm,
     softmax,
     where,

@@ -35,7 +35,7 @@ ELEMENT_TYPES = frozenset({"float16", "float32", "float64", "bool"})
 FLOAT_TYPES = frozenset({"float16", "float32", "float64"})
 CONST_TYPES = ELEMENT_TYPES | {"int32", "int64"}     # Pow may take an integer exponent
 MAX_INPUTS = 16    # tensor inputs of one fused node (one BroadcastOf<N> stride row each)
-MAX_OPS = 64
+MAX_OPS = 128
 
 # ai.onnx ops a program may contain: op -> (operand kinds, result kind).  Operand kinds:
 # "f" a float value, "b" a bool value, "f*" one or more floats, "k" a scalar constant or

@@ -32,6 +32,7 @@ from onnx import helper
 from ortgpu.executor import _with_schema_defaults, assign_kernel
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer import fused_functions
+from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, static_shape
 from ortgpu.providers.kernels import fused_elementwise as fe
 
 NAME = "ElementwiseChainFusion"
@@ -39,37 +40,6 @@ _names = itertools.count()
 
 
 # ---------------------------------------------------------------- facts about values
-
-def _elem(graph: Graph, name: str) -> str | None:
-    """NumPy name of a value's element type, or None when unknown."""
-    if name in graph.initializers:
-        return graph.initializers[name].dtype.name
-    tp = graph.types.get(name)
-    if tp is None or tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.elem_type:
-        return None
-    try:
-        return onnx.helper.tensor_dtype_to_np_dtype(tp.tensor_type.elem_type).name
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _shape(graph: Graph, name: str) -> tuple | None:
-    """Static shape: ints and dim names; None when the rank or any dim is unknown."""
-    if name in graph.initializers:
-        return tuple(graph.initializers[name].shape)
-    tp = graph.types.get(name)
-    if tp is None or tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.HasField("shape"):
-        return None
-    dims = []
-    for d in tp.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        elif d.dim_param:
-            dims.append(d.dim_param)
-        else:
-            return None
-    return tuple(dims)
-
 
 def broadcasts_to(shapes, target) -> bool:
     """Whether ``shapes`` provably broadcast to exactly ``target`` (named dims compare by name)."""
@@ -135,12 +105,12 @@ def _operands_ok(facts: _Facts, node: Node, kinds, result: str) -> bool:
     first = None
     for kind, x in zip(kinds, args):
         if kind == "k":     # optional bound: a scalar constant or omitted
-            if x and not (facts.scalar_const(x) and _elem(g, x) in fe.FLOAT_TYPES):
+            if x and not (facts.scalar_const(x) and elem_type(g, x) in fe.FLOAT_TYPES):
                 return False
             continue
         if not x:
             return False
-        t = _elem(g, x)
+        t = elem_type(g, x)
         if kind == "n":
             if not facts.scalar_const(x):
                 return False
@@ -153,7 +123,7 @@ def _operands_ok(facts: _Facts, node: Node, kinds, result: str) -> bool:
                 return False
         elif t not in fe.ELEMENT_TYPES:   # "*": Cast's source
             return False
-    out = _elem(g, node.outputs[0])
+    out = elem_type(g, node.outputs[0])
     if result == "b":
         return out == "bool"
     if result == "cast":
@@ -165,7 +135,7 @@ def fusable(facts: _Facts, node: Node) -> bool:
     """Whether ``node`` may be part of a fused region (module docstring, first rule)."""
     if node.domain or node.op_type not in fe.OPS or node.opset < 7 or node.subgraphs():
         return False
-    if len(node.outputs) != 1 or not node.outputs[0] or _shape(facts.graph, node.outputs[0]) is None:
+    if len(node.outputs) != 1 or not node.outputs[0] or static_shape(facts.graph, node.outputs[0]) is None:
         return False
     if node.op_type == "Clip" and node.opset < 11 and len(node.inputs) != 1:
         return False
@@ -177,7 +147,7 @@ def fusable(facts: _Facts, node: Node) -> bool:
 
 def grow_region(facts: _Facts, root: Node, taken: set[int]) -> list[Node]:
     """The nodes fused with ``root`` (root included), in graph order."""
-    shape = _shape(facts.graph, root.outputs[0])
+    shape = static_shape(facts.graph, root.outputs[0])
     prov = facts.owner(root)
     region = {id(root): root}
     changed = True
@@ -188,7 +158,7 @@ def grow_region(facts: _Facts, root: Node, taken: set[int]) -> list[Node]:
                 p = facts.producer.get(x)
                 if (p is None or id(p) in region or id(p) in taken or x in facts.outputs
                         or not fusable(facts, p) or facts.owner(p) is not prov
-                        or _shape(facts.graph, x) != shape
+                        or static_shape(facts.graph, x) != shape
                         or not all(id(u) in region for u in facts.users.get(x, []))):
                     continue
                 region[id(p)] = p
@@ -210,7 +180,7 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
         kinds = fe.OPS[n.op_type][0]
         required_const.update(x for kind, x in zip(kinds, n.inputs) if kind in "kn" and x)
     external = [x for n in region for x in n.inputs if x and x not in produced]
-    tensor_ranks = [len(_shape(g, x) or ()) for x in external if not facts.scalar_const(x)]
+    tensor_ranks = [len(static_shape(g, x) or ()) for x in external if not facts.scalar_const(x)]
     rank = max(tensor_ranks, default=-1)
     inputs: list[str] = []
     consts: dict[str, int] = {}
@@ -225,8 +195,8 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
         else:
             operand[x] = f"i{len(inputs)}"
             inputs.append(x)
-    shapes = [_shape(g, x) for x in inputs]
-    root_shape = _shape(g, region[-1].outputs[0])
+    shapes = [static_shape(g, x) for x in inputs]
+    root_shape = static_shape(g, region[-1].outputs[0])
     if any(s is None for s in shapes) or not broadcasts_to(shapes, root_shape):
         return None
     if any(facts.consts[x].ndim > len(root_shape) for x in consts):
@@ -235,8 +205,8 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
     for n in region:
         attrs = _with_schema_defaults(n, g.opsets)
         args = tuple(operand[x] if x in operand else (f"t{produced[x]}" if x else "") for x in n.inputs)
-        ops.append(fe.Op(n.op_type, args, tuple(sorted(attrs.items())), _elem(g, n.outputs[0])))
-    program = fe.Program(g.opsets.get("", 1), tuple(_elem(g, x) for x in inputs),
+        ops.append(fe.Op(n.op_type, args, tuple(sorted(attrs.items())), elem_type(g, n.outputs[0])))
+    program = fe.Program(g.opsets.get("", 1), tuple(elem_type(g, x) for x in inputs),
                          tuple(const_values), tuple(ops))
     try:
         fe.validate(program)
@@ -273,19 +243,9 @@ def fuse_elementwise_chains(graph: Graph, providers, overridable: set[str]) -> i
     if not replace:
         return 0
     graph.nodes = [replace.get(id(n), n) for n in graph.nodes if id(n) not in taken or id(n) in replace]
-    _drop_unused(graph, dropped)
+    drop_unread_initializers(graph, dropped)
     return len(replace)
 
-
-def _drop_unused(graph: Graph, names: set[str]) -> None:
-    """Remove the embedded constants that nothing reads any more."""
-    used = {v.name for v in graph.outputs} | {v.name for v in graph.inputs}
-    for n in graph.nodes:
-        used.update(n.inputs)
-        for g in n.subgraphs():
-            used |= g.outer_names()
-    for name in names - used:
-        graph.initializers.pop(name, None)
 
 
 # ---------------------------------------------------------------- the function body

@@ -9,17 +9,21 @@ provider (one whose ``device`` is not "cpu") would run and that offers a kernel 
 fused op; with only the CPU provider it changes nothing.
 
 Rules.  A node is fusable when it is an ai.onnx op of opset 7 or later listed in
-``fused_elementwise.OPS``, with one output whose element type and full shape (values or
-named dims) are known, all its values of type float16/float32/float64 (bool for
-comparisons, Not, Where's condition and Cast), Pow's exponent and Clip's bounds scalar
-constants.  A region grows backwards from a root (visited last to first): a producer joins
-when it is fusable, on the same provider, not a graph output, every consumer of its output
-is already in the region, and its output has the root's shape (so no op is recomputed on a
-broadcast copy of a smaller tensor).  A region of two or more nodes is replaced, at the
-root's position, by one node whose inputs are the region's inputs; scalar constants
-become literals of the program unless that would drop a dim of the output.  A region is
-left alone when its inputs do not provably broadcast to the root's shape, or when it
-would need more than ``MAX_INPUTS`` inputs or ``MAX_OPS`` ops.
+``fused_elementwise.OPS`` with one output, all its values of known type float16/float32/
+float64 (bool for comparisons, Not, Where's condition and Cast), Pow's exponent and Clip's
+bounds scalar constants.  A region grows backwards from a root (visited last to first): a
+producer joins when it is fusable, on the same provider, not a graph output, every
+consumer of its output is already in the region, and its output is not provably smaller
+than the root's (a known dim or rank that differs: such an op would be recomputed on a
+broadcast copy).  A region of two or more nodes is replaced, at the root's position, by one
+node whose inputs are the region's inputs.  Constants of one element become literals of
+the program when that cannot change the output's rank (0-d ones always; others when an
+input of at least their rank is known).  The fused node's output is the broadcast of its
+inputs, exactly the shape the ops give (broadcasting composes).  A region is left alone
+when its inputs provably do not broadcast together (known dims that differ and are not 1),
+or when it would need more than ``MAX_INPUTS`` inputs or ``MAX_OPS`` ops.  Shapes may be
+partly unknown (shape inference often loses dims after computed Reshapes): the kernels
+broadcast at run time.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from onnx import helper
 from ortgpu.executor import _with_schema_defaults, assign_kernel
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer import fused_functions
-from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, static_shape
+from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, partial_shape
 from ortgpu.providers.kernels import fused_elementwise as fe
 
 NAME = "ElementwiseChainFusion"
@@ -41,18 +45,29 @@ _names = itertools.count()
 
 # ---------------------------------------------------------------- facts about values
 
-def broadcasts_to(shapes, target) -> bool:
-    """Whether ``shapes`` provably broadcast to exactly ``target`` (named dims compare by name)."""
-    if not shapes or max(len(s) for s in shapes) != len(target):
+def _known(d) -> bool:
+    return isinstance(d, int)
+
+
+def conflicting(shapes) -> bool:
+    """Whether partial shapes provably do not broadcast together: at one position (aligned
+    right) two known sizes differ and neither is 1."""
+    shapes = [s for s in shapes if s is not None]
+    for k in range(1, max((len(s) for s in shapes), default=0) + 1):
+        sizes = {s[-k] for s in shapes if len(s) >= k and _known(s[-k]) and s[-k] != 1}
+        if len(sizes) > 1:
+            return True
+    return False
+
+
+def provably_smaller(shape, root) -> bool:
+    """Whether a value of partial shape ``shape`` is provably smaller than the root's (a
+    lower rank, or a known dim that is 1 where the root's is known and larger)."""
+    if shape is None or root is None:
         return False
-    for k in range(1, len(target) + 1):
-        want = target[-k]
-        dims = [s[-k] for s in shapes if len(s) >= k]
-        if any(d != want and d != 1 for d in dims):
-            return False
-        if want != 1 and want not in dims:
-            return False
-    return True
+    if len(shape) != len(root):
+        return True
+    return any(_known(a) and _known(b) and a != b for a, b in zip(shape, root))
 
 
 class _Facts:
@@ -135,7 +150,7 @@ def fusable(facts: _Facts, node: Node) -> bool:
     """Whether ``node`` may be part of a fused region (module docstring, first rule)."""
     if node.domain or node.op_type not in fe.OPS or node.opset < 7 or node.subgraphs():
         return False
-    if len(node.outputs) != 1 or not node.outputs[0] or static_shape(facts.graph, node.outputs[0]) is None:
+    if len(node.outputs) != 1 or not node.outputs[0]:
         return False
     if node.op_type == "Clip" and node.opset < 11 and len(node.inputs) != 1:
         return False
@@ -147,7 +162,7 @@ def fusable(facts: _Facts, node: Node) -> bool:
 
 def grow_region(facts: _Facts, root: Node, taken: set[int]) -> list[Node]:
     """The nodes fused with ``root`` (root included), in graph order."""
-    shape = static_shape(facts.graph, root.outputs[0])
+    shape = partial_shape(facts.graph, root.outputs[0])
     prov = facts.owner(root)
     region = {id(root): root}
     changed = True
@@ -158,7 +173,7 @@ def grow_region(facts: _Facts, root: Node, taken: set[int]) -> list[Node]:
                 p = facts.producer.get(x)
                 if (p is None or id(p) in region or id(p) in taken or x in facts.outputs
                         or not fusable(facts, p) or facts.owner(p) is not prov
-                        or static_shape(facts.graph, x) != shape
+                        or provably_smaller(partial_shape(facts.graph, x), shape)
                         or not all(id(u) in region for u in facts.users.get(x, []))):
                     continue
                 region[id(p)] = p
@@ -171,23 +186,24 @@ def grow_region(facts: _Facts, root: Node, taken: set[int]) -> list[Node]:
 
 def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[str], list[str]] | None:
     """The program of ``region``, the names of its tensor inputs and of the constants it
-    embeds, or None when the region cannot be one node (its inputs do not provably
-    broadcast to its output)."""
+    embeds, or None when the region cannot be one node (module docstring)."""
     g = facts.graph
     produced = {o: k for k, n in enumerate(region) for o in n.outputs}
     required_const = set()
     for n in region:
         kinds = fe.OPS[n.op_type][0]
         required_const.update(x for kind, x in zip(kinds, n.inputs) if kind in "kn" and x)
-    external = [x for n in region for x in n.inputs if x and x not in produced]
-    tensor_ranks = [len(static_shape(g, x) or ()) for x in external if not facts.scalar_const(x)]
-    rank = max(tensor_ranks, default=-1)
+    external = list(dict.fromkeys(x for n in region for x in n.inputs if x and x not in produced))
+    known_rank = max((len(s) for x in external if not facts.scalar_const(x)
+                      for s in [partial_shape(g, x)] if s is not None), default=0)
     inputs: list[str] = []
     consts: dict[str, int] = {}
     const_values: list[tuple[float, str]] = []
     operand: dict[str, str] = {}
-    for x in dict.fromkeys(external):
-        if facts.scalar_const(x) and (x in required_const or facts.consts[x].ndim <= rank):
+    for x in external:
+        if facts.scalar_const(x) and (x in required_const or facts.consts[x].ndim <= known_rank):
+            if facts.consts[x].ndim > known_rank:
+                return None   # a bound or exponent whose dims the output may need
             consts[x] = len(const_values)
             value = facts.consts[x].reshape(()).item()
             const_values.append((float(value), facts.consts[x].dtype.name))
@@ -195,11 +211,7 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
         else:
             operand[x] = f"i{len(inputs)}"
             inputs.append(x)
-    shapes = [static_shape(g, x) for x in inputs]
-    root_shape = static_shape(g, region[-1].outputs[0])
-    if any(s is None for s in shapes) or not broadcasts_to(shapes, root_shape):
-        return None
-    if any(facts.consts[x].ndim > len(root_shape) for x in consts):
+    if not inputs or conflicting([partial_shape(g, x) for x in inputs]):
         return None
     ops = []
     for n in region:

@@ -20,22 +20,16 @@ def elem_type(graph: Graph, name: str) -> str | None:
         return None
 
 
-def static_shape(graph: Graph, name: str) -> tuple | None:
-    """Static shape: ints and dim names; None when the rank or any dim is unknown."""
+def partial_shape(graph: Graph, name: str) -> tuple | None:
+    """Shape with what is known: ints, dim names, None for an unknown dim; None when even
+    the rank is unknown."""
     if name in graph.initializers:
         return tuple(graph.initializers[name].shape)
     tp = graph.types.get(name)
     if tp is None or tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.HasField("shape"):
         return None
-    dims = []
-    for d in tp.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        elif d.dim_param:
-            dims.append(d.dim_param)
-        else:
-            return None
-    return tuple(dims)
+    return tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None)
+                 for d in tp.tensor_type.shape.dim)
 
 
 def rank(graph: Graph, name: str) -> int | None:

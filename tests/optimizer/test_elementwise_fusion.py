@@ -14,7 +14,7 @@ from ortgpu.errors import InvalidGraph
 from device_double import providers as double_providers
 from ortgpu.graph import from_proto
 from ortgpu.optimizer import fused_functions
-from ortgpu.optimizer.elementwise_fusion import broadcasts_to, fuse_elementwise_chains
+from ortgpu.optimizer.elementwise_fusion import conflicting, fuse_elementwise_chains, provably_smaller
 from ortgpu.providers.cuda import CUDAExecutionProvider
 from ortgpu.providers.kernels import fused_elementwise as fe
 
@@ -189,11 +189,18 @@ def test_non_elementwise_node_in_between_splits_and_single_ops_stay():
     assert_close(got, ref, np.float32)
 
 
-def test_unprovable_broadcast_does_not_fuse():
+def test_conflicting_shapes_do_not_fuse_and_unknown_ones_do():
     nodes = [helper.make_node("Add", ["x", "z"], ["a"]), helper.make_node("Relu", ["a"], ["y"])]
-    model = make_model(nodes, [("x", F32, ["N", 4]), ("z", F32, ["M", 4])], [("y", F32, None)])
-    sess = ortgpu.InferenceSession(model.SerializeToString(), providers=double_providers())
+    bad = make_model(nodes, [("x", F32, [3, 4]), ("z", F32, [2, 4])], [("y", F32, None)])
+    sess = ortgpu.InferenceSession(bad.SerializeToString(), providers=double_providers())
     assert ops_of(sess) == ["Add", "Relu"]
+    named = make_model(nodes, [("x", F32, ["N", 4]), ("z", F32, ["M", 4])], [("y", F32, None)])
+    sess = ortgpu.InferenceSession(named.SerializeToString(), providers=double_providers())
+    assert ops_of(sess) == ["FusedElementwise"]   # checked when it runs, as the ops would be
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x, "z": -x[:1]})[0], np.zeros((3, 4), np.float32))
+    with pytest.raises(Exception, match="broadcast"):
+        sess.run(None, {"x": x, "z": x[:2]})
 
 
 def test_smaller_intermediate_is_not_recomputed_per_element():
@@ -286,9 +293,9 @@ def test_malformed_program_is_a_typed_error_naming_the_node():
         ortgpu.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def test_broadcasts_to_needs_proof():
-    assert broadcasts_to([("N", 4), (4,)], ("N", 4))
-    assert broadcasts_to([(1, 4), (3, 1)], (3, 4))
-    assert not broadcasts_to([("N", 4), ("M", 4)], ("N", 4))
-    assert not broadcasts_to([(4,)], (1, 4))          # an input would lose a dim
-    assert not broadcasts_to([(3, 4), (2, 4)], (3, 4))
+def test_shape_facts():
+    assert conflicting([(3, 4), (2, 4)]) and conflicting([(None, 2, 3), (4, 3)])
+    assert not conflicting([("N", 4), ("M", 4)]) and not conflicting([(3, 1), (1, 4), None])
+    assert provably_smaller((4,), ("N", 4)) and provably_smaller((1, 4), (3, 4))
+    assert not provably_smaller((None, 4), (3, 4)) and not provably_smaller(None, (3, 4))
+    assert not provably_smaller(("N", 4), ("N", 4))

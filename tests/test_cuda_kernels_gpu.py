@@ -2,16 +2,8 @@
 
 Every test needs CuPy and a CUDA device (``pytest -m gpu``) and skips cleanly without them.
 Each case runs the launcher on CuPy arrays, checks that the raw kernel really ran (no silent
-fallback), and compares with the shared kernel run on NumPy.  Tolerances:
-
-* exact: Add, Sub, Mul, Div, Max, Min, comparisons, Relu, Clip, Where, Cast (one IEEE
-  operation, or none, per element in both paths);
-* float32: rtol 1e-5, atol 1e-7 for the transcendental ones (CUDA's expf, erfcf, tanhf, powf
-  are within a few ulp of glibc's), softmax/log-softmax rtol 1e-5 (summation order),
-  layer norm rtol 1e-4, atol 1e-5 (two reductions in another order);
-* float16: rtol 2e-3, atol 1e-3 (computed in float32 on both sides; the final rounding to
-  float16 may differ by one ulp, 2**-10 relative);
-* float64: rtol 1e-12, atol 1e-14.
+fallback), and compares with the shared kernel run on NumPy, with the tolerances of
+``cuda_checks.py`` (shared with the emulated tier, ``test_cuda_emulated.py``).
 
 Written without a GPU: these tests have never run yet.
 """
@@ -22,6 +14,7 @@ import itertools
 import numpy as np
 import pytest
 
+from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
 from ortgpu.providers import registry
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.registry import KernelContext
@@ -35,23 +28,6 @@ except Exception:  # noqa: BLE001  (no driver, no device)
     _DEVICES = 0
 if not _DEVICES:
     pytest.skip("no CUDA device", allow_module_level=True)
-
-F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
-I32, I64 = np.dtype(np.int32), np.dtype(np.int64)
-FLOATS = (F32, F16, F64)
-
-
-def tolerance(dtype, kind="math"):
-    dtype = np.dtype(dtype)
-    if kind == "exact" or dtype.kind in "iub":
-        return {"rtol": 0, "atol": 0}
-    if dtype == F16:
-        return {"rtol": 2e-3, "atol": 1e-3}
-    if dtype == F64:
-        return {"rtol": 1e-12, "atol": 1e-14}
-    return {"rtol": {"math": 1e-5, "softmax": 1e-5, "layernorm": 1e-4}[kind],
-            "atol": {"math": 1e-7, "softmax": 1e-7, "layernorm": 1e-5}[kind]}
-
 
 @pytest.fixture
 def launches(monkeypatch):
@@ -89,24 +65,6 @@ def run_both(op, opset, inputs, attrs=None, num_outputs=1):
     cupy.cuda.get_current_stream().synchronize()
     want = shared_fn(_ctx(np, op, opset, num_outputs), *inputs, **attrs)
     return _host(got), want
-
-
-def assert_close(got, want, **tol):
-    assert got.shape == want.shape, (got.shape, want.shape)
-    assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    if tol.get("rtol") == 0 and tol.get("atol") == 0:
-        np.testing.assert_array_equal(got, want)
-    else:
-        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), equal_nan=True, **tol)
-
-
-def random(rng, shape, dtype, low=-4.0, high=4.0):
-    dtype = np.dtype(dtype)
-    if dtype.kind in "iu":
-        return rng.integers(int(low * 25), int(high * 25) + 1, size=shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    return rng.uniform(low, high, size=shape).astype(dtype)
 
 
 # ---------------------------------------------------------------- binary ops
@@ -251,7 +209,7 @@ def test_softmax(op, shape, opset, axis, dtype, launches):
         x[1, :] = -np.inf          # a row of -inf gives NaN, as in NumPy
         x[2, 0] = np.nan           # NaN spreads over its row
     got, want = run_both(op, opset, (x,), {"axis": axis})
-    assert_close(got, want, **tolerance(dtype, "softmax"))
+    assert_close(got, want, **tolerance(dtype, "softmax" if op == "Softmax" else "logsoftmax"))
     if x.size:
         assert launches
 

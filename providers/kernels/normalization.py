@@ -49,6 +49,8 @@ def Softmax(ctx, input, *, axis=-1):
     axes = _softmax_axes(ctx, input.ndim, axis)
     if not axes:
         return ctx.xp.ones_like(input)
+    if input.size == 0:   # an empty reduced axis has no maximum; the result is empty too
+        return ctx.xp.empty_like(input)
     return _as(softmax(ctx.xp, _work(input), axes), input.dtype)
 
 
@@ -58,6 +60,8 @@ def LogSoftmax(ctx, input, *, axis=-1):
     axes = _softmax_axes(ctx, input.ndim, axis)
     if not axes:
         return ctx.xp.zeros_like(input)
+    if input.size == 0:
+        return ctx.xp.empty_like(input)
     return _as(log_softmax(ctx.xp, _work(input), axes), input.dtype)
 
 

@@ -18,6 +18,78 @@ struct alignas(2) half_t {
     unsigned short bits;
 };
 
+#ifdef ORTGPU_HOST_EMULATION
+// Host twin of the conversions below, for the CPU emulator of tests/cuda_emulator (never
+// compiled for a GPU): exact, round to nearest even, NaN payloads kept as NumPy keeps them.
+#define ORTGPU_EMU_HALF_TYPE half_t
+
+__device__ __forceinline__ float half_to_float(half_t h) {
+    const unsigned sign = (h.bits & 0x8000u) << 16;
+    const unsigned exp = (h.bits >> 10) & 0x1fu;
+    const unsigned mant = h.bits & 0x3ffu;
+    unsigned bits;
+    if (exp == 0x1fu) {
+        bits = sign | 0x7f800000u | (mant << 13);            // inf, NaN
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);   // normal: rebias 15 -> 127
+    } else {
+        const float f = static_cast<float>(mant) * 5.9604644775390625e-8f;   // mant * 2^-24, exact
+        __builtin_memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+
+// The float16 nearest to sig * 2^exp2 (sig > 0 an integer holding the source's significand,
+// its top bit at 2^top), rounded once to nearest even, with the sign bit `sign`.
+__device__ __forceinline__ half_t half_from_parts(unsigned short sign, unsigned long long sig,
+                                                  int exp2, int top) {
+    const int e = exp2 + top;                 // the value lies in [2^e, 2^(e+1))
+    if (e < -25) return half_t{sign};         // below half the smallest subnormal
+    const int q = (e < -14 ? -14 : e) - 10;   // exponent of the float16 ulp there
+    const int shift = q - exp2;               // > 0 for float and double sources
+    unsigned long long r = sig >> shift;
+    const unsigned long long rem = sig & ((1ull << shift) - 1);
+    const unsigned long long halfway = 1ull << (shift - 1);
+    if (rem > halfway || (rem == halfway && (r & 1))) ++r;
+    // exponent field (e + 15) minus 1 plus r, whose implicit bit 0x400 adds the 1 back
+    // (subnormals: field 0, r < 0x400); a rounding carry moves into the exponent.
+    const unsigned long long bits = (static_cast<unsigned long long>(e < -14 ? -14 : e) + 14) * 0x400 + r;
+    return half_t{static_cast<unsigned short>(sign | (bits >= 0x7c00 ? 0x7c00 : bits))};
+}
+
+__device__ __forceinline__ half_t float_to_half(float f) {   // round to nearest even
+    unsigned u;
+    __builtin_memcpy(&u, &f, 4);
+    const unsigned short sign = static_cast<unsigned short>((u >> 16) & 0x8000u);
+    const unsigned exp = (u >> 23) & 0xffu;
+    const unsigned mant = u & 0x7fffffu;
+    if (exp == 0xffu) {   // inf, or NaN keeping the top of its payload (never turning into inf)
+        const unsigned short m = static_cast<unsigned short>(mant >> 13);
+        return half_t{static_cast<unsigned short>(sign | 0x7c00u | (mant && !m ? 1u : m))};
+    }
+    if (exp == 0) return half_t{sign};   // zero and float subnormals (< 2^-126)
+    return half_from_parts(sign, mant | 0x800000u, static_cast<int>(exp) - 150, 23);
+}
+
+__device__ __forceinline__ half_t double_to_half(double d) {  // one rounding, as NumPy
+    unsigned long long u;
+    __builtin_memcpy(&u, &d, 8);
+    const unsigned short sign = static_cast<unsigned short>((u >> 48) & 0x8000u);
+    const unsigned exp = static_cast<unsigned>((u >> 52) & 0x7ffu);
+    const unsigned long long mant = u & 0xfffffffffffffull;
+    if (exp == 0x7ffu) {
+        const unsigned short m = static_cast<unsigned short>(mant >> 42);
+        return half_t{static_cast<unsigned short>(sign | 0x7c00u | (mant && !m ? 1u : m))};
+    }
+    if (exp == 0) return half_t{sign};
+    return half_from_parts(sign, mant | 0x10000000000000ull, static_cast<int>(exp) - 1075, 52);
+}
+
+#else  // the device path
+
 __device__ __forceinline__ float half_to_float(half_t h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
@@ -35,6 +107,8 @@ __device__ __forceinline__ half_t double_to_half(double d) {  // one rounding, a
     asm("cvt.rn.f16.f64 %0, %1;" : "=h"(h.bits) : "d"(d));
     return h;
 }
+
+#endif  // ORTGPU_HOST_EMULATION
 
 // ------------------------------------------------------------------ type traits
 

@@ -117,8 +117,8 @@ def sample_inputs(program: fe.Program, shapes, seed=0) -> list[np.ndarray]:
         if t == "bool":
             out.append(rng.random(shape) > 0.5)
         else:
-            v = rng.standard_normal(shape) * 2
-            ints = rng.random(shape) < 0.1
+            v = np.asarray(rng.standard_normal(shape) * 2)
+            ints = np.asarray(rng.random(shape) < 0.1)
             v[ints] = np.round(v[ints])
             out.append(v.astype(t))
     return out

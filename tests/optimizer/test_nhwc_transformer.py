@@ -180,3 +180,26 @@ def test_function_body_is_valid_onnx_and_computes_the_same():
     for m in (saved, onnx.inliner.inline_local_functions(saved)):
         got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)
         np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+
+
+def test_cudnn_channels_last_strides_address_nhwc_and_ohwi_memory():
+    from ortgpu.providers.cuda.cudnn import layout_strides
+    x = np.arange(2 * 5 * 6 * 3).reshape(2, 5, 6, 3)          # N H W C in memory
+    st = layout_strides([2, 3, 5, 6], channels_last=True)       # cuDNN's dims: N C H W
+    flat = x.ravel()
+    for n, c, h, w in np.ndindex(2, 3, 5, 6):
+        assert flat[n * st[0] + c * st[1] + h * st[2] + w * st[3]] == x[n, h, w, c]
+    assert layout_strides([2, 3, 5, 6], channels_last=False) == [90, 30, 6, 1]
+
+
+def test_cuda_nhwc_conv_without_cudnn_runs_the_shared_kernel():
+    from ortgpu.providers.cuda.cudnn import nhwc_conv_cudnn
+    from ortgpu.providers.kernels.conv import conv_float
+    from ortgpu.providers.registry import KernelContext
+    rng = np.random.default_rng(4)
+    x, w, b = arr(rng, (2, 7, 9, 4), np.float32, 1.0), arr(rng, (6, 3, 3, 2), np.float32), arr(rng, (6,), np.float32)
+    ctx = KernelContext(np, "CUDAExecutionProvider", "n", nhwc.OP_TYPE, 1)
+    got = nhwc_conv_cudnn(ctx, x, w, b, "NOTSET", None, 2, None, [1, 0, 1, 0], [2, 1])
+    want = conv_float(ctx, x.transpose(0, 3, 1, 2), w.transpose(0, 3, 1, 2), b, "NOTSET", None, 2, None,
+                      [1, 0, 1, 0], [2, 1]).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

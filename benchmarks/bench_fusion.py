@@ -186,6 +186,23 @@ def bench_model_gpu(name: str, args) -> list[dict]:
     return rows
 
 
+def _environment() -> dict:
+    import datetime
+    import platform
+    import subprocess
+
+    import onnx
+    commit = os.environ.get("ORTGPU_COMMIT")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=HERE).stdout.strip()
+        except OSError:
+            commit = "?"
+    return {"date": datetime.date.today().isoformat(), "commit": commit, "python": platform.python_version(),
+            "onnx": onnx.__version__, "machine": platform.machine(), "cpus": os.cpu_count()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bert_base,gpt2_decode,resnet50,ppocrv4_det")
@@ -194,7 +211,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", help="write the results to this JSON file")
     args = ap.parse_args(argv)
-    result = {"counts": [], "gpu_models": [], "gpu_micro": []}
+    result = {"environment": _environment(), "counts": [], "gpu_models": [], "gpu_micro": []}
     print("| model | level | nodes | CUDA steps | CPU steps | FusedElementwise | optimize s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):

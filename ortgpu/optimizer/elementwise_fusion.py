@@ -21,9 +21,10 @@ the program when that cannot change the output's rank (0-d ones always; others w
 input of at least their rank is known).  The fused node's output is the broadcast of its
 inputs, exactly the shape the ops give (broadcasting composes).  A region is left alone
 when its inputs provably do not broadcast together (known dims that differ and are not 1),
-or when it would need more than ``MAX_INPUTS`` inputs or ``MAX_OPS`` ops.  Shapes may be
-partly unknown (shape inference often loses dims after computed Reshapes): the kernels
-broadcast at run time.
+when all its inputs are bool (logic that may belong to a shape computation, which the
+partitioner keeps on the host), or when it would need more than ``MAX_INPUTS`` inputs or
+``MAX_OPS`` ops.  Shapes may be partly unknown (shape inference often loses dims after
+computed Reshapes): the kernels broadcast at run time.
 """
 from __future__ import annotations
 
@@ -213,6 +214,8 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
             inputs.append(x)
     if not inputs or conflicting([partial_shape(g, x) for x in inputs]):
         return None
+    if all(elem_type(g, x) == "bool" for x in inputs):
+        return None   # logic on masks only: may be a shape computation the host should keep
     ops = []
     for n in region:
         attrs = _with_schema_defaults(n, g.opsets)

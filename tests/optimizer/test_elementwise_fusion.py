@@ -299,3 +299,10 @@ def test_shape_facts():
     assert provably_smaller((4,), ("N", 4)) and provably_smaller((1, 4), (3, 4))
     assert not provably_smaller((None, 4), (3, 4)) and not provably_smaller(None, (3, 4))
     assert not provably_smaller(("N", 4), ("N", 4))
+
+
+def test_logic_on_bool_inputs_alone_is_left_to_the_partitioner():
+    nodes = [helper.make_node("Not", ["b"], ["n"]), helper.make_node("Not", ["n"], ["y"])]
+    model = make_model(nodes, [("b", BOOL, [4])], [("y", BOOL, None)])
+    sess = ortgpu.InferenceSession(model.SerializeToString(), providers=double_providers())
+    assert ops_of(sess) == ["Not", "Not"]

@@ -18,15 +18,13 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
 from onnx import helper
 
 from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
-from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
+from cuda_emulator import EmulatedLaunchError, emulated_cuda  # noqa: F401  (the fixture)
 from ortgpu.providers import registry
-from ortgpu.providers.cuda.kernels import binary
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.registry import KernelContext
 
@@ -215,6 +213,24 @@ def test_legacy_broadcast_attribute_and_other_types(emulated_cuda):
     assert names == []
 
 
+# ---------------------------------------------------------------- launcher mistakes the emulator catches
+
+
+def test_a_scalar_of_the_wrong_width_is_caught(monkeypatch, emulated_cuda):
+    monkeypatch.setattr(cu, "compute_scalar", lambda dtype, value: np.float64(value))
+    x = random(np.random.default_rng(20), (10,), F32)
+    with pytest.raises(TypeError, match=r"argument 3 of unary_flat<float, 1>: a value of type float64 "
+                                        r"\(8 bytes\) given for a floating point of 4 bytes"):
+        run_cuda(emulated_cuda, "LeakyRelu", 16, (x,), {"alpha": 0.1})
+
+
+def test_a_row_block_of_partial_warps_is_caught(monkeypatch, emulated_cuda):
+    monkeypatch.setattr(cu, "row_launch_config", lambda rows, cols: ((rows,), (48, 1)))
+    x = random(np.random.default_rng(21), (2, 100), F32)
+    with pytest.raises(EmulatedLaunchError, match="a shuffle reads lane 16 of a warp that has only 16 threads"):
+        run_cuda(emulated_cuda, "Softmax", 13, (x,), {"axis": -1})
+
+
 # ---------------------------------------------------------------- activations and Clip
 
 UNARY = [("Relu", 14, {}), ("LeakyRelu", 16, {"alpha": 0.1}), ("Sigmoid", 13, {}), ("Tanh", 13, {}),
@@ -370,14 +386,19 @@ def test_layernorm_against_onnxruntime(emulated_cuda):
     assert len(names) == 1
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # NumPy's mean of an empty slice
 def test_layernorm_inputs_the_kernel_cannot_take(emulated_cuda):
     rng = np.random.default_rng(15)
     x = random(rng, (4, 6), F32)
-    for scale, bias in ((random(rng, (1, 6), F32), None),          # Scale broadcasts over rows
-                        (random(rng, (6,), F64), None),            # another type
-                        (random(rng, (6,), F32), random(rng, (1,), F32))):   # B broadcast
-        got, want, names = run_both(emulated_cuda, "LayerNormalization", 17, (x, scale, bias), {"axis": -1})
-        assert_close(got, want, **tolerance(F32, "layernorm"))
+    for x, scale, bias in ((x, random(rng, (1, 6), F32), None),          # Scale broadcasts over rows
+                           (x, random(rng, (6,), F64), None),            # another type
+                           (x, random(rng, (6,), F32), random(rng, (1,), F32)),   # B broadcast
+                           (x[:0], random(rng, (6,), F32), None),        # no rows
+                           (x[:, :0], random(rng, (0,), F32), None)):    # empty rows
+        got, want, names = run_both(emulated_cuda, "LayerNormalization", 17, (x, scale, bias), {"axis": -1},
+                                    num_outputs=3)
+        for g, w in zip(got, want):
+            assert_close(g, w, **tolerance(F32, "layernorm"))
         assert names == []
 
 
@@ -444,7 +465,15 @@ def test_cast_float_edges(src, emulated_cuda):
                   65519.0, 65520.0, 1e-8, -3e-8, 2.0 ** -25, 1.5 * 2.0 ** -25, 6e-5,
                   1 + 2.0 ** -11, 1 + 2.0 ** -11 + 2.0 ** -30, 2049.0, 1e5], dtype=src)
     finite = np.isfinite(x) & (np.abs(x) < 127)
+    cp = emulated_cuda.cupy
     for dst, values in ((F16, x), (np.dtype(np.bool_), x), (I8, x[finite]), (I32, x[finite]), (I64, x[finite])):
+        with np.errstate(over="ignore"):
+            want = values.astype(dst)
         got, names = run_cuda(emulated_cuda, "Cast", 21, (values,), {"to": _onnx_type(dst)})
-        np.testing.assert_array_equal(got, values.astype(dst))
-        assert len(names) == 1
+        np.testing.assert_array_equal(got, want)
+        got, names2 = run_cuda(emulated_cuda, "Cast", 21, (device_view(cp, values, "reversed"),),
+                               {"to": _onnx_type(dst)})
+        np.testing.assert_array_equal(got, want)
+        assert len(names) == len(names2) == 1
+    got, names = run_cuda(emulated_cuda, "Cast", 21, (x[:0].reshape(0, 3),), {"to": _onnx_type(F16)})
+    assert got.shape == (0, 3) and got.dtype == F16 and names == []

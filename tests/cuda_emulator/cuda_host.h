@@ -26,7 +26,7 @@
 #include <math.h>
 
 #include <cmath>
-#include <csignal>
+#include <signal.h>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -77,7 +77,6 @@ enum class WarpOp : unsigned char { Sync, Shuffle, Vote };
 
 struct Thread {
     ucontext_t ctx;
-    char* stack;
     State state;
     WarpOp op;
     unsigned mask;
@@ -110,7 +109,6 @@ alignas(256) static unsigned char dynamic_shared_memory[kDynamicSharedBytes];
 inline void* dynamic_shared() { return dynamic_shared_memory; }
 
 inline Thread& self() { return g.threads[g.current]; }
-inline unsigned thread_rank(unsigned t) { return t; }
 inline uint3 thread_index(unsigned t) {
     return uint3{t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)};
 }
@@ -266,7 +264,12 @@ inline bool release_warps() {
                     if (s < 0 || s >= static_cast<int>(lanes) || !(mask >> s & 1u)) {
                         char where[128];
                         describe_thread(where, sizeof(where), base + m);
-                        record("a shuffle reads lane %d, which is not in its mask 0x%08x (%s)", s, mask, where);
+                        if (s >= static_cast<int>(lanes)) {
+                            record("a shuffle reads lane %d of a warp that has only %u threads (the block "
+                                   "is not whole warps) (%s)", s, lanes, where);
+                        } else {
+                            record("a shuffle reads lane %d, which is not in its mask 0x%08x (%s)", s, mask, where);
+                        }
                         return false;
                     }
                     o.result = g.threads[base + s].value;
@@ -386,7 +389,7 @@ struct LaunchArgs {
 };
 
 // Run body(closure) as every thread of every block; 0 on success, else 1 with a message.
-inline int run(const LaunchArgs& la, void (*body)(const void*), const void* closure) {
+inline int run(LaunchArgs& la, void (*body)(const void*), const void* closure) {
     g.failed = false;
     g.message[0] = 0;
     g.fault_signal = 0;
@@ -414,8 +417,8 @@ inline int run(const LaunchArgs& la, void (*body)(const void*), const void* clos
         g.in_launch = false;
     }
     if (g.failed && la.error && la.error_len) snprintf(la.error, la.error_len, "%s", g.message);
-    const_cast<LaunchArgs&>(la).fault_addr = g.fault_addr;
-    const_cast<LaunchArgs&>(la).fault_signal = g.fault_signal;
+    la.fault_addr = g.fault_addr;
+    la.fault_signal = g.fault_signal;
     return g.failed ? 1 : 0;
 }
 

@@ -219,6 +219,9 @@ class Plan:
         ins = tuple(slot(k) if k is not None else -1 for k in placed.in_keys)
         outs = tuple(slot(k) if k is not None else -1 for k in placed.out_keys)
         outer_slots = [(sub_key, slot(key)) for sub_key, key in placed.outer_binding]
+        prepare = getattr(kdef.fn, "prepare", None)
+        if prepare is not None:  # work a kernel does once per node, at session creation
+            prepare(ctx, **attrs)
         return Step(kdef.fn, ctx, ins, outs, attrs, node, prov, compiled, outer_slots)
 
     def _plan_lifetimes(self, is_subgraph: bool) -> None:

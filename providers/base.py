@@ -51,6 +51,11 @@ class ExecutionProvider:
                     return False
         return True
 
+    def prefers_nhwc(self, node, dtype) -> bool:
+        """Whether this provider runs `node` (a 2-D Conv whose data has NumPy dtype name
+        `dtype`) faster channels-last, as ``ortgpu::NhwcConv``: the layout pass asks."""
+        return False
+
     def holds(self, tp) -> bool:
         """Whether a value of onnx TypeProto `tp` can live on this provider's device (sequences,
         optionals and maps by their elements); an unknown type is assumed to fit."""

@@ -8,6 +8,10 @@ default of the node's own schema version, so the Python defaults are only a fall
 A kernel returns one value, or a ``tuple`` when the op has several outputs (a ``list``
 is a sequence value; ``None`` is an empty optional).
 
+A kernel function may carry a ``prepare(ctx, **attrs)`` attribute: the executor calls it
+once per node while it builds the plan (session creation), for work that depends only on
+the node (compiling a generated kernel, checking an attribute).
+
 Versions are explicit: ``since=(7, 9, 11, 13)`` lists the schema since-versions that
 one function implements.  A node resolves its opset to the since-version of its schema
 (``onnx.defs.get_schema(op, max_inclusive_version=v, domain=d)``); a since-version no

@@ -220,7 +220,7 @@ def test_every_name_a_launcher_asks_for_is_declared():
 def test_cuda_registrations_mirror_the_shared_versions():
     cuda = [k for k in registry.registered() if k.provider == "cuda"
             and k.fn.__module__.startswith("ortgpu.providers.cuda.kernels")]
-    assert len({k.op_type for k in cuda}) == 53
+    assert len({k.op_type for k in cuda}) == 54   # FusedElementwise included
     shared = {(k.domain, k.op_type, k.since) for k in registry.registered() if k.provider == registry.SHARED}
     for k in cuda:
         assert (k.domain, k.op_type, k.since) in shared, f"{k.op_type}({k.since}) has no shared twin"

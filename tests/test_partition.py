@@ -32,7 +32,9 @@ def _sessions(model, level=None):
     if level is not None:
         so.graph_optimization_level = level
     dev = FakeDeviceExecutionProvider()
-    double = ortgpu.InferenceSession(model.SerializeToString(), so, providers=[dev, CheckedCPUExecutionProvider()])
+    # placement is under test: element-wise fusion would merge the nodes the tests look for
+    double = ortgpu.InferenceSession(model.SerializeToString(), so, providers=[dev, CheckedCPUExecutionProvider()],
+                                     disabled_optimizers=["ElementwiseChainFusion"])
     cpu = ortgpu.InferenceSession(model.SerializeToString(), so, providers=[CPU])
     return double, dev, cpu
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from ortgpu.graph import Graph
 from ortgpu.optimizer.constant_folding import fold_constants
+from ortgpu.optimizer.elementwise_fusion import fuse_elementwise_chains
 from ortgpu.optimizer.fuse_conv_bn import fuse_conv_batchnorm
+from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc
 from ortgpu.optimizer.remove_unused import remove_unused_initializers
 from ortgpu.options import GraphOptimizationLevel
 
@@ -17,9 +19,13 @@ BASIC_PASSES = {
     "UnusedInitializerElimination": remove_unused_initializers,
 }
 # Fusions applied to the nodes a provider owns (same signature as the basic passes).
-EXTENDED_PASSES: dict = {}
+EXTENDED_PASSES: dict = {
+    "ElementwiseChainFusion": fuse_elementwise_chains,   # last: after the pattern fusions
+}
 # Layout changes (NHWC for float16 convolution on the GPU).
-LAYOUT_PASSES: dict = {}
+LAYOUT_PASSES: dict = {
+    "NhwcTransformer": transform_to_nhwc,
+}
 
 
 def optimize(graph: Graph, level: int, providers, overridable: set[str],

@@ -16,6 +16,9 @@ float32; ``cudnn_conv_use_max_workspace=0`` limits the workspace to 32 MiB;
 the main one (exhaustive autotuning is not implemented yet: it behaves as HEURISTIC);
 ``cudnn_conv1d_pad_to_nc1d`` puts a 1-D convolution's length on W instead of H.
 
+``ortgpu::NhwcConv`` (made by the layout pass) runs on the same plans with channels-last
+strides for X, W and Y (``layout_strides``).
+
 THIS FILE HAS NEVER RUN: it was written from the frontend's classic Python API
 (pygraph / tensor / conv_fprop / build_operation_graph / create_execution_plans /
 check_support / build_plans / execute) without a GPU; ``conv_geometry`` is the only part
@@ -80,6 +83,16 @@ def _c_strides(shape):
     return list(reversed(out))
 
 
+def layout_strides(dims, channels_last: bool):
+    """Element strides of a tensor cuDNN sees with ``dims`` in N, C, spatial... order: packed
+    NCHW, or packed NHWC (channels innermost) when ``channels_last``."""
+    if not channels_last:
+        return _c_strides(dims)
+    n, c, *spatial = dims
+    stored = _c_strides([n] + spatial + [c])   # strides of the N, spatial..., C memory order
+    return [stored[0], stored[-1]] + stored[1:-1]
+
+
 # ----------------------------------------------------------------------------- plans (GPU only)
 
 _UNSUPPORTED = object()
@@ -101,19 +114,21 @@ def _handle(cudnn, device_id: int):
 class _ConvPlan:
     """A built cuDNN graph for one convolution problem.  Never run."""
 
-    def __init__(self, cudnn, handle, geom, dtype, tf32, max_workspace, algo_search):
+    def __init__(self, cudnn, handle, geom, dtype, tf32, max_workspace, algo_search, channels_last=False):
         io = cudnn.data_type.HALF if dtype == np.float16 else cudnn.data_type.FLOAT
         graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=cudnn.data_type.FLOAT,
                               compute_data_type=cudnn.data_type.FLOAT, handle=handle)
-        self.x = graph.tensor(name="X", dim=geom["x"], stride=_c_strides(geom["x"]), data_type=io)
-        self.w = graph.tensor(name="W", dim=geom["w"], stride=_c_strides(geom["w"]), data_type=io)
+        self.x = graph.tensor(name="X", dim=geom["x"], stride=layout_strides(geom["x"], channels_last),
+                              data_type=io)
+        self.w = graph.tensor(name="W", dim=geom["w"], stride=layout_strides(geom["w"], channels_last),
+                              data_type=io)
         y_dims = [geom["x"][0], geom["w"][0]] + self._spatial_out(geom)
         self.y = graph.conv_fprop(image=self.x, weight=self.w, pre_padding=geom["pre"],
                                   post_padding=geom["post"], stride=geom["stride"],
                                   dilation=geom["dilation"], compute_data_type=cudnn.data_type.FLOAT,
                                   name="conv")
         self.y.set_output(True).set_data_type(io)
-        self.y.set_dim(y_dims).set_stride(_c_strides(y_dims))
+        self.y.set_dim(y_dims).set_stride(layout_strides(y_dims, channels_last))
         graph.validate()
         graph.build_operation_graph()
         modes = [cudnn.heur_mode.FALLBACK] if algo_search == "DEFAULT" else [cudnn.heur_mode.A,
@@ -141,7 +156,7 @@ class _ConvPlan:
         self.graph.execute({self.x: x, self.w: w, self.y: y}, workspace, handle=handle)
 
 
-def _plan_for(xp, X, W, geom, config):
+def _plan_for(xp, X, W, geom, config, channels_last=False):
     """The cached plan for this problem, or None when cuDNN cannot take it."""
     try:
         import cudnn  # noqa: PLC0415
@@ -150,13 +165,14 @@ def _plan_for(xp, X, W, geom, config):
     device_id = xp.cuda.Device().id
     key = (device_id, tuple(geom["x"]), tuple(geom["w"]), tuple(geom["pre"]), tuple(geom["post"]),
            tuple(geom["stride"]), tuple(geom["dilation"]), np.dtype(X.dtype).str, config.use_tf32,
-           config.cudnn_conv_use_max_workspace, config.cudnn_conv_algo_search)
+           config.cudnn_conv_use_max_workspace, config.cudnn_conv_algo_search, channels_last)
     handle = _handle(cudnn, device_id)
     plan = _PLANS.get(key)
     if plan is None:
         try:
             plan = _ConvPlan(cudnn, handle, geom, np.dtype(X.dtype), config.use_tf32,
-                             config.cudnn_conv_use_max_workspace, config.cudnn_conv_algo_search)
+                             config.cudnn_conv_use_max_workspace, config.cudnn_conv_algo_search,
+                             channels_last)
         except Exception:  # cuDNN has no engine for it (or the API differs): shared kernel
             plan = _UNSUPPORTED
         with _LOCK:
@@ -191,9 +207,41 @@ def conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
     return y
 
 
+def nhwc_conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides):
+    """ortgpu::NhwcConv (X NHWC, W OHWI, Y NHWC) on cuDNN reading the channels-last memory
+    directly; the shared kernel (through NCHW views) where cuDNN cannot.  Never run."""
+    from ortgpu.providers.cuda.provider import current_config  # noqa: PLC0415
+    from ortgpu.providers.kernels import nhwc  # noqa: PLC0415
+    xp = ctx.xp
+    config = current_config()
+    plan = geom = None
+    if np.dtype(X.dtype) in CUDNN_DTYPES and X.dtype == W.dtype and X.ndim == 4 == W.ndim \
+            and X.shape[3] == W.shape[3] * group and W.shape[0] % group == 0 and X.size and W.size:
+        nchw_x = (X.shape[0], X.shape[3], X.shape[1], X.shape[2])
+        nchw_w = (W.shape[0], W.shape[3], W.shape[1], W.shape[2])
+        geom = conv_geometry(nchw_x, nchw_w, auto_pad, dilations, kernel_shape, pads, strides)
+        if geom is not None:
+            plan, cudnn, handle = _plan_for(xp, X, W, geom, config, channels_last=True)
+    if plan is None:
+        return nhwc.NhwcConv(ctx, X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
+                             kernel_shape=kernel_shape, pads=pads, strides=strides)
+    n, k, p, q = plan.y_dims
+    y = xp.empty((n, p, q, k), dtype=X.dtype)
+    plan.execute(cudnn, handle, xp, xp.ascontiguousarray(X), xp.ascontiguousarray(W), y)
+    if B is not None:
+        y += B.astype(y.dtype, copy=False)
+    return y
+
+
 if frontend_installed():
     @kernel("Conv", since=(1, 11, 22), provider="cuda")
     def Conv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
              pads=None, strides=None):
         """N-D convolution on cuDNN (float16/float32, 1-3 spatial axes); the rest as im2col."""
         return conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
+
+    @kernel("NhwcConv", since=1, domain="ortgpu", provider="cuda")
+    def NhwcConv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                 pads=None, strides=None):
+        """Channels-last 2-D convolution on cuDNN (float16/float32); the shared kernel otherwise."""
+        return nhwc_conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)

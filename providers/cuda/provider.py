@@ -188,6 +188,13 @@ class CUDAExecutionProvider(ExecutionProvider):
                 return False
         return True
 
+    def prefers_nhwc(self, node, dtype) -> bool:
+        """float16 convolutions go channels-last when the ``prefer_nhwc`` option is set and
+        cuDNN's frontend is installed (cuDNN's tensor-core engines work in NHWC; NCHW data
+        is transposed inside them)."""
+        from ortgpu.providers.cuda.cudnn import frontend_installed  # noqa: PLC0415
+        return bool(self.config.prefer_nhwc) and dtype == "float16" and frontend_installed()
+
     # --- device, stream, run scope (GPU only; never run) ---------------------------------
     @property
     def xp(self):

@@ -5,7 +5,8 @@ Families: broadcast binary arithmetic and comparisons (``binary``), activations 
 (``activations``), Softmax/LogSoftmax (``softmax``), LayerNormalization (``layernorm``),
 Where (``where``), Cast/CastLike (``cast``), layout copies for Transpose, Concat, Split and
 Slice (``copy``), Gather/GatherND/ScatterND (``gather``), Resize/Upsample (``resize``),
-pooling (``pool``), the Reduce ops (``reduce``) and RoiAlign (``roi_align``).  Each launcher
+pooling (``pool``), the Reduce ops (``reduce``), RoiAlign (``roi_align``) and the generated
+kernels of ``ortgpu::FusedElementwise`` programs (``fused_elementwise``).  Each launcher
 handles the cases its kernel
 covers and calls the shared kernel of ``providers/kernels/`` for everything else, so the
 results never depend on which path ran.
@@ -19,6 +20,7 @@ from ortgpu.providers.cuda.kernels import (  # noqa: F401  (registers the kernel
     binary,
     cast,
     copy,
+    fused_elementwise,
     gather,
     layernorm,
     pool,

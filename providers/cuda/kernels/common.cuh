@@ -243,19 +243,23 @@ __device__ __forceinline__ C row_allreduce(C v, Op op, C identity, C* scratch) {
 
 // ------------------------------------------------------------------ broadcasting
 
-// Output shape and per-operand strides (in elements, 0 along broadcast dims) of up to three
-// operands, dims collapsed by the launcher.  All fields are 64-bit: no padding, so the
-// host builds it as a NumPy structured array of int64 fields in this order.
-struct Broadcast {
+// Output shape and per-operand strides (in elements, 0 along broadcast dims) of up to K
+// operands, dims collapsed by the launcher.  All fields are 64-bit: no padding, so the host
+// builds it as a NumPy structured array of int64 fields in this order (module.broadcast_dtype).
+// The fixed kernels use three operands (Broadcast); generated kernels one per input.
+template <int K>
+struct BroadcastOf {
     i64 ndim;
     i64 shape[ORTGPU_MAX_DIMS];
-    i64 stride[3][ORTGPU_MAX_DIMS];
+    i64 stride[K][ORTGPU_MAX_DIMS];
 };
+typedef BroadcastOf<3> Broadcast;
 
 // Offsets of output element `linear` in each of the first N operands.  I is int when every
 // index and offset fits in 31 bits (faster division), long long otherwise.
-template <typename I, int N>
-__device__ __forceinline__ void broadcast_offsets(const Broadcast& b, I linear, I (&offset)[N]) {
+template <typename I, int N, int K>
+__device__ __forceinline__ void broadcast_offsets(const BroadcastOf<K>& b, I linear, I (&offset)[N]) {
+    static_assert(N <= K, "more offsets asked for than the struct has operands");
 #pragma unroll
     for (int k = 0; k < N; ++k) {
         offset[k] = 0;

@@ -60,21 +60,27 @@ def _check(nvrtc, result, what, prog=None):
 def nvrtc_cubin(unit: cu.Unit, arch: str) -> bytes:
     """The cubin of ``unit`` for ``arch`` ("sm_90"), compiled by NVRTC; every name expression
     must resolve to a kernel."""
+    return nvrtc_compile(cu.source_text(unit.source), f"{unit.source}[{unit.key}]", unit.names, arch)
+
+
+def nvrtc_compile(text: str, what: str, names, arch: str) -> bytes:
+    """The cubin of CUDA source ``text`` (named ``what`` in messages) for ``arch``, with the
+    name expressions ``names``, each of which must resolve to a kernel."""
     from cuda.bindings import nvrtc
 
-    src = cu.source_text(unit.source).encode()
-    (prog,) = _check(nvrtc, nvrtc.nvrtcCreateProgram(src, unit.source.encode(), 0, [], []),
+    label = what.split("[")[0] or "source.cu"
+    (prog,) = _check(nvrtc, nvrtc.nvrtcCreateProgram(text.encode(), label.encode(), 0, [], []),
                      "nvrtcCreateProgram")
     try:
-        for name in unit.names:
+        for name in names:
             _check(nvrtc, nvrtc.nvrtcAddNameExpression(prog, name.encode()), f"name expression {name}")
         opts = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in cu.OPTIONS]
         _check(nvrtc, nvrtc.nvrtcCompileProgram(prog, len(opts), opts),
-               f"NVRTC compile of {unit.source}[{unit.key}] for {arch}", prog)
-        for name in unit.names:
+               f"NVRTC compile of {what} for {arch}", prog)
+        for name in names:
             (lowered,) = _check(nvrtc, nvrtc.nvrtcGetLoweredName(prog, name.encode()), f"lowered name of {name}")
             if not lowered:
-                raise CompileError(f"{unit.source}[{unit.key}]: no kernel for {name}")
+                raise CompileError(f"{what}: no kernel for {name}")
         (size,) = _check(nvrtc, nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
         cubin = b" " * size
         _check(nvrtc, nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")

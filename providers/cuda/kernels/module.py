@@ -164,8 +164,13 @@ def row_launch_config(rows: int, cols: int) -> tuple[tuple[int], tuple[int, int]
 
 # ---------------------------------------------------------------- broadcasting plans (host side)
 
-BROADCAST_DTYPE = np.dtype([("ndim", "<i8"), ("shape", "<i8", (MAX_DIMS,)),
-                            ("stride", "<i8", (3, MAX_DIMS))])   # struct Broadcast
+def broadcast_dtype(operands: int = 3) -> np.dtype:
+    """The NumPy layout of ``BroadcastOf<operands>`` in common.cuh."""
+    return np.dtype([("ndim", "<i8"), ("shape", "<i8", (MAX_DIMS,)),
+                     ("stride", "<i8", (operands, MAX_DIMS))])
+
+
+BROADCAST_DTYPE = broadcast_dtype(3)   # struct Broadcast (three operands)
 
 
 @dataclasses.dataclass
@@ -178,9 +183,12 @@ class BroadcastPlan:
     steps: tuple[int, ...] | None      # flat path: 0 (scalar) or 1 per operand
     wide_index: bool                   # offsets need 64-bit arithmetic
 
-    def struct(self) -> np.ndarray:
-        """The ``Broadcast`` struct as a one-element NumPy array (CuPy passes it by value)."""
-        info = np.zeros(1, BROADCAST_DTYPE)
+    def struct(self, operands: int = 3) -> np.ndarray:
+        """The ``BroadcastOf<operands>`` struct (``Broadcast`` by default) as a one-element
+        NumPy array (CuPy passes it by value)."""
+        if len(self.strides) > operands:
+            raise ValueError(f"{len(self.strides)} operands do not fit BroadcastOf<{operands}>")
+        info = np.zeros(1, broadcast_dtype(operands))
         nd = len(self.shape)
         info["ndim"] = nd
         info["shape"][0, :nd] = self.shape

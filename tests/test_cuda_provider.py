@@ -231,14 +231,16 @@ def test_declines_maps_and_host_only_shared_kernels():
     assert not _accepts("Identity", [helper.make_map_type_proto(TensorProto.INT64, _tensor(TensorProto.FLOAT))])
     assert not _accepts("Binarizer", [_tensor(TensorProto.FLOAT)], domain="ai.onnx.ml", opset=1)
     assert not _accepts("MaxRoiPool", [_tensor(TensorProto.FLOAT)])
-    assert cuda_provider.host_only_reason(make().kernel_for("RoiAlign", "", 21))
+    assert cuda_provider.host_only_reason(make().kernel_for("MaxRoiPool", "", 22))
+    assert make().kernel_for("RoiAlign", "", 22).provider == "cuda"   # raw kernel, not host only
 
 
 def test_a_cuda_kernel_overrides_the_host_only_table():
     p = make()
-    shared = p.kernel_for("RoiAlign", "", 21)
-    cuda_kernel = KernelDef("RoiAlign", "", shared.since, "cuda", shared.fn, None, "")
-    assert p.accepts(_node("RoiAlign"), cuda_kernel, [_tensor(TensorProto.FLOAT)])
+    shared = p.kernel_for("MaxRoiPool", "", 22)
+    assert not p.accepts(_node("MaxRoiPool"), shared, [_tensor(TensorProto.FLOAT)])
+    cuda_kernel = KernelDef("MaxRoiPool", "", shared.since, "cuda", shared.fn, None, "")
+    assert p.accepts(_node("MaxRoiPool"), cuda_kernel, [_tensor(TensorProto.FLOAT)])
 
 
 def test_cuda_overrides_are_found_first_and_only_by_the_cuda_provider():

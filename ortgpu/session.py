@@ -89,6 +89,10 @@ class InferenceSession:
         self._opsets = {("" if i.domain == "ai.onnx" else i.domain): i.version for i in model.opset_import}
         self._init_io(model)
         self._create_providers(providers, provider_options)
+        if self._precision_report is not None and self._precision_report.target_name == "bfloat16" and any(
+                p.device != "cpu" for p in self._providers):
+            warnings.warn("ortgpu.precision=bf16: CuPy has no bfloat16 arrays, so bfloat16 nodes run on the "
+                          "CPU provider; use fp16 on CUDA", RuntimeWarning, stacklevel=2)
         if self._recorder is not None:
             # onnxruntime's Python API serializes a ModelProto: it loads an array then
             loading = "model_loading_array" if self._load_kind == "model_loading_proto" else self._load_kind

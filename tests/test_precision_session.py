@@ -196,3 +196,31 @@ def test_softmax_and_layernorm_round_once(dtype):
     ln = _single("LayerNormalization", x, {"axis": -1}, [scale], opset=17)
     exact = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
     assert _ulps(ln, exact, dtype).max() <= 1.0
+
+
+# --- on a device: the partitioner with the CuPy-like device double (tests/device_double.py) -------
+def test_fp16_session_runs_its_float16_nodes_on_the_device():
+    from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+    so = ortgpu.SessionOptions()
+    so.add_session_config_entry("ortgpu.precision", "fp16")
+    dev = ortgpu.InferenceSession(_encoder_model(), so, providers=[FakeDeviceExecutionProvider(),
+                                                                   CheckedCPUExecutionProvider()])
+    placed = {name: prov for name, _, prov in dev.get_provider_assignment()}
+    assert placed["mm"] == placed["softmax"] == placed["ln"] == "FakeDeviceExecutionProvider"
+    cpu = _session(_encoder_model(), "fp16").run(None, _feed())
+    for a, b in zip(dev.run(None, _feed()), cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_bf16_session_on_a_device_warns_that_bfloat16_stays_on_the_cpu():
+    from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+    so = ortgpu.SessionOptions()
+    so.add_session_config_entry("ortgpu.precision", "bf16")
+    with pytest.warns(RuntimeWarning, match="bfloat16 nodes run on the CPU"):
+        sess = ortgpu.InferenceSession(_encoder_model(), so, providers=[FakeDeviceExecutionProvider(),
+                                                                        CheckedCPUExecutionProvider()])
+    placed = {name: prov for name, _, prov in sess.get_provider_assignment()}
+    assert placed["mm"] == "CPUExecutionProvider"
+    ref = _ort_run(_encoder_model(), _feed())
+    for a, b in zip(sess.run(None, _feed()), ref):
+        np.testing.assert_allclose(a, b, rtol=6e-2, atol=6e-2)

@@ -42,8 +42,9 @@ _VALUE_PICKING_OPS = frozenset({
 
 @dataclasses.dataclass
 class ConversionReport:
-    """What a conversion did: nodes kept in float32 (name, op type, why), narrow node count,
-    inserted Casts, converted initializers."""
+    """What a conversion did: the narrow type's name, nodes kept in float32 (name, op type,
+    why), narrow node count, inserted Casts, converted initializers."""
+    target_name: str = "float16"
     kept_float32: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     narrow_nodes: int = 0
     casts: int = 0
@@ -152,7 +153,7 @@ class _Converter:
         self.op_block = frozenset(op_block_list)
         self.node_block = frozenset(node_block_list)
         self.taken = taken
-        self.report = ConversionReport()
+        self.report = ConversionReport(target_name=self.narrow_name)
         self.magnitudes: dict[int, tuple[float, TensorProto]] = {}
 
     def fresh(self, base: str) -> str:

@@ -97,3 +97,25 @@ def test_silero_vad_fp16_streaming_probabilities():
         p16, s16 = fp16.run(None, {"input": chunk, "state": s16, "sr": sr})
         assert p16.dtype == np.float32 and s16.dtype == np.float32
         np.testing.assert_allclose(p16, p32, atol=1e-2)
+
+
+@pytest.mark.parametrize("name,shape", [("ppocr_cls", (1, 3, 48, 192)), ("ppocrv4_rec", (1, 3, 48, 320))])
+def test_same_as_onnxconverter_common_on_real_weights(name, shape):
+    occ = pytest.importorskip("onnxconverter_common.float16")
+    from model_zoo import image_input
+    m = onnx.load(model_path(name))
+    ours = convert_float_to_float16(m)
+    theirs = occ.convert_float_to_float16(m, min_positive_val=5.96e-08, max_finite_val=65504.0)
+
+    def types(model):
+        g = onnx.shape_inference.infer_shapes(model).graph
+        return {vi.name: vi.type.tensor_type.elem_type for vi in list(g.value_info) + list(g.output)}
+    names = [o for n in m.graph.node for o in n.output]
+    t_ours, t_theirs = types(ours), types(theirs)
+    assert [t_ours.get(n) for n in names] == [t_theirs.get(n) for n in names]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    feed = {"x": image_input(shape).astype(np.float16)}
+    run = [ort.InferenceSession(x.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+           for x in (ours, theirs)]
+    np.testing.assert_array_equal(run[0], run[1])

@@ -22,11 +22,12 @@ import dataclasses
 
 import numpy as np
 import onnx
-from onnx import AttributeProto, TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from ortgpu.dtypes import elem_name, type_str
 from ortgpu.precision.attributes import narrow_typed_attributes
 from ortgpu.precision.block_lists import DEFAULT_OP_BLOCK_LIST
+from ortgpu.precision.graph_walk import all_names, rename_definition, rename_uses, subgraphs, used_names, with_types
 from ortgpu.precision.node_rules import is_float, plan_node
 from ortgpu.precision.tensors import FLOAT16_MAX_FINITE, FLOAT16_MIN_POSITIVE, TARGET_DTYPES, lower_tensor
 from ortgpu.providers.registry import schema_for
@@ -62,52 +63,6 @@ def lower_type_proto(tp: onnx.TypeProto, target: int) -> None:
         lower_type_proto(tp.optional_type.elem_type, target)
     elif kind == "map_type":
         lower_type_proto(tp.map_type.value_type, target)
-
-
-def _subgraphs(node):
-    for a in node.attribute:
-        if a.type == AttributeProto.GRAPH:
-            yield a.g
-        elif a.type == AttributeProto.GRAPHS:
-            yield from a.graphs
-
-
-def _all_names(g: onnx.GraphProto, out: set) -> set:
-    """Every value, node and initializer name of `g` and its subgraphs."""
-    out.update(vi.name for vi in list(g.input) + list(g.output) + list(g.value_info))
-    out.update(t.name for t in g.initializer)
-    for n in g.node:
-        out.add(n.name)
-        out.update(n.input)
-        out.update(n.output)
-        for sub in _subgraphs(n):
-            _all_names(sub, out)
-    return out
-
-
-def _rename_uses(g: onnx.GraphProto, renames: dict[str, str]) -> None:
-    """Every read of a name in `renames` in `g` and its subgraphs (node inputs, subgraph
-    outputs) reads its new name instead."""
-    for n in g.node:
-        for i, name in enumerate(n.input):
-            if name in renames:
-                n.input[i] = renames[name]
-        for sub in _subgraphs(n):
-            _rename_uses(sub, renames)
-            for vi in sub.output:
-                if vi.name in renames:
-                    vi.name = renames[vi.name]
-
-
-def _used_names(g: onnx.GraphProto, out: set) -> set:
-    """Names read by the nodes of `g` and its subgraphs, or given out as their outputs."""
-    for n in g.node:
-        out.update(n.input)
-        for sub in _subgraphs(n):
-            out.update(vi.name for vi in sub.output)
-            _used_names(sub, out)
-    out.update(vi.name for vi in g.output)
-    return out
 
 
 class _Scope:
@@ -199,57 +154,61 @@ class _Converter:
         self._settle_initializers(g, made)
 
     def _node(self, node, scope: _Scope, declared: dict, made: "_GraphEdits", frozen: bool) -> None:
-        in_types = [scope.type_of(n) if n else None for n in node.input]
-        out_types = [type_str(declared[o].type) if o in declared else None for o in node.output]
-        subs = list(_subgraphs(node))
-        if subs and not any(out_types):
-            out_types = _control_flow_output_types(node, out_types)
-        schema = schema_for(node.op_type, self.opsets.get(node.domain, 1), node.domain)
-        reason = self._block_reason(node, schema, frozen)
-        big = self._out_of_range_constant(node) if reason is None else None
-        if big is not None:
-            scope.big_constants[node.output[0]] = big
-            reason = "its value exceeds the float16 range; consumers get a clamped copy where they need one"
-        too_big = self._out_of_range(node, scope)
-        plan = plan_node(schema, in_types, out_types, self.narrow_name, too_big) if schema is not None else None
-        if reason is None:
-            clamped = [node.input[i] for i, big in enumerate(too_big) if big and plan.lower_inputs[i]]
-            if clamped and node.op_type not in _VALUE_PICKING_OPS:
-                # clamping would change the arithmetic (a BatchNormalization variance of 1e8)
-                reason = f"input '{clamped[0]}' is a constant beyond the float16 range"
-        if reason is None:
-            if subs and (plan.lower_inputs != [is_float(t) for t in in_types]
-                         or any(is_float(t) and j not in plan.attribute_typed and not plan.lower_outputs[j]
-                                for j, t in enumerate(plan.output_types))):
-                reason = f"its schema does not take {self.narrow_name} for every float input and output"
-        if reason is not None:
-            if not frozen:
-                self.report.kept_float32.append((node.name, node.op_type, reason))
-            want = [False] * len(node.input)
-            out_narrow = [False] * len(node.output)
-            types = plan.output_types if plan is not None else out_types
-        elif (not any(plan.lower_inputs) and not any(plan.lower_outputs) and not plan.attribute_typed
-              and any(map(is_float, in_types + plan.output_types))):
-            self.report.kept_float32.append((node.name, node.op_type, f"its schema (opset {schema.since_version}) "
-                                             f"takes no {self.narrow_name} here"))
-            want, out_narrow, types = [False] * len(node.input), [False] * len(node.output), plan.output_types
-        else:
+        """Decide `node`'s types, Cast its inputs to them, convert its subgraphs, record its outputs."""
+        d = self._decide(node, scope, declared, frozen)
+        if d.reason is not None and not frozen:
+            self.report.kept_float32.append((node.name, node.op_type, d.reason))
+        elif d.reason is None:
             self.report.narrow_nodes += 1
-            want = plan.lower_inputs
-            out_narrow = list(plan.lower_outputs)
-            types = plan.output_types
-            for j in plan.attribute_typed:
-                out_narrow[j] = bool(subs) or narrow_typed_attributes(
-                    node, self.target, bool(want and want[0]), *self.clamp)
         for i, name in enumerate(node.input):
-            if name and is_float(scope.type_of(name)) and scope.is_narrow(name) != want[i]:
-                node.input[i] = self._materialize(name, want[i], scope, made)
-        for sub in subs:
-            self.graph(sub, scope, narrow_io=reason is None, frozen=reason is not None)
+            if name and is_float(scope.type_of(name)) and scope.is_narrow(name) != d.want[i]:
+                node.input[i] = self._materialize(name, d.want[i], scope, made)
+        for sub in subgraphs(node):
+            self.graph(sub, scope, narrow_io=d.reason is None, frozen=d.reason is not None)
         for j, name in enumerate(node.output):
             if name:
-                scope.types[name] = types[j]
-                scope.narrow[name] = out_narrow[j]
+                scope.types[name] = d.types[j]
+                scope.narrow[name] = d.out_narrow[j]
+
+    def _decide(self, node, scope: _Scope, declared: dict, frozen: bool) -> "_Decision":
+        """Which inputs `node` wants narrow and which outputs become narrow, or why it keeps float32."""
+        in_types = [scope.type_of(n) if n else None for n in node.input]
+        out_types = [type_str(declared[o].type) if o in declared else None for o in node.output]
+        control_flow = any(True for _ in subgraphs(node))
+        if control_flow and not any(out_types):
+            out_types = _control_flow_output_types(node, out_types)
+        schema = schema_for(node.op_type, self.opsets.get(node.domain, 1), node.domain)
+        too_big = self._out_of_range(node, scope)
+        plan = plan_node(schema, in_types, out_types, self.narrow_name, too_big) if schema is not None else None
+        reason = self._block_reason(node, schema, frozen)
+        if reason is None and self._out_of_range_constant(node) is not None:
+            scope.big_constants[node.output[0]] = self._out_of_range_constant(node)
+            reason = "its value exceeds the float16 range; consumers get a clamped copy where they need one"
+        if reason is None:
+            reason = self._plan_problem(node, plan, in_types, too_big, control_flow, schema)
+        keep = [False] * len(node.input), [False] * len(node.output)
+        if reason is not None:
+            return _Decision(reason, *keep, plan.output_types if plan is not None else out_types)
+        out_narrow = list(plan.lower_outputs)
+        for j in plan.attribute_typed:
+            out_narrow[j] = control_flow or narrow_typed_attributes(
+                node, self.target, bool(plan.lower_inputs and plan.lower_inputs[0]), *self.clamp)
+        return _Decision(None, plan.lower_inputs, out_narrow, plan.output_types)
+
+    def _plan_problem(self, node, plan, in_types, too_big, control_flow: bool, schema) -> str | None:
+        """Why a node the block lists let through still keeps float32, or None."""
+        clamped = [node.input[i] for i, big in enumerate(too_big) if big and plan.lower_inputs[i]]
+        if clamped and node.op_type not in _VALUE_PICKING_OPS:
+            # clamping would change the arithmetic (a BatchNormalization variance of 1e8)
+            return f"input '{clamped[0]}' is a constant beyond the float16 range"
+        if control_flow and (plan.lower_inputs != [is_float(t) for t in in_types] or any(
+                is_float(t) and j not in plan.attribute_typed and not plan.lower_outputs[j]
+                for j, t in enumerate(plan.output_types))):
+            return f"its schema does not take {self.narrow_name} for every float input and output"
+        if (not any(plan.lower_inputs) and not any(plan.lower_outputs) and not plan.attribute_typed
+                and any(map(is_float, in_types + plan.output_types))):
+            return f"its schema (opset {schema.since_version}) takes no {self.narrow_name} here"
+        return None
 
     def _out_of_range(self, node, scope: _Scope) -> list[bool]:
         """Per input: a float32 initializer or Constant with a magnitude float16 cannot hold."""
@@ -330,8 +289,8 @@ class _Converter:
                 # The top graph's output names are public: the producer gets a new name and a
                 # Cast writes the declared name.
                 inner = self.fresh(f"{vi.name}_{self.narrow_name if scope.is_narrow(vi.name) else 'float'}")
-                _rename_definition(g, vi.name, inner)
-                _rename_uses(g, {vi.name: inner})
+                rename_definition(g, vi.name, inner)
+                rename_uses(g, {vi.name: inner})
                 made.cast_outputs[inner] = (vi.name, scope.is_narrow(vi.name))
                 made.cast_outputs[vi.name] = (vi.name, want)
                 g.node.append(helper.make_node("Cast", [inner], [vi.name], to=self.target if want else TensorProto.FLOAT,
@@ -365,7 +324,7 @@ class _Converter:
         """A converted copy takes its original's name once nothing reads the float32 original."""
         if not made.twins:
             return
-        used = _used_names(g, set())
+        used = used_names(g, set())
         renames = {new: old for new, old in made.twins.items() if old not in used}
         if not renames:
             return
@@ -375,7 +334,15 @@ class _Converter:
             t.name = renames.get(t.name, t.name)
         del g.initializer[:]
         g.initializer.extend(kept)
-        _rename_uses(g, renames)
+        rename_uses(g, renames)
+
+
+@dataclasses.dataclass
+class _Decision:
+    reason: str | None                # why the node keeps float32; None: it runs narrow
+    want: list[bool]                  # input i is wanted narrow
+    out_narrow: list[bool]            # output j is narrow
+    types: list[str | None]           # original output types
 
 
 class _GraphEdits:
@@ -395,64 +362,12 @@ def _max_magnitude(t: TensorProto) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
-def _rename_definition(g, old: str, new: str) -> None:
-    """The node output or initializer of `g` named `old` is renamed `new`."""
-    for n in g.node:
-        for j, name in enumerate(n.output):
-            if name == old:
-                n.output[j] = new
-                return
-    for t in g.initializer:
-        if t.name == old:
-            t.name = new
-            return
-    # a graph input passed straight through: a Cast reads it under its own name
-    raise ValueError(f"graph output '{old}' is a graph input of another type; cannot convert it")
-
-
 def _control_flow_output_types(node, out_types):
     """Original output types of If/Loop/Scan from their body's outputs, where value_info has none."""
-    subs = list(_subgraphs(node))
+    subs = list(subgraphs(node))
     body_out = [type_str(vi.type) for vi in subs[0].output]
     skip = 1 if node.op_type == "Loop" else 0  # a Loop body's first output is its condition
     return [t or (body_out[j + skip] if j + skip < len(body_out) else None) for j, t in enumerate(out_types)]
-
-
-def _with_types(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`model` with value_info for its values when some node output lacks one.  Shape inference
-    runs on a copy whose large initializers carry no data (it needs their types and shapes
-    only), which spares serializing the weights; the nodes (subgraph value_info) come back."""
-    g = model.graph
-    known = {vi.name for vi in list(g.value_info) + list(g.output)}
-    if all(o in known for n in g.node for o in n.output if o):
-        return model
-    skeleton = onnx.ModelProto()
-    _copy_without_weights(model, skeleton)
-    inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
-    del g.value_info[:]
-    g.value_info.extend(inferred.graph.value_info)
-    del g.node[:]
-    g.node.extend(inferred.graph.node)
-    return model
-
-
-def _copy_without_weights(model: onnx.ModelProto, out: onnx.ModelProto) -> None:
-    for field in ("ir_version", "opset_import", "functions"):
-        if field == "ir_version":
-            out.ir_version = model.ir_version
-        else:
-            getattr(out, field).extend(getattr(model, field))
-    g, sg = model.graph, out.graph
-    sg.name = g.name
-    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
-        getattr(sg, field).extend(getattr(g, field))
-    for t in g.initializer:
-        if t.data_type == TensorProto.FLOAT and (len(t.raw_data) > 4096 or len(t.float_data) > 1024):
-            stub = sg.initializer.add()
-            stub.name, stub.data_type = t.name, t.data_type
-            stub.dims.extend(t.dims)
-        else:
-            sg.initializer.append(t)
 
 
 def convert_model(model: onnx.ModelProto, target: int = TensorProto.FLOAT16, *,
@@ -469,10 +384,10 @@ def convert_model(model: onnx.ModelProto, target: int = TensorProto.FLOAT16, *,
         raise ValueError(f"need 0 < min_positive_val < max_finite_val, got {min_positive_val} and {max_finite_val}")
     if copy_model:
         model = copy.deepcopy(model)
-    model = _with_types(model)
+    model = with_types(model)
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     conv = _Converter(target, min_positive_val, max_finite_val,
                       DEFAULT_OP_BLOCK_LIST if op_block_list is None else op_block_list,
-                      node_block_list or (), _all_names(model.graph, set()), opsets)
+                      node_block_list or (), all_names(model.graph, set()), opsets)
     conv.graph(model.graph, None, narrow_io=not keep_io_types, frozen=False, keep_outputs=keep_io_types)
     return model, conv.report

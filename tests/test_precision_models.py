@@ -119,3 +119,17 @@ def test_same_as_onnxconverter_common_on_real_weights(name, shape):
     run = [ort.InferenceSession(x.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feed)[0]
            for x in (ours, theirs)]
     np.testing.assert_array_equal(run[0], run[1])
+
+
+def test_auto_mixed_precision_on_the_direction_classifier():
+    from model_zoo import image_input
+    from ortgpu.precision import auto_mixed_precision
+    m = onnx.load(model_path("ppocr_cls"))
+    feeds = {"x": image_input((2, 3, 48, 192))}
+    result = auto_mixed_precision(m, feeds, rtol=0.0, atol=1e-2, providers=["CPUExecutionProvider"])
+    # float16 everywhere fits 1e-2 on this model: one trial for the whole model, one final check
+    assert result.fp32_nodes == {} and result.trials == 2
+    assert len(result.fp16_nodes) == len(m.graph.node)
+    (ref,) = ortgpu.InferenceSession(model_path("ppocr_cls"), providers=["CPUExecutionProvider"]).run(None, feeds)
+    (got,) = ortgpu.InferenceSession(result.model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert np.abs(got - ref).max() == pytest.approx(result.max_error) and 0 < result.max_error <= 1e-2

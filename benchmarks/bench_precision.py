@@ -97,7 +97,7 @@ def bench_one(tm, name: str, batch: int, provider: str, precision: str, runs: in
 
 def _accuracy_text(r: dict) -> str:
     keys = ("embedding_cosine_min", "top1_agreement", "next_token_agreement", "logits_cosine_min")
-    return ", ".join(f"{k} {r[k]:.6g}" for k in keys if k in r)
+    return ", ".join(f"{k} {r[k]:.7f}" for k in keys if k in r)
 
 
 def _environment(provider: str) -> dict:

@@ -1,4 +1,5 @@
-"""Command line: ``ortgpu demo``, ``ortgpu run MODEL`` and ``ortgpu profile MODEL``."""
+"""Command line: ``ortgpu demo``, ``ortgpu run MODEL``, ``ortgpu profile MODEL`` and
+``ortgpu convert --fp16 IN OUT``."""
 from __future__ import annotations
 
 import argparse
@@ -145,6 +146,29 @@ def _peaks(provider_names) -> dict:
     return peaks
 
 
+def convert_model_file(src: str, dst: str, bf16: bool, keep_io_types: bool, op_block_list: str | None,
+                       node_block_list: str | None) -> int:
+    """Write a float16 (or bfloat16) copy of the model at `src` to `dst` and say what stayed float32."""
+    import onnx
+    from ortgpu.precision import DEFAULT_OP_BLOCK_LIST, convert_model
+    from ortgpu.precision.tensors import TARGET_DTYPES
+    target = list(TARGET_DTYPES)[1 if bf16 else 0]
+    model = onnx.load(src)
+    extra = tuple(op.strip() for op in (op_block_list or "").split(",") if op.strip())
+    nodes = [n.strip() for n in (node_block_list or "").split(",") if n.strip()]
+    converted, report = convert_model(model, target, keep_io_types=keep_io_types,
+                                      op_block_list=DEFAULT_OP_BLOCK_LIST + extra, node_block_list=nodes,
+                                      copy_model=False)
+    onnx.checker.check_model(converted)
+    onnx.save(converted, dst, save_as_external_data=converted.ByteSize() > 2_000_000_000)
+    print(f"{src} -> {dst}: {report.narrow_nodes} nodes in {'bfloat16' if bf16 else 'float16'}, "
+          f"{len(report.kept_float32)} kept in float32, {report.casts} Casts, "
+          f"{report.converted_initializers} initializers converted")
+    for name, op, why in report.kept_float32:
+        print(f"  float32: {op} {name!r}: {why}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ortgpu", description="ortgpu: an ONNX runtime with onnxruntime's API")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,12 +189,24 @@ def main(argv=None) -> int:
     pr.add_argument("--warmup", type=int, default=1, help="runs before them (in the trace, not the summary)")
     pr.add_argument("--out", default=".", help="folder for the trace and the report")
     pr.add_argument("--top", type=int, default=15, help="nodes in the top-nodes table")
+    cv = sub.add_parser("convert", help="convert a float32 model to float16 (or bfloat16)")
+    kind = cv.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--fp16", action="store_true", help="float16 (onnxconverter-common's meaning)")
+    kind.add_argument("--bf16", action="store_true", help="bfloat16")
+    cv.add_argument("input")
+    cv.add_argument("output")
+    cv.add_argument("--keep-io-types", action="store_true", help="keep float32 graph inputs and outputs")
+    cv.add_argument("--op-block-list", help="comma-separated op types kept in float32, besides the defaults")
+    cv.add_argument("--node-block-list", help="comma-separated node names kept in float32")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             import ortgpu
             print(f"ortgpu {ortgpu.__version__}; available providers: {', '.join(ortgpu.get_available_providers())}")
             return run_model(demo_model_path(), None, _providers_arg(args.providers), args.runs, True)
+        if args.command == "convert":
+            return convert_model_file(args.input, args.output, args.bf16, args.keep_io_types,
+                                      args.op_block_list, args.node_block_list)
         if args.command == "profile":
             return profile_model(args.model, args.inputs, _providers_arg(args.providers), args.runs,
                                  args.warmup, args.out, args.top)

@@ -26,6 +26,7 @@ from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
 from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions, SessionOptions
+from ortgpu.precision.runtime import apply_precision, match_initializer
 from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
@@ -87,11 +88,17 @@ class InferenceSession:
         t0 = perf_counter_ns()
         model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
                                                so._free_dims_by_denotation)
+        # ortgpu.precision=fp16|bf16: weights converted once, graph inputs and outputs kept
+        model, self._precision_report = apply_precision(model, so)
         t1 = perf_counter_ns()
         self._model = model
         self._opsets = {("" if i.domain == "ai.onnx" else i.domain): i.version for i in model.opset_import}
         self._init_io(model)
         self._create_providers(providers, provider_options)
+        if self._precision_report is not None and self._precision_report.target_name == "bfloat16" and any(
+                p.device != "cpu" for p in self._providers):
+            warnings.warn("ortgpu.precision=bf16: CuPy has no bfloat16 arrays, so bfloat16 nodes run on the "
+                          "CPU provider; use fp16 on CUDA", RuntimeWarning, stacklevel=2)
         if self._recorder is not None:
             # onnxruntime's Python API serializes a ModelProto: it loads an array then
             loading = "model_loading_array" if self._load_kind == "model_loading_proto" else self._load_kind
@@ -145,7 +152,8 @@ class InferenceSession:
         """Optimize, partition and plan the model for the created providers."""
         graph = from_proto(self._model.graph, self._opsets)
         for name, value in self._sess_options._initializers.items():
-            graph.initializers[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+            value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+            graph.initializers[name] = match_initializer(value, graph.initializers.get(name))
         check_ops_registered(graph, created)
         self._optimizations = optimize(graph, self._sess_options.graph_optimization_level, created,
                                        {vi.name for vi in self._overridable}, self._disabled_optimizers)
@@ -212,6 +220,11 @@ class InferenceSession:
         (recordings, replays, the last plan's peak against its lower bound) and "staging"
         (pinned buffers).  The CPU provider has none."""
         return {p.name: p.memory_stats() for p in self._providers if hasattr(p, "memory_stats")}
+
+    def get_precision_report(self):
+        """What the ``ortgpu.precision`` switch did (an ortgpu extension): a ConversionReport
+        listing the nodes kept in float32 and why, or None for a float32 session."""
+        return self._precision_report
 
     # --- profiling (ortgpu.profiling) ---------------------------------------------------
     def end_profiling(self) -> str:

@@ -3,6 +3,8 @@ to ONNX, cached by versions; inputs made deterministically.
 
 Models (``MODELS``):
   bert_base    BertModel, BertConfig() defaults (12 layers, hidden 768), sequence 128
+  minilm       BertModel in all-MiniLM-L6's shape (6 layers, hidden 384, 12 heads), BERT's inputs;
+               not in MODELS: the precision tests use it for sentence-embedding cosine similarity
   gpt2_decode  GPT2LMHeadModel, GPT2Config() defaults, one decode step: one new token per row and a
                KV cache (``past_key_values.{i}.key|value`` in, ``present.{i}.key|value`` out)
   vit_base     ViTModel, ViTConfig() defaults (224x224, patch 16)
@@ -57,18 +59,23 @@ def torch_model(name: str):
     ``make_inputs(name)`` by position, in order, and returns the outputs of ``output_names(name)``."""
     import torch  # noqa: PLC0415
     torch.manual_seed(SEED)
-    builder = {"bert_base": _bert, "gpt2_decode": _gpt2, "vit_base": _vit, "resnet50": _resnet50}[name]
+    builder = {"bert_base": _bert, "minilm": _minilm, "gpt2_decode": _gpt2, "vit_base": _vit,
+               "resnet50": _resnet50}[name]
     return builder().eval()
 
 
-def _bert():
+def _minilm():
+    return _bert(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+
+
+def _bert(**config):
     import torch  # noqa: PLC0415
     from transformers import BertConfig, BertModel  # noqa: PLC0415
 
     class Bert(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.m = BertModel(BertConfig(attn_implementation="eager"))
+            self.m = BertModel(BertConfig(attn_implementation="eager", **config))
 
         def forward(self, input_ids, attention_mask, token_type_ids):
             o = self.m(input_ids=input_ids, attention_mask=attention_mask,
@@ -186,7 +193,7 @@ def _gpt2_dims():
 
 
 def input_names(name: str) -> list[str]:
-    if name == "bert_base":
+    if name in ("bert_base", "minilm"):
         return ["input_ids", "attention_mask", "token_type_ids"]
     if name == "gpt2_decode":
         layers = _gpt2_dims()[0]
@@ -200,7 +207,7 @@ def input_names(name: str) -> list[str]:
 
 
 def output_names(name: str) -> list[str]:
-    if name in ("bert_base", "vit_base"):
+    if name in ("bert_base", "minilm", "vit_base"):
         return ["last_hidden_state", "pooler_output"]
     if name == "gpt2_decode":
         layers = _gpt2_dims()[0]
@@ -214,7 +221,7 @@ def make_inputs(name: str, batch: int = 1, seed: int = 0) -> dict[str, np.ndarra
     """Deterministic feeds (NumPy) for `name` at `batch` rows; masks have some padding so the
     masking path is exercised."""
     rng = np.random.default_rng(seed)
-    if name == "bert_base":
+    if name in ("bert_base", "minilm"):
         ids = rng.integers(0, 30522, (batch, SEQ_LEN)).astype(np.int64)
         mask = np.ones((batch, SEQ_LEN), np.int64)
         mask[0, SEQ_LEN - 28:] = 0  # the first row is padded

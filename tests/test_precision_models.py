@@ -2,6 +2,8 @@
 the offline converter in onnxruntime, against the float32 model, by the metric that matters:
 the same decoded text (OCR recognizer), the same class (direction classifier), the same text
 mask (detector), speech probabilities within 0.01 (VAD, nested If + LSTM)."""
+import warnings
+
 import numpy as np
 import onnx
 import pytest
@@ -55,7 +57,7 @@ def _ctc_greedy(probs: np.ndarray) -> list[list[int]]:
 
 def test_ppocrv4_rec_fp16_decodes_the_same_text():
     fp32, fp16 = _sessions("ppocrv4_rec")
-    x = np.concatenate([_text_image("ortgpu 2026 fp16", 48, 320), _text_image("Hello, World 42", 48, 320)])
+    x = _text_image("Hello, World 2026", 48, 320)
     (r,), (y,) = fp32.run(None, {"x": x}), fp16.run(None, {"x": x})
     ref_text = _ctc_greedy(r)
     assert all(len(t) >= 10 for t in ref_text)  # the image decodes to real text, not blanks
@@ -105,7 +107,9 @@ def test_same_as_onnxconverter_common_on_real_weights(name, shape):
     from model_zoo import image_input
     m = onnx.load(model_path(name))
     ours = convert_float_to_float16(m)
-    theirs = occ.convert_float_to_float16(m, min_positive_val=5.96e-08, max_finite_val=65504.0)
+    with warnings.catch_warnings():  # it warns about every clamped weight
+        warnings.simplefilter("ignore", UserWarning)
+        theirs = occ.convert_float_to_float16(m, min_positive_val=5.96e-08, max_finite_val=65504.0)
 
     def types(model):
         g = onnx.shape_inference.infer_shapes(model).graph

@@ -16,10 +16,11 @@ import onnx.defs
 from ortgpu import providers_select
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph
-from ortgpu.optimizer import optimize
+from ortgpu.optimizer import fused_functions, optimize
 from ortgpu.executor import Plan
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
+from ortgpu.model_writer import save_optimized_model
 from ortgpu.options import RunOptions, SessionOptions
 from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
@@ -141,8 +142,13 @@ class InferenceSession:
         for name, value in self._sess_options._initializers.items():
             graph.initializers[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
         check_ops_registered(graph, created)
-        self._optimizations = optimize(graph, self._sess_options.graph_optimization_level, created,
+        so = self._sess_options
+        self._optimizations = optimize(graph, so.graph_optimization_level, created,
                                        {vi.name for vi in self._overridable}, self._disabled_optimizers)
+        if so.log_severity_level == 0:  # VERBOSE: what each pass did, and which changed nothing
+            _log_optimizations(self._optimizations)
+        if so.optimized_model_filepath:  # as onnxruntime: the graph after the passes, before placement
+            save_optimized_model(self._model, graph, so.optimized_model_filepath, so._config)
         with _run_scope(created):  # initializers used on a device are copied there now
             plan = Plan(graph, created)
         # Only a fully built plan replaces the old one, so a failed set_providers leaves the
@@ -282,6 +288,14 @@ def _provider_instances(providers) -> list:
     return out
 
 
+def _log_optimizations(done: dict[str, int]) -> None:
+    for name, n in done.items():
+        if n:
+            _log.info("optimizer: %s made %d rewrites", name, n)
+        else:
+            _log.info("optimizer: %s changed nothing", name)
+
+
 def _log_placement(plan) -> None:
     counts: dict[str, int] = {}
     for _, op, prov in plan.placement(include_subgraphs=True):
@@ -338,6 +352,8 @@ def check_ops_registered(graph, providers) -> None:
             check_ops_registered(sub, providers)
         if schema_for(node.op_type, node.opset, node.domain) is not None:
             continue
+        if node.domain == fused_functions.DOMAIN and node.op_type in fused_functions.FUNCTIONS:
+            continue  # a fused op: its kernel, or else its function body, runs it
         if node.domain in _onnx_domains():
             raise InvalidGraph(f'This is an invalid model. In Node, ("{node.name}", {node.op_type}, '
                                f'"{node.domain}", -1) , Error No Op registered for {node.op_type} with '

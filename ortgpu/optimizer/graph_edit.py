@@ -4,8 +4,7 @@ node out of the data flow, adding an initializer.
 
 Rules every pass keeps through these helpers: nodes stay in topological order; a graph
 output keeps its name (a node that produces one is bypassed by renaming its input's producer
-instead, or not at all); an initializer that is also a graph input (a run may feed it) is
-not a constant.
+instead, or not at all); an overridable initializer (a run may feed it) is not a constant.
 """
 from __future__ import annotations
 
@@ -39,9 +38,9 @@ def output_names(graph: Graph) -> set[str]:
 
 
 def constants(graph: Graph, overridable: set[str]) -> dict[str, np.ndarray]:
-    """The initializers a run cannot replace: the values a pass may fold or read."""
-    feedable = overridable | {v.name for v in graph.inputs}
-    return {n: v for n, v in graph.initializers.items() if n not in feedable}
+    """The initializers a run cannot replace (`overridable` names those it can: graph inputs
+    with an initializer from IR 4 on): the values a pass may fold or read."""
+    return {n: v for n, v in graph.initializers.items() if n not in overridable}
 
 
 def tensor_type(graph: Graph, name: str):

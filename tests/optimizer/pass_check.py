@@ -16,6 +16,7 @@ from ortgpu.optimizer import BASIC_PASSES, EXTENDED_PASSES, LAYOUT_PASSES
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64
 ALL_PASSES = {**BASIC_PASSES, **EXTENDED_PASSES, **LAYOUT_PASSES}
+_RNG = np.random.default_rng(0)
 
 
 def vi(name, elem=FLOAT, shape=None):
@@ -86,3 +87,37 @@ def check_outputs(m: onnx.ModelProto, feeds: dict, only: str | None = None, rtol
         np.testing.assert_allclose(a, c, rtol=rtol, atol=atol)
         assert a.dtype == c.dtype and a.shape == c.shape
     return got
+
+
+def f32(*shape):
+    """Seeded float32 noise of `shape`."""
+    return _RNG.standard_normal(shape).astype(np.float32)
+
+
+def basic_patterns():
+    """One instance of most Basic patterns in one model, and one dead node."""
+    nodes = [
+        helper.make_node("Identity", ["x"], ["x1"]),
+        helper.make_node("Conv", ["x1", "W"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "s", "b", "m", "v"], ["bn"]),
+        helper.make_node("Mul", ["bn", "k4"], ["mu"]),
+        helper.make_node("Conv", ["mu", "W2", "B2"], ["c2"]),
+        helper.make_node("Add", ["c2", "k4b"], ["ad"]),
+        helper.make_node("Dropout", ["ad"], ["dr"]),
+        helper.make_node("Cast", ["dr"], ["ca"], to=1),
+        helper.make_node("Relu", ["ca"], ["r1"]),
+        helper.make_node("Relu", ["ca"], ["r2"]),
+        helper.make_node("Add", ["r1", "r2"], ["s12"]),
+        helper.make_node("Reshape", ["s12", "sh1"], ["f1"]),
+        helper.make_node("Reshape", ["f1", "sh2"], ["f2"]),
+        helper.make_node("MatMul", ["f2", "M"], ["mm"]),
+        helper.make_node("Add", ["mm", "mb"], ["g"]),
+        helper.make_node("Unsqueeze", ["cu", "ax"], ["cu2"]),
+        helper.make_node("Add", ["g", "cu2"], ["y"]),
+        helper.make_node("Neg", ["g"], ["unused"]),
+    ]
+    inits = [init("W", f32(4, 3, 3, 3)), init("s", f32(4) + 2), init("b", f32(4)), init("m", f32(4)),
+             init("v", np.abs(f32(4)) + 0.5), init("k4", f32(1, 4, 1, 1)), init("W2", f32(4, 4, 1, 1)), init("B2", f32(4)),
+             init("k4b", f32(4, 1, 1)), init("sh1", np.int64([2, 4, 16])), init("sh2", np.int64([2, 64])),
+             init("M", f32(64, 5)), init("mb", f32(5)), init("cu", f32(5)), init("ax", np.int64([0]))]
+    return model(nodes, [("x", 1, [2, 3, 4, 4])], [("y", 1, None)], inits)

@@ -7,6 +7,7 @@ passes of a level run in table order, round after round, until a round changes n
 """
 from __future__ import annotations
 
+from ortgpu.errors import Fail, _OrtError
 from ortgpu.graph import Graph
 from ortgpu.optimizer.cast_elimination import eliminate_cast
 from ortgpu.optimizer.common_subexpression import eliminate_common_subexpressions
@@ -68,6 +69,18 @@ def passes_for(level: int) -> list[dict]:
     return tables
 
 
+def _run_pass(name, fn, graph: Graph, providers, overridable: set[str]) -> int:
+    """One pass; a failure inside it (a bug, or a model it did not expect) is a Fail naming it,
+    which `disabled_optimizers=[name]` works around."""
+    try:
+        return fn(graph, providers, overridable)
+    except _OrtError:
+        raise
+    except Exception as e:
+        raise Fail(f"Graph optimization pass {name} failed on graph '{graph.name}': "
+                   f"{type(e).__name__}: {e}") from e
+
+
 def optimize(graph: Graph, level: int, providers, overridable: set[str],
              disabled: frozenset[str] = frozenset(), subgraph: bool = False) -> dict[str, int]:
     """Run the passes of `level` (and below) that are not disabled, on `graph` and then on its
@@ -79,7 +92,7 @@ def optimize(graph: Graph, level: int, providers, overridable: set[str],
         for _ in range(MAX_ROUNDS):
             changed = 0
             for name, fn in active.items():
-                n = fn(graph, providers, overridable)
+                n = _run_pass(name, fn, graph, providers, overridable)
                 done[name] = done.get(name, 0) + n
                 changed += n
             if not changed:

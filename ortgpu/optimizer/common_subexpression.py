@@ -34,7 +34,7 @@ def _attr_key(value):
 def _key(node: Node):
     if node.subgraphs() or (node.domain == "" and node.op_type in _NONDETERMINISTIC):
         return None
-    attrs = tuple(sorted((k, _attr_key(v)) for k, v in node.attrs.items()))
+    attrs = frozenset((k, _attr_key(v)) for k, v in node.attrs.items())
     return (node.domain, node.op_type, node.opset, tuple(node.inputs), attrs, len(node.outputs))
 
 

@@ -9,6 +9,7 @@ from onnx import helper
 
 import ortgpu
 from ortgpu import optimizer
+from ortgpu.errors import Fail
 from pass_check import basic_patterns, check_outputs, f32, init, model, session, step_ops
 
 ort = pytest.importorskip("onnxruntime")
@@ -79,3 +80,12 @@ def test_verbose_log_says_what_each_pass_did(caplog):
     assert "optimizer: EliminateIdentity made 1 rewrites" in lines
     assert "optimizer: ExpandElimination changed nothing" in lines
     assert len(lines) == len(optimizer.BASIC_PASSES)
+
+
+def test_a_failing_pass_is_a_fail_naming_it(monkeypatch):
+    def broken(graph, providers, overridable):
+        raise KeyError("surprise")
+    monkeypatch.setitem(optimizer.BASIC_PASSES, "BrokenPass", broken)
+    with pytest.raises(Fail, match="BrokenPass.*KeyError"):
+        session(basic_patterns())
+    assert step_ops(session(basic_patterns(), only="EliminateIdentity"))  # disabling it is the way around

@@ -20,6 +20,7 @@ import numpy as np
 from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, _OrtError
 from ortgpu.functions import expand, function_body
 from ortgpu.graph import Graph, Node, attribute_value
+from ortgpu.optimizer.fused_functions import fused_body
 from ortgpu.partition import Copy, Partition, Placed, partition
 from ortgpu.profiling.recorder import clock, step_infos, tensor_metas, type_and_shape
 from ortgpu.providers.registry import KernelContext, schema_for
@@ -124,7 +125,7 @@ def expand_functions(graph: Graph, providers, depth: int = 0) -> None:
         prov, k = assign_kernel(node, graph, providers)
         if k is None:
             in_types = [graph.types.get(x) if x else None for x in node.inputs]
-            fp = function_body(node, in_types)
+            fp = function_body(node, in_types) or fused_body(node, graph.opsets)
             if fp is not None and depth < _MAX_EXPANSION_DEPTH:
                 body = expand(node, fp, graph.opsets, graph.types)
                 sub = Graph(graph.name, body, [], [], {}, graph.types, graph.opsets)

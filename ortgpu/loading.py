@@ -178,10 +178,7 @@ def prepare_model(source, by_name=None, by_denotation=None) -> tuple[onnx.ModelP
     if by_name or by_denotation:
         override_free_dims(model, by_name or {}, by_denotation or {})
     if model.functions:
-        try:
-            model = onnx.inliner.inline_local_functions(model)
-        except Exception as e:
-            raise InvalidGraph(f"Could not inline the model's local functions: {e}") from None
+        model = _inline_functions(model)
     if model.ByteSize() < _SHAPE_INFERENCE_LIMIT:
         named = _dim_params(model.graph)
         try:
@@ -192,6 +189,20 @@ def prepare_model(source, by_name=None, by_denotation=None) -> tuple[onnx.ModelP
         else:
             _forget_invented_dims(model.graph, named)
     return model, kind
+
+
+def _inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Inline the model-local functions, except those of fused ortgpu ops that have a kernel
+    (an optimized model saved by ortgpu): those stay nodes, their bodies stay functions."""
+    from ortgpu.optimizer.fused_functions import kept_on_load  # noqa: PLC0415
+    local = {(f.domain, f.name) for f in model.functions}
+    keep = [k for k in kept_on_load() if k in local]
+    try:
+        if keep:
+            return onnx.inliner.inline_selected_functions(model, keep, exclude=True)
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as e:
+        raise InvalidGraph(f"Could not inline the model's local functions: {e}") from None
 
 
 def _dim_params(graph: onnx.GraphProto) -> set[str]:

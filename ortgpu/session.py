@@ -17,7 +17,7 @@ from ortgpu import providers_select
 from ortgpu.devices import kind_of
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, _OrtError
-from ortgpu.optimizer import optimize
+from ortgpu.optimizer import fused_functions, optimize
 from ortgpu.executor import Plan
 from ortgpu.partition import HOST
 from ortgpu.providers.cuda.graphs import DEFAULT_ID as DEFAULT_GRAPH_ID
@@ -25,6 +25,7 @@ from ortgpu.providers.cuda.graphs import GraphRunner, capture_partition, check_g
 from ortgpu.graph import from_proto, tensor_to_array
 from ortgpu.loading import prepare_model
 from ortgpu.memory.pattern import pattern_key
+from ortgpu.model_writer import save_optimized_model
 from ortgpu.options import RunOptions, SessionOptions
 from ortgpu.precision.runtime import apply_precision, match_initializer
 from ortgpu.profiling.recorder import Recorder
@@ -155,8 +156,13 @@ class InferenceSession:
             value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
             graph.initializers[name] = match_initializer(value, graph.initializers.get(name))
         check_ops_registered(graph, created)
-        self._optimizations = optimize(graph, self._sess_options.graph_optimization_level, created,
+        so = self._sess_options
+        self._optimizations = optimize(graph, so.graph_optimization_level, created,
                                        {vi.name for vi in self._overridable}, self._disabled_optimizers)
+        if so.log_severity_level == 0:  # VERBOSE: what each pass did, and which changed nothing
+            _log_optimizations(self._optimizations)
+        if so.optimized_model_filepath:  # as onnxruntime: the graph after the passes, before placement
+            save_optimized_model(self._model, graph, so.optimized_model_filepath, so._config)
         graph_provider = next((p for p in created if getattr(p, "graph_capture_enabled", False)), None)
         # a model that cannot be captured is refused before anything touches the device
         capture_part = capture_partition(graph, created, graph_provider) if graph_provider else None
@@ -434,6 +440,14 @@ def _provider_instances(providers) -> list:
     return out
 
 
+def _log_optimizations(done: dict[str, int]) -> None:
+    for name, n in done.items():
+        if n:
+            _log.info("optimizer: %s made %d rewrites", name, n)
+        else:
+            _log.info("optimizer: %s changed nothing", name)
+
+
 def _log_placement(plan) -> None:
     counts: dict[str, int] = {}
     for _, op, prov in plan.placement(include_subgraphs=True):
@@ -494,6 +508,8 @@ def check_ops_registered(graph, providers) -> None:
             check_ops_registered(sub, providers)
         if schema_for(node.op_type, node.opset, node.domain) is not None:
             continue
+        if node.domain == fused_functions.DOMAIN and node.op_type in fused_functions.FUNCTIONS:
+            continue  # a fused op: its kernel, or else its function body, runs it
         if node.domain in _onnx_domains():
             raise InvalidGraph(f'This is an invalid model. In Node, ("{node.name}", {node.op_type}, '
                                f'"{node.domain}", -1) , Error No Op registered for {node.op_type} with '

@@ -4,7 +4,7 @@
 # in $OUT (default ./gpu-check-out). Every step runs even if an earlier one failed; the exit status
 # is non-zero if any step failed.
 #
-#   scripts/gpu-check.sh [all|tests|suite|models|bench|memory]...  (default: all = tests + bench)
+#   scripts/gpu-check.sh [all|tests|suite|models|bench|memory|optbench]...  (default: all = tests + bench)
 #       tests   python -m pytest -m gpu (the whole GPU tier)
 #       suite   only tests/gpu/test_gpu_backend_suite.py (ONNX backend suite, CPU vs CUDA)
 #       models  only tests/gpu/test_gpu_models.py (models tier and torch exports on CUDA)
@@ -12,6 +12,9 @@
 #       memory  benchmarks/bench_memory.py gpu (memory patterns on/off: peak device memory, latency);
 #               its log goes to bench.log and its numbers into results.json ("memory"). Not part of
 #               `all` (whose limits fill the 10 minutes): run `memory bench` in a second call
+#       optbench  benchmarks/bench_optimizer.py --devices cuda --json $OUT/bench_optimizer.json
+#               (nodes, launches and latency per optimization level; not part of `all`: run it
+#               in a call of its own, it writes bench_optimizer.log and bench_optimizer.json)
 #
 # Files written to $OUT (at most 8, as the device tool brings back): setup.log, pytest.log,
 # junit.xml, gpu_backend_suite.json, gpu_models.json, bench.log, bench_gpu.json, results.json.
@@ -154,6 +157,11 @@ if named memory; then
         "$PY" benchmarks/bench_memory.py gpu --json "$MEMORY_JSON"
 fi
 
+if [[ " ${STEPS[*]} " == *" optbench "* ]]; then  # only when named: `all` stays within 8 files
+    step bench-optimizer "$OUT/bench_optimizer.log" timeout -s INT -k 20 "${GPU_CHECK_OPTBENCH_TIMEOUT:-480}" \
+        "$PY" benchmarks/bench_optimizer.py --devices cuda --json "$OUT/bench_optimizer.json"
+fi
+
 # --- results.json -----------------------------------------------------------------------------
 GPU_CHECK_STEPS="$(printf '%s\n' "${RESULTS[@]}")" GPU_CHECK_MEMORY_JSON="$MEMORY_JSON" "$PY" - "$OUT" <<'EOF'
 import datetime, json, os, sys
@@ -171,7 +179,8 @@ if os.path.exists(junit):
     root = ET.parse(junit).getroot()
     suites = [root] if root.tag == "testsuite" else list(root)
     res["pytest"] = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
-for name, key in (("gpu_backend_suite.json", "backend_suite"), ("bench_gpu.json", "bench")):
+for name, key in (("gpu_backend_suite.json", "backend_suite"), ("bench_gpu.json", "bench"),
+                  ("bench_optimizer.json", "optimizer")):
     path = os.path.join(out, name)
     if os.path.exists(path):
         data = json.load(open(path))
@@ -179,6 +188,9 @@ for name, key in (("gpu_backend_suite.json", "backend_suite"), ("bench_gpu.json"
             s = dict(data.get("summary", {}))
             s.pop("cuda_failures", None)
             res[key] = s
+        elif key == "optimizer":
+            res[key] = [{k: r.get(k) for k in ("model", "level", "nodes", "launches", "ms")}
+                        for r in data.get("rows", [])]
         else:
             res[key] = {"device": data.get("device"),
                         "rows": [{k: r.get(k) for k in ("model", "batch", "ortgpu_ms", "torch_ms", "ratio",

@@ -1,21 +1,56 @@
 """Graph optimizations by level, as onnxruntime's graph_optimization_level.
 
 Each pass is a function in its own file, with its rules in its docstring, that changes the
-graph in place and returns how many rewrites it made (0: the pass changed nothing).
+graph in place and returns how many rewrites it made (0: the pass changed nothing).  The
+passes of a level run in table order, round after round, until a round changes nothing
+(at most MAX_ROUNDS), as onnxruntime repeats its transformers; then the next level's.
 """
 from __future__ import annotations
 
+from ortgpu.errors import Fail, _OrtError
 from ortgpu.graph import Graph
+from ortgpu.optimizer.cast_elimination import eliminate_cast
+from ortgpu.optimizer.common_subexpression import eliminate_common_subexpressions
 from ortgpu.optimizer.constant_folding import fold_constants
+from ortgpu.optimizer.constant_sharing import share_constants
+from ortgpu.optimizer.conv_add_fusion import fuse_conv_add
+from ortgpu.optimizer.conv_mul_fusion import fuse_conv_mul
+from ortgpu.optimizer.dead_node_elimination import eliminate_dead_nodes
 from ortgpu.optimizer.elementwise_fusion import fuse_elementwise_chains
+from ortgpu.optimizer.eliminate_dropout import eliminate_dropout
+from ortgpu.optimizer.eliminate_identity import eliminate_identity
+from ortgpu.optimizer.eliminate_slice import eliminate_slice
+from ortgpu.optimizer.expand_elimination import eliminate_expand
 from ortgpu.optimizer.fuse_conv_bn import fuse_conv_batchnorm
+from ortgpu.optimizer.matmul_add_fusion import fuse_matmul_add
 from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc
+from ortgpu.optimizer.noop_elimination import eliminate_noop
 from ortgpu.optimizer.remove_unused import remove_unused_initializers
+from ortgpu.optimizer.reshape_fusion import fuse_reshape
+from ortgpu.optimizer.type_refresh import refresh_types
+from ortgpu.optimizer.unsqueeze_elimination import eliminate_unsqueeze
 from ortgpu.options import GraphOptimizationLevel
 
+MAX_ROUNDS = 10
+
+# Provider-independent rewrites (onnxruntime's names, so that disabled_optimizers takes them).
 BASIC_PASSES = {
-    "ConstantFolding": fold_constants,
+    "EliminateIdentity": eliminate_identity,
+    "EliminateSlice": eliminate_slice,
+    "UnsqueezeElimination": eliminate_unsqueeze,
+    "EliminateDropout": eliminate_dropout,
+    "ExpandElimination": eliminate_expand,
+    "CastElimination": eliminate_cast,
+    "NoopElimination": eliminate_noop,
+    "ConvAddFusion": fuse_conv_add,
+    "ConvMulFusion": fuse_conv_mul,
     "ConvBNFusion": fuse_conv_batchnorm,
+    "ConstantSharing": share_constants,
+    "CommonSubexpressionElimination": eliminate_common_subexpressions,
+    "ConstantFolding": fold_constants,
+    "MatMulAddFusion": fuse_matmul_add,
+    "ReshapeFusion": fuse_reshape,
+    "DeadNodeElimination": eliminate_dead_nodes,
     "UnusedInitializerElimination": remove_unused_initializers,
 }
 # Fusions applied to the nodes a provider owns (same signature as the basic passes).
@@ -28,25 +63,50 @@ LAYOUT_PASSES: dict = {
 }
 
 
-def optimize(graph: Graph, level: int, providers, overridable: set[str],
-             disabled: frozenset[str] = frozenset()) -> dict[str, int]:
-    """Run the passes of `level` (and below) that are not disabled, on `graph` and then on its
-    subgraphs (If branches, Loop and Scan bodies); {pass name: rewrites}."""
-    done: dict[str, int] = {}
+def passes_for(level: int) -> list[dict]:
+    """The pass tables that `level` runs, in order."""
+    tables = []
     if level >= GraphOptimizationLevel.ORT_ENABLE_BASIC:
-        for name, fn in BASIC_PASSES.items():
-            if name not in disabled:
-                done[name] = done.get(name, 0) + fn(graph, providers, overridable)
+        tables.append(BASIC_PASSES)
     if level >= GraphOptimizationLevel.ORT_ENABLE_EXTENDED:
-        for name, fn in EXTENDED_PASSES.items():
-            if name not in disabled:
-                done[name] = done.get(name, 0) + fn(graph, providers, overridable)
+        tables.append(EXTENDED_PASSES)
     if level >= GraphOptimizationLevel.ORT_ENABLE_LAYOUT:
-        for name, fn in LAYOUT_PASSES.items():
-            if name not in disabled:
-                done[name] = done.get(name, 0) + fn(graph, providers, overridable)
+        tables.append(LAYOUT_PASSES)
+    return tables
+
+
+def _run_pass(name, fn, graph: Graph, providers, overridable: set[str]) -> int:
+    """One pass; a failure inside it (a bug, or a model it did not expect) is a Fail naming it,
+    which `disabled_optimizers=[name]` works around."""
+    try:
+        return fn(graph, providers, overridable)
+    except _OrtError:
+        raise
+    except Exception as e:
+        raise Fail(f"Graph optimization pass {name} failed on graph '{graph.name}': "
+                   f"{type(e).__name__}: {e}") from e
+
+
+def optimize(graph: Graph, level: int, providers, overridable: set[str],
+             disabled: frozenset[str] = frozenset(), subgraph: bool = False) -> dict[str, int]:
+    """Run the passes of `level` (and below) that are not disabled, on `graph` and then on its
+    subgraphs (If branches, Loop and Scan bodies); {pass name: rewrites} for every pass run.
+    After a round that changed the (top-level) graph, its value types are inferred again."""
+    done: dict[str, int] = {}
+    for table in passes_for(level):
+        active = {name: fn for name, fn in table.items() if name not in disabled}
+        for _ in range(MAX_ROUNDS):
+            changed = 0
+            for name, fn in active.items():
+                n = _run_pass(name, fn, graph, providers, overridable)
+                done[name] = done.get(name, 0) + n
+                changed += n
+            if not changed:
+                break
+            if not subgraph:
+                refresh_types(graph)
     for node in graph.nodes:
         for sub in node.subgraphs():
-            for name, n in optimize(sub, level, providers, set(), disabled).items():
+            for name, n in optimize(sub, level, providers, set(), disabled, True).items():
                 done[name] = done.get(name, 0) + n
     return done

@@ -1,16 +1,28 @@
-"""Constant folding (basic level).
+"""ConstantFolding (basic level).
 
 A node whose inputs are all constants (initializers that are not graph inputs, or no
 inputs at all) and whose op is deterministic is run once; its outputs become
 initializers and the node leaves the graph.  Outputs larger than FOLD_LIMIT_BYTES stay
 computed at run time, so folding never inflates a model's memory without bound.
+
+Shapes fold too, as in onnxruntime: a Shape node, or a chain of Gather/Slice/Unsqueeze/
+Concat/Cast over Shape nodes (see shape_values), whose elements are all static dims or
+constants becomes an initializer, even though the tensor it measures is computed at run
+time.  Static dims come from shape inference and from the inputs' declared dims, which
+every run checks.
+
+Never folded: random ops and Dropout, nodes with subgraphs, nodes whose output is a graph
+output or input, and nodes whose run fails (they fail at run time with the node named).
 """
 from __future__ import annotations
 
 import numpy as np
 import onnx
 
-from ortgpu.graph import Graph
+from ortgpu.dtypes import np_dtype
+from ortgpu.graph import Graph, Node
+from ortgpu.optimizer.graph_edit import constants, elem_type, set_initializer
+from ortgpu.optimizer.shape_values import FOLLOWED_OPS, ShapeValues
 
 FOLD_LIMIT_BYTES = 64 << 20
 
@@ -26,34 +38,54 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
 
     `overridable` names the initializers a run may replace (graph inputs from IR 4 on);
     they are not constants."""
-    from ortgpu.executor import Plan  # noqa: PLC0415  (the executor imports this module's callers)
     host = [p for p in providers if p.device == "cpu"]  # fold on the host: no device round trip
-    graph_inputs = {v.name for v in graph.inputs}
-    constants = {n for n in graph.initializers if n not in overridable}
-    outputs = {v.name for v in graph.outputs}
+    pinned = {v.name for v in graph.outputs} | {v.name for v in graph.inputs}
+    consts = constants(graph, overridable)
+    shapes = ShapeValues(graph, consts)
     kept, folded = [], 0
     for node in graph.nodes:
-        ins = [x for x in node.inputs if x]
         if ((node.domain, node.op_type) in _NOT_FOLDABLE or node.subgraphs()
-                or not all(x in constants for x in ins)
-                or any(o in outputs or o in graph_inputs for o in node.outputs if o)):
+                or any(o in pinned for o in node.outputs if o)):
             kept.append(node)
             continue
-        mini = Graph(f"fold_{node.name}", [node], [], [], {x: graph.initializers[x] for x in ins},
-                     graph.types, graph.opsets)
-        mini.outputs = [onnx.ValueInfoProto(name=o) for o in node.outputs if o]
-        try:
-            values = Plan(mini, host).run([])
-        except Exception:
-            kept.append(node)  # it will fail (or succeed) at run time, with the node named
-            continue
-        if not all(isinstance(v, np.ndarray) and v.nbytes <= FOLD_LIMIT_BYTES for v in values):
+        if all(x in consts for x in node.inputs if x):
+            values = _run(node, graph, consts, host)
+        else:
+            values = _shape_value(node, graph, shapes)
+        if values is None:
             kept.append(node)
             continue
         for name, value in zip((o for o in node.outputs if o), values):
-            graph.initializers[name] = value
-            constants.add(name)
+            set_initializer(graph, name, value)
+            consts[name] = value
         folded += 1
     graph.nodes = kept
     return folded
 
+
+def _run(node: Node, graph: Graph, consts: dict, host) -> list | None:
+    """The node's outputs computed on the host, or None when it fails or they are too large."""
+    from ortgpu.executor import Plan  # noqa: PLC0415  (the executor imports this module's callers)
+    ins = [x for x in node.inputs if x]
+    mini = Graph(f"fold_{node.name}", [node], [], [], {x: consts[x] for x in ins}, graph.types, graph.opsets)
+    mini.outputs = [onnx.ValueInfoProto(name=o) for o in node.outputs if o]
+    try:
+        values = Plan(mini, host).run([])
+    except Exception:
+        return None  # it will fail (or succeed) at run time, with the node named
+    if not all(isinstance(v, np.ndarray) and v.nbytes <= FOLD_LIMIT_BYTES for v in values):
+        return None
+    return values
+
+
+def _shape_value(node: Node, graph: Graph, shapes: ShapeValues) -> list | None:
+    """[the node's output] when it is a shape whose elements are all known, else None."""
+    if len(node.outputs) != 1 or node.domain != "" or node.op_type not in FOLLOWED_OPS:
+        return None
+    code = elem_type(graph, node.outputs[0])
+    value = shapes.of(node.outputs[0])
+    ints = value.ints() if value is not None else None
+    if ints is None or code not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+        return None
+    arr = np.array(ints, dtype=np_dtype(code))
+    return [arr.reshape(()) if value.scalar else arr]

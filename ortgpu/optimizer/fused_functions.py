@@ -29,3 +29,18 @@ def register(op_type: str):
         FUNCTIONS[op_type] = fn
         return fn
     return add
+
+
+def fused_body(node, opsets: dict[str, int]) -> onnx.FunctionProto | None:
+    """The function body of a fused ``ortgpu`` node (None for any other node), for running it
+    where no provider has a kernel for it."""
+    if node.domain != DOMAIN or node.op_type not in FUNCTIONS:
+        return None
+    return FUNCTIONS[node.op_type](node, opsets.get("", 1))
+
+
+def kept_on_load() -> list[tuple[str, str]]:
+    """(domain, op type) of the fused ops that have a kernel: a model-local function of that
+    name stays a node when a model is loaded (the others are inlined)."""
+    from ortgpu.providers.registry import registered  # noqa: PLC0415
+    return sorted({(k.domain, k.op_type) for k in registered() if k.domain == DOMAIN})

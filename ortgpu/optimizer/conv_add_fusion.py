@@ -1,0 +1,30 @@
+"""ConvAddFusion (basic level): Conv followed by an addition of a per-channel constant
+becomes one Conv whose bias is B + c.
+
+Rules: the Conv qualifies (see conv_folding: constant weights, its output read only by the
+Add and not a graph output); the other Add operand is a constant that is one value per output
+channel or a single value: after right-aligning it with the output (N, M, spatial...) its
+dims are 1 except possibly M, and it has no more dims than the output.  A constant that
+varies along a spatial dim, or whose broadcast would grow the output, stays an Add.
+"""
+from __future__ import annotations
+
+from ortgpu.graph import Graph
+from ortgpu.optimizer.conv_folding import conv_sites, per_channel, refit
+from ortgpu.optimizer.graph_edit import constants, remove
+
+
+def fuse_conv_add(graph: Graph, providers, overridable: set[str]) -> int:
+    consts = constants(graph, overridable)
+    dead = []
+    for site in list(conv_sites(graph, overridable, "Add")):
+        add = site.reader
+        other = add.inputs[1] if add.inputs[0] == site.conv.outputs[0] else add.inputs[0]
+        value = consts.get(other)
+        shift = per_channel(value, site.channels, site.w.ndim) if value is not None else None
+        if shift is None or value.dtype != site.w.dtype:
+            continue
+        refit(graph, site, None, site.b.astype("float64") + shift)
+        dead.append(add)
+    remove(graph, dead)
+    return len(dead)

@@ -1,0 +1,204 @@
+"""Small graph edits that the optimizer passes share: who reads a value, which values are
+constants, what a value's type says, renaming a value's uses (into subgraphs too), taking a
+node out of the data flow, adding an initializer.
+
+Rules every pass keeps through these helpers: nodes stay in topological order; a graph
+output keeps its name (a node that produces one is bypassed by renaming its input's producer
+instead, or not at all); an overridable initializer (a run may feed it) is not a constant.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ortgpu.dtypes import onnx_code
+from ortgpu.graph import Graph, Node
+
+
+def consumers(graph: Graph) -> dict[str, list[Node]]:
+    """Value name -> the nodes that read it (a node whose subgraph reads it counts too)."""
+    users: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for x in n.inputs:
+            if x:
+                users.setdefault(x, []).append(n)
+        for g in n.subgraphs():
+            for x in g.outer_names():
+                users.setdefault(x, []).append(n)
+    return users
+
+
+def producers(graph: Graph) -> dict[str, Node]:
+    """Value name -> the node of this graph that produces it."""
+    return {o: n for n in graph.nodes for o in n.outputs if o}
+
+
+def output_names(graph: Graph) -> set[str]:
+    return {v.name for v in graph.outputs}
+
+
+def constants(graph: Graph, overridable: set[str]) -> dict[str, np.ndarray]:
+    """The initializers a run cannot replace (`overridable` names those it can: graph inputs
+    with an initializer from IR 4 on): the values a pass may fold or read."""
+    return {n: v for n, v in graph.initializers.items() if n not in overridable}
+
+
+def tensor_type(graph: Graph, name: str):
+    """The TensorProto-typed part of `name`'s type, or None when unknown or not a tensor."""
+    tp = graph.types.get(name)
+    if tp is None or tp.WhichOneof("value") != "tensor_type":
+        return None
+    return tp.tensor_type
+
+
+def elem_type(graph: Graph, name: str) -> int:
+    """ONNX element type code of `name` (0 when unknown)."""
+    tt = tensor_type(graph, name)
+    return tt.elem_type if tt is not None else 0
+
+
+def dims(graph: Graph, name: str) -> list | None:
+    """`name`'s shape from the types: an int per static dim, the dim_param (str) of a named
+    one, None for an unknown one; None altogether when even the rank is unknown."""
+    if name in graph.initializers:
+        return list(np.shape(graph.initializers[name]))
+    tt = tensor_type(graph, name)
+    if tt is None or not tt.HasField("shape"):
+        return None
+    out = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        else:
+            out.append(d.dim_param or None)
+    return out
+
+
+def same_dim(a, b) -> bool:
+    """True when two dims from `dims` are known to be equal (same value or same dim_param)."""
+    return a is not None and a == b
+
+
+def rename_uses(graph: Graph, mapping: dict[str, str]) -> None:
+    """Make every reader of a value `old` in `mapping` read `mapping[old]` instead, in
+    subgraphs too (unless a subgraph defines its own `old`).  A subgraph output naming `old`
+    is renamed; the top-level outputs are not.  One sweep over the nodes, so passes batch
+    their renames."""
+    if not mapping:
+        return
+    for n in graph.nodes:
+        ins = n.inputs
+        for i, x in enumerate(ins):
+            if x in mapping:
+                ins[i] = mapping[x]
+        for g in n.subgraphs():
+            _rename_in_subgraph(g, mapping)
+
+
+def _rename_in_subgraph(g: Graph, mapping: dict[str, str]) -> None:
+    defined = {v.name for v in g.inputs} | set(g.initializers)
+    defined.update(o for n in g.nodes for o in n.outputs)
+    visible = {old: new for old, new in mapping.items() if old not in defined}  # others are shadowed
+    if not visible:
+        return
+    rename_uses(g, visible)
+    for i, v in enumerate(g.outputs):
+        if v.name in visible:
+            w = onnx.ValueInfoProto()
+            w.CopyFrom(v)
+            w.name = visible[v.name]
+            g.outputs[i] = w
+
+
+class Rewirer:
+    """Takes nodes out of the data flow during one pass and applies the renames in one sweep.
+
+    ``bypass(node, src, dst)`` lets the readers of `dst` (an output of `node`) read `src`
+    instead, and marks `node` for removal.  When `dst` is a graph output it keeps its name:
+    the node producing `src` is renamed to produce `dst` instead, which needs `src` to be made
+    by a node of this graph and not be a graph output itself; otherwise bypass returns False
+    and the node stays.  Names are resolved through earlier bypasses, so chains collapse.
+    ``finish()`` renames, removes the marked nodes and returns how many went."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.outs = output_names(graph)
+        self.made = producers(graph)
+        self.alias: dict[str, str] = {}
+        self.dead: list[Node] = []
+
+    def resolve(self, name: str) -> str:
+        seen = set()
+        while name in self.alias and name not in seen:
+            seen.add(name)
+            name = self.alias[name]
+        return name
+
+    def bypass(self, node: Node, src: str, dst: str) -> bool:
+        src = self.resolve(src)
+        if dst not in self.outs:
+            self.alias[dst] = src
+        else:
+            maker = self.made.get(src)
+            if src in self.outs or maker is None or maker is node or any(maker is d for d in self.dead):
+                return False
+            maker.outputs = [dst if o == src else o for o in maker.outputs]
+            self.made[dst] = maker
+            self.alias[src] = dst
+            if src in self.graph.types and dst not in self.graph.types:
+                self.graph.types[dst] = self.graph.types[src]
+        self.dead.append(node)
+        return True
+
+    def drop(self, node: Node) -> None:
+        """Mark `node` for removal (its outputs are initializers now, or nobody reads them)."""
+        self.dead.append(node)
+
+    def finish(self) -> int:
+        rename_uses(self.graph, {old: self.resolve(old) for old in self.alias})
+        remove(self.graph, self.dead)
+        return len(self.dead)
+
+
+def unique_name(graph: Graph, base: str) -> str:
+    """`base`, or `base` with a numeric suffix, that names no value of `graph`."""
+    taken = set(graph.initializers) | set(graph.types) | {v.name for v in graph.inputs}
+    taken.update(o for n in graph.nodes for o in n.outputs)
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def add_initializer(graph: Graph, base: str, value: np.ndarray) -> str:
+    """Store `value` as a new initializer (its type recorded) under a fresh name; the name."""
+    name = unique_name(graph, base)
+    value = np.asarray(value)
+    graph.initializers[name] = value
+    graph.types[name] = onnx.helper.make_tensor_type_proto(onnx_code(value.dtype), list(value.shape))
+    return name
+
+
+def set_initializer(graph: Graph, name: str, value: np.ndarray) -> None:
+    """Make `name` (an existing value, its producer about to go) an initializer holding `value`."""
+    graph.initializers[name] = value
+    if name not in graph.types:
+        graph.types[name] = onnx.helper.make_tensor_type_proto(onnx_code(value.dtype), list(value.shape))
+
+
+def remove(graph: Graph, dead: list[Node]) -> None:
+    """Drop the nodes in `dead` (by identity), keeping the others' order."""
+    if dead:
+        ids = {id(n) for n in dead}
+        graph.nodes = [n for n in graph.nodes if id(n) not in ids]
+
+
+def int_list(value) -> list[int] | None:
+    """A constant's entries as Python ints (a scalar as a one-element list); None for non-integers."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu" or arr.ndim > 1:
+        return None
+    return [int(v) for v in arr.reshape(-1)]

@@ -6,9 +6,17 @@ graph in place and returns how many rewrites it made (0: the pass changed nothin
 from __future__ import annotations
 
 from ortgpu.graph import Graph
+from ortgpu.optimizer import fused_bodies  # noqa: F401  (registers the fused ops' function bodies)
+from ortgpu.optimizer.attention_fusion import fuse_attention
+from ortgpu.optimizer.bias_gelu_fusion import fuse_bias_gelu
 from ortgpu.optimizer.constant_folding import fold_constants
+from ortgpu.optimizer.conv_activation_fusion import fuse_conv_activation
 from ortgpu.optimizer.fuse_conv_bn import fuse_conv_batchnorm
+from ortgpu.optimizer.gelu_fusion import fuse_fast_gelu, fuse_gelu
+from ortgpu.optimizer.gemm_activation_fusion import fuse_gemm_activation
+from ortgpu.optimizer.layer_norm_fusion import fuse_layer_norm
 from ortgpu.optimizer.remove_unused import remove_unused_initializers
+from ortgpu.optimizer.skip_layer_norm_fusion import fuse_skip_layer_norm
 from ortgpu.options import GraphOptimizationLevel
 
 BASIC_PASSES = {
@@ -17,7 +25,16 @@ BASIC_PASSES = {
     "UnusedInitializerElimination": remove_unused_initializers,
 }
 # Fusions applied to the nodes a provider owns (same signature as the basic passes).
-EXTENDED_PASSES: dict = {}
+EXTENDED_PASSES: dict = {
+    "GeluFusion": fuse_gelu,
+    "FastGeluFusion": fuse_fast_gelu,
+    "LayerNormFusion": fuse_layer_norm,
+    "AttentionFusion": fuse_attention,
+    "SkipLayerNormFusion": fuse_skip_layer_norm,
+    "BiasGeluFusion": fuse_bias_gelu,
+    "ConvActivationFusion": fuse_conv_activation,
+    "GemmActivationFusion": fuse_gemm_activation,
+}
 # Layout changes (NHWC for float16 convolution on the GPU).
 LAYOUT_PASSES: dict = {}
 

@@ -126,9 +126,7 @@ def _match(graph: Graph, view: GraphView, sm: Node):
     if not all(_same_split(view, h, x, family) for h in (q, k, v)) or not view.contained(inner, nodes):
         return None
     inputs = [x, "", "", mask or "", past_key or "", past_value or ""]
-    outputs = [out, present_key or "", present_value or ""]
-    while outputs and not outputs[-1]:
-        outputs.pop()
+    outputs = [out, present_key or "", present_value or ""]   # a function call names every output
     fused = make_node("Attention", DOMAIN, graph, inputs, outputs,
                       {"num_heads": q.heads, "scale": float(scale)}, sm)
     extra = [keep] if keep is not None else []

@@ -22,7 +22,7 @@ import math
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer.fused_bodies import body_supports
 from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, apply, close, make_node, provider_runs
+from ortgpu.optimizer.matching import GraphView, apply, make_node, provider_runs
 
 GELU_OPSET = 20
 
@@ -80,7 +80,7 @@ def _mul_by(view: GraphView, node: Node | None, value: float) -> str | None:
     if node is None or node.op_type != "Mul" or node.domain != "" or len(node.inputs) != 2:
         return None
     for i in (0, 1):
-        if close(view.scalar(node.inputs[1 - i]), value) and view.scalar(node.inputs[i]) is None:
+        if view.scalar_near(node.inputs[1 - i], value) and view.scalar(node.inputs[i]) is None:
             return node.inputs[i]
     return None
 
@@ -91,7 +91,7 @@ def _erf_input(view: GraphView, erf: Node):
     node = view.producer.get(scaled)
     if node is None or not view.private(scaled) or node.domain != "":
         return None
-    if node.op_type == "Div" and close(view.scalar(node.inputs[1]), math.sqrt(2)):
+    if node.op_type == "Div" and view.scalar_near(node.inputs[1], math.sqrt(2)):
         return node.inputs[0], [node]
     x = _mul_by(view, node, 1 / math.sqrt(2))
     return (x, [node]) if x is not None else None
@@ -119,7 +119,7 @@ def _cube_of(view: GraphView, name: str, x: str) -> list[Node] | None:
     node = view.producer.get(name)
     if node is None or node.domain != "" or not view.private(name):
         return None
-    if node.op_type == "Pow" and node.inputs[0] == x and close(view.scalar(node.inputs[1]), 3.0):
+    if node.op_type == "Pow" and node.inputs[0] == x and view.scalar_near(node.inputs[1], 3.0):
         return [node]
     if node.op_type == "Mul" and x in node.inputs:
         sq = view.other_input(node, x)
@@ -136,7 +136,7 @@ def _one_plus_times_half_x(view: GraphView, core_out: str, x: str):
     if add is None or add.op_type != "Add" or add.domain != "":
         return None
     one = view.other_input(add, core_out)
-    if one is None or not close(view.scalar(one), 1.0):
+    if one is None or not view.scalar_near(one, 1.0):
         return None
     a = add.outputs[0]
     m1 = view.only_reader(a)
@@ -148,7 +148,7 @@ def _one_plus_times_half_x(view: GraphView, core_out: str, x: str):
     if other == x:                                   # (x * a) * 0.5
         m2 = view.only_reader(m1.outputs[0])
         return (m2, [add, m1, m2]) if _mul_by(view, m2, 0.5) == m1.outputs[0] else None
-    if close(view.scalar(other), 0.5):               # x * (a * 0.5)
+    if view.scalar_near(other, 0.5):                 # x * (a * 0.5)
         m2 = view.only_reader(m1.outputs[0])
         if m2 is not None and m2.op_type == "Mul" and view.other_input(m2, m1.outputs[0]) == x:
             return m2, [add, m1, m2]

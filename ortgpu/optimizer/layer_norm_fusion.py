@@ -23,7 +23,7 @@ import numpy as np
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer.fused_bodies import body_supports
 from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, add_initializer, apply, close, make_node, provider_runs
+from ortgpu.optimizer.matching import GraphView, add_initializer, apply, make_node, provider_runs
 
 LAYER_NORM_OPSET = 17
 
@@ -88,7 +88,7 @@ def _match(view: GraphView, r1: Node):
     div = next((u for u in users if u.op_type == "Div"), None)
     if sq is None or div is None or div.inputs[0] != d or sq.domain != "" or div.domain != "":
         return None
-    if not ((sq.op_type == "Pow" and sq.inputs[0] == d and close(view.scalar(sq.inputs[1]), 2.0))
+    if not ((sq.op_type == "Pow" and sq.inputs[0] == d and view.scalar_near(sq.inputs[1], 2.0))
             or (sq.op_type == "Mul" and sq.inputs == [d, d])):
         return None
     r2 = _reader(view, sq.outputs[0], "ReduceMean")

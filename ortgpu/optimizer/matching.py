@@ -78,6 +78,15 @@ class GraphView:
             return None
         return float(v.reshape(-1)[0])
 
+    def scalar_near(self, name: str, target: float) -> bool:
+        """A one-element float constant equal to `target` up to 1e-4 relative, or up to the
+        rounding of its own dtype (float16 constants are the nearest float16 to `target`)."""
+        v = self.const(name)
+        if v is None or v.size != 1 or v.dtype.kind not in "fiu":
+            return False
+        rel = max(1e-4, 2 * float(np.finfo(v.dtype).eps)) if v.dtype.kind == "f" else 1e-4
+        return close(float(v.reshape(-1)[0]), target, rel)
+
     def ints(self, name: str) -> list[int] | None:
         """An integer constant as a flat list, else None."""
         v = self.const(name)

@@ -41,7 +41,7 @@ def fuse_skip_layer_norm(graph: Graph, providers, overridable: set[str]) -> int:
         while not inputs[-1]:
             inputs.pop()
         shared = len(view.readers.get(s, ())) > 1 or s in view.graph_outputs
-        outputs = [ln.outputs[0]] + ([s] if shared else [])
+        outputs = [ln.outputs[0], s if shared else ""]   # a function call names every output
         fused = make_node("SkipLayerNormalization", DOMAIN, graph, inputs, outputs,
                           {"epsilon": float(ln.attrs.get("epsilon", 1e-5))}, ln)
         if not provider_runs(graph, providers, ln, fused):

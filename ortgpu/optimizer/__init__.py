@@ -11,6 +11,7 @@ from ortgpu.optimizer.attention_fusion import fuse_attention
 from ortgpu.optimizer.bias_gelu_fusion import fuse_bias_gelu
 from ortgpu.optimizer.constant_folding import fold_constants
 from ortgpu.optimizer.conv_activation_fusion import fuse_conv_activation
+from ortgpu.optimizer.conv_add_activation_fusion import fuse_conv_add_activation
 from ortgpu.optimizer.fuse_conv_bn import fuse_conv_batchnorm
 from ortgpu.optimizer.gelu_fusion import fuse_fast_gelu, fuse_gelu
 from ortgpu.optimizer.gemm_activation_fusion import fuse_gemm_activation
@@ -33,6 +34,7 @@ EXTENDED_PASSES: dict = {
     "SkipLayerNormFusion": fuse_skip_layer_norm,
     "BiasGeluFusion": fuse_bias_gelu,
     "ConvActivationFusion": fuse_conv_activation,
+    "ConvAddActivationFusion": fuse_conv_add_activation,
     "GemmActivationFusion": fuse_gemm_activation,
 }
 # Layout changes (NHWC for float16 convolution on the GPU).

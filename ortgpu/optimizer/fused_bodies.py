@@ -105,8 +105,10 @@ def fused_conv(node, opset: int) -> onnx.FunctionProto:
     conv_attrs = {k: v for k, v in node.attrs.items() if not k.startswith("activation")}
     ins = ["X", "W"] + (["B"] if _present(node, 2) else [])
     y = b.add("Conv", ins, **conv_attrs)
+    if _present(node, 3):
+        y = b.add("Add", [y, "Z"])
     activation(b, node.attrs["activation"], node.attrs.get("activation_params"), y, "Y")
-    return _function(node, opset, ["X", "W", "B"], ["Y"], b)
+    return _function(node, opset, ["X", "W", "B", "Z"], ["Y"], b)
 
 
 @register("FusedGemm")

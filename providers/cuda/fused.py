@@ -3,7 +3,7 @@ attention.py): cuBLAS / cuDNN for the GEMM and the convolution, the raw CUDA ker
 ``kernels/`` for activations and layer normalization.
 
 * FusedConv: Conv on cuDNN (``cudnn.conv_cudnn``, im2col on CuPy without the frontend),
-  then the activation's raw kernel;
+  the residual Z added, then the activation's raw kernel;
 * FusedGemm: Gemm on cuBLAS (``blas.Gemm``), then the activation's raw kernel;
 * Gelu / FastGelu / BiasGelu: the bias Add (CuPy), then the raw GeluErf / GeluTanh kernel;
 * LayerNormalization (ortgpu) and SkipLayerNormalization: the sums (CuPy), then the raw
@@ -59,10 +59,15 @@ def activate(ctx, y, activation: str, params):
 
 
 @kernel("FusedConv", since=1, domain=DOMAIN, provider="cuda")
-def FusedConv(ctx, X, W, B=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
+def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
               dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """Conv on cuDNN, then the activation (raw CUDA)."""
+    """Conv on cuDNN, plus Z (CuPy, in place), then the activation (raw CUDA)."""
     y = conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
+    if Z is not None:
+        if y.shape == Z.shape and y.dtype == Z.dtype and cu.on_device(ctx, y, Z):
+            y += Z
+        else:
+            y = (y + Z).astype(y.dtype, copy=False)
     return activate(ctx, y, activation, activation_params)
 
 

@@ -3,7 +3,8 @@ CuPy).  Each computes exactly what the subgraph it replaces computes, step by st
 same precision (a float16 intermediate is rounded where the unfused graph rounds it), so a
 fusion changes results by float rounding at most.
 
-* ``FusedConv(X, W, B?)``: Conv, then ``activation`` with ``activation_params``;
+* ``FusedConv(X, W, B?, Z?)``: Conv, plus Z (a residual, broadcast as Add does), then
+  ``activation`` with ``activation_params``;
 * ``FusedGemm(A, B, C?)``: Gemm, then the activation;
 * ``Gelu(X)`` (erf form) and ``FastGelu(X, bias?)`` (tanh form): for models below opset 20,
   which has no ai.onnx Gelu;
@@ -63,10 +64,12 @@ def apply_activation(ctx, y, activation: str, params):
 
 
 @kernel("FusedConv", since=1, domain=DOMAIN)
-def FusedConv(ctx, X, W, B=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
+def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
               dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """Conv (im2col + GEMM) followed by an activation."""
+    """Conv (im2col + GEMM), plus Z when given, followed by an activation."""
     y = conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
+    if Z is not None:
+        y = _add(ctx, y, Z)
     return apply_activation(ctx, y, activation, activation_params)
 
 

@@ -76,7 +76,8 @@ def _attr(name, value):
 
 
 def saved_model(sess, original: onnx.ModelProto) -> onnx.ModelProto:
-    """The session's optimized top-level graph as a model, fused nodes with their bodies."""
+    """The session's optimized top-level graph as a model, fused nodes with their bodies;
+    nodes of one op type with different bodies call overloads of it (IR 10)."""
     graph = sess._plan.graph
     nodes, functions = [], {}
     for n in graph.nodes:
@@ -86,17 +87,18 @@ def saved_model(sess, original: onnx.ModelProto) -> onnx.ModelProto:
         attrs = [a for a in (_attr(k, v) for k, v in n.attrs.items()) if a is not None]
         p = helper.make_node(n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain)
         p.attribute.extend(attrs)
-        nodes.append(p)
         if n.domain == DOMAIN:
             body = FUNCTIONS[n.op_type](n, graph.opsets[""])
-            old = functions.setdefault(n.op_type, body)
-            assert old.SerializeToString() == body.SerializeToString(), "the test writes one body per op"
+            key = (n.op_type, body.SerializeToString())
+            if key not in functions:
+                body.overload = f"v{sum(1 for k in functions if k[0] == n.op_type)}"
+                functions[key] = body
+            p.overload = functions[key].overload
+        nodes.append(p)
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in graph.initializers.items()]
     g = helper.make_graph(nodes, "optimized", list(original.graph.input), list(original.graph.output), inits)
     opsets = [helper.make_opsetid(d, v) for d, v in graph.opsets.items()]
-    if functions and DOMAIN not in graph.opsets:
-        opsets.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
-    return helper.make_model(g, opset_imports=opsets, ir_version=max(original.ir_version, 8),
+    return helper.make_model(g, opset_imports=opsets, ir_version=max(original.ir_version, 10),
                              functions=list(functions.values()))
 
 

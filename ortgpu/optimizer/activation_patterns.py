@@ -6,6 +6,8 @@ Rules: Relu, Sigmoid, Tanh, HardSwish have no parameters; LeakyRelu takes [alpha
 HardSigmoid [alpha, beta], with the schema defaults when the node leaves them out; Clip
 takes [min, max], from attributes before opset 11 and from constant scalar inputs after
 (an omitted bound is open: -inf / +inf; a bound that is not a constant is no match).
+HardSwish written out, ``y * Clip(y + 3, 0, 6) / 6`` (Div by 6 or Mul by 1/6, operands of Add
+and Mul in either order, as paddle2onnx exports it), is HardSwish too.
 """
 from __future__ import annotations
 
@@ -31,6 +33,33 @@ def activation_of(view: GraphView, node: Node) -> tuple[str, list[float]] | None
     if op == "Clip":
         return _clip_bounds(view, node)
     return None
+
+
+def decomposed_hard_swish(view: GraphView, y: str) -> tuple[list[Node], str] | None:
+    """The nodes of ``y * Clip(y + 3, 0, 6) / 6`` reading `y` (its only readers) and the
+    name of the result, else None."""
+    readers = view.readers.get(y, [])
+    add = next((r for r in readers if r.op_type == "Add" and r.domain == ""), None)
+    mul = next((r for r in readers if r.op_type == "Mul" and r.domain == ""), None)
+    if add is None or mul is None or len(readers) != 2 or y in view.graph_outputs:
+        return None
+    three = view.other_input(add, y)
+    clip = view.only_reader(add.outputs[0])
+    if three is None or not view.scalar_near(three, 3.0) or clip is None or clip.op_type != "Clip" \
+            or clip.inputs[0] != add.outputs[0]:
+        return None
+    bounds = _clip_bounds(view, clip)
+    if bounds is None or bounds[1] != [0.0, 6.0] or view.other_input(mul, y) != clip.outputs[0] \
+            or not view.private(clip.outputs[0]):
+        return None
+    last = view.only_reader(mul.outputs[0])
+    if last is None or len(last.inputs) != 2 or (last.op_type == "Div" and last.inputs[0] != mul.outputs[0]):
+        return None
+    six = view.other_input(last, mul.outputs[0])
+    if not ((last.op_type == "Div" and view.scalar_near(six, 6.0))
+            or (last.op_type == "Mul" and view.scalar_near(six, 1 / 6))):
+        return None
+    return [add, clip, mul, last], last.outputs[0]
 
 
 def _clip_bounds(view: GraphView, node: Node):
@@ -63,12 +92,17 @@ def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: 
                 or "broadcast" in node.attrs):   # Gemm before opset 7: legacy broadcasting
             continue
         y = node.outputs[0]
+        if not view.is_float(y):
+            continue
         act_node = view.only_reader(y)
-        if act_node is None or not view.is_float(y) or act_node.inputs[0] != y:
-            continue
-        act = activation_of(view, act_node)
-        if act is None:
-            continue
+        act = activation_of(view, act_node) if act_node is not None and act_node.inputs[0] == y else None
+        if act is not None:
+            act_nodes, out = [act_node], act_node.outputs[0]
+        else:
+            found = decomposed_hard_swish(view, y)
+            if found is None:
+                continue
+            (act_nodes, out), act = found, ("HardSwish", [])
         name, params = act
         opset = graph.opsets.get("", 1)
         if name == "Clip" and 11 <= opset and not body_supports(view.elem_type(y), opset):
@@ -76,10 +110,10 @@ def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: 
         attrs = dict(node.attrs, activation=name)
         if params:  # (an empty list has no attribute type in a saved model)
             attrs["activation_params"] = params
-        fused = make_node(fused_op, DOMAIN, graph, node.inputs, act_node.outputs, attrs, node)
+        fused = make_node(fused_op, DOMAIN, graph, node.inputs, [out], attrs, node)
         if not provider_runs(graph, providers, node, fused):
             continue
-        removed += [node, act_node]
+        removed += [node] + act_nodes
         added.append(fused)
     if added:
         apply(graph, removed, added)

@@ -3,7 +3,8 @@
 
 Rules: the Gemm (ai.onnx, float output) has one output, read only by the activation and
 not a graph output; the activation is one of activation_patterns.py (Relu, LeakyRelu,
-Sigmoid, Tanh, HardSigmoid, HardSwish, Clip with constant bounds); the provider that would
+Sigmoid, Tanh, HardSigmoid, HardSwish, also written out as y * Clip(y + 3, 0, 6) / 6, Clip
+with constant bounds); the provider that would
 run the Gemm has a FusedGemm kernel.  alpha, beta, transA, transB and inputs carry over.
 """
 from __future__ import annotations

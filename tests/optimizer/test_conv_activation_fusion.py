@@ -22,6 +22,10 @@ ACTIVATIONS = {
     "Clip_attributes": (lambda y, z: [helper.make_node("Clip", [y], [z], min=-0.5, max=0.7)], 6),
     "Clip_inputs": (lambda y, z: [const("lo", 0.0), const("hi", 6.0), helper.make_node("Clip", [y, "lo", "hi"], [z])], 13),
     "Clip_min_only": (lambda y, z: [const("lo", -0.2), helper.make_node("Clip", [y, "lo"], [z])], 13),
+    "HardSwish_written_out": (lambda y, z: [  # y * Clip(y + 3, 0, 6) / 6, as paddle2onnx writes it
+        const("three", 3.0), const("lo", 0.0), const("hi", 6.0), const("six", 6.0),
+        helper.make_node("Add", [y, "three"], ["h1"]), helper.make_node("Clip", ["h1", "lo", "hi"], ["h2"]),
+        helper.make_node("Mul", ["h2", y], ["h3"]), helper.make_node("Div", ["h3", "six"], [z])], 12),
 }
 
 
@@ -50,7 +54,7 @@ def test_conv_with_activation_fuses(name):
     assert ops(sess) == ["FusedConv"]
 
 
-@pytest.mark.parametrize("name", ["Relu", "LeakyRelu", "Sigmoid", "Clip_inputs", "HardSwish"])
+@pytest.mark.parametrize("name", ["Relu", "LeakyRelu", "Sigmoid", "Clip_inputs", "HardSwish", "HardSwish_written_out"])
 def test_gemm_with_activation_fuses(name):
     act, opset = ACTIVATIONS[name]
     sess = check_fusion(_gemm(act, opset), {"x": randn(3, 6, scale=2)}, "FusedGemm", rtol=1e-5, atol=1e-6)
@@ -73,10 +77,14 @@ def test_float16_clip_below_opset_15_is_left_alone():
     check_unfused(model, {"x": randn(1, 3, 6, 7, dtype=np.float16)}, "FusedConv", rtol=2e-3, atol=2e-3)
 
 
-@pytest.mark.parametrize("case", ["conv_output_used", "clip_bound_not_constant", "not_an_activation"])
+@pytest.mark.parametrize("case", ["conv_output_used", "clip_bound_not_constant", "not_an_activation",
+                                  "hard_swish_with_other_constant"])
 def test_near_misses_do_not_fuse(case):
     feed = {"x": randn(1, 3, 6, 7)}
-    if case == "conv_output_used":
+    if case == "hard_swish_with_other_constant":
+        model = _conv(ACTIVATIONS["HardSwish_written_out"][0], 12)
+        model.graph.node[1].attribute[0].t.CopyFrom(helper.make_tensor("value", F32, [], [4.0]))  # y + 4
+    elif case == "conv_output_used":
         model = _conv(ACTIVATIONS["Relu"][0], 13, conv_out_used=True)
     elif case == "clip_bound_not_constant":
         model = _conv(lambda y, z: [helper.make_node("Clip", [y, "lo"], [z])], 13)

@@ -355,7 +355,8 @@ def _reshaped_gemm(view: GraphView, name: str) -> _Projection | None:
     if not x_shape or len(x_shape) != 3 or x_shape[2] != w.shape[0] or view.rank(flat.outputs[0]) != 2:
         return None
     elems = shape_elements(view, back.inputs[1])
-    if elems is None or len(elems) != 3 or not all(same_dim(view, elems[i], i, {x}, x) for i in (0, 1)) \
+    # (a 0 in this target would copy a dim of the flat Gemm output, not of x)
+    if elems is None or len(elems) != 3 or not all(same_dim(view, elems[i], i, {x}, x, False) for i in (0, 1)) \
             or elems[2] is None or elems[2][0] != "const" or elems[2][1] not in (w.shape[1], -1):
         return None
     return _Projection(x, np.ascontiguousarray(w), c, [flat, gemm, back],

@@ -79,15 +79,17 @@ def _single_dim(view: GraphView, name: str):
     return None
 
 
-def same_dim(view: GraphView, element, position: int, family: set[str], reference: str) -> bool:
-    """Whether a Reshape target element keeps dim `position` of `reference`: a 0 (copy, with
-    allowzero off), dim `position` of a value of `family` (values known to share those leading
-    dims), or a constant equal to the dim shape inference knows."""
+def same_dim(view: GraphView, element, position: int, family: set[str], reference: str,
+             zero_copies: bool = True) -> bool:
+    """Whether a Reshape target element keeps dim `position` of `reference`: a 0 (a copy of the
+    Reshape input's dim, with allowzero off: only when `zero_copies` says that input has the
+    reference's leading dims), dim `position` of a value of `family` (values known to share
+    those leading dims), or a constant equal to the dim shape inference knows."""
     if element is None:
         return False
     if element[0] == "const":
         if element[1] == 0:
-            return True
+            return zero_copies
         known = (view.shape(reference) or [])
         return position < len(known) and known[position] == element[1]
     _, t, i = element

@@ -98,7 +98,7 @@ def _match(graph: Graph, view: GraphView, sm: Node):
     pv, out_nodes, merged = tail
     q = _heads(view, qk.inputs[0], HEADS_PERM)
     keys = _keys(view, qk.inputs[1])
-    values = _values(view, pv.inputs[1])
+    values = _present(view, pv.inputs[1])
     if q is None or keys is None or values is None:
         return None
     k, past_key, present_key, k_nodes, k_values = keys
@@ -226,10 +226,6 @@ def _keys(view: GraphView, name: str):
         return None
     heads, past, present, nodes, values = found
     return heads, past, present, nodes + [tr], values + [tr.outputs[0]]
-
-
-def _values(view: GraphView, name: str):
-    return _present(view, name)
 
 
 def _present(view: GraphView, name: str):

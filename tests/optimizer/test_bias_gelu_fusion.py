@@ -1,5 +1,4 @@
 """BiasGeluFusion: bias Add + Gelu (after GeluFusion, or ai.onnx Gelu at opset 20)."""
-import numpy as np
 import pytest
 from onnx import helper
 

@@ -62,4 +62,6 @@ def optimize(graph: Graph, level: int, providers, overridable: set[str],
         for sub in node.subgraphs():
             for name, n in optimize(sub, level, providers, set(), disabled).items():
                 done[name] = done.get(name, 0) + n
+            for domain, version in sub.opsets.items():  # a fused op's domain, imported by the model
+                graph.opsets.setdefault(domain, version)
     return done

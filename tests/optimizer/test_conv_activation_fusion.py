@@ -143,3 +143,18 @@ def test_conv_add_whose_sum_is_read_elsewhere_keeps_the_add():
     assert ops(sess).count("Add") == 1 and ops(sess).count("FusedConv") == 1   # only the shortcut fuses
     assert_close(sess.run(None, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)
     assert "Add" in ops(session(_residual_block(), disabled_optimizers=["ConvAddActivationFusion"]))
+
+
+def test_fuses_inside_subgraphs_and_the_model_imports_the_domain():
+    branch = lambda name: helper.make_graph(  # noqa: E731
+        [helper.make_node("Conv", ["x", "W"], [name + "_c"]), helper.make_node("Relu", [name + "_c"], [name])],
+        name, [], [helper.make_tensor_value_info(name, F32, [1, 4, 4, 5])])
+    nodes = [helper.make_node("If", ["cond"], ["y"], then_branch=branch("t"), else_branch=branch("e"))]
+    model = make_model(nodes, [("cond", 9, []), ("x", F32, [1, 3, 6, 7])], [("y", F32, [1, 4, 4, 5])],
+                       {"W": randn(4, 3, 3, 3, seed=1)}, opset=13)
+    sess = session(model)
+    inner = [op for _, op, _ in sess.get_provider_assignment(include_subgraphs=True)]
+    assert inner.count("FusedConv") == 2 and "Relu" not in inner
+    assert sess._plan.graph.opsets["ortgpu"] == 1
+    feed = {"cond": np.array(False), "x": randn(1, 3, 6, 7)}
+    assert_close(sess.run(None, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)

@@ -36,7 +36,7 @@ from ortgpu.graph import Graph, Node
 from ortgpu.optimizer.fused_bodies import body_supports
 from ortgpu.optimizer.fused_functions import DOMAIN
 from ortgpu.optimizer.matching import GraphView, add_initializer, apply, make_node, provider_runs
-from ortgpu.optimizer.shape_patterns import same_dim, shape_elements
+from ortgpu.optimizer.shape_patterns import keeps_leading_dims, same_dim, shape_elements
 
 HEADS_PERM = [0, 2, 1, 3]
 
@@ -244,7 +244,7 @@ def _present(view: GraphView, name: str):
 
 def _same_split(view: GraphView, h: _Heads, x: str, family: set[str]) -> bool:
     """The heads Reshape keeps dims 0 and 1 of its input."""
-    return all(same_dim(view, h.elements[i], i, family, x) for i in (0, 1))
+    return keeps_leading_dims(view, h.elements, family, x)
 
 
 def _merged_output(view: GraphView, rs: Node, family: set[str], hidden: int, x: str):
@@ -256,8 +256,8 @@ def _merged_output(view: GraphView, rs: Node, family: set[str], hidden: int, x: 
         return None, None
     out = rs.outputs[0]
     family = family | {out}
-    if len(elems) == 3 and all(same_dim(view, elems[i], i, family, out) for i in (0, 1)) \
-            and elems[2] is not None and elems[2][0] == "const" and elems[2][1] in (hidden, -1):
+    if len(elems) == 3 and elems[2] is not None and elems[2][0] == "const" and elems[2][1] in (hidden, -1) \
+            and keeps_leading_dims(view, elems, family, out):
         return out, None
     kept = all(e is not None and e[0] == "const" and e[1] != 0 for e in elems[2:])
     lead = all(e is not None and (e[0] == "const" or same_dim(view, e, i, {x}, x))
@@ -352,8 +352,8 @@ def _reshaped_gemm(view: GraphView, name: str) -> _Projection | None:
         return None
     elems = shape_elements(view, back.inputs[1])
     # (a 0 in this target would copy a dim of the flat Gemm output, not of x)
-    if elems is None or len(elems) != 3 or not all(same_dim(view, elems[i], i, {x}, x, False) for i in (0, 1)) \
-            or elems[2] is None or elems[2][0] != "const" or elems[2][1] not in (w.shape[1], -1):
+    if elems is None or len(elems) != 3 or elems[2] is None or elems[2][0] != "const" \
+            or elems[2][1] not in (w.shape[1], -1) or not keeps_leading_dims(view, elems, {x}, x, False):
         return None
     return _Projection(x, np.ascontiguousarray(w), c, [flat, gemm, back],
                        [flat.outputs[0], gemm.outputs[0]])

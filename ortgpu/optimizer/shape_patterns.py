@@ -97,3 +97,16 @@ def same_dim(view: GraphView, element, position: int, family: set[str], referenc
         return False
     rank = view.rank(t)
     return i == position or (rank is not None and i == position - rank)
+
+
+def keeps_leading_dims(view: GraphView, elems: list, family: set[str], reference: str,
+                       zero_copies: bool = True, lead: int = 2) -> bool:
+    """Whether a Reshape target keeps the first `lead` dims of `reference` (see same_dim);
+    one of them may be -1 when every later element is a positive constant: the target's
+    trailing dims then hold what the input's did, so the -1 can only be that leading dim."""
+    minus = [i for i, e in enumerate(elems[:lead]) if e == ("const", -1)]
+    if len(minus) > 1 or (minus and not all(e is not None and e[0] == "const" and e[1] > 0
+                                            for e in elems[lead:])):
+        return False
+    return all(i in minus or same_dim(view, e, i, family, reference, zero_copies)
+               for i, e in enumerate(elems[:lead]))

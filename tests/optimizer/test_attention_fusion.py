@@ -40,13 +40,21 @@ class _G:
     def target(self, lead_from, tail, style):
         if style == "constant":
             return self.const([0, 0] + tail)
+        if style == "minus_one":     # [-1, S, ...]: the batch inferred, as a static export writes it
+            return self.const([-1, S] + [N if v == -1 else v for v in tail])
+        if style == "scrambled":     # [S, -1, ...]: a valid Reshape that mixes batch and sequence
+            return self.const([S, -1] + [N if v == -1 else v for v in tail])
         return self.add("Concat", [self.dim(lead_from[0], 0), self.dim(lead_from[1], 1)]
                         + [self.const([v]) for v in tail], axis=0)
 
-    def linear(self, x, cols, seed, bias_first=True):
+    def linear(self, x, cols, seed, bias_first=True, gemm=False):
         w = f"W{seed}"
         self.inits[w] = randn(H, cols, seed=seed, scale=0.4).astype(self.dtype)
         self.inits[f"b{seed}"] = randn(cols, seed=seed + 10, scale=0.1).astype(self.dtype)
+        if gemm:  # MatMul + Add as a Gemm between Reshapes, as a MatMulAddFusion may leave it
+            flat = self.add("Reshape", [x, self.const([-1, H])])
+            out = self.add("Gemm", [flat, w, f"b{seed}"])
+            return self.add("Reshape", [out, self.const([-1, S, cols])])
         mm = self.add("MatMul", [x, w])
         return self.add("Add", [f"b{seed}", mm] if bias_first else [mm, f"b{seed}"])
 
@@ -71,17 +79,18 @@ class _G:
 
 
 def _bert(style="dynamic", scale="mul", mask=True, k_perm="0231", dtype=np.float32, scores_out=False,
-          softmax_axis=-1, cross=False, foreign_dim=False):
+          softmax_axis=-1, cross=False, foreign_dim=False, gemm=False):
     g = _G(dtype)
     t = F16 if dtype == np.float16 else F32
     x = "x"
-    q = g.heads(g.linear(x, H, 1), [0, 2, 1, 3], style, lead_from=("mask", x) if foreign_dim else (x, x))
-    k_src = g.linear("y" if cross else x, H, 2, bias_first=False)
+    q = g.heads(g.linear(x, H, 1, gemm=gemm), [0, 2, 1, 3], style,
+                lead_from=("mask", x) if foreign_dim else (x, x))
+    k_src = g.linear("y" if cross else x, H, 2, bias_first=False, gemm=gemm)
     if k_perm == "0231":
         kt = g.heads(k_src, [0, 2, 3, 1], style, lead_from=(x, x))
     else:
         kt = g.add("Transpose", [g.heads(k_src, [0, 2, 1, 3], style, lead_from=(x, x))], perm=[0, 1, 3, 2])
-    v = g.heads(g.linear(x, H, 3), [0, 2, 1, 3], style, lead_from=(x, x))
+    v = g.heads(g.linear(x, H, 3, gemm=gemm), [0, 2, 1, 3], style, lead_from=(x, x))
     o = g.core(q, kt, v, scale, mask, softmax_axis=softmax_axis, scores_out="scores" if scores_out else None)
     g.nodes.append(helper.make_node("Reshape", [o, g.target((o, o), [H], style)], ["out"]))
     inputs = [("x", t, ["batch", S, H])] + ([("mask", t, ["batch", 1, 1, S])] if mask else []) + \
@@ -104,7 +113,7 @@ def _feed(mask=True, dtype=np.float32, past=False, cross=False):
     return feed
 
 
-@pytest.mark.parametrize("style", ["dynamic", "constant"])
+@pytest.mark.parametrize("style", ["dynamic", "constant", "minus_one"])
 @pytest.mark.parametrize("scale", ["mul", "div", "none"])
 def test_bert_layout_fuses(style, scale):
     sess = check_fusion(_bert(style, scale), _feed(), "Attention", rtol=1e-5, atol=1e-5)
@@ -112,6 +121,12 @@ def test_bert_layout_fuses(style, scale):
     node = sess._plan.graph.nodes[0]
     assert node.attrs["num_heads"] == N
     np.testing.assert_allclose(node.attrs["scale"], 1 / np.sqrt(D) if scale != "none" else 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("style", ["dynamic", "minus_one"])
+def test_projections_as_gemms_between_reshapes_fuse(style):
+    sess = check_fusion(_bert(style, gemm=True), _feed(), "Attention", rtol=1e-5, atol=1e-5)
+    assert ops(sess) == ["Attention"]
 
 
 def test_vit_layout_without_mask_and_keys_transposed_after_the_heads():
@@ -163,10 +178,11 @@ def test_gpt2_layout_float16():
 
 
 @pytest.mark.parametrize("case", ["scores_read_elsewhere", "softmax_not_on_last_axis", "cross_attention",
-                                  "dim_from_an_unrelated_value"])
+                                  "dim_from_an_unrelated_value", "batch_and_sequence_scrambled"])
 def test_near_misses_do_not_fuse(case):
     kw = {"scores_read_elsewhere": dict(scores_out=True), "softmax_not_on_last_axis": dict(softmax_axis=2),
-          "cross_attention": dict(cross=True), "dim_from_an_unrelated_value": dict(foreign_dim=True)}[case]
+          "cross_attention": dict(cross=True), "dim_from_an_unrelated_value": dict(foreign_dim=True),
+          "batch_and_sequence_scrambled": dict(style="scrambled")}[case]
     check_unfused(_bert(**kw), _feed(cross=case == "cross_attention"), "Attention", rtol=1e-5, atol=1e-5)
 
 

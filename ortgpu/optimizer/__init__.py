@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from ortgpu.errors import Fail, _OrtError
 from ortgpu.graph import Graph
+from ortgpu.optimizer import fused_bodies  # noqa: F401  (registers the fused ops' function bodies)
+from ortgpu.optimizer.attention_fusion import fuse_attention
+from ortgpu.optimizer.bias_gelu_fusion import fuse_bias_gelu
 from ortgpu.optimizer.cast_elimination import eliminate_cast
 from ortgpu.optimizer.common_subexpression import eliminate_common_subexpressions
 from ortgpu.optimizer.constant_folding import fold_constants
 from ortgpu.optimizer.constant_sharing import share_constants
+from ortgpu.optimizer.conv_activation_fusion import fuse_conv_activation
+from ortgpu.optimizer.conv_add_activation_fusion import fuse_conv_add_activation
 from ortgpu.optimizer.conv_add_fusion import fuse_conv_add
 from ortgpu.optimizer.conv_mul_fusion import fuse_conv_mul
 from ortgpu.optimizer.dead_node_elimination import eliminate_dead_nodes
@@ -22,11 +27,15 @@ from ortgpu.optimizer.eliminate_identity import eliminate_identity
 from ortgpu.optimizer.eliminate_slice import eliminate_slice
 from ortgpu.optimizer.expand_elimination import eliminate_expand
 from ortgpu.optimizer.fuse_conv_bn import fuse_conv_batchnorm
+from ortgpu.optimizer.gelu_fusion import fuse_fast_gelu, fuse_gelu
+from ortgpu.optimizer.gemm_activation_fusion import fuse_gemm_activation
+from ortgpu.optimizer.layer_norm_fusion import fuse_layer_norm
 from ortgpu.optimizer.matmul_add_fusion import fuse_matmul_add
 from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc
 from ortgpu.optimizer.noop_elimination import eliminate_noop
 from ortgpu.optimizer.remove_unused import remove_unused_initializers
 from ortgpu.optimizer.reshape_fusion import fuse_reshape
+from ortgpu.optimizer.skip_layer_norm_fusion import fuse_skip_layer_norm
 from ortgpu.optimizer.type_refresh import refresh_types
 from ortgpu.optimizer.unsqueeze_elimination import eliminate_unsqueeze
 from ortgpu.options import GraphOptimizationLevel
@@ -55,6 +64,15 @@ BASIC_PASSES = {
 }
 # Fusions applied to the nodes a provider owns (same signature as the basic passes).
 EXTENDED_PASSES: dict = {
+    "GeluFusion": fuse_gelu,
+    "FastGeluFusion": fuse_fast_gelu,
+    "LayerNormFusion": fuse_layer_norm,
+    "AttentionFusion": fuse_attention,
+    "SkipLayerNormFusion": fuse_skip_layer_norm,
+    "BiasGeluFusion": fuse_bias_gelu,
+    "ConvActivationFusion": fuse_conv_activation,
+    "ConvAddActivationFusion": fuse_conv_add_activation,
+    "GemmActivationFusion": fuse_gemm_activation,
     "ElementwiseChainFusion": fuse_elementwise_chains,   # last: after the pattern fusions
 }
 # Layout changes (NHWC for float16 convolution on the GPU).
@@ -109,4 +127,6 @@ def optimize(graph: Graph, level: int, providers, overridable: set[str],
         for sub in node.subgraphs():
             for name, n in optimize(sub, level, providers, set(), disabled, True).items():
                 done[name] = done.get(name, 0) + n
+            for domain, version in sub.opsets.items():  # a fused op's domain, imported by the model
+                graph.opsets.setdefault(domain, version)
     return done

@@ -1,0 +1,372 @@
+"""AttentionFusion (extended level): multi-head self-attention as exporters write it (BERT,
+GPT-2 with a KV cache, ViT) becomes one ``ortgpu::Attention`` node
+(providers/kernels/fused_attention.py has its definition).
+
+Pattern, from the Softmax outwards (operands of Add and Mul in either order)::
+
+    q2, k2, v2 = three projections of one x (Add(MatMul(x, W), b) or MatMul(x, W)), or the
+                 three equal parts of one projection split on the last axis (Split of
+                 Add(MatMul(x, W), b), MatMul(x, W) or Reshape(Gemm(Reshape(x), W, b)))
+    heads(t)   = Transpose(Reshape(t, [B, S, N, D]), perm=[0, 2, 1, 3])
+    keys       = Transpose(Reshape(k2), [0, 2, 3, 1])  |  Transpose(K, [0, 1, 3, 2]) with
+                 K = heads(k2) or K = Concat(past_key, heads(k2), axis=2)   (V alike)
+    scores     = Mul(MatMul(heads(q2), keys), scale) | Div(..., c) | MatMul(...)
+    probs      = Softmax(Add(scores, attention_bias)?, axis=-1), then no-op Casts
+    output     = Reshape(Transpose(MatMul(probs, V), [0, 2, 1, 3]), [B, S, N * D])
+
+Rules: W and b are constants (separate projections are packed side by side into one new
+weight and bias); every Reshape keeps dims 0 and 1 (a 0, or Shape-derived dims of x or of
+another value of the pattern known to share them, see shape_patterns.py) and splits or
+merges only the last axis into N heads of size D with constants; scale is a constant
+scalar; every intermediate is read only inside the pattern or by shape computations that
+die with it; present keys and values may have other readers (graph outputs): the fused node
+produces them.  When the final Reshape's target cannot be checked but consists of kept
+leading dims and non-zero constants, it stays and reads the fused output (both hold the
+elements in the same order).  x is float, and float32 only below opset 15 (the function
+body's scale constant).  The provider that would run the Softmax must have an Attention
+kernel.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ortgpu.graph import Graph, Node
+from ortgpu.optimizer.fused_bodies import body_supports
+from ortgpu.optimizer.fused_functions import DOMAIN
+from ortgpu.optimizer.matching import GraphView, add_initializer, apply, make_node, provider_runs
+from ortgpu.optimizer.shape_patterns import keeps_leading_dims, same_dim, shape_elements
+
+HEADS_PERM = [0, 2, 1, 3]
+
+
+@dataclasses.dataclass
+class _Projection:
+    x: str
+    weight: np.ndarray          # (Hin, out)
+    bias: np.ndarray | None     # (out,)
+    nodes: list[Node]
+    values: list[str]           # intermediates that must die with the pattern
+
+
+@dataclasses.dataclass
+class _Heads:
+    source: str                 # the (B, S, hidden) value split into heads
+    heads: int
+    size: int
+    elements: list              # the Reshape target (shape_patterns.shape_elements)
+    nodes: list[Node]
+    values: list[str]
+
+
+def fuse_attention(graph: Graph, providers, overridable: set[str]) -> int:
+    """Fuse every matching self-attention block; returns the number of fusions."""
+    view = GraphView(graph, overridable)
+    removed, added, claimed = [], [], set()
+    for sm in graph.nodes:
+        if sm.op_type != "Softmax" or sm.domain != "":
+            continue
+        m = _match(graph, view, sm)
+        if m is None or any(id(n) in claimed for n in m[1]):
+            continue
+        fused, nodes, extra, weight, bias = m
+        if not provider_runs(graph, providers, sm, fused):
+            continue
+        _commit(graph, fused, weight, bias)
+        claimed.update(id(n) for n in nodes)
+        removed += nodes
+        added += [fused] + extra
+    if added:
+        apply(graph, removed, added)
+    return sum(1 for n in added if n.op_type == "Attention")
+
+
+# ----------------------------------------------------------------------------- matching
+
+def _match(graph: Graph, view: GraphView, sm: Node):
+    axis = sm.attrs.get("axis", -1 if sm.opset >= 13 else 1)
+    if axis not in (-1, 3) or view.rank(sm.inputs[0]) not in (None, 4):
+        return None
+    core = _scores(view, sm.inputs[0])
+    if core is None:
+        return None
+    qk, scale, mask, score_nodes = core
+    tail = _output(view, sm)
+    if tail is None:
+        return None
+    pv, out_nodes, merged = tail
+    q = _heads(view, qk.inputs[0], HEADS_PERM)
+    keys = _keys(view, qk.inputs[1])
+    values = _present(view, pv.inputs[1])
+    if q is None or keys is None or values is None:
+        return None
+    k, past_key, present_key, k_nodes, k_values = keys
+    v, past_value, present_value, v_nodes, v_values = values
+    if (past_key is None) != (past_value is None) or len({(h.heads, h.size) for h in (q, k, v)}) != 1:
+        return None
+    proj = _projections(view, q.source, k.source, v.source)
+    if proj is None:
+        return None
+    x, weight, bias, proj_nodes, proj_values = proj
+    hidden = q.heads * q.size
+    if weight.shape != (weight.shape[0], 3 * hidden) or not _float_of(view, x, weight) \
+            or not body_supports(view.elem_type(x), graph.opsets.get("", 1)) \
+            or (mask and view.rank(mask) not in (None, 1, 2, 3, 4)):
+        return None
+    # values whose dims 0 and 1 are (B, S): dims of any of them may build the Reshape targets
+    family = {x, q.source, k.source, v.source, out_nodes[-1].outputs[0]} | set(proj_values)
+    out, keep = _merged_output(view, merged, family, hidden, x)
+    if out is None:
+        return None
+    nodes = proj_nodes + q.nodes + k_nodes + v_nodes + [qk] + score_nodes + [sm] + out_nodes + [merged]
+    inner = proj_values + q.values + k_values + v_values + [qk.outputs[0]] + \
+        [n.outputs[0] for n in score_nodes + [sm] + out_nodes]
+    inner = [v for v in inner if v not in (present_key, present_value)]
+    if not all(_same_split(view, h, x, family) for h in (q, k, v)) or not view.contained(inner, nodes):
+        return None
+    inputs = [x, "", "", mask or "", past_key or "", past_value or ""]
+    outputs = [out, present_key or "", present_value or ""]   # a function call names every output
+    fused = make_node("Attention", DOMAIN, graph, inputs, outputs,
+                      {"num_heads": q.heads, "scale": float(scale)}, sm)
+    extra = [keep] if keep is not None else []
+    return fused, nodes, extra, weight, bias
+
+
+def _float_of(view: GraphView, x: str, weight: np.ndarray) -> bool:
+    """x is a float tensor of the weight's dtype."""
+    from ortgpu.dtypes import np_dtype  # noqa: PLC0415
+    return view.is_float(x) and np_dtype(view.elem_type(x)) == weight.dtype
+
+
+def _scores(view: GraphView, s_in: str):
+    """(QK MatMul, scale, attention bias or None, nodes) of the Softmax input."""
+    add = view.op(s_in, "Add")
+    if add is not None and len(add.inputs) == 2:
+        for i in (0, 1):
+            scaled = _scaled(view, add.inputs[i])
+            if scaled is not None:
+                qk, scale, nodes = scaled
+                return qk, scale, add.inputs[1 - i], nodes + [add]
+        return None
+    scaled = _scaled(view, s_in)
+    return None if scaled is None else (*scaled[:2], None, scaled[2])
+
+
+def _scaled(view: GraphView, name: str):
+    """(MatMul, scale, nodes) for MatMul, MatMul * c, c * MatMul or MatMul / c."""
+    node = view.producer.get(name)
+    if node is None or node.domain != "":
+        return None
+    if node.op_type == "MatMul":
+        return node, 1.0, []
+    if node.op_type not in ("Mul", "Div") or len(node.inputs) != 2:
+        return None
+    order = (0, 1) if node.op_type == "Div" else (0, 1, 1, 0)
+    for i, j in zip(order[::2], order[1::2]):
+        qk, c = view.op(node.inputs[i], "MatMul"), view.scalar(node.inputs[j])
+        if qk is not None and c:
+            return qk, (1.0 / c if node.op_type == "Div" else c), [node]
+    return None
+
+
+def _output(view: GraphView, sm: Node):
+    """(probs @ V MatMul, nodes up to the heads transpose, the merging Reshape)."""
+    probs, casts = view.skip_noop_casts(sm.outputs[0])
+    pv = [r for r in view.readers_of(probs, "MatMul") if r.inputs[0] == probs]
+    if len(pv) != 1:
+        return None
+    tr = [r for r in view.readers_of(pv[0].outputs[0], "Transpose") if r.attrs.get("perm") == HEADS_PERM]
+    if len(tr) != 1:
+        return None
+    rs = [r for r in view.readers_of(tr[0].outputs[0], "Reshape") if r.inputs[0] == tr[0].outputs[0]]
+    if len(rs) != 1:
+        return None
+    return pv[0], casts + [pv[0], tr[0]], rs[0]
+
+
+def _heads(view: GraphView, name: str, perm) -> _Heads | None:
+    """Transpose(Reshape(t, [B, S, N, D]), perm) -> t, N, D (the shape check comes later)."""
+    tr = view.op(name, "Transpose")
+    if tr is None or tr.attrs.get("perm") != perm:
+        return None
+    rs = view.op(tr.inputs[0], "Reshape")
+    if rs is None or rs.attrs.get("allowzero", 0) or rs.opset < 5:
+        return None
+    elems = shape_elements(view, rs.inputs[1])
+    if elems is None or len(elems) != 4 or elems[2] is None or elems[3] is None \
+            or elems[2][0] != "const" or elems[3][0] != "const":
+        return None
+    n, d = elems[2][1], elems[3][1]
+    hidden = _last_dim(view, rs.inputs[0])
+    if n == -1 and d > 0 and hidden and hidden % d == 0:
+        n = hidden // d
+    if d == -1 and n > 0 and hidden and hidden % n == 0:
+        d = hidden // n
+    if n <= 0 or d <= 0:
+        return None
+    return _Heads(rs.inputs[0], n, d, elems, [rs, tr], [rs.outputs[0], tr.outputs[0]])
+
+
+def _last_dim(view: GraphView, name: str):
+    shape = view.shape(name)
+    return shape[-1] if shape and isinstance(shape[-1], int) else None
+
+
+def _keys(view: GraphView, name: str):
+    """(heads of k2, past_key, present_key, nodes, values) of the MatMul's second input."""
+    direct = _heads(view, name, [0, 2, 3, 1])
+    if direct is not None:
+        return direct, None, None, direct.nodes, direct.values
+    tr = view.op(name, "Transpose")
+    if tr is None or tr.attrs.get("perm") != [0, 1, 3, 2]:
+        return None
+    found = _present(view, tr.inputs[0])
+    if found is None:
+        return None
+    heads, past, present, nodes, values = found
+    return heads, past, present, nodes + [tr], values + [tr.outputs[0]]
+
+
+def _present(view: GraphView, name: str):
+    """heads(t) or Concat(past, heads(t), axis=2): (heads, past, present, nodes, values)."""
+    heads = _heads(view, name, HEADS_PERM)
+    if heads is not None:
+        return heads, None, None, heads.nodes, heads.values
+    cat = view.op(name, "Concat")
+    if cat is None or len(cat.inputs) != 2 or cat.attrs.get("axis") not in (2, -2):
+        return None
+    heads = _heads(view, cat.inputs[1], HEADS_PERM)
+    if heads is None or view.rank(cat.inputs[0]) not in (None, 4):
+        return None
+    return heads, cat.inputs[0], name, heads.nodes + [cat], heads.values
+
+
+def _same_split(view: GraphView, h: _Heads, x: str, family: set[str]) -> bool:
+    """The heads Reshape keeps dims 0 and 1 of its input."""
+    return keeps_leading_dims(view, h.elements, family, x)
+
+
+def _merged_output(view: GraphView, rs: Node, family: set[str], hidden: int, x: str):
+    """(name of the fused output, None) when the final Reshape merges the heads into
+    (B, S, hidden); (new name, a copy of the Reshape reading it) when its target is made of
+    constants other than 0 and dims 0, 1 of x (nothing the fusion removes); else (None, None)."""
+    elems = shape_elements(view, rs.inputs[1])
+    if rs.attrs.get("allowzero", 0) or elems is None:
+        return None, None
+    out = rs.outputs[0]
+    family = family | {out}
+    if len(elems) == 3 and elems[2] is not None and elems[2][0] == "const" and elems[2][1] in (hidden, -1) \
+            and keeps_leading_dims(view, elems, family, out):
+        return out, None
+    kept = all(e is not None and e[0] == "const" and e[1] != 0 for e in elems[2:])
+    lead = all(e is not None and (e[0] == "const" or same_dim(view, e, i, {x}, x))
+               for i, e in enumerate(elems[:2]))
+    if not (kept and lead):
+        return None, None
+    merged = f"{out}_attention"
+    keep = Node(rs.name, rs.op_type, rs.domain, rs.opset, [merged] + rs.inputs[1:], list(rs.outputs),
+                dict(rs.attrs), None)
+    return merged, keep
+
+
+def _projections(view: GraphView, q2: str, k2: str, v2: str):
+    """(x, packed weight, packed bias or None, nodes, values) of the Q, K, V sources."""
+    split = view.producer.get(q2)
+    if split is not None and split.op_type == "Split" and split.domain == "" \
+            and split.outputs == [q2, k2, v2] and _equal_thirds(view, split):
+        p = _linear(view, split.inputs[0])
+        if p is None:
+            return None
+        return p.x, p.weight, p.bias, p.nodes + [split], p.values + [split.inputs[0], q2, k2, v2]
+    parts = [_linear(view, t) for t in (q2, k2, v2)]
+    if any(p is None for p in parts) or len({p.x for p in parts}) != 1 \
+            or len({p.weight.shape for p in parts}) != 1:
+        return None
+    weight = np.concatenate([p.weight for p in parts], axis=1)
+    bias = None
+    if any(p.bias is not None for p in parts):
+        bias = np.concatenate([p.bias if p.bias is not None else np.zeros(p.weight.shape[1], p.weight.dtype)
+                               for p in parts])
+    nodes = [n for p in parts for n in p.nodes]
+    values = [v for p in parts for v in p.values] + [q2, k2, v2]
+    return parts[0].x, weight, bias, nodes, values
+
+
+def _equal_thirds(view: GraphView, split: Node) -> bool:
+    """A Split of a rank-3 value into three equal parts along its last axis."""
+    if split.attrs.get("axis", 0) not in (2, -1) or view.rank(split.inputs[0]) not in (None, 3):
+        return False
+    if split.attrs.get("axis") == -1 and view.rank(split.inputs[0]) is None:
+        return False
+    sizes = split.attrs.get("split") if split.opset < 13 else (
+        view.ints(split.inputs[1]) if len(split.inputs) > 1 and split.inputs[1] else None)
+    if sizes is None:
+        return len(split.outputs) == 3 and split.attrs.get("num_outputs", 3) == 3
+    return len(sizes) == 3 and len(set(sizes)) == 1
+
+
+def _linear(view: GraphView, name: str) -> _Projection | None:
+    """x @ W (+ b) producing the rank-3 `name`: Add(MatMul(x, W), b), MatMul(x, W), or
+    Reshape(Gemm(Reshape(x, [-1, Hin]), W, b), [B, S, out]) checked against x's dims."""
+    add = view.op(name, "Add")
+    if add is not None and len(add.inputs) == 2:
+        for i in (0, 1):
+            mm, b = view.op(add.inputs[i], "MatMul"), view.const(add.inputs[1 - i])
+            p = _matmul(view, mm) if mm is not None and b is not None else None
+            if p is not None and b.shape == (p.weight.shape[1],) and b.dtype == p.weight.dtype:
+                return _Projection(p.x, p.weight, b, p.nodes + [add], p.values + [mm.outputs[0]])
+        return None
+    mm = view.op(name, "MatMul")
+    if mm is not None:
+        return _matmul(view, mm)
+    return _reshaped_gemm(view, name)
+
+
+def _matmul(view: GraphView, mm: Node) -> _Projection | None:
+    w = view.const(mm.inputs[1])
+    if w is None or w.ndim != 2 or w.dtype.kind != "f" or view.rank(mm.inputs[0]) not in (None, 3) \
+            or view.const(mm.inputs[0]) is not None:
+        return None
+    return _Projection(mm.inputs[0], w, None, [mm], [])
+
+
+def _reshaped_gemm(view: GraphView, name: str) -> _Projection | None:
+    back = view.op(name, "Reshape")
+    gemm = view.op(back.inputs[0], "Gemm") if back is not None else None
+    flat = view.op(gemm.inputs[0], "Reshape") if gemm is not None else None
+    if flat is None or gemm.attrs.get("transA", 0) or gemm.attrs.get("alpha", 1.0) != 1.0 \
+            or gemm.opset < 7 or back.attrs.get("allowzero", 0) or flat.attrs.get("allowzero", 0):
+        return None
+    w = view.const(gemm.inputs[1])
+    c = view.const(gemm.inputs[2]) if len(gemm.inputs) > 2 and gemm.inputs[2] else None
+    if w is None or w.ndim != 2 or w.dtype.kind != "f" or (c is None and len(gemm.inputs) > 2 and gemm.inputs[2]):
+        return None
+    if gemm.attrs.get("transB", 0):
+        w = w.T
+    if c is not None and (c.shape != (w.shape[1],) or gemm.attrs.get("beta", 1.0) != 1.0):
+        return None
+    x = flat.inputs[0]
+    x_shape = view.shape(x)
+    if not x_shape or len(x_shape) != 3 or x_shape[2] != w.shape[0] or view.rank(flat.outputs[0]) != 2:
+        return None
+    elems = shape_elements(view, back.inputs[1])
+    # (a 0 in this target would copy a dim of the flat Gemm output, not of x)
+    if elems is None or len(elems) != 3 or elems[2] is None or elems[2][0] != "const" \
+            or elems[2][1] not in (w.shape[1], -1) or not keeps_leading_dims(view, elems, {x}, x, False):
+        return None
+    return _Projection(x, np.ascontiguousarray(w), c, [flat, gemm, back],
+                       [flat.outputs[0], gemm.outputs[0]])
+
+
+# ----------------------------------------------------------------------------- rewrite
+
+def _commit(graph: Graph, fused: Node, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """Store the packed weight and bias as constants and name them in the fused node."""
+    x = fused.inputs[0]
+    w_name = add_initializer(graph, f"{fused.name}_weight", weight.astype(weight.dtype, copy=False))
+    b_name = add_initializer(graph, f"{fused.name}_bias", bias) if bias is not None else ""
+    inputs = [x, w_name, b_name] + fused.inputs[3:]
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    fused.inputs = inputs

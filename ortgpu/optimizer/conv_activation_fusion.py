@@ -1,0 +1,17 @@
+"""ConvActivationFusion (extended level): Conv followed by an activation becomes one
+``ortgpu::FusedConv`` (its kernel runs the activation on the convolution's result).
+
+Rules: the Conv (ai.onnx, float output) has one output, read only by the activation and
+not a graph output; the activation is one of activation_patterns.py (Relu, LeakyRelu,
+Sigmoid, Tanh, HardSigmoid, HardSwish, also written out as y * Clip(y + 3, 0, 6) / 6, Clip
+with constant bounds); the provider that would
+run the Conv has a FusedConv kernel.  The Conv's attributes and inputs (X, W, B) carry over.
+"""
+from __future__ import annotations
+
+from ortgpu.graph import Graph
+from ortgpu.optimizer.activation_patterns import fuse_with_activation
+
+
+def fuse_conv_activation(graph: Graph, providers, overridable: set[str]) -> int:
+    return fuse_with_activation(graph, providers, overridable, "Conv", "FusedConv")

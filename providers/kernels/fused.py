@@ -1,0 +1,136 @@
+"""Kernels of the fused ops the optimizer creates in the ``ortgpu`` domain (shared: NumPy and
+CuPy).  Each computes exactly what the subgraph it replaces computes, step by step in the
+same precision (a float16 intermediate is rounded where the unfused graph rounds it), so a
+fusion changes results by float rounding at most.
+
+* ``FusedConv(X, W, B?, Z?)``: Conv, plus Z (a residual, broadcast as Add does), then
+  ``activation`` with ``activation_params``;
+* ``FusedGemm(A, B, C?)``: Gemm, then the activation;
+* ``Gelu(X)`` (erf form) and ``FastGelu(X, bias?)`` (tanh form): for models below opset 20,
+  which has no ai.onnx Gelu;
+* ``BiasGelu(A, B)``: Gelu(A + B), B a bias over the last axis;
+* ``LayerNormalization(X, Scale, B?)``: for models below opset 17;
+* ``SkipLayerNormalization(input, skip, gamma, beta?, bias?)``: LayerNormalization over the
+  last axis of input + skip (+ bias); a second output gives that sum.
+
+Activations (names and parameters as the ONNX ops): Relu, LeakyRelu [alpha], Sigmoid,
+Tanh, HardSigmoid [alpha, beta], HardSwish, Clip [min, max] (+-inf for an open bound).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.providers.kernels import activations, elementwise, linalg, normalization
+from ortgpu.providers.kernels.conv import conv_float
+from ortgpu.providers.registry import KernelContext, kernel
+
+DOMAIN = "ortgpu"
+
+
+def _clip(ctx, y, params):
+    xp = ctx.xp
+    lo, hi = (float(v) for v in params)
+    return elementwise.Clip(ctx, y, None if lo == -np.inf else xp.asarray(lo),
+                            None if hi == np.inf else xp.asarray(hi))
+
+
+# name -> (number of parameters, fn(ctx, y, params)); the unfused ops' own kernels
+ACTIVATIONS = {
+    "Relu": (0, lambda ctx, y, p: activations.Relu(ctx, y)),
+    "LeakyRelu": (1, lambda ctx, y, p: activations.LeakyRelu(ctx, y, alpha=p[0])),
+    "Sigmoid": (0, lambda ctx, y, p: activations.Sigmoid(ctx, y)),
+    "Tanh": (0, lambda ctx, y, p: activations.Tanh(ctx, y)),
+    "HardSigmoid": (2, lambda ctx, y, p: activations.HardSigmoid(ctx, y, alpha=p[0], beta=p[1])),
+    "HardSwish": (0, lambda ctx, y, p: activations.HardSwish(ctx, y)),
+    "Clip": (2, _clip),
+}
+
+
+def check_activation(activation: str, params) -> list[float]:
+    """The parameters of a known activation as floats; ValueError naming what is wrong."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{activation}' (known: {sorted(ACTIVATIONS)})")
+    params = [float(p) for p in (params or ())]
+    want = ACTIVATIONS[activation][0]
+    if len(params) != want:
+        raise ValueError(f"activation '{activation}' takes {want} activation_params, got {len(params)}")
+    return params
+
+
+def apply_activation(ctx, y, activation: str, params):
+    """`activation` of y, computed by that op's own kernel."""
+    params = check_activation(activation, params)
+    return ACTIVATIONS[activation][1](ctx, y, params)
+
+
+@kernel("FusedConv", since=1, domain=DOMAIN)
+def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
+              dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    """Conv (im2col + GEMM), plus Z when given, followed by an activation."""
+    y = conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
+    if Z is not None:
+        y = _add(ctx, y, Z)
+    return apply_activation(ctx, y, activation, activation_params)
+
+
+@kernel("FusedGemm", since=1, domain=DOMAIN)
+def FusedGemm(ctx, A, B, C=None, *, activation="Relu", activation_params=None, alpha=1.0, beta=1.0,
+              transA=0, transB=0):
+    """Gemm followed by an activation."""
+    y = linalg.Gemm(ctx, A, B, C, alpha=alpha, beta=beta, transA=transA, transB=transB)
+    return apply_activation(ctx, y, activation, activation_params)
+
+
+@kernel("Gelu", since=1, domain=DOMAIN)
+def Gelu(ctx, X):
+    """X * Phi(X) with the error function (ai.onnx Gelu-20, approximate='none')."""
+    return activations.Gelu(ctx, X, approximate="none")
+
+
+@kernel("FastGelu", since=1, domain=DOMAIN)
+def FastGelu(ctx, X, bias=None):
+    """The tanh approximation of Gelu (ai.onnx Gelu-20, approximate='tanh') of X (+ bias)."""
+    return activations.Gelu(ctx, X if bias is None else _add(ctx, X, bias), approximate="tanh")
+
+
+@kernel("BiasGelu", since=1, domain=DOMAIN)
+def BiasGelu(ctx, A, B):
+    """Gelu (erf form) of A + B."""
+    return activations.Gelu(ctx, _add(ctx, A, B), approximate="none")
+
+
+def _add(ctx, a, b):
+    """a + b in a's dtype, as the unfused Add computes it."""
+    return elementwise.as_array(ctx.xp, a + b, a.dtype)
+
+
+@kernel("LayerNormalization", since=1, domain=DOMAIN)
+def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5):
+    """ai.onnx LayerNormalization-17 (output Y only), for models of older opsets."""
+    return normalization.LayerNormalization(ctx, X, Scale, B, axis=axis, epsilon=epsilon)
+
+
+def _check_params(hidden, gamma, beta, bias):
+    for name, p in (("gamma", gamma), ("beta", beta), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (hidden,):
+            raise ValueError(f"SkipLayerNormalization: {name} has shape {tuple(p.shape)}, "
+                             f"expected ({hidden},) (the last axis of input + skip)")
+
+
+@kernel("SkipLayerNormalization", since=1, domain=DOMAIN)
+def SkipLayerNormalization(ctx, input, skip, gamma, beta=None, bias=None, *, epsilon=1e-5):
+    """LayerNormalization over the last axis of input (+ bias) + skip (broadcast as Add does);
+    outputs the normalized value and (optionally) the sum, added as (input + bias) + skip."""
+    s = input if bias is None else _add(ctx, input, bias)
+    s = _add(ctx, s, skip)
+    if s.ndim == 0:
+        raise ValueError("SkipLayerNormalization: input + skip must have at least one axis")
+    _check_params(s.shape[-1], gamma, beta, bias)
+    y = normalization.LayerNormalization(one_output(ctx), s, gamma, beta, axis=-1, epsilon=epsilon)
+    return (y, s) if ctx.num_outputs > 1 else y
+
+
+def one_output(ctx) -> KernelContext:
+    """`ctx` as seen by a kernel called for its first output only."""
+    return KernelContext(ctx.xp, ctx.provider, ctx.node_name, ctx.op_type, ctx.opset, 1, (True,),
+                         ctx.input_types[:1], ctx.output_types[:1])

@@ -1,0 +1,160 @@
+"""ConvActivationFusion and GemmActivationFusion: every foldable activation, the near-misses,
+and the per-provider rule (no kernel for the fused op, no fusion)."""
+import numpy as np
+import pytest
+from onnx import helper
+
+import ortgpu
+from fusion_cases import (F16, F32, assert_close, check_fusion, check_unfused, const, make_model, onnxruntime_run, ops,
+                          randn, session)
+from ortgpu.providers.cpu import CPUExecutionProvider
+
+pytest.importorskip("onnxruntime")
+
+# (activation node builder, opset): Clip appears with attributes (opset 6) and inputs (13)
+ACTIVATIONS = {
+    "Relu": (lambda y, z: [helper.make_node("Relu", [y], [z])], 13),
+    "LeakyRelu": (lambda y, z: [helper.make_node("LeakyRelu", [y], [z], alpha=0.2)], 13),
+    "Sigmoid": (lambda y, z: [helper.make_node("Sigmoid", [y], [z])], 13),
+    "Tanh": (lambda y, z: [helper.make_node("Tanh", [y], [z])], 13),
+    "HardSigmoid": (lambda y, z: [helper.make_node("HardSigmoid", [y], [z], alpha=0.3, beta=0.4)], 13),
+    "HardSwish": (lambda y, z: [helper.make_node("HardSwish", [y], [z])], 14),
+    "Clip_attributes": (lambda y, z: [helper.make_node("Clip", [y], [z], min=-0.5, max=0.7)], 6),
+    "Clip_inputs": (lambda y, z: [const("lo", 0.0), const("hi", 6.0), helper.make_node("Clip", [y, "lo", "hi"], [z])], 13),
+    "Clip_min_only": (lambda y, z: [const("lo", -0.2), helper.make_node("Clip", [y, "lo"], [z])], 13),
+    "HardSwish_written_out": (lambda y, z: [  # y * Clip(y + 3, 0, 6) / 6, as paddle2onnx writes it
+        const("three", 3.0), const("lo", 0.0), const("hi", 6.0), const("six", 6.0),
+        helper.make_node("Add", [y, "three"], ["h1"]), helper.make_node("Clip", ["h1", "lo", "hi"], ["h2"]),
+        helper.make_node("Mul", ["h2", y], ["h3"]), helper.make_node("Div", ["h3", "six"], [z])], 12),
+}
+
+
+def _conv(act, opset, dtype=np.float32, conv_out_used=False, bias=True):
+    t = F16 if dtype == np.float16 else F32
+    inits = {"W": randn(4, 3, 3, 3, seed=1, scale=0.4).astype(dtype)}
+    ins = ["x", "W"]
+    if bias:
+        inits["B"] = randn(4, seed=2, scale=0.2).astype(dtype)
+        ins.append("B")
+    nodes = [helper.make_node("Conv", ins, ["c"], pads=[1, 1, 1, 1], strides=[1, 2])] + act("c", "y")
+    outs = [("y", t, [1, 4, 6, 4])] + ([("c", t, [1, 4, 6, 4])] if conv_out_used else [])
+    return make_model(nodes, [("x", t, [1, 3, 6, 7])], outs, inits, opset=opset)
+
+
+def _gemm(act, opset, trans_b=1):
+    inits = {"W": randn(5, 6, seed=1, scale=0.5) if trans_b else randn(6, 5, seed=1, scale=0.5), "C": randn(5, seed=2)}
+    nodes = [helper.make_node("Gemm", ["x", "W", "C"], ["g"], transB=trans_b, alpha=0.7, beta=1.3)] + act("g", "y")
+    return make_model(nodes, [("x", F32, [3, 6])], [("y", F32, [3, 5])], inits, opset=opset)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_conv_with_activation_fuses(name):
+    act, opset = ACTIVATIONS[name]
+    sess = check_fusion(_conv(act, opset), {"x": randn(1, 3, 6, 7, scale=2)}, "FusedConv", rtol=1e-5, atol=1e-6)
+    assert ops(sess) == ["FusedConv"]
+
+
+@pytest.mark.parametrize("name", ["Relu", "LeakyRelu", "Sigmoid", "Clip_inputs", "HardSwish", "HardSwish_written_out"])
+def test_gemm_with_activation_fuses(name):
+    act, opset = ACTIVATIONS[name]
+    sess = check_fusion(_gemm(act, opset), {"x": randn(3, 6, scale=2)}, "FusedGemm", rtol=1e-5, atol=1e-6)
+    assert ops(sess) == ["FusedGemm"]
+
+
+def test_conv_without_bias_and_float16():
+    act, opset = ACTIVATIONS["HardSigmoid"]
+    check_fusion(_conv(act, opset, bias=False), {"x": randn(1, 3, 6, 7)}, "FusedConv")
+    act, opset = ACTIVATIONS["Clip_inputs"]
+    feed = {"x": randn(1, 3, 6, 7, dtype=np.float16, scale=3)}
+    model = _conv(lambda y, z: [const("lo", 0.0, np.float16), const("hi", 6.0, np.float16),
+                                helper.make_node("Clip", [y, "lo", "hi"], [z])], 15, dtype=np.float16)
+    check_fusion(model, feed, "FusedConv", rtol=2e-3, atol=2e-3)
+
+
+def test_float16_clip_below_opset_15_is_left_alone():
+    model = _conv(lambda y, z: [const("lo", 0.0, np.float16), const("hi", 6.0, np.float16),
+                                helper.make_node("Clip", [y, "lo", "hi"], [z])], 13, dtype=np.float16)
+    check_unfused(model, {"x": randn(1, 3, 6, 7, dtype=np.float16)}, "FusedConv", rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("case", ["conv_output_used", "clip_bound_not_constant", "not_an_activation",
+                                  "hard_swish_with_other_constant"])
+def test_near_misses_do_not_fuse(case):
+    feed = {"x": randn(1, 3, 6, 7)}
+    if case == "hard_swish_with_other_constant":
+        model = _conv(ACTIVATIONS["HardSwish_written_out"][0], 12)
+        model.graph.node[1].attribute[0].t.CopyFrom(helper.make_tensor("value", F32, [], [4.0]))  # y + 4
+    elif case == "conv_output_used":
+        model = _conv(ACTIVATIONS["Relu"][0], 13, conv_out_used=True)
+    elif case == "clip_bound_not_constant":
+        model = _conv(lambda y, z: [helper.make_node("Clip", [y, "lo"], [z])], 13)
+        model.graph.input.append(helper.make_tensor_value_info("lo", F32, []))
+        feed["lo"] = np.array(0.1, np.float32)
+    else:
+        model = _conv(lambda y, z: [helper.make_node("Elu", [y], [z])], 13)
+    check_unfused(model, feed, "FusedConv")
+
+
+class _NoFusedKernels(CPUExecutionProvider):
+    """A CPU provider that has every kernel except the ortgpu-domain fused ones."""
+
+    def kernel_for(self, op_type, domain, opset):
+        return None if domain == "ortgpu" else super().kernel_for(op_type, domain, opset)
+
+
+def test_a_provider_without_the_fused_kernel_keeps_the_pattern():
+    model = _conv(ACTIVATIONS["Relu"][0], 13)
+    sess = ortgpu.InferenceSession(model.SerializeToString(), providers=[_NoFusedKernels()])
+    assert ops(sess) == ["Conv", "Relu"]
+    assert ops(ortgpu.InferenceSession(model.SerializeToString(), providers=[CPUExecutionProvider()])) == ["FusedConv"]
+
+
+def test_disabled_by_name():
+    model = _conv(ACTIVATIONS["Relu"][0], 13)
+    assert ops(session(model, disabled_optimizers=["ConvActivationFusion"])) == ["Conv", "Relu"]
+    model = _gemm(ACTIVATIONS["Relu"][0], 13)
+    assert ops(session(model, disabled_optimizers=["GemmActivationFusion"])) == ["Gemm", "Relu"]
+
+
+def _residual_block(add_out_used=False, z_first=False, act="Relu"):
+    """Relu(Add(Conv(x), shortcut)) with the shortcut a 1x1 Conv + Relu of x (ResNet)."""
+    inits = {"W": randn(4, 3, 3, 3, seed=1, scale=0.4), "B": randn(4, seed=2), "Ws": randn(4, 3, 1, 1, seed=3)}
+    nodes = [helper.make_node("Conv", ["x", "Ws"], ["s0"]), helper.make_node("Relu", ["s0"], ["short"]),
+             helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["short", "c"] if z_first else ["c", "short"], ["a"])]
+    nodes += ACTIVATIONS[act][0]("a", "y")
+    outs = [("y", F32, [1, 4, 6, 7])] + ([("a", F32, [1, 4, 6, 7])] if add_out_used else [])
+    return make_model(nodes, [("x", F32, [1, 3, 6, 7])], outs, inits, opset=ACTIVATIONS[act][1])
+
+
+@pytest.mark.parametrize("z_first", [False, True])
+@pytest.mark.parametrize("act", ["Relu", "Clip_inputs"])
+def test_conv_add_activation_fuses_with_the_residual_as_z(z_first, act):
+    sess = check_fusion(_residual_block(z_first=z_first, act=act), {"x": randn(1, 3, 6, 7)}, "FusedConv",
+                        count=2)
+    assert ops(sess) == ["FusedConv", "FusedConv"]
+    z_node = [n for n in sess._plan.graph.nodes if len(n.inputs) == 4]
+    assert len(z_node) == 1 and z_node[0].inputs[3] == "short"
+
+
+def test_conv_add_whose_sum_is_read_elsewhere_keeps_the_add():
+    model, feed = _residual_block(add_out_used=True), {"x": randn(1, 3, 6, 7)}
+    sess = session(model)
+    assert ops(sess).count("Add") == 1 and ops(sess).count("FusedConv") == 1   # only the shortcut fuses
+    assert_close(sess.run(None, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)
+    assert "Add" in ops(session(_residual_block(), disabled_optimizers=["ConvAddActivationFusion"]))
+
+
+def test_fuses_inside_subgraphs_and_the_model_imports_the_domain():
+    branch = lambda name: helper.make_graph(  # noqa: E731
+        [helper.make_node("Conv", ["x", "W"], [name + "_c"]), helper.make_node("Relu", [name + "_c"], [name])],
+        name, [], [helper.make_tensor_value_info(name, F32, [1, 4, 4, 5])])
+    nodes = [helper.make_node("If", ["cond"], ["y"], then_branch=branch("t"), else_branch=branch("e"))]
+    model = make_model(nodes, [("cond", 9, []), ("x", F32, [1, 3, 6, 7])], [("y", F32, [1, 4, 4, 5])],
+                       {"W": randn(4, 3, 3, 3, seed=1)}, opset=13)
+    sess = session(model)
+    inner = [op for _, op, _ in sess.get_provider_assignment(include_subgraphs=True)]
+    assert inner.count("FusedConv") == 2 and "Relu" not in inner
+    assert sess._plan.graph.opsets["ortgpu"] == 1
+    feed = {"cond": np.array(False), "x": randn(1, 3, 6, 7)}
+    assert_close(sess.run(None, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)

@@ -76,9 +76,10 @@ class GraphDouble(FakeDeviceExecutionProvider):
         return self.backend
 
 
-def _session(model):
+def _session(model, so=None):
     dev = GraphDouble()
-    return ortgpu.InferenceSession(model.SerializeToString(), providers=[dev, CheckedCPUExecutionProvider()]), dev
+    return ortgpu.InferenceSession(model.SerializeToString(), so,
+                                   providers=[dev, CheckedCPUExecutionProvider()]), dev
 
 
 def _mlp():
@@ -311,8 +312,10 @@ def test_shape_computations_on_the_cpu_are_allowed_with_a_warning(caplog):
              numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
     model = mb.model(nodes, [helper.make_tensor_value_info("x", F, [2, 3, 4])],
                      [helper.make_tensor_value_info("y", F, None)], initializers=inits)
+    so = ortgpu.SessionOptions()   # unoptimized: the basic passes would fold the Shape chain away
+    so.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL
     with caplog.at_level(logging.WARNING, logger="ortgpu"):
-        sess, dev = _session(model)
+        sess, dev = _session(model, so)
     assert "shape massaging nodes that will execute on CPU" in caplog.text
     x = np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 12
     for _ in range(WARMUP_RUNS + 2):

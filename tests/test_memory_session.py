@@ -87,7 +87,9 @@ def chain_model():
 def session(device, pattern=True):
     so = ortgpu.SessionOptions()
     so.enable_mem_pattern = pattern
-    return ortgpu.InferenceSession(chain_model(), so, providers=[device, CheckedCPUExecutionProvider()])
+    # one node per step (no fused chain), so that a failure names the node that allocated
+    return ortgpu.InferenceSession(chain_model(), so, providers=[device, CheckedCPUExecutionProvider()],
+                                   disabled_optimizers=["ElementwiseChainFusion"])
 
 
 def check(s, n, m, seed=0):

@@ -203,6 +203,7 @@ def test_fp16_session_runs_its_float16_nodes_on_the_device():
     from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
     so = ortgpu.SessionOptions()
     so.add_session_config_entry("ortgpu.precision", "fp16")
+    so.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_ENABLE_BASIC  # keep the nodes (no fusion)
     dev = ortgpu.InferenceSession(_encoder_model(), so, providers=[FakeDeviceExecutionProvider(),
                                                                    CheckedCPUExecutionProvider()])
     placed = {name: prov for name, _, prov in dev.get_provider_assignment()}

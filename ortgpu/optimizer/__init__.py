@@ -81,6 +81,12 @@ LAYOUT_PASSES: dict = {
 }
 
 
+def pattern_fusions() -> list[str]:
+    """Names of the extended pattern fusions (every extended pass but the element-wise chain
+    fusion, which runs after them): tests of another pass disable these to see it alone."""
+    return [name for name in EXTENDED_PASSES if name != "ElementwiseChainFusion"]
+
+
 def passes_for(level: int) -> list[dict]:
     """The pass tables that `level` runs, in order."""
     tables = []

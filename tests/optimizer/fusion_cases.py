@@ -47,11 +47,11 @@ def assert_close(got, want, rtol, atol):
         np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=rtol, atol=atol)
 
 
-def check_fusion(model, feed, fused_op, rtol=1e-5, atol=1e-6, count=1):
+def check_fusion(model, feed, fused_op, rtol=1e-5, atol=1e-6, count=1, **kw):
     """Fused by ortgpu (`count` nodes of `fused_op`), equal to onnxruntime on the unfused model
     and to ortgpu with optimizations off; its saved form (function bodies) passes
     onnx.checker and gives the same outputs in onnxruntime.  Returns the fused session."""
-    fused = session(model)
+    fused = session(model, **kw)
     assert ops(fused).count(fused_op) == count, ops(fused)
     want = onnxruntime_run(model, feed)
     assert_close(fused.run(None, feed), want, rtol, atol)
@@ -62,9 +62,9 @@ def check_fusion(model, feed, fused_op, rtol=1e-5, atol=1e-6, count=1):
     return fused
 
 
-def check_unfused(model, feed, fused_op, rtol=1e-5, atol=1e-6):
+def check_unfused(model, feed, fused_op, rtol=1e-5, atol=1e-6, **kw):
     """A near-miss: ortgpu keeps the pattern and still matches onnxruntime."""
-    fused = session(model)
+    fused = session(model, **kw)
     assert fused_op not in ops(fused), ops(fused)
     assert_close(fused.run(None, feed), onnxruntime_run(model, feed), rtol, atol)
 

@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
+from ortgpu.optimizer import pattern_fusions
 from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
 from ortgpu.graph import from_proto
 from ortgpu.optimizer import fused_functions
@@ -36,9 +37,12 @@ def sessions(model, types=("float16",), level=None, **kw):
     if level is not None:
         so.graph_optimization_level = level
     data = model.SerializeToString()
-    on = ortgpu.InferenceSession(data, so, providers=[NhwcDevice(types), CheckedCPUExecutionProvider()], **kw)
+    # the Conv pattern fusions (FusedConv) would take the convs first: off, to see this pass
+    alone = pattern_fusions() + list(kw.pop("disabled_optimizers", []))
+    on = ortgpu.InferenceSession(data, so, providers=[NhwcDevice(types), CheckedCPUExecutionProvider()],
+                                 disabled_optimizers=alone, **kw)
     off = ortgpu.InferenceSession(data, so, providers=[NhwcDevice(types), CheckedCPUExecutionProvider()],
-                                  disabled_optimizers=["NhwcTransformer"])
+                                  disabled_optimizers=alone + ["NhwcTransformer"])
     return on, off
 
 
@@ -94,7 +98,7 @@ def assert_same(on, off, model):
 def test_region_goes_nhwc_with_transposes_only_at_its_boundaries():
     model = residual_block()
     on, off = sessions(model, level=ortgpu.GraphOptimizationLevel.ORT_ENABLE_LAYOUT,
-                       disabled_optimizers=["ElementwiseChainFusion"])
+                       disabled_optimizers=["ElementwiseChainFusion", "ConvMulFusion", "ConvAddFusion"])
     ops = ops_of(on)
     assert ops == ["Transpose", "NhwcConv", "Relu", "NhwcConv", "Mul", "Add", "Mul", "Relu", "Transpose",
                    "MaxPool"], ops

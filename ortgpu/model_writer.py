@@ -29,6 +29,7 @@ EXTERNAL_FILE_KEY = "session.optimized_model_external_initializers_file_name"
 EXTERNAL_MIN_SIZE_KEY = "session.optimized_model_external_initializers_min_size_in_bytes"
 _PROTOBUF_LIMIT = 2_000_000_000 - (64 << 20)  # bytes, with room for everything but the weights
 _FUNCTIONS_IR = 8  # model-local functions need IR 8
+_OVERLOADS_IR = 10  # function overloads (FunctionProto.overload, NodeProto.overload) need IR 10
 
 
 # --- attributes ---------------------------------------------------------------------------
@@ -47,16 +48,17 @@ def _declared_type(node: Node, name: str) -> int | None:
     return int(attr.type) if attr is not None else None
 
 
-def attribute_to_proto(node: Node, name: str, value) -> AttributeProto:
-    """One parsed attribute as an AttributeProto, typed as the op's schema declares it."""
+def attribute_to_proto(node: Node, name: str, value, overloads: dict | None = None) -> AttributeProto:
+    """One parsed attribute as an AttributeProto, typed as the op's schema declares it.
+    `overloads`: id(node) -> function overload name, for fused nodes in subgraphs."""
     declared = _declared_type(node, name)
     if isinstance(value, Graph):
-        return onnx.helper.make_attribute(name, graph_to_proto(value))
+        return onnx.helper.make_attribute(name, graph_to_proto(value, overloads=overloads))
     if isinstance(value, np.ndarray):
         value = numpy_helper.from_array(value)
     elif isinstance(value, list):
         if value and isinstance(value[0], Graph):
-            value = [graph_to_proto(g) for g in value]
+            value = [graph_to_proto(g, overloads=overloads) for g in value]
         elif value and isinstance(value[0], np.ndarray):
             value = [numpy_helper.from_array(v) for v in value]
         elif declared == AttributeProto.FLOATS:
@@ -68,9 +70,10 @@ def attribute_to_proto(node: Node, name: str, value) -> AttributeProto:
     return onnx.helper.make_attribute(name, value)
 
 
-def node_to_proto(node: Node) -> onnx.NodeProto:
+def node_to_proto(node: Node, overloads: dict | None = None) -> onnx.NodeProto:
     """`node` as a NodeProto.  An attribute whose value still equals its file form is copied
-    from the node's NodeProto as it was (keeping sparse tensors and names exact)."""
+    from the node's NodeProto as it was (keeping sparse tensors and names exact).
+    `overloads` (id(node) -> name) gives the function overload a fused node calls."""
     p = onnx.helper.make_node(node.op_type, node.inputs, node.outputs, name=node.name,
                               domain=node.domain or None)
     original = {a.name: a for a in node.proto.attribute} if node.proto is not None else {}
@@ -80,18 +83,23 @@ def node_to_proto(node: Node) -> onnx.NodeProto:
                 and _same(attribute_value(a, {}, {}), value)):
             p.attribute.append(a)
         else:
-            p.attribute.append(attribute_to_proto(node, name, value))
+            p.attribute.append(attribute_to_proto(node, name, value, overloads))
     if node.proto is not None and node.proto.doc_string:
         p.doc_string = node.proto.doc_string
+    overload = (overloads or {}).get(id(node), "")
+    if overload:
+        p.overload = overload
     return p
 
 
 # --- graphs and models --------------------------------------------------------------------
-def graph_to_proto(graph: Graph, typed_inputs_above: int | None = None) -> onnx.GraphProto:
+def graph_to_proto(graph: Graph, typed_inputs_above: int | None = None,
+                   overloads: dict | None = None) -> onnx.GraphProto:
     """`graph` as a GraphProto (nodes in their order, initializers from the arrays).
 
     `typed_inputs_above` (bytes): initializers larger than that become typed graph inputs
-    without data instead, for shape inference over a graph whose weights it does not need."""
+    without data instead, for shape inference over a graph whose weights it does not need.
+    `overloads`: id(node) -> the function overload a fused node calls."""
     inits, extra_inputs = [], []
     for name, value in graph.initializers.items():
         if typed_inputs_above is not None and value.nbytes > typed_inputs_above and value.dtype != object:
@@ -99,7 +107,7 @@ def graph_to_proto(graph: Graph, typed_inputs_above: int | None = None) -> onnx.
                 extra_inputs.append(onnx.helper.make_value_info(name, _type_of(value)))
             continue
         inits.append(numpy_helper.from_array(value, name))
-    return onnx.helper.make_graph([node_to_proto(n) for n in graph.nodes], graph.name,
+    return onnx.helper.make_graph([node_to_proto(n, overloads) for n in graph.nodes], graph.name,
                                   list(graph.inputs) + extra_inputs, list(graph.outputs), inits)
 
 
@@ -117,24 +125,68 @@ def _fused_nodes(graph: Graph):
             yield from _fused_nodes(g)
 
 
+def _fused_functions(graph: Graph, opset: int) -> tuple[list[onnx.FunctionProto], dict[int, str]]:
+    """The function bodies of the graph's fused nodes, and id(node) -> overload name.
+
+    A body is built for every node (it may depend on the node's attributes and inputs);
+    identical bodies are written once.  An op type with one body and no overload name keeps
+    the plain function (IR 8); distinct bodies of one op type are overloads of it (IR 10):
+    a body that names its own overload (FusedElementwise: the program's digest) keeps that
+    name, the others are called 'v0', 'v1', ..."""
+    from ortgpu.optimizer.fused_functions import DOMAIN, FUNCTIONS  # noqa: PLC0415
+    bodies: dict[str, dict[bytes, onnx.FunctionProto]] = {}  # op type -> content -> body
+    of_node: list[tuple[Node, bytes]] = []
+    for n in _fused_nodes(graph):
+        if n.op_type not in FUNCTIONS:
+            raise Fail(f"Cannot save the optimized model: fused op {DOMAIN}::{n.op_type} "
+                       f"(node '{n.name}') has no function body registered in fused_functions")
+        body = FUNCTIONS[n.op_type](n, opset)
+        body.domain, body.name = DOMAIN, n.op_type
+        own = body.overload
+        body.overload = ""
+        key = body.SerializeToString(deterministic=True)
+        body.overload = own
+        bodies.setdefault(n.op_type, {}).setdefault(key, body)
+        of_node.append((n, key))
+    functions, names = [], {}
+    for op_type, distinct in bodies.items():
+        used: set[str] = set()
+        plain = len(distinct) == 1 and not next(iter(distinct.values())).overload
+        for k, (key, body) in enumerate(distinct.items()):
+            if not plain:
+                name = body.overload or f"v{k}"
+                while name in used:
+                    name = f"{name}_{k}"
+                body.overload = name
+            used.add(body.overload)
+            names[(op_type, key)] = body.overload
+            functions.append(body)
+    overloads = {id(n): names[(n.op_type, key)] for n, key in of_node if names[(n.op_type, key)]}
+    return functions, overloads
+
+
 def model_from_graph(source: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     """A ModelProto of `graph` that keeps `source`'s IR version, producer and metadata, with
-    the ortgpu domain's import and function bodies when fused ops are used."""
-    from ortgpu.optimizer.fused_functions import DOMAIN, DOMAIN_VERSION, FUNCTIONS  # noqa: PLC0415
+    the ortgpu domain's import and function bodies when fused ops are used (one body per
+    distinct node form, as function overloads where an op type needs several)."""
+    from ortgpu.optimizer.fused_functions import DOMAIN, DOMAIN_VERSION  # noqa: PLC0415
     opsets = dict(graph.opsets)
-    functions = {}
-    for n in _fused_nodes(graph):
+    functions, overloads = _fused_functions(graph, opsets.get("", 1))
+    if functions:
         opsets.setdefault(DOMAIN, DOMAIN_VERSION)
-        if n.op_type not in functions:
-            if n.op_type not in FUNCTIONS:
-                raise Fail(f"Cannot save the optimized model: fused op {DOMAIN}::{n.op_type} "
-                           f"(node '{n.name}') has no function body registered in fused_functions")
-            functions[n.op_type] = FUNCTIONS[n.op_type](n, opsets.get("", 1))
+        for f in functions:  # every domain a body uses is imported by the model too
+            for imp in f.opset_import:
+                opsets.setdefault(imp.domain, imp.version)
     model = onnx.helper.make_model(
-        graph_to_proto(graph),
+        graph_to_proto(graph, overloads=overloads),
         opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in sorted(opsets.items())],
-        functions=list(functions.values()))
-    model.ir_version = max(source.ir_version, _FUNCTIONS_IR) if functions else source.ir_version
+        functions=functions)
+    ir = source.ir_version
+    if functions:
+        ir = max(ir, _FUNCTIONS_IR)
+    if any(f.overload for f in functions):
+        ir = max(ir, _OVERLOADS_IR)
+    model.ir_version = ir
     for field in ("producer_name", "producer_version", "domain", "model_version", "doc_string"):
         setattr(model, field, getattr(source, field))
     model.metadata_props.extend(source.metadata_props)

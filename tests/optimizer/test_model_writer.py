@@ -181,3 +181,20 @@ def test_fused_op_whose_kernel_this_provider_lacks_runs_its_body(tmp_path, mulad
     np.testing.assert_allclose(sess.run(None, {"x": X})[0], np.maximum(X * [1, -2, 3] + [0.5, 0.5, -4], 0))
     assert [n.op_type for n in onnx.load(path).graph.node] == ["MulAdd", "Relu"]
     assert not calls
+
+
+def test_fused_nodes_of_one_op_with_different_attributes_call_their_own_overloads(tmp_path):
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((4, 4, 3, 3)).astype(np.float32), rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+               helper.make_node("Conv", ["b", "w2"], ["c"], pads=[1, 1, 1, 1], group=2),
+               helper.make_node("Relu", ["c"], ["y"])],
+              [("x", 1, [1, 4, 5, 5])], [("y", 1, None)], [init("w1", w1), init("w2", w2)])
+    sess, path = _saved(m, tmp_path)
+    saved = onnx.load(path)
+    fused = [n for n in saved.graph.node if n.domain == DOMAIN]
+    assert [n.op_type for n in fused] == ["FusedConv", "FusedConv"]
+    assert saved.ir_version >= 10 and fused[0].overload != fused[1].overload
+    assert sorted(f.overload for f in saved.functions) == sorted(n.overload for n in fused)
+    assert (DOMAIN, 1) in {(o.domain, o.version) for o in saved.opset_import}
+    _same_everywhere(sess, path, {"x": f32(1, 4, 5, 5)})

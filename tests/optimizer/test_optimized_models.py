@@ -4,9 +4,11 @@
 GPT-2 decode, ViT and ResNet-50 exported with torch (local check, not in CI).
 
 Tolerance: the foldings change rounding only (Conv weights scaled in float64, then stored as
-float32), so outputs agree to rtol 1e-4 + atol 1e-5 (observed: exact for the transformers,
+float32), so outputs agree to rtol 1e-4 + atol 1e-4 (observed: exact for the transformers,
 about 1e-10 for PP-OCRv4 det).  The saved model must run to the optimized session's outputs
-within the same tolerance, in ortgpu and in onnxruntime.
+within the same tolerance, in ortgpu and in onnxruntime; atol is 1e-4 because onnxruntime runs
+the fused ops' bodies with its own convolution and GEMM summation order (up to 3e-5 apart on
+ResNet-50's logits, as far apart as onnxruntime and ortgpu are on the original model).
 """
 import numpy as np
 import onnx
@@ -17,7 +19,7 @@ from model_zoo import image_input, model_path
 
 ort = pytest.importorskip("onnxruntime")
 Level = ortgpu.GraphOptimizationLevel
-RTOL, ATOL = 1e-4, 1e-5
+RTOL, ATOL = 1e-4, 1e-4
 
 
 def _zoo_feeds(name):

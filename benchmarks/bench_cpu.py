@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
 import onnx
@@ -25,17 +21,9 @@ import ortgpu
 from ortgpu.sample_inputs import make_inputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
-
-def _median_time(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from common import git_commit, machine, median_time, write_json  # noqa: E402
 
 
 def light_models() -> dict[str, str]:
@@ -74,11 +62,11 @@ def bench_pair(model, feed, runs):
     mine = ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"])
     if feed is None:
         feed = make_inputs(mine)
-    t_mine = _median_time(lambda: mine.run(None, feed), runs)
+    t_mine = median_time(lambda: mine.run(None, feed), runs, warmup=2)
     try:
         theirs = ort.InferenceSession(model if isinstance(model, str) else model.SerializeToString(),
                                       providers=["CPUExecutionProvider"])
-        t_ort = _median_time(lambda: theirs.run(None, feed), runs)
+        t_ort = median_time(lambda: theirs.run(None, feed), runs, warmup=2)
     except Exception as e:  # onnxruntime refuses a few models ortgpu runs
         print(f"  onnxruntime could not run it: {type(e).__name__}", file=sys.stderr)
         t_ort = float("nan")
@@ -115,13 +103,9 @@ def main(argv=None) -> int:
           f"onnxruntime {overhead['onnxruntime_us_per_node']:.2f} us "
           f"({t_mine / t_ort:.2f}x)")
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=HERE).stdout.strip()
-        with open(args.json, "w") as f:
-            json.dump({"date": datetime.date.today().isoformat(), "commit": commit,
-                       "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
-                       "onnxruntime": ort.__version__, "numpy": np.__version__, "models": rows,
-                       "median_ratio": median_ratio, "add_chain": overhead}, f, indent=2)
+        write_json(args.json, {"date": datetime.date.today().isoformat(), "commit": git_commit(),
+                               "machine": machine(), "onnxruntime": ort.__version__, "numpy": np.__version__,
+                               "models": rows, "median_ratio": median_ratio, "add_chain": overhead}, indent=2)
     return 0
 
 

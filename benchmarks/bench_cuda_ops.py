@@ -20,7 +20,6 @@ NOT YET RUN ON A GPU: written without a device; expect to adjust it on the first
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -30,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bench_gpu import _fmt, time_torch, time_with_events  # noqa: E402
+from common import cuda_problem, write_json  # noqa: E402
 
 F16, F32 = np.float16, np.float32
 
@@ -92,16 +92,7 @@ CASES = [
 
 def problem() -> str | None:
     """Why this machine cannot run the benchmark, or None."""
-    try:
-        import cupy  # noqa: PLC0415
-    except ImportError as e:
-        return f"CuPy is not installed ({e})"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device is visible"
-    except Exception as e:  # noqa: BLE001 - no driver raises a CUDARuntimeError
-        return f"no usable CUDA device ({type(e).__name__}: {e})"
-    return None
+    return cuda_problem()
 
 
 def device_input(op: str, i: int, x) -> bool:
@@ -173,8 +164,7 @@ def main(argv=None) -> int:
         print(f"{r['case']:52s} {_fmt(r['raw_ms'], '8.3f')} {_fmt(r['cupy_ms'], '8.3f')} "
               f"{_fmt(r['torch_ms'], '8.3f')} {_fmt(r['raw_over_cupy'], '8.2f')} {_fmt(r['raw_over_torch'], '9.2f')}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"results": rows}, f, indent=1)
+        write_json(args.json, {"results": rows})
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import sys
 import time
@@ -33,6 +32,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "tests")]
+
+from common import git_commit, write_json  # noqa: E402
 
 LEVELS = {"disable_all": 0, "basic": 1, "extended": 2, "all": 99}
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -189,14 +190,12 @@ def bench_model_gpu(name: str, args) -> list[dict]:
 def _environment() -> dict:
     import datetime
     import platform
-    import subprocess
 
     import onnx
     commit = os.environ.get("ORTGPU_COMMIT")
     if not commit:
         try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=HERE).stdout.strip()
+            commit = git_commit()
         except OSError:
             commit = "?"
     return {"date": datetime.date.today().isoformat(), "commit": commit, "python": platform.python_version(),
@@ -249,8 +248,7 @@ def main(argv=None) -> int:
                 traceback.print_exc()
                 result["gpu_models"].append({"model": name, "error": f"{type(e).__name__}: {e}"})
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result)
     return 0
 
 

@@ -49,7 +49,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +58,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, HERE)
+
+from common import cuda_problem, device_name, git_commit, write_json  # noqa: E402
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -67,15 +69,9 @@ TORCH_DEVICE = "cuda"
 
 def gpu_problem() -> str | None:
     """Why this machine cannot run the benchmark, or None."""
-    try:
-        import cupy  # noqa: PLC0415
-    except ImportError as e:
-        return f"CuPy is not installed ({e}); install ortgpu[cuda13] or ortgpu[cuda12]"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device is visible"
-    except Exception as e:  # noqa: BLE001 - no driver raises a CUDARuntimeError
-        return f"no usable CUDA device ({type(e).__name__}: {e})"
+    problem = cuda_problem("; install ortgpu[cuda13] or ortgpu[cuda12]")
+    if problem:
+        return problem
     import ortgpu  # noqa: PLC0415
     if CUDA not in ortgpu.get_available_providers():
         return f"ortgpu does not list {CUDA} (available: {ortgpu.get_available_providers()})"
@@ -315,11 +311,9 @@ def _environment() -> dict:
 
     import ortgpu  # noqa: PLC0415
     props = cupy.cuda.runtime.getDeviceProperties(0)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    commit = os.environ.get("ORTGPU_COMMIT") or subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip() or "unknown"
+    commit = os.environ.get("ORTGPU_COMMIT") or git_commit(short=False) or "unknown"
     return {
-        "date": datetime.date.today().isoformat(), "commit": commit, "device": name,
+        "date": datetime.date.today().isoformat(), "commit": commit, "device": device_name(cupy),
         "compute_capability": f"{props['major']}.{props['minor']}",
         "driver": cupy.cuda.runtime.driverGetVersion(), "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
         "cupy": cupy.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
@@ -398,9 +392,8 @@ def main(argv=None) -> int:
             f"{r['model']} {_fmt(r['ratio'])}x ({_fmt(r['ratio_without_transfer'])}x without transfers)"
             for r in big))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**env, "tf32": args.tf32, "runs": args.runs, "warmup": args.warmup,
-                       "results": rows, "failures": failures}, f, indent=2)
+        write_json(args.json, {**env, "tf32": args.tf32, "runs": args.runs, "warmup": args.warmup,
+                               "results": rows, "failures": failures}, indent=2)
     return 1 if failures else 0
 
 

@@ -23,9 +23,7 @@ Default: plan and cpu.  No assertions: numbers to read (docs/design.md quotes th
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 
@@ -33,11 +31,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, HERE)
 
 import ortgpu  # noqa: E402
 from ortgpu.memory.lifetimes import run_lifetimes  # noqa: E402
 from ortgpu.memory.planner import plan_offsets  # noqa: E402
 from ortgpu.sample_inputs import make_inputs  # noqa: E402
+from common import median_time, write_json  # noqa: E402
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -63,17 +63,6 @@ def zoo_models() -> dict:
         print(f"models tier unavailable ({type(e).__name__}: {e})")
         return {}
     return out
-
-
-def median_time(fn, runs: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def cpu_session(path):
@@ -144,14 +133,14 @@ def bench_cpu(models, runs: int) -> list[dict]:
         s, feed, intervals, plan, _ = recorded_plan(path, feed)
         if not intervals:
             continue
-        run_s = median_time(lambda: s.run(None, feed), runs)
+        run_s = median_time(lambda: s.run(None, feed), runs, warmup=1)
         events = allocation_events(intervals)
         sizes = [iv.size for iv in intervals]
         block = np.empty(plan.peak, dtype=np.uint8)
         block.fill(0)   # touch it once: a kept block is resident
         views = [block[o:o + n] for o, n in zip(plan.offsets, sizes)]
-        fresh = median_time(lambda: replay_fresh(events, sizes), max(runs, 5))
-        planned = median_time(lambda: replay_planned(events, views), max(runs, 5))
+        fresh = median_time(lambda: replay_fresh(events, sizes), max(runs, 5), warmup=1)
+        planned = median_time(lambda: replay_planned(events, views), max(runs, 5), warmup=1)
         saved = fresh - planned
         rows.append({"model": name, "run_ms": round(run_s * 1e3, 2), "fresh_ms": round(fresh * 1e3, 2),
                      "planned_ms": round(planned * 1e3, 2), "gain": round(saved / run_s, 4)})
@@ -214,8 +203,7 @@ def main(argv=None) -> int:
     if "gpu" in parts:
         out["gpu"] = bench_gpu(models, args.runs)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
     return 0
 
 

@@ -26,11 +26,8 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +39,9 @@ from ortgpu.profiling.trace import read_trace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, HERE)
+
+from common import git_commit, machine, write_json  # noqa: E402
 
 Level = ortgpu.GraphOptimizationLevel
 LEVELS = [Level.ORT_DISABLE_ALL, Level.ORT_ENABLE_BASIC, Level.ORT_ENABLE_EXTENDED, Level.ORT_ENABLE_LAYOUT,
@@ -155,13 +155,9 @@ def main(argv=None) -> int:
             print_rows(part)
             rows.extend(part)
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=HERE).stdout.strip()
-        with open(args.json, "w") as f:
-            json.dump({"date": datetime.date.today().isoformat(), "commit": commit,
-                       "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
-                       "device": ortgpu.get_device(), "numpy": np.__version__, "runs": args.runs,
-                       "rows": rows, "skipped": notes}, f, indent=2)
+        write_json(args.json, {"date": datetime.date.today().isoformat(), "commit": git_commit(),
+                               "machine": machine(), "device": ortgpu.get_device(), "numpy": np.__version__,
+                               "runs": args.runs, "rows": rows, "skipped": notes}, indent=2)
     return 0
 
 

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import statistics
 import sys
 import time
 import traceback
@@ -40,18 +38,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, HERE)
 
+from common import device_name, median_time, write_json  # noqa: E402
+
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
-
-
-def _median_ms(fn, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def _cosine(a, b) -> np.ndarray:
@@ -86,8 +75,8 @@ def bench_one(tm, name: str, batch: int, provider: str, precision: str, runs: in
     narrow = ortgpu.InferenceSession(path, so, providers=[provider])
     create_s = time.perf_counter() - t0
     ref, got = fp32.run(first, feed)[0], narrow.run(first, feed)[0]
-    fp32_ms = _median_ms(lambda: fp32.run(None, feed), runs, warmup)
-    narrow_ms = _median_ms(lambda: narrow.run(None, feed), runs, warmup)
+    fp32_ms = median_time(lambda: fp32.run(None, feed), runs, warmup) * 1e3
+    narrow_ms = median_time(lambda: narrow.run(None, feed), runs, warmup) * 1e3
     report = narrow.get_precision_report()
     return {"model": name, "batch": batch, "provider": provider, "precision": precision,
             "fp32_ms": fp32_ms, "narrow_ms": narrow_ms, "speedup": fp32_ms / narrow_ms,
@@ -107,8 +96,7 @@ def _environment(provider: str) -> dict:
            "host": f"{platform.machine()} {os.cpu_count()} cores"}
     if provider == PROVIDERS["cuda"]:
         import cupy  # noqa: PLC0415
-        props = cupy.cuda.runtime.getDeviceProperties(0)
-        env["device"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        env["device"] = device_name(cupy)
     return env
 
 
@@ -157,9 +145,8 @@ def main(argv=None) -> int:
         print(f"\ntarget BERT-base batch 32 fp16 >= 1.8x with cosine > 0.999: {r['speedup']:.2f}x, "
               f"cosine {r['embedding_cosine_min']:.6f} on {provider}: {'met' if ok else 'NOT met'}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**env, "runs": args.runs, "warmup": args.warmup, "results": rows, "failures": failures},
-                      f, indent=2)
+        write_json(args.json, {**env, "runs": args.runs, "warmup": args.warmup, "results": rows,
+                               "failures": failures}, indent=2)
     return 1 if failures else 0
 
 

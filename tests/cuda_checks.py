@@ -16,6 +16,7 @@ the host emulator).  Tolerances, raw kernel against the shared NumPy kernel:
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 I32, I64 = np.dtype(np.int32), np.dtype(np.int64)
@@ -57,3 +58,16 @@ def random(rng, shape, dtype, low=-4.0, high=4.0):
     if dtype.kind == "b":
         return np.asarray(rng.random(shape) < 0.5)
     return np.asarray(rng.uniform(low, high, size=shape)).astype(dtype)
+
+
+def require_cuda_device():
+    """The ``cupy`` module, for a GPU-tier test module to call at import time; skips the
+    whole module cleanly when CuPy is not installed or no CUDA device (or driver) exists."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+    try:
+        devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001  (no driver, no device)
+        devices = 0
+    if not devices:
+        pytest.skip("no CUDA device", allow_module_level=True)
+    return cupy

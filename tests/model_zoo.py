@@ -38,6 +38,16 @@ def image_input(shape, seed=0):
     return (base[None].repeat(n, 0) * 0.5 + 0.3 * rng.standard_normal(shape)).astype(np.float32)
 
 
+def vad_audio_chunks(seed=3, chunks=6):
+    """Silero VAD's feeds: `chunks` chunks of 512 samples (shape (1, 512)) of a 220 Hz tone that
+    starts at 50 ms, over faint noise, at 16 kHz, and the sample rate as an int64 scalar."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    t = np.arange(512 * chunks) / 16000.0
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.05) + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
+    return [audio[None, k * 512:(k + 1) * 512] for k in range(chunks)], np.array(16000, dtype=np.int64)
+
+
 def cache_dir() -> str:
     d = os.environ.get("ORTGPU_MODEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ortgpu", "models")
     os.makedirs(d, exist_ok=True)

@@ -14,20 +14,14 @@ import itertools
 import numpy as np
 import pytest
 
-from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
+from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, require_cuda_device, tolerance
 from ortgpu.providers import registry
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.registry import KernelContext
 
 pytestmark = pytest.mark.gpu
 
-cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
-try:
-    _DEVICES = cupy.cuda.runtime.getDeviceCount()
-except Exception:  # noqa: BLE001  (no driver, no device)
-    _DEVICES = 0
-if not _DEVICES:
-    pytest.skip("no CUDA device", allow_module_level=True)
+cupy = require_cuda_device()
 
 @pytest.fixture
 def launches(monkeypatch):

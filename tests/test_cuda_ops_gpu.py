@@ -14,15 +14,11 @@ import dataclasses
 
 import pytest
 
+from cuda_checks import require_cuda_device
+
 pytestmark = pytest.mark.gpu
 
-cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
-try:
-    _DEVICES = cupy.cuda.runtime.getDeviceCount()
-except Exception:  # noqa: BLE001  (no driver, no device)
-    _DEVICES = 0
-if not _DEVICES:
-    pytest.skip("no CUDA device", allow_module_level=True)
+cupy = require_cuda_device()
 
 from ortgpu.providers.cuda.kernels import module as cu  # noqa: E402
 from test_cuda_emulated_ops import *  # noqa: E402,F401,F403  (the cases, collected again here)

@@ -11,10 +11,10 @@ import weakref
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 import ortgpu
 from device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
+from memory_cases import chain_model
 from ortgpu.errors import RuntimeException
 from ortgpu.memory import DeviceMemory, HostBackend
 from ortgpu.providers.cuda.provider import CUDAExecutionProvider
@@ -70,18 +70,6 @@ def allocating_fake_arrays(monkeypatch):
         tracked[id(root)] = weakref.ref(root)
         weakref.finalize(root, lease.release).atexit = False
     monkeypatch.setattr(FakeArray, "__init__", init)
-
-
-def chain_model():
-    """y = Relu(x - Sigmoid(x) * 2) on an N x M float32 input."""
-    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    nodes = [helper.make_node("Sigmoid", ["x"], ["a"], name="sigmoid"),
-             helper.make_node("Mul", ["a", "two"], ["b"], name="mul"),
-             helper.make_node("Sub", ["x", "b"], ["c"], name="sub"),
-             helper.make_node("Relu", ["c"], ["y"], name="relu")]
-    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "M"])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "M"])], [two])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
 def session(device, pattern=True):

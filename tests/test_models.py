@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import ortgpu
-from model_zoo import image_input, model_path
+from model_zoo import image_input, model_path, vad_audio_chunks
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -50,13 +50,9 @@ def test_ppocr_cls_matches_onnxruntime():
 def test_silero_vad_streaming_matches_onnxruntime():
     """Nested If with an LSTM inside; the state output feeds the next chunk."""
     mine, ref = _both("silero_vad")
-    rng = np.random.default_rng(3)
-    t = np.arange(512 * 6) / 16000.0
-    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.05) + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
-    sr = np.array(16000, dtype=np.int64)
+    chunks, sr = vad_audio_chunks()
     state_m = state_r = np.zeros((2, 1, 128), np.float32)
-    for k in range(6):
-        chunk = audio[None, k * 512:(k + 1) * 512]
+    for chunk in chunks:
         out_m, state_m = mine.run(None, {"input": chunk, "state": state_m, "sr": sr})
         out_r, state_r = ref.run(None, {"input": chunk, "state": state_r, "sr": sr})
         _close(out_m, out_r, rtol=1e-4, atol=1e-5)

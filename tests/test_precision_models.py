@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 import ortgpu
-from model_zoo import model_path
+from model_zoo import model_path, vad_audio_chunks
 from ortgpu.precision import convert_float_to_float16
 
 ort = pytest.importorskip("onnxruntime")
@@ -88,13 +88,9 @@ def test_ppocrv4_det_fp16_same_text_mask():
 
 def test_silero_vad_fp16_streaming_probabilities():
     fp32, fp16 = _sessions("silero_vad")
-    rng = np.random.default_rng(3)
-    t = np.arange(512 * 6) / 16000.0
-    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.05) + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
-    sr = np.array(16000, dtype=np.int64)
+    chunks, sr = vad_audio_chunks()
     s32 = s16 = np.zeros((2, 1, 128), np.float32)
-    for k in range(6):
-        chunk = audio[None, k * 512:(k + 1) * 512]
+    for chunk in chunks:
         p32, s32 = fp32.run(None, {"input": chunk, "state": s32, "sr": sr})
         p16, s16 = fp16.run(None, {"input": chunk, "state": s16, "sr": sr})
         assert p16.dtype == np.float32 and s16.dtype == np.float32

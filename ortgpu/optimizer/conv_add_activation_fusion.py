@@ -16,16 +16,16 @@ from ortgpu.graph import Graph
 from ortgpu.optimizer.activation_patterns import activation_of
 from ortgpu.optimizer.fused_bodies import body_supports
 from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, apply, make_node, provider_runs
+from ortgpu.optimizer.matching import GraphView, Rewrite, make_node, provider_runs
 
 
 def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> int:
     """Fuse every Conv + residual Add + activation; returns the number of fusions."""
     view = GraphView(graph, overridable)
-    removed, added, claimed = [], [], set()
+    rewrite = Rewrite()
     opset = graph.opsets.get("", 1)
     for conv in graph.nodes:
-        if conv.op_type != "Conv" or conv.domain != "" or len(conv.outputs) != 1 or id(conv) in claimed:
+        if conv.op_type != "Conv" or conv.domain != "" or len(conv.outputs) != 1 or rewrite.claimed(conv):
             continue
         y = conv.outputs[0]
         add = view.only_reader(y)
@@ -34,7 +34,7 @@ def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> 
         z = view.other_input(add, y)
         act_node = view.only_reader(add.outputs[0])
         act = activation_of(view, act_node) if z and act_node is not None else None
-        if act is None or act_node.inputs[0] != add.outputs[0] or id(act_node) in claimed:
+        if act is None or act_node.inputs[0] != add.outputs[0] or rewrite.claimed(act_node):
             continue
         name, params = act
         if name == "Clip" and opset >= 11 and not body_supports(view.elem_type(y), opset):
@@ -47,9 +47,5 @@ def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> 
         if not provider_runs(graph, providers, conv, fused):
             continue
         nodes = [conv, add, act_node]
-        claimed.update(id(n) for n in nodes)
-        removed += nodes
-        added.append(fused)
-    if added:
-        apply(graph, removed, added)
-    return len(added)
+        rewrite.replace(nodes, fused)
+    return rewrite.finish(graph)

@@ -10,21 +10,8 @@ varies along a spatial dim, or whose broadcast would grow the output, stays an A
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.conv_folding import conv_sites, per_channel, refit
-from ortgpu.optimizer.graph_edit import constants, remove
+from ortgpu.optimizer.conv_folding import fold_per_channel
 
 
 def fuse_conv_add(graph: Graph, providers, overridable: set[str]) -> int:
-    consts = constants(graph, overridable)
-    dead = []
-    for site in list(conv_sites(graph, overridable, "Add")):
-        add = site.reader
-        other = add.inputs[1] if add.inputs[0] == site.conv.outputs[0] else add.inputs[0]
-        value = consts.get(other)
-        shift = per_channel(value, site.channels, site.w.ndim) if value is not None else None
-        if shift is None or value.dtype != site.w.dtype:
-            continue
-        refit(graph, site, None, site.b.astype("float64") + shift)
-        dead.append(add)
-    remove(graph, dead)
-    return len(dead)
+    return fold_per_channel(graph, overridable, "Add", lambda site, shift: (None, site.b.astype("float64") + shift))

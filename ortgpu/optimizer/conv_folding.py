@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import add_initializer, consumers, constants, output_names
+from ortgpu.optimizer.graph_edit import add_initializer, consumers, constants, output_names, remove
 
 
 class ConvSite:
@@ -70,3 +70,23 @@ def refit(graph: Graph, site: ConvSite, w: np.ndarray | None, b: np.ndarray) -> 
     conv.inputs = [conv.inputs[0], w_name, b_name]
     conv.outputs = [site.reader.outputs[0]]
     conv.proto = None  # the node no longer matches its file form
+
+
+def fold_per_channel(graph: Graph, overridable: set[str], reader_op: str, fold) -> int:
+    """Fold each qualifying Conv's `reader_op` (Add, Mul) whose other operand is a constant of
+    W's dtype that is one value per output channel (see per_channel) into the Conv, and remove
+    the reader.  `fold(site, vector)` gives the new (W or None, float64 bias) from the float64
+    per-channel vector.  Returns the number of readers folded."""
+    consts = constants(graph, overridable)
+    dead = []
+    for site in list(conv_sites(graph, overridable, reader_op)):
+        reader = site.reader
+        other = reader.inputs[1] if reader.inputs[0] == site.conv.outputs[0] else reader.inputs[0]
+        value = consts.get(other)
+        vector = per_channel(value, site.channels, site.w.ndim) if value is not None else None
+        if vector is None or value.dtype != site.w.dtype:
+            continue
+        refit(graph, site, *fold(site, vector))
+        dead.append(reader)
+    remove(graph, dead)
+    return len(dead)

@@ -9,7 +9,7 @@ their names as in EliminateIdentity.
 from __future__ import annotations
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import Rewirer, constants, dims, int_list
+from ortgpu.optimizer.graph_edit import bypass_each, dims, int_list
 
 _TO_THE_END = 2**31 - 1
 
@@ -52,9 +52,5 @@ def _keeps_everything(node: Node, graph: Graph, consts: dict) -> bool:
 
 
 def eliminate_slice(graph: Graph, providers, overridable: set[str]) -> int:
-    consts = constants(graph, overridable)
-    rw = Rewirer(graph)
-    for n in graph.nodes:
-        if n.op_type == "Slice" and n.domain == "" and n.inputs[0] and _keeps_everything(n, graph, consts):
-            rw.bypass(n, n.inputs[0], n.outputs[0])
-    return rw.finish()
+    return bypass_each(graph, overridable, ("Slice",),
+                       lambda n, g, consts: n.inputs[0] if n.inputs[0] and _keeps_everything(n, g, consts) else None)

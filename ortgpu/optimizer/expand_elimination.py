@@ -9,7 +9,7 @@ names as in EliminateIdentity.
 from __future__ import annotations
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import Rewirer, constants, dims, int_list
+from ortgpu.optimizer.graph_edit import bypass_each, dims, int_list
 
 
 def _broadcasts_nothing(node: Node, graph: Graph, consts: dict) -> bool:
@@ -21,9 +21,5 @@ def _broadcasts_nothing(node: Node, graph: Graph, consts: dict) -> bool:
 
 
 def eliminate_expand(graph: Graph, providers, overridable: set[str]) -> int:
-    consts = constants(graph, overridable)
-    rw = Rewirer(graph)
-    for n in graph.nodes:
-        if n.op_type == "Expand" and n.domain == "" and n.inputs[0] and _broadcasts_nothing(n, graph, consts):
-            rw.bypass(n, n.inputs[0], n.outputs[0])
-    return rw.finish()
+    return bypass_each(graph, overridable, ("Expand",),
+                       lambda n, g, consts: n.inputs[0] if n.inputs[0] and _broadcasts_nothing(n, g, consts) else None)

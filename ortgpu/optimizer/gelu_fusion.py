@@ -22,7 +22,7 @@ import math
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer.fused_bodies import body_supports
 from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, apply, make_node, provider_runs
+from ortgpu.optimizer.matching import GraphView, Rewrite, make_node, provider_runs
 
 GELU_OPSET = 20
 
@@ -39,7 +39,7 @@ def fuse_fast_gelu(graph: Graph, providers, overridable: set[str]) -> int:
 
 def _fuse(graph, providers, overridable, core_op, match_input, approximate) -> int:
     view = GraphView(graph, overridable)
-    removed, added, claimed = [], [], set()
+    rewrite = Rewrite()
     for core in graph.nodes:
         if core.op_type != core_op or core.domain != "":
             continue
@@ -52,17 +52,13 @@ def _fuse(graph, providers, overridable, core_op, match_input, approximate) -> i
             continue
         out_node, outer = tail
         nodes = inner + [core] + outer
-        if any(id(n) in claimed for n in nodes):
+        if rewrite.claimed(*nodes):
             continue
         fused = _gelu_node(graph, view, x, out_node.outputs[0], approximate, core)
         if fused is None or not provider_runs(graph, providers, core, fused):
             continue
-        claimed.update(id(n) for n in nodes)
-        removed += nodes
-        added.append(fused)
-    if added:
-        apply(graph, removed, added)
-    return len(added)
+        rewrite.replace(nodes, fused)
+    return rewrite.finish(graph)
 
 
 def _gelu_node(graph, view, x, out, approximate, anchor) -> Node | None:

@@ -160,6 +160,21 @@ class Rewirer:
         return len(self.dead)
 
 
+def bypass_each(graph: Graph, overridable: set[str], op_types, passed_input) -> int:
+    """Take out of the data flow every ai.onnx node whose type is in `op_types` and for which
+    ``passed_input(node, graph, consts)`` names the input it passes through unchanged (None:
+    the node stays), with a Rewirer; returns how many nodes went."""
+    consts = constants(graph, overridable)
+    rw = Rewirer(graph)
+    for n in graph.nodes:
+        if n.op_type not in op_types or n.domain != "":
+            continue
+        x = passed_input(n, graph, consts)
+        if x is not None:
+            rw.bypass(n, x, n.outputs[0])
+    return rw.finish()
+
+
 def unique_name(graph: Graph, base: str) -> str:
     """`base`, or `base` with a numeric suffix, that names no value of `graph`."""
     taken = set(graph.initializers) | set(graph.types) | {v.name for v in graph.inputs}

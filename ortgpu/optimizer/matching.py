@@ -230,6 +230,32 @@ def add_initializer(graph: Graph, name: str, value: np.ndarray) -> str:
     return name
 
 
+class Rewrite:
+    """The fusions one pass collects before changing the graph: each fused node with the
+    nodes it replaces.  A node belongs to at most one fusion (``claimed``); ``finish``
+    applies them all at once (see apply) and returns how many fused nodes were added."""
+
+    def __init__(self):
+        self.removed: list[Node] = []
+        self.added: list[Node] = []
+        self._claimed: set[int] = set()
+
+    def claimed(self, *nodes: Node) -> bool:
+        """Whether any of `nodes` already belongs to a collected fusion."""
+        return any(id(n) in self._claimed for n in nodes)
+
+    def replace(self, nodes: list[Node], fused: Node) -> None:
+        """Collect `fused` as the replacement of `nodes`, which are claimed from now on."""
+        self._claimed.update(id(n) for n in nodes)
+        self.removed += nodes
+        self.added.append(fused)
+
+    def finish(self, graph: Graph) -> int:
+        if self.added:
+            apply(graph, self.removed, self.added)
+        return len(self.added)
+
+
 def apply(graph: Graph, removed: Iterable[Node], added: Iterable[Node]) -> None:
     """Replace `removed` by `added`, drop the nodes left without readers, sort topologically.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import Rewirer, constants, dims
+from ortgpu.optimizer.graph_edit import bypass_each, dims
 
 # op -> (neutral value, may the constant be the first operand)
 _NEUTRAL = {"Add": (0, True), "Sub": (0, False), "Mul": (1, True), "Div": (1, False)}
@@ -40,12 +40,6 @@ def _passed_through(node: Node, graph: Graph, consts: dict) -> str | None:
 
 
 def eliminate_noop(graph: Graph, providers, overridable: set[str]) -> int:
-    consts = constants(graph, overridable)
-    rw = Rewirer(graph)
-    for n in graph.nodes:
-        if n.op_type not in _NEUTRAL or n.domain != "" or len(n.inputs) != 2 or n.opset < 7:
-            continue
-        x = _passed_through(n, graph, consts)
-        if x is not None:
-            rw.bypass(n, x, n.outputs[0])
-    return rw.finish()
+    return bypass_each(graph, overridable, _NEUTRAL,
+                       lambda n, g, consts: _passed_through(n, g, consts) if len(n.inputs) == 2 and n.opset >= 7
+                       else None)

@@ -19,20 +19,20 @@ from __future__ import annotations
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer.fused_bodies import body_supports
 from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, apply, make_node, provider_runs
+from ortgpu.optimizer.matching import GraphView, Rewrite, make_node, provider_runs
 
 
 def fuse_skip_layer_norm(graph: Graph, providers, overridable: set[str]) -> int:
     """Fuse every residual Add + layer normalization; returns the number of fusions."""
     view = GraphView(graph, overridable)
-    removed, added, claimed = [], [], set()
+    rewrite = Rewrite()
     opset = graph.opsets.get("", 1)
     for ln in graph.nodes:
         if not _last_axis_layer_norm(view, ln):
             continue
         s = ln.inputs[0]
         add = view.op(s, "Add")
-        if add is None or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1] or id(add) in claimed:
+        if add is None or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1] or rewrite.claimed(add):
             continue
         if not (view.is_float(s) and body_supports(view.elem_type(s), opset)):
             continue
@@ -47,12 +47,8 @@ def fuse_skip_layer_norm(graph: Graph, providers, overridable: set[str]) -> int:
         if not provider_runs(graph, providers, ln, fused):
             continue
         nodes = [ln, add] + ([bias_add] if bias_add is not None else [])
-        claimed.update(id(n) for n in nodes)
-        removed += nodes
-        added.append(fused)
-    if added:
-        apply(graph, removed, added)
-    return len(added)
+        rewrite.replace(nodes, fused)
+    return rewrite.finish(graph)
 
 
 def _last_axis_layer_norm(view: GraphView, ln: Node) -> bool:

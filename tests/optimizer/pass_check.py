@@ -73,6 +73,15 @@ def session(m: onnx.ModelProto, only: str | tuple | None = None,
                                    disabled_optimizers=disabled)
 
 
+def optimized_and_plain(m: onnx.ModelProto, **kwargs) -> tuple[ortgpu.InferenceSession, ortgpu.InferenceSession]:
+    """Two ortgpu sessions of `m`: one with the default optimizations (and `kwargs`), one with
+    every optimization disabled."""
+    data = m.SerializeToString()
+    off = ortgpu.SessionOptions()
+    off.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ortgpu.InferenceSession(data, **kwargs), ortgpu.InferenceSession(data, off)
+
+
 def step_ops(sess) -> list[str]:
     return [op for _, op, _ in sess.get_provider_assignment()]
 

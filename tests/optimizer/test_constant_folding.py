@@ -6,20 +6,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
 from ortgpu.optimizer import constant_folding
-from pass_check import INT64, check_outputs, init, model, ops, run_pass
+from pass_check import INT64, check_outputs, init, model, optimized_and_plain, ops, run_pass, step_ops
 
 ort = pytest.importorskip("onnxruntime")
-
-
-def _sessions(model, **kw):
-    data = model.SerializeToString()
-    off = ortgpu.SessionOptions()
-    off.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ortgpu.InferenceSession(data, **kw), ortgpu.InferenceSession(data, off)
-
-
-def _ops(sess):
-    return [op for _, op, _ in sess.get_provider_assignment()]
 
 
 def _fold_model(overridable):
@@ -39,16 +28,16 @@ def _fold_model(overridable):
 
 
 def test_constant_folding_folds_constants_only():
-    folded, plain = _sessions(_fold_model(overridable=False))
-    assert _ops(folded) == ["Add", "RandomUniformLike", "Mul"]  # the random op and its user stay
-    assert len(_ops(plain)) == 5
+    folded, plain = optimized_and_plain(_fold_model(overridable=False))
+    assert step_ops(folded) == ["Add", "RandomUniformLike", "Mul"]  # the random op and its user stay
+    assert len(step_ops(plain)) == 5
     x = np.float32([1, 1, 1])
     np.testing.assert_array_equal(folded.run(["y"], {"x": x})[0], plain.run(["y"], {"x": x})[0])
 
 
 def test_constant_folding_leaves_overridable_initializers_alone():
-    sess, _ = _sessions(_fold_model(overridable=True))
-    assert "Mul" in _ops(sess)[:2]
+    sess, _ = optimized_and_plain(_fold_model(overridable=True))
+    assert "Mul" in step_ops(sess)[:2]
     y = sess.run(["y"], {"x": np.float32([0, 0, 0]), "c": np.float32([5, 5, 5])})[0]
     np.testing.assert_array_equal(y, [10, 10, 10])
 

@@ -5,19 +5,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
+from pass_check import optimized_and_plain, step_ops
 
 ort = pytest.importorskip("onnxruntime")
-
-
-def _sessions(model, **kw):
-    data = model.SerializeToString()
-    off = ortgpu.SessionOptions()
-    off.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ortgpu.InferenceSession(data, **kw), ortgpu.InferenceSession(data, off)
-
-
-def _ops(sess):
-    return [op for _, op, _ in sess.get_provider_assignment()]
 
 
 def _conv_bn_model(conv_output_also_graph_output=False, training=False, mean_is_input=False):
@@ -46,9 +36,9 @@ def _conv_bn_model(conv_output_also_graph_output=False, training=False, mean_is_
 
 def test_conv_batchnorm_fuses_and_matches():
     model = _conv_bn_model()
-    fused, plain = _sessions(model, disabled_optimizers=["ConvActivationFusion"])
-    assert _ops(fused) == ["Conv", "Relu"]
-    assert _ops(plain) == ["Conv", "BatchNormalization", "Relu"]
+    fused, plain = optimized_and_plain(model, disabled_optimizers=["ConvActivationFusion"])
+    assert step_ops(fused) == ["Conv", "Relu"]
+    assert step_ops(plain) == ["Conv", "BatchNormalization", "Relu"]
     x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
     ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for sess in (fused, plain):
@@ -59,10 +49,10 @@ def test_conv_batchnorm_fuses_and_matches():
                                 dict(mean_is_input=True)],
                          ids=["conv_output_used_elsewhere", "training_mode", "non_constant_mean"])
 def test_conv_batchnorm_near_misses_do_not_fuse(kw):
-    fused, _ = _sessions(_conv_bn_model(**kw))
-    assert "BatchNormalization" in _ops(fused)
+    fused, _ = optimized_and_plain(_conv_bn_model(**kw))
+    assert "BatchNormalization" in step_ops(fused)
 
 
 def test_conv_batchnorm_fusion_can_be_disabled_by_name():
     sess = ortgpu.InferenceSession(_conv_bn_model().SerializeToString(), disabled_optimizers=["ConvBNFusion"])
-    assert "BatchNormalization" in _ops(sess)
+    assert "BatchNormalization" in step_ops(sess)

@@ -11,6 +11,7 @@ import pytest
 
 import ortgpu
 from ortgpu.optimizer import EXTENDED_PASSES
+from pass_check import step_ops
 
 EXPECTED = {   # transformer model: fused node counts (12 layers each)
     "bert_base": {"Attention": 12, "BiasGelu": 12, "SkipLayerNormalization": 25},
@@ -28,16 +29,12 @@ def _pair(path):
     return fused, plain
 
 
-def _ops(sess):
-    return [op for _, op, _ in sess.get_provider_assignment()]
-
-
 def _compare(name, fused, plain, feed, rtol, atol):
     a, b = fused.run(None, feed), plain.run(None, feed)
     for x, y in zip(a, b):
         assert x.shape == y.shape and x.dtype == y.dtype
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=name)
-    print(f"\n{name}: {len(_ops(plain))} steps without the extended fusions, {len(_ops(fused))} with them")
+    print(f"\n{name}: {len(step_ops(plain))} steps without the extended fusions, {len(step_ops(fused))} with them")
 
 
 @pytest.mark.transformers
@@ -47,7 +44,7 @@ def test_transformer_models_fuse_and_keep_their_outputs(name):
     pytest.importorskip("transformers")
     import transformer_models as tm
     fused, plain = _pair(tm.export(name))
-    counts = {op: _ops(fused).count(op) for op in EXPECTED[name]}
+    counts = {op: step_ops(fused).count(op) for op in EXPECTED[name]}
     assert counts == EXPECTED[name]
     _compare(name, fused, plain, tm.make_inputs(name, batch=2), rtol=1e-4, atol=1e-4)
 
@@ -65,5 +62,5 @@ def test_zoo_models_keep_their_outputs(name):
     import model_zoo as zoo
     make_feed, rtol, atol = ZOO[name]
     fused, plain = _pair(zoo.model_path(name))
-    assert len(_ops(fused)) < len(_ops(plain))
+    assert len(step_ops(fused)) < len(step_ops(plain))
     _compare(name, fused, plain, make_feed(zoo), rtol, atol)

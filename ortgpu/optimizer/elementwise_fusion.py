@@ -37,6 +37,7 @@ from onnx import helper
 from ortgpu.executor import _with_schema_defaults, assign_kernel
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer import fused_functions
+from ortgpu.optimizer.graph_edit import consumers, producers
 from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, partial_shape
 from ortgpu.providers.kernels import fused_elementwise as fe
 
@@ -79,18 +80,8 @@ class _Facts:
         self.providers = list(providers)
         self.consts = {n: v for n, v in graph.initializers.items() if n not in overridable}
         self.outputs = {v.name for v in graph.outputs}
-        self.users: dict[str, list[Node]] = {}
-        self.producer: dict[str, Node] = {}
-        for n in graph.nodes:
-            for x in n.inputs:
-                if x:
-                    self.users.setdefault(x, []).append(n)
-            for g in n.subgraphs():
-                for x in g.outer_names():
-                    self.users.setdefault(x, []).append(n)
-            for o in n.outputs:
-                if o:
-                    self.producer[o] = n
+        self.users: dict[str, list[Node]] = consumers(graph)
+        self.producer: dict[str, Node] = producers(graph)
         self._owner: dict[int, object] = {}
 
     def scalar_const(self, name: str) -> bool:

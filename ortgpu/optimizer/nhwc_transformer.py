@@ -30,6 +30,7 @@ from onnx import helper
 from ortgpu.executor import assign_kernel
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer import fused_functions
+from ortgpu.optimizer.graph_edit import consumers
 from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, rank
 from ortgpu.providers.kernels import fused_elementwise as fe
 from ortgpu.providers.kernels import nhwc
@@ -47,14 +48,7 @@ class _Region:
         self.graph = graph
         self.providers = list(providers)
         self.consts = {n: v for n, v in graph.initializers.items() if n not in overridable}
-        self.users: dict[str, list[Node]] = {}
-        for n in graph.nodes:
-            for x in n.inputs:
-                if x:
-                    self.users.setdefault(x, []).append(n)
-            for g in n.subgraphs():
-                for x in g.outer_names():
-                    self.users.setdefault(x, []).append(n)
+        self.users: dict[str, list[Node]] = consumers(graph)
         self.members: dict[int, Node] = {}
         self.values: set[str] = set()     # names produced in the region
 

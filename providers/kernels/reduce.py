@@ -171,13 +171,15 @@ def _register(name: str, attr_versions, input_versions):
     kernel(name, since=input_versions)(with_axes_input)
 
 
-_register("ReduceSum", (1, 11), (13,))
-for _name in ("ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"):
-    _register(_name, (1, 11, 13), (18,))
-for _name in ("ReduceLogSum", "ReduceLogSumExp"):
-    _register(_name, (1, 11, 13), (18, 28))
-for _name in ("ReduceMax", "ReduceMin"):
-    _register(_name, (1, 11, 12, 13), (18, 20))
+# op -> (since-versions with `axes` as an attribute, since-versions with `axes` as an input);
+# the CUDA kernels of providers/cuda/kernels/reduce.py register the same versions.
+VERSIONS = {"ReduceSum": ((1, 11), (13,))}
+VERSIONS.update({op: ((1, 11, 13), (18,)) for op in
+                 ("ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare")})
+VERSIONS.update({op: ((1, 11, 13), (18, 28)) for op in ("ReduceLogSum", "ReduceLogSumExp")})
+VERSIONS.update({op: ((1, 11, 12, 13), (18, 20)) for op in ("ReduceMax", "ReduceMin")})
+for _name, (_attr_versions, _input_versions) in VERSIONS.items():
+    _register(_name, _attr_versions, _input_versions)
 
 
 def _scalar_axis(axis, ndim):

@@ -152,11 +152,5 @@ def _register(name: str, attr_versions, input_versions):
     kernel(name, since=input_versions, provider="cuda")(with_axes_input)
 
 
-# the versions of providers/kernels/reduce.py
-_register("ReduceSum", (1, 11), (13,))
-for _name in ("ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"):
-    _register(_name, (1, 11, 13), (18,))
-for _name in ("ReduceLogSum", "ReduceLogSumExp"):
-    _register(_name, (1, 11, 13), (18, 28))
-for _name in ("ReduceMax", "ReduceMin"):
-    _register(_name, (1, 11, 12, 13), (18, 20))
+for _name, (_attr_versions, _input_versions) in shared.VERSIONS.items():   # the shared kernels' versions
+    _register(_name, _attr_versions, _input_versions)

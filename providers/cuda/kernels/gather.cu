@@ -99,17 +99,9 @@ __global__ void scatter_nd_assign(B* __restrict__ out, const long long* __restri
 
 enum ScatterReduction { SCATTER_ADD = 1, SCATTER_MUL = 2, SCATTER_MAX = 3, SCATTER_MIN = 4 };
 
-__device__ __forceinline__ unsigned int compare_and_swap(unsigned int* p, unsigned int expected, unsigned int desired) {
-#ifdef ORTGPU_HOST_EMULATION
-    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    return expected;
-#else
-    return atomicCAS(p, expected, desired);
-#endif
-}
-
-__device__ __forceinline__ unsigned long long compare_and_swap(unsigned long long* p, unsigned long long expected,
-                                                              unsigned long long desired) {
+// U is unsigned int or unsigned long long (the widths atomicCAS takes); returns the old value.
+template <typename U>
+__device__ __forceinline__ U compare_and_swap(U* p, U expected, U desired) {
 #ifdef ORTGPU_HOST_EMULATION
     __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     return expected;

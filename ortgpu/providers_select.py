@@ -7,14 +7,14 @@ import warnings
 
 from ortgpu.providers.cpu import CPUExecutionProvider
 
-# Every provider name onnxruntime 1.31 knows, in its order: a name outside this list is an error; a known one
+# Every provider name onnxruntime 1.32 knows, in its order: a name outside this list is an error; a known one
 # that this build cannot run warns and falls back to the CPU, as in onnxruntime.
 ALL_PROVIDERS = [
-    "NvTensorRTRTXExecutionProvider", "TensorrtExecutionProvider", "CUDAExecutionProvider",
+    "TensorrtExecutionProvider", "CUDAExecutionProvider",
     "MIGraphXExecutionProvider", "OpenVINOExecutionProvider",
     "DnnlExecutionProvider", "VitisAIExecutionProvider", "QNNExecutionProvider",
     "NnapiExecutionProvider", "VSINPUExecutionProvider", "JsExecutionProvider",
-    "CoreMLExecutionProvider", "ACLExecutionProvider",
+    "CoreMLExecutionProvider",
     "DmlExecutionProvider", "RknpuExecutionProvider", "WebNNExecutionProvider",
     "WebGpuExecutionProvider", "XnnpackExecutionProvider", "CANNExecutionProvider",
     "AzureExecutionProvider", "CPUExecutionProvider",

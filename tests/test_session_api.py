@@ -251,7 +251,11 @@ def test_enums_match_onnxruntime():
 
 def test_module_functions():
     if mb.ORT_IS_ORACLE:
-        assert ortgpu.get_all_providers() == onnxruntime.get_all_providers()
+        ours, theirs = ortgpu.get_all_providers(), onnxruntime.get_all_providers()
+        assert ours == theirs, (
+            f"onnxruntime {onnxruntime.__version__}'s provider list differs from the one ortgpu follows "
+            f"(onnxruntime {'.'.join(map(str, mb.ORACLE_PIN))}): it added {sorted(set(theirs) - set(ours))}, "
+            f"dropped {sorted(set(ours) - set(theirs))}; update ALL_PROVIDERS on purpose")
     avail = ortgpu.get_available_providers()
     assert avail[-1] == "CPUExecutionProvider"
     assert set(avail) <= set(ortgpu.get_all_providers())

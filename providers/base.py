@@ -39,17 +39,11 @@ class ExecutionProvider:
     def kernel_for(self, op_type: str, domain: str, opset: int) -> KernelDef | None:
         return lookup(op_type, domain, opset, self.kernel_sources)
 
-    def accepts(self, node, kernel: KernelDef, input_types, output_types=None) -> bool:
-        """Capability check beyond the registry: element types the kernel declares.  The
-        partitioner passes the output types too (onnx TypeProtos, None where unknown)."""
-        if kernel.types is None:
-            return True
-        from ortgpu.dtypes import np_dtype
-        for tp in input_types:
-            if tp is not None and tp.WhichOneof("value") == "tensor_type" and tp.tensor_type.elem_type:
-                if np_dtype(tp.tensor_type.elem_type).name not in kernel.types:
-                    return False
-        return True
+    def accepts(self, node, kernel: KernelDef, input_types, output_types=()) -> bool:
+        """Whether this provider runs `node` with `kernel`: the element types the kernel
+        declares (KernelDef.takes; onnx TypeProtos, None where unknown).  Device providers
+        add what their arrays can hold."""
+        return kernel.takes(input_types, output_types or ())
 
     def prefers_nhwc(self, node, dtype) -> bool:
         """Whether this provider runs `node` (a 2-D Conv whose data has NumPy dtype name

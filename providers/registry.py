@@ -12,6 +12,14 @@ A kernel function may carry a ``prepare(ctx, **attrs)`` attribute: the executor 
 once per node while it builds the plan (session creation), for work that depends only on
 the node (compiling a generated kernel, checking an attribute).
 
+A registration declares what the kernel needs, where the placement and the capture check
+read it: ``types`` maps each type constraint of the schema ("T", "Tind", ...; "*" for an op
+without a schema: every tensor input and output) to the element types the kernel runs
+(NumPy dtype names; the sets of ``providers.dtype_sets``); ``host_inputs`` lists the inputs
+it reads on the host (a Reshape's shape): they are delivered as NumPy arrays on any
+provider; ``capturable`` says whether it may run inside a CUDA-graph capture (no host
+round trip, no data-dependent output shape, no control flow).
+
 Versions are explicit: ``since=(7, 9, 11, 13)`` lists the schema since-versions that
 one function implements.  A node resolves its opset to the since-version of its schema
 (``onnx.defs.get_schema(op, max_inclusive_version=v, domain=d)``); a since-version no
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import onnx.defs
 
@@ -35,18 +43,76 @@ class KernelDef:
     since: int
     provider: str
     fn: Callable
-    types: frozenset | None  # NumPy dtype names accepted for the inputs; None = all the schema allows
+    types: dict | None        # type constraint -> NumPy dtype names it runs; None = undeclared
     doc: str
+    host_inputs: tuple = ()   # input indices read on the host (delivered as NumPy arrays)
+    capturable: bool = True   # may run inside a CUDA-graph capture
+
+    def takes(self, input_types, output_types=()) -> bool:
+        """Whether the element types of a node's inputs and outputs (onnx TypeProtos, None
+        where unknown) are all among those this kernel declares for their type constraint."""
+        if not self.types:
+            return True
+        for tp, constraint in _typed_formals(self, input_types, output_types):
+            allowed = self.types.get(constraint)
+            if allowed is None or tp is None:
+                continue
+            name = _element_type_name(tp)
+            if name is not None and name not in allowed:
+                return False
+        return True
+
+
+def _typed_formals(k: KernelDef, input_types, output_types):
+    """(TypeProto, type-constraint name) for each input and output of a node of `k`'s op."""
+    schema = schema_for(k.op_type, k.since, k.domain)
+    if schema is None:  # no schema: "*" covers every tensor
+        for tp in list(input_types) + list(output_types):
+            yield tp, "*"
+        return
+    for formals, types in ((schema.inputs, input_types), (schema.outputs, output_types)):
+        for i, tp in enumerate(types):
+            if not formals:
+                break
+            yield tp, formals[min(i, len(formals) - 1)].type_str
+
+
+def _element_type_name(tp) -> str | None:
+    """NumPy dtype name of a tensor's (or a sequence's/optional's tensor's) element type."""
+    while tp is not None:
+        kind = tp.WhichOneof("value")
+        if kind in ("tensor_type", "sparse_tensor_type"):
+            code = getattr(tp, kind).elem_type
+            if not code:
+                return None
+            from ortgpu.dtypes import np_dtype  # noqa: PLC0415
+            try:
+                return np_dtype(code).name
+            except TypeError:
+                return None
+        if kind == "sequence_type":
+            tp = tp.sequence_type.elem_type
+        elif kind == "optional_type":
+            tp = tp.optional_type.elem_type
+        else:
+            return None
+    return None
 
 
 _REGISTRY: dict[tuple[str, str, int, str], KernelDef] = {}
 
 
 def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
-           provider: str = SHARED, types: Iterable[str] | None = None):
-    """Register ``fn`` as the kernel of ``op_type`` for each schema since-version in ``since``."""
+           provider: str = SHARED, types: Mapping[str, Iterable[str]] | None = None,
+           host_inputs: Iterable[int] = (), capturable: bool = True):
+    """Register ``fn`` as the kernel of ``op_type`` for each schema since-version in ``since``,
+    with what it declares (see the module docstring)."""
     versions = (since,) if isinstance(since, int) else tuple(since)
     domain = "" if domain == "ai.onnx" else domain
+    if types is not None and (isinstance(types, (str, frozenset, set, list, tuple)) or not types):
+        raise TypeError(f"kernel {op_type}: types= maps type constraints to element types, "
+                        f"e.g. {{'T': FLOAT}}; got {types!r}")
+    declared = None if types is None else {c: frozenset(t) for c, t in types.items()}
 
     def register(fn):
         for v in versions:
@@ -54,9 +120,9 @@ def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
             if key in _REGISTRY:
                 raise ValueError(f"kernel {domain or 'ai.onnx'}::{op_type}({v}) for {provider} "
                                  f"registered twice ({_REGISTRY[key].fn.__qualname__}, {fn.__qualname__})")
-            _REGISTRY[key] = KernelDef(op_type, domain, v, provider, fn,
-                                       frozenset(types) if types is not None else None,
-                                       (fn.__doc__ or "").strip().split("\n")[0])
+            _REGISTRY[key] = KernelDef(op_type, domain, v, provider, fn, declared,
+                                       (fn.__doc__ or "").strip().split("\n")[0],
+                                       tuple(host_inputs), bool(capturable))
         return fn
 
     return register

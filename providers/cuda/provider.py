@@ -169,7 +169,7 @@ class CUDAExecutionProvider(ExecutionProvider):
         """Declines a node whose values CuPy cannot hold (bfloat16, float8, int4, strings,
         maps, ...), whose attributes ask for such an output type, or whose only kernel is a
         shared one listed in HOST_ONLY.  ``output_types`` (onnx TypeProtos) is optional."""
-        if not super().accepts(node, kernel, input_types):
+        if not super().accepts(node, kernel, input_types, output_types):
             return False
         if host_only_reason(kernel) is not None:
             return False

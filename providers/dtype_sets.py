@@ -1,0 +1,56 @@
+"""Named sets of element types that kernels declare (NumPy dtype names, ml_dtypes included).
+
+A kernel registration says, per type constraint of its schema, which element types it runs:
+``@kernel("Gather", since=13, types={"T": ALL, "Tind": INDEX})``.  The names here are the
+vocabulary of those declarations and of the coverage table's element-type column.
+"""
+from __future__ import annotations
+
+from onnx import TensorProto
+
+from ortgpu.dtypes import np_dtype
+
+BOOL = frozenset({"bool"})
+SIGNED = frozenset({"int8", "int16", "int32", "int64"})
+UNSIGNED = frozenset({"uint8", "uint16", "uint32", "uint64"})
+INTEGER = SIGNED | UNSIGNED
+INDEX = frozenset({"int32", "int64"})
+FLOAT = frozenset({"float16", "float32", "float64"})
+BFLOAT16 = frozenset({"bfloat16"})
+FLOATS = FLOAT | BFLOAT16
+NUMERIC = INTEGER | FLOATS
+COMPLEX = frozenset({"complex64", "complex128"})
+STRING = frozenset({"object"})   # ONNX strings are NumPy object arrays of str
+
+
+def _all_element_types() -> frozenset:
+    names = set()
+    for code in TensorProto.DataType.values():
+        if code:
+            try:
+                names.add(np_dtype(code).name)
+            except TypeError:  # a type this onnx/ml_dtypes build has no dtype for
+                pass
+    return frozenset(names)
+
+
+ALL = _all_element_types()   # every element type ONNX defines and NumPy (with ml_dtypes) holds
+FLOAT8 = frozenset(n for n in ALL if n.startswith("float8"))
+SUB_BYTE = frozenset(n for n in ALL if n in ("int4", "uint4", "int2", "uint2") or n.startswith(("float4", "float6")))
+NON_STRING = ALL - STRING
+
+# The names above, in the order the coverage table abbreviates declarations with them.
+NAMED = {"ALL": ALL, "NON_STRING": NON_STRING, "NUMERIC": NUMERIC, "INTEGER": INTEGER,
+         "FLOATS": FLOATS, "FLOAT": FLOAT, "SIGNED": SIGNED, "UNSIGNED": UNSIGNED,
+         "INDEX": INDEX, "COMPLEX": COMPLEX, "FLOAT8": FLOAT8, "SUB_BYTE": SUB_BYTE,
+         "BFLOAT16": BFLOAT16, "BOOL": BOOL, "STRING": STRING}
+
+
+def describe(types: frozenset) -> str:
+    """A short text for a set: named sets where they cover it exactly, else the names."""
+    rest, parts = set(types), []
+    for name, members in NAMED.items():
+        if members and members <= rest:
+            parts.append(name)
+            rest -= members
+    return "+".join(parts + sorted(rest))

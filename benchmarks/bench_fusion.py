@@ -91,7 +91,7 @@ def device_runner(model_bytes: bytes, feeds: dict, level: int, disabled=()):
     sess = ortgpu.InferenceSession(model_bytes, so, providers=[(CUDA, {"use_tf32": "0"}), CPU],
                                    disabled_optimizers=list(disabled))
     cuda = sess._providers[0]
-    graph = sess._plan.graph
+    graph = sess._core.plan.graph
     with cuda.run_context():
         plan = Plan(graph, sess._providers, input_devices=["cuda"] * len(graph.inputs),
                     output_devices=["cuda"] * len(graph.outputs))
@@ -179,7 +179,7 @@ def bench_model_gpu(name: str, args) -> list[dict]:
         out = run()[0].get()
         ref = out if ref is None else ref
         ms = timed(run, _session_stream(sess), args.runs, args.warmup)[1]
-        rows.append({"model": name, "config": label, "steps": len(sess._plan.steps), "event_ms": ms,
+        rows.append({"model": name, "config": label, "steps": len(sess._core.plan.steps), "event_ms": ms,
                      "kernels": kernels_per_run(run, 2),
                      "max_abs_diff_vs_disable_all": float(np.max(np.abs(out.astype(np.float64) - ref)))})
         print(f"| {name} | {label} | {rows[-1]['steps']} | {ms:.3f} | {rows[-1]['kernels']} | "

@@ -72,7 +72,7 @@ def cpu_session(path):
 def recorded_plan(path, feed):
     s = cpu_session(path)
     feed = feed if feed is not None else make_inputs(s)
-    intervals = run_lifetimes(s._plan, s._bind_inputs(feed))
+    intervals = run_lifetimes(s._core.plan, s._bind_inputs(feed))
     t0 = time.perf_counter()
     plan = plan_offsets(intervals)
     return s, feed, intervals, plan, time.perf_counter() - t0

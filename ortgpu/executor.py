@@ -18,15 +18,10 @@ import threading
 import numpy as np
 
 from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, _OrtError
-from ortgpu.functions import expand, function_body
-from ortgpu.graph import Graph, Node, attribute_value
-from ortgpu.optimizer.fused_functions import fused_body
+from ortgpu.graph import Graph, Node, attrs_with_defaults
 from ortgpu.partition import Copy, Partition, Placed, partition
 from ortgpu.profiling.recorder import clock, step_infos, tensor_metas, type_and_shape
-from ortgpu.providers.registry import KernelContext, schema_for
-
-_MAX_EXPANSION_DEPTH = 8
-
+from ortgpu.providers.registry import KernelContext
 
 class BoundGraph:
     """A subgraph attribute as a kernel sees it: call it with its inputs, get its outputs."""
@@ -97,47 +92,6 @@ def _accepted_params(fn):
     return {n for n, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
-def _with_schema_defaults(node: Node, opsets) -> dict:
-    attrs = dict(node.attrs)
-    schema = schema_for(node.op_type, node.opset, node.domain)
-    if schema is not None:
-        for name, a in schema.attributes.items():
-            if name not in attrs and a.default_value.type != 0:
-                attrs[name] = attribute_value(a.default_value, opsets, {})
-    return attrs
-
-
-def assign_kernel(node: Node, graph: Graph, providers):
-    """The first provider that has a kernel for `node` and accepts it: (provider, KernelDef)."""
-    in_types = [graph.types.get(x) if x else None for x in node.inputs]
-    for p in providers:
-        k = p.kernel_for(node.op_type, node.domain, node.opset)
-        if k is not None and p.accepts(node, k, in_types):
-            return p, k
-    return None, None
-
-
-def expand_functions(graph: Graph, providers, depth: int = 0) -> None:
-    """Replace nodes no provider implements by their ONNX function bodies, where they have one."""
-    new_nodes = []
-    changed = False
-    for node in graph.nodes:
-        prov, k = assign_kernel(node, graph, providers)
-        if k is None:
-            in_types = [graph.types.get(x) if x else None for x in node.inputs]
-            fp = function_body(node, in_types) or fused_body(node, graph.opsets)
-            if fp is not None and depth < _MAX_EXPANSION_DEPTH:
-                body = expand(node, fp, graph.opsets, graph.types)
-                sub = Graph(graph.name, body, [], [], {}, graph.types, graph.opsets)
-                expand_functions(sub, providers, depth + 1)
-                new_nodes.extend(sub.nodes)
-                changed = True
-                continue
-        new_nodes.append(node)
-    if changed:
-        graph.nodes = new_nodes
-
-
 class Plan:
     """A graph compiled for a list of providers: partitioned (ortgpu.partition), with copy steps
     between devices, into a flat list of steps.
@@ -194,7 +148,7 @@ class Plan:
 
     def _compile_node(self, placed: Placed, graph: Graph, providers, slot, init_cache) -> Step:
         node, prov, kdef = placed.node, placed.provider, placed.kernel
-        attrs = _with_schema_defaults(node, graph.opsets)
+        attrs = attrs_with_defaults(node, graph.opsets)
         accepted = _accepted_params(kdef.fn)
         if accepted is not None:
             for name in list(attrs):

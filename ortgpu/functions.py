@@ -12,10 +12,12 @@ import itertools
 
 import onnx
 
-from ortgpu.graph import Node, node_from_proto
+from ortgpu.graph import Graph, Node, node_from_proto
+from ortgpu.placement import choose, node_types
 from ortgpu.providers.registry import schema_for
 
 _counter = itertools.count()
+_MAX_EXPANSION_DEPTH = 8
 
 
 def function_body(node: Node, input_types: list) -> onnx.FunctionProto | None:
@@ -84,3 +86,27 @@ def expand(node: Node, fp: onnx.FunctionProto, graph_opsets: dict[str, int], typ
                 q.attribute.append(a)
         out.append(node_from_proto(q, opsets, types))
     return out
+
+
+def expand_unimplemented(graph: Graph, providers, depth: int = 0) -> int:
+    """Replace, in `graph` and its subgraphs, each node no provider runs by its function body
+    (the op's onnx function, or an ortgpu fused op's definition), recursively; the number of
+    nodes expanded.  The session does this once, after optimization and before partitioning."""
+    from ortgpu.optimizer.fused_functions import fused_body  # noqa: PLC0415 - the optimizer imports this module
+    new_nodes, expanded = [], 0
+    for node in graph.nodes:
+        for sub in node.subgraphs():
+            expanded += expand_unimplemented(sub, providers, depth)
+        if depth < _MAX_EXPANSION_DEPTH and choose(node, providers, graph.types) is None:
+            in_types = node_types(node, graph.types)[0]
+            fp = function_body(node, in_types) or fused_body(node, graph.opsets)
+            if fp is not None:
+                body = Graph(graph.name, expand(node, fp, graph.opsets, graph.types), [], [], {},
+                             graph.types, graph.opsets)
+                expanded += 1 + expand_unimplemented(body, providers, depth + 1)
+                new_nodes.extend(body.nodes)
+                continue
+        new_nodes.append(node)
+    if expanded:
+        graph.nodes = new_nodes
+    return expanded

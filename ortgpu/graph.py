@@ -211,3 +211,16 @@ def topological_order(graph: Graph, outer: Iterable[str] = ()) -> list[Node]:
         if o.name not in producer and o.name not in available:
             raise InvalidGraph(f"This is an invalid model. Graph output '{o.name}' is not produced by any node")
     return [graph.nodes[i] for i in order]
+
+
+def attrs_with_defaults(node: Node, opsets) -> dict:
+    """The node's attributes, plus the defaults its own schema version gives the ones it
+    leaves out (what a kernel is called with)."""
+    from ortgpu.providers.registry import schema_for  # noqa: PLC0415
+    attrs = dict(node.attrs)
+    schema = schema_for(node.op_type, node.opset, node.domain)
+    if schema is not None:
+        for name, a in schema.attributes.items():
+            if name not in attrs and a.default_value.type != 0:
+                attrs[name] = attribute_value(a.default_value, opsets, {})
+    return attrs

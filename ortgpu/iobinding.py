@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortgpu.device_run import Target
+from ortgpu.run_core import Target
 from ortgpu.devices import device_kind
 from ortgpu.values import OrtValue, check_device_id, element_dtype, tensor_shape
 
@@ -27,7 +27,7 @@ class SessionIOBinding:
 
     def bind_input(self, name: str, value) -> None:
         """Bind input `name` to an OrtValue (or a NumPy array, shared)."""
-        if name not in self._session._feedable:
+        if name not in self._session._io.feedable:
             raise RuntimeError(f"Error when binding input: Failed to find input name in the mapping: {name}")
         self.inputs[name] = value if isinstance(value, OrtValue) else OrtValue(value, value)
 
@@ -90,7 +90,7 @@ class IOBinding:
 
     def bind_cpu_input(self, name, arr_on_cpu) -> None:
         """Bind input `name` to a NumPy array, shared (later changes to it are seen by runs)."""
-        if name not in self._session._feedable:
+        if name not in self._session._io.feedable:
             raise RuntimeError(f"Failed to find NodeArg with name: {name} in the def list")
         if not isinstance(arr_on_cpu, np.ndarray):
             raise RuntimeError(f"Unable to create OrtValue from the given python object "

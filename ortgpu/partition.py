@@ -1,12 +1,10 @@
 """Partition a graph over execution providers and insert the copies between devices.
 
-Placement.  Providers come in priority order.  A node goes to the first provider that
-has a kernel for it (op, domain, opset), whose ``accepts`` takes it, and whose arrays can
-hold every typed input and output of the node (``ExecutionProvider.holds``: CuPy has no
-bfloat16, float8, int4 or strings, so such nodes fall back to the CPU).  One exception
-comes first, the *shape rule*: small integer shape computations stay on the host
-provider (the first provider whose device is ``"cpu"``) so that they never force a
-device sync.  Precisely, a node of the default domain is a shape computation when
+Placement.  ``ortgpu.placement.choose`` decides which provider runs each node (the same
+function the fusion passes ask).  The partitioner adds the *shape rule*: small integer
+shape computations stay on the host provider (the first provider whose device is
+``"cpu"``) so that they never force a device sync.  Precisely, a node of the default
+domain is a shape computation when
 
 * it is ``Shape`` or ``Size`` (they read only the metadata of their input, which is
   therefore never copied, wherever it lives); or
@@ -24,7 +22,7 @@ number or condition input of a Loop body, or an outer-scope value that is a host
 
 Host inputs.  Some inputs of device nodes are read on the host by their kernels (a
 Reshape's shape, Slice's starts, an If's condition, a Loop's trip count, ...), as
-onnxruntime's CUDA kernels declare them CPU inputs: ``HOST_INPUTS`` lists them.  Such
+onnxruntime's CUDA kernels declare them CPU inputs (``placement.host_inputs``).  Such
 an input is delivered as a NumPy array, so a shape computed on the CPU reaches a device
 Reshape without any copy.
 
@@ -48,11 +46,9 @@ import dataclasses
 
 import numpy as np
 
-from ortgpu.errors import NotImplemented
 from ortgpu.graph import Graph, Node
-from ortgpu.providers.registry import schema_for
+from ortgpu.placement import HOST, host_inputs, metadata_inputs, require
 
-HOST = "cpu"  # the device of host (NumPy) arrays
 ANY = "any"   # an input read for its metadata only: used wherever it lives
 
 SMALL_SHAPE_ELEMENTS = 64
@@ -67,33 +63,6 @@ SHAPE_OPS = frozenset({
     "ConstantOfShape", "Expand", "Tile", "Range",
 })
 GENERATOR_OPS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range"})
-
-# Inputs read only for their shape: never copied for these ops.
-METADATA_INPUTS = {"Shape": (0,), "Size": (0,)}
-
-# Inputs that kernels read on the host (small shape-like tensors), by op type.
-HOST_INPUTS: dict[str, tuple[int, ...]] = {
-    "Reshape": (1,), "Expand": (1,), "Tile": (1, 2), "Slice": (1, 2, 3, 4),
-    "ConstantOfShape": (0,), "Range": (0, 1, 2), "TopK": (1,), "Pad": (1, 3),
-    "Resize": (1, 2, 3), "Upsample": (1,), "Split": (1,), "Squeeze": (1,), "Unsqueeze": (1,),
-    "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,),
-    "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
-    "ReduceSumSquare": (1,), "OneHot": (1,), "CumSum": (1,), "CumProd": (1,), "Trilu": (1,),
-    "Dropout": (1, 2), "If": (0,), "Loop": (0, 1), "DFT": (1, 2), "STFT": (1, 3),
-    "CenterCropPad": (1,), "Col2Im": (1, 2), "HannWindow": (0,), "HammingWindow": (0,),
-    "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1, 2, 3, 4), "SequenceAt": (1,),
-    "SequenceInsert": (2,), "SequenceErase": (1,), "SplitToSequence": (1,), "MaxUnpool": (2,),
-}
-
-
-def host_inputs(node: Node) -> tuple[int, ...]:
-    """Indices of the inputs of `node` that its kernels read on the host."""
-    if node.domain:
-        return ()
-    if node.op_type == "Scan" and node.opset < 9:
-        return (0,)  # opset-8 Scan: sequence_lens
-    return HOST_INPUTS.get(node.op_type, ())
-
 
 @dataclasses.dataclass
 class Placed:
@@ -255,7 +224,7 @@ class _Partitioner:
         if node.domain:
             return False
         op = node.op_type
-        if op in METADATA_INPUTS:
+        if metadata_inputs(node):
             return True
         types = self.g.types
         if op == "Constant":
@@ -284,41 +253,10 @@ class _Partitioner:
                 return False
         return True
 
-    def choose(self, node: Node):
-        """(provider, kernel, rule) for `node`, or raise NotImplemented."""
-        types = self.g.types
-        in_types = [types.get(x) if x else None for x in node.inputs]
-        out_types = [types.get(x) if x else None for x in node.outputs]
-        hp = self.host_provider
-        if hp is not None and self.is_shape_node(node):
-            k = hp.kernel_for(node.op_type, node.domain, node.opset)
-            if k is not None and hp.accepts(node, k, in_types, out_types):
-                return hp, k, "shape"
-        hosted = set(host_inputs(node)) | set(METADATA_INPUTS.get(node.op_type, ()) if not node.domain else ())
-        for p in self.providers:
-            k = p.kernel_for(node.op_type, node.domain, node.opset)
-            if k is None or not p.accepts(node, k, in_types, out_types):
-                continue
-            if p.device != HOST:
-                if not all(p.holds(tp) for i, tp in enumerate(in_types) if tp is not None and i not in hosted):
-                    continue
-                if not all(p.holds(tp) for tp in out_types if tp is not None):
-                    continue
-            return p, k, "priority"
-        schema = schema_for(node.op_type, node.opset, node.domain)
-        if schema is None:
-            raise NotImplemented(
-                f"Could not find an implementation for {node.op_type}({node.opset}) node with name "
-                f"'{node.name}': onnx defines no op '{node.op_type}' in domain "
-                f"'{node.domain or 'ai.onnx'}' at opset {node.opset}")
-        raise NotImplemented(
-            f"Could not find an implementation for {node.op_type}({schema.since_version}) node with "
-            f"name '{node.name}' (domain '{node.domain or 'ai.onnx'}', opset {node.opset})")
-
-    def input_device(self, node: Node, i: int, device: str) -> str:
-        if not node.domain and i in METADATA_INPUTS.get(node.op_type, ()):
+    def input_device(self, node: Node, kernel, i: int, device: str) -> str:
+        if i in metadata_inputs(node):
             return ANY
-        if device != HOST and i in host_inputs(node):
+        if device != HOST and i in host_inputs(node, kernel):
             return HOST
         return device
 
@@ -338,9 +276,11 @@ class _Partitioner:
                          self.init_copies, self.host_shape)
 
     def place(self, node: Node) -> None:
-        prov, kdef, rule = self.choose(node)
+        choice = require(node, self.providers, self.g.types,
+                         self.host_provider is not None and self.is_shape_node(node))
+        prov, kdef, rule = choice.provider, choice.kernel, choice.rule
         dev = prov.device
-        in_keys = [self.key_for(x, self.input_device(node, i, dev)) if x else None
+        in_keys = [self.key_for(x, self.input_device(node, kdef, i, dev)) if x else None
                    for i, x in enumerate(node.inputs)]
         subparts, binding = [], []
         for attr, value in node.attrs.items():
@@ -383,8 +323,7 @@ def partition(graph: Graph, providers, input_devices=None, output_devices=None,
     `input_devices`/`output_devices` say where the graph's inputs arrive and where its
     outputs are wanted (the host by default); `outer_locations` maps the outer-scope values
     a subgraph reads to their devices outside; `outer_host_shape` names those that are
-    host shape values."""
-    from ortgpu.executor import expand_functions  # noqa: PLC0415 (the executor imports this module)
-    expand_functions(graph, providers)
+    host shape values.  Nodes no provider runs but that have a function body must have been
+    expanded before (ortgpu.functions.expand_unimplemented)."""
     return _Partitioner(graph, providers, input_devices, output_devices, outer_locations,
                         outer_host_shape).run()

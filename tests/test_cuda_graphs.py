@@ -17,7 +17,7 @@ import ortgpu
 from device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
 from ortgpu.errors import Fail, InvalidArgument
 from ortgpu.providers.cuda import CUDAExecutionProvider
-from ortgpu.providers.cuda.graphs import SKIP, WARMUP_RUNS, GraphRunner, graph_id_of
+from ortgpu.graph_capture import SKIP, WARMUP_RUNS, GraphRunner, graph_id_of
 
 F = TensorProto.FLOAT
 CPU = ["CPUExecutionProvider"]
@@ -221,14 +221,14 @@ def test_several_graph_ids_hold_several_shapes(reference):
             values[g].update_inplace(data)
             sess.run_with_iobinding(bindings[g], _run_options(g))
             np.testing.assert_allclose(bindings[g].get_outputs()[0].numpy(), reference(data), rtol=1e-5, atol=1e-6)
-    assert sorted(sess._graphs.captured) == [1, 2]
+    assert sorted(sess._core.graphs.captured) == [1, 2]
     with pytest.raises(RuntimeError, match="CUDA graph 1 was captured with input 'x' as float32 of shape "
                                            r"\[2, 3\]; this run gives float32 of shape \[5, 3\]") as e:
         sess.run_with_iobinding(bindings[2], _run_options(1))
     assert isinstance(e.value.__cause__, InvalidArgument)
     sess.release_captured_graph(1)
     sess.run_with_iobinding(bindings[2], _run_options(1))  # id 1 starts over (a warm-up)
-    assert sorted(sess._graphs.captured) == [2]
+    assert sorted(sess._core.graphs.captured) == [2]
 
 
 def test_graph_id_minus_one_never_captures(reference):

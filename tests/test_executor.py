@@ -6,6 +6,7 @@ from onnx import TensorProto, helper
 
 import ortgpu
 from ortgpu.executor import Plan
+from ortgpu.functions import expand_unimplemented
 from ortgpu.graph import from_proto
 from ortgpu.providers.cpu import CPUExecutionProvider
 
@@ -92,6 +93,9 @@ class _NoMishProvider(CPUExecutionProvider):
 def test_function_ops_without_kernel_expand_into_their_body():
     model = _model([helper.make_node("Mish", ["x"], ["y"])], [_f("x", [5])], [_f("y", [5])], opset=22)
     graph = from_proto(model.graph, {"": 22})
+    with pytest.raises(ortgpu.NotImplemented, match="Mish"):  # expansion is the session's step, not the plan's
+        Plan(graph, [_NoMishProvider()])
+    assert expand_unimplemented(graph, [_NoMishProvider()]) == 1
     plan = Plan(graph, [_NoMishProvider()])
     assert "Mish" not in [st.node.op_type for st in plan.steps]
     x = np.linspace(-3, 3, 5).astype(np.float32)

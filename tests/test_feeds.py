@@ -70,7 +70,7 @@ def test_bad_feed_matches_onnxruntime(case):
     else:
         assert got[1] == ref[1]
     # the session is still usable after a refused feed
-    good = {vi.name: _good_value(vi) for vi in sess._inputs}
+    good = {vi.name: _good_value(vi) for vi in sess._io.inputs}
     assert all(r is not None for r in sess.run(None, good))
 
 

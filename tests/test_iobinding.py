@@ -257,7 +257,7 @@ def _on_dev(a):
 
 
 def _plan_copies(sess):
-    return [c.op_type for plan in sess._plans.values() for c in plan.partition.copies()]
+    return [c.op_type for plan in sess._core.plans.values() for c in plan.partition.copies()]
 
 
 def _weighted():
@@ -294,7 +294,7 @@ def test_a_bound_run_with_device_inputs_and_outputs_makes_no_host_copy():
     want = ref.run(None, {"x": x})
     np.testing.assert_allclose(y.numpy(), want[0], rtol=1e-6)
     np.testing.assert_allclose(out.numpy(), want[1], rtol=1e-6)
-    assert len(sess._plans) == 1  # compiled once for this device signature, reused
+    assert len(sess._core.plans) == 1  # compiled once for this device signature, reused
 
 
 def test_host_bindings_on_a_device_session_copy_once_each_way():

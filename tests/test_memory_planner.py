@@ -102,8 +102,8 @@ def cpu_session(model):
 def test_lifetimes_of_a_chain_follow_views_to_their_last_reader():
     s = cpu_session(chain_with_a_view())
     x = np.arange(24, dtype=np.float32).reshape(4, 6) - 10
-    intervals = run_lifetimes(s._plan, [x])
-    ops = [st.node.op_type for st in s._plan.steps]
+    intervals = run_lifetimes(s._core.plan, [x])
+    ops = [st.node.op_type for st in s._core.plan.steps]
     relu, neg, abs_ = ops.index("Relu"), ops.index("Neg"), ops.index("Abs")
     # Relu's buffer lives until Neg read its Reshape view; Neg's until Abs; y to the end
     assert [(iv.size, iv.first, iv.last) for iv in intervals] == [
@@ -136,7 +136,7 @@ def test_random_graphs_plan_their_recorded_lifetimes(seed):
     model = random_graph(seed)
     s = cpu_session(model)
     x = np.random.default_rng(seed).standard_normal((8, 16)).astype(np.float32)
-    intervals = run_lifetimes(s._plan, [x])
+    intervals = run_lifetimes(s._core.plan, [x])
     assert len(intervals) == len(model.graph.node)            # every op made one fresh buffer
     assert all(iv.size == 8 * 16 * 4 for iv in intervals)
     plan = plan_offsets(intervals)
@@ -154,6 +154,6 @@ def test_random_graphs_plan_their_recorded_lifetimes(seed):
 
 def test_lifetimes_leave_the_plan_as_it_was():
     s = cpu_session(random_graph(1))
-    fns = [st.fn for st in s._plan.steps]
-    run_lifetimes(s._plan, [np.ones((8, 16), np.float32)])
-    assert [st.fn for st in s._plan.steps] == fns
+    fns = [st.fn for st in s._core.plan.steps]
+    run_lifetimes(s._core.plan, [np.ones((8, 16), np.float32)])
+    assert [st.fn for st in s._core.plan.steps] == fns

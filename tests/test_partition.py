@@ -79,7 +79,7 @@ def test_graph_on_the_device_copies_only_its_input_and_output():
                    [_vi("x", F, [3])], [_vi("y", F, [3])])
     double, dev, cpu = _sessions(model)
     assert _ops(double) == {("Relu", DEV), ("Neg", DEV), ("Add", DEV)}
-    assert _copies(double._plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "y", "cpu")]
+    assert _copies(double._core.plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "y", "cpu")]
     steps = [op for _, op, _ in double.get_provider_assignment()]
     assert steps == ["MemcpyFromHost", "Relu", "Neg", "Add", "MemcpyToHost"]  # copy right before use
     feed = {"x": np.array([-1.0, 0.5, 2.0], np.float32)}
@@ -98,7 +98,7 @@ def test_string_op_in_the_middle_forces_copies_both_ways():
     double, dev, cpu = _sessions(model)
     assert _provider_of(double, "Cast") == [CPU, CPU]
     assert _provider_of(double, "Relu") == [DEV] and _provider_of(double, "Neg") == [DEV]
-    assert _copies(double._plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "r", "cpu"),
+    assert _copies(double._core.plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "r", "cpu"),
                                      ("MemcpyFromHost", "f", "fakedev"), ("MemcpyToHost", "y", "cpu")]
     _assert_same(double, cpu, {"x": np.array([-1.5, 0.25, 2.0, 3.0], np.float32)})
 
@@ -115,7 +115,7 @@ def test_host_only_kernel_in_the_middle_and_one_copy_per_value_and_device():
     model = _model(nodes, [_vi("x", F, [6])], [_vi("y1", F, None), _vi("y2", F, [6])])
     double, dev, cpu = _sessions(model)
     assert _provider_of(double, "Unique") == [CPU]
-    copies = _copies(double._plan)
+    copies = _copies(double._core.plan)
     assert copies.count(("MemcpyToHost", "r", "cpu")) == 1
     assert ("MemcpyFromHost", "u", "fakedev") in copies
     assert not any(v in ("e", "q", "nu") for _, v, _ in copies)  # producer and consumer share a device
@@ -131,7 +131,7 @@ def test_value_read_on_both_devices_is_copied_once_per_device():
     model = _model(nodes, [_vi("x", F, [2])], [_vi("s1", TensorProto.STRING, [2]),
                                                 _vi("s2", TensorProto.STRING, [2]), _vi("y", F, [2])])
     double, dev, cpu = _sessions(model)
-    copies = _copies(double._plan)
+    copies = _copies(double._core.plan)
     assert copies.count(("MemcpyToHost", "r", "cpu")) == 1
     assert copies.count(("MemcpyFromHost", "x", "fakedev")) == 1
     _assert_same(double, cpu, {"x": np.array([1.0, -2.0], np.float32)})
@@ -142,7 +142,7 @@ def test_initializers_are_copied_to_the_device_once_at_creation():
     model = _model([helper.make_node("Mul", ["x", "w"], ["y"])], [_vi("x", F, [3])], [_vi("y", F, [3])], [w])
     double, dev, cpu = _sessions(model)
     assert dev.copies_from_host == 1  # w, when the plan was built
-    assert _copies(double._plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "y", "cpu")]
+    assert _copies(double._core.plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "y", "cpu")]
     feed = {"x": np.array([1.0, 1.0, 2.0], np.float32)}
     for _ in range(2):
         _assert_same(double, cpu, feed)
@@ -196,9 +196,9 @@ def test_shape_computations_stay_on_the_cpu_without_copies():
         assert _provider_of(double, op) == [CPU], op
     assert _provider_of(double, "Reshape") == [DEV]
     # Shape reads only metadata, Reshape reads its shape on the host: no copy for either
-    assert _copies(double._plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "y", "cpu")]
+    assert _copies(double._core.plan) == [("MemcpyFromHost", "x", "fakedev"), ("MemcpyToHost", "y", "cpu")]
     assert dev.copies_from_host == 0  # the shape constants stay on the host
-    rules = {it.node.op_type: it.rule for it in double._plan.partition.items if isinstance(it, Placed)}
+    rules = {it.node.op_type: it.rule for it in double._core.plan.partition.items if isinstance(it, Placed)}
     assert rules["Concat"] == "shape" and rules["Reshape"] == "priority"
     _assert_same(double, cpu, {"x": np.arange(12, dtype=np.float32).reshape(2, 2, 3)})
 
@@ -221,14 +221,14 @@ def test_shape_rule_boundaries():
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "A"
     double, dev, cpu = _sessions(model)
     placed = {it.node.outputs[0]: (it.provider.name, it.rule)
-              for it in double._plan.partition.items if isinstance(it, Placed)}
+              for it in double._core.plan.partition.items if isinstance(it, Placed)}
     assert placed["s"] == (CPU, "shape")
     assert placed["n"] == (CPU, "shape")
     assert placed["sf"][0] == DEV          # float output: not a shape computation
     assert placed["sb"][0] == DEV          # 'big' has 100 elements (> SMALL_SHAPE_ELEMENTS)
     assert placed["y2"][0] == DEV
     assert placed["idx"][0] == DEV         # Range of unknown size: device, inputs on the host
-    copies = _copies(double._plan)
+    copies = _copies(double._core.plan)
     assert ("MemcpyFromHost", "n", "fakedev") not in copies  # Range reads its limit on the host
     assert copies.count(("MemcpyFromHost", "s", "fakedev")) == 1  # Cast and Concat read s as data
     _assert_same(double, cpu, {"x": np.zeros((3, 4), np.float32)})
@@ -242,7 +242,7 @@ def test_small_int_constant_node_is_a_shape_value():
     double, dev, cpu = _sessions(model, level=ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL)
     assert _provider_of(double, "Constant") == [CPU]
     assert _provider_of(double, "Reshape") == [DEV]
-    assert len(_copies(double._plan)) == 2
+    assert len(_copies(double._core.plan)) == 2
     _assert_same(double, cpu, {"x": np.arange(6, dtype=np.float32).reshape(2, 3)})
 
 
@@ -266,7 +266,7 @@ def _if_model():
 
 def test_if_branches_are_partitioned_with_outer_scope_copies():
     double, dev, cpu = _sessions(_if_model())
-    plan = double._plan
+    plan = double._core.plan
     if_step = next(st for st in plan.steps if st.node.op_type == "If")
     assert if_step.provider.name == DEV
     # the condition is read on the host: one copy, in the outer graph; x (a graph input) is on
@@ -307,7 +307,7 @@ def _loop_model():
 def test_loop_body_is_partitioned_and_outer_values_are_copied_once():
     # optimizations off: ConstantFolding would fold the body's Shape of a static [2]
     double, dev, cpu = _sessions(_loop_model(), ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    plan = double._plan
+    plan = double._core.plan
     loop = next(st for st in plan.steps if st.node.op_type == "Loop")
     assert loop.provider.name == DEV
     body = dict(loop.subplans)["body"]
@@ -346,7 +346,7 @@ def test_scan_and_nested_subgraphs_match_the_cpu():
     model = _model(nodes, [_vi("s0", F, [2]), _vi("xs", F, [4, 2])], [_vi("s_final", F, [2]), _vi("ys", F, [4, 2])],
                    inits)
     double, dev, cpu = _sessions(model)
-    scan = next(st for st in double._plan.steps if st.node.op_type == "Scan")
+    scan = next(st for st in double._core.plan.steps if st.node.op_type == "Scan")
     assert scan.provider.name == DEV
     # bias and zero are initializers of the outer graph used on the device: copied once, at creation
     assert {k for k, _ in scan.outer_slots} == {("bias", "fakedev"), ("zero", "fakedev")}

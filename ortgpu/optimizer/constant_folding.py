@@ -66,10 +66,12 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
 def _run(node: Node, graph: Graph, consts: dict, host) -> list | None:
     """The node's outputs computed on the host, or None when it fails or they are too large."""
     from ortgpu.executor import Plan  # noqa: PLC0415  (the executor imports this module's callers)
+    from ortgpu.functions import expand_unimplemented  # noqa: PLC0415
     ins = [x for x in node.inputs if x]
     mini = Graph(f"fold_{node.name}", [node], [], [], {x: consts[x] for x in ins}, graph.types, graph.opsets)
     mini.outputs = [onnx.ValueInfoProto(name=o) for o in node.outputs if o]
     try:
+        expand_unimplemented(mini, host)
         values = Plan(mini, host).run([])
     except Exception:
         return None  # it will fail (or succeed) at run time, with the node named

@@ -34,11 +34,11 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ortgpu.executor import _with_schema_defaults, assign_kernel
-from ortgpu.graph import Graph, Node
+from ortgpu.graph import Graph, Node, attrs_with_defaults
 from ortgpu.optimizer import fused_functions
 from ortgpu.optimizer.graph_edit import consumers, producers
 from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, partial_shape
+from ortgpu.placement import provider_of
 from ortgpu.providers.kernels import fused_elementwise as fe
 
 NAME = "ElementwiseChainFusion"
@@ -92,7 +92,7 @@ class _Facts:
         """The device provider that would run ``node`` and also runs FusedElementwise, else None."""
         key = id(node)
         if key not in self._owner:
-            prov, _ = assign_kernel(node, self.graph, self.providers)
+            prov = provider_of(node, self.graph, self.providers)
             if prov is None or prov.device == "cpu" or prov.kernel_for(fe.OP_TYPE, fe.DOMAIN, 1) is None:
                 prov = None
             self._owner[key] = prov
@@ -209,7 +209,7 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
         return None   # logic on masks only: may be a shape computation the host should keep
     ops = []
     for n in region:
-        attrs = _with_schema_defaults(n, g.opsets)
+        attrs = attrs_with_defaults(n, g.opsets)
         args = tuple(operand[x] if x in operand else (f"t{produced[x]}" if x else "") for x in n.inputs)
         ops.append(fe.Op(n.op_type, args, tuple(sorted(attrs.items())), elem_type(g, n.outputs[0])))
     program = fe.Program(g.opsets.get("", 1), tuple(elem_type(g, x) for x in inputs),

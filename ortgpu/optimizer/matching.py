@@ -203,18 +203,15 @@ def make_node(op_type: str, domain: str, graph: Graph, inputs, outputs, attrs: d
 
 
 def provider_runs(graph: Graph, providers, anchor: Node, fused: Node) -> bool:
-    """Whether the provider that would run `anchor` has a kernel for `fused` and accepts its
-    input types; with no providers given (a bare graph rewrite) the fused op just needs a kernel."""
-    from ortgpu.executor import assign_kernel  # noqa: PLC0415  (the executor imports the optimizer's callers)
+    """Whether the provider that runs `anchor` (ortgpu.placement, as the partitioner decides)
+    also runs `fused` with its types; with no providers given (a bare graph rewrite) the fused
+    op just needs a kernel."""
+    from ortgpu.placement import provider_of, runs  # noqa: PLC0415
     if not providers:
         from ortgpu.providers.registry import SHARED, lookup  # noqa: PLC0415
         return lookup(fused.op_type, fused.domain, fused.opset, (SHARED,)) is not None
-    owner, _ = assign_kernel(anchor, graph, providers)
-    if owner is None:
-        return False
-    k = owner.kernel_for(fused.op_type, fused.domain, fused.opset)
-    in_types = [graph.types.get(x) if x else None for x in fused.inputs]
-    return k is not None and owner.accepts(fused, k, in_types)
+    owner = provider_of(anchor, graph, providers)
+    return owner is not None and runs(owner, fused, graph.types) is not None
 
 
 def add_initializer(graph: Graph, name: str, value: np.ndarray) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ortgpu.executor import assign_kernel
+from ortgpu.placement import provider_of
 from ortgpu.graph import Graph, Node
 from ortgpu.optimizer import fused_functions
 from ortgpu.optimizer.graph_edit import consumers
@@ -53,8 +53,7 @@ class _Region:
         self.values: set[str] = set()     # names produced in the region
 
     def owner(self, node: Node):
-        prov, _ = assign_kernel(node, self.graph, self.providers)
-        return prov
+        return provider_of(node, self.graph, self.providers)
 
     def rank4(self, name: str) -> bool:
         return rank(self.graph, name) == 4

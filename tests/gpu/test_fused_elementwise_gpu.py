@@ -77,7 +77,7 @@ def test_session_compiles_the_program_at_creation_and_runs_it_on_cuda():
     sess = cuda_session(model)
     placed = [(op, prov) for _, op, prov in sess.get_provider_assignment() if not op.startswith("Memcpy")]
     assert placed == [("FusedElementwise", "CUDAExecutionProvider")]
-    program = sess._plan.graph.nodes[0].attrs["program"]
+    program = sess._core.plan.graph.nodes[0].attrs["program"]
     assert any(key[1] == program for key in gen._modules), "not compiled at session creation"
     x = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], cpu_session(model).run(None, {"x": x})[0],

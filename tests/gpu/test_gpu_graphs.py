@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 import gpu_support as gs
 import model_builders as mb
 import ortgpu
-from ortgpu.providers.cuda.graphs import WARMUP_RUNS
+from ortgpu.graph_capture import WARMUP_RUNS
 
 pytestmark = gs.gpu_marks()
 F = TensorProto.FLOAT
@@ -66,7 +66,7 @@ def test_capture_then_replay_with_update_inplace(model_bytes):
         sess.run_with_iobinding(b)
         np.testing.assert_allclose(y.numpy(), cpu.run(None, {"x": data})[0], **TOL)
         assert y.data_ptr() == ptr
-    assert list(sess._graphs.captured) == [0]
+    assert list(sess._core.graphs.captured) == [0]
 
 
 def test_several_graph_ids_for_several_batches(model_bytes):
@@ -84,11 +84,11 @@ def test_several_graph_ids_for_several_batches(model_bytes):
             inputs[g].update_inplace(data)
             sess.run_with_iobinding(bindings[g], _ro(g))
             np.testing.assert_allclose(bindings[g].copy_outputs_to_cpu()[0], cpu.run(None, {"x": data})[0], **TOL)
-    assert sorted(sess._graphs.captured) == [1, 2]
+    assert sorted(sess._core.graphs.captured) == [1, 2]
     with pytest.raises(RuntimeError, match="CUDA graph 1 was captured"):
         sess.run_with_iobinding(bindings[2], _ro(1))
     sess.release_captured_graph(1)
-    assert sorted(sess._graphs.captured) == [2]
+    assert sorted(sess._core.graphs.captured) == [2]
 
 
 def test_graph_id_minus_one_and_run_with_host_feeds(model_bytes):
@@ -96,11 +96,11 @@ def test_graph_id_minus_one_and_run_with_host_feeds(model_bytes):
     for i in range(WARMUP_RUNS + 2):
         data = _x(3, i)
         np.testing.assert_allclose(sess.run(None, {"x": data}, _ro(-1))[0], cpu.run(None, {"x": data})[0], **TOL)
-    assert not sess._graphs.captured
+    assert not sess._core.graphs.captured
     for i in range(WARMUP_RUNS + 2):
         data = _x(3, 100 + i)
         np.testing.assert_allclose(sess.run(None, {"x": data})[0], cpu.run(None, {"x": data})[0], **TOL)
-    assert list(sess._graphs.captured) == [0]
+    assert list(sess._core.graphs.captured) == [0]
 
 
 def test_unallocated_outputs_are_not_overwritten_by_later_replays(model_bytes):

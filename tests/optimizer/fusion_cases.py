@@ -78,7 +78,7 @@ def _attr(name, value):
 def saved_model(sess, original: onnx.ModelProto) -> onnx.ModelProto:
     """The session's optimized top-level graph as a model, fused nodes with their bodies;
     nodes of one op type with different bodies call overloads of it (IR 10)."""
-    graph = sess._plan.graph
+    graph = sess._core.plan.graph
     nodes, functions = [], {}
     for n in graph.nodes:
         if n.proto is not None:

@@ -118,7 +118,7 @@ def _feed(mask=True, dtype=np.float32, past=False, cross=False):
 def test_bert_layout_fuses(style, scale):
     sess = check_fusion(_bert(style, scale), _feed(), "Attention", rtol=1e-5, atol=1e-5)
     assert ops(sess) == ["Attention"]    # the shape computations of the Reshapes go with it
-    node = sess._plan.graph.nodes[0]
+    node = sess._core.plan.graph.nodes[0]
     assert node.attrs["num_heads"] == N
     np.testing.assert_allclose(node.attrs["scale"], 1 / np.sqrt(D) if scale != "none" else 1.0, rtol=1e-6)
 
@@ -170,7 +170,7 @@ def _gpt2(casts=1, dtype=np.float32):
 @pytest.mark.parametrize("casts", [0, 2])
 def test_gpt2_layout_with_kv_cache_fuses_and_returns_the_present(casts):
     sess = check_fusion(_gpt2(casts), _feed(past=True), "Attention", rtol=1e-5, atol=1e-5)
-    node = next(n for n in sess._plan.graph.nodes if n.op_type == "Attention")
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "Attention")
     assert node.outputs == ["out", "present_key", "present_value"]
     assert node.inputs[3:] == ["mask", "past_key", "past_value"]
     assert ops(sess).count("Gemm") == 0 and ops(sess).count("Split") == 0

@@ -37,7 +37,7 @@ def test_onnx_gelu_with_bias_becomes_bias_gelu_at_opset_20():
 
 def test_tanh_gelu_with_bias_becomes_fast_gelu_with_bias():
     sess = check_fusion(_model(_tanh_gelu()), _feed(), "FastGelu")
-    node = next(n for n in sess._plan.graph.nodes if n.op_type == "FastGelu")
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "FastGelu")
     assert node.inputs == ["h", "bias"]
     sess = check_fusion(_model([helper.make_node("Gelu", ["x"], ["y"], approximate="tanh")], opset=20),
                         _feed(), "FastGelu")

@@ -133,7 +133,7 @@ def test_conv_add_activation_fuses_with_the_residual_as_z(z_first, act):
     sess = check_fusion(_residual_block(z_first=z_first, act=act), {"x": randn(1, 3, 6, 7)}, "FusedConv",
                         count=2)
     assert ops(sess) == ["FusedConv", "FusedConv"]
-    z_node = [n for n in sess._plan.graph.nodes if len(n.inputs) == 4]
+    z_node = [n for n in sess._core.plan.graph.nodes if len(n.inputs) == 4]
     assert len(z_node) == 1 and z_node[0].inputs[3] == "short"
 
 
@@ -155,6 +155,6 @@ def test_fuses_inside_subgraphs_and_the_model_imports_the_domain():
     sess = session(model)
     inner = [op for _, op, _ in sess.get_provider_assignment(include_subgraphs=True)]
     assert inner.count("FusedConv") == 2 and "Relu" not in inner
-    assert sess._plan.graph.opsets["ortgpu"] == 1
+    assert sess._core.plan.graph.opsets["ortgpu"] == 1
     feed = {"cond": np.array(False), "x": randn(1, 3, 6, 7)}
     assert_close(sess.run(None, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)

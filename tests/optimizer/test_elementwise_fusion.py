@@ -136,13 +136,13 @@ def test_region_becomes_one_node_with_the_same_outputs(build, dtype, fused_input
     sess, got, ref = run_fused(model)
     assert ops_of(sess) == ["FusedElementwise"] * len(fused_inputs)
     assert sess._optimizations["ElementwiseChainFusion"] == len(fused_inputs)
-    assert [len(n.inputs) for n in sess._plan.graph.nodes] == fused_inputs
+    assert [len(n.inputs) for n in sess._core.plan.graph.nodes] == fused_inputs
     assert_close(got, ref, dtype)
 
 
 def test_program_embeds_scalar_constants_and_fills_attribute_defaults():
     sess, _, _ = run_fused(activations())
-    program = fe.parse(sess._plan.graph.nodes[0].attrs["program"])
+    program = fe.parse(sess._core.plan.graph.nodes[0].attrs["program"])
     assert [op.op_type for op in program.ops] == ["LeakyRelu", "HardSigmoid", "Pow", "Clip", "Max",
                                                  "Softplus", "Sqrt", "Reciprocal"]
     assert program.consts == ((3.0, "int64"), (0.01, "float32"), (0.9, "float32")) or \
@@ -215,7 +215,7 @@ def test_smaller_intermediate_is_not_recomputed_per_element():
     model = make_model(nodes, [("x", F32, [5, 4]), ("b", F32, [4])], [("y", F32, None)])
     sess, got, ref = run_fused(model)
     assert ops_of(sess) == ["FusedElementwise", "FusedElementwise"]
-    sizes = sorted(len(fe.parse(n.attrs["program"]).ops) for n in sess._plan.graph.nodes)
+    sizes = sorted(len(fe.parse(n.attrs["program"]).ops) for n in sess._core.plan.graph.nodes)
     assert sizes == [2, 2]
     assert_close(got, ref, np.float32)
 
@@ -252,7 +252,7 @@ def _fused_model(model):
     """The optimized graph of `model` as a ModelProto whose fused nodes call their bodies."""
     sess = ortgpu.InferenceSession(model.SerializeToString(), providers=double_providers(),
                                    disabled_optimizers=ALONE)
-    g = sess._plan.graph
+    g = sess._core.plan.graph
     nodes, functions = [], {}
     opset = g.opsets[""]
     for n in g.nodes:

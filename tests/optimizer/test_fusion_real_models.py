@@ -25,7 +25,7 @@ def _compare(path, feeds, rtol, atol):
     plain, want = _outputs(path, feeds, _OFF)
     n_fused = fused._optimizations.get("ElementwiseChainFusion", 0)
     assert n_fused > 0, "nothing was fused"
-    print(f"{path}: {len(plain._plan.steps)} steps -> {len(fused._plan.steps)} ({n_fused} fused nodes)")
+    print(f"{path}: {len(plain._core.plan.steps)} steps -> {len(fused._core.plan.steps)} ({n_fused} fused nodes)")
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
 

@@ -41,7 +41,7 @@ def test_erf_form_fuses_into_ortgpu_gelu_below_opset_20(arrangement, div):
 
 def test_erf_form_fuses_into_onnx_gelu_from_opset_20():
     sess = check_fusion(_model(_erf_gelu(), opset=20), {"x": randn(2, 5, 8, scale=3)}, "Gelu")
-    node = sess._plan.graph.nodes[0]
+    node = sess._core.plan.graph.nodes[0]
     assert (node.domain, node.attrs) == ("", {"approximate": "none"})
 
 
@@ -68,7 +68,7 @@ def test_tanh_form_fuses_into_fast_gelu(cube):
 
 def test_tanh_form_fuses_into_onnx_gelu_tanh_from_opset_20():
     sess = check_fusion(_model(_tanh_gelu(), opset=20), {"x": randn(2, 5, 8, scale=3)}, "Gelu")
-    assert sess._plan.graph.nodes[0].attrs == {"approximate": "tanh"}
+    assert sess._core.plan.graph.nodes[0].attrs == {"approximate": "tanh"}
 
 
 def test_float16_fuses_and_matches():

@@ -52,21 +52,21 @@ def _decomposed(opset=12, square="pow", axes=(-1,), axes2=None, beta=True, gamma
 def test_opset_12_fuses_into_ortgpu_layer_norm(square, beta):
     feed = {"x": randn(*SHAPE, scale=2) + 1}
     sess = check_fusion(_decomposed(square=square, beta=beta), feed, "LayerNormalization", rtol=1e-4, atol=1e-5)
-    node = next(n for n in sess._plan.graph.nodes if n.op_type == "LayerNormalization")
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "LayerNormalization")
     assert node.domain == "ortgpu" and node.attrs["axis"] == -1
 
 
 def test_two_trailing_axes_given_as_positive_numbers_fuse_with_axis_minus_2():
     feed = {"x": randn(*SHAPE, scale=2)}
     sess = check_fusion(_decomposed(axes=(1, 2)), feed, "LayerNormalization", rtol=1e-4, atol=1e-5)
-    assert next(n for n in sess._plan.graph.nodes if n.op_type == "LayerNormalization").attrs["axis"] == -2
+    assert next(n for n in sess._core.plan.graph.nodes if n.op_type == "LayerNormalization").attrs["axis"] == -2
 
 
 @pytest.mark.parametrize("opset", [17, 18])
 def test_opset_17_and_later_fuse_into_onnx_layer_normalization(opset):
     feed = {"x": randn(*SHAPE, scale=2)}
     sess = check_fusion(_decomposed(opset=opset), feed, "LayerNormalization", rtol=1e-4, atol=1e-5)
-    assert next(n for n in sess._plan.graph.nodes if n.op_type == "LayerNormalization").domain == ""
+    assert next(n for n in sess._core.plan.graph.nodes if n.op_type == "LayerNormalization").domain == ""
 
 
 def test_no_gamma_gets_ones():

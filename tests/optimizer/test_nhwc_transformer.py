@@ -103,7 +103,7 @@ def test_region_goes_nhwc_with_transposes_only_at_its_boundaries():
     assert ops == ["Transpose", "NhwcConv", "Relu", "NhwcConv", "Mul", "Add", "Mul", "Relu", "Transpose",
                    "MaxPool"], ops
     assert on._optimizations["NhwcTransformer"] == 2
-    g = on._plan.graph
+    g = on._core.plan.graph
     assert g.initializers["W1_ohwi"].shape == (8, 3, 3, 8) and g.initializers["scale_nhwc"].shape == (1, 1, 1, 8)
     assert "half_nhwc" not in g.initializers          # a scalar needs no permutation
     assert "W1" not in g.initializers and "scale" not in g.initializers   # replaced, no longer read
@@ -139,7 +139,7 @@ def test_concat_along_channels_is_renumbered():
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     on, off = sessions(model)
     assert ops_of(on) == ["Transpose", "NhwcConv", "NhwcConv", "Concat", "Transpose"]
-    concat = [n for n in on._plan.graph.nodes if n.op_type == "Concat"][0]
+    concat = [n for n in on._core.plan.graph.nodes if n.op_type == "Concat"][0]
     assert concat.attrs["axis"] == 3
     assert_same(on, off, model)
 
@@ -163,7 +163,7 @@ def test_function_body_is_valid_onnx_and_computes_the_same():
     model = residual_block(F32)
     on, _ = sessions(model, types=("float32",), level=ortgpu.GraphOptimizationLevel.ORT_ENABLE_LAYOUT,
                      disabled_optimizers=["ElementwiseChainFusion"])
-    g = on._plan.graph
+    g = on._core.plan.graph
     nodes = []
     for n in g.nodes:
         if n.op_type == nhwc.OP_TYPE:

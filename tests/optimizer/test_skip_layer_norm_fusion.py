@@ -43,13 +43,13 @@ def _feed(dtype=np.float32, skip_shape=(B, S, H)):
 def test_bias_and_residual_fuse(bias_first):
     sess = check_fusion(_model(bias_first=bias_first), _feed(), "SkipLayerNormalization", rtol=1e-4, atol=1e-5)
     assert ops(sess) == ["MatMul", "SkipLayerNormalization"]
-    node = sess._plan.graph.nodes[1]
+    node = sess._core.plan.graph.nodes[1]
     assert len(node.inputs) == 5 and node.outputs == ["y", ""]
 
 
 def test_sum_read_again_becomes_the_second_output():
     sess = check_fusion(_model(bias=False, sum_reused=True), _feed(), "SkipLayerNormalization", rtol=1e-4, atol=1e-5)
-    node = next(n for n in sess._plan.graph.nodes if n.op_type == "SkipLayerNormalization")
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "SkipLayerNormalization")
     assert node.outputs == ["y", "s"] and len(node.inputs) == 4
 
 

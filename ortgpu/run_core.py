@@ -1,0 +1,258 @@
+"""The run core below InferenceSession: the plans of one optimized graph for its providers,
+and the one ``run`` that ``run``, ``run_with_ort_values`` and ``run_with_iobinding`` adapt.
+
+A run has feeds (values by input name, on whatever device they are) and a fetch list: per
+wanted output, its position and a ``Target`` (a device, a preallocated OrtValue, or
+wherever it is produced).  The core compiles one plan per device signature of inputs and
+outputs and keeps it, so that the partitioner places no copy for an input already on the
+device that first uses it, nor for an output wanted where it is produced: a run with device
+inputs and device outputs makes no host round trip.  With CUDA graphs the GraphRunner
+(ortgpu.graph_capture) runs instead; its outputs are its fixed buffers, copied out to their
+targets.
+
+A run "on devices" (OrtValue feeds) first orders the device streams after the caller's work
+and, after the run, synchronizes them (onnxruntime's default) unless the run config entry
+``disable_synchronize_execution_providers`` is "1".
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from time import perf_counter_ns
+
+from ortgpu.devices import kind_of
+from ortgpu.errors import Fail, InvalidArgument
+from ortgpu.executor import Plan
+from ortgpu.feeds import ModelIO, check_dims, check_feed
+from ortgpu.graph import Graph
+from ortgpu.graph_capture import DEFAULT_ID, GraphRunner, capture_partition, graph_id_of
+from ortgpu.memory.pattern import pattern_key
+from ortgpu.options import RunOptions
+from ortgpu.partition import ANY
+from ortgpu.placement import HOST
+from ortgpu.values import OrtValue, device_of
+
+DISABLE_SYNC = "disable_synchronize_execution_providers"  # onnxruntime's run config key
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where an output goes: `device` (a device kind name, None for wherever it is produced)
+    and `device_id`, or into `buffer`, a preallocated OrtValue (on its device)."""
+    device: str | None = None
+    device_id: int = 0
+    buffer: OrtValue | None = None
+
+    @classmethod
+    def into(cls, buffer: OrtValue) -> "Target":
+        name, device_id = buffer._device()
+        return cls(name, device_id, buffer)
+
+
+HOST_TARGET = Target(HOST)
+
+
+def check_run_options(run_options) -> int:
+    """Refuse a wrong run_options or a set terminate flag; the run's gpu_graph_id."""
+    if run_options is None:
+        return DEFAULT_ID
+    if not isinstance(run_options, RunOptions):
+        raise TypeError(f"run_options must be an ortgpu RunOptions, not {type(run_options).__name__}")
+    graph_id = graph_id_of(run_options)
+    if run_options.terminate:
+        raise Fail("Exiting due to terminate flag being set to true.")
+    return graph_id
+
+
+class RunCore:
+    """One optimized graph compiled for a list of providers: its plans (per device signature),
+    the CUDA-graph runner, its inputs' and outputs' metadata, its initial values and the
+    profiling recorder; ``run`` executes it."""
+
+    def __init__(self, graph: Graph, providers, io: ModelIO, recorder=None, mem_pattern: bool = True):
+        graph_provider = next((p for p in providers if getattr(p, "graph_capture_enabled", False)), None)
+        # a model that cannot be captured is refused before anything touches the device
+        capture_part = capture_partition(graph, providers, graph_provider) if graph_provider else None
+        self.init_cache: dict = {}  # device copies of initializers, shared by every plan of this graph
+        with run_scope(providers):  # initializers used on a device are copied there now
+            self.plan = Plan(graph, providers, init_cache=self.init_cache)
+            self.graphs = None if capture_part is None else GraphRunner(
+                Plan(graph, providers, part=capture_part, init_cache=self.init_cache), graph_provider)
+        self.graph, self.providers, self.io = graph, list(providers), io
+        self.recorder, self.mem_pattern = recorder, mem_pattern
+        self.plans: dict = {}
+        self.input_names, self.output_names = self.plan.input_names, self.plan.output_names
+        self.output_index = {n: i for i, n in enumerate(self.output_names)}
+        self.init_values = {n: graph.initializers[n] for n in self.input_names if n in graph.initializers}
+
+    # --- what a run asks for -----------------------------------------------------------------
+    def output_positions(self, output_names) -> list[int]:
+        """Positions of the wanted outputs (all for None or []); InvalidArgument for a bad name."""
+        if not output_names:
+            return list(range(len(self.output_names)))
+        if isinstance(output_names, str):
+            raise TypeError("output_names must be a list of output names (or None), not a str")
+        pos = []
+        for name in output_names:
+            if name not in self.output_index:
+                raise InvalidArgument(f"Invalid output name:{name}")
+            pos.append(self.output_index[name])
+        return pos
+
+    def device_key(self, device: tuple[str, int], what: str) -> str:
+        """The partitioner's device for a value on (device kind, device id), or InvalidArgument
+        when no provider of this session runs there."""
+        name, device_id = device
+        if name == HOST:
+            return HOST
+        for p in self.providers:
+            if p.device == name:
+                own = getattr(p, "device_id", 0)
+                if own != device_id:
+                    raise InvalidArgument(f"{what} is on {name}:{device_id} but {p.name} of this session "
+                                          f"runs on {name}:{own}")
+                return name
+        raise InvalidArgument(f"{what} is on device '{name}' but no provider of this session runs there "
+                              f"(providers: {[p.name for p in self.providers]})")
+
+    def provider_on(self, device: str):
+        return next(p for p in self.providers if p.device == device)
+
+    def plan_for(self, input_devices: tuple, output_devices: tuple) -> Plan:
+        """The plan whose inputs arrive on `input_devices` and whose outputs are delivered on
+        `output_devices` (partition.ANY: where produced), compiled once and kept."""
+        if all(d == HOST for d in input_devices) and all(d == HOST for d in output_devices):
+            return self.plan
+        key = (input_devices, output_devices)
+        plan = self.plans.get(key)
+        if plan is None:
+            with run_scope(self.providers):
+                plan = Plan(self.graph, self.providers, input_devices=list(input_devices),
+                            output_devices=list(output_devices), init_cache=self.init_cache)
+            self.plans[key] = plan
+        return plan
+
+    # --- the run -------------------------------------------------------------------------------
+    def run(self, feeds: dict, fetch: list, graph_id: int = DEFAULT_ID, run_options=None,
+            on_devices: bool = False) -> list:
+        """Run with `feeds` ({input name: value}, names already checked) and return the value of
+        each (output position, Target) of `fetch` at its target (a preallocated target's array).
+        Without `on_devices` every feed is brought to the host and outputs not fetched stay
+        where the host plan puts them; with it, feeds stay on their devices."""
+        inputs, in_devs = self._inputs(feeds, on_devices)
+        out_devs = [ANY if on_devices else HOST] * len(self.output_names)
+        for pos, target in fetch:
+            if target.device is not None:
+                out_devs[pos] = self.device_key((target.device, target.device_id),
+                                                f"output '{self.output_names[pos]}'")
+        if on_devices:
+            for p in self.providers:
+                wait = getattr(p, "wait_for_caller", None)
+                if wait is not None:
+                    wait()
+        plan = None if self.graphs is not None else self.plan_for(tuple(in_devs), tuple(out_devs))
+        rec = self.recorder
+        t0 = perf_counter_ns() if rec is not None else 0
+        with run_scope(self.providers, inputs if self.mem_pattern else None):
+            if plan is None:
+                results = self.graphs.run(graph_id, inputs)
+            elif rec is None:
+                results = plan.run(inputs)
+            else:
+                results = plan.run_profiled(inputs, rec)
+            outputs = [self._deliver(results[pos], target, self.output_names[pos], plan is None)
+                       for pos, target in fetch]
+        if rec is not None:
+            rec.span("model_run", t0, perf_counter_ns())
+        if on_devices and (run_options is None or run_options._config.get(DISABLE_SYNC) != "1"):
+            for p in self.providers:
+                sync = getattr(p, "synchronize", None)
+                if sync is not None:
+                    sync()
+        return outputs
+
+    def _inputs(self, feeds: dict, on_devices: bool) -> tuple[list, list]:
+        """The plan's input values (checked; an input left out is its initializer or None) and
+        the device each is on."""
+        meta = self.io.input_meta
+        inputs, devices = [], []
+        for name in self.input_names:
+            if name in feeds:
+                value = feeds[name]
+                if isinstance(value, OrtValue) and on_devices:
+                    value = value._value
+                value = check_feed(name, value, meta[name].type, keep_device=on_devices)
+                inputs.append(value)
+                devices.append(self.device_key(device_of(value), f"input '{name}'") if on_devices else HOST)
+            else:  # an omitted optional input, or an initializer that was not overridden
+                inputs.append(self.init_values.get(name))
+                devices.append(HOST)
+        return inputs, devices
+
+    def _deliver(self, value, target: Target, name: str, from_graph: bool):
+        """Output `name` at its target.  A graph's outputs are its fixed buffers: they are
+        moved or copied out, never handed out themselves."""
+        if target.buffer is not None:
+            self.write_into(name, target.buffer, value)
+            return target.buffer._value
+        if from_graph:
+            moved = value if target.device is None else self.move(value, target.device)
+            return _fresh_copy(value) if moved is value else moved
+        return value
+
+    def write_into(self, name: str, buffer: OrtValue, value) -> None:
+        """Copy output `name` into a preallocated tensor, after onnxruntime's checks of its
+        element type and shape (InvalidArgument: 'Got' is the buffer, 'Expected' the result)."""
+        dst = buffer._tensor(f"binding output '{name}'")
+        if value is None or isinstance(value, (list, dict)):
+            what = "an empty optional" if value is None else "a sequence" if isinstance(value, list) else "a map"
+            raise InvalidArgument(f"Output '{name}' is {what}: it cannot be written into a preallocated tensor")
+        check_dims("output", name, tuple(dst.shape), tuple(value.shape))
+        if dst.dtype != value.dtype:
+            raise InvalidArgument(f"Unexpected output data type. Actual: ({OrtValue(dst).data_type()}) , "
+                                  f"expected: ({OrtValue(value).data_type()})")
+        kind = kind_of(dst)
+        if kind_of(value) is not kind:
+            value = self.move(value, kind.name)
+        kind.copy_into(dst, value, wait=False)
+
+    def move(self, value, device: str):
+        """`value` on `device` (a device kind name), through the providers' host copies."""
+        src = device_of(value)[0]
+        if src == device or value is None:
+            return value
+        if src != HOST:
+            value = self.provider_on(src).copy_to_host(value)
+        if device != HOST:
+            value = self.provider_on(device).copy_from_host(value)
+        return value
+
+
+def _fresh_copy(value):
+    if isinstance(value, list):
+        return [_fresh_copy(v) for v in value]
+    if value is None or isinstance(value, dict):
+        return value
+    return value.copy()
+
+
+def run_scope(providers, inputs=None):
+    """The providers' run contexts entered together (a device provider selects its device and
+    stream there); nothing to enter for the CPU.  With a run's ``inputs``, their signature
+    (ortgpu.memory.pattern_key) lets device providers replay memory patterns."""
+    scopes = [p.run_context for p in providers if hasattr(p, "run_context")]
+    if not scopes:
+        return contextlib.nullcontext()
+    key = pattern_key(inputs) if inputs is not None else None
+    if key is not None:
+        scopes = [functools.partial(scope, pattern_key=key) for scope in scopes]
+    return _entered(scopes)
+
+
+@contextlib.contextmanager
+def _entered(scopes):
+    with contextlib.ExitStack() as stack:
+        for scope in scopes:
+            stack.enter_context(scope())
+        yield

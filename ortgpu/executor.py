@@ -59,7 +59,7 @@ class ProfiledBoundGraph(BoundGraph):
 
 class Step:
     __slots__ = ("fn", "ctx", "ins", "outs", "attrs", "frees", "node", "provider",
-                 "subplans", "outer_slots", "single", "unary", "gather")
+                 "subplans", "outer_slots", "single", "unary", "gather", "fetch_outputs")
 
     def __init__(self, fn, ctx, ins, outs, attrs, node, provider, subplans, outer_slots):
         self.fn, self.ctx, self.ins, self.outs, self.attrs = fn, ctx, ins, outs, attrs
@@ -71,6 +71,7 @@ class Step:
         # Fast argument fetch: one slot read, or a C-level itemgetter returning a tuple.
         self.unary = len(ins) == 1 and ins[0] >= 0
         self.gather = _make_gather(ins)
+        self.fetch_outputs = _make_gather(tuple(s for s in outs if s >= 0))  # for the profiler
 
 
 def _make_gather(ins):
@@ -170,7 +171,7 @@ class Plan:
             prov.xp, prov.name, node.name, node.op_type, node.opset, len(node.outputs),
             tuple(bool(o) for o in node.outputs),
             tuple(graph.types.get(x) if x else None for x in node.inputs),
-            tuple(graph.types.get(x) if x else None for x in node.outputs))
+            tuple(graph.types.get(x) if x else None for x in node.outputs), prov)
         ins = tuple(slot(k) if k is not None else -1 for k in placed.in_keys)
         outs = tuple(slot(k) if k is not None else -1 for k in placed.out_keys)
         outer_slots = [(sub_key, slot(key)) for sub_key, key in placed.outer_binding]

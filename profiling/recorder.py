@@ -42,7 +42,6 @@ def step_infos(plan) -> list[StepInfo]:
     cached = getattr(plan, "_profile_steps", None)
     if cached is not None:
         return cached
-    from ortgpu.executor import _make_gather  # noqa: PLC0415 - the executor imports this module
     index = {id(n): i for i, n in enumerate(plan.graph.nodes)}
     param_slots = {plan.slots[n] for n in plan.graph.initializers if n in plan.slots}
     param_slots |= {plan.slots[k] for k in plan.partition.init_copies if k in plan.slots}
@@ -55,7 +54,7 @@ def step_infos(plan) -> list[StepInfo]:
         name = st.node.name or f"{st.node.op_type}_{i}"  # onnxruntime's name for an unnamed node
         outs = tuple(s for s in st.outs if s >= 0)
         infos.append(StepInfo(name + "_kernel_time", st.node.op_type, st.provider.name, i, st.ins, outs,
-                              tuple(s in param_slots for s in st.ins), st.single, _make_gather(outs)))
+                              tuple(s in param_slots for s in st.ins), st.single, st.fetch_outputs))
     plan._profile_steps = infos
     return infos
 

@@ -161,15 +161,17 @@ def registered() -> list[KernelDef]:
 
 
 class KernelContext:
-    """What a kernel may use besides its inputs: the array module and facts about the node."""
+    """What a kernel may use besides its inputs: the array module, the provider that runs it
+    (its stream and options) and facts about the node."""
 
     __slots__ = ("xp", "provider", "node_name", "op_type", "opset", "num_outputs",
-                 "output_present", "run_options", "input_types", "output_types")
+                 "output_present", "run_options", "input_types", "output_types", "ep")
 
     def __init__(self, xp, provider, node_name="", op_type="", opset=0, num_outputs=1,
-                 output_present=(True,), input_types=(), output_types=()):
+                 output_present=(True,), input_types=(), output_types=(), ep=None):
         self.xp = xp
-        self.provider = provider
+        self.provider = provider                # the provider's name
+        self.ep = ep                            # the ExecutionProvider running the node (stream, config)
         self.node_name = node_name
         self.op_type = op_type
         self.opset = opset

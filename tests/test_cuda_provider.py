@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 import ortgpu
 import model_builders as mb
 from ortgpu.graph import Node
+from ortgpu.providers.registry import KernelContext
 from ortgpu.providers.cuda import CUDAExecutionProvider, ProviderOptionError, cuda_available
 from ortgpu.providers.cuda import blas, cudnn as cuda_cudnn, provider as cuda_provider
 from ortgpu.providers.cuda.options import OPTION_NAMES, parse_cuda_options
@@ -134,12 +135,13 @@ def test_parsed_values_are_typed():
         (1 << 20, False, True, "HEURISTIC", 16)
 
 
-def test_kernels_read_the_options_of_the_last_created_provider():
-    off = make({"use_tf32": "0"})
-    assert cuda_provider.current_config().use_tf32 is False
-    on = make({"use_tf32": "1"})
-    assert cuda_provider.current_config().use_tf32 is True
-    del off, on
+def test_kernels_read_the_options_of_the_provider_in_their_context():
+    from ortgpu.providers.cuda import blas  # noqa: PLC0415
+    off, on = make({"use_tf32": "0"}), make({"use_tf32": "1"})
+    assert blas.use_tf32(KernelContext(np, off.name, ep=off)) is False
+    assert blas.use_tf32(KernelContext(np, on.name, ep=on)) is True
+    assert blas.use_tf32(KernelContext(np, off.name, ep=off)) is False  # not "the last created one"
+    assert blas.use_tf32(KernelContext(np, "cuda")) is True  # no provider: onnxruntime's default
 
 
 # ----------------------------------------------------------------------------- availability

@@ -15,6 +15,7 @@ written without a GPU and HAVE NEVER RUN.
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -146,13 +147,13 @@ def _sdpa(xp, q, k, v, bias, scale):
     return out
 
 
-def _cublas_matmul(a, b, alpha):
+def _cublas_matmul(a, b, alpha, tf32=False):
     """alpha * a @ b on cuBLAS (strided-batched), in a's dtype.  Never run."""
     import cupy  # noqa: PLC0415
     a3, b3, ta, tb, out_shape = blas.plan_matmul(cupy, a, b)
     g = blas.cublas_args(a3, b3, ta, tb)
     out3 = cupy.empty((g["batch"], g["M"], g["N"]), dtype=a.dtype)
-    blas.cublas_gemm(a3, b3, ta, tb, out3, alpha=float(alpha), tf32=blas._use_tf32())
+    blas.cublas_gemm(a3, b3, ta, tb, out3, alpha=float(alpha), tf32=tf32)
     return out3.reshape(out_shape)
 
 
@@ -178,6 +179,7 @@ def Attention(ctx, input, weight, bias=None, attention_bias=None, past_key=None,
     if frontend_installed() and sdpa_supported(q, present_key, present_value, attention_bias):
         out = _sdpa(xp, q, present_key, present_value, attention_bias, scale)
     if out is None:
-        out = attention_core(xp, q, present_key, present_value, attention_bias, scale, _cublas_matmul,
+        out = attention_core(xp, q, present_key, present_value, attention_bias, scale,
+                             functools.partial(_cublas_matmul, tf32=blas.use_tf32(ctx)),
                              lambda x: run_softmax(x, x.shape[0], x.shape[1], False))
     return (out, present_key, present_value)[:max(ctx.num_outputs, 1)]

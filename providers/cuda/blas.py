@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from ortgpu.providers.cuda.options import config_of
 from ortgpu.providers.kernels import linalg as shared_linalg
 from ortgpu.providers.registry import kernel
 
@@ -151,9 +152,9 @@ def cublas_gemm(a3, b3, trans_a: bool, trans_b: bool, out3, alpha: float = 1.0, 
     return out3
 
 
-def _use_tf32() -> bool:
-    from ortgpu.providers.cuda.provider import current_config  # noqa: PLC0415
-    return current_config().use_tf32
+def use_tf32(ctx) -> bool:
+    """The running provider's use_tf32 option."""
+    return config_of(ctx).use_tf32
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -169,7 +170,7 @@ def MatMul(ctx, A, B):
     if math.prod(out_shape) == 0 or g["K"] == 0:
         return xp.zeros(out_shape, dtype=A.dtype)
     out3 = xp.empty((g["batch"], g["M"], g["N"]), dtype=A.dtype)
-    cublas_gemm(a3, b3, ta, tb, out3, tf32=_use_tf32())
+    cublas_gemm(a3, b3, ta, tb, out3, tf32=use_tf32(ctx))
     return out3.reshape(out_shape)
 
 
@@ -195,5 +196,5 @@ def Gemm(ctx, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcas
     if g["K"] == 0:
         return out * A.dtype.type(beta) if use_c else xp.zeros_like(out)
     cublas_gemm(a3, b3, ta, tb, out.reshape((1,) + out.shape), alpha=float(alpha),
-                beta=float(beta) if use_c else 0.0, tf32=_use_tf32())
+                beta=float(beta) if use_c else 0.0, tf32=use_tf32(ctx))
     return out

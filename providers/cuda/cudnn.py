@@ -31,6 +31,7 @@ import threading
 
 import numpy as np
 
+from ortgpu.providers.cuda.options import config_of
 from ortgpu.providers.kernels.conv import conv_float, conv_out_shape, fill_spatial, resolve_pads
 from ortgpu.providers.registry import kernel
 
@@ -184,9 +185,8 @@ def _plan_for(xp, X, W, geom, config, channels_last=False):
 
 def conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides):
     """Conv on cuDNN when it can, else the shared kernel.  Never run."""
-    from ortgpu.providers.cuda.provider import current_config  # noqa: PLC0415
     xp = ctx.xp
-    config = current_config()
+    config = config_of(ctx)
     geom = None
     if np.dtype(X.dtype) in CUDNN_DTYPES and X.dtype == W.dtype and X.ndim == W.ndim \
             and X.shape[1] == W.shape[1] * group and W.shape[0] % group == 0:
@@ -210,10 +210,9 @@ def conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
 def nhwc_conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides):
     """ortgpu::NhwcConv (X NHWC, W OHWI, Y NHWC) on cuDNN reading the channels-last memory
     directly; the shared kernel (through NCHW views) where cuDNN cannot.  Never run."""
-    from ortgpu.providers.cuda.provider import current_config  # noqa: PLC0415
     from ortgpu.providers.kernels import nhwc  # noqa: PLC0415
     xp = ctx.xp
-    config = current_config()
+    config = config_of(ctx)
     plan = geom = None
     if np.dtype(X.dtype) in CUDNN_DTYPES and X.dtype == W.dtype and X.ndim == 4 == W.ndim \
             and X.shape[3] == W.shape[3] * group and W.shape[0] % group == 0 and X.size and W.size:

@@ -184,3 +184,13 @@ def parse_cuda_options(options: dict | None, device_count: int | None = None) ->
 
 def default_option_strings() -> dict[str, str]:
     return CUDAProviderConfig().as_strings()
+
+
+_DEFAULT_CONFIG = CUDAProviderConfig()
+
+
+def config_of(ctx) -> CUDAProviderConfig:
+    """The options of the CUDA provider running a kernel (``ctx.ep``); the defaults for a
+    context without one (a kernel called directly, as the tests do)."""
+    config = getattr(getattr(ctx, "ep", None), "config", None)
+    return config if isinstance(config, CUDAProviderConfig) else _DEFAULT_CONFIG

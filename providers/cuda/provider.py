@@ -8,16 +8,14 @@ without a device and will first run on the lent GPU machine.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import threading
-import weakref
 
 import numpy as np
 from onnx import TensorProto
 
 from ortgpu.providers.base import ExecutionProvider
-from ortgpu.providers.cuda.options import CUDAProviderConfig, default_option_strings, parse_cuda_options
+from ortgpu.providers.cuda.options import default_option_strings, parse_cuda_options
 from ortgpu.providers.registry import SHARED, KernelDef
 
 CUDA = "cuda"
@@ -114,22 +112,6 @@ def host_only_reason(kernel: KernelDef) -> str | None:
     return HOST_ONLY.get((domain, kernel.op_type)) or HOST_ONLY.get((domain, "*"))
 
 
-# The provider whose run is in progress (set by run_context), and the last one created.
-_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("ortgpu_cuda_provider", default=None)
-_LAST_CREATED: list = [None]
-
-
-def current_config() -> CUDAProviderConfig:
-    """Options of the CUDA provider kernels run under: the one inside run_context, else the
-    most recently created one, else the defaults.  (Stopgap until KernelContext carries
-    the provider; see the report.)"""
-    p = _ACTIVE.get()
-    if p is None and _LAST_CREATED[0] is not None:
-        p = _LAST_CREATED[0]()
-    return p.config if p is not None else _DEFAULT_CONFIG
-
-
-_DEFAULT_CONFIG = CUDAProviderConfig()
 _MEMORY_CREATION = threading.Lock()   # two threads' first runs make one DeviceMemory
 
 
@@ -150,7 +132,6 @@ class CUDAExecutionProvider(ExecutionProvider):
         self.options = self.config.as_strings()
         self._stream = None
         self._memory = None
-        _LAST_CREATED[0] = weakref.ref(self)
 
     def parse_options(self, options: dict) -> dict:
         return parse_cuda_options(options).as_strings()
@@ -247,14 +228,10 @@ class CUDAExecutionProvider(ExecutionProvider):
         (DeviceMemory.run clears the locals of its finished frames)."""
         import cupy  # noqa: PLC0415
         from ortgpu.memory.cupy_allocator import CupyAllocator  # noqa: PLC0415
-        token = _ACTIVE.set(self)
-        try:
-            with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
-                    self.memory.run(pattern_key) as source, \
-                    cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
-                yield self
-        finally:
-            _ACTIVE.reset(token)
+        with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
+                self.memory.run(pattern_key) as source, \
+                cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
+            yield self
 
     def synchronize(self) -> None:
         if self._stream is not None:

@@ -133,4 +133,4 @@ def SkipLayerNormalization(ctx, input, skip, gamma, beta=None, bias=None, *, eps
 def one_output(ctx) -> KernelContext:
     """`ctx` as seen by a kernel called for its first output only."""
     return KernelContext(ctx.xp, ctx.provider, ctx.node_name, ctx.op_type, ctx.opset, 1, (True,),
-                         ctx.input_types[:1], ctx.output_types[:1])
+                         ctx.input_types[:1], ctx.output_types[:1], ctx.ep)

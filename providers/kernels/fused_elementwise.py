@@ -191,7 +191,7 @@ def evaluate(ctx, program: Program, inputs):
     for k, (v, t) in enumerate(program.consts):
         env[f"c{k}"] = xp.asarray(np.asarray(v, dtype=t))
     for k, op in enumerate(program.ops):
-        sub = KernelContext(xp, ctx.provider, ctx.node_name, op.op_type, program.opset)
+        sub = KernelContext(xp, ctx.provider, ctx.node_name, op.op_type, program.opset, ep=ctx.ep)
         args = [env[a] if a else None for a in op.args]
         env[f"t{k}"] = _op_kernel(op.op_type, program.opset)(sub, *args, **op.attr_dict)
     return env[f"t{len(program.ops) - 1}"]

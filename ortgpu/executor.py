@@ -23,14 +23,19 @@ from ortgpu.partition import Copy, Partition, Placed, partition
 from ortgpu.profiling.recorder import clock, step_infos, tensor_metas, type_and_shape
 from ortgpu.providers.registry import KernelContext
 
+TERMINATED = "Exiting due to terminate flag being set to true."  # onnxruntime's message
+
+
 class BoundGraph:
-    """A subgraph attribute as a kernel sees it: call it with its inputs, get its outputs."""
+    """A subgraph attribute as a kernel sees it: call it with its inputs, get its outputs.
+    `stop` is the enclosing run's RunOptions (its terminate flag is read at every step)."""
 
-    __slots__ = ("plan", "outer")
+    __slots__ = ("plan", "outer", "stop")
 
-    def __init__(self, plan: "Plan", outer: dict):
+    def __init__(self, plan: "Plan", outer: dict, stop=None):
         self.plan = plan
         self.outer = outer
+        self.stop = stop
 
     @property
     def input_names(self) -> list[str]:
@@ -41,7 +46,7 @@ class BoundGraph:
         return self.plan.output_names
 
     def __call__(self, *inputs):
-        return self.plan.run(list(inputs), self.outer)
+        return self.plan.run_steps(self.plan.seed(inputs, self.outer), self.stop)
 
 
 class ProfiledBoundGraph(BoundGraph):
@@ -49,12 +54,12 @@ class ProfiledBoundGraph(BoundGraph):
 
     __slots__ = ("recorder",)
 
-    def __init__(self, plan: "Plan", outer: dict, recorder):
-        super().__init__(plan, outer)
+    def __init__(self, plan: "Plan", outer: dict, recorder, stop=None):
+        super().__init__(plan, outer, stop)
         self.recorder = recorder
 
     def __call__(self, *inputs):
-        return self.plan.run_profiled(list(inputs), self.recorder, self.outer)
+        return self.plan.run_profiled(list(inputs), self.recorder, self.outer, self.stop)
 
 
 class Step:
@@ -200,7 +205,7 @@ class Plan:
         for i, st in enumerate(self.steps):
             st.frees = tuple(frees.get(i, ()))
 
-    def _seed(self, inputs: list, outer: dict | None) -> list:
+    def seed(self, inputs, outer: dict | None) -> list:
         """A run's value slots: the initializers, then the outer-scope values and the inputs."""
         vals = self.template.copy()
         if outer:
@@ -210,26 +215,32 @@ class Plan:
             vals[s] = v
         return vals
 
-    def run(self, inputs: list, outer: dict | None = None) -> list:
-        """Run with graph inputs by position (and outer-scope values by name); outputs by position."""
-        vals = self._seed(inputs, outer)
+    def run(self, inputs: list, outer: dict | None = None, stop=None) -> list:
+        """Run with graph inputs by position (and outer-scope values by name); outputs by
+        position.  `stop` (a RunOptions) ends the run with Fail once its terminate flag is set."""
+        # inf and NaN are values in ONNX: no floating-point warnings from NumPy during a run
+        with np.errstate(all="ignore"):
+            return self.run_steps(self.seed(inputs, outer), stop)
+
+    def run_steps(self, vals: list, stop=None) -> list:
+        """The steps over seeded value slots (inside the caller's np.errstate); the outputs."""
         st = None
         try:
-            # inf and NaN are values in ONNX: no floating-point warnings from NumPy during a run
-            with np.errstate(all="ignore"):
-                for st in self.steps:
-                    if st.subplans:
-                        res = self._call_with_subgraphs(st, vals)
-                    elif st.unary:
-                        res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
-                    else:
-                        res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
-                    if st.single:
-                        vals[st.outs[0]] = res if type(res) is not tuple else res[0]
-                    else:
-                        _store(st, vals, res)
-                    for f in st.frees:
-                        vals[f] = None
+            for st in self.steps:
+                if stop is not None and stop.terminate:
+                    raise Fail(TERMINATED)
+                if st.subplans:
+                    res = self._call_with_subgraphs(st, vals, stop=stop)
+                elif st.unary:
+                    res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
+                else:
+                    res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
+                if st.single:
+                    vals[st.outs[0]] = res if type(res) is not tuple else res[0]
+                else:
+                    _store(st, vals, res)
+                for f in st.frees:
+                    vals[f] = None
         except Exception as e:
             err = _node_error(st, e)
             if err is e:
@@ -237,14 +248,14 @@ class Plan:
             raise err from e
         return [vals[s] for s in self.output_slots]
 
-    def run_profiled(self, inputs: list, recorder, outer: dict | None = None) -> list:
+    def run_profiled(self, inputs: list, recorder, outer: dict | None = None, stop=None) -> list:
         """``run`` with each step timed into `recorder` (ortgpu.profiling.Recorder): host time,
         the (dtype, shape) of its outputs (input shapes are known from the values' producers,
         the plan's inputs and its initializers) and the device probe's token.  A loop of its
         own, so that the unprofiled loop above carries no profiling branch."""
         infos = step_infos(self)
         probe, record, tid = recorder.probe, recorder.records.append, threading.get_native_id()
-        vals = self._seed(inputs, outer)
+        vals = self.seed(inputs, outer)
         fed = [s for _, s in self.outer_slots] + self.input_slots
         record((self, tid, tuple(zip(fed, tensor_metas([vals[s] for s in fed])))))  # see Recorder
         st = None
@@ -252,10 +263,12 @@ class Plan:
         try:
             with np.errstate(all="ignore"):
                 for i, st in enumerate(self.steps):
+                    if stop is not None and stop.terminate:
+                        raise Fail(TERMINATED)
                     token = probe.begin(infos[i].name) if probe is not None else None
                     t0 = clock()
                     if st.subplans:
-                        res = self._call_with_subgraphs(st, vals, recorder)
+                        res = self._call_with_subgraphs(st, vals, recorder, stop)
                     elif st.unary:
                         res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
                     else:
@@ -285,12 +298,14 @@ class Plan:
         return [vals[s] for s in self.output_slots]
 
     @staticmethod
-    def _call_with_subgraphs(st: Step, vals: list, recorder=None):
+    def _call_with_subgraphs(st: Step, vals: list, recorder=None, stop=None):
         attrs = dict(st.attrs)
         scope = {key: vals[s] for key, s in st.outer_slots}
 
         def bind(p):
-            return BoundGraph(p, scope) if recorder is None else ProfiledBoundGraph(p, scope, recorder)
+            if recorder is None:
+                return BoundGraph(p, scope, stop)
+            return ProfiledBoundGraph(p, scope, recorder, stop)
         for name, p in st.subplans:
             attrs[name] = bind(p) if not isinstance(p, list) else [bind(q) for q in p]
         return st.fn(st.ctx, *st.gather(vals), **attrs)

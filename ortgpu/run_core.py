@@ -21,6 +21,8 @@ import dataclasses
 import functools
 from time import perf_counter_ns
 
+import numpy as np
+
 from ortgpu.devices import kind_of
 from ortgpu.errors import Fail, InvalidArgument
 from ortgpu.executor import Plan
@@ -85,6 +87,7 @@ class RunCore:
         self.input_names, self.output_names = self.plan.input_names, self.plan.output_names
         self.output_index = {n: i for i, n in enumerate(self.output_names)}
         self.init_values = {n: graph.initializers[n] for n in self.input_names if n in graph.initializers}
+        self.constant_roots = _constant_roots(graph)
 
     # --- what a run asks for -----------------------------------------------------------------
     def output_positions(self, output_names) -> list[int]:
@@ -158,11 +161,12 @@ class RunCore:
             if plan is None:
                 results = self.graphs.run(graph_id, inputs)
             elif rec is None:
-                results = plan.run(inputs)
+                results = plan.run(inputs, stop=run_options)
             else:
-                results = plan.run_profiled(inputs, rec)
+                results = plan.run_profiled(inputs, rec, stop=run_options)
             outputs = [self._deliver(results[pos], target, self.output_names[pos], plan is None)
                        for pos, target in fetch]
+        outputs = self._unshared(outputs, inputs)
         if rec is not None:
             rec.span("model_run", t0, perf_counter_ns())
         if on_devices and (run_options is None or run_options._config.get(DISABLE_SYNC) != "1"):
@@ -170,6 +174,20 @@ class RunCore:
                 sync = getattr(p, "synchronize", None)
                 if sync is not None:
                     sync()
+        return outputs
+
+    def _unshared(self, outputs: list, inputs: list) -> list:
+        """`outputs` with a private, writable copy of each host array that shares memory with a
+        feed or a constant (Identity, Reshape or Transpose of an input or an initializer):
+        as in onnxruntime, what a run returns is the caller's alone.  Copies only then."""
+        shared = None
+        for i, v in enumerate(outputs):
+            if type(v) is not np.ndarray:
+                continue
+            if shared is None:
+                shared = self.constant_roots | {id(_memory_root(x)) for x in inputs if type(x) is np.ndarray}
+            if id(_memory_root(v)) in shared or not v.flags.writeable:
+                outputs[i] = v.copy()
         return outputs
 
     def _inputs(self, feeds: dict, on_devices: bool) -> tuple[list, list]:
@@ -227,6 +245,26 @@ class RunCore:
         if device != HOST:
             value = self.provider_on(device).copy_from_host(value)
         return value
+
+
+def _memory_root(a: np.ndarray) -> np.ndarray:
+    """The array that owns the memory `a` views (`a` itself when it owns it)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _constant_roots(graph: Graph) -> set:
+    """ids of the memory owners of every constant a run may hand out: the initializers and the
+    tensor attributes (Constant values) of the graph and its subgraphs."""
+    roots = {id(_memory_root(v)) for v in graph.initializers.values() if isinstance(v, np.ndarray)}
+    for node in graph.nodes:
+        for v in node.attrs.values():
+            if isinstance(v, np.ndarray):
+                roots.add(id(_memory_root(v)))
+        for sub in node.subgraphs():
+            roots |= _constant_roots(sub)
+    return roots
 
 
 def _fresh_copy(value):

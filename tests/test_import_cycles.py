@@ -13,7 +13,7 @@ def test_no_import_circles():
     assert done.stdout.strip() == "no import circles"
 
 
-def test_the_check_finds_a_circle(tmp_path, monkeypatch):
+def test_the_check_finds_a_circle():
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         import import_cycles

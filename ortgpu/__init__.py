@@ -10,6 +10,7 @@ from ortgpu.providers_select import get_all_providers, get_available_providers, 
 from ortgpu.session import InferenceSession, ModelMetadata, NodeArg
 from ortgpu.values import OrtValue
 from ortgpu.iobinding import IOBinding, SessionIOBinding
+from ortgpu.threads import set_global_thread_pool_sizes
 from ortgpu import kernels_loader as _kernels_loader  # noqa: F401  (registers every kernel)
 
 __version__ = "0.1.0"
@@ -18,7 +19,8 @@ __all__ = [
     "InferenceSession", "SessionOptions", "RunOptions", "NodeArg", "ModelMetadata",
     "OrtValue", "IOBinding", "SessionIOBinding",
     "GraphOptimizationLevel", "ExecutionMode", "ExecutionOrder",
-    "get_available_providers", "get_all_providers", "get_device", "__version__",
+    "get_available_providers", "get_all_providers", "get_device", "set_global_thread_pool_sizes",
+    "__version__",
     "Fail", "InvalidArgument", "NoSuchFile", "NoModel", "InvalidProtobuf", "InvalidGraph",
     "NotImplemented", "RuntimeException", "EPFail",
 ]

@@ -33,6 +33,7 @@ from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions
 from ortgpu.partition import ANY
 from ortgpu.placement import HOST
+from ortgpu.threads import BUDGET
 from ortgpu.values import OrtValue, device_of
 
 DISABLE_SYNC = "disable_synchronize_execution_providers"  # onnxruntime's run config key
@@ -69,10 +70,11 @@ def check_run_options(run_options) -> int:
 
 class RunCore:
     """One optimized graph compiled for a list of providers: its plans (per device signature),
-    the CUDA-graph runner, its inputs' and outputs' metadata, its initial values and the
-    profiling recorder; ``run`` executes it."""
+    the CUDA-graph runner, its inputs' and outputs' metadata, its initial values, the
+    profiling recorder and its intra-op thread bound (ortgpu.threads); ``run`` executes it."""
 
-    def __init__(self, graph: Graph, providers, io: ModelIO, recorder=None, mem_pattern: bool = True):
+    def __init__(self, graph: Graph, providers, io: ModelIO, recorder=None, mem_pattern: bool = True,
+                 intra_op_threads: int = 0):
         graph_provider = next((p for p in providers if getattr(p, "graph_capture_enabled", False)), None)
         # a model that cannot be captured is refused before anything touches the device
         capture_part = capture_partition(graph, providers, graph_provider) if graph_provider else None
@@ -82,7 +84,7 @@ class RunCore:
             self.graphs = None if capture_part is None else GraphRunner(
                 Plan(graph, providers, part=capture_part, init_cache=self.init_cache), graph_provider)
         self.graph, self.providers, self.io = graph, list(providers), io
-        self.recorder, self.mem_pattern = recorder, mem_pattern
+        self.recorder, self.mem_pattern, self.intra_op_threads = recorder, mem_pattern, intra_op_threads
         self.plans: dict = {}
         self.input_names, self.output_names = self.plan.input_names, self.plan.output_names
         self.output_index = {n: i for i, n in enumerate(self.output_names)}
@@ -157,7 +159,7 @@ class RunCore:
         plan = None if self.graphs is not None else self.plan_for(tuple(in_devs), tuple(out_devs))
         rec = self.recorder
         t0 = perf_counter_ns() if rec is not None else 0
-        with run_scope(self.providers, inputs if self.mem_pattern else None):
+        with BUDGET.run(self.intra_op_threads), run_scope(self.providers, inputs if self.mem_pattern else None):
             if plan is None:
                 results = self.graphs.run(graph_id, inputs)
             elif rec is None:

@@ -30,6 +30,7 @@ from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
 from ortgpu.run_core import HOST_TARGET, RunCore, Target, check_run_options
+from ortgpu.threads import intra_op_threads
 from ortgpu.values import OrtValue
 
 _log = logging.getLogger("ortgpu")
@@ -146,7 +147,7 @@ class InferenceSession:
         if so.optimized_model_filepath:  # as onnxruntime: the graph after the passes, before placement
             save_optimized_model(self._model, graph, so.optimized_model_filepath, so._config)
         expand_unimplemented(graph, created)  # ops no provider runs, by their function bodies
-        core = RunCore(graph, created, self._io, self._recorder, so.enable_mem_pattern)
+        core = RunCore(graph, created, self._io, self._recorder, so.enable_mem_pattern, intra_op_threads(so))
         # Only a fully built core replaces the old one, so a failed set_providers leaves the
         # session as it was.
         self._providers, self._core = created, core

@@ -1,0 +1,115 @@
+"""intra_op_num_threads bounds the BLAS threads of a run, and concurrent runs share the cores
+(checked with threadpoolctl from inside a running kernel; no timing)."""
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from threadpoolctl import threadpool_info
+
+import ortgpu
+from ortgpu.providers.cpu import CPUExecutionProvider
+from ortgpu.threads import BUDGET, available_cores
+
+
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+class _SeesBlasThreads(CPUExecutionProvider):
+    """The CPU, whose MatMul kernel records the BLAS thread counts it runs under; with a
+    barrier, runs wait for each other inside MatMul (so that they overlap)."""
+
+    def __init__(self, barrier=None):
+        super().__init__()
+        self.seen, self.barrier = [], barrier
+
+    def kernel_for(self, op_type, domain, opset):
+        k = super().kernel_for(op_type, domain, opset)
+        if k is None or op_type != "MatMul":
+            return k
+        provider = self
+
+        def observed(ctx, *args, **attrs):
+            if provider.barrier is not None:
+                provider.barrier.wait(timeout=30)
+            provider.seen.append(_blas_threads())
+            return k.fn(ctx, *args, **attrs)
+        return dataclasses.replace(k, fn=observed)
+
+
+def _matmul_model():
+    g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [64, 64]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [64, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _feed():
+    rng = np.random.default_rng(0)
+    return {"a": rng.standard_normal((64, 64)).astype(np.float32),
+            "b": rng.standard_normal((64, 64)).astype(np.float32)}
+
+
+def _session(provider, **options):
+    so = ortgpu.SessionOptions()
+    for k, v in options.items():
+        setattr(so, k, v)
+    return ortgpu.InferenceSession(_matmul_model(), so, providers=[provider])
+
+
+def test_intra_op_num_threads_1_runs_blas_on_one_thread_and_gives_the_threads_back():
+    if not _blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library")
+    before = _blas_threads()
+    prov = _SeesBlasThreads()
+    sess = _session(prov, intra_op_num_threads=1)
+    feed = _feed()
+    (y,) = sess.run(None, feed)
+    np.testing.assert_allclose(y, feed["a"] @ feed["b"], rtol=1e-5, atol=1e-5)
+    assert prov.seen and all(n == 1 for n in prov.seen[0])
+    assert _blas_threads() == before  # outside runs, BLAS is as the caller left it
+
+
+def test_a_run_started_while_another_runs_gets_a_share_of_the_cores():
+    if not _blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library")
+    prov = _SeesBlasThreads(threading.Barrier(2))
+    sess = _session(prov)  # intra_op_num_threads = 0: every core for a run alone
+    first = threading.Thread(target=sess.run, args=(None, _feed()))
+    first.start()
+    while BUDGET._active == 0:  # the first run is in progress (waiting inside its MatMul)
+        threading.Event().wait(0.001)
+    second = threading.Thread(target=sess.run, args=(None, _feed()))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert sorted(n for seen in prov.seen for n in seen) == sorted([available_cores(), max(1, available_cores() // 2)])
+
+
+def test_sessions_without_per_session_threads_use_the_global_sizes():
+    if not _blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library")
+    ortgpu.set_global_thread_pool_sizes(intra_op_num_threads=1)
+    try:
+        prov = _SeesBlasThreads()
+        sess = _session(prov, use_per_session_threads=False, intra_op_num_threads=8)
+        sess.run(None, _feed())
+        assert all(n == 1 for n in prov.seen[0])
+    finally:
+        ortgpu.set_global_thread_pool_sizes(0, 0)
+    with pytest.raises(ValueError, match="intra_op_num_threads"):
+        ortgpu.set_global_thread_pool_sizes(-1)
+
+
+def test_each_run_gets_the_cores_divided_by_the_runs_in_progress():
+    budget = type(BUDGET)()
+    budget._cores, budget._blas = 8, []
+    with budget.run(0) as alone:
+        with budget.run(0) as second, budget.run(0) as third, budget.run(0) as fourth:
+            assert (alone, second, third, fourth) == (8, 4, 2, 2)
+        with budget.run(3) as bounded:
+            assert bounded == 3
+    assert budget._active == 0

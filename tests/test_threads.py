@@ -86,7 +86,8 @@ def test_a_run_started_while_another_runs_gets_a_share_of_the_cores():
     second.start()
     first.join(60)
     second.join(60)
-    assert sorted(n for seen in prov.seen for n in seen) == sorted([available_cores(), max(1, available_cores() // 2)])
+    assert all(len(set(seen)) == 1 for seen in prov.seen)  # every BLAS library of the process alike
+    assert sorted(seen[0] for seen in prov.seen) == sorted([available_cores(), max(1, available_cores() // 2)])
 
 
 def test_sessions_without_per_session_threads_use_the_global_sizes():

@@ -109,9 +109,13 @@ def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
     with what it declares (see the module docstring)."""
     versions = (since,) if isinstance(since, int) else tuple(since)
     domain = "" if domain == "ai.onnx" else domain
-    if types is not None and (isinstance(types, (str, frozenset, set, list, tuple)) or not types):
+    if types is not None and (isinstance(types, (str, frozenset, set, list, tuple))
+                              or not isinstance(types, Mapping)):
         raise TypeError(f"kernel {op_type}: types= maps type constraints to element types, "
                         f"e.g. {{'T': FLOAT}}; got {types!r}")
+    if types is not None and not types and _tensor_constraints(op_type, versions, domain):
+        raise TypeError(f"kernel {domain or 'ai.onnx'}::{op_type}: types={{}} is only for an op whose "
+                        f"schema fixes every type; declare {sorted(_tensor_constraints(op_type, versions, domain))}")
     declared = None if types is None else {c: frozenset(t) for c, t in types.items()}
 
     def register(fn):
@@ -126,6 +130,20 @@ def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
         return fn
 
     return register
+
+
+def _tensor_constraints(op_type: str, versions, domain: str) -> set[str]:
+    """The type constraints of the op's schemas (at `versions`) that admit a tensor type
+    ("*" for an op without schema): those a registration must declare."""
+    names = set()
+    for v in versions:
+        schema = schema_for(op_type, v, domain)
+        if schema is None:
+            names.add("*")
+            continue
+        names.update(tc.type_param_str for tc in schema.type_constraints
+                     if any("tensor(" in t for t in tc.allowed_type_strs))
+    return names
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ outer-scope values they read: ``body(*inputs) -> list of outputs``.
 """
 import numpy as np
 
+from ortgpu.providers.dtype_sets import ALL, BOOL, CUPY, FLOAT6, STRING
 from ortgpu.providers.registry import kernel
 
 _CF_VERSIONS = (1, 11, 13, 16, 19, 21, 23, 24, 25)
@@ -27,14 +28,14 @@ def _truth(xp, cond) -> bool:
     return bool(np.asarray(cond.get() if hasattr(cond, "get") else cond).reshape(-1)[0])
 
 
-@kernel("If", since=_CF_VERSIONS)
+@kernel("If", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "B": BOOL})
 def If(ctx, cond, *, then_branch, else_branch):
     """Run one branch; its outputs are the node's outputs."""
     branch = then_branch if _truth(ctx.xp, cond) else else_branch
     return tuple(branch())
 
 
-@kernel("Loop", since=_CF_VERSIONS)
+@kernel("Loop", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "I": frozenset({"int64"}), "B": BOOL})
 def Loop(ctx, M=None, cond=None, *v_initial, body):
     """Run `body` while iterations < M and cond holds; carried values and stacked scan outputs."""
     xp = ctx.xp
@@ -83,7 +84,7 @@ def _scan(ctx, body, states, scan_inputs, in_axes, in_dirs, out_axes, out_dirs):
     return tuple(results)
 
 
-@kernel("Scan", since=(9, 11, 16, 19, 21, 23, 24, 25))
+@kernel("Scan", since=(9, 11, 16, 19, 21, 23, 24, 25), types={"V": ALL - FLOAT6})
 def Scan(ctx, *initial_state_and_scan_inputs, body, num_scan_inputs, scan_input_axes=None,
          scan_input_directions=None, scan_output_axes=None, scan_output_directions=None):
     """Iterate `body` over slices of the scan inputs, threading the state values through."""
@@ -98,7 +99,7 @@ def Scan(ctx, *initial_state_and_scan_inputs, body, num_scan_inputs, scan_input_
     return _scan(ctx, body, states, scan_inputs, in_axes, in_dirs, out_axes, out_dirs)
 
 
-@kernel("Scan", since=8)
+@kernel("Scan", since=8, types={"I": frozenset({"int64"}), "V": CUPY | STRING})
 def Scan8(ctx, sequence_lens, *initial_state_and_scan_inputs, body, num_scan_inputs, directions=None):
     """Opset-8 Scan: a batch axis 0 and the scan axis 1; per-batch sequence lengths."""
     xp = ctx.xp
@@ -117,7 +118,7 @@ def Scan8(ctx, sequence_lens, *initial_state_and_scan_inputs, body, num_scan_inp
     return tuple(xp.stack([r[k] for r in per_batch]) for k in range(ctx.num_outputs))
 
 
-@kernel("SequenceMap", since=17)
+@kernel("SequenceMap", since=17, types={"S": CUPY | STRING, "V": CUPY | STRING})
 def SequenceMap(ctx, input_sequence, *additional_inputs, body):
     """Apply `body` to each element (sequence arguments are walked in step); one sequence per output."""
     n = len(input_sequence)

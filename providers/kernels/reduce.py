@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.providers.dtype_sets import BFLOAT16, BOOL, FLOATS, INDEX
 from ortgpu.providers.registry import kernel
 
 
@@ -167,12 +168,20 @@ def _register(name: str, attr_versions, input_versions):
     for fn, how in ((with_axes_attribute, "axes as an attribute"), (with_axes_input, "axes as an input")):
         fn.__name__ = fn.__qualname__ = f"{name}_{fn.__name__}"
         fn.__doc__ = f"{name} with {how}; small floats accumulate in float32."
-    kernel(name, since=attr_versions)(with_axes_attribute)
-    kernel(name, since=input_versions)(with_axes_input)
+    attr_types, input_types = TYPES[name]
+    kernel(name, since=attr_versions, types={"T": attr_types})(with_axes_attribute)
+    kernel(name, since=input_versions, types={"T": input_types})(with_axes_input)
 
 
 # op -> (since-versions with `axes` as an attribute, since-versions with `axes` as an input);
 # the CUDA kernels of providers/cuda/kernels/reduce.py register the same versions.
+# op -> (element types of the form with `axes` as an attribute, of the form with it as an input)
+SUMMABLE = FLOATS | INDEX | frozenset({"uint32", "uint64"})
+ORDERED = SUMMABLE | frozenset({"int8", "uint8"})   # ReduceMax/ReduceMin (and bool from opset 18)
+TYPES = {"ReduceSum": (SUMMABLE - BFLOAT16, SUMMABLE)}
+TYPES.update({op: (SUMMABLE, SUMMABLE) for op in ("ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2",
+                                                  "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")})
+TYPES.update({op: (ORDERED, ORDERED | BOOL) for op in ("ReduceMax", "ReduceMin")})
 VERSIONS = {"ReduceSum": ((1, 11), (13,))}
 VERSIONS.update({op: ((1, 11, 13), (18,)) for op in
                  ("ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare")})
@@ -208,13 +217,15 @@ def _cumulative(ctx, x, axis, exclusive, reverse, op, identity):
     return xp.ascontiguousarray(r).astype(x.dtype, copy=False)
 
 
-@kernel("CumSum", since=(11, 14))
+@kernel("CumSum", since=(11, 14),
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX})
 def CumSum(ctx, x, axis, *, exclusive=0, reverse=0):
     """Cumulative sum along `axis` (a scalar input); exclusive shifts in a 0, reverse runs backwards."""
     return _cumulative(ctx, x, axis, exclusive, reverse, ctx.xp.cumsum, 0)
 
 
-@kernel("CumProd", since=26)
+@kernel("CumProd", since=26,
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX})
 def CumProd(ctx, x, axis, *, exclusive=0, reverse=0):
     """Cumulative product along `axis`; exclusive shifts in a 1, reverse runs backwards."""
     return _cumulative(ctx, x, axis, exclusive, reverse, ctx.xp.cumprod, 1)

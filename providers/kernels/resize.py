@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ortgpu.providers.dtype_sets import BOOL, CUPY, FLOAT, INDEX, STANDARD, STRING
 from ortgpu.providers.registry import kernel
 
 
@@ -228,13 +229,13 @@ def _params(mode, ctm="half_pixel", nearest_mode="round_prefer_floor", cubic_coe
             "antialias": bool(antialias) and mode != "nearest"}
 
 
-@kernel("Resize", since=10)
+@kernel("Resize", since=10, types={"T": CUPY | STRING})
 def Resize_10(ctx, X, scales, *, mode="nearest"):
     """Resize-10: asymmetric coordinates; nearest floors when enlarging and ceils when shrinking."""
     return _resize(ctx, X, None, scales, None, _params(mode, "asymmetric", "legacy"))
 
 
-@kernel("Resize", since=(11, 13))
+@kernel("Resize", since=(11, 13), types={"T1": STANDARD, "T2": FLOAT})
 def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transformation_mode="half_pixel",
               cubic_coeff_a=-0.75, exclude_outside=0, extrapolation_value=0.0, mode="nearest",
               nearest_mode="round_prefer_floor"):
@@ -244,7 +245,7 @@ def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transform
     return _resize(ctx, X, roi, scales, sizes, p)
 
 
-@kernel("Resize", since=(18, 19))
+@kernel("Resize", since=(18, 19), types={"T1": STANDARD, "T2": FLOAT})
 def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",
@@ -255,21 +256,21 @@ def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
     return _resize(ctx, X, roi, scales, sizes, p, axes=axes, keep_aspect_ratio_policy=keep_aspect_ratio_policy)
 
 
-@kernel("Upsample", since=1)
+@kernel("Upsample", since=1, types={"T": FLOAT | INDEX | BOOL})
 def Upsample_1(ctx, X, *, height_scale, width_scale, mode="nearest"):
     """Upsample-1 (experimental): NCHW input scaled by height_scale and width_scale."""
     scales = np.array([1.0, 1.0, height_scale, width_scale], dtype=np.float32)
     return _resize(ctx, X, None, scales, None, _params(mode, "asymmetric", "legacy"))
 
 
-@kernel("Upsample", since=7)
+@kernel("Upsample", since=7, types={"T": CUPY | STRING})
 def Upsample_7(ctx, X, *, mode="nearest", scales=()):
     """Upsample-7: scales as an attribute; asymmetric coordinates, nearest rounds down."""
     return _resize(ctx, X, None, np.asarray(scales, dtype=np.float32), None,
                    _params(mode, "asymmetric", "legacy"))
 
 
-@kernel("Upsample", since=(9, 10))
+@kernel("Upsample", since=(9, 10), types={"T": CUPY | STRING})
 def Upsample(ctx, X, scales, *, mode="nearest"):
     """Upsample-9/10: scales as an input; same sampling as Upsample-7."""
     return _resize(ctx, X, None, scales, None, _params(mode, "asymmetric", "legacy"))

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ortgpu.dtypes import np_dtype
+from ortgpu.providers.dtype_sets import FLOATS, INDEX, NUMERIC
 from ortgpu.providers.registry import kernel
 
 
@@ -31,19 +32,19 @@ def _window(ctx, size, periodic, output_datatype, coeffs):
     return w.astype(np_dtype(output_datatype))
 
 
-@kernel("HannWindow", since=17)
+@kernel("HannWindow", since=17, types={"T1": INDEX, "T2": NUMERIC})
 def HannWindow(ctx, size, *, output_datatype=1, periodic=1):
     """0.5 - 0.5 cos(2 pi n / N)."""
     return _window(ctx, size, periodic, output_datatype, (0.5, 0.5))
 
 
-@kernel("HammingWindow", since=17)
+@kernel("HammingWindow", since=17, types={"T1": INDEX, "T2": NUMERIC})
 def HammingWindow(ctx, size, *, output_datatype=1, periodic=1):
     """25/46 - 21/46 cos(2 pi n / N) (the exact Hamming coefficients, as ONNX specifies)."""
     return _window(ctx, size, periodic, output_datatype, (25.0 / 46.0, 21.0 / 46.0))
 
 
-@kernel("BlackmanWindow", since=17)
+@kernel("BlackmanWindow", since=17, types={"T1": INDEX, "T2": NUMERIC})
 def BlackmanWindow(ctx, size, *, output_datatype=1, periodic=1):
     """0.42 - 0.5 cos(2 pi n / N) + 0.08 cos(4 pi n / N)."""
     return _window(ctx, size, periodic, output_datatype, (0.42, 0.5, 0.08))
@@ -88,20 +89,20 @@ def _dft(ctx, input, dft_length, axis, inverse, onesided):
     return _from_complex(xp, y, input.dtype)
 
 
-@kernel("DFT", since=17)
+@kernel("DFT", since=17, types={"T1": FLOATS, "T2": INDEX})
 def DFT_axis_attribute(ctx, input, dft_length=None, *, axis=1, inverse=0, onesided=0):
     """DFT along the `axis` attribute (default 1); onesided gives n//2+1 bins, or with inverse an IRFFT."""
     return _dft(ctx, input, dft_length, int(axis), bool(inverse), bool(onesided))
 
 
-@kernel("DFT", since=20)
+@kernel("DFT", since=20, types={"T1": FLOATS, "T2": INDEX})
 def DFT(ctx, input, dft_length=None, axis=None, *, inverse=0, onesided=0):
     """DFT along the `axis` input (default -2, the last signal axis); otherwise as opset 17."""
     ax = -2 if axis is None else int(_scalar(axis))
     return _dft(ctx, input, dft_length, ax, bool(inverse), bool(onesided))
 
 
-@kernel("STFT", since=17)
+@kernel("STFT", since=17, types={"T1": FLOATS, "T2": INDEX})
 def STFT(ctx, signal, frame_step, window=None, frame_length=None, *, onesided=1):
     """Windowed DFT of frames [i*step, i*step + frame_length); output [batch, frames, bins, 2]."""
     xp = ctx.xp
@@ -128,7 +129,7 @@ def STFT(ctx, signal, frame_step, window=None, frame_length=None, *, onesided=1)
     return _from_complex(xp, y, signal.dtype)
 
 
-@kernel("MelWeightMatrix", since=17)
+@kernel("MelWeightMatrix", since=17, types={"T1": INDEX, "T2": FLOATS, "T3": NUMERIC})
 def MelWeightMatrix(ctx, num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz,
                     *, output_datatype=1):
     """[dft_length//2 + 1, num_mel_bins] triangular filters, equally spaced on the mel scale

@@ -15,7 +15,9 @@ the node (compiling a generated kernel, checking an attribute).
 A registration declares what the kernel needs, where the placement and the capture check
 read it: ``types`` maps each type constraint of the schema ("T", "Tind", ...; "*" for an op
 without a schema: every tensor input and output) to the element types the kernel runs
-(NumPy dtype names; the sets of ``providers.dtype_sets``); ``host_inputs`` lists the inputs
+(NumPy dtype names; the sets of ``providers.dtype_sets``); it is required, so that the
+placement (``KernelDef.takes``) always knows what a kernel runs, and ``{}`` is only for an op
+whose schema fixes every type.  ``host_inputs`` lists the inputs
 it reads on the host (a Reshape's shape): they are delivered as NumPy arrays on any
 provider; ``capturable`` says whether it may run inside a CUDA-graph capture (no host
 round trip, no data-dependent output shape, no control flow).
@@ -43,7 +45,7 @@ class KernelDef:
     since: int
     provider: str
     fn: Callable
-    types: dict | None        # type constraint -> NumPy dtype names it runs; None = undeclared
+    types: dict               # type constraint -> NumPy dtype names it runs ({}: the schema fixes all)
     doc: str
     host_inputs: tuple = ()   # input indices read on the host (delivered as NumPy arrays)
     capturable: bool = True   # may run inside a CUDA-graph capture
@@ -51,8 +53,6 @@ class KernelDef:
     def takes(self, input_types, output_types=()) -> bool:
         """Whether the element types of a node's inputs and outputs (onnx TypeProtos, None
         where unknown) are all among those this kernel declares for their type constraint."""
-        if not self.types:
-            return True
         for tp, constraint in _typed_formals(self, input_types, output_types):
             allowed = self.types.get(constraint)
             if allowed is None or tp is None:
@@ -106,17 +106,22 @@ def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
            provider: str = SHARED, types: Mapping[str, Iterable[str]] | None = None,
            host_inputs: Iterable[int] = (), capturable: bool = True):
     """Register ``fn`` as the kernel of ``op_type`` for each schema since-version in ``since``,
-    with what it declares (see the module docstring)."""
+    with what it declares (see the module docstring).  ``types`` is required: a registration
+    without it raises TypeError at import, naming the op."""
     versions = (since,) if isinstance(since, int) else tuple(since)
     domain = "" if domain == "ai.onnx" else domain
-    if types is not None and (isinstance(types, (str, frozenset, set, list, tuple))
-                              or not isinstance(types, Mapping)):
-        raise TypeError(f"kernel {op_type}: types= maps type constraints to element types, "
+    name = f"{domain or 'ai.onnx'}::{op_type}({','.join(map(str, versions))}) for {provider}"
+    if types is None:
+        raise TypeError(f"kernel {name}: types= is required: map each type constraint of the "
+                        f"schema to the element types the kernel runs, e.g. types={{'T': FLOAT}} "
+                        f"(providers/dtype_sets.py); {{}} only when the schema fixes every type")
+    if isinstance(types, (str, frozenset, set, list, tuple)) or not isinstance(types, Mapping):
+        raise TypeError(f"kernel {name}: types= maps type constraints to element types, "
                         f"e.g. {{'T': FLOAT}}; got {types!r}")
-    if types is not None and not types and _tensor_constraints(op_type, versions, domain):
-        raise TypeError(f"kernel {domain or 'ai.onnx'}::{op_type}: types={{}} is only for an op whose "
-                        f"schema fixes every type; declare {sorted(_tensor_constraints(op_type, versions, domain))}")
-    declared = None if types is None else {c: frozenset(t) for c, t in types.items()}
+    if not types and _tensor_constraints(op_type, versions, domain):
+        raise TypeError(f"kernel {name}: types={{}} is only for an op whose schema fixes every "
+                        f"type; declare {sorted(_tensor_constraints(op_type, versions, domain))}")
+    declared = {c: frozenset(t) for c, t in types.items()}
 
     def register(fn):
         for v in versions:

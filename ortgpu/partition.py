@@ -24,7 +24,8 @@ number or condition input of a Loop body, or an outer-scope value that is a host
 
 Host inputs.  Some inputs of device nodes are read on the host by their kernels (a
 Reshape's shape, Slice's starts, an If's condition, a Loop's trip count, ...), as
-onnxruntime's CUDA kernels declare them CPU inputs: ``HOST_INPUTS`` lists them.  Such
+onnxruntime's CUDA kernels declare them CPU inputs: each kernel declares them in its
+registration (``host_inputs``), read through ``host_inputs(kernel)``.  Such
 an input is delivered as a NumPy array, so a shape computed on the CPU reaches a device
 Reshape without any copy.
 
@@ -71,28 +72,10 @@ GENERATOR_OPS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range"})
 # Inputs read only for their shape: never copied for these ops.
 METADATA_INPUTS = {"Shape": (0,), "Size": (0,)}
 
-# Inputs that kernels read on the host (small shape-like tensors), by op type.
-HOST_INPUTS: dict[str, tuple[int, ...]] = {
-    "Reshape": (1,), "Expand": (1,), "Tile": (1, 2), "Slice": (1, 2, 3, 4),
-    "ConstantOfShape": (0,), "Range": (0, 1, 2), "TopK": (1,), "Pad": (1, 3),
-    "Resize": (1, 2, 3), "Upsample": (1,), "Split": (1,), "Squeeze": (1,), "Unsqueeze": (1,),
-    "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,),
-    "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
-    "ReduceSumSquare": (1,), "OneHot": (1,), "CumSum": (1,), "CumProd": (1,), "Trilu": (1,),
-    "Dropout": (1, 2), "If": (0,), "Loop": (0, 1), "DFT": (1, 2), "STFT": (1, 3),
-    "CenterCropPad": (1,), "Col2Im": (1, 2), "HannWindow": (0,), "HammingWindow": (0,),
-    "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1, 2, 3, 4), "SequenceAt": (1,),
-    "SequenceInsert": (2,), "SequenceErase": (1,), "SplitToSequence": (1,), "MaxUnpool": (2,),
-}
-
-
-def host_inputs(node: Node) -> tuple[int, ...]:
-    """Indices of the inputs of `node` that its kernels read on the host."""
-    if node.domain:
-        return ()
-    if node.op_type == "Scan" and node.opset < 9:
-        return (0,)  # opset-8 Scan: sequence_lens
-    return HOST_INPUTS.get(node.op_type, ())
+def host_inputs(kernel) -> tuple[int, ...]:
+    """Indices of the inputs the chosen kernel reads on the host: its declaration
+    (``@kernel(..., host_inputs=...)``); none for no kernel."""
+    return tuple(kernel.host_inputs) if kernel is not None else ()
 
 
 @dataclasses.dataclass
@@ -294,12 +277,13 @@ class _Partitioner:
             k = hp.kernel_for(node.op_type, node.domain, node.opset)
             if k is not None and hp.accepts(node, k, in_types, out_types):
                 return hp, k, "shape"
-        hosted = set(host_inputs(node)) | set(METADATA_INPUTS.get(node.op_type, ()) if not node.domain else ())
+        metadata = set(METADATA_INPUTS.get(node.op_type, ()) if not node.domain else ())
         for p in self.providers:
             k = p.kernel_for(node.op_type, node.domain, node.opset)
             if k is None or not p.accepts(node, k, in_types, out_types):
                 continue
             if p.device != HOST:
+                hosted = set(host_inputs(k)) | metadata
                 if not all(p.holds(tp) for i, tp in enumerate(in_types) if tp is not None and i not in hosted):
                     continue
                 if not all(p.holds(tp) for tp in out_types if tp is not None):
@@ -315,10 +299,10 @@ class _Partitioner:
             f"Could not find an implementation for {node.op_type}({schema.since_version}) node with "
             f"name '{node.name}' (domain '{node.domain or 'ai.onnx'}', opset {node.opset})")
 
-    def input_device(self, node: Node, i: int, device: str) -> str:
+    def input_device(self, node: Node, kernel, i: int, device: str) -> str:
         if not node.domain and i in METADATA_INPUTS.get(node.op_type, ()):
             return ANY
-        if device != HOST and i in host_inputs(node):
+        if device != HOST and i in host_inputs(kernel):
             return HOST
         return device
 
@@ -340,7 +324,7 @@ class _Partitioner:
     def place(self, node: Node) -> None:
         prov, kdef, rule = self.choose(node)
         dev = prov.device
-        in_keys = [self.key_for(x, self.input_device(node, i, dev)) if x else None
+        in_keys = [self.key_for(x, self.input_device(node, kdef, i, dev)) if x else None
                    for i, x in enumerate(node.inputs)]
         subparts, binding = [], []
         for attr, value in node.attrs.items():

@@ -20,7 +20,8 @@ placement (``KernelDef.takes``) always knows what a kernel runs, and ``{}`` is o
 whose schema fixes every type.  ``host_inputs`` lists the inputs
 it reads on the host (a Reshape's shape): they are delivered as NumPy arrays on any
 provider; ``capturable`` says whether it may run inside a CUDA-graph capture (no host
-round trip, no data-dependent output shape, no control flow).
+round trip, no data-dependent output shape, no control flow), and if not, why; ``host_only``
+gives the reason a shared kernel must stay off CuPy (the CUDA provider reads it).
 
 Versions are explicit: ``since=(7, 9, 11, 13)`` lists the schema since-versions that
 one function implements.  A node resolves its opset to the since-version of its schema
@@ -49,6 +50,8 @@ class KernelDef:
     doc: str
     host_inputs: tuple = ()   # input indices read on the host (delivered as NumPy arrays)
     capturable: bool = True   # may run inside a CUDA-graph capture
+    not_capturable_because: str = ""   # why not (one of the reasons below), when it may not
+    host_only: str = ""       # why a shared kernel must not run on CuPy (the CUDA provider declines it)
 
     def takes(self, input_types, output_types=()) -> bool:
         """Whether the element types of a node's inputs and outputs (onnx TypeProtos, None
@@ -101,13 +104,21 @@ def _element_type_name(tp) -> str | None:
 
 _REGISTRY: dict[tuple[str, str, int, str], KernelDef] = {}
 
+# Why a kernel may not run inside a CUDA-graph capture (``capturable=<reason>``).
+CONTROL_FLOW = "control flow: it runs subgraphs chosen at run time"
+DATA_DEPENDENT = "its output shape depends on the input data"
+HOST_ROUND_TRIP = "it reads device values on the host (or uploads host tables) while it runs"
+
 
 def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
            provider: str = SHARED, types: Mapping[str, Iterable[str]] | None = None,
-           host_inputs: Iterable[int] = (), capturable: bool = True):
+           host_inputs: Iterable[int] = (), capturable: bool | str = True, host_only: str = ""):
     """Register ``fn`` as the kernel of ``op_type`` for each schema since-version in ``since``,
     with what it declares (see the module docstring).  ``types`` is required: a registration
-    without it raises TypeError at import, naming the op."""
+    without it raises TypeError at import, naming the op.  ``capturable`` is True, False, or
+    the reason it is not (CONTROL_FLOW, DATA_DEPENDENT, HOST_ROUND_TRIP or any short text).
+    ``host_only`` (a shared kernel) says why it runs badly or not at all on CuPy: the CUDA
+    provider then leaves its nodes to the CPU until a provider="cuda" kernel exists."""
     versions = (since,) if isinstance(since, int) else tuple(since)
     domain = "" if domain == "ai.onnx" else domain
     name = f"{domain or 'ai.onnx'}::{op_type}({','.join(map(str, versions))}) for {provider}"
@@ -122,6 +133,8 @@ def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
         raise TypeError(f"kernel {name}: types={{}} is only for an op whose schema fixes every "
                         f"type; declare {sorted(_tensor_constraints(op_type, versions, domain))}")
     declared = {c: frozenset(t) for c, t in types.items()}
+    because = capturable if isinstance(capturable, str) else ""
+    capturable = capturable is True
 
     def register(fn):
         for v in versions:
@@ -131,7 +144,7 @@ def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
                                  f"registered twice ({_REGISTRY[key].fn.__qualname__}, {fn.__qualname__})")
             _REGISTRY[key] = KernelDef(op_type, domain, v, provider, fn, declared,
                                        (fn.__doc__ or "").strip().split("\n")[0],
-                                       tuple(host_inputs), bool(capturable))
+                                       tuple(host_inputs), capturable, because, host_only)
         return fn
 
     return register

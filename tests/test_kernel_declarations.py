@@ -193,3 +193,85 @@ def test_the_shared_kernel_and_its_cuda_launcher_read_the_same_inputs_on_the_hos
               for key in [(k.op_type, k.domain, k.since)]
               if key in shared and k.host_inputs != shared[key].host_inputs]
     assert not differ, "\n".join(differ)
+
+
+# --- host inputs: the partitioner reads the chosen kernel's declaration -----------------------
+
+class UndeclaredSliceProvider(FakeDeviceExecutionProvider):
+    """The device double whose Slice kernel declares no host inputs."""
+
+    name = "UndeclaredSliceProvider"
+
+    def kernel_for(self, op_type, domain, opset):
+        k = super().kernel_for(op_type, domain, opset)
+        return dataclasses.replace(k, host_inputs=()) if k is not None and op_type == "Slice" else k
+
+
+def _slice_graph():
+    """y = Slice(x, Abs(s), e): the starts are computed on the device (s is no host shape value)."""
+    nodes = [helper.make_node("Abs", ["s"], ["st"]), helper.make_node("Slice", ["x", "st", "e"], ["y"], name="sl")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6]),
+                                       helper.make_tensor_value_info("s", TensorProto.INT64, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [helper.make_tensor("e", TensorProto.INT64, [1], [5])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def test_inputs_a_kernel_declares_host_read_arrive_on_the_host():
+    model = _slice_graph()
+    sl = next(k for k in registered() if k.op_type == "Slice" and k.since == 13 and k.provider == SHARED)
+    assert sl.host_inputs == (1, 2, 3, 4)
+    for provider, starts_key in ((FakeDeviceExecutionProvider(), ("st", "cpu")), (UndeclaredSliceProvider(), "st")):
+        part = partition(from_proto(model.graph, {"": 18}), [provider, CheckedCPUExecutionProvider()])
+        placed = next(it for it in part.items if getattr(it, "node", None) is not None and it.node.name == "sl")
+        assert placed.provider is provider
+        assert placed.in_keys[1] == starts_key   # a host copy only where the kernel declares it
+    sess = ortgpu.InferenceSession(model.SerializeToString(),
+                                   providers=[FakeDeviceExecutionProvider(), CheckedCPUExecutionProvider()])
+    x = np.arange(6, dtype=np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x, "s": np.array([-2], np.int64)})[0], x[2:5])
+
+
+# --- capturable: the CUDA-graph check reads the placed kernels' declarations -------------------
+
+def _embedding_model():
+    table = helper.make_tensor("table", TensorProto.FLOAT, [10, 4], np.arange(40, dtype=np.float32))
+    node = helper.make_node("Gather", ["table", "ids"], ["y"], name="embed")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [table])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+
+
+def test_kernels_with_host_round_trips_control_flow_or_data_dependent_shapes_are_not_capturable():
+    def declared(op, provider, since):
+        return next(k for k in registered() if k.op_type == op and k.provider == provider and k.since == since)
+    for op, provider, since, why in [("If", SHARED, 21, "control flow"), ("Loop", SHARED, 21, "control flow"),
+                                     ("NonZero", SHARED, 13, "output shape"), ("Compress", SHARED, 11, "output shape"),
+                                     ("Gather", CUDA, 13, "on the host"), ("GatherND", CUDA, 13, "on the host"),
+                                     ("ScatterND", CUDA, 18, "on the host"), ("RoiAlign", CUDA, 22, "on the host"),
+                                     ("Resize", CUDA, 19, "on the host")]:
+        k = declared(op, provider, since)
+        assert not k.capturable and why in k.not_capturable_because, (op, provider)
+    assert declared("Relu", CUDA, 14).capturable and declared("MatMul", CUDA, 13).capturable
+
+
+def test_cuda_graphs_refuse_a_kernel_that_reads_device_values_on_the_host_naming_the_node():
+    from ortgpu.errors import Fail
+    from ortgpu.providers.cuda.provider import CUDAExecutionProvider
+    cuda = CUDAExecutionProvider({"enable_cuda_graph": "1"}, device_count=None)
+    with pytest.raises(Fail, match=r"cannot use the CUDA Graph feature.*Gather 'embed' \(it reads device values"):
+        ortgpu.InferenceSession(_embedding_model().SerializeToString(), providers=[cuda, "CPUExecutionProvider"])
+
+
+def test_the_cuda_provider_reads_the_host_only_declaration():
+    from ortgpu.providers.cuda import provider as cuda_provider
+    p = cuda_provider.CUDAExecutionProvider(device_count=None)
+    node = helper.make_node("HannWindow", ["n"], ["w"])
+    k = p.kernel_for("HannWindow", "", 17)
+    assert k.provider == SHARED and k.host_only
+    int64 = helper.make_tensor_type_proto(TensorProto.INT64, [])
+    assert not p.accepts(node, k, [int64])
+    assert p.accepts(node, dataclasses.replace(k, host_only=""), [int64])
+    ml = p.kernel_for("Binarizer", "ai.onnx.ml", 1)
+    assert not ml.host_only and cuda_provider.host_only_reason(ml)   # the domain rule

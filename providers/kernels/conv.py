@@ -259,7 +259,7 @@ def ConvTranspose(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group
     return xp.ascontiguousarray(y).astype(X.dtype, copy=False)
 
 
-@kernel("Col2Im", since=18, types={"T": NUMERIC | COMPLEX})
+@kernel("Col2Im", since=18, types={"T": NUMERIC | COMPLEX}, host_inputs=(1, 2))
 def Col2Im(ctx, input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
     """Rebuild images (N, C, *image_shape) from sliding blocks (N, C*prod(block), L), summing overlaps."""
     xp = ctx.xp

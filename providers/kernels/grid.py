@@ -118,11 +118,11 @@ def GridSample(ctx, X, grid, *, align_corners=0, mode="linear", padding_mode="ze
     return out.reshape((N, C) + tuple(out_sp)).astype(X.dtype)
 
 
-@kernel("AffineGrid", since=20, types={"T1": FLOATS, "T2": frozenset({"int64"})})
+@kernel("AffineGrid", since=20, types={"T1": FLOATS, "T2": frozenset({"int64"})}, host_inputs=(1,))
 def AffineGrid(ctx, theta, size, *, align_corners=0):
     """Grid (N, [D,] H, W, r) of theta applied to normalized output coordinates (x innermost)."""
     xp = ctx.xp
-    shape = [int(s) for s in (size.get() if hasattr(size, "get") else np.asarray(size)).reshape(-1)]
+    shape = [int(s) for s in np.asarray(size).reshape(-1)]
     N, sp = shape[0], shape[2:]
     r = len(sp)
     if theta.shape != (N, r, r + 1):

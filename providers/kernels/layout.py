@@ -6,7 +6,7 @@ from ortgpu.providers.dtype_sets import ALL, CUPY, FLOAT, FLOAT6, INDEX, STANDAR
 from ortgpu.providers.registry import kernel
 
 
-@kernel("Expand", since=(8, 13), types={"T": STANDARD})
+@kernel("Expand", since=(8, 13), types={"T": STANDARD}, host_inputs=(1,))
 def Expand(ctx, input, shape):
     """Broadcast `input` against `shape` (bidirectionally: either side may be 1)."""
     xp = ctx.xp
@@ -20,7 +20,7 @@ def Expand(ctx, input, shape):
     return xp.ascontiguousarray(xp.broadcast_to(input, out_shape))
 
 
-@kernel("Tile", since=1, types={"T": FLOAT, "T1": frozenset({"int64"})})
+@kernel("Tile", since=1, types={"T": FLOAT, "T1": frozenset({"int64"})}, host_inputs=(1, 2))
 def Tile_1(ctx, input, tiles, axis):
     """Repeat `input` `tiles` times along `axis` (both given as scalar inputs)."""
     ax = norm_axis(int(host_scalar(axis)), input.ndim)
@@ -29,7 +29,7 @@ def Tile_1(ctx, input, tiles, axis):
     return _tile(ctx.xp, input, reps)
 
 
-@kernel("Tile", since=(6, 13), types={"T": STANDARD, "T1": frozenset({"int64"})})
+@kernel("Tile", since=(6, 13), types={"T": STANDARD, "T1": frozenset({"int64"})}, host_inputs=(1,))
 def Tile(ctx, input, repeats):
     """Repeat `input` repeats[i] times along each axis i."""
     reps = host_ints(repeats)
@@ -100,20 +100,20 @@ def Pad_2(ctx, data, *, pads, mode="constant", value=0.0):
     return _pad(ctx.xp, data, list(pads), None, mode, value)
 
 
-@kernel("Pad", since=(11, 13), types={"T": STANDARD})
+@kernel("Pad", since=(11, 13), types={"T": STANDARD}, host_inputs=(1,))
 def Pad_11(ctx, data, pads, constant_value=None, *, mode="constant"):
     """Pad by the `pads` input, filling with `constant_value` (0) in constant mode."""
     return _pad(ctx.xp, data, host_ints(pads), None, mode, _fill_value(data, constant_value))
 
 
-@kernel("Pad", since=(18, 19, 21, 23, 24, 25), types={"T": ALL - FLOAT6, "Tind": INDEX})
+@kernel("Pad", since=(18, 19, 21, 23, 24, 25), types={"T": ALL - FLOAT6, "Tind": INDEX}, host_inputs=(1, 3))
 def Pad(ctx, data, pads, constant_value=None, axes=None, *, mode="constant"):
     """Pad the `axes` (all by default) by `pads`; modes constant/reflect/edge/wrap."""
     return _pad(ctx.xp, data, host_ints(pads), host_ints(axes) if axes is not None else None,
                 mode, _fill_value(data, constant_value))
 
 
-@kernel("CenterCropPad", since=18, types={"T": STANDARD, "Tind": INDEX})
+@kernel("CenterCropPad", since=18, types={"T": STANDARD, "Tind": INDEX}, host_inputs=(1,))
 def CenterCropPad(ctx, input_data, shape, *, axes=None):
     """Crop or zero-pad each of `axes` to `shape`, centred (the odd element goes to the end)."""
     xp = ctx.xp
@@ -194,7 +194,7 @@ def _space_to_depth(xp, x, bs, mode):
     return xp.reshape(t, (b, c * bs * bs, h // bs, w // bs))
 
 
-@kernel("Trilu", since=14, types={"T": STANDARD})
+@kernel("Trilu", since=14, types={"T": STANDARD}, host_inputs=(1,))
 def Trilu(ctx, input, k=None, *, upper=1):
     """Keep the upper (or lower) triangle of the last two dims from diagonal k; zero the rest."""
     xp = ctx.xp

@@ -167,7 +167,7 @@ def GlobalLpPool(ctx, X, *, p=2):
     return (s ** (1.0 / float(p))).astype(X.dtype)
 
 
-@kernel("MaxUnpool", since=(9, 11, 22), types={"T1": FLOATS, "T2": frozenset({"int64"})})
+@kernel("MaxUnpool", since=(9, 11, 22), types={"T1": FLOATS, "T2": frozenset({"int64"})}, host_inputs=(2,))
 def MaxUnpool(ctx, X, I, output_shape=None, *, kernel_shape=None, pads=None, strides=None):
     """Scatter X to the flat positions I of a zero tensor (MaxPool's Indices layout)."""
     xp = ctx.xp
@@ -182,7 +182,6 @@ def MaxUnpool(ctx, X, I, output_shape=None, *, kernel_shape=None, pads=None, str
     y[I.reshape(-1).astype(np.int64)] = X.reshape(-1)
     y = y.reshape(shape)
     if output_shape is not None:  # indices keep the default layout; the rest is zero-padded at the end
-        target = [int(v) for v in np.asarray(output_shape.get() if hasattr(output_shape, "get")
-                                             else output_shape).tolist()][-nd:]
+        target = [int(v) for v in np.asarray(output_shape).tolist()][-nd:]
         y = pad_spatial(xp, y, [0] * nd, [t - s for t, s in zip(target, shape[2:])])
     return y

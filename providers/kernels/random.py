@@ -115,15 +115,14 @@ def Dropout_ratio_attribute(ctx, data, *, ratio=0.5, is_test=None, consumed_inpu
 
 
 @kernel("Dropout", since=(12, 13, 22),
-        types={"T": FLOATS | FLOAT8, "T1": FLOATS | FLOAT8, "T2": BOOL})
+        types={"T": FLOATS | FLOAT8, "T1": FLOATS | FLOAT8, "T2": BOOL}, host_inputs=(1, 2))
 def Dropout(ctx, data, ratio=None, training_mode=None, *, seed=None):
     """Identity unless training_mode is true; then zero with probability `ratio` (default 0.5)
     and scale the kept values by 1/(1-ratio).  The mask output is bool."""
     xp = ctx.xp
-    training = training_mode is not None and bool(np.asarray(
-        training_mode.get() if hasattr(training_mode, "get") else training_mode).reshape(-1)[0])
+    training = training_mode is not None and bool(np.asarray(training_mode).reshape(-1)[0])
     if training:
-        r = 0.5 if ratio is None else float(np.asarray(ratio.get() if hasattr(ratio, "get") else ratio).reshape(-1)[0])
+        r = 0.5 if ratio is None else float(np.asarray(ratio).reshape(-1)[0])
         out, keep = _drop(xp, data, r, seed)
     else:
         out, keep = data, None

@@ -155,7 +155,7 @@ def reduce(ctx, name: str, data, axes, keepdims: int, noop: bool = False):
 def _axes_from_input(axes):
     if axes is None:
         return None
-    return [int(a) for a in np.asarray(axes.get() if hasattr(axes, "get") else axes).reshape(-1)]
+    return [int(a) for a in np.asarray(axes).reshape(-1)]
 
 
 def _register(name: str, attr_versions, input_versions):
@@ -170,7 +170,7 @@ def _register(name: str, attr_versions, input_versions):
         fn.__doc__ = f"{name} with {how}; small floats accumulate in float32."
     attr_types, input_types = TYPES[name]
     kernel(name, since=attr_versions, types={"T": attr_types})(with_axes_attribute)
-    kernel(name, since=input_versions, types={"T": input_types})(with_axes_input)
+    kernel(name, since=input_versions, types={"T": input_types}, host_inputs=(1,))(with_axes_input)
 
 
 # op -> (since-versions with `axes` as an attribute, since-versions with `axes` as an input);
@@ -192,7 +192,7 @@ for _name, (_attr_versions, _input_versions) in VERSIONS.items():
 
 
 def _scalar_axis(axis, ndim):
-    a = int(np.asarray(axis.get() if hasattr(axis, "get") else axis).reshape(-1)[0])
+    a = int(np.asarray(axis).reshape(-1)[0])
     if not -ndim <= a < ndim:
         raise ValueError(f"axis {a} is out of range for a tensor of rank {ndim}")
     return a % ndim
@@ -218,14 +218,14 @@ def _cumulative(ctx, x, axis, exclusive, reverse, op, identity):
 
 
 @kernel("CumSum", since=(11, 14),
-        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX})
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX}, host_inputs=(1,))
 def CumSum(ctx, x, axis, *, exclusive=0, reverse=0):
     """Cumulative sum along `axis` (a scalar input); exclusive shifts in a 0, reverse runs backwards."""
     return _cumulative(ctx, x, axis, exclusive, reverse, ctx.xp.cumsum, 0)
 
 
 @kernel("CumProd", since=26,
-        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX})
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX}, host_inputs=(1,))
 def CumProd(ctx, x, axis, *, exclusive=0, reverse=0):
     """Cumulative product along `axis`; exclusive shifts in a 1, reverse runs backwards."""
     return _cumulative(ctx, x, axis, exclusive, reverse, ctx.xp.cumprod, 1)

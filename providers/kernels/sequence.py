@@ -27,7 +27,8 @@ def SequenceConstruct(ctx, *inputs):
     return list(inputs)
 
 
-@kernel("SequenceInsert", since=11, types={"T": CUPY | STRING, "S": CUPY | STRING, "I": INDEX})
+@kernel("SequenceInsert", since=11, types={"T": CUPY | STRING, "S": CUPY | STRING, "I": INDEX},
+        host_inputs=(2,))
 def SequenceInsert(ctx, input_sequence, tensor, position=None):
     """A new sequence with `tensor` inserted before `position` (default: appended)."""
     seq = list(input_sequence)
@@ -35,13 +36,13 @@ def SequenceInsert(ctx, input_sequence, tensor, position=None):
     return seq
 
 
-@kernel("SequenceAt", since=11, types={"S": CUPY | STRING, "T": CUPY | STRING, "I": INDEX})
+@kernel("SequenceAt", since=11, types={"S": CUPY | STRING, "T": CUPY | STRING, "I": INDEX}, host_inputs=(1,))
 def SequenceAt(ctx, input_sequence, position):
     """The tensor at `position` (negative counts from the back)."""
     return input_sequence[_position(input_sequence, position, 0, allow_end=False)]
 
 
-@kernel("SequenceErase", since=11, types={"S": CUPY | STRING, "I": INDEX})
+@kernel("SequenceErase", since=11, types={"S": CUPY | STRING, "I": INDEX}, host_inputs=(1,))
 def SequenceErase(ctx, input_sequence, position=None):
     """A new sequence without the tensor at `position` (default: the last one)."""
     seq = list(input_sequence)
@@ -57,7 +58,7 @@ def SequenceLength(ctx, input_sequence):
     return ctx.xp.asarray(len(input_sequence), dtype=ctx.xp.int64)
 
 
-@kernel("SplitToSequence", since=(11, 24), types={"T": STANDARD, "I": INDEX, "S": STANDARD})
+@kernel("SplitToSequence", since=(11, 24), types={"T": STANDARD, "I": INDEX, "S": STANDARD}, host_inputs=(1,))
 def SplitToSequence(ctx, input, split=None, *, axis=0, keepdims=1):
     """Split along `axis` into a sequence; `keepdims` only applies when `split` is absent."""
     xp = ctx.xp

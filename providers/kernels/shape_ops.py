@@ -59,7 +59,7 @@ def Constant(ctx, *, value=None, sparse_value=None, value_float=None, value_floa
 
 
 @kernel("ConstantOfShape", since=(9, 20, 21, 23, 24, 25),
-        types={"T1": frozenset({"int64"}), "T2": NON_STRING - (COMPLEX | FLOAT6)})
+        types={"T1": frozenset({"int64"}), "T2": NON_STRING - (COMPLEX | FLOAT6)}, host_inputs=(0,))
 def ConstantOfShape(ctx, input, *, value=None):
     """A tensor of shape `input` filled with the single element of `value` (float32 0 by default)."""
     shape = tuple(host_ints(input))
@@ -87,7 +87,7 @@ def EyeLike(ctx, input, *, dtype=None, k=0):
     return out
 
 
-@kernel("Range", since=(11, 27), types={"T": FLOATS | INDEX | frozenset({"int16"})})
+@kernel("Range", since=(11, 27), types={"T": FLOATS | INDEX | frozenset({"int16"})}, host_inputs=(0, 1, 2))
 def Range(ctx, start, limit, delta, *, stash_type=1):
     """start, start+delta, ... up to limit (exclusive); floats are start + i*delta in float32+."""
     # computing each element directly (not by accumulation) is what stash_type=1 asks for
@@ -148,7 +148,7 @@ def Reshape_1(ctx, data, *, shape=(), consumed_inputs=None):
     return _reshape(ctx.xp, data, [int(s) for s in shape], False)
 
 
-@kernel("Reshape", since=(5, 13, 14, 19, 21, 23, 24, 25), types={"T": ALL - FLOAT6})
+@kernel("Reshape", since=(5, 13, 14, 19, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Reshape(ctx, data, shape, *, allowzero=0):
     """Reshape to `shape`: 0 copies the input dim unless allowzero, -1 is inferred."""
     return _reshape(ctx.xp, data, host_ints(shape), allowzero)
@@ -183,7 +183,7 @@ def Squeeze_1(ctx, data, *, axes=None):
     return _squeeze(ctx.xp, data, axes)
 
 
-@kernel("Squeeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6})
+@kernel("Squeeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Squeeze(ctx, data, axes=None):
     """Drop the size-1 dims in the `axes` input (all size-1 dims when absent)."""
     return _squeeze(ctx.xp, data, host_ints(axes))
@@ -206,7 +206,7 @@ def Unsqueeze_1(ctx, data, *, axes=()):
     return _unsqueeze(ctx.xp, data, list(axes))
 
 
-@kernel("Unsqueeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6})
+@kernel("Unsqueeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Unsqueeze(ctx, data, axes):
     """Insert size-1 dims at the `axes` input (positions in the output, may be negative)."""
     return _unsqueeze(ctx.xp, data, host_ints(axes))
@@ -263,7 +263,7 @@ def _split_by(ctx, input, axis, sizes):
     return _split(input, axis, sizes)
 
 
-@kernel("Split", since=1, types={"T": FLOAT})
+@kernel("Split", since=1, types={"T": FLOAT}, host_inputs=(1,))
 def Split_1(ctx, input, split_input=None, *, axis=0, **attrs):
     """Split along `axis` by the `split` attribute or the second input, else equally."""
     # opset 1 names both an input and an attribute `split`; the attribute comes in **attrs
@@ -277,13 +277,13 @@ def Split_2(ctx, input, *, split=None, axis=0):
     return _split_by(ctx, input, axis, list(split or []))
 
 
-@kernel("Split", since=13, types={"T": STANDARD})
+@kernel("Split", since=13, types={"T": STANDARD}, host_inputs=(1,))
 def Split_13(ctx, input, split=None, *, axis=0):
     """Split along `axis` by the `split` input, else into equal parts."""
     return _split_by(ctx, input, axis, host_ints(split))
 
 
-@kernel("Split", since=18, types={"T": STANDARD})
+@kernel("Split", since=18, types={"T": STANDARD}, host_inputs=(1,))
 def Split(ctx, input, split=None, *, axis=0, num_outputs=None):
     """Split by the `split` input, else into num_outputs parts (the last may be smaller)."""
     axis_ = norm_axis(axis, input.ndim)
@@ -334,7 +334,7 @@ def Slice_1(ctx, data, *, starts, ends, axes=None):
     return data[_slice_index(data.shape, list(starts), list(ends), axes, None)]
 
 
-@kernel("Slice", since=(10, 11, 13), types={"T": STANDARD, "Tind": INDEX})
+@kernel("Slice", since=(10, 11, 13), types={"T": STANDARD, "Tind": INDEX}, host_inputs=(1, 2, 3, 4))
 def Slice(ctx, data, starts, ends, axes=None, steps=None):
     """Slice with starts/ends/axes/steps inputs; out-of-range bounds clamp, steps may be negative."""
     index = _slice_index(data.shape, host_ints(starts), host_ints(ends),

@@ -3,7 +3,7 @@ import numpy as np
 
 from ortgpu.providers.kernels.shape_ops import host_scalar, norm_axis
 from ortgpu.providers.dtype_sets import FLOAT, NUMERIC, STANDARD
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.registry import DATA_DEPENDENT, kernel
 
 
 def _sort_key(x):
@@ -35,13 +35,13 @@ def TopK_1(ctx, X, *, k, axis=-1):
     return _top_k(ctx.xp, X, k, axis, True)
 
 
-@kernel("TopK", since=10, types={"T": FLOAT, "I": frozenset({"int64"})})
+@kernel("TopK", since=10, types={"T": FLOAT, "I": frozenset({"int64"})}, host_inputs=(1,))
 def TopK_10(ctx, X, K, *, axis=-1):
     """The K largest elements along `axis` and their indices; ties keep the lower index first."""
     return _top_k(ctx.xp, X, int(host_scalar(K)), axis, True)
 
 
-@kernel("TopK", since=(11, 24), types={"T": NUMERIC, "I": frozenset({"int64"})})
+@kernel("TopK", since=(11, 24), types={"T": NUMERIC, "I": frozenset({"int64"})}, host_inputs=(1,))
 def TopK(ctx, X, K, *, axis=-1, largest=1, sorted=1):
     """The K largest (or smallest) elements along `axis`, sorted, ties by lower index."""
     # sorted=0 leaves the order unspecified; the sorted order is a valid answer
@@ -73,7 +73,7 @@ def ArgMin(ctx, data, *, axis=0, keepdims=1, select_last_index=0):
     return _arg_extreme(ctx.xp, data, axis, keepdims, select_last_index, False)
 
 
-@kernel("Unique", since=(11, 28), provider="cpu", types={"T": STANDARD})
+@kernel("Unique", since=(11, 28), provider="cpu", types={"T": STANDARD}, capturable=DATA_DEPENDENT)
 def Unique(ctx, X, *, axis=None, sorted=1):
     """Unique elements (or slices along `axis`), first indices, inverse indices and counts."""
     if axis is None:

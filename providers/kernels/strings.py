@@ -5,7 +5,7 @@ import re
 import numpy as np
 
 from ortgpu.providers.dtype_sets import BOOL, INDEX, STRING
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.registry import DATA_DEPENDENT, kernel
 
 
 def _strings(shape, values):
@@ -52,7 +52,7 @@ _SPACES = re.compile(" +")
 
 
 @kernel("StringSplit", since=20, provider="cpu",
-        types={"T1": STRING, "T2": STRING, "T3": frozenset({"int64"})})
+        types={"T1": STRING, "T2": STRING, "T3": frozenset({"int64"})}, capturable=DATA_DEPENDENT)
 def StringSplit(ctx, X, *, delimiter=None, maxsplit=None):
     """Split each string; empty/absent delimiter splits on whitespace runs. Pads with "" to the longest."""
     sep = delimiter or None

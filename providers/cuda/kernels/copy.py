@@ -206,7 +206,7 @@ def Concat(ctx, *inputs, axis=1):
     return shared.Concat(ctx, *inputs, axis=axis)
 
 
-@kernel("Split", since=1, provider="cuda", types={"T": FLOAT})
+@kernel("Split", since=1, provider="cuda", types={"T": FLOAT}, host_inputs=(1,))
 def Split_1(ctx, input, split_input=None, *, axis=0, **attrs):
     """Split along `axis` by the `split` attribute or the second input (raw CUDA copies)."""
     return _materialized(ctx, shared.Split_1(ctx, input, split_input, axis=axis, **attrs), (input,))
@@ -218,13 +218,13 @@ def Split_2(ctx, input, *, split=None, axis=0):
     return _materialized(ctx, shared.Split_2(ctx, input, split=split, axis=axis), (input,))
 
 
-@kernel("Split", since=13, provider="cuda", types={"T": CUPY})
+@kernel("Split", since=13, provider="cuda", types={"T": CUPY}, host_inputs=(1,))
 def Split_13(ctx, input, split=None, *, axis=0):
     """Split along `axis` by the `split` input, else equally (raw CUDA copies)."""
     return _materialized(ctx, shared.Split_13(ctx, input, split, axis=axis), (input,))
 
 
-@kernel("Split", since=18, provider="cuda", types={"T": CUPY})
+@kernel("Split", since=18, provider="cuda", types={"T": CUPY}, host_inputs=(1,))
 def Split(ctx, input, split=None, *, axis=0, num_outputs=None):
     """Split by the `split` input, else into num_outputs parts (raw CUDA copies)."""
     return _materialized(ctx, shared.Split(ctx, input, split, axis=axis, num_outputs=num_outputs),
@@ -237,7 +237,8 @@ def Slice_1(ctx, data, *, starts, ends, axes=None):
     return _materialized(ctx, shared.Slice_1(ctx, data, starts=starts, ends=ends, axes=axes), (data,))
 
 
-@kernel("Slice", since=(10, 11, 13), provider="cuda", types={"T": CUPY, "Tind": INDEX})
+@kernel("Slice", since=(10, 11, 13), provider="cuda", types={"T": CUPY, "Tind": INDEX},
+        host_inputs=(1, 2, 3, 4))
 def Slice(ctx, data, starts, ends, axes=None, steps=None):
     """Slice with starts/ends/axes/steps inputs, written contiguously (raw CUDA)."""
     return _materialized(ctx, shared.Slice(ctx, data, starts, ends, axes, steps), (data,))

@@ -151,7 +151,8 @@ def _register(name: str, attr_versions, input_versions):
         fn.__doc__ = f"{name} with {how} (raw CUDA)."
     attr_types, input_types = shared.TYPES[name]
     kernel(name, since=attr_versions, provider="cuda", types={"T": attr_types & CUPY})(with_axes_attribute)
-    kernel(name, since=input_versions, provider="cuda", types={"T": input_types & CUPY})(with_axes_input)
+    kernel(name, since=input_versions, provider="cuda", types={"T": input_types & CUPY},
+           host_inputs=(1,))(with_axes_input)
 
 
 for _name, (_attr_versions, _input_versions) in shared.VERSIONS.items():   # the shared kernels' versions

@@ -57,11 +57,25 @@ NAMED = {"ALL": ALL, "NON_STRING": NON_STRING, "STANDARD": STANDARD, "CUPY": CUP
          "STRING": STRING}
 
 
-def describe(types: frozenset) -> str:
-    """A short text for a set: named sets where they cover it exactly, else the names."""
+def _union_text(types) -> tuple[list[str], list[str]]:
+    """Named sets covering `types` (largest first) and the names left over."""
     rest, parts = set(types), []
     for name, members in NAMED.items():
         if members and members <= rest:
             parts.append(name)
             rest -= members
-    return "+".join(parts + sorted(rest))
+    return parts, sorted(rest)
+
+
+def describe(types: frozenset) -> str:
+    """A short text for a set: named sets joined by "+" where they cover it exactly, else
+    the names, or a named set less named sets ("ALL-FLOAT6") where that is shorter."""
+    parts, rest = _union_text(types)
+    best = (len(parts) + len(rest), "+".join(parts + rest) or "-")
+    for name, members in NAMED.items():
+        if members > set(types):
+            less, odd = _union_text(members - set(types))
+            text = (1 + len(less), f"{name}-{'-'.join(less)}")
+            if not odd and len(less) <= 2 and text < best:
+                best = text
+    return best[1]

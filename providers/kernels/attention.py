@@ -262,7 +262,8 @@ def RotaryEmbedding(ctx, X, cos_cache, sin_cache, position_ids=None, *, interlea
 
 
 @kernel("LinearAttention", since=27,
-        types={"T": BFLOAT16 | frozenset({"float16", "float32"}), "S": BFLOAT16 | frozenset({"float16", "float32"})})
+        types={"T": BFLOAT16 | frozenset({"float16", "float32"}),
+               "S": BFLOAT16 | frozenset({"float16", "float32"})})
 def LinearAttention(ctx, query, key, value, past_state=None, decay=None, beta=None, *, chunk_size=64,
                     kv_num_heads=None, q_num_heads=None, scale=0.0, update_rule="gated_delta"):
     """Recurrent linear attention (linear / gated / delta / gated_delta), one token at a time."""

@@ -182,7 +182,9 @@ def Conv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kerne
 
 
 @kernel("ConvInteger", since=10,
-        types={"T1": frozenset({"int8", "uint8"}), "T2": frozenset({"int8", "uint8"}), "T3": frozenset({"int32"})})
+        types={"T1": frozenset({"int8", "uint8"}),
+               "T2": frozenset({"int8", "uint8"}),
+               "T3": frozenset({"int32"})})
 def ConvInteger(ctx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET",
                 dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """Integer convolution of (x - x_zero_point) and (w - w_zero_point), int32 result."""

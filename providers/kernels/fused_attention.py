@@ -17,11 +17,11 @@ Every step rounds to the input's dtype as the unfused graph does (float16 includ
 """
 from __future__ import annotations
 
+from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.kernels import linalg
 from ortgpu.providers.kernels.fused import DOMAIN, one_output
 from ortgpu.providers.kernels.normalization import softmax
 from ortgpu.providers.kernels.reduce import float_work_dtype
-from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.registry import kernel
 
 

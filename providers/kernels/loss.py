@@ -6,9 +6,9 @@ loss nor to the weight total that the "mean" reduction divides by.
 """
 from __future__ import annotations
 
+from ortgpu.providers.dtype_sets import FLOATS, INDEX
 from ortgpu.providers.kernels.normalization import log_softmax
 from ortgpu.providers.kernels.reduce import float_work_dtype
-from ortgpu.providers.dtype_sets import FLOATS, INDEX
 from ortgpu.providers.registry import kernel
 
 

@@ -69,7 +69,8 @@ def LabelEncoder1(ctx, X, *, classes_strings=(), default_int64=-1, default_strin
 
 
 @kernel("LabelEncoder", since=(2, 4), domain=ML, provider="cpu",
-        types={"T1": INDEX | STRING | frozenset({"float32", "float64", "int16"}), "T2": INDEX | STRING | frozenset({"float32", "float64", "int16"})})
+        types={"T1": INDEX | STRING | frozenset({"float32", "float64", "int16"}),
+               "T2": INDEX | STRING | frozenset({"float32", "float64", "int16"})})
 def LabelEncoder(ctx, X, *, default_float=-0.0, default_int64=-1, default_string="_Unused",
                  default_tensor=None, keys_floats=None, keys_int64s=None, keys_strings=None,
                  keys_tensor=None, values_floats=None, values_int64s=None, values_strings=None,

@@ -9,8 +9,8 @@ cudnn.py), which reads the channels-last memory directly.
 """
 from __future__ import annotations
 
-from ortgpu.providers.kernels.conv import conv_float
 from ortgpu.providers.dtype_sets import FLOATS
+from ortgpu.providers.kernels.conv import conv_float
 from ortgpu.providers.registry import kernel
 
 OP_TYPE = "NhwcConv"

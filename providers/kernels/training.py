@@ -16,7 +16,9 @@ def _groups(inputs, k, op):
 
 
 @kernel("Adagrad", since=1, domain=TRAINING,
-        types={"T1": frozenset({"float32", "float64"}), "T2": frozenset({"int64"}), "T3": frozenset({"float32", "float64"})})
+        types={"T1": frozenset({"float32", "float64"}),
+               "T2": frozenset({"int64"}),
+               "T3": frozenset({"float32", "float64"})})
 def Adagrad(ctx, R, T, *inputs, decay_factor=0.0, epsilon=1e-6, norm_coefficient=0.0):
     """One ADAGRAD step per tensor: outputs all X_new, then all H_new."""
     xp = ctx.xp
@@ -32,7 +34,9 @@ def Adagrad(ctx, R, T, *inputs, decay_factor=0.0, epsilon=1e-6, norm_coefficient
 
 
 @kernel("Adam", since=1, domain=TRAINING,
-        types={"T1": frozenset({"float32", "float64"}), "T2": frozenset({"int64"}), "T3": frozenset({"float32", "float64"})})
+        types={"T1": frozenset({"float32", "float64"}),
+               "T2": frozenset({"int64"}),
+               "T3": frozenset({"float32", "float64"})})
 def Adam(ctx, R, T, *inputs, alpha=0.9, beta=0.999, epsilon=1e-6, norm_coefficient=0.0,
          norm_coefficient_post=0.0):
     """One Adam step per tensor (bias-corrected rate once T > 0): outputs all X, then all V, then all H."""
@@ -53,7 +57,9 @@ def Adam(ctx, R, T, *inputs, alpha=0.9, beta=0.999, epsilon=1e-6, norm_coefficie
 
 
 @kernel("Momentum", since=1, domain=TRAINING,
-        types={"T1": frozenset({"float32", "float64"}), "T2": frozenset({"int64"}), "T3": frozenset({"float32", "float64"})})
+        types={"T1": frozenset({"float32", "float64"}),
+               "T2": frozenset({"int64"}),
+               "T3": frozenset({"float32", "float64"})})
 def Momentum(ctx, R, T, *inputs, alpha, beta, mode, norm_coefficient):
     """One SGD step with 'standard' or 'nesterov' momentum (beta is 1 when T == 0): all X, then all V."""
     X, G, V = _groups(inputs, 3, "Momentum")

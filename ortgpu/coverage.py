@@ -1,4 +1,5 @@
-"""Operator coverage: which (domain, op, since-version) has a kernel on which provider.
+"""Operator coverage: which (domain, op, since-version) has a kernel on which provider, and
+the element types each provider's kernel declares.
 
 ``python -m ortgpu.coverage > docs/OperatorKernels.md`` regenerates the table.
 """
@@ -9,6 +10,7 @@ import collections
 import onnx.defs
 
 import ortgpu  # noqa: F401  (registers the kernels)
+from ortgpu.providers.dtype_sets import describe
 from ortgpu.providers.registry import SHARED, registered
 
 # The ai.onnx ops that onnxruntime's CUDA execution provider registers kernels for (its
@@ -44,8 +46,11 @@ def schema_versions() -> dict[tuple[str, str], list[int]]:
 
 def coverage() -> list[dict]:
     have: dict[tuple[str, str], dict[str, set[int]]] = collections.defaultdict(lambda: collections.defaultdict(set))
+    newest: dict[tuple[str, str], dict[str, object]] = collections.defaultdict(dict)
     for k in registered():
         have[(k.domain, k.op_type)][k.provider].add(k.since)
+        if k.since >= getattr(newest[(k.domain, k.op_type)].get(k.provider), "since", -1):
+            newest[(k.domain, k.op_type)][k.provider] = k
     rows = []
     for (domain, op), versions in sorted(schema_versions().items()):
         if domain not in ("", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"):
@@ -55,6 +60,7 @@ def coverage() -> list[dict]:
         schema = onnx.defs.get_schema(op, max(versions), domain)
         rows.append({"domain": domain or "ai.onnx", "op": op, "versions": versions,
                      "providers": {p: sorted(v) for p, v in got.items()},
+                     "types": {p: k.types for p, k in newest.get((domain, op), {}).items()},
                      "missing": [v for v in versions if v not in covered],
                      "function": bool(schema.has_function or schema.has_context_dependent_function)})
     return rows
@@ -63,13 +69,20 @@ def coverage() -> list[dict]:
 def cuda_status(domain: str, op: str, providers: dict) -> str:
     """How ortgpu's CUDA provider runs an op: its own kernel, the shared kernel on CuPy, or
     the CPU (and why)."""
-    from ortgpu.providers.cuda.provider import HOST_ONLY  # noqa: PLC0415
+    from ortgpu.providers.cuda.provider import host_only_reason  # noqa: PLC0415
     if "cuda" in providers:
         return "cuda"
     if SHARED not in providers:
         return "CPU"
-    reason = HOST_ONLY.get((domain, op)) or HOST_ONLY.get((domain, "*"))
-    return "CPU (host only)" if reason else "shared"
+    shared = [k for k in registered() if k.provider == SHARED and k.op_type == op and k.domain == domain]
+    return "CPU (host only)" if any(host_only_reason(k) for k in shared) else "shared"
+
+
+def element_types(declared: dict) -> str:
+    """The element types each provider's newest kernel declares, per type constraint."""
+    def one(types):
+        return " ".join(f"{c}={describe(t)}" for c, t in types.items()) or "(fixed by the schema)"
+    return "; ".join(f"{p}: {one(t)}" for p, t in sorted(declared.items())) or "-"
 
 
 def markdown() -> str:
@@ -81,10 +94,14 @@ def markdown() -> str:
              "Column *CUDA*: how the CUDA provider runs the op (`cuda`: raw CUDA, cuBLAS or cuDNN;",
              "`shared`: the shared kernel on CuPy; `CPU`: falls back to the CPU provider); *ORT CUDA*:",
              "onnxruntime's CUDA EP has a kernel for the op.  Element types CuPy cannot hold",
-             "(bfloat16, float8, int4, strings) fall back to the CPU whatever the column says.", "",
+             "(bfloat16, float8, int4, strings) fall back to the CPU whatever the column says.",
+             "Column *element types*: what each provider's kernel for the newest version declares",
+             "per type constraint (`@kernel(..., types=...)`, the named sets of",
+             "`providers/dtype_sets.py`; `A-B`: set A less set B); a node of other types goes to",
+             "the next provider.", "",
              "| domain | op | since-versions (onnx) | kernels | versions without kernel | function "
-             "| CUDA | ORT CUDA |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| CUDA | ORT CUDA | element types |",
+             "|---|---|---|---|---|---|---|---|---|"]
     ort_cuda = set(ORT_CUDA_OPS)
     for r in coverage():
         domain = "" if r["domain"] == "ai.onnx" else r["domain"]
@@ -92,7 +109,8 @@ def markdown() -> str:
         in_ort = "yes" if not domain and r["op"] in ort_cuda else ""
         lines.append(f"| {r['domain']} | {r['op']} | {','.join(map(str, r['versions']))} | {prov} | "
                      f"{','.join(map(str, r['missing'])) or '-'} | {'yes' if r['function'] else ''} | "
-                     f"{cuda_status(domain, r['op'], r['providers'])} | {in_ort} |")
+                     f"{cuda_status(domain, r['op'], r['providers'])} | {in_ort} | "
+                     f"{element_types(r['types'])} |")
     return "\n".join(lines) + "\n"
 
 

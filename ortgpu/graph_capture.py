@@ -32,6 +32,7 @@ import numpy as np
 
 from ortgpu.errors import Fail, InvalidArgument
 from ortgpu.partition import ANY, HOST, Copy, Partition, partition
+from ortgpu.providers.registry import CONTROL_FLOW, DATA_DEPENDENT
 
 _log = logging.getLogger("ortgpu")
 
@@ -39,10 +40,6 @@ GPU_GRAPH_ID = "gpu_graph_id"   # onnxruntime's run config key (kOrtRunOptionsCo
 SKIP = -1                       # a gpu_graph_id that runs without graphs
 DEFAULT_ID = 0
 WARMUP_RUNS = 2                 # onnxruntime's CUDA EP: regular runs before capture, per graph id
-
-CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
-# Ops whose output shape depends on input values: their device kernels read data on the host.
-DATA_DEPENDENT_OPS = frozenset({"NonZero", "Compress", "Unique", "NonMaxSuppression"})
 
 _PREFIX = "This session cannot use the CUDA Graph feature as requested by the user"
 _INTEGER = re.compile(r"-?[0-9]+")  # what onnxruntime's strict integer parser accepts
@@ -80,30 +77,44 @@ def capture_partition(graph, providers, provider) -> Partition:
 
 
 def check_capturable(part: Partition, provider) -> None:
-    """Fail unless every step of `part` can be recorded into one CUDA graph on `provider`."""
-    items = part.items
-    for it in items:
-        if not isinstance(it, Copy) and it.node.op_type in CONTROL_FLOW_OPS and not it.node.domain:
-            raise Fail(f"{_PREFIX} as the model has control flow nodes which can't be supported by CUDA "
-                       f"Graphs. (node '{it.node.name}', {it.node.op_type})")
+    """Fail unless every step of `part` can be recorded into one CUDA graph on `provider`:
+    each placed kernel's own declaration (``@kernel(..., capturable=...)``) says whether it
+    may run inside a capture, and why not (control flow, a data-dependent output shape, a
+    host round trip); onnxruntime's message names the node."""
+    nodes = [it for it in part.items if not isinstance(it, Copy)]
+    refused = [it for it in nodes if not it.kernel.capturable]
+    control = [it for it in refused if _because(it) == CONTROL_FLOW or it.subparts]
+    if control:
+        it = control[0]
+        raise Fail(f"{_PREFIX} as the model has control flow nodes which can't be supported by CUDA "
+                   f"Graphs. (node '{it.node.name}', {it.node.op_type})")
     for vi in part.graph.inputs:
         tp = part.graph.types.get(vi.name)
         if tp is not None and tp.WhichOneof("value") != "tensor_type":
             raise Fail(f"{_PREFIX} as input '{vi.name}' is not a tensor; CUDA graphs take tensor inputs only.")
-    off = [f"{it.op_type} of '{it.value}'" for it in items if isinstance(it, Copy)]
-    off += [f"{it.node.op_type} '{it.node.name}' on {it.provider.name}" for it in items
-            if not isinstance(it, Copy) and it.provider is not provider and it.provider.device != HOST]
+    off = [f"{it.op_type} of '{it.value}'" for it in part.items if isinstance(it, Copy)]
+    off += [f"{it.node.op_type} '{it.node.name}' on {it.provider.name}" for it in nodes
+            if it.provider is not provider and it.provider.device != HOST]
     if off:
         raise Fail(f"{_PREFIX}  as all compute graph nodes have not been partitioned to the CUDA EP. "
                    f"(outside {provider.name}: {', '.join(off[:8])}{' ...' if len(off) > 8 else ''})")
-    dependent = [f"{it.node.op_type} '{it.node.name}'" for it in items
-                 if not isinstance(it, Copy) and it.node.op_type in DATA_DEPENDENT_OPS and not it.node.domain]
+    dependent = [f"{it.node.op_type} '{it.node.name}'" for it in refused if _because(it) == DATA_DEPENDENT]
     if dependent:
         raise Fail(f"{_PREFIX} as the model has nodes whose output shape depends on the input data "
                    f"({', '.join(dependent)}): their kernels read device values on the host during the run.")
-    if any(not isinstance(it, Copy) and it.provider.device == HOST for it in items):
+    on_device = [it for it in refused if it.provider.device != HOST]   # host kernels round-trip nothing
+    if on_device:
+        named = ", ".join(f"{it.node.op_type} '{it.node.name}' ({_because(it) or 'declared not capturable'})"
+                          for it in on_device[:8])
+        raise Fail(f"{_PREFIX} as the model has nodes whose kernels cannot run inside a CUDA graph "
+                   f"capture: {named}{' ...' if len(on_device) > 8 else ''}.")
+    if any(it.provider.device == HOST for it in nodes):
         _log.warning("This model has shape massaging nodes that will execute on CPU. Use the CUDA Graph "
                      "feature with caution: a captured graph keeps the shapes of the run that captured it.")
+
+
+def _because(item) -> str:
+    return item.kernel.not_capturable_because
 
 
 @dataclasses.dataclass

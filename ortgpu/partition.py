@@ -22,7 +22,7 @@ number or condition input of a Loop body, or an outer-scope value that is a host
 
 Host inputs.  Some inputs of device nodes are read on the host by their kernels (a
 Reshape's shape, Slice's starts, an If's condition, a Loop's trip count, ...), as
-onnxruntime's CUDA kernels declare them CPU inputs (``placement.host_inputs``).  Such
+onnxruntime's CUDA kernels declare them CPU inputs (each kernel's ``host_inputs`` declaration).  Such
 an input is delivered as a NumPy array, so a shape computed on the CPU reaches a device
 Reshape without any copy.
 

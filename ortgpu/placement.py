@@ -22,29 +22,10 @@ HOST = "cpu"  # the device of host (NumPy) arrays
 # Inputs read only for their metadata (shape): used wherever they live, never copied.
 METADATA_INPUTS = {"Shape": (0,), "Size": (0,)}
 
-# Inputs that kernels read on the host (small shape-like tensors), by op type.
-HOST_INPUTS: dict[str, tuple[int, ...]] = {
-    "Reshape": (1,), "Expand": (1,), "Tile": (1, 2), "Slice": (1, 2, 3, 4),
-    "ConstantOfShape": (0,), "Range": (0, 1, 2), "TopK": (1,), "Pad": (1, 3),
-    "Resize": (1, 2, 3), "Upsample": (1,), "Split": (1,), "Squeeze": (1,), "Unsqueeze": (1,),
-    "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,),
-    "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
-    "ReduceSumSquare": (1,), "OneHot": (1,), "CumSum": (1,), "CumProd": (1,), "Trilu": (1,),
-    "Dropout": (1, 2), "If": (0,), "Loop": (0, 1), "DFT": (1, 2), "STFT": (1, 3),
-    "CenterCropPad": (1,), "Col2Im": (1, 2), "HannWindow": (0,), "HammingWindow": (0,),
-    "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1, 2, 3, 4), "SequenceAt": (1,),
-    "SequenceInsert": (2,), "SequenceErase": (1,), "SplitToSequence": (1,), "MaxUnpool": (2,),
-}
-
-
 def host_inputs(node: Node, kernel: KernelDef | None = None) -> tuple[int, ...]:
-    """Indices of the inputs of `node` that its kernel reads on the host."""
-    declared = set(kernel.host_inputs) if kernel is not None else set()
-    if node.domain:
-        return tuple(sorted(declared))
-    if node.op_type == "Scan" and node.opset < 9:
-        declared.add(0)  # opset-8 Scan: sequence_lens
-    return tuple(sorted(declared | set(HOST_INPUTS.get(node.op_type, ()))))
+    """Indices of the inputs of `node` that its kernel reads on the host (the kernel's
+    ``host_inputs`` declaration)."""
+    return tuple(kernel.host_inputs) if kernel is not None else ()
 
 
 def metadata_inputs(node: Node) -> tuple[int, ...]:

@@ -35,22 +35,47 @@ def _all_element_types() -> frozenset:
 
 
 ALL = _all_element_types()   # every element type ONNX defines and NumPy (with ml_dtypes) holds
-FLOAT8 = frozenset(n for n in ALL if n.startswith("float8"))
-SUB_BYTE = frozenset(n for n in ALL if n in ("int4", "uint4", "int2", "uint2") or n.startswith(("float4", "float6")))
+FLOAT8_E8M0 = frozenset({"float8_e8m0fnu"}) & ALL   # a scale type only (exponent bits, no sign)
+FLOAT8 = frozenset(n for n in ALL if n.startswith("float8_")) - FLOAT8_E8M0   # e4m3fn(uz), e5m2(fnuz)
+INT4 = frozenset({"int4", "uint4"}) & ALL
+INT2 = frozenset({"int2", "uint2"}) & ALL
+FLOAT4 = frozenset(n for n in ALL if n.startswith("float4_"))
+FLOAT6 = frozenset(n for n in ALL if n.startswith("float6_"))
+SUB_BYTE = INT4 | INT2 | FLOAT4 | FLOAT6   # packed below a byte in ONNX, one byte each in NumPy
 NON_STRING = ALL - STRING
+# ONNX's tensor types before IR 9 (no float8, no sub-byte): what most data-movement ops take.
+STANDARD = NUMERIC | BOOL | COMPLEX | STRING
+# What a CuPy array holds: a CUDA launcher (and a shared kernel on CuPy) runs no other type.
+CUPY = BOOL | INTEGER | FLOAT | COMPLEX
 
 # The names above, in the order the coverage table abbreviates declarations with them.
-NAMED = {"ALL": ALL, "NON_STRING": NON_STRING, "NUMERIC": NUMERIC, "INTEGER": INTEGER,
-         "FLOATS": FLOATS, "FLOAT": FLOAT, "SIGNED": SIGNED, "UNSIGNED": UNSIGNED,
-         "INDEX": INDEX, "COMPLEX": COMPLEX, "FLOAT8": FLOAT8, "SUB_BYTE": SUB_BYTE,
-         "BFLOAT16": BFLOAT16, "BOOL": BOOL, "STRING": STRING}
+NAMED = {"ALL": ALL, "NON_STRING": NON_STRING, "STANDARD": STANDARD, "CUPY": CUPY,
+         "NUMERIC": NUMERIC, "INTEGER": INTEGER, "FLOATS": FLOATS, "FLOAT": FLOAT,
+         "SIGNED": SIGNED, "UNSIGNED": UNSIGNED, "INDEX": INDEX, "COMPLEX": COMPLEX,
+         "FLOAT8": FLOAT8, "FLOAT8_E8M0": FLOAT8_E8M0, "SUB_BYTE": SUB_BYTE, "INT4": INT4,
+         "INT2": INT2, "FLOAT4": FLOAT4, "FLOAT6": FLOAT6, "BFLOAT16": BFLOAT16, "BOOL": BOOL,
+         "STRING": STRING}
 
 
-def describe(types: frozenset) -> str:
-    """A short text for a set: named sets where they cover it exactly, else the names."""
+def _union_text(types) -> tuple[list[str], list[str]]:
+    """Named sets covering `types` (largest first) and the names left over."""
     rest, parts = set(types), []
     for name, members in NAMED.items():
         if members and members <= rest:
             parts.append(name)
             rest -= members
-    return "+".join(parts + sorted(rest))
+    return parts, sorted(rest)
+
+
+def describe(types: frozenset) -> str:
+    """A short text for a set: named sets joined by "+" where they cover it exactly, else
+    the names, or a named set less named sets ("ALL-FLOAT6") where that is shorter."""
+    parts, rest = _union_text(types)
+    best = (len(parts) + len(rest), "+".join(parts + rest) or "-")
+    for name, members in NAMED.items():
+        if members > set(types):
+            less, odd = _union_text(members - set(types))
+            text = (1 + len(less), f"{name}-{'-'.join(less)}")
+            if not odd and len(less) <= 2 and text < best:
+                best = text
+    return best[1]

@@ -15,10 +15,13 @@ the node (compiling a generated kernel, checking an attribute).
 A registration declares what the kernel needs, where the placement and the capture check
 read it: ``types`` maps each type constraint of the schema ("T", "Tind", ...; "*" for an op
 without a schema: every tensor input and output) to the element types the kernel runs
-(NumPy dtype names; the sets of ``providers.dtype_sets``); ``host_inputs`` lists the inputs
+(NumPy dtype names; the sets of ``providers.dtype_sets``); it is required, so that the
+placement (``KernelDef.takes``) always knows what a kernel runs, and ``{}`` is only for an op
+whose schema fixes every type.  ``host_inputs`` lists the inputs
 it reads on the host (a Reshape's shape): they are delivered as NumPy arrays on any
 provider; ``capturable`` says whether it may run inside a CUDA-graph capture (no host
-round trip, no data-dependent output shape, no control flow).
+round trip, no data-dependent output shape, no control flow), and if not, why; ``host_only``
+gives the reason a shared kernel must stay off CuPy (the CUDA provider reads it).
 
 Versions are explicit: ``since=(7, 9, 11, 13)`` lists the schema since-versions that
 one function implements.  A node resolves its opset to the since-version of its schema
@@ -43,16 +46,16 @@ class KernelDef:
     since: int
     provider: str
     fn: Callable
-    types: dict | None        # type constraint -> NumPy dtype names it runs; None = undeclared
+    types: dict               # type constraint -> NumPy dtype names it runs ({}: the schema fixes all)
     doc: str
     host_inputs: tuple = ()   # input indices read on the host (delivered as NumPy arrays)
     capturable: bool = True   # may run inside a CUDA-graph capture
+    not_capturable_because: str = ""   # why not (one of the reasons below), when it may not
+    host_only: str = ""       # why a shared kernel must not run on CuPy (the CUDA provider declines it)
 
     def takes(self, input_types, output_types=()) -> bool:
         """Whether the element types of a node's inputs and outputs (onnx TypeProtos, None
         where unknown) are all among those this kernel declares for their type constraint."""
-        if not self.types:
-            return True
         for tp, constraint in _typed_formals(self, input_types, output_types):
             allowed = self.types.get(constraint)
             if allowed is None or tp is None:
@@ -101,18 +104,37 @@ def _element_type_name(tp) -> str | None:
 
 _REGISTRY: dict[tuple[str, str, int, str], KernelDef] = {}
 
+# Why a kernel may not run inside a CUDA-graph capture (``capturable=<reason>``).
+CONTROL_FLOW = "control flow: it runs subgraphs chosen at run time"
+DATA_DEPENDENT = "its output shape depends on the input data"
+HOST_ROUND_TRIP = "it reads device values on the host (or uploads host tables) while it runs"
+
 
 def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
            provider: str = SHARED, types: Mapping[str, Iterable[str]] | None = None,
-           host_inputs: Iterable[int] = (), capturable: bool = True):
+           host_inputs: Iterable[int] = (), capturable: bool | str = True, host_only: str = ""):
     """Register ``fn`` as the kernel of ``op_type`` for each schema since-version in ``since``,
-    with what it declares (see the module docstring)."""
+    with what it declares (see the module docstring).  ``types`` is required: a registration
+    without it raises TypeError at import, naming the op.  ``capturable`` is True, False, or
+    the reason it is not (CONTROL_FLOW, DATA_DEPENDENT, HOST_ROUND_TRIP or any short text).
+    ``host_only`` (a shared kernel) says why it runs badly or not at all on CuPy: the CUDA
+    provider then leaves its nodes to the CPU until a provider="cuda" kernel exists."""
     versions = (since,) if isinstance(since, int) else tuple(since)
     domain = "" if domain == "ai.onnx" else domain
-    if types is not None and (isinstance(types, (str, frozenset, set, list, tuple)) or not types):
-        raise TypeError(f"kernel {op_type}: types= maps type constraints to element types, "
+    name = f"{domain or 'ai.onnx'}::{op_type}({','.join(map(str, versions))}) for {provider}"
+    if types is None:
+        raise TypeError(f"kernel {name}: types= is required: map each type constraint of the "
+                        f"schema to the element types the kernel runs, e.g. types={{'T': FLOAT}} "
+                        f"(providers/dtype_sets.py); {{}} only when the schema fixes every type")
+    if isinstance(types, (str, frozenset, set, list, tuple)) or not isinstance(types, Mapping):
+        raise TypeError(f"kernel {name}: types= maps type constraints to element types, "
                         f"e.g. {{'T': FLOAT}}; got {types!r}")
-    declared = None if types is None else {c: frozenset(t) for c, t in types.items()}
+    if not types and _tensor_constraints(op_type, versions, domain):
+        raise TypeError(f"kernel {name}: types={{}} is only for an op whose schema fixes every "
+                        f"type; declare {sorted(_tensor_constraints(op_type, versions, domain))}")
+    declared = {c: frozenset(t) for c, t in types.items()}
+    because = capturable if isinstance(capturable, str) else ""
+    capturable = capturable is True
 
     def register(fn):
         for v in versions:
@@ -122,10 +144,24 @@ def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",
                                  f"registered twice ({_REGISTRY[key].fn.__qualname__}, {fn.__qualname__})")
             _REGISTRY[key] = KernelDef(op_type, domain, v, provider, fn, declared,
                                        (fn.__doc__ or "").strip().split("\n")[0],
-                                       tuple(host_inputs), bool(capturable))
+                                       tuple(host_inputs), capturable, because, host_only)
         return fn
 
     return register
+
+
+def _tensor_constraints(op_type: str, versions, domain: str) -> set[str]:
+    """The type constraints of the op's schemas (at `versions`) that admit a tensor type
+    ("*" for an op without schema): those a registration must declare."""
+    names = set()
+    for v in versions:
+        schema = schema_for(op_type, v, domain)
+        if schema is None:
+            names.add("*")
+            continue
+        names.update(tc.type_param_str for tc in schema.type_constraints
+                     if any("tensor(" in t for t in tc.allowed_type_strs))
+    return names
 
 
 @functools.lru_cache(maxsize=None)

@@ -241,7 +241,7 @@ def test_a_cuda_kernel_overrides_the_host_only_table():
     p = make()
     shared = p.kernel_for("MaxRoiPool", "", 22)
     assert not p.accepts(_node("MaxRoiPool"), shared, [_tensor(TensorProto.FLOAT)])
-    cuda_kernel = KernelDef("MaxRoiPool", "", shared.since, "cuda", shared.fn, None, "")
+    cuda_kernel = KernelDef("MaxRoiPool", "", shared.since, "cuda", shared.fn, shared.types, "")
     assert p.accepts(_node("MaxRoiPool"), cuda_kernel, [_tensor(TensorProto.FLOAT)])
 
 

@@ -25,6 +25,7 @@ from ortgpu.providers.cuda.cudnn import _handle, frontend_installed
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.cuda.kernels.softmax import run_softmax
 from ortgpu.providers.kernels import fused_attention as shared
+from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.registry import kernel
 
 SDPA_DTYPES = frozenset({np.dtype(np.float16)})
@@ -157,7 +158,7 @@ def _cublas_matmul(a, b, alpha, tf32=False):
     return out3.reshape(out_shape)
 
 
-@kernel("Attention", since=1, domain=shared.DOMAIN, provider="cuda")
+@kernel("Attention", since=1, domain=shared.DOMAIN, provider="cuda", types={"*": FLOAT})
 def Attention(ctx, input, weight, bias=None, attention_bias=None, past_key=None, past_value=None, *,
               num_heads=1, scale=1.0):
     """Self-attention: cuBLAS projection, then cuDNN SDPA or cuBLAS + the raw softmax."""

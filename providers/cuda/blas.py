@@ -26,6 +26,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.options import config_of
 from ortgpu.providers.kernels import linalg as shared_linalg
+from ortgpu.providers.dtype_sets import FLOAT, INDEX
 from ortgpu.providers.registry import kernel
 
 GEMM_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
@@ -159,7 +160,8 @@ def use_tf32(ctx) -> bool:
 
 # ----------------------------------------------------------------------------- kernels
 
-@kernel("MatMul", since=(1, 9, 13), provider="cuda")
+@kernel("MatMul", since=(1, 9, 13), provider="cuda",
+        types={"T": FLOAT | INDEX | frozenset({"uint32", "uint64"})})
 def MatMul(ctx, A, B):
     """numpy.matmul semantics on cuBLAS (float16/32/64); other types use the shared kernel."""
     xp = ctx.xp
@@ -174,7 +176,8 @@ def MatMul(ctx, A, B):
     return out3.reshape(out_shape)
 
 
-@kernel("Gemm", since=(1, 6, 7, 9, 11, 13), provider="cuda")
+@kernel("Gemm", since=(1, 6, 7, 9, 11, 13), provider="cuda",
+        types={"T": FLOAT | INDEX | frozenset({"uint32", "uint64"})})
 def Gemm(ctx, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
     """Y = alpha * A' B' + beta * C with C broadcast into the output first (cuBLAS beta)."""
     xp = ctx.xp

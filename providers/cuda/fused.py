@@ -26,6 +26,7 @@ from ortgpu.providers.cuda.kernels import activations as raw_act
 from ortgpu.providers.cuda.kernels import layernorm as raw_ln
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import fused as shared
+from ortgpu.providers.dtype_sets import FLOAT, INDEX
 from ortgpu.providers.registry import kernel
 
 DOMAIN = shared.DOMAIN
@@ -58,7 +59,7 @@ def activate(ctx, y, activation: str, params):
     return shared.apply_activation(ctx, y, activation, params)
 
 
-@kernel("FusedConv", since=1, domain=DOMAIN, provider="cuda")
+@kernel("FusedConv", since=1, domain=DOMAIN, provider="cuda", types={"*": FLOAT})
 def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
               dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """Conv on cuDNN, plus Z (CuPy, in place), then the activation (raw CUDA)."""
@@ -71,7 +72,8 @@ def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params
     return activate(ctx, y, activation, activation_params)
 
 
-@kernel("FusedGemm", since=1, domain=DOMAIN, provider="cuda")
+@kernel("FusedGemm", since=1, domain=DOMAIN, provider="cuda",
+        types={"*": FLOAT | INDEX | frozenset({"uint32", "uint64"})})
 def FusedGemm(ctx, A, B, C=None, *, activation="Relu", activation_params=None, alpha=1.0, beta=1.0,
               transA=0, transB=0):
     """Gemm on cuBLAS, then the activation (raw CUDA)."""
@@ -88,31 +90,31 @@ def _gelu(ctx, x, bias, op, fallback):
     return fallback()
 
 
-@kernel("Gelu", since=1, domain=DOMAIN, provider="cuda")
+@kernel("Gelu", since=1, domain=DOMAIN, provider="cuda", types={"*": FLOAT})
 def Gelu(ctx, X):
     """Gelu, erf form (raw CUDA)."""
     return _gelu(ctx, X, None, "GeluErf", lambda: shared.Gelu(ctx, X))
 
 
-@kernel("FastGelu", since=1, domain=DOMAIN, provider="cuda")
+@kernel("FastGelu", since=1, domain=DOMAIN, provider="cuda", types={"*": FLOAT})
 def FastGelu(ctx, X, bias=None):
     """Gelu, tanh form, of X (+ bias) (raw CUDA)."""
     return _gelu(ctx, X, bias, "GeluTanh", lambda: shared.FastGelu(ctx, X, bias))
 
 
-@kernel("BiasGelu", since=1, domain=DOMAIN, provider="cuda")
+@kernel("BiasGelu", since=1, domain=DOMAIN, provider="cuda", types={"*": FLOAT})
 def BiasGelu(ctx, A, B):
     """Gelu (erf form) of A + B (raw CUDA)."""
     return _gelu(ctx, A, B, "GeluErf", lambda: shared.BiasGelu(ctx, A, B))
 
 
-@kernel("LayerNormalization", since=1, domain=DOMAIN, provider="cuda")
+@kernel("LayerNormalization", since=1, domain=DOMAIN, provider="cuda", types={"*": FLOAT})
 def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5):
     """ai.onnx LayerNormalization-17's first output (raw CUDA), for models of older opsets."""
     return raw_ln.LayerNormalization(shared.one_output(ctx), X, Scale, B, axis=axis, epsilon=epsilon)
 
 
-@kernel("SkipLayerNormalization", since=1, domain=DOMAIN, provider="cuda")
+@kernel("SkipLayerNormalization", since=1, domain=DOMAIN, provider="cuda", types={"*": FLOAT})
 def SkipLayerNormalization(ctx, input, skip, gamma, beta=None, bias=None, *, epsilon=1e-5):
     """(input + bias) + skip, then layer normalization over the last axis (raw CUDA)."""
     if cu.on_device(ctx, input, skip, gamma, beta, bias):

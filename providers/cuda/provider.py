@@ -48,16 +48,10 @@ CUPY_DTYPES = frozenset(np.dtype(t) for t in (
     np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
     np.float16, np.float32, np.float64, np.complex64, np.complex128))
 
-# Shared kernels that run, but badly or not at all, on CuPy: they stay on the CPU until a
-# provider="cuda" kernel for them exists (a CUDA registration always wins over this table).
-# (domain, op) -> reason; domain "*" matches every op of the domain.
-HOST_ONLY = {
-    ("ai.onnx.ml", "*"): "onnxruntime's CUDA EP runs no ai.onnx.ml op; the tabular ML kernels are host code",
-    ("", "MaxRoiPool"): "a Python loop per region of interest that reads box coordinates on the host",
-    ("", "MelWeightMatrix"): "a small constant table built from scalar inputs read on the host",
-    ("", "HannWindow"): "a window built from a scalar size read on the host",
-    ("", "HammingWindow"): "a window built from a scalar size read on the host",
-    ("", "BlackmanWindow"): "a window built from a scalar size read on the host",
+# Domains whose shared kernels stay on the CPU (domain -> reason); single ops say it in their
+# registration (``@kernel(..., host_only="why")``).  A CUDA registration always wins over both.
+HOST_DOMAINS = {
+    "ai.onnx.ml": "onnxruntime's CUDA EP runs no ai.onnx.ml op; the tabular ML kernels are host code",
 }
 
 # Attributes that name an output element type (Cast's `to`, RandomNormal's `dtype`, ...)
@@ -105,11 +99,11 @@ def type_on_device(tp) -> bool:
 
 
 def host_only_reason(kernel: KernelDef) -> str | None:
-    """Why a shared kernel must stay on the CPU, or None."""
+    """Why a shared kernel must stay on the CPU (its ``host_only`` declaration, or its
+    domain's entry in HOST_DOMAINS), or None."""
     if kernel.provider != SHARED:
         return None
-    domain = kernel.domain or ""
-    return HOST_ONLY.get((domain, kernel.op_type)) or HOST_ONLY.get((domain, "*"))
+    return kernel.host_only or HOST_DOMAINS.get(kernel.domain or "") or None
 
 
 _MEMORY_CREATION = threading.Lock()   # two threads' first runs make one DeviceMemory
@@ -149,7 +143,7 @@ class CUDAExecutionProvider(ExecutionProvider):
     def accepts(self, node, kernel: KernelDef, input_types, output_types=None) -> bool:
         """Declines a node whose values CuPy cannot hold (bfloat16, float8, int4, strings,
         maps, ...), whose attributes ask for such an output type, or whose only kernel is a
-        shared one listed in HOST_ONLY.  ``output_types`` (onnx TypeProtos) is optional."""
+        shared one declared host only (host_only_reason).  ``output_types`` (onnx TypeProtos) is optional."""
         if not super().accepts(node, kernel, input_types, output_types):
             return False
         if host_only_reason(kernel) is not None:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ortgpu.providers.kernels.elementwise import as_array, compute_in, erfc
+from ortgpu.providers.dtype_sets import FLOAT, FLOATS, INDEX, INTEGER, SIGNED
 from ortgpu.providers.registry import kernel
 
 
@@ -25,7 +26,7 @@ def _softplus(xp, x):
     return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-@kernel("Relu", since=(1, 6, 13, 14))
+@kernel("Relu", since=(1, 6, 13, 14), types={"T": FLOATS | SIGNED})
 def Relu(ctx, X, **_legacy):
     """max(X, 0); integers too from opset 14."""
     xp = ctx.xp
@@ -34,14 +35,15 @@ def Relu(ctx, X, **_legacy):
     return compute_in(ctx, lambda x: xp.maximum(x, 0), X)
 
 
-@kernel("LeakyRelu", since=(1, 6, 16))
+@kernel("LeakyRelu", since=(1, 6, 16), types={"T": FLOATS})
 def LeakyRelu(ctx, X, *, alpha=0.01, **_legacy):
     """X for X >= 0, alpha * X below."""
     xp = ctx.xp
     return _act(ctx, lambda x: xp.where(x < 0, x * alpha, x), X)
 
 
-@kernel("PRelu", since=(1, 6, 7, 9, 16))
+@kernel("PRelu", since=(1, 6, 7, 9, 16),
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"})})
 def PRelu(ctx, X, slope, **_legacy):
     """X for X >= 0, slope * X below; before opset 7 a 1-D slope applies per channel (axis 1)."""
     xp = ctx.xp
@@ -52,67 +54,67 @@ def PRelu(ctx, X, slope, **_legacy):
     return _act(ctx, lambda x, s: xp.where(x < 0, x * s, x), X, slope)
 
 
-@kernel("Elu", since=(1, 6, 22))
+@kernel("Elu", since=(1, 6, 22), types={"T": FLOATS})
 def Elu(ctx, X, *, alpha=1.0, **_legacy):
     """X for X >= 0, alpha * (exp(X) - 1) below."""
     xp = ctx.xp
     return _act(ctx, lambda x: xp.where(x < 0, alpha * xp.expm1(x), x), X)
 
 
-@kernel("Selu", since=(1, 6, 22))
+@kernel("Selu", since=(1, 6, 22), types={"T": FLOATS})
 def Selu(ctx, X, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875, **_legacy):
     """gamma * X for X > 0, gamma * alpha * (exp(X) - 1) otherwise."""
     xp = ctx.xp
     return _act(ctx, lambda x: gamma * xp.where(x > 0, x, alpha * xp.expm1(x)), X)
 
 
-@kernel("Celu", since=(12, 28))
+@kernel("Celu", since=(12, 28), types={"T": FLOATS})
 def Celu(ctx, X, *, alpha=1.0):
     """max(0, X) + min(0, alpha * (exp(X / alpha) - 1))."""
     xp = ctx.xp
     return _act(ctx, lambda x: xp.maximum(x, 0) + xp.minimum(0, alpha * xp.expm1(x / alpha)), X)
 
 
-@kernel("Sigmoid", since=(1, 6, 13))
+@kernel("Sigmoid", since=(1, 6, 13), types={"T": FLOATS})
 def Sigmoid(ctx, X, **_legacy):
     """1 / (1 + exp(-X))."""
     return _act(ctx, lambda x: _sigmoid(ctx.xp, x), X)
 
 
-@kernel("HardSigmoid", since=(1, 6, 22))
+@kernel("HardSigmoid", since=(1, 6, 22), types={"T": FLOATS})
 def HardSigmoid(ctx, X, *, alpha=0.2, beta=0.5, **_legacy):
     """max(0, min(1, alpha * X + beta))."""
     xp = ctx.xp
     return _act(ctx, lambda x: xp.clip(x * alpha + beta, 0, 1), X)
 
 
-@kernel("HardSwish", since=(14, 22))
+@kernel("HardSwish", since=(14, 22), types={"T": FLOATS})
 def HardSwish(ctx, X):
     """X * max(0, min(1, X / 6 + 1 / 2))."""
     xp = ctx.xp
     return _act(ctx, lambda x: x * xp.clip(x * (1 / 6) + 0.5, 0, 1), X)
 
 
-@kernel("Tanh", since=(1, 6, 13))
+@kernel("Tanh", since=(1, 6, 13), types={"T": FLOATS})
 def Tanh(ctx, input, **_legacy):
     """Hyperbolic tangent."""
     return _act(ctx, ctx.xp.tanh, input)
 
 
-@kernel("Softplus", since=(1, 22))
+@kernel("Softplus", since=(1, 22), types={"T": FLOATS})
 def Softplus(ctx, X):
     """log(1 + exp(X)), computed without overflow."""
     return _act(ctx, lambda x: _softplus(ctx.xp, x), X)
 
 
-@kernel("Softsign", since=(1, 22))
+@kernel("Softsign", since=(1, 22), types={"T": FLOATS})
 def Softsign(ctx, input):
     """X / (1 + |X|)."""
     xp = ctx.xp
     return _act(ctx, lambda x: x / (1 + xp.abs(x)), input)
 
 
-@kernel("Gelu", since=20)
+@kernel("Gelu", since=20, types={"T": FLOATS})
 def Gelu(ctx, X, *, approximate="none"):
     """X * Phi(X), exact (erfc form) or with approximate='tanh'; no cancellation for negative X."""
     xp = ctx.xp
@@ -124,14 +126,14 @@ def Gelu(ctx, X, *, approximate="none"):
     return _act(ctx, lambda x: 0.5 * x * erfc(xp, x * -(1 / math.sqrt(2))), X)
 
 
-@kernel("Mish", since=(18, 22))
+@kernel("Mish", since=(18, 22), types={"T": FLOATS})
 def Mish(ctx, X):
     """X * tanh(softplus(X))."""
     xp = ctx.xp
     return _act(ctx, lambda x: x * xp.tanh(_softplus(xp, x)), X)
 
 
-@kernel("Shrink", since=9)
+@kernel("Shrink", since=9, types={"T": INTEGER | FLOAT})
 def Shrink(ctx, input, *, bias=0.0, lambd=0.5):
     """input + bias below -lambd, input - bias above lambd, 0 in between."""
     xp = ctx.xp
@@ -145,14 +147,14 @@ def Shrink(ctx, input, *, bias=0.0, lambd=0.5):
     return _act(ctx, shrink, input)
 
 
-@kernel("ThresholdedRelu", since=(10, 22))
+@kernel("ThresholdedRelu", since=(10, 22), types={"T": FLOATS})
 def ThresholdedRelu(ctx, X, *, alpha=1.0):
     """X where X > alpha, else 0."""
     xp = ctx.xp
     return _act(ctx, lambda x: xp.where(x > alpha, x, 0), X)
 
 
-@kernel("Swish", since=24)
+@kernel("Swish", since=24, types={"T": FLOATS})
 def Swish(ctx, X, *, alpha=1.0):
     """X * sigmoid(alpha * X)."""
     xp = ctx.xp

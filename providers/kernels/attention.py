@@ -6,6 +6,7 @@ attention never copies K/V per query head: Q is viewed as (B, H_kv, group, S_q, 
 """
 import numpy as np
 
+from ortgpu.providers.dtype_sets import BFLOAT16, BOOL, FLOATS, NUMERIC
 from ortgpu.providers.registry import kernel
 
 _PRECISION_DTYPES = {1: np.float32, 10: np.float16, 11: np.float64}
@@ -165,7 +166,7 @@ def _attention(ctx, Q, K, V, attn_mask, past_key, past_value, nonpad_kv_seqlen, 
     return tuple(outs[:max(ctx.num_outputs, 1)])
 
 
-@kernel("Attention", since=23)
+@kernel("Attention", since=23, types={"T1": FLOATS, "T2": FLOATS, "U": NUMERIC | BOOL})
 def Attention_23(ctx, Q, K, V, attn_mask=None, past_key=None, past_value=None, *, is_causal=0,
                  kv_num_heads=None, q_num_heads=None, qk_matmul_output_mode=0, scale=None,
                  softcap=0.0, softmax_precision=None):
@@ -176,7 +177,7 @@ def Attention_23(ctx, Q, K, V, attn_mask=None, past_key=None, past_value=None, *
                       softmax_precision=softmax_precision)
 
 
-@kernel("Attention", since=(24, 25))
+@kernel("Attention", since=(24, 25), types={"T1": FLOATS, "T2": FLOATS, "U": NUMERIC | BOOL})
 def Attention(ctx, Q, K, V, attn_mask=None, past_key=None, past_value=None, nonpad_kv_seqlen=None, *,
               is_causal=0, kv_num_heads=None, q_num_heads=None, qk_matmul_output_mode=0, scale=None,
               softcap=0.0, softmax_precision=None, left_window_size=-1, right_window_size=-1):
@@ -188,7 +189,7 @@ def Attention(ctx, Q, K, V, attn_mask=None, past_key=None, past_value=None, nonp
                       right_window_size=right_window_size)
 
 
-@kernel("FlexAttention", since=1, domain="ai.onnx.preview")
+@kernel("FlexAttention", since=1, domain="ai.onnx.preview", types={"T1": FLOATS})
 def FlexAttention(ctx, Q, K, V, *, prob_mod=None, score_mod=None, softmax_precision=None, scale=None):
     """Attention on 4-D inputs whose scores / probabilities pass through optional subgraphs."""
     xp = ctx.xp
@@ -216,7 +217,8 @@ def FlexAttention(ctx, Q, K, V, *, prob_mod=None, score_mod=None, softmax_precis
     return y.astype(V.dtype)
 
 
-@kernel("RotaryEmbedding", since=23)
+@kernel("RotaryEmbedding", since=23,
+        types={"T": BFLOAT16 | frozenset({"float16", "float32"}), "M": frozenset({"int64"})})
 def RotaryEmbedding(ctx, X, cos_cache, sin_cache, position_ids=None, *, interleaved=0, num_heads=0,
                     rotary_embedding_dim=0):
     """Rotate the first rotary_embedding_dim features of each head by position-dependent angles."""
@@ -259,7 +261,9 @@ def RotaryEmbedding(ctx, X, cos_cache, sin_cache, position_ids=None, *, interlea
     return out.reshape(X.shape)
 
 
-@kernel("LinearAttention", since=27)
+@kernel("LinearAttention", since=27,
+        types={"T": BFLOAT16 | frozenset({"float16", "float32"}),
+               "S": BFLOAT16 | frozenset({"float16", "float32"})})
 def LinearAttention(ctx, query, key, value, past_state=None, decay=None, beta=None, *, chunk_size=64,
                     kv_num_heads=None, q_num_heads=None, scale=0.0, update_rule="gated_delta"):
     """Recurrent linear attention (linear / gated / delta / gated_delta), one token at a time."""
@@ -322,7 +326,7 @@ def LinearAttention(ctx, query, key, value, past_state=None, decay=None, beta=No
     return out.astype(query.dtype), state.astype(state_dtype)
 
 
-@kernel("CausalConvWithState", since=27)
+@kernel("CausalConvWithState", since=27, types={"T": BFLOAT16 | frozenset({"float16", "float32"})})
 def CausalConvWithState(ctx, input, weight, bias=None, past_state=None, *, activation="none"):
     """Depthwise causal 1-D convolution over (B, C, L), carrying the last k-1 inputs as state."""
     xp = ctx.xp
@@ -347,7 +351,7 @@ def CausalConvWithState(ctx, input, weight, bias=None, past_state=None, *, activ
     return out.astype(input.dtype), present
 
 
-@kernel("SwiGLU", since=28)
+@kernel("SwiGLU", since=28, types={"T": FLOATS})
 def SwiGLU(ctx, A, B, *, alpha=1.0):
     """Swish(A) * B, with Swish(a) = a * sigmoid(alpha * a); no broadcasting."""
     xp = ctx.xp

@@ -12,6 +12,7 @@ from onnx import TensorProto
 
 from ortgpu.dtypes import np_dtype
 from ortgpu.providers.kernels.elementwise import as_array
+from ortgpu.providers.dtype_sets import ALL, COMPLEX, FLOAT6, NON_STRING
 from ortgpu.providers.registry import kernel
 
 _STRING = np.dtype(object)
@@ -160,19 +161,21 @@ def _from_strings(xp, x, dt, saturate, round_mode):
         xp.asarray(cast_array(np, out, dt, saturate, round_mode))
 
 
-@kernel("Cast", since=(1, 6, 9, 13, 19, 21, 23, 24, 25, 28))
+@kernel("Cast", since=(1, 6, 9, 13, 19, 21, 23, 24, 25, 28),
+        types={"T1": ALL - COMPLEX, "T2": ALL - COMPLEX})
 def Cast(ctx, input, *, to, saturate=1, round_mode="up"):
     """Convert to element type `to`; `saturate` clamps float8 overflow, `round_mode` rounds to E8M0."""
     return cast_array(ctx.xp, input, _target_dtype(to), saturate, round_mode)
 
 
-@kernel("CastLike", since=(15, 19, 21, 23, 24, 25))
+@kernel("CastLike", since=(15, 19, 21, 23, 24, 25),
+        types={"T1": ALL - (COMPLEX | FLOAT6), "T2": ALL - (COMPLEX | FLOAT6)})
 def CastLike(ctx, input, target_type, *, saturate=1, round_mode="up"):
     """Convert to the element type of `target_type` (its values are not read)."""
     return cast_array(ctx.xp, input, target_type.dtype, saturate, round_mode)
 
 
-@kernel("BitCast", since=26)
+@kernel("BitCast", since=26, types={"T1": NON_STRING - FLOAT6, "T2": NON_STRING - FLOAT6})
 def BitCast(ctx, input, *, to):
     """Reinterpret the bits of each element as type `to` (same bit width)."""
     xp = ctx.xp

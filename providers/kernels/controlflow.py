@@ -5,7 +5,8 @@ outer-scope values they read: ``body(*inputs) -> list of outputs``.
 """
 import numpy as np
 
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import ALL, BOOL, CUPY, FLOAT6, STRING
+from ortgpu.providers.registry import CONTROL_FLOW, kernel
 
 _CF_VERSIONS = (1, 11, 13, 16, 19, 21, 23, 24, 25)
 
@@ -24,21 +25,23 @@ def _empty_like_type(ctx, i):
 def _truth(xp, cond) -> bool:
     if cond is None:
         return True
-    return bool(np.asarray(cond.get() if hasattr(cond, "get") else cond).reshape(-1)[0])
+    return bool(np.asarray(cond).reshape(-1)[0])
 
 
-@kernel("If", since=_CF_VERSIONS)
+@kernel("If", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "B": BOOL}, host_inputs=(0,),
+        capturable=CONTROL_FLOW)
 def If(ctx, cond, *, then_branch, else_branch):
     """Run one branch; its outputs are the node's outputs."""
     branch = then_branch if _truth(ctx.xp, cond) else else_branch
     return tuple(branch())
 
 
-@kernel("Loop", since=_CF_VERSIONS)
+@kernel("Loop", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "I": frozenset({"int64"}), "B": BOOL},
+        host_inputs=(0, 1), capturable=CONTROL_FLOW)
 def Loop(ctx, M=None, cond=None, *v_initial, body):
     """Run `body` while iterations < M and cond holds; carried values and stacked scan outputs."""
     xp = ctx.xp
-    trip = int(np.asarray(M.get() if hasattr(M, "get") else M).reshape(-1)[0]) if M is not None else None
+    trip = int(np.asarray(M).reshape(-1)[0]) if M is not None else None
     keep_going = _truth(xp, cond)
     carried = list(v_initial)
     n_carried = len(carried)
@@ -83,7 +86,7 @@ def _scan(ctx, body, states, scan_inputs, in_axes, in_dirs, out_axes, out_dirs):
     return tuple(results)
 
 
-@kernel("Scan", since=(9, 11, 16, 19, 21, 23, 24, 25))
+@kernel("Scan", since=(9, 11, 16, 19, 21, 23, 24, 25), types={"V": ALL - FLOAT6}, capturable=CONTROL_FLOW)
 def Scan(ctx, *initial_state_and_scan_inputs, body, num_scan_inputs, scan_input_axes=None,
          scan_input_directions=None, scan_output_axes=None, scan_output_directions=None):
     """Iterate `body` over slices of the scan inputs, threading the state values through."""
@@ -98,7 +101,8 @@ def Scan(ctx, *initial_state_and_scan_inputs, body, num_scan_inputs, scan_input_
     return _scan(ctx, body, states, scan_inputs, in_axes, in_dirs, out_axes, out_dirs)
 
 
-@kernel("Scan", since=8)
+@kernel("Scan", since=8, types={"I": frozenset({"int64"}), "V": CUPY | STRING}, host_inputs=(0,),
+        capturable=CONTROL_FLOW)
 def Scan8(ctx, sequence_lens, *initial_state_and_scan_inputs, body, num_scan_inputs, directions=None):
     """Opset-8 Scan: a batch axis 0 and the scan axis 1; per-batch sequence lengths."""
     xp = ctx.xp
@@ -117,7 +121,7 @@ def Scan8(ctx, sequence_lens, *initial_state_and_scan_inputs, body, num_scan_inp
     return tuple(xp.stack([r[k] for r in per_batch]) for k in range(ctx.num_outputs))
 
 
-@kernel("SequenceMap", since=17)
+@kernel("SequenceMap", since=17, types={"S": CUPY | STRING, "V": CUPY | STRING}, capturable=CONTROL_FLOW)
 def SequenceMap(ctx, input_sequence, *additional_inputs, body):
     """Apply `body` to each element (sequence arguments are walked in step); one sequence per output."""
     n = len(input_sequence)

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ortgpu.providers.dtype_sets import COMPLEX, FLOATS, NUMERIC
 from ortgpu.providers.registry import kernel
 
 
@@ -173,14 +174,17 @@ def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
 
 # ----------------------------------------------------------------------------- kernels
 
-@kernel("Conv", since=(1, 11, 22))
+@kernel("Conv", since=(1, 11, 22), types={"T": FLOATS})
 def Conv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
          pads=None, strides=None):
     """N-D convolution with groups, dilations, strides and auto_pad (im2col + matmul)."""
     return conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
 
 
-@kernel("ConvInteger", since=10)
+@kernel("ConvInteger", since=10,
+        types={"T1": frozenset({"int8", "uint8"}),
+               "T2": frozenset({"int8", "uint8"}),
+               "T3": frozenset({"int32"})})
 def ConvInteger(ctx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET",
                 dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """Integer convolution of (x - x_zero_point) and (w - w_zero_point), int32 result."""
@@ -224,7 +228,7 @@ def conv_transpose_geometry(in_shape, kernel, strides, dilations, auto_pad, pads
     return begins, target
 
 
-@kernel("ConvTranspose", since=(1, 11, 22))
+@kernel("ConvTranspose", since=(1, 11, 22), types={"T": FLOATS})
 def ConvTranspose(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
                   kernel_shape=None, output_padding=None, output_shape=None, pads=None, strides=None):
     """Transposed convolution: one matmul to columns, then a col2im scatter-add and a crop."""
@@ -257,7 +261,7 @@ def ConvTranspose(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group
     return xp.ascontiguousarray(y).astype(X.dtype, copy=False)
 
 
-@kernel("Col2Im", since=18)
+@kernel("Col2Im", since=18, types={"T": NUMERIC | COMPLEX}, host_inputs=(1, 2))
 def Col2Im(ctx, input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
     """Rebuild images (N, C, *image_shape) from sliding blocks (N, C*prod(block), L), summing overlaps."""
     xp = ctx.xp
@@ -301,7 +305,7 @@ def bilinear_gather(xp, img, ys, xs):
     return out.reshape((n, c) + ys.shape[1:])
 
 
-@kernel("DeformConv", since=(19, 22))
+@kernel("DeformConv", since=(19, 22), types={"T": FLOATS})
 def DeformConv(ctx, X, W, offset, B=None, mask=None, *, dilations=None, group=1, kernel_shape=None,
                offset_group=1, pads=None, strides=None):
     """2-D deformable convolution: bilinear samples at offset kernel taps, times mask, then matmul."""

@@ -6,7 +6,8 @@ import math
 import numpy as np
 
 from ortgpu.providers.kernels.conv import compute_dtype
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import FLOATS
+from ortgpu.providers.registry import DATA_DEPENDENT, HOST_ROUND_TRIP, kernel
 
 
 def host(a):
@@ -20,7 +21,7 @@ def scalar(a, default, cast):
     return cast(host(a).reshape(-1)[0])
 
 
-@kernel("NonMaxSuppression", since=(10, 11), provider="cpu")
+@kernel("NonMaxSuppression", since=(10, 11), provider="cpu", types={}, capturable=DATA_DEPENDENT)
 def NonMaxSuppression(ctx, boxes, scores, max_output_boxes_per_class=None, iou_threshold=None,
                       score_threshold=None, *, center_point_box=0):
     """Greedy per-class NMS: keep score > threshold, drop boxes with IoU > iou_threshold; (k, 3) int64."""
@@ -79,7 +80,8 @@ def axis_samples(xp, start, bin_size, pooled, grid, size, cdt):
             xp.asarray(w_high.astype(cdt)))
 
 
-@kernel("RoiAlign", since=(10, 16, 22))
+@kernel("RoiAlign", since=(10, 16, 22), types={"T1": FLOATS, "T2": frozenset({"int64"})},
+        capturable=HOST_ROUND_TRIP)
 def RoiAlign(ctx, X, rois, batch_indices, *, coordinate_transformation_mode="output_half_pixel",
              mode="avg", output_height=1, output_width=1, sampling_ratio=0, spatial_scale=1.0):
     """Bilinear-sampled average (or onnxruntime's max of weighted corners) over each ROI bin."""
@@ -128,7 +130,8 @@ def round_half_away(v):
     return math.floor(v + 0.5) if v >= 0 else -math.floor(-v + 0.5)
 
 
-@kernel("MaxRoiPool", since=(1, 22))
+@kernel("MaxRoiPool", since=(1, 22), types={"T": FLOATS}, capturable=HOST_ROUND_TRIP,
+        host_only="a Python loop per region of interest that reads box coordinates on the host")
 def MaxRoiPool(ctx, X, rois, *, pooled_shape=None, spatial_scale=1.0):
     """Max over each of pooled_shape bins of every ROI (batch_id, x1, y1, x2, y2); empty bins give 0."""
     xp = ctx.xp

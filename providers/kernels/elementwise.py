@@ -11,6 +11,8 @@ import functools
 import numpy as np
 
 from ortgpu.errors import Fail
+from ortgpu.providers.dtype_sets import (
+    BOOL, FLOAT, FLOATS, INDEX, INTEGER, NUMERIC, SIGNED, STANDARD)
 from ortgpu.providers.registry import kernel
 
 
@@ -82,7 +84,7 @@ _TRIG = (7, 22)
 _HYP = (9, 22)
 
 
-@kernel("Abs", since=_OLD)
+@kernel("Abs", since=_OLD, types={"T": NUMERIC})
 def Abs(ctx, X, **_legacy):
     """|X|; the most negative signed integer stays itself (two's complement wrap)."""
     if X.dtype.kind in "iu":
@@ -90,7 +92,7 @@ def Abs(ctx, X, **_legacy):
     return compute_in(ctx, ctx.xp.abs, X)
 
 
-@kernel("Neg", since=_OLD)
+@kernel("Neg", since=_OLD, types={"T": FLOATS | SIGNED})
 def Neg(ctx, X, **_legacy):
     """-X (integers wrap)."""
     if X.dtype.kind == "i":
@@ -98,115 +100,115 @@ def Neg(ctx, X, **_legacy):
     return compute_in(ctx, ctx.xp.negative, X)
 
 
-@kernel("Reciprocal", since=_OLD)
+@kernel("Reciprocal", since=_OLD, types={"T": FLOATS})
 def Reciprocal(ctx, X, **_legacy):
     """1 / X."""
     return compute_in(ctx, lambda v: 1 / v, X)
 
 
-@kernel("Floor", since=_OLD)
+@kernel("Floor", since=_OLD, types={"T": FLOATS})
 def Floor(ctx, X, **_legacy):
     """Round down to an integral value."""
     return compute_in(ctx, ctx.xp.floor, X)
 
 
-@kernel("Ceil", since=_OLD)
+@kernel("Ceil", since=_OLD, types={"T": FLOATS})
 def Ceil(ctx, X, **_legacy):
     """Round up to an integral value."""
     return compute_in(ctx, ctx.xp.ceil, X)
 
 
-@kernel("Round", since=(11, 22))
+@kernel("Round", since=(11, 22), types={"T": FLOATS})
 def Round(ctx, X):
     """Round to the nearest integral value, halves to even."""
     return compute_in(ctx, ctx.xp.rint, X)
 
 
-@kernel("Sqrt", since=_OLD)
+@kernel("Sqrt", since=_OLD, types={"T": FLOATS})
 def Sqrt(ctx, X, **_legacy):
     """Square root (NaN for negative X)."""
     return compute_in(ctx, ctx.xp.sqrt, X)
 
 
-@kernel("Exp", since=_OLD)
+@kernel("Exp", since=_OLD, types={"T": FLOATS})
 def Exp(ctx, input, **_legacy):
     """e ** input."""
     return compute_in(ctx, ctx.xp.exp, input)
 
 
-@kernel("Log", since=_OLD)
+@kernel("Log", since=_OLD, types={"T": FLOATS})
 def Log(ctx, input, **_legacy):
     """Natural logarithm."""
     return compute_in(ctx, ctx.xp.log, input)
 
 
-@kernel("Sin", since=_TRIG)
+@kernel("Sin", since=_TRIG, types={"T": FLOATS})
 def Sin(ctx, input):
     """Sine."""
     return compute_in(ctx, ctx.xp.sin, input)
 
 
-@kernel("Cos", since=_TRIG)
+@kernel("Cos", since=_TRIG, types={"T": FLOATS})
 def Cos(ctx, input):
     """Cosine."""
     return compute_in(ctx, ctx.xp.cos, input)
 
 
-@kernel("Tan", since=_TRIG)
+@kernel("Tan", since=_TRIG, types={"T": FLOATS})
 def Tan(ctx, input):
     """Tangent."""
     return compute_in(ctx, ctx.xp.tan, input)
 
 
-@kernel("Asin", since=_TRIG)
+@kernel("Asin", since=_TRIG, types={"T": FLOATS})
 def Asin(ctx, input):
     """Arcsine."""
     return compute_in(ctx, ctx.xp.arcsin, input)
 
 
-@kernel("Acos", since=_TRIG)
+@kernel("Acos", since=_TRIG, types={"T": FLOATS})
 def Acos(ctx, input):
     """Arccosine."""
     return compute_in(ctx, ctx.xp.arccos, input)
 
 
-@kernel("Atan", since=_TRIG)
+@kernel("Atan", since=_TRIG, types={"T": FLOATS})
 def Atan(ctx, input):
     """Arctangent."""
     return compute_in(ctx, ctx.xp.arctan, input)
 
 
-@kernel("Sinh", since=_HYP)
+@kernel("Sinh", since=_HYP, types={"T": FLOATS})
 def Sinh(ctx, input):
     """Hyperbolic sine."""
     return compute_in(ctx, ctx.xp.sinh, input)
 
 
-@kernel("Cosh", since=_HYP)
+@kernel("Cosh", since=_HYP, types={"T": FLOATS})
 def Cosh(ctx, input):
     """Hyperbolic cosine."""
     return compute_in(ctx, ctx.xp.cosh, input)
 
 
-@kernel("Asinh", since=_HYP)
+@kernel("Asinh", since=_HYP, types={"T": FLOATS})
 def Asinh(ctx, input):
     """Inverse hyperbolic sine."""
     return compute_in(ctx, ctx.xp.arcsinh, input)
 
 
-@kernel("Acosh", since=_HYP)
+@kernel("Acosh", since=_HYP, types={"T": FLOATS})
 def Acosh(ctx, input):
     """Inverse hyperbolic cosine."""
     return compute_in(ctx, ctx.xp.arccosh, input)
 
 
-@kernel("Atanh", since=_HYP)
+@kernel("Atanh", since=_HYP, types={"T": FLOATS})
 def Atanh(ctx, input):
     """Inverse hyperbolic tangent."""
     return compute_in(ctx, ctx.xp.arctanh, input)
 
 
-@kernel("Sign", since=(9, 13))
+@kernel("Sign", since=(9, 13), types={"T": NUMERIC})
 def Sign(ctx, input):
     """-1, 0 or 1 by the sign of each element (NaN stays NaN)."""
     if input.dtype.kind in "iu":
@@ -214,7 +216,7 @@ def Sign(ctx, input):
     return compute_in(ctx, ctx.xp.sign, input)
 
 
-@kernel("Erf", since=(9, 13))
+@kernel("Erf", since=(9, 13), types={"T": NUMERIC})
 def Erf(ctx, input):
     """The Gauss error function."""
     return compute_in(ctx, lambda v: erf(ctx.xp, v), input)
@@ -239,19 +241,19 @@ def _arith(ctx, A, B, op, broadcast=0, axis=None):
 _ARITH = (1, 6, 7, 13, 14)
 
 
-@kernel("Add", since=_ARITH)
+@kernel("Add", since=_ARITH, types={"T": NUMERIC})
 def Add(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A + B (integers wrap)."""
     return _arith(ctx, A, B, ctx.xp.add, broadcast, axis)
 
 
-@kernel("Sub", since=_ARITH)
+@kernel("Sub", since=_ARITH, types={"T": NUMERIC})
 def Sub(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A - B (integers wrap)."""
     return _arith(ctx, A, B, ctx.xp.subtract, broadcast, axis)
 
 
-@kernel("Mul", since=_ARITH)
+@kernel("Mul", since=_ARITH, types={"T": NUMERIC})
 def Mul(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A * B (integers wrap)."""
     return _arith(ctx, A, B, ctx.xp.multiply, broadcast, axis)
@@ -272,7 +274,7 @@ def _int_divide(xp, a, b):
     return q
 
 
-@kernel("Div", since=_ARITH)
+@kernel("Div", since=_ARITH, types={"T": NUMERIC})
 def Div(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A / B; integer division truncates toward zero and fails on a zero divisor."""
     if A.dtype.kind in "iu":
@@ -281,7 +283,7 @@ def Div(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     return _arith(ctx, A, B, ctx.xp.divide, broadcast, axis)
 
 
-@kernel("Pow", since=(1, 7, 12, 13, 15))
+@kernel("Pow", since=(1, 7, 12, 13, 15), types={"T": FLOATS | INDEX, "T1": NUMERIC})
 def Pow(ctx, X, Y, *, broadcast=0, axis=None):
     """X ** Y with the dtype of X (Y may have another numeric type)."""
     xp = ctx.xp
@@ -302,7 +304,7 @@ def Pow(ctx, X, Y, *, broadcast=0, axis=None):
         return as_array(xp, xp.power(X.astype(wdt, copy=False), Y.astype(wdt, copy=False)), X.dtype)
 
 
-@kernel("Mod", since=(10, 13, 28))
+@kernel("Mod", since=(10, 13, 28), types={"T": NUMERIC})
 def Mod(ctx, A, B, *, fmod=0):
     """Remainder: fmod=0 takes the sign of B (floor division), fmod=1 the sign of A (C fmod)."""
     xp = ctx.xp
@@ -314,7 +316,7 @@ def Mod(ctx, A, B, *, fmod=0):
     return compute_in(ctx, op, A, B)
 
 
-@kernel("BitShift", since=(11, 28))
+@kernel("BitShift", since=(11, 28), types={"T": INTEGER})
 def BitShift(ctx, X, Y, *, direction):
     """X shifted by Y bits; a shift < 0 or >= the width gives 0 (-1 shifting a negative X right)."""
     xp = ctx.xp
@@ -336,25 +338,25 @@ def BitShift(ctx, X, Y, *, direction):
     return as_array(xp, xp.where(valid, shifted, fill), X.dtype)
 
 
-@kernel("BitwiseAnd", since=18)
+@kernel("BitwiseAnd", since=18, types={"T": INTEGER})
 def BitwiseAnd(ctx, A, B):
     """Bitwise A & B."""
     return as_array(ctx.xp, ctx.xp.bitwise_and(A, B), A.dtype)
 
 
-@kernel("BitwiseOr", since=18)
+@kernel("BitwiseOr", since=18, types={"T": INTEGER})
 def BitwiseOr(ctx, A, B):
     """Bitwise A | B."""
     return as_array(ctx.xp, ctx.xp.bitwise_or(A, B), A.dtype)
 
 
-@kernel("BitwiseXor", since=18)
+@kernel("BitwiseXor", since=18, types={"T": INTEGER})
 def BitwiseXor(ctx, A, B):
     """Bitwise A ^ B."""
     return as_array(ctx.xp, ctx.xp.bitwise_xor(A, B), A.dtype)
 
 
-@kernel("BitwiseNot", since=18)
+@kernel("BitwiseNot", since=18, types={"T": INTEGER})
 def BitwiseNot(ctx, X):
     """Bitwise ~X."""
     return as_array(ctx.xp, ctx.xp.invert(X), X.dtype)
@@ -378,25 +380,25 @@ def _fold(ctx, inputs, op, widen=False):
 _VARIADIC = (1, 6, 8, 13)
 
 
-@kernel("Max", since=(1, 6, 8, 12, 13))
+@kernel("Max", since=(1, 6, 8, 12, 13), types={"T": NUMERIC})
 def Max(ctx, *data_0, **_legacy):
     """Element-wise maximum of the inputs (NaN propagates)."""
     return _fold(ctx, data_0, ctx.xp.maximum)
 
 
-@kernel("Min", since=(1, 6, 8, 12, 13))
+@kernel("Min", since=(1, 6, 8, 12, 13), types={"T": NUMERIC})
 def Min(ctx, *data_0, **_legacy):
     """Element-wise minimum of the inputs (NaN propagates)."""
     return _fold(ctx, data_0, ctx.xp.minimum)
 
 
-@kernel("Sum", since=_VARIADIC)
+@kernel("Sum", since=_VARIADIC, types={"T": FLOATS})
 def Sum(ctx, *data_0, **_legacy):
     """Element-wise sum of the inputs (float16 accumulates in float32)."""
     return _fold(ctx, data_0, ctx.xp.add, widen=True)
 
 
-@kernel("Mean", since=_VARIADIC)
+@kernel("Mean", since=_VARIADIC, types={"T": FLOATS})
 def Mean(ctx, *data_0, **_legacy):
     """Element-wise mean of the inputs (float16 accumulates in float32)."""
     dt = data_0[0].dtype
@@ -429,7 +431,7 @@ def _clip(ctx, x, lo, hi):
     return compute_in(ctx, clip, x, *[xp.asarray(b).astype(x.dtype) for b in bounds])
 
 
-@kernel("Clip", since=(1, 6))
+@kernel("Clip", since=(1, 6), types={"T": FLOAT})
 def ClipWithAttributes(ctx, input, *, min=None, max=None, **_legacy):
     """Clamp to [min, max] given as attributes (opset < 11); a bound left out is open."""
     xp = ctx.xp
@@ -441,13 +443,13 @@ def ClipWithAttributes(ctx, input, *, min=None, max=None, **_legacy):
     return _clip(ctx, input, bound(min, float(finfo.min)), bound(max, float(finfo.max)))
 
 
-@kernel("Clip", since=(11, 12, 13))
+@kernel("Clip", since=(11, 12, 13), types={"T": NUMERIC})
 def Clip(ctx, input, min=None, max=None):
     """Clamp to [min, max] given as optional scalar inputs; min > max gives max everywhere."""
     return _clip(ctx, input, min, max)
 
 
-@kernel("Where", since=(9, 16))
+@kernel("Where", since=(9, 16), types={"B": BOOL, "T": STANDARD})
 def Where(ctx, condition, X, Y):
     """X where condition is true, else Y, with broadcasting."""
     xp = ctx.xp

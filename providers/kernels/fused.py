@@ -22,6 +22,7 @@ import numpy as np
 
 from ortgpu.providers.kernels import activations, elementwise, linalg, normalization
 from ortgpu.providers.kernels.conv import conv_float
+from ortgpu.providers.dtype_sets import FLOATS, INDEX
 from ortgpu.providers.registry import KernelContext, kernel
 
 DOMAIN = "ortgpu"
@@ -63,7 +64,7 @@ def apply_activation(ctx, y, activation: str, params):
     return ACTIVATIONS[activation][1](ctx, y, params)
 
 
-@kernel("FusedConv", since=1, domain=DOMAIN)
+@kernel("FusedConv", since=1, domain=DOMAIN, types={"*": FLOATS})
 def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
               dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """Conv (im2col + GEMM), plus Z when given, followed by an activation."""
@@ -73,7 +74,8 @@ def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params
     return apply_activation(ctx, y, activation, activation_params)
 
 
-@kernel("FusedGemm", since=1, domain=DOMAIN)
+@kernel("FusedGemm", since=1, domain=DOMAIN,
+        types={"*": FLOATS | INDEX | frozenset({"uint32", "uint64"})})
 def FusedGemm(ctx, A, B, C=None, *, activation="Relu", activation_params=None, alpha=1.0, beta=1.0,
               transA=0, transB=0):
     """Gemm followed by an activation."""
@@ -81,19 +83,19 @@ def FusedGemm(ctx, A, B, C=None, *, activation="Relu", activation_params=None, a
     return apply_activation(ctx, y, activation, activation_params)
 
 
-@kernel("Gelu", since=1, domain=DOMAIN)
+@kernel("Gelu", since=1, domain=DOMAIN, types={"*": FLOATS})
 def Gelu(ctx, X):
     """X * Phi(X) with the error function (ai.onnx Gelu-20, approximate='none')."""
     return activations.Gelu(ctx, X, approximate="none")
 
 
-@kernel("FastGelu", since=1, domain=DOMAIN)
+@kernel("FastGelu", since=1, domain=DOMAIN, types={"*": FLOATS})
 def FastGelu(ctx, X, bias=None):
     """The tanh approximation of Gelu (ai.onnx Gelu-20, approximate='tanh') of X (+ bias)."""
     return activations.Gelu(ctx, X if bias is None else _add(ctx, X, bias), approximate="tanh")
 
 
-@kernel("BiasGelu", since=1, domain=DOMAIN)
+@kernel("BiasGelu", since=1, domain=DOMAIN, types={"*": FLOATS})
 def BiasGelu(ctx, A, B):
     """Gelu (erf form) of A + B."""
     return activations.Gelu(ctx, _add(ctx, A, B), approximate="none")
@@ -104,7 +106,7 @@ def _add(ctx, a, b):
     return elementwise.as_array(ctx.xp, a + b, a.dtype)
 
 
-@kernel("LayerNormalization", since=1, domain=DOMAIN)
+@kernel("LayerNormalization", since=1, domain=DOMAIN, types={"*": FLOATS})
 def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5):
     """ai.onnx LayerNormalization-17 (output Y only), for models of older opsets."""
     return normalization.LayerNormalization(ctx, X, Scale, B, axis=axis, epsilon=epsilon)
@@ -117,7 +119,7 @@ def _check_params(hidden, gamma, beta, bias):
                              f"expected ({hidden},) (the last axis of input + skip)")
 
 
-@kernel("SkipLayerNormalization", since=1, domain=DOMAIN)
+@kernel("SkipLayerNormalization", since=1, domain=DOMAIN, types={"*": FLOATS})
 def SkipLayerNormalization(ctx, input, skip, gamma, beta=None, bias=None, *, epsilon=1e-5):
     """LayerNormalization over the last axis of input (+ bias) + skip (broadcast as Add does);
     outputs the normalized value and (optionally) the sum, added as (input + bias) + skip."""

@@ -17,6 +17,7 @@ Every step rounds to the input's dtype as the unfused graph does (float16 includ
 """
 from __future__ import annotations
 
+from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.kernels import linalg
 from ortgpu.providers.kernels.fused import DOMAIN, one_output
 from ortgpu.providers.kernels.normalization import softmax
@@ -57,7 +58,7 @@ def with_past(xp, past, new):
     return xp.ascontiguousarray(new) if past is None else xp.concatenate([past, new], axis=2)
 
 
-@kernel("Attention", since=1, domain=DOMAIN)
+@kernel("Attention", since=1, domain=DOMAIN, types={"*": FLOATS})
 def Attention(ctx, input, weight, bias=None, attention_bias=None, past_key=None, past_value=None, *,
               num_heads=1, scale=1.0):
     """Multi-head self-attention with the Q/K/V projection and an optional KV cache."""

@@ -27,6 +27,7 @@ import json
 import numpy as np
 
 from ortgpu.errors import InvalidArgument, InvalidGraph
+from ortgpu.providers.dtype_sets import BOOL, FLOAT
 from ortgpu.providers.registry import KernelContext, kernel, lookup
 
 OP_TYPE = "FusedElementwise"
@@ -197,7 +198,7 @@ def evaluate(ctx, program: Program, inputs):
     return env[f"t{len(program.ops) - 1}"]
 
 
-@kernel(OP_TYPE, since=1, domain=DOMAIN)
+@kernel(OP_TYPE, since=1, domain=DOMAIN, types={"*": FLOAT | BOOL})
 def FusedElementwise(ctx, *inputs, program):
     """The element-wise DAG in ``program`` (a JSON text), op by op with the shared kernels."""
     return evaluate(ctx, parse(program), inputs)

@@ -1,6 +1,7 @@
 """GridSample and AffineGrid: sampling an N-D tensor at normalized grid coordinates."""
 import numpy as np
 
+from ortgpu.providers.dtype_sets import BFLOAT16, CUPY, FLOATS
 from ortgpu.providers.registry import kernel
 
 
@@ -34,7 +35,7 @@ def _cubic_weights(xp, t, a=-0.75):
     return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
-@kernel("GridSample", since=(16, 20, 22))
+@kernel("GridSample", since=(16, 20, 22), types={"T1": CUPY | BFLOAT16, "T2": FLOATS})
 def GridSample(ctx, X, grid, *, align_corners=0, mode="linear", padding_mode="zeros"):
     """Sample X (N, C, D1..Dr) at grid (N, O1..Ok, r), whose last axis lists x (innermost) first."""
     xp = ctx.xp
@@ -117,11 +118,11 @@ def GridSample(ctx, X, grid, *, align_corners=0, mode="linear", padding_mode="ze
     return out.reshape((N, C) + tuple(out_sp)).astype(X.dtype)
 
 
-@kernel("AffineGrid", since=20)
+@kernel("AffineGrid", since=20, types={"T1": FLOATS, "T2": frozenset({"int64"})}, host_inputs=(1,))
 def AffineGrid(ctx, theta, size, *, align_corners=0):
     """Grid (N, [D,] H, W, r) of theta applied to normalized output coordinates (x innermost)."""
     xp = ctx.xp
-    shape = [int(s) for s in (size.get() if hasattr(size, "get") else np.asarray(size)).reshape(-1)]
+    shape = [int(s) for s in np.asarray(size).reshape(-1)]
     N, sp = shape[0], shape[2:]
     r = len(sp)
     if theta.shape != (N, r, r + 1):

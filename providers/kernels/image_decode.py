@@ -11,7 +11,8 @@ except ImportError:  # optional: without Pillow the op fails with a clear messag
     Image = None
 
 
-@kernel("ImageDecoder", since=20, provider="cpu")
+@kernel("ImageDecoder", since=20, provider="cpu",
+        types={"T1": frozenset({"uint8"}), "T2": frozenset({"uint8"})})
 def ImageDecoder(ctx, encoded_stream, *, pixel_format="RGB"):
     """Decode one image (BMP, JPEG, PNG, TIFF, WebP, PNM...) to HWC uint8; needs Pillow."""
     if Image is None:

@@ -3,7 +3,9 @@ import numpy as np
 
 from ortgpu.providers.kernels.shape_ops import host_ints, host_scalar, norm_axis
 from ortgpu.providers.base import host_array
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import (
+    ALL, BOOL, CUPY, FLOAT, FLOAT6, INDEX, INT2, INTEGER, STANDARD, STRING)
+from ortgpu.providers.registry import DATA_DEPENDENT, HOST_ROUND_TRIP, kernel
 
 
 def _wrap_negative(xp, idx, dim):
@@ -35,7 +37,7 @@ def _is_ml_dtype(dt) -> bool:
 # --- gather ----------------------------------------------------------------------------
 
 
-@kernel("Gather", since=(1, 11, 13))
+@kernel("Gather", since=(1, 11, 13), types={"T": STANDARD, "Tind": INDEX}, capturable=HOST_ROUND_TRIP)
 def Gather(ctx, data, indices, *, axis=0):
     """Take slices of `data` along `axis` at `indices` (negative indices count from the end)."""
     mod = _module(ctx.xp, data)
@@ -44,7 +46,7 @@ def Gather(ctx, data, indices, *, axis=0):
     return mod.asarray(mod.take(data, idx, axis=axis))
 
 
-@kernel("GatherElements", since=(11, 13))
+@kernel("GatherElements", since=(11, 13), types={"T": STANDARD, "Tind": INDEX}, capturable=HOST_ROUND_TRIP)
 def GatherElements(ctx, data, indices, *, axis=0):
     """out[i][j][k] = data[indices[i][j][k]][j][k] for axis 0; the output has indices' shape."""
     mod = _module(ctx.xp, data)
@@ -79,13 +81,13 @@ def _gather_nd(xp, data, indices, batch_dims):
                       + tuple(data.shape[batch_dims + k:]))
 
 
-@kernel("GatherND", since=11)
+@kernel("GatherND", since=11, types={"T": CUPY | STRING}, capturable=HOST_ROUND_TRIP)
 def GatherND_11(ctx, data, indices):
     """Gather slices addressed by the last dim of `indices` (no batch dims)."""
     return _gather_nd(_module(ctx.xp, data), data, indices, 0)
 
 
-@kernel("GatherND", since=(12, 13))
+@kernel("GatherND", since=(12, 13), types={"T": STANDARD}, capturable=HOST_ROUND_TRIP)
 def GatherND(ctx, data, indices, *, batch_dims=0):
     """Gather slices addressed by the last dim of `indices`, the first batch_dims dims shared."""
     return _gather_nd(_module(ctx.xp, data), data, indices, batch_dims)
@@ -143,19 +145,20 @@ def _scatter_elements(ctx, data, indices, updates, axis, reduction):
     return _scatter_into(mod, data, index, updates, reduction)
 
 
-@kernel("Scatter", since=(9, 11))
+@kernel("Scatter", since=(9, 11), types={"T": CUPY | STRING, "Tind": INDEX}, capturable=HOST_ROUND_TRIP)
 def Scatter(ctx, data, indices, updates, *, axis=0):
     """Deprecated twin of ScatterElements without reduction."""
     return _scatter_elements(ctx, data, indices, updates, axis, "none")
 
 
-@kernel("ScatterElements", since=(11, 13, 16, 18))
+@kernel("ScatterElements", since=(11, 13, 16, 18), types={"T": STANDARD, "Tind": INDEX},
+        capturable=HOST_ROUND_TRIP)
 def ScatterElements(ctx, data, indices, updates, *, axis=0, reduction="none"):
     """Copy of `data` with updates[i][j] written at [indices[i][j]][j] (axis 0), or reduced in."""
     return _scatter_elements(ctx, data, indices, updates, axis, reduction)
 
 
-@kernel("ScatterND", since=(11, 13, 16, 18))
+@kernel("ScatterND", since=(11, 13, 16, 18), types={"T": STANDARD}, capturable=HOST_ROUND_TRIP)
 def ScatterND(ctx, data, indices, updates, *, reduction="none"):
     """Copy of `data` with slices addressed by the last dim of `indices` replaced or reduced."""
     mod = _module(ctx.xp, data)
@@ -169,7 +172,7 @@ def ScatterND(ctx, data, indices, updates, *, reduction="none"):
     return _scatter_into(mod, data, index, updates, reduction)
 
 
-@kernel("TensorScatter", since=24)
+@kernel("TensorScatter", since=24, types={"T": ALL - (INT2 | FLOAT6)}, capturable=HOST_ROUND_TRIP)
 def TensorScatter(ctx, past_cache, update, write_indices=None, *, axis=-2, mode="linear"):
     """KV-cache update: write `update` into a copy of past_cache along `axis` at each batch's index."""
     mod = _module(ctx.xp, past_cache)
@@ -205,7 +208,7 @@ def TensorScatter(ctx, past_cache, update, write_indices=None, *, axis=-2, mode=
 # --- other index-driven selection ------------------------------------------------------
 
 
-@kernel("Compress", since=(9, 11, 28))
+@kernel("Compress", since=(9, 11, 28), types={"T": STANDARD, "T1": BOOL}, capturable=DATA_DEPENDENT)
 def Compress(ctx, input, condition, *, axis=None):
     """The slices (or flattened elements when axis is absent) where `condition` is true."""
     mod = _module(ctx.xp, input)
@@ -221,7 +224,8 @@ def Compress(ctx, input, condition, *, axis=None):
     return mod.take(input, sel, axis=axis)
 
 
-@kernel("OneHot", since=(9, 11, 28))
+@kernel("OneHot", since=(9, 11, 28),
+        types={"T1": INTEGER | FLOAT, "T2": INTEGER | FLOAT, "T3": STANDARD}, host_inputs=(1,))
 def OneHot(ctx, indices, depth, values, *, axis=-1):
     """values[1] where the new `axis` position equals the index (mod depth when negative), else values[0]."""
     mod = _module(ctx.xp, values)
@@ -240,7 +244,7 @@ def OneHot(ctx, indices, depth, values, *, axis=-1):
     return mod.take(values.reshape(-1), pick)
 
 
-@kernel("ReverseSequence", since=(10, 28))
+@kernel("ReverseSequence", since=(10, 28), types={"T": STANDARD})
 def ReverseSequence(ctx, input, sequence_lens, *, batch_axis=1, time_axis=0):
     """Reverse the first sequence_lens[b] steps along time_axis for each batch b."""
     mod = _module(ctx.xp, input)
@@ -256,7 +260,7 @@ def ReverseSequence(ctx, input, sequence_lens, *, batch_axis=1, time_axis=0):
     return mod.take_along_axis(input, src, axis=time_axis)
 
 
-@kernel("NonZero", since=(9, 13))
+@kernel("NonZero", since=(9, 13), types={"T": STANDARD}, capturable=DATA_DEPENDENT)
 def NonZero(ctx, X):
     """Indices of the non-zero elements, shape (rank, count), in row-major order."""
     mod = _module(ctx.xp, X)

@@ -2,10 +2,11 @@
 import numpy as np
 
 from ortgpu.providers.kernels.shape_ops import host_ints, host_scalar, norm_axis
+from ortgpu.providers.dtype_sets import ALL, CUPY, FLOAT, FLOAT6, INDEX, STANDARD, STRING
 from ortgpu.providers.registry import kernel
 
 
-@kernel("Expand", since=(8, 13))
+@kernel("Expand", since=(8, 13), types={"T": STANDARD}, host_inputs=(1,))
 def Expand(ctx, input, shape):
     """Broadcast `input` against `shape` (bidirectionally: either side may be 1)."""
     xp = ctx.xp
@@ -19,7 +20,7 @@ def Expand(ctx, input, shape):
     return xp.ascontiguousarray(xp.broadcast_to(input, out_shape))
 
 
-@kernel("Tile", since=1)
+@kernel("Tile", since=1, types={"T": FLOAT, "T1": frozenset({"int64"})}, host_inputs=(1, 2))
 def Tile_1(ctx, input, tiles, axis):
     """Repeat `input` `tiles` times along `axis` (both given as scalar inputs)."""
     ax = norm_axis(int(host_scalar(axis)), input.ndim)
@@ -28,7 +29,7 @@ def Tile_1(ctx, input, tiles, axis):
     return _tile(ctx.xp, input, reps)
 
 
-@kernel("Tile", since=(6, 13))
+@kernel("Tile", since=(6, 13), types={"T": STANDARD, "T1": frozenset({"int64"})}, host_inputs=(1,))
 def Tile(ctx, input, repeats):
     """Repeat `input` repeats[i] times along each axis i."""
     reps = host_ints(repeats)
@@ -87,32 +88,32 @@ def _fill_value(data, value):
     return v if data.dtype == object else v.item() if hasattr(v, "item") else v
 
 
-@kernel("Pad", since=1)
+@kernel("Pad", since=1, types={"T": FLOAT})
 def Pad_1(ctx, data, *, paddings, mode="constant", value=0.0):
     """Pad by the `paddings` attribute with modes constant/reflect/edge."""
     return _pad(ctx.xp, data, list(paddings), None, mode, value)
 
 
-@kernel("Pad", since=2)
+@kernel("Pad", since=2, types={"T": FLOAT})
 def Pad_2(ctx, data, *, pads, mode="constant", value=0.0):
     """Pad by the `pads` attribute (negative pads crop)."""
     return _pad(ctx.xp, data, list(pads), None, mode, value)
 
 
-@kernel("Pad", since=(11, 13))
+@kernel("Pad", since=(11, 13), types={"T": STANDARD}, host_inputs=(1,))
 def Pad_11(ctx, data, pads, constant_value=None, *, mode="constant"):
     """Pad by the `pads` input, filling with `constant_value` (0) in constant mode."""
     return _pad(ctx.xp, data, host_ints(pads), None, mode, _fill_value(data, constant_value))
 
 
-@kernel("Pad", since=(18, 19, 21, 23, 24, 25))
+@kernel("Pad", since=(18, 19, 21, 23, 24, 25), types={"T": ALL - FLOAT6, "Tind": INDEX}, host_inputs=(1, 3))
 def Pad(ctx, data, pads, constant_value=None, axes=None, *, mode="constant"):
     """Pad the `axes` (all by default) by `pads`; modes constant/reflect/edge/wrap."""
     return _pad(ctx.xp, data, host_ints(pads), host_ints(axes) if axes is not None else None,
                 mode, _fill_value(data, constant_value))
 
 
-@kernel("CenterCropPad", since=18)
+@kernel("CenterCropPad", since=18, types={"T": STANDARD, "Tind": INDEX}, host_inputs=(1,))
 def CenterCropPad(ctx, input_data, shape, *, axes=None):
     """Crop or zero-pad each of `axes` to `shape`, centred (the odd element goes to the end)."""
     xp = ctx.xp
@@ -141,13 +142,13 @@ def CenterCropPad(ctx, input_data, shape, *, axes=None):
 # --- block rearrangements and triangles ------------------------------------------------
 
 
-@kernel("DepthToSpace", since=1)
+@kernel("DepthToSpace", since=1, types={"T": CUPY | STRING})
 def DepthToSpace_1(ctx, input, *, blocksize):
     """Move channel blocks into blocksize x blocksize spatial tiles (DCR order)."""
     return _depth_to_space(ctx.xp, input, blocksize, "DCR")
 
 
-@kernel("DepthToSpace", since=(11, 13, 28))
+@kernel("DepthToSpace", since=(11, 13, 28), types={"T": STANDARD})
 def DepthToSpace(ctx, input, *, blocksize, mode="DCR"):
     """Move channel blocks into spatial tiles; DCR = depth-column-row, CRD = column-row-depth."""
     return _depth_to_space(ctx.xp, input, blocksize, mode)
@@ -167,13 +168,13 @@ def _depth_to_space(xp, x, bs, mode):
     return xp.reshape(t, (b, oc, h * bs, w * bs))
 
 
-@kernel("SpaceToDepth", since=(1, 13))
+@kernel("SpaceToDepth", since=(1, 13), types={"T": STANDARD})
 def SpaceToDepth_1(ctx, input, *, blocksize):
     """Move blocksize x blocksize spatial tiles into channels (DCR order)."""
     return _space_to_depth(ctx.xp, input, blocksize, "DCR")
 
 
-@kernel("SpaceToDepth", since=28)
+@kernel("SpaceToDepth", since=28, types={"T": STANDARD})
 def SpaceToDepth(ctx, input, *, blocksize, mode="DCR"):
     """Move spatial tiles into channels; DCR puts the block offset first, CRD the channel."""
     return _space_to_depth(ctx.xp, input, blocksize, mode)
@@ -193,7 +194,7 @@ def _space_to_depth(xp, x, bs, mode):
     return xp.reshape(t, (b, c * bs * bs, h // bs, w // bs))
 
 
-@kernel("Trilu", since=14)
+@kernel("Trilu", since=14, types={"T": STANDARD}, host_inputs=(1,))
 def Trilu(ctx, input, k=None, *, upper=1):
     """Keep the upper (or lower) triangle of the last two dims from diagonal k; zero the rest."""
     xp = ctx.xp

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.providers.kernels.reduce import work_dtype
+from ortgpu.providers.dtype_sets import FLOATS, INDEX, NUMERIC
 from ortgpu.providers.registry import kernel
 
 
@@ -15,7 +16,7 @@ def _as(x, dt):
     return x if x.dtype == dt else x.astype(dt)
 
 
-@kernel("MatMul", since=(1, 9, 13))
+@kernel("MatMul", since=(1, 9, 13), types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"})})
 def MatMul(ctx, A, B):
     """numpy.matmul semantics (1-D operands are promoted and the added axis dropped)."""
     xp = ctx.xp
@@ -24,7 +25,8 @@ def MatMul(ctx, A, B):
     return _as(xp.asarray(y), A.dtype)
 
 
-@kernel("Gemm", since=(1, 6, 7, 9, 11, 13))
+@kernel("Gemm", since=(1, 6, 7, 9, 11, 13),
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"})})
 def Gemm(ctx, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
     """Y = alpha * A' B' + beta * C, C unidirectionally broadcast (`broadcast` is legacy, pre-7)."""
     xp = ctx.xp
@@ -61,7 +63,7 @@ def _einsum_parts(equation: str, ranks):
     return terms, rhs
 
 
-@kernel("Einsum", since=(12, 28))
+@kernel("Einsum", since=(12, 28), types={"T": NUMERIC})
 def Einsum(ctx, *Inputs, equation=""):
     """Einstein summation; spaces allowed, implicit output sorted by ASCII code (upper case first)."""
     xp = ctx.xp
@@ -74,7 +76,7 @@ def Einsum(ctx, *Inputs, equation=""):
     return _as(xp.asarray(y), out_dtype)
 
 
-@kernel("Det", since=(11, 22))
+@kernel("Det", since=(11, 22), types={"T": FLOATS})
 def Det(ctx, X):
     """Determinant of the trailing M x M matrices; a 2-D input gives a scalar."""
     xp = ctx.xp

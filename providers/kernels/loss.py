@@ -6,6 +6,7 @@ loss nor to the weight total that the "mean" reduction divides by.
 """
 from __future__ import annotations
 
+from ortgpu.providers.dtype_sets import FLOATS, INDEX
 from ortgpu.providers.kernels.normalization import log_softmax
 from ortgpu.providers.kernels.reduce import float_work_dtype
 from ortgpu.providers.registry import kernel
@@ -34,7 +35,7 @@ def _reduction(reduction):
     return reduction.decode() if isinstance(reduction, bytes) else reduction
 
 
-@kernel("NegativeLogLikelihoodLoss", since=(12, 13, 22))
+@kernel("NegativeLogLikelihoodLoss", since=(12, 13, 22), types={"T": FLOATS, "Tind": INDEX})
 def NegativeLogLikelihoodLoss(ctx, input, target, weight=None, *, ignore_index=None, reduction="mean"):
     """loss = -input[n, target[n, ...], ...] * weight[target], reduced by none / sum / weighted mean."""
     xp = ctx.xp
@@ -43,7 +44,7 @@ def NegativeLogLikelihoodLoss(ctx, input, target, weight=None, *, ignore_index=N
     return xp.asarray(loss).astype(input.dtype, copy=False)
 
 
-@kernel("SoftmaxCrossEntropyLoss", since=(12, 13))
+@kernel("SoftmaxCrossEntropyLoss", since=(12, 13), types={"T": FLOATS, "Tind": INDEX})
 def SoftmaxCrossEntropyLoss(ctx, scores, labels, weights=None, *, ignore_index=None, reduction="mean"):
     """NLL of log_softmax(scores) over axis 1; the optional second output is that log_softmax."""
     xp = ctx.xp

@@ -1,12 +1,14 @@
 """The ai.onnx.ml domain: feature extraction, encoders, scalers, linear models (trees: ml_trees.py)."""
 import numpy as np
 
+from ortgpu.providers.dtype_sets import INDEX, STRING
 from ortgpu.providers.registry import kernel
 
 ML = "ai.onnx.ml"
 
 
-@kernel("ArrayFeatureExtractor", since=1, domain=ML)
+@kernel("ArrayFeatureExtractor", since=1, domain=ML,
+        types={"T": INDEX | STRING | frozenset({"float32", "float64"})})
 def ArrayFeatureExtractor(ctx, X, Y):
     """Select entries `Y` of the last axis; a 1-D X gives a [1, len(Y)] result (as onnxruntime)."""
     xp = ctx.xp
@@ -18,7 +20,7 @@ def ArrayFeatureExtractor(ctx, X, Y):
     return out.reshape(1, -1) if X.ndim == 1 else out
 
 
-@kernel("Binarizer", since=1, domain=ML)
+@kernel("Binarizer", since=1, domain=ML, types={"T": INDEX | frozenset({"float32", "float64"})})
 def Binarizer(ctx, X, *, threshold=0.0):
     """1 where X > threshold, else 0, in X's type."""
     return (X > threshold).astype(X.dtype)
@@ -53,7 +55,8 @@ def _lookup(X, keys, values, default, out_dtype, nan_matches=True):
     return out
 
 
-@kernel("LabelEncoder", since=1, domain=ML, provider="cpu")
+@kernel("LabelEncoder", since=1, domain=ML, provider="cpu",
+        types={"T1": STRING | frozenset({"int64"}), "T2": STRING | frozenset({"int64"})})
 def LabelEncoder1(ctx, X, *, classes_strings=(), default_int64=-1, default_string="_Unused"):
     """Strings -> their index in classes_strings, or int64 -> classes_strings[i] (defaults otherwise)."""
     classes = list(classes_strings)
@@ -65,7 +68,9 @@ def LabelEncoder1(ctx, X, *, classes_strings=(), default_int64=-1, default_strin
     return out.reshape(X.shape)
 
 
-@kernel("LabelEncoder", since=(2, 4), domain=ML, provider="cpu")
+@kernel("LabelEncoder", since=(2, 4), domain=ML, provider="cpu",
+        types={"T1": INDEX | STRING | frozenset({"float32", "float64", "int16"}),
+               "T2": INDEX | STRING | frozenset({"float32", "float64", "int16"})})
 def LabelEncoder(ctx, X, *, default_float=-0.0, default_int64=-1, default_string="_Unused",
                  default_tensor=None, keys_floats=None, keys_int64s=None, keys_strings=None,
                  keys_tensor=None, values_floats=None, values_int64s=None, values_strings=None,
@@ -101,7 +106,7 @@ def LabelEncoder(ctx, X, *, default_float=-0.0, default_int64=-1, default_string
     return _lookup(X, keys, values, default, dtype, nan_matches=ctx.opset >= 4)
 
 
-@kernel("Normalizer", since=1, domain=ML)
+@kernel("Normalizer", since=1, domain=ML, types={"T": INDEX | frozenset({"float32", "float64"})})
 def Normalizer(ctx, X, *, norm="MAX"):
     """Scale each row by its MAX, L1 or L2 norm; float32 output."""
     xp = ctx.xp
@@ -126,7 +131,7 @@ def _per_feature(xp, values, name, n):
     return v
 
 
-@kernel("Scaler", since=1, domain=ML)
+@kernel("Scaler", since=1, domain=ML, types={"T": INDEX | frozenset({"float32", "float64"})})
 def Scaler(ctx, X, *, offset=(), scale=()):
     """(X - offset) * scale, per feature or broadcast from one value; float32 output."""
     xp = ctx.xp
@@ -139,7 +144,7 @@ def Scaler(ctx, X, *, offset=(), scale=()):
     return x
 
 
-@kernel("Imputer", since=1, domain=ML)
+@kernel("Imputer", since=1, domain=ML, types={"T": INDEX | frozenset({"float32", "float64"})})
 def Imputer(ctx, X, *, imputed_value_floats=None, imputed_value_int64s=None,
             replaced_value_float=0.0, replaced_value_int64=0):
     """Replace the 'missing' marker (a float value, NaN included, or an int64) by per-feature values."""
@@ -158,7 +163,8 @@ def Imputer(ctx, X, *, imputed_value_floats=None, imputed_value_int64s=None,
     return xp.where(missing, fill, X)
 
 
-@kernel("OneHotEncoder", since=1, domain=ML, provider="cpu")
+@kernel("OneHotEncoder", since=1, domain=ML, provider="cpu",
+        types={"T": INDEX | STRING | frozenset({"float32", "float64"})})
 def OneHotEncoder(ctx, X, *, cats_int64s=None, cats_strings=None, zeros=1):
     """One float32 indicator vector per element over the categories; unknowns are zeros (or an error)."""
     if cats_strings is not None and len(cats_strings):
@@ -175,7 +181,8 @@ def OneHotEncoder(ctx, X, *, cats_int64s=None, cats_strings=None, zeros=1):
     return (idx[..., None] == np.arange(len(cats))).astype(np.float32)
 
 
-@kernel("FeatureVectorizer", since=1, domain=ML)
+@kernel("FeatureVectorizer", since=1, domain=ML,
+        types={"T1": INDEX | frozenset({"float32", "float64"})})
 def FeatureVectorizer(ctx, *X, inputdimensions=()):
     """Concatenate inputs along the last axis, each cut or zero-padded to its inputdimensions entry."""
     xp = ctx.xp
@@ -224,7 +231,8 @@ def _erfinv(xp, y):
     return xp.sign(y) * xp.sqrt(xp.sqrt(t * t - ln / a) - t)
 
 
-@kernel("LinearRegressor", since=1, domain=ML)
+@kernel("LinearRegressor", since=1, domain=ML,
+        types={"T": INDEX | frozenset({"float32", "float64"})})
 def LinearRegressor(ctx, X, *, coefficients=(), intercepts=(), post_transform="NONE", targets=1):
     """X @ coefficients.reshape(targets, C).T + intercepts, then post_transform; float32 [N, targets]."""
     xp = ctx.xp
@@ -236,7 +244,8 @@ def LinearRegressor(ctx, X, *, coefficients=(), intercepts=(), post_transform="N
     return post_transform_scores(xp, y, post_transform).astype(xp.float32)
 
 
-@kernel("CategoryMapper", since=1, domain=ML, provider="cpu")
+@kernel("CategoryMapper", since=1, domain=ML, provider="cpu",
+        types={"T1": STRING | frozenset({"int64"}), "T2": STRING | frozenset({"int64"})})
 def CategoryMapper(ctx, X, *, cats_int64s=(), cats_strings=(), default_int64=-1, default_string="_Unused"):
     """Strings -> int64 or int64 -> strings through the parallel cats_strings / cats_int64s lists."""
     if len(cats_int64s) != len(cats_strings):
@@ -247,7 +256,7 @@ def CategoryMapper(ctx, X, *, cats_int64s=(), cats_strings=(), default_int64=-1,
     return _lookup(X.astype(np.int64), list(cats_int64s), list(cats_strings), default_string, object)
 
 
-@kernel("ZipMap", since=1, domain=ML, provider="cpu")
+@kernel("ZipMap", since=1, domain=ML, provider="cpu", types={})
 def ZipMap(ctx, X, *, classlabels_int64s=None, classlabels_strings=None):
     """One {label: score} dict per row of X (a sequence of maps)."""
     labels = classlabels_strings if classlabels_strings else classlabels_int64s

@@ -6,6 +6,7 @@ dense [leaf, target] weight table.  All (sample, tree) pairs walk down together,
 import numpy as np
 
 from ortgpu.providers.kernels.ml import ML, post_transform_scores
+from ortgpu.providers.dtype_sets import FLOAT, INDEX
 from ortgpu.providers.registry import kernel
 
 _MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GTE": 2, "BRANCH_GT": 3, "BRANCH_EQ": 4,
@@ -113,7 +114,7 @@ def _flat(t):
     return [] if t is None else np.asarray(t).reshape(-1).tolist()
 
 
-@kernel("TreeEnsemble", since=5, domain=ML, provider="cpu")
+@kernel("TreeEnsemble", since=5, domain=ML, provider="cpu", types={"T": FLOAT})
 def TreeEnsemble(ctx, X, *, aggregate_function=1, leaf_targetids, leaf_weights, n_targets,
                  nodes_falseleafs, nodes_falsenodeids, nodes_featureids, nodes_modes, nodes_splits,
                  nodes_trueleafs, nodes_truenodeids, tree_roots, membership_values=None,
@@ -169,7 +170,8 @@ def _old_forest(nodes_treeids, nodes_nodeids, nodes_modes, nodes_featureids, nod
                    (vote_leaf, list(vote_ids), list(vote_weights)), len(leaf_of), n_targets, aggregate)
 
 
-@kernel("TreeEnsembleRegressor", since=(1, 3, 5), domain=ML, provider="cpu")
+@kernel("TreeEnsembleRegressor", since=(1, 3, 5), domain=ML, provider="cpu",
+        types={"T": INDEX | frozenset({"float32", "float64"})})
 def TreeEnsembleRegressor(ctx, X, *, aggregate_function="SUM", base_values=None, base_values_as_tensor=None,
                           n_targets=1, nodes_falsenodeids=(), nodes_featureids=(), nodes_hitrates=None,
                           nodes_hitrates_as_tensor=None, nodes_missing_value_tracks_true=(),

@@ -9,6 +9,7 @@ cudnn.py), which reads the channels-last memory directly.
 """
 from __future__ import annotations
 
+from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.kernels.conv import conv_float
 from ortgpu.providers.registry import kernel
 
@@ -18,7 +19,7 @@ TO_NHWC = (0, 2, 3, 1)   # NCHW -> NHWC
 TO_NCHW = (0, 3, 1, 2)   # NHWC -> NCHW
 
 
-@kernel(OP_TYPE, since=1, domain=DOMAIN)
+@kernel(OP_TYPE, since=1, domain=DOMAIN, types={"*": FLOATS})
 def NhwcConv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
              pads=None, strides=None):
     """Conv of NHWC X with OHWI W, giving NHWC Y (through the NCHW shared convolution)."""

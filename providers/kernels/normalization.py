@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.providers.kernels.reduce import float_work_dtype, normalize_axes
+from ortgpu.providers.dtype_sets import BFLOAT16, FLOATS
 from ortgpu.providers.registry import kernel
 
 
@@ -43,7 +44,7 @@ def log_softmax(xp, x, axes):
     return s
 
 
-@kernel("Softmax", since=(1, 11, 13))
+@kernel("Softmax", since=(1, 11, 13), types={"T": FLOATS})
 def Softmax(ctx, input, *, axis=-1):
     """exp(x) / sum(exp(x)) over `axis` (opset < 13: over all axes from `axis` on, default 1)."""
     axes = _softmax_axes(ctx, input.ndim, axis)
@@ -54,7 +55,7 @@ def Softmax(ctx, input, *, axis=-1):
     return _as(softmax(ctx.xp, _work(input), axes), input.dtype)
 
 
-@kernel("LogSoftmax", since=(1, 11, 13))
+@kernel("LogSoftmax", since=(1, 11, 13), types={"T": FLOATS})
 def LogSoftmax(ctx, input, *, axis=-1):
     """log(softmax(x)) over `axis`, computed stably (opset < 13: 2-D coercion at `axis`)."""
     axes = _softmax_axes(ctx, input.ndim, axis)
@@ -65,7 +66,7 @@ def LogSoftmax(ctx, input, *, axis=-1):
     return _as(log_softmax(ctx.xp, _work(input), axes), input.dtype)
 
 
-@kernel("Hardmax", since=(1, 11, 13))
+@kernel("Hardmax", since=(1, 11, 13), types={"T": FLOATS})
 def Hardmax(ctx, input, *, axis=-1):
     """1 at the first maximum along `axis`, 0 elsewhere (opset < 13: over the 2-D coercion)."""
     xp = ctx.xp
@@ -92,7 +93,8 @@ def _channel_shape(p, ndim):
     return p.reshape((-1,) + (1,) * (ndim - 2)) if p.ndim == 1 else p
 
 
-@kernel("BatchNormalization", since=(1, 6, 7, 9, 14, 15))
+@kernel("BatchNormalization", since=(1, 6, 7, 9, 14, 15),
+        types={"T": FLOATS, "U": FLOATS, "T1": FLOATS, "T2": FLOATS})
 def BatchNormalization(ctx, X, scale, B, input_mean, input_var, *, epsilon=1e-5, momentum=0.9,
                        training_mode=0, is_test=0, spatial=1, consumed_inputs=None):
     """Inference normalizes with the given statistics; training mode (training_mode=1 from 14,
@@ -123,7 +125,7 @@ def BatchNormalization(ctx, X, scale, B, input_mean, input_var, *, epsilon=1e-5,
     return tuple(outs[:ctx.num_outputs])
 
 
-@kernel("InstanceNormalization", since=(1, 6, 22))
+@kernel("InstanceNormalization", since=(1, 6, 22), types={"T": FLOATS})
 def InstanceNormalization(ctx, input, scale, B, *, epsilon=1e-5, consumed_inputs=None):
     """(x - mean) / sqrt(var + epsilon) * scale + B, statistics per sample and channel."""
     xp = ctx.xp
@@ -145,7 +147,7 @@ def _stats_dtype(ctx, i, X, stash_type):
     return np.dtype(np.float32) if stash_type == 1 else X.dtype
 
 
-@kernel("LayerNormalization", since=17)
+@kernel("LayerNormalization", since=17, types={"T": FLOATS, "U": BFLOAT16 | frozenset({"float32"})})
 def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1):
     """Normalize over the axes from `axis` on; outputs Y and (optionally) Mean and InvStdDev,
     which keep the normalized axes as size 1."""
@@ -169,7 +171,7 @@ def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_ty
     return outs[:ctx.num_outputs]
 
 
-@kernel("RMSNormalization", since=23)
+@kernel("RMSNormalization", since=23, types={"T": FLOATS, "V": FLOATS})
 def RMSNormalization(ctx, X, scale, *, axis=-1, epsilon=1e-5, stash_type=1):
     """X / sqrt(mean(X^2 over the axes from `axis` on) + epsilon) * scale."""
     xp = ctx.xp
@@ -183,7 +185,7 @@ def RMSNormalization(ctx, X, scale, *, axis=-1, epsilon=1e-5, stash_type=1):
     return _as(y, X.dtype)
 
 
-@kernel("GroupNormalization", since=(18, 21))
+@kernel("GroupNormalization", since=(18, 21), types={"T": FLOATS})
 def GroupNormalization(ctx, X, scale, bias, *, num_groups, epsilon=1e-5, stash_type=1):
     """Normalize each of `num_groups` channel groups per sample; scale/bias are per group
     (shape G) at opset 18 and per channel (shape C) from 21."""
@@ -207,7 +209,7 @@ def GroupNormalization(ctx, X, scale, bias, *, num_groups, epsilon=1e-5, stash_t
     return _as(y, X.dtype)
 
 
-@kernel("LpNormalization", since=(1, 22))
+@kernel("LpNormalization", since=(1, 22), types={"T": FLOATS})
 def LpNormalization(ctx, input, *, axis=-1, p=2):
     """x / ||x||_p along `axis` (p is 1 or 2); a zero norm gives 0."""
     xp = ctx.xp
@@ -223,7 +225,7 @@ def LpNormalization(ctx, input, *, axis=-1, p=2):
     return _as(y, input.dtype)
 
 
-@kernel("LRN", since=(1, 13))
+@kernel("LRN", since=(1, 13), types={"T": FLOATS})
 def LRN(ctx, X, *, size, alpha=1e-4, beta=0.75, bias=1.0):
     """Local response normalization across channels: x / (bias + alpha/size * sum x^2)^beta,
     the window [c - floor((size-1)/2), c + ceil((size-1)/2)]."""
@@ -242,7 +244,7 @@ def LRN(ctx, X, *, size, alpha=1e-4, beta=0.75, bias=1.0):
     return _as(y, X.dtype)
 
 
-@kernel("MeanVarianceNormalization", since=(9, 13))
+@kernel("MeanVarianceNormalization", since=(9, 13), types={"T": FLOATS})
 def MeanVarianceNormalization(ctx, X, *, axes=(0, 2, 3)):
     """(X - E[X]) / (sqrt(E[X^2] - E[X]^2) + 1e-9) over `axes`, as the ONNX function body."""
     xp = ctx.xp

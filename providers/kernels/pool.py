@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ortgpu.providers.kernels.conv import compute_dtype, fill_spatial, pad_spatial, resolve_pads
+from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.registry import kernel
 
 
@@ -69,7 +70,7 @@ def lowest(dtype):
     return np.iinfo(dt).min if dt.kind in "iu" else -np.inf
 
 
-@kernel("AveragePool", since=(1, 7, 10, 11, 19, 22))
+@kernel("AveragePool", since=(1, 7, 10, 11, 19, 22), types={"T": FLOATS})
 def AveragePool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                 kernel_shape=None, pads=None, strides=None):
     """Average over windows; the divisor counts explicit pads only with count_include_pad (never ceil pads)."""
@@ -88,7 +89,8 @@ def AveragePool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, 
     return (total / xp.maximum(count, 1)).astype(X.dtype, copy=False)
 
 
-@kernel("MaxPool", since=(1, 8, 10, 11, 12, 22))
+@kernel("MaxPool", since=(1, 8, 10, 11, 12, 22),
+        types={"T": FLOATS | frozenset({"int8", "uint8"}), "I": frozenset({"int64"})})
 def MaxPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
             storage_order=0, strides=None):
     """Max over windows; Indices are flat positions in X (row- or column-major per storage_order)."""
@@ -135,7 +137,7 @@ def lp_pool(xp, X, geom, p):
     return (s ** (1.0 / p)).astype(X.dtype, copy=False)
 
 
-@kernel("LpPool", since=(1, 2, 11, 18, 22))
+@kernel("LpPool", since=(1, 2, 11, 18, 22), types={"T": FLOATS})
 def LpPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2,
            pads=None, strides=None):
     """(sum over window of |x|^p)^(1/p); pads contribute zeros."""
@@ -143,20 +145,20 @@ def LpPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_sha
     return lp_pool(ctx.xp, X, geom, float(p))
 
 
-@kernel("GlobalAveragePool", since=(1, 22))
+@kernel("GlobalAveragePool", since=(1, 22), types={"T": FLOATS})
 def GlobalAveragePool(ctx, X):
     """Mean over all spatial axes, kept as size-1 axes."""
     axes = tuple(range(2, X.ndim))
     return X.astype(compute_dtype(X.dtype), copy=False).mean(axis=axes, keepdims=True).astype(X.dtype)
 
 
-@kernel("GlobalMaxPool", since=(1, 22))
+@kernel("GlobalMaxPool", since=(1, 22), types={"T": FLOATS})
 def GlobalMaxPool(ctx, X):
     """Max over all spatial axes, kept as size-1 axes."""
     return X.max(axis=tuple(range(2, X.ndim)), keepdims=True)
 
 
-@kernel("GlobalLpPool", since=(1, 2, 22))
+@kernel("GlobalLpPool", since=(1, 2, 22), types={"T": FLOATS})
 def GlobalLpPool(ctx, X, *, p=2):
     """(sum over all spatial axes of |x|^p)^(1/p), kept as size-1 axes."""
     xp = ctx.xp
@@ -165,7 +167,7 @@ def GlobalLpPool(ctx, X, *, p=2):
     return (s ** (1.0 / float(p))).astype(X.dtype)
 
 
-@kernel("MaxUnpool", since=(9, 11, 22))
+@kernel("MaxUnpool", since=(9, 11, 22), types={"T1": FLOATS, "T2": frozenset({"int64"})}, host_inputs=(2,))
 def MaxUnpool(ctx, X, I, output_shape=None, *, kernel_shape=None, pads=None, strides=None):
     """Scatter X to the flat positions I of a zero tensor (MaxPool's Indices layout)."""
     xp = ctx.xp
@@ -180,7 +182,6 @@ def MaxUnpool(ctx, X, I, output_shape=None, *, kernel_shape=None, pads=None, str
     y[I.reshape(-1).astype(np.int64)] = X.reshape(-1)
     y = y.reshape(shape)
     if output_shape is not None:  # indices keep the default layout; the rest is zero-padded at the end
-        target = [int(v) for v in np.asarray(output_shape.get() if hasattr(output_shape, "get")
-                                             else output_shape).tolist()][-nd:]
+        target = [int(v) for v in np.asarray(output_shape).tolist()][-nd:]
         y = pad_spatial(xp, y, [0] * nd, [t - s for t, s in zip(target, shape[2:])])
     return y

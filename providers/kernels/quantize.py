@@ -11,6 +11,7 @@ import numpy as np
 
 from ortgpu.dtypes import np_dtype
 from ortgpu.providers.kernels.conv import conv_float
+from ortgpu.providers.dtype_sets import BFLOAT16, FLOAT8, FLOAT8_E8M0, INT4, SUB_BYTE
 from ortgpu.providers.registry import kernel
 
 def int_range(dtype):
@@ -72,7 +73,11 @@ def quantize(xp, v, dtype, zp, saturate=1):
     return saturate_float(xp, v, dtype, saturate)
 
 
-@kernel("QuantizeLinear", since=(10, 13, 19, 21, 23, 24, 25, 28))
+@kernel("QuantizeLinear", since=(10, 13, 19, 21, 23, 24, 25, 28),
+        types={"T1": BFLOAT16 | frozenset({"float16", "float32", "int32"}),
+               "T2": FLOAT8 | FLOAT8_E8M0 | INT4 | BFLOAT16
+                     | frozenset({"float16", "float32", "int16", "int32", "int8", "uint16", "uint8"}),
+               "T3": FLOAT8 | SUB_BYTE | frozenset({"int16", "int8", "uint16", "uint8"})})
 def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0,
                    precision=0, saturate=1):
     """y = saturate(round_half_even(x / y_scale) + y_zero_point), per tensor, per axis or blocked."""
@@ -92,7 +97,11 @@ def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=1, block_size=0, 
     return quantize(xp, v, out_dt, zp, saturate)
 
 
-@kernel("DequantizeLinear", since=(10, 13, 19, 21, 23, 24, 25, 28))
+@kernel("DequantizeLinear", since=(10, 13, 19, 21, 23, 24, 25, 28),
+        types={"T": frozenset({"int32", "int8", "uint8"}),
+               "T1": FLOAT8 | SUB_BYTE | frozenset({"int16", "int32", "int8", "uint16", "uint8"}),
+               "T2": FLOAT8_E8M0 | BFLOAT16 | frozenset({"float16", "float32"}),
+               "T3": BFLOAT16 | frozenset({"float16", "float32"})})
 def DequantizeLinear(ctx, x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=0):
     """y = (x - x_zero_point) * x_scale, per tensor, per axis or blocked; y has the scale's type."""
     xp = ctx.xp
@@ -109,7 +118,8 @@ def DequantizeLinear(ctx, x, x_scale, x_zero_point=None, *, axis=1, block_size=0
     return (v * scale).astype(out_dt)
 
 
-@kernel("DynamicQuantizeLinear", since=11)
+@kernel("DynamicQuantizeLinear", since=11,
+        types={"T1": frozenset({"float32"}), "T2": frozenset({"uint8"})})
 def DynamicQuantizeLinear(ctx, x):
     """uint8 quantization with scale and zero point chosen from the range of x (extended to 0)."""
     xp = ctx.xp
@@ -141,13 +151,20 @@ def int_matmul(xp, a, a_zp, b, b_zp):
     return xp.matmul(af, bf)
 
 
-@kernel("MatMulInteger", since=10)
+@kernel("MatMulInteger", since=10,
+        types={"T1": frozenset({"int8", "uint8"}),
+               "T2": frozenset({"int8", "uint8"}),
+               "T3": frozenset({"int32"})})
 def MatMulInteger(ctx, A, B, a_zero_point=None, b_zero_point=None):
     """Integer matmul of zero-point-shifted inputs, int32 result (per-row / per-column zero points)."""
     return int_matmul(ctx.xp, A, a_zero_point, B, b_zero_point).astype(np.int32)
 
 
-@kernel("QLinearMatMul", since=(10, 21))
+@kernel("QLinearMatMul", since=(10, 21),
+        types={"T1": FLOAT8 | frozenset({"int8", "uint8"}),
+               "T2": FLOAT8 | frozenset({"int8", "uint8"}),
+               "T3": FLOAT8 | frozenset({"int8", "uint8"}),
+               "TS": BFLOAT16 | frozenset({"float16", "float32"})})
 def QLinearMatMul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """Quantized matmul: requantize the integer product by a_scale * b_scale / y_scale."""
     xp = ctx.xp
@@ -157,7 +174,11 @@ def QLinearMatMul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sca
     return quantize(xp, acc * mult.astype(np.float64), y_zero_point.dtype, y_zero_point)
 
 
-@kernel("QLinearConv", since=10)
+@kernel("QLinearConv", since=10,
+        types={"T1": frozenset({"int8", "uint8"}),
+               "T2": frozenset({"int8", "uint8"}),
+               "T3": frozenset({"int8", "uint8"}),
+               "T4": frozenset({"int32"})})
 def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
                 B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
                 strides=None):

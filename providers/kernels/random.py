@@ -11,6 +11,7 @@ import numpy as np
 from ortgpu.dtypes import np_dtype
 from ortgpu.providers.kernels.normalization import softmax
 from ortgpu.providers.kernels.reduce import float_work_dtype
+from ortgpu.providers.dtype_sets import BOOL, FLOAT, FLOAT8, FLOATS, INDEX, NUMERIC, STANDARD
 from ortgpu.providers.registry import kernel
 
 
@@ -28,7 +29,7 @@ def _out_dtype(dtype, default):
     return np_dtype(int(dtype)) if dtype is not None else np.dtype(default)
 
 
-@kernel("RandomUniform", since=(1, 22))
+@kernel("RandomUniform", since=(1, 22), types={"T": FLOATS})
 def RandomUniform(ctx, *, shape, dtype=1, high=1.0, low=0.0, seed=None):
     """Uniform samples in [low, high) of the given shape and dtype (default float)."""
     xp = ctx.xp
@@ -37,7 +38,7 @@ def RandomUniform(ctx, *, shape, dtype=1, high=1.0, low=0.0, seed=None):
     return (u * (high - low) + low).astype(dt)
 
 
-@kernel("RandomNormal", since=(1, 22))
+@kernel("RandomNormal", since=(1, 22), types={"T": FLOATS})
 def RandomNormal(ctx, *, shape, dtype=1, mean=0.0, scale=1.0, seed=None):
     """Normal samples N(mean, scale^2) of the given shape and dtype (default float)."""
     xp = ctx.xp
@@ -46,7 +47,7 @@ def RandomNormal(ctx, *, shape, dtype=1, mean=0.0, scale=1.0, seed=None):
     return (z * scale + mean).astype(dt)
 
 
-@kernel("RandomUniformLike", since=(1, 22))
+@kernel("RandomUniformLike", since=(1, 22), types={"T1": STANDARD, "T2": FLOATS})
 def RandomUniformLike(ctx, input, *, dtype=None, high=1.0, low=0.0, seed=None):
     """Uniform samples in [low, high) shaped like `input`, of `dtype` or the input's type."""
     xp = ctx.xp
@@ -55,7 +56,7 @@ def RandomUniformLike(ctx, input, *, dtype=None, high=1.0, low=0.0, seed=None):
     return (u * (high - low) + low).astype(dt)
 
 
-@kernel("RandomNormalLike", since=(1, 22))
+@kernel("RandomNormalLike", since=(1, 22), types={"T1": STANDARD, "T2": FLOATS})
 def RandomNormalLike(ctx, input, *, dtype=None, mean=0.0, scale=1.0, seed=None):
     """Normal samples N(mean, scale^2) shaped like `input`, of `dtype` or the input's type."""
     xp = ctx.xp
@@ -64,7 +65,7 @@ def RandomNormalLike(ctx, input, *, dtype=None, mean=0.0, scale=1.0, seed=None):
     return (z * scale + mean).astype(dt)
 
 
-@kernel("Multinomial", since=(7, 22))
+@kernel("Multinomial", since=(7, 22), types={"T1": FLOATS, "T2": INDEX})
 def Multinomial(ctx, input, *, dtype=6, sample_size=1, seed=None):
     """`sample_size` class indices per batch row, drawn from softmax(input) (unnormalized log-probs)."""
     xp = ctx.xp
@@ -78,7 +79,7 @@ def Multinomial(ctx, input, *, dtype=6, sample_size=1, seed=None):
     return idx.astype(_out_dtype(dtype, np.int32))
 
 
-@kernel("Bernoulli", since=(15, 22))
+@kernel("Bernoulli", since=(15, 22), types={"T1": FLOATS, "T2": NUMERIC | BOOL})
 def Bernoulli(ctx, input, *, dtype=None, seed=None):
     """1 with probability input[i], else 0, in `dtype` (default: the input's type)."""
     xp = ctx.xp
@@ -97,7 +98,7 @@ def _drop(xp, data, ratio, seed):
     return out, keep
 
 
-@kernel("Dropout", since=(1, 6, 7, 10))
+@kernel("Dropout", since=(1, 6, 7, 10), types={"T": FLOAT, "T1": BOOL})
 def Dropout_ratio_attribute(ctx, data, *, ratio=0.5, is_test=None, consumed_inputs=None):
     """Identity with an all-true mask at inference; opsets 1 and 6 drop at random when is_test=0.
     The mask is bool from opset 10, of the data's type before."""
@@ -113,15 +114,15 @@ def Dropout_ratio_attribute(ctx, data, *, ratio=0.5, is_test=None, consumed_inpu
     return out, mask
 
 
-@kernel("Dropout", since=(12, 13, 22))
+@kernel("Dropout", since=(12, 13, 22),
+        types={"T": FLOATS | FLOAT8, "T1": FLOATS | FLOAT8, "T2": BOOL}, host_inputs=(1, 2))
 def Dropout(ctx, data, ratio=None, training_mode=None, *, seed=None):
     """Identity unless training_mode is true; then zero with probability `ratio` (default 0.5)
     and scale the kept values by 1/(1-ratio).  The mask output is bool."""
     xp = ctx.xp
-    training = training_mode is not None and bool(np.asarray(
-        training_mode.get() if hasattr(training_mode, "get") else training_mode).reshape(-1)[0])
+    training = training_mode is not None and bool(np.asarray(training_mode).reshape(-1)[0])
     if training:
-        r = 0.5 if ratio is None else float(np.asarray(ratio.get() if hasattr(ratio, "get") else ratio).reshape(-1)[0])
+        r = 0.5 if ratio is None else float(np.asarray(ratio).reshape(-1)[0])
         out, keep = _drop(xp, data, r, seed)
     else:
         out, keep = data, None

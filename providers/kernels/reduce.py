@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.providers.dtype_sets import BFLOAT16, BOOL, FLOATS, INDEX
 from ortgpu.providers.registry import kernel
 
 
@@ -154,7 +155,7 @@ def reduce(ctx, name: str, data, axes, keepdims: int, noop: bool = False):
 def _axes_from_input(axes):
     if axes is None:
         return None
-    return [int(a) for a in np.asarray(axes.get() if hasattr(axes, "get") else axes).reshape(-1)]
+    return [int(a) for a in np.asarray(axes).reshape(-1)]
 
 
 def _register(name: str, attr_versions, input_versions):
@@ -167,12 +168,20 @@ def _register(name: str, attr_versions, input_versions):
     for fn, how in ((with_axes_attribute, "axes as an attribute"), (with_axes_input, "axes as an input")):
         fn.__name__ = fn.__qualname__ = f"{name}_{fn.__name__}"
         fn.__doc__ = f"{name} with {how}; small floats accumulate in float32."
-    kernel(name, since=attr_versions)(with_axes_attribute)
-    kernel(name, since=input_versions)(with_axes_input)
+    attr_types, input_types = TYPES[name]
+    kernel(name, since=attr_versions, types={"T": attr_types})(with_axes_attribute)
+    kernel(name, since=input_versions, types={"T": input_types}, host_inputs=(1,))(with_axes_input)
 
 
 # op -> (since-versions with `axes` as an attribute, since-versions with `axes` as an input);
 # the CUDA kernels of providers/cuda/kernels/reduce.py register the same versions.
+# op -> (element types of the form with `axes` as an attribute, of the form with it as an input)
+SUMMABLE = FLOATS | INDEX | frozenset({"uint32", "uint64"})
+ORDERED = SUMMABLE | frozenset({"int8", "uint8"})   # ReduceMax/ReduceMin (and bool from opset 18)
+TYPES = {"ReduceSum": (SUMMABLE - BFLOAT16, SUMMABLE)}
+TYPES.update({op: (SUMMABLE, SUMMABLE) for op in ("ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2",
+                                                  "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")})
+TYPES.update({op: (ORDERED, ORDERED | BOOL) for op in ("ReduceMax", "ReduceMin")})
 VERSIONS = {"ReduceSum": ((1, 11), (13,))}
 VERSIONS.update({op: ((1, 11, 13), (18,)) for op in
                  ("ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare")})
@@ -183,7 +192,7 @@ for _name, (_attr_versions, _input_versions) in VERSIONS.items():
 
 
 def _scalar_axis(axis, ndim):
-    a = int(np.asarray(axis.get() if hasattr(axis, "get") else axis).reshape(-1)[0])
+    a = int(np.asarray(axis).reshape(-1)[0])
     if not -ndim <= a < ndim:
         raise ValueError(f"axis {a} is out of range for a tensor of rank {ndim}")
     return a % ndim
@@ -208,13 +217,15 @@ def _cumulative(ctx, x, axis, exclusive, reverse, op, identity):
     return xp.ascontiguousarray(r).astype(x.dtype, copy=False)
 
 
-@kernel("CumSum", since=(11, 14))
+@kernel("CumSum", since=(11, 14),
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX}, host_inputs=(1,))
 def CumSum(ctx, x, axis, *, exclusive=0, reverse=0):
     """Cumulative sum along `axis` (a scalar input); exclusive shifts in a 0, reverse runs backwards."""
     return _cumulative(ctx, x, axis, exclusive, reverse, ctx.xp.cumsum, 0)
 
 
-@kernel("CumProd", since=26)
+@kernel("CumProd", since=26,
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"}), "T2": INDEX}, host_inputs=(1,))
 def CumProd(ctx, x, axis, *, exclusive=0, reverse=0):
     """Cumulative product along `axis`; exclusive shifts in a 1, reverse runs backwards."""
     return _cumulative(ctx, x, axis, exclusive, reverse, ctx.xp.cumprod, 1)

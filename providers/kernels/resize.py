@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import BOOL, CUPY, FLOAT, INDEX, STANDARD, STRING
+from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
 
 
 def _source_coords(ctm, out_len, in_len, scale, roi_lo, roi_hi):
@@ -132,8 +133,9 @@ def _present(t):
 
 
 def _host(t):
-    """A small tensor input as a NumPy array on the host."""
-    return t.get() if hasattr(t, "get") else np.asarray(t)
+    """A small tensor input as a NumPy array: roi, scales and sizes are declared host inputs,
+    so they arrive as NumPy arrays on every provider."""
+    return np.asarray(t)
 
 
 class ResizePlan(NamedTuple):
@@ -228,13 +230,14 @@ def _params(mode, ctm="half_pixel", nearest_mode="round_prefer_floor", cubic_coe
             "antialias": bool(antialias) and mode != "nearest"}
 
 
-@kernel("Resize", since=10)
+@kernel("Resize", since=10, types={"T": CUPY | STRING}, host_inputs=(1,), capturable=HOST_ROUND_TRIP)
 def Resize_10(ctx, X, scales, *, mode="nearest"):
     """Resize-10: asymmetric coordinates; nearest floors when enlarging and ceils when shrinking."""
     return _resize(ctx, X, None, scales, None, _params(mode, "asymmetric", "legacy"))
 
 
-@kernel("Resize", since=(11, 13))
+@kernel("Resize", since=(11, 13), types={"T1": STANDARD, "T2": FLOAT}, host_inputs=(1, 2, 3),
+        capturable=HOST_ROUND_TRIP)
 def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transformation_mode="half_pixel",
               cubic_coeff_a=-0.75, exclude_outside=0, extrapolation_value=0.0, mode="nearest",
               nearest_mode="round_prefer_floor"):
@@ -244,7 +247,8 @@ def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transform
     return _resize(ctx, X, roi, scales, sizes, p)
 
 
-@kernel("Resize", since=(18, 19))
+@kernel("Resize", since=(18, 19), types={"T1": STANDARD, "T2": FLOAT}, host_inputs=(1, 2, 3),
+        capturable=HOST_ROUND_TRIP)
 def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",
@@ -255,21 +259,21 @@ def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
     return _resize(ctx, X, roi, scales, sizes, p, axes=axes, keep_aspect_ratio_policy=keep_aspect_ratio_policy)
 
 
-@kernel("Upsample", since=1)
+@kernel("Upsample", since=1, types={"T": FLOAT | INDEX | BOOL}, capturable=HOST_ROUND_TRIP)
 def Upsample_1(ctx, X, *, height_scale, width_scale, mode="nearest"):
     """Upsample-1 (experimental): NCHW input scaled by height_scale and width_scale."""
     scales = np.array([1.0, 1.0, height_scale, width_scale], dtype=np.float32)
     return _resize(ctx, X, None, scales, None, _params(mode, "asymmetric", "legacy"))
 
 
-@kernel("Upsample", since=7)
+@kernel("Upsample", since=7, types={"T": CUPY | STRING}, capturable=HOST_ROUND_TRIP)
 def Upsample_7(ctx, X, *, mode="nearest", scales=()):
     """Upsample-7: scales as an attribute; asymmetric coordinates, nearest rounds down."""
     return _resize(ctx, X, None, np.asarray(scales, dtype=np.float32), None,
                    _params(mode, "asymmetric", "legacy"))
 
 
-@kernel("Upsample", since=(9, 10))
+@kernel("Upsample", since=(9, 10), types={"T": CUPY | STRING}, host_inputs=(1,), capturable=HOST_ROUND_TRIP)
 def Upsample(ctx, X, scales, *, mode="nearest"):
     """Upsample-9/10: scales as an input; same sampling as Upsample-7."""
     return _resize(ctx, X, None, scales, None, _params(mode, "asymmetric", "legacy"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.providers.kernels.conv import compute_dtype
+from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.registry import kernel
 
 # activation name -> (function of (xp, x, alpha, beta), default alpha, default beta);
@@ -60,7 +61,7 @@ class Recurrence:
         self.directions = ["reverse"] if direction == "reverse" else (
             ["forward", "reverse"] if direction == "bidirectional" else ["forward"])
         if sequence_lens is not None:
-            lens = np.asarray(sequence_lens.get() if hasattr(sequence_lens, "get") else sequence_lens)
+            lens = np.asarray(sequence_lens)
             self.lens = lens.astype(np.int64)
         else:
             self.lens = None
@@ -129,7 +130,7 @@ def present(ctx, values):
     return tuple(values[:ctx.num_outputs]) if ctx.num_outputs > 1 else values[0]
 
 
-@kernel("RNN", since=(1, 7, 14, 22))
+@kernel("RNN", since=(1, 7, 14, 22), types={"T": FLOATS, "T1": frozenset({"int32"})}, host_inputs=(4,))
 def RNN(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
         layout=0, output_sequence=0):
@@ -157,7 +158,7 @@ def RNN(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_
     return present(ctx, rec.outputs(ys, finals))
 
 
-@kernel("GRU", since=(1, 3, 7, 14, 22))
+@kernel("GRU", since=(1, 3, 7, 14, 22), types={"T": FLOATS, "T1": frozenset({"int32"})}, host_inputs=(4,))
 def GRU(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
         layout=0, linear_before_reset=0, output_sequence=0):
@@ -195,7 +196,7 @@ def GRU(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_
     return present(ctx, rec.outputs(ys, finals))
 
 
-@kernel("LSTM", since=(1, 7, 14, 22))
+@kernel("LSTM", since=(1, 7, 14, 22), types={"T": FLOATS, "T1": frozenset({"int32"})}, host_inputs=(4,))
 def LSTM(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
          activation_alpha=None, activation_beta=None, activations=None, clip=None,
          direction="forward", hidden_size=None, input_forget=0, layout=0, output_sequence=0):

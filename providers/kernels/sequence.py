@@ -1,4 +1,5 @@
 """Tensor sequences: a sequence value is a Python ``list`` of arrays (never mutated in place)."""
+from ortgpu.providers.dtype_sets import CUPY, INDEX, STANDARD, STRING
 from ortgpu.providers.registry import kernel
 
 
@@ -14,19 +15,20 @@ def _position(seq, position, default, allow_end):
     return p + n if p < 0 else p
 
 
-@kernel("SequenceEmpty", since=11)
+@kernel("SequenceEmpty", since=11, types={"S": CUPY | STRING})
 def SequenceEmpty(ctx, *, dtype=1):
     """An empty sequence (the element type only matters to type inference)."""
     return []
 
 
-@kernel("SequenceConstruct", since=11)
+@kernel("SequenceConstruct", since=11, types={"T": CUPY | STRING, "S": CUPY | STRING})
 def SequenceConstruct(ctx, *inputs):
     """A sequence of the given tensors, in order."""
     return list(inputs)
 
 
-@kernel("SequenceInsert", since=11)
+@kernel("SequenceInsert", since=11, types={"T": CUPY | STRING, "S": CUPY | STRING, "I": INDEX},
+        host_inputs=(2,))
 def SequenceInsert(ctx, input_sequence, tensor, position=None):
     """A new sequence with `tensor` inserted before `position` (default: appended)."""
     seq = list(input_sequence)
@@ -34,13 +36,13 @@ def SequenceInsert(ctx, input_sequence, tensor, position=None):
     return seq
 
 
-@kernel("SequenceAt", since=11)
+@kernel("SequenceAt", since=11, types={"S": CUPY | STRING, "T": CUPY | STRING, "I": INDEX}, host_inputs=(1,))
 def SequenceAt(ctx, input_sequence, position):
     """The tensor at `position` (negative counts from the back)."""
     return input_sequence[_position(input_sequence, position, 0, allow_end=False)]
 
 
-@kernel("SequenceErase", since=11)
+@kernel("SequenceErase", since=11, types={"S": CUPY | STRING, "I": INDEX}, host_inputs=(1,))
 def SequenceErase(ctx, input_sequence, position=None):
     """A new sequence without the tensor at `position` (default: the last one)."""
     seq = list(input_sequence)
@@ -50,13 +52,13 @@ def SequenceErase(ctx, input_sequence, position=None):
     return seq
 
 
-@kernel("SequenceLength", since=11)
+@kernel("SequenceLength", since=11, types={"S": CUPY | STRING, "I": frozenset({"int64"})})
 def SequenceLength(ctx, input_sequence):
     """The number of tensors in the sequence, as an int64 scalar."""
     return ctx.xp.asarray(len(input_sequence), dtype=ctx.xp.int64)
 
 
-@kernel("SplitToSequence", since=(11, 24))
+@kernel("SplitToSequence", since=(11, 24), types={"T": STANDARD, "I": INDEX, "S": STANDARD}, host_inputs=(1,))
 def SplitToSequence(ctx, input, split=None, *, axis=0, keepdims=1):
     """Split along `axis` into a sequence; `keepdims` only applies when `split` is absent."""
     xp = ctx.xp
@@ -89,7 +91,7 @@ def SplitToSequence(ctx, input, split=None, *, axis=0, keepdims=1):
     return parts
 
 
-@kernel("ConcatFromSequence", since=11)
+@kernel("ConcatFromSequence", since=11, types={"S": CUPY | STRING, "T": CUPY | STRING})
 def ConcatFromSequence(ctx, input_sequence, *, axis, new_axis=0):
     """Concatenate the tensors along `axis`, or stack them on a new axis when `new_axis` is 1."""
     xp = ctx.xp

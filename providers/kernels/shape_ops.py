@@ -5,6 +5,8 @@ that are read into Python ints on the host; the data itself stays in the array m
 """
 import numpy as np
 
+from ortgpu.providers.dtype_sets import (
+    ALL, BOOL, COMPLEX, CUPY, FLOAT, FLOAT6, FLOATS, INDEX, NON_STRING, NUMERIC, STANDARD, STRING)
 from ortgpu.providers.registry import kernel
 
 
@@ -32,7 +34,7 @@ def norm_axis(axis: int, rank: int, name: str = "axis") -> int:
 # --- constants -----------------------------------------------------------------------
 
 
-@kernel("Constant", since=(1, 9, 11, 12, 13, 19, 21, 23, 24, 25))
+@kernel("Constant", since=(1, 9, 11, 12, 13, 19, 21, 23, 24, 25), types={"T": ALL - FLOAT6})
 def Constant(ctx, *, value=None, sparse_value=None, value_float=None, value_floats=None,
              value_int=None, value_ints=None, value_string=None, value_strings=None):
     """The one attribute that is set, as a tensor (sparse_value arrives densified)."""
@@ -56,7 +58,8 @@ def Constant(ctx, *, value=None, sparse_value=None, value_float=None, value_floa
     raise ValueError("Constant sets none of its value attributes")
 
 
-@kernel("ConstantOfShape", since=(9, 20, 21, 23, 24, 25))
+@kernel("ConstantOfShape", since=(9, 20, 21, 23, 24, 25),
+        types={"T1": frozenset({"int64"}), "T2": NON_STRING - (COMPLEX | FLOAT6)}, host_inputs=(0,))
 def ConstantOfShape(ctx, input, *, value=None):
     """A tensor of shape `input` filled with the single element of `value` (float32 0 by default)."""
     shape = tuple(host_ints(input))
@@ -70,7 +73,7 @@ def ConstantOfShape(ctx, input, *, value=None):
     return out
 
 
-@kernel("EyeLike", since=(9, 22))
+@kernel("EyeLike", since=(9, 22), types={"T1": NUMERIC | BOOL, "T2": NUMERIC | BOOL})
 def EyeLike(ctx, input, *, dtype=None, k=0):
     """A 2-D matrix shaped like `input` with ones on diagonal k, of type `dtype` or input's."""
     from ortgpu.dtypes import np_dtype
@@ -84,7 +87,7 @@ def EyeLike(ctx, input, *, dtype=None, k=0):
     return out
 
 
-@kernel("Range", since=(11, 27))
+@kernel("Range", since=(11, 27), types={"T": FLOATS | INDEX | frozenset({"int16"})}, host_inputs=(0, 1, 2))
 def Range(ctx, start, limit, delta, *, stash_type=1):
     """start, start+delta, ... up to limit (exclusive); floats are start + i*delta in float32+."""
     # computing each element directly (not by accumulation) is what stash_type=1 asks for
@@ -109,14 +112,16 @@ def _range(xp, start, limit, delta):
 # --- shape queries ---------------------------------------------------------------------
 
 
-@kernel("Shape", since=(1, 13, 15, 19, 21, 23, 24, 25))
+@kernel("Shape", since=(1, 13, 15, 19, 21, 23, 24, 25),
+        types={"T": ALL - FLOAT6, "T1": frozenset({"int64"})})
 def Shape(ctx, data, *, start=0, end=None):
     """The shape as int64, sliced to [start, end) with Python-style clamping (opset 15)."""
     dims = data.shape[start:end]
     return ctx.xp.asarray(dims, dtype=np.int64)
 
 
-@kernel("Size", since=(1, 13, 19, 21, 23, 24, 25))
+@kernel("Size", since=(1, 13, 19, 21, 23, 24, 25),
+        types={"T": ALL - FLOAT6, "T1": frozenset({"int64"})})
 def Size(ctx, data):
     """The element count as an int64 scalar."""
     return ctx.xp.asarray(data.size, dtype=np.int64)
@@ -137,19 +142,19 @@ def _reshape(xp, data, shape, allowzero):
     return xp.reshape(data, tuple(dims))
 
 
-@kernel("Reshape", since=1)
+@kernel("Reshape", since=1, types={"T": FLOAT})
 def Reshape_1(ctx, data, *, shape=(), consumed_inputs=None):
     """Reshape to the `shape` attribute (0 copies the input dim, -1 is inferred)."""
     return _reshape(ctx.xp, data, [int(s) for s in shape], False)
 
 
-@kernel("Reshape", since=(5, 13, 14, 19, 21, 23, 24, 25))
+@kernel("Reshape", since=(5, 13, 14, 19, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Reshape(ctx, data, shape, *, allowzero=0):
     """Reshape to `shape`: 0 copies the input dim unless allowzero, -1 is inferred."""
     return _reshape(ctx.xp, data, host_ints(shape), allowzero)
 
 
-@kernel("Flatten", since=(1, 9, 11, 13, 21, 23, 24, 25))
+@kernel("Flatten", since=(1, 9, 11, 13, 21, 23, 24, 25), types={"T": ALL - FLOAT6})
 def Flatten(ctx, input, *, axis=1):
     """2-D view: dims before `axis` form the rows, the rest the columns."""
     r = input.ndim
@@ -172,13 +177,13 @@ def _squeeze(xp, data, axes):
     return xp.reshape(data, tuple(d for i, d in enumerate(data.shape) if i not in axes))
 
 
-@kernel("Squeeze", since=(1, 11))
+@kernel("Squeeze", since=(1, 11), types={"T": CUPY | STRING})
 def Squeeze_1(ctx, data, *, axes=None):
     """Drop the size-1 dims in the `axes` attribute (all size-1 dims when absent)."""
     return _squeeze(ctx.xp, data, axes)
 
 
-@kernel("Squeeze", since=(13, 21, 23, 24, 25))
+@kernel("Squeeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Squeeze(ctx, data, axes=None):
     """Drop the size-1 dims in the `axes` input (all size-1 dims when absent)."""
     return _squeeze(ctx.xp, data, host_ints(axes))
@@ -195,19 +200,19 @@ def _unsqueeze(xp, data, axes):
     return xp.reshape(data, tuple(dims))
 
 
-@kernel("Unsqueeze", since=(1, 11))
+@kernel("Unsqueeze", since=(1, 11), types={"T": CUPY | STRING})
 def Unsqueeze_1(ctx, data, *, axes=()):
     """Insert size-1 dims at the `axes` attribute (positions in the output)."""
     return _unsqueeze(ctx.xp, data, list(axes))
 
 
-@kernel("Unsqueeze", since=(13, 21, 23, 24, 25))
+@kernel("Unsqueeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Unsqueeze(ctx, data, axes):
     """Insert size-1 dims at the `axes` input (positions in the output, may be negative)."""
     return _unsqueeze(ctx.xp, data, host_ints(axes))
 
 
-@kernel("Transpose", since=(1, 13, 21, 23, 24, 25))
+@kernel("Transpose", since=(1, 13, 21, 23, 24, 25), types={"T": ALL - FLOAT6})
 def Transpose(ctx, data, *, perm=None):
     """Permute the dims by `perm` (reversed when absent)."""
     if perm is None:
@@ -218,7 +223,7 @@ def Transpose(ctx, data, *, perm=None):
 # --- concat, split, slice --------------------------------------------------------------
 
 
-@kernel("Concat", since=(1, 4, 11, 13))
+@kernel("Concat", since=(1, 4, 11, 13), types={"T": STANDARD})
 def Concat(ctx, *inputs, axis=1):
     """Join the inputs along `axis` (negative allowed from opset 11)."""
     if len(inputs) == 1:
@@ -258,7 +263,7 @@ def _split_by(ctx, input, axis, sizes):
     return _split(input, axis, sizes)
 
 
-@kernel("Split", since=1)
+@kernel("Split", since=1, types={"T": FLOAT}, host_inputs=(1,))
 def Split_1(ctx, input, split_input=None, *, axis=0, **attrs):
     """Split along `axis` by the `split` attribute or the second input, else equally."""
     # opset 1 names both an input and an attribute `split`; the attribute comes in **attrs
@@ -266,19 +271,19 @@ def Split_1(ctx, input, split_input=None, *, axis=0, **attrs):
     return _split_by(ctx, input, axis, sizes)
 
 
-@kernel("Split", since=(2, 11))
+@kernel("Split", since=(2, 11), types={"T": CUPY | STRING})
 def Split_2(ctx, input, *, split=None, axis=0):
     """Split along `axis` by the `split` attribute, else into equal parts."""
     return _split_by(ctx, input, axis, list(split or []))
 
 
-@kernel("Split", since=13)
+@kernel("Split", since=13, types={"T": STANDARD}, host_inputs=(1,))
 def Split_13(ctx, input, split=None, *, axis=0):
     """Split along `axis` by the `split` input, else into equal parts."""
     return _split_by(ctx, input, axis, host_ints(split))
 
 
-@kernel("Split", since=18)
+@kernel("Split", since=18, types={"T": STANDARD}, host_inputs=(1,))
 def Split(ctx, input, split=None, *, axis=0, num_outputs=None):
     """Split by the `split` input, else into num_outputs parts (the last may be smaller)."""
     axis_ = norm_axis(axis, input.ndim)
@@ -323,13 +328,13 @@ def _slice_index(shape, starts, ends, axes, steps):
     return tuple(index)
 
 
-@kernel("Slice", since=1)
+@kernel("Slice", since=1, types={"T": CUPY | STRING})
 def Slice_1(ctx, data, *, starts, ends, axes=None):
     """Slice with the starts/ends/axes attributes (step 1)."""
     return data[_slice_index(data.shape, list(starts), list(ends), axes, None)]
 
 
-@kernel("Slice", since=(10, 11, 13))
+@kernel("Slice", since=(10, 11, 13), types={"T": STANDARD, "Tind": INDEX}, host_inputs=(1, 2, 3, 4))
 def Slice(ctx, data, starts, ends, axes=None, steps=None):
     """Slice with starts/ends/axes/steps inputs; out-of-range bounds clamp, steps may be negative."""
     index = _slice_index(data.shape, host_ints(starts), host_ints(ends),

@@ -11,12 +11,17 @@ import math
 import numpy as np
 
 from ortgpu.dtypes import np_dtype
+from ortgpu.providers.dtype_sets import FLOATS, INDEX, NUMERIC
 from ortgpu.providers.registry import kernel
+
+# Why the CUDA provider leaves these to the CPU
+_WINDOW = "a window built from a scalar size read on the host"
+_MEL = "a small constant table built from scalar inputs read on the host"
 
 
 def _scalar(v):
-    """A host Python number from a 0-d or 1-element tensor."""
-    return np.asarray(v.get() if hasattr(v, "get") else v).reshape(-1)[0].item()
+    """A Python number from a 0-d or 1-element tensor (a declared host input: NumPy)."""
+    return np.asarray(v).reshape(-1)[0].item()
 
 
 def _window(ctx, size, periodic, output_datatype, coeffs):
@@ -31,19 +36,19 @@ def _window(ctx, size, periodic, output_datatype, coeffs):
     return w.astype(np_dtype(output_datatype))
 
 
-@kernel("HannWindow", since=17)
+@kernel("HannWindow", since=17, types={"T1": INDEX, "T2": NUMERIC}, host_inputs=(0,), host_only=_WINDOW)
 def HannWindow(ctx, size, *, output_datatype=1, periodic=1):
     """0.5 - 0.5 cos(2 pi n / N)."""
     return _window(ctx, size, periodic, output_datatype, (0.5, 0.5))
 
 
-@kernel("HammingWindow", since=17)
+@kernel("HammingWindow", since=17, types={"T1": INDEX, "T2": NUMERIC}, host_inputs=(0,), host_only=_WINDOW)
 def HammingWindow(ctx, size, *, output_datatype=1, periodic=1):
     """25/46 - 21/46 cos(2 pi n / N) (the exact Hamming coefficients, as ONNX specifies)."""
     return _window(ctx, size, periodic, output_datatype, (25.0 / 46.0, 21.0 / 46.0))
 
 
-@kernel("BlackmanWindow", since=17)
+@kernel("BlackmanWindow", since=17, types={"T1": INDEX, "T2": NUMERIC}, host_inputs=(0,), host_only=_WINDOW)
 def BlackmanWindow(ctx, size, *, output_datatype=1, periodic=1):
     """0.42 - 0.5 cos(2 pi n / N) + 0.08 cos(4 pi n / N)."""
     return _window(ctx, size, periodic, output_datatype, (0.42, 0.5, 0.08))
@@ -88,20 +93,20 @@ def _dft(ctx, input, dft_length, axis, inverse, onesided):
     return _from_complex(xp, y, input.dtype)
 
 
-@kernel("DFT", since=17)
+@kernel("DFT", since=17, types={"T1": FLOATS, "T2": INDEX}, host_inputs=(1,))
 def DFT_axis_attribute(ctx, input, dft_length=None, *, axis=1, inverse=0, onesided=0):
     """DFT along the `axis` attribute (default 1); onesided gives n//2+1 bins, or with inverse an IRFFT."""
     return _dft(ctx, input, dft_length, int(axis), bool(inverse), bool(onesided))
 
 
-@kernel("DFT", since=20)
+@kernel("DFT", since=20, types={"T1": FLOATS, "T2": INDEX}, host_inputs=(1, 2))
 def DFT(ctx, input, dft_length=None, axis=None, *, inverse=0, onesided=0):
     """DFT along the `axis` input (default -2, the last signal axis); otherwise as opset 17."""
     ax = -2 if axis is None else int(_scalar(axis))
     return _dft(ctx, input, dft_length, ax, bool(inverse), bool(onesided))
 
 
-@kernel("STFT", since=17)
+@kernel("STFT", since=17, types={"T1": FLOATS, "T2": INDEX}, host_inputs=(1, 3))
 def STFT(ctx, signal, frame_step, window=None, frame_length=None, *, onesided=1):
     """Windowed DFT of frames [i*step, i*step + frame_length); output [batch, frames, bins, 2]."""
     xp = ctx.xp
@@ -128,7 +133,8 @@ def STFT(ctx, signal, frame_step, window=None, frame_length=None, *, onesided=1)
     return _from_complex(xp, y, signal.dtype)
 
 
-@kernel("MelWeightMatrix", since=17)
+@kernel("MelWeightMatrix", since=17, types={"T1": INDEX, "T2": FLOATS, "T3": NUMERIC},
+        host_inputs=(0, 1, 2, 3, 4), host_only=_MEL)
 def MelWeightMatrix(ctx, num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz,
                     *, output_datatype=1):
     """[dft_length//2 + 1, num_mel_bins] triangular filters, equally spaced on the mel scale

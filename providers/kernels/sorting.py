@@ -2,7 +2,8 @@
 import numpy as np
 
 from ortgpu.providers.kernels.shape_ops import host_scalar, norm_axis
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import FLOAT, NUMERIC, STANDARD
+from ortgpu.providers.registry import DATA_DEPENDENT, kernel
 
 
 def _sort_key(x):
@@ -28,19 +29,19 @@ def _top_k(xp, X, k, axis, largest):
     return xp.take_along_axis(X, idx, axis=axis), idx
 
 
-@kernel("TopK", since=1)
+@kernel("TopK", since=1, types={"T": FLOAT, "I": frozenset({"int64"})})
 def TopK_1(ctx, X, *, k, axis=-1):
     """The k largest elements along `axis` (k is an attribute) and their indices."""
     return _top_k(ctx.xp, X, k, axis, True)
 
 
-@kernel("TopK", since=10)
+@kernel("TopK", since=10, types={"T": FLOAT, "I": frozenset({"int64"})}, host_inputs=(1,))
 def TopK_10(ctx, X, K, *, axis=-1):
     """The K largest elements along `axis` and their indices; ties keep the lower index first."""
     return _top_k(ctx.xp, X, int(host_scalar(K)), axis, True)
 
 
-@kernel("TopK", since=(11, 24))
+@kernel("TopK", since=(11, 24), types={"T": NUMERIC, "I": frozenset({"int64"})}, host_inputs=(1,))
 def TopK(ctx, X, K, *, axis=-1, largest=1, sorted=1):
     """The K largest (or smallest) elements along `axis`, sorted, ties by lower index."""
     # sorted=0 leaves the order unspecified; the sorted order is a valid answer
@@ -60,19 +61,19 @@ def _arg_extreme(xp, data, axis, keepdims, select_last_index, largest):
     return xp.expand_dims(out, axis) if keepdims else out
 
 
-@kernel("ArgMax", since=(1, 11, 12, 13))
+@kernel("ArgMax", since=(1, 11, 12, 13), types={"T": NUMERIC})
 def ArgMax(ctx, data, *, axis=0, keepdims=1, select_last_index=0):
     """Index of the largest element along `axis` (first one, or last with select_last_index)."""
     return _arg_extreme(ctx.xp, data, axis, keepdims, select_last_index, True)
 
 
-@kernel("ArgMin", since=(1, 11, 12, 13))
+@kernel("ArgMin", since=(1, 11, 12, 13), types={"T": NUMERIC})
 def ArgMin(ctx, data, *, axis=0, keepdims=1, select_last_index=0):
     """Index of the smallest element along `axis` (first one, or last with select_last_index)."""
     return _arg_extreme(ctx.xp, data, axis, keepdims, select_last_index, False)
 
 
-@kernel("Unique", since=(11, 28), provider="cpu")
+@kernel("Unique", since=(11, 28), provider="cpu", types={"T": STANDARD}, capturable=DATA_DEPENDENT)
 def Unique(ctx, X, *, axis=None, sorted=1):
     """Unique elements (or slices along `axis`), first indices, inverse indices and counts."""
     if axis is None:

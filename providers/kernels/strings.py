@@ -4,7 +4,8 @@ import re
 
 import numpy as np
 
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import BOOL, INDEX, STRING
+from ortgpu.providers.registry import DATA_DEPENDENT, kernel
 
 
 def _strings(shape, values):
@@ -14,7 +15,7 @@ def _strings(shape, values):
     return out.reshape(shape)
 
 
-@kernel("StringConcat", since=20, provider="cpu")
+@kernel("StringConcat", since=20, provider="cpu", types={"T": STRING})
 def StringConcat(ctx, X, Y):
     """Elementwise X + Y with NumPy broadcasting."""
     X = np.asarray(X, dtype=object)
@@ -22,7 +23,7 @@ def StringConcat(ctx, X, Y):
     return np.asarray(np.add(X, Y, dtype=object), dtype=object)
 
 
-@kernel("StringNormalizer", since=10, provider="cpu")
+@kernel("StringNormalizer", since=10, provider="cpu", types={})
 def StringNormalizer(ctx, X, *, case_change_action="NONE", is_case_sensitive=0, locale="",
                      stopwords=()):
     """Drop stopwords, then change case; an all-dropped [C] / [1, C] input gives [""] / [[""]]."""
@@ -50,7 +51,8 @@ def StringNormalizer(ctx, X, *, case_change_action="NONE", is_case_sensitive=0, 
 _SPACES = re.compile(" +")
 
 
-@kernel("StringSplit", since=20, provider="cpu")
+@kernel("StringSplit", since=20, provider="cpu",
+        types={"T1": STRING, "T2": STRING, "T3": frozenset({"int64"})}, capturable=DATA_DEPENDENT)
 def StringSplit(ctx, X, *, delimiter=None, maxsplit=None):
     """Split each string; empty/absent delimiter splits on whitespace runs. Pads with "" to the longest."""
     sep = delimiter or None
@@ -75,7 +77,7 @@ def _compile(pattern):
     return re.compile(pattern)
 
 
-@kernel("RegexFullMatch", since=20, provider="cpu")
+@kernel("RegexFullMatch", since=20, provider="cpu", types={"T1": STRING, "T2": BOOL})
 def RegexFullMatch(ctx, X, *, pattern):
     """Whether each string fully matches `pattern` (RE2 syntax, run with Python's `re`)."""
     rx = _compile(pattern)
@@ -101,7 +103,8 @@ def _ngram_pool(pool, ngram_counts):
     return groups
 
 
-@kernel("TfIdfVectorizer", since=9, provider="cpu")
+@kernel("TfIdfVectorizer", since=9, provider="cpu",
+        types={"T": INDEX | STRING, "T1": frozenset({"float32"})})
 def TfIdfVectorizer(ctx, X, *, max_gram_length, max_skip_count, min_gram_length, mode, ngram_counts,
                     ngram_indexes, pool_int64s=None, pool_strings=None, weights=None):
     """Count pool n-grams (n in [min, max], any skip up to max_skip_count; unigrams once) per row."""

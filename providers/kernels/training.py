@@ -15,7 +15,10 @@ def _groups(inputs, k, op):
     return [inputs[i * n:(i + 1) * n] for i in range(k)]
 
 
-@kernel("Adagrad", since=1, domain=TRAINING)
+@kernel("Adagrad", since=1, domain=TRAINING,
+        types={"T1": frozenset({"float32", "float64"}),
+               "T2": frozenset({"int64"}),
+               "T3": frozenset({"float32", "float64"})})
 def Adagrad(ctx, R, T, *inputs, decay_factor=0.0, epsilon=1e-6, norm_coefficient=0.0):
     """One ADAGRAD step per tensor: outputs all X_new, then all H_new."""
     xp = ctx.xp
@@ -30,7 +33,10 @@ def Adagrad(ctx, R, T, *inputs, decay_factor=0.0, epsilon=1e-6, norm_coefficient
     return tuple(xs + hs)
 
 
-@kernel("Adam", since=1, domain=TRAINING)
+@kernel("Adam", since=1, domain=TRAINING,
+        types={"T1": frozenset({"float32", "float64"}),
+               "T2": frozenset({"int64"}),
+               "T3": frozenset({"float32", "float64"})})
 def Adam(ctx, R, T, *inputs, alpha=0.9, beta=0.999, epsilon=1e-6, norm_coefficient=0.0,
          norm_coefficient_post=0.0):
     """One Adam step per tensor (bias-corrected rate once T > 0): outputs all X, then all V, then all H."""
@@ -50,7 +56,10 @@ def Adam(ctx, R, T, *inputs, alpha=0.9, beta=0.999, epsilon=1e-6, norm_coefficie
     return tuple(xs + vs + hs)
 
 
-@kernel("Momentum", since=1, domain=TRAINING)
+@kernel("Momentum", since=1, domain=TRAINING,
+        types={"T1": frozenset({"float32", "float64"}),
+               "T2": frozenset({"int64"}),
+               "T3": frozenset({"float32", "float64"})})
 def Momentum(ctx, R, T, *inputs, alpha, beta, mode, norm_coefficient):
     """One SGD step with 'standard' or 'nesterov' momentum (beta is 1 when T == 0): all X, then all V."""
     X, G, V = _groups(inputs, 3, "Momentum")

@@ -16,6 +16,7 @@ from ortgpu.model_writer import EXTERNAL_FILE_KEY, EXTERNAL_MIN_SIZE_KEY
 from ortgpu.optimizer import fused_functions
 from ortgpu.optimizer.graph_edit import consumers, output_names
 from ortgpu.providers import registry
+from ortgpu.providers.dtype_sets import FLOAT
 from pass_check import basic_patterns, f32, init, model, session, step_ops
 
 ort = pytest.importorskip("onnxruntime")
@@ -130,7 +131,8 @@ def muladd(monkeypatch):
 
     def register(provider="shared"):
         monkeypatch.setitem(registry._REGISTRY, (DOMAIN, "MulAdd", 1, provider),
-                            registry.KernelDef("MulAdd", DOMAIN, 1, provider, MulAdd, None, "toy"))
+                            registry.KernelDef("MulAdd", DOMAIN, 1, provider, MulAdd,
+                                                              {"*": FLOAT}, "toy"))
 
     monkeypatch.setitem(fused_functions.FUNCTIONS, "MulAdd", _muladd_body)
     monkeypatch.setitem(optimizer.EXTENDED_PASSES, "ToyMulAddFusion", _fuse_muladd)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import fused_elementwise as fe
+from ortgpu.providers.dtype_sets import BOOL, FLOAT
 from ortgpu.providers.registry import kernel
 
 # Sources whose device functions the generated code calls (their kernels stay uninstantiated).
@@ -308,7 +309,7 @@ def run_fused(program_text: str, inputs):
     return out
 
 
-@kernel(fe.OP_TYPE, since=1, domain=fe.DOMAIN, provider="cuda")
+@kernel(fe.OP_TYPE, since=1, domain=fe.DOMAIN, provider="cuda", types={"*": FLOAT | BOOL})
 def FusedElementwise(ctx, *inputs, program):
     """The program as one generated CUDA kernel; the shared kernel where not handled."""
     if cu.on_device(ctx, *inputs):

@@ -30,7 +30,8 @@ from ortgpu.providers.cuda.kernels import copy as cu_copy
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import indexing as shared
 from ortgpu.providers.kernels.shape_ops import norm_axis
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import CUPY, INDEX
+from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
 
 SOURCE = "gather.cu"
 INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))    # Gather's; read by width at run time
@@ -206,7 +207,8 @@ def run_scatter_nd(data, indices, updates, reduction: str):
 
 # ---------------------------------------------------------------- registrations
 
-@kernel("Gather", since=(1, 11, 13), provider="cuda")
+@kernel("Gather", since=(1, 11, 13), provider="cuda", types={"T": CUPY, "Tind": INDEX},
+        capturable=HOST_ROUND_TRIP)
 def Gather(ctx, data, indices, *, axis=0):
     """Take slices of `data` along `axis` at `indices` (raw CUDA; indices checked on the device)."""
     if cu.on_device(ctx, data, indices):
@@ -216,13 +218,13 @@ def Gather(ctx, data, indices, *, axis=0):
     return shared.Gather(ctx, data, indices, axis=axis)
 
 
-@kernel("GatherND", since=11, provider="cuda")
+@kernel("GatherND", since=11, provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
 def GatherND_11(ctx, data, indices):
     """Gather slices addressed by the last dim of `indices` (raw CUDA)."""
     return GatherND(ctx, data, indices, batch_dims=0)
 
 
-@kernel("GatherND", since=(12, 13), provider="cuda")
+@kernel("GatherND", since=(12, 13), provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
 def GatherND(ctx, data, indices, *, batch_dims=0):
     """Gather slices addressed by the last dim of `indices` after batch_dims shared dims (raw CUDA)."""
     if cu.on_device(ctx, data, indices):
@@ -232,7 +234,7 @@ def GatherND(ctx, data, indices, *, batch_dims=0):
     return shared.GatherND(ctx, data, indices, batch_dims=batch_dims)
 
 
-@kernel("ScatterND", since=(11, 13, 16, 18), provider="cuda")
+@kernel("ScatterND", since=(11, 13, 16, 18), provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
 def ScatterND(ctx, data, indices, updates, *, reduction="none"):
     """Copy of `data` with the addressed slices replaced or reduced (raw CUDA, atomic reductions)."""
     if cu.on_device(ctx, data, indices, updates):

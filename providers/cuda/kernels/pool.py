@@ -17,6 +17,7 @@ import numpy as np
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.cuda.kernels import reduce as cu_reduce
 from ortgpu.providers.kernels import pool as shared
+from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.registry import kernel
 
 SOURCE = "pool.cu"
@@ -74,7 +75,7 @@ def run_pool(X, geom: shared.PoolGeometry, kind: str):
 
 # ---------------------------------------------------------------- registrations
 
-@kernel("AveragePool", since=(1, 7, 10, 11, 19, 22), provider="cuda")
+@kernel("AveragePool", since=(1, 7, 10, 11, 19, 22), provider="cuda", types={"T": FLOAT})
 def AveragePool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                 kernel_shape=None, pads=None, strides=None):
     """Average over windows (raw CUDA for 1-D and 2-D)."""
@@ -87,7 +88,8 @@ def AveragePool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, 
                               dilations=dilations, kernel_shape=kernel_shape, pads=pads, strides=strides)
 
 
-@kernel("MaxPool", since=(1, 8, 10, 11, 12, 22), provider="cuda")
+@kernel("MaxPool", since=(1, 8, 10, 11, 12, 22), provider="cuda",
+        types={"T": FLOAT | frozenset({"int8", "uint8"}), "I": frozenset({"int64"})})
 def MaxPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
             storage_order=0, strides=None):
     """Max over windows (raw CUDA for 1-D and 2-D without the Indices output)."""
@@ -107,14 +109,14 @@ def _global(ctx, X, name):
     return None
 
 
-@kernel("GlobalAveragePool", since=(1, 22), provider="cuda")
+@kernel("GlobalAveragePool", since=(1, 22), provider="cuda", types={"T": FLOAT})
 def GlobalAveragePool(ctx, X):
     """Mean over all spatial axes, kept as size-1 axes (raw CUDA reduction)."""
     y = _global(ctx, X, "ReduceMean")
     return y if y is not None else shared.GlobalAveragePool(ctx, X)
 
 
-@kernel("GlobalMaxPool", since=(1, 22), provider="cuda")
+@kernel("GlobalMaxPool", since=(1, 22), provider="cuda", types={"T": FLOAT})
 def GlobalMaxPool(ctx, X):
     """Max over all spatial axes, kept as size-1 axes (raw CUDA reduction)."""
     y = _global(ctx, X, "ReduceMax")

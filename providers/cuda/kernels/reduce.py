@@ -25,6 +25,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import copy as cu_copy
 from ortgpu.providers.cuda.kernels import module as cu
+from ortgpu.providers.dtype_sets import CUPY
 from ortgpu.providers.kernels import reduce as shared
 from ortgpu.providers.kernels.reduce import normalize_axes
 from ortgpu.providers.registry import kernel
@@ -148,8 +149,10 @@ def _register(name: str, attr_versions, input_versions):
     for fn, how in ((with_axes_attribute, "axes as an attribute"), (with_axes_input, "axes as an input")):
         fn.__name__ = fn.__qualname__ = f"{name}_{fn.__name__}"
         fn.__doc__ = f"{name} with {how} (raw CUDA)."
-    kernel(name, since=attr_versions, provider="cuda")(with_axes_attribute)
-    kernel(name, since=input_versions, provider="cuda")(with_axes_input)
+    attr_types, input_types = shared.TYPES[name]
+    kernel(name, since=attr_versions, provider="cuda", types={"T": attr_types & CUPY})(with_axes_attribute)
+    kernel(name, since=input_versions, provider="cuda", types={"T": input_types & CUPY},
+           host_inputs=(1,))(with_axes_input)
 
 
 for _name, (_attr_versions, _input_versions) in shared.VERSIONS.items():   # the shared kernels' versions

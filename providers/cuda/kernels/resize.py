@@ -23,7 +23,8 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import resize as shared
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import BOOL, CUPY, FLOAT, INDEX
+from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
 
 SOURCE = "resize.cu"
 
@@ -151,14 +152,15 @@ def _resize(ctx, X, roi, scales, sizes, p, axes=None, keep_aspect_ratio_policy="
 
 # ---------------------------------------------------------------- registrations
 
-@kernel("Resize", since=10, provider="cuda")
+@kernel("Resize", since=10, provider="cuda", types={"T": CUPY}, host_inputs=(1,), capturable=HOST_ROUND_TRIP)
 def Resize_10(ctx, X, scales, *, mode="nearest"):
     """Resize-10: asymmetric coordinates, legacy nearest rounding (raw CUDA for H, W)."""
     y = _resize(ctx, X, None, scales, None, shared._params(mode, "asymmetric", "legacy"))
     return y if y is not None else shared.Resize_10(ctx, X, scales, mode=mode)
 
 
-@kernel("Resize", since=(11, 13), provider="cuda")
+@kernel("Resize", since=(11, 13), provider="cuda", types={"T1": CUPY, "T2": FLOAT}, host_inputs=(1, 2, 3),
+        capturable=HOST_ROUND_TRIP)
 def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transformation_mode="half_pixel",
               cubic_coeff_a=-0.75, exclude_outside=0, extrapolation_value=0.0, mode="nearest",
               nearest_mode="round_prefer_floor"):
@@ -173,7 +175,8 @@ def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transform
                             extrapolation_value=extrapolation_value, mode=mode, nearest_mode=nearest_mode)
 
 
-@kernel("Resize", since=(18, 19), provider="cuda")
+@kernel("Resize", since=(18, 19), provider="cuda", types={"T1": CUPY, "T2": FLOAT}, host_inputs=(1, 2, 3),
+        capturable=HOST_ROUND_TRIP)
 def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",
@@ -191,7 +194,7 @@ def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
                          mode=mode, nearest_mode=nearest_mode)
 
 
-@kernel("Upsample", since=1, provider="cuda")
+@kernel("Upsample", since=1, provider="cuda", types={"T": FLOAT | INDEX | BOOL}, capturable=HOST_ROUND_TRIP)
 def Upsample_1(ctx, X, *, height_scale, width_scale, mode="nearest"):
     """Upsample-1: NCHW scaled by height_scale and width_scale (raw CUDA)."""
     scales = np.array([1.0, 1.0, height_scale, width_scale], dtype=np.float32)
@@ -200,7 +203,7 @@ def Upsample_1(ctx, X, *, height_scale, width_scale, mode="nearest"):
                                                      width_scale=width_scale, mode=mode)
 
 
-@kernel("Upsample", since=7, provider="cuda")
+@kernel("Upsample", since=7, provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
 def Upsample_7(ctx, X, *, mode="nearest", scales=()):
     """Upsample-7: scales as an attribute (raw CUDA when only H and W change)."""
     y = _resize(ctx, X, None, np.asarray(scales, dtype=np.float32), None,
@@ -208,7 +211,8 @@ def Upsample_7(ctx, X, *, mode="nearest", scales=()):
     return y if y is not None else shared.Upsample_7(ctx, X, mode=mode, scales=scales)
 
 
-@kernel("Upsample", since=(9, 10), provider="cuda")
+@kernel("Upsample", since=(9, 10), provider="cuda", types={"T": CUPY}, host_inputs=(1,),
+        capturable=HOST_ROUND_TRIP)
 def Upsample(ctx, X, scales, *, mode="nearest"):
     """Upsample-9/10: scales as an input (raw CUDA when only H and W change)."""
     y = _resize(ctx, X, None, scales, None, shared._params(mode, "asymmetric", "legacy"))

@@ -12,7 +12,8 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import detection as shared
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import FLOAT
+from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
 
 SOURCE = "roi_align.cu"
 UNIT = cu.declare(SOURCE, "all", [f"roi_align<{cu.CTYPE[dt]}>" for dt in cu.FLOAT_TYPES])
@@ -43,7 +44,8 @@ def run_roi_align(X, rois, batch_indices, *, half_pixel, use_max, out_h, out_w, 
     return out
 
 
-@kernel("RoiAlign", since=(10, 16, 22), provider="cuda")
+@kernel("RoiAlign", since=(10, 16, 22), provider="cuda",
+        types={"T1": FLOAT, "T2": frozenset({"int64"})}, capturable=HOST_ROUND_TRIP)
 def RoiAlign(ctx, X, rois, batch_indices, *, coordinate_transformation_mode="output_half_pixel",
              mode="avg", output_height=1, output_width=1, sampling_ratio=0, spatial_scale=1.0):
     """Bilinear-sampled average or max over each ROI bin (raw CUDA, one thread per output)."""

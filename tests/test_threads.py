@@ -73,14 +73,16 @@ def test_intra_op_num_threads_1_runs_blas_on_one_thread_and_gives_the_threads_ba
     assert _blas_threads() == before  # outside runs, BLAS is as the caller left it
 
 
-def test_a_run_started_while_another_runs_gets_a_share_of_the_cores():
+def test_a_run_started_while_another_runs_gets_a_share_of_the_cores(monkeypatch):
     if not _blas_threads():
         pytest.skip("threadpoolctl sees no BLAS library")
+    budget = type(BUDGET)()  # this test's runs only, whatever else runs in the process
+    monkeypatch.setattr("ortgpu.run_core.BUDGET", budget)
     prov = _SeesBlasThreads(threading.Barrier(2))
     sess = _session(prov)  # intra_op_num_threads = 0: every core for a run alone
     first = threading.Thread(target=sess.run, args=(None, _feed()))
     first.start()
-    while BUDGET._active == 0:  # the first run is in progress (waiting inside its MatMul)
+    while budget._active == 0:  # the first run is in progress (waiting inside its MatMul)
         threading.Event().wait(0.001)
     second = threading.Thread(target=sess.run, args=(None, _feed()))
     second.start()

@@ -20,7 +20,7 @@ import numpy as np
 from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, _OrtError
 from ortgpu.functions import expand, function_body
 from ortgpu.graph import Graph, Node, attribute_value
-from ortgpu.optimizer.fused_functions import fused_body
+from ortgpu.fused_ops import fused_body
 from ortgpu.partition import Copy, Partition, Placed, partition
 from ortgpu.profiling.recorder import clock, step_infos, tensor_metas, type_and_shape
 from ortgpu.providers.registry import KernelContext, schema_for

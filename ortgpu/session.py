@@ -17,7 +17,8 @@ from ortgpu import providers_select
 from ortgpu.devices import kind_of
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, _OrtError
-from ortgpu.optimizer import fused_functions, optimize
+from ortgpu import fused_ops as fused_functions  # the fused ops moved out of the optimizer
+from ortgpu.optimizer import optimize
 from ortgpu.executor import Plan
 from ortgpu.partition import HOST
 from ortgpu.providers.cuda.graphs import DEFAULT_ID as DEFAULT_GRAPH_ID

@@ -18,7 +18,6 @@ CUPTI records (torch.profiler).  A micro case, bias + GELU (erf form, 6 ops) on
 PyTorch eager running the same 6 ops (``ratio`` = ortgpu / torch).
 
 Models come from tests/transformer_models.py (torch exports, cached) and tests/model_zoo.py.
-The GPU part was written without a device; see the results JSON for what ran.
 """
 from __future__ import annotations
 

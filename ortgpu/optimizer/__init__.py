@@ -1,7 +1,10 @@
 """Graph optimizations by level, as onnxruntime's graph_optimization_level.
 
-Each pass is a function in its own file, with its rules in its docstring, that changes the
-graph in place and returns how many rewrites it made (0: the pass changed nothing).  The
+Each pass is a function in its own file, named as onnxruntime names its transformer
+(``<x>_elimination.py``, ``<x>_fusion.py``), with its rules in its docstring, that changes the
+graph in place and returns how many rewrites it made (0: the pass changed nothing).  What the
+passes share lives in :mod:`ortgpu.optimizer.graph_tools`; the fused ops they create, in
+:mod:`ortgpu.fused_ops`.  The
 passes of a level run in table order, round after round, until a round changes nothing
 (at most MAX_ROUNDS), as onnxruntime repeats its transformers; then the next level's.
 """

@@ -92,7 +92,7 @@ def expand_unimplemented(graph: Graph, providers, depth: int = 0) -> int:
     """Replace, in `graph` and its subgraphs, each node no provider runs by its function body
     (the op's onnx function, or an ortgpu fused op's definition), recursively; the number of
     nodes expanded.  The session does this once, after optimization and before partitioning."""
-    from ortgpu.optimizer.fused_functions import fused_body  # noqa: PLC0415 - the optimizer imports this module
+    from ortgpu.fused_ops import fused_body  # noqa: PLC0415 - the fused-op bodies import this module
     new_nodes, expanded = [], 0
     for node in graph.nodes:
         for sub in node.subgraphs():

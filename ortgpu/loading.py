@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile
+from ortgpu.graph_query import tensor_type
 
 _SHAPE_INFERENCE_LIMIT = 1_800_000_000  # bytes: onnx infers in memory up to the 2 GB protobuf limit
 
@@ -156,7 +157,7 @@ def load_external_data(model: onnx.ModelProto, base_dir: str) -> None:
 
 def override_free_dims(model: onnx.ModelProto, by_name: dict, by_denotation: dict) -> None:
     for vi in model.graph.input:
-        if vi.type.WhichOneof("value") != "tensor_type":
+        if tensor_type(vi.type) is None:
             continue
         for d in vi.type.tensor_type.shape.dim:
             value = None
@@ -194,7 +195,7 @@ def prepare_model(source, by_name=None, by_denotation=None) -> tuple[onnx.ModelP
 def _inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
     """Inline the model-local functions, except those of fused ortgpu ops that have a kernel
     (an optimized model saved by ortgpu): those stay nodes, their bodies stay functions."""
-    from ortgpu.optimizer.fused_functions import kept_on_load  # noqa: PLC0415
+    from ortgpu.fused_ops import kept_on_load  # noqa: PLC0415
     local = {(f.domain, f.name) for f in model.functions}
     keep = [k for k in kept_on_load() if k in local]
     try:
@@ -208,7 +209,7 @@ def _inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
 def _dim_params(graph: onnx.GraphProto) -> set[str]:
     names = set()
     for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
-        if vi.type.WhichOneof("value") == "tensor_type":
+        if tensor_type(vi.type) is not None:
             names.update(d.dim_param for d in vi.type.tensor_type.shape.dim if d.dim_param)
     return names
 
@@ -216,7 +217,7 @@ def _dim_params(graph: onnx.GraphProto) -> set[str]:
 def _forget_invented_dims(graph: onnx.GraphProto, named: set[str]) -> None:
     """onnx's inference names unknown dims 'unk__0', ...; onnxruntime reports them as unknown."""
     for vi in list(graph.output) + list(graph.value_info):
-        if vi.type.WhichOneof("value") != "tensor_type":
+        if tensor_type(vi.type) is None:
             continue
         for d in vi.type.tensor_type.shape.dim:
             if d.dim_param.startswith("unk__") and d.dim_param not in named:

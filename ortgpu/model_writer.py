@@ -5,7 +5,7 @@ The written model is valid ONNX (``onnx.checker.check_model(full_check=True)`` p
 initializers from the graph's arrays, every node's attributes (subgraphs written again, since
 passes change them too), the source model's IR version, producer and metadata, and its opset
 imports.  Fused ops of the ``ortgpu`` domain add that domain's import and their function
-bodies (``ortgpu.optimizer.fused_functions``) as model-local functions, so any ONNX tool can
+bodies (``ortgpu.fused_ops``) as model-local functions, so any ONNX tool can
 run the file; ortgpu, loading it, keeps those nodes where it has kernels for them.
 
 External data: as onnxruntime's session config keys say
@@ -117,7 +117,7 @@ def _type_of(value: np.ndarray) -> onnx.TypeProto:
 
 
 def _fused_nodes(graph: Graph):
-    from ortgpu.optimizer.fused_functions import DOMAIN  # noqa: PLC0415
+    from ortgpu.fused_ops import DOMAIN  # noqa: PLC0415
     for n in graph.nodes:
         if n.domain == DOMAIN:
             yield n
@@ -133,7 +133,7 @@ def _fused_functions(graph: Graph, opset: int) -> tuple[list[onnx.FunctionProto]
     the plain function (IR 8); distinct bodies of one op type are overloads of it (IR 10):
     a body that names its own overload (FusedElementwise: the program's digest) keeps that
     name, the others are called 'v0', 'v1', ..."""
-    from ortgpu.optimizer.fused_functions import DOMAIN, FUNCTIONS  # noqa: PLC0415
+    from ortgpu.fused_ops import DOMAIN, FUNCTIONS  # noqa: PLC0415
     bodies: dict[str, dict[bytes, onnx.FunctionProto]] = {}  # op type -> content -> body
     of_node: list[tuple[Node, bytes]] = []
     for n in _fused_nodes(graph):
@@ -169,7 +169,7 @@ def model_from_graph(source: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     """A ModelProto of `graph` that keeps `source`'s IR version, producer and metadata, with
     the ortgpu domain's import and function bodies when fused ops are used (one body per
     distinct node form, as function overloads where an op type needs several)."""
-    from ortgpu.optimizer.fused_functions import DOMAIN, DOMAIN_VERSION  # noqa: PLC0415
+    from ortgpu.fused_ops import DOMAIN, DOMAIN_VERSION  # noqa: PLC0415
     opsets = dict(graph.opsets)
     functions, overloads = _fused_functions(graph, opsets.get("", 1))
     if functions:

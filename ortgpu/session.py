@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
-from ortgpu import providers_select
+from ortgpu import fused_ops, providers_select
 from ortgpu.devices import kind_of
 from ortgpu.dtypes import shape_of, type_str
 from ortgpu.errors import InvalidArgument, InvalidGraph, Fail, _OrtError
@@ -23,7 +23,7 @@ from ortgpu.graph_capture import check_graph_id_entry
 from ortgpu.iobinding import IOBinding
 from ortgpu.loading import prepare_model
 from ortgpu.model_writer import save_optimized_model
-from ortgpu.optimizer import fused_functions, optimize
+from ortgpu.optimizer import optimize
 from ortgpu.options import RunOptions, SessionOptions
 from ortgpu.precision.runtime import apply_precision, match_initializer
 from ortgpu.profiling.recorder import Recorder
@@ -349,7 +349,7 @@ def check_ops_registered(graph, providers) -> None:
             check_ops_registered(sub, providers)
         if schema_for(node.op_type, node.opset, node.domain) is not None:
             continue
-        if node.domain == fused_functions.DOMAIN and node.op_type in fused_functions.FUNCTIONS:
+        if node.domain == fused_ops.DOMAIN and node.op_type in fused_ops.FUNCTIONS:
             continue  # a fused op: its kernel, or else its function body, runs it
         if node.domain in _onnx_domains():
             raise InvalidGraph(f'This is an invalid model. In Node, ("{node.name}", {node.op_type}, '

@@ -1,5 +1,5 @@
 """Comparison helpers shared by the tests of the raw CUDA kernels: the GPU tier
-(``test_cuda_kernels_gpu.py``, real CuPy) and the emulated tier (``test_cuda_emulated.py``,
+(``test_cuda_math_kernels_gpu.py``, real CuPy) and the emulated tier (``test_cuda_math_kernels_emulated.py``,
 the host emulator).  Tolerances, raw kernel against the shared NumPy kernel:
 
 * exact: Add, Sub, Mul, Div, Max, Min, comparisons, Relu, Clip, Where, Cast (one IEEE

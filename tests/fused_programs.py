@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ortgpu.fused_ops.elementwise import function_body
 from ortgpu.graph import Node
-from ortgpu.optimizer.elementwise_fusion import function_body
 from ortgpu.providers.kernels import fused_elementwise as fe
 
 UNARY = [("Relu", {}), ("LeakyRelu", {"alpha": 0.1}), ("Sigmoid", {}), ("Tanh", {}), ("Erf", {}),

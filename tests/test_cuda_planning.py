@@ -5,7 +5,7 @@ and the shared kernels without a GPU.
 Each test builds what a launcher hands its kernel (a collapsed copy plan, a reduction
 view, an IndexedDims or PoolWindow struct, resize tables) and replays the kernel's index
 arithmetic in NumPy, so a wrong stride, offset or table fails here; the kernels
-themselves run in tests/test_cuda_emulated.py.
+themselves run in tests/test_cuda_math_kernels_emulated.py.
 """
 from __future__ import annotations
 

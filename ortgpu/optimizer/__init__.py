@@ -1,7 +1,10 @@
 """Graph optimizations by level, as onnxruntime's graph_optimization_level.
 
-Each pass is a function in its own file, with its rules in its docstring, that changes the
-graph in place and returns how many rewrites it made (0: the pass changed nothing).  The
+Each pass is a function in its own file, named as onnxruntime names its transformer
+(``<x>_elimination.py``, ``<x>_fusion.py``), with its rules in its docstring, that changes the
+graph in place and returns how many rewrites it made (0: the pass changed nothing).  What the
+passes share lives in :mod:`ortgpu.optimizer.graph_tools`; the fused ops they create, in
+:mod:`ortgpu.fused_ops`.  The
 passes of a level run in table order, round after round, until a round changes nothing
 (at most MAX_ROUNDS), as onnxruntime repeats its transformers; then the next level's.
 """
@@ -9,35 +12,35 @@ from __future__ import annotations
 
 from ortgpu.errors import Fail, _OrtError
 from ortgpu.graph import Graph
-from ortgpu.optimizer import fused_bodies  # noqa: F401  (registers the fused ops' function bodies)
+from ortgpu import fused_ops  # noqa: F401  (registers the fused ops' function bodies)
 from ortgpu.optimizer.attention_fusion import fuse_attention
 from ortgpu.optimizer.bias_gelu_fusion import fuse_bias_gelu
 from ortgpu.optimizer.cast_elimination import eliminate_cast
-from ortgpu.optimizer.common_subexpression import eliminate_common_subexpressions
+from ortgpu.optimizer.common_subexpression_elimination import eliminate_common_subexpressions
 from ortgpu.optimizer.constant_folding import fold_constants
 from ortgpu.optimizer.constant_sharing import share_constants
 from ortgpu.optimizer.conv_activation_fusion import fuse_conv_activation
 from ortgpu.optimizer.conv_add_activation_fusion import fuse_conv_add_activation
 from ortgpu.optimizer.conv_add_fusion import fuse_conv_add
+from ortgpu.optimizer.conv_bn_fusion import fuse_conv_batchnorm
 from ortgpu.optimizer.conv_mul_fusion import fuse_conv_mul
 from ortgpu.optimizer.dead_node_elimination import eliminate_dead_nodes
+from ortgpu.optimizer.dropout_elimination import eliminate_dropout
 from ortgpu.optimizer.elementwise_fusion import fuse_elementwise_chains
-from ortgpu.optimizer.eliminate_dropout import eliminate_dropout
-from ortgpu.optimizer.eliminate_identity import eliminate_identity
-from ortgpu.optimizer.eliminate_slice import eliminate_slice
 from ortgpu.optimizer.expand_elimination import eliminate_expand
-from ortgpu.optimizer.fuse_conv_bn import fuse_conv_batchnorm
 from ortgpu.optimizer.gelu_fusion import fuse_fast_gelu, fuse_gelu
 from ortgpu.optimizer.gemm_activation_fusion import fuse_gemm_activation
+from ortgpu.optimizer.graph_tools.type_refresh import refresh_types
+from ortgpu.optimizer.identity_elimination import eliminate_identity
 from ortgpu.optimizer.layer_norm_fusion import fuse_layer_norm
 from ortgpu.optimizer.matmul_add_fusion import fuse_matmul_add
 from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc
 from ortgpu.optimizer.noop_elimination import eliminate_noop
-from ortgpu.optimizer.remove_unused import remove_unused_initializers
 from ortgpu.optimizer.reshape_fusion import fuse_reshape
 from ortgpu.optimizer.skip_layer_norm_fusion import fuse_skip_layer_norm
-from ortgpu.optimizer.type_refresh import refresh_types
+from ortgpu.optimizer.slice_elimination import eliminate_slice
 from ortgpu.optimizer.unsqueeze_elimination import eliminate_unsqueeze
+from ortgpu.optimizer.unused_initializer_elimination import remove_unused_initializers
 from ortgpu.options import GraphOptimizationLevel
 
 MAX_ROUNDS = 10

@@ -32,11 +32,11 @@ import dataclasses
 
 import numpy as np
 
+from ortgpu.fused_ops import DOMAIN, body_supports
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.fused_bodies import body_supports
-from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, add_initializer, apply, make_node, provider_runs
-from ortgpu.optimizer.shape_patterns import keeps_leading_dims, same_dim, shape_elements
+from ortgpu.graph_query import add_initializer, elem_type
+from ortgpu.optimizer.graph_tools.matching import GraphView, apply, make_node, provider_runs
+from ortgpu.optimizer.graph_tools.shape_patterns import element_keeps_dim, keeps_leading_dims, shape_elements
 
 HEADS_PERM = [0, 2, 1, 3]
 
@@ -111,7 +111,7 @@ def _match(graph: Graph, view: GraphView, sm: Node):
     x, weight, bias, proj_nodes, proj_values = proj
     hidden = q.heads * q.size
     if weight.shape != (weight.shape[0], 3 * hidden) or not _float_of(view, x, weight) \
-            or not body_supports(view.elem_type(x), graph.opsets.get("", 1)) \
+            or not body_supports(elem_type(view.graph, x), graph.opsets.get("", 1)) \
             or (mask and view.rank(mask) not in (None, 1, 2, 3, 4)):
         return None
     # values whose dims 0 and 1 are (B, S): dims of any of them may build the Reshape targets
@@ -136,7 +136,7 @@ def _match(graph: Graph, view: GraphView, sm: Node):
 def _float_of(view: GraphView, x: str, weight: np.ndarray) -> bool:
     """x is a float tensor of the weight's dtype."""
     from ortgpu.dtypes import np_dtype  # noqa: PLC0415
-    return view.is_float(x) and np_dtype(view.elem_type(x)) == weight.dtype
+    return view.is_float(x) and np_dtype(elem_type(view.graph, x)) == weight.dtype
 
 
 def _scores(view: GraphView, s_in: str):
@@ -260,7 +260,7 @@ def _merged_output(view: GraphView, rs: Node, family: set[str], hidden: int, x: 
             and keeps_leading_dims(view, elems, family, out):
         return out, None
     kept = all(e is not None and e[0] == "const" and e[1] != 0 for e in elems[2:])
-    lead = all(e is not None and (e[0] == "const" or same_dim(view, e, i, {x}, x))
+    lead = all(e is not None and (e[0] == "const" or element_keeps_dim(view, e, i, {x}, x))
                for i, e in enumerate(elems[:2]))
     if not (kept and lead):
         return None, None

@@ -11,10 +11,10 @@ would run the Gelu must have a kernel for the result.
 """
 from __future__ import annotations
 
+from ortgpu.fused_ops import DOMAIN, body_supports
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.fused_bodies import body_supports
-from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, apply, make_node, provider_runs
+from ortgpu.graph_query import elem_type
+from ortgpu.optimizer.graph_tools.matching import GraphView, apply, make_node, provider_runs
 
 
 def fuse_bias_gelu(graph: Graph, providers, overridable: set[str]) -> int:
@@ -31,7 +31,7 @@ def fuse_bias_gelu(graph: Graph, providers, overridable: set[str]) -> int:
         if add is None or not view.private(a) or len(add.inputs) != 2:
             continue
         x, bias = _x_and_bias(view, add)
-        if x is None or not view.is_float(x) or not body_supports(view.elem_type(x), opset):
+        if x is None or not view.is_float(x) or not body_supports(elem_type(view.graph, x), opset):
             continue
         op = "BiasGelu" if approximate == "none" else "FastGelu"
         fused = make_node(op, DOMAIN, graph, [x, bias], gelu.outputs, {}, gelu)

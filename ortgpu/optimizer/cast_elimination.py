@@ -7,7 +7,8 @@ the round trip.  Graph outputs keep their names as in EliminateIdentity.
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.graph_edit import Rewirer, elem_type
+from ortgpu.graph_query import elem_type
+from ortgpu.optimizer.graph_tools.graph_edit import Rewirer
 
 
 def eliminate_cast(graph: Graph, providers, overridable: set[str]) -> int:

@@ -21,8 +21,8 @@ import onnx
 
 from ortgpu.dtypes import np_dtype
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import constants, elem_type, set_initializer
-from ortgpu.optimizer.shape_values import FOLLOWED_OPS, ShapeValues
+from ortgpu.graph_query import constants, elem_type, set_initializer
+from ortgpu.optimizer.graph_tools.shape_values import FOLLOWED_OPS, ShapeValues
 
 FOLD_LIMIT_BYTES = 64 << 20
 

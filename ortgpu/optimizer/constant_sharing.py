@@ -9,7 +9,8 @@ UnusedInitializerElimination.
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.graph_edit import constants, consumers, output_names, rename_uses
+from ortgpu.graph_query import constants, consumers, output_names
+from ortgpu.optimizer.graph_tools.graph_edit import rename_uses
 
 SHARE_LIMIT_BYTES = 4096
 

@@ -10,7 +10,7 @@ run the Conv has a FusedConv kernel.  The Conv's attributes and inputs (X, W, B)
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.activation_patterns import fuse_with_activation
+from ortgpu.optimizer.graph_tools.activation_patterns import fuse_with_activation
 
 
 def fuse_conv_activation(graph: Graph, providers, overridable: set[str]) -> int:

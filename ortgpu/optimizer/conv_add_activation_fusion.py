@@ -12,11 +12,11 @@ after ConvActivationFusion, which takes the Convs followed directly by an activa
 """
 from __future__ import annotations
 
+from ortgpu.fused_ops import DOMAIN, body_supports
 from ortgpu.graph import Graph
-from ortgpu.optimizer.activation_patterns import activation_of
-from ortgpu.optimizer.fused_bodies import body_supports
-from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, Rewrite, make_node, provider_runs
+from ortgpu.graph_query import elem_type
+from ortgpu.optimizer.graph_tools.activation_patterns import activation_of
+from ortgpu.optimizer.graph_tools.matching import GraphView, Rewrite, make_node, provider_runs
 
 
 def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> int:
@@ -37,7 +37,7 @@ def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> 
         if act is None or act_node.inputs[0] != add.outputs[0] or rewrite.claimed(act_node):
             continue
         name, params = act
-        if name == "Clip" and opset >= 11 and not body_supports(view.elem_type(y), opset):
+        if name == "Clip" and opset >= 11 and not body_supports(elem_type(view.graph, y), opset):
             continue
         inputs = [conv.inputs[0], conv.inputs[1], conv.inputs[2] if len(conv.inputs) > 2 else "", z]
         attrs = dict(conv.attrs, activation=name)

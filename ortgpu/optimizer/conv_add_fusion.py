@@ -10,7 +10,7 @@ varies along a spatial dim, or whose broadcast would grow the output, stays an A
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.conv_folding import fold_per_channel
+from ortgpu.optimizer.graph_tools.conv_folding import fold_per_channel
 
 
 def fuse_conv_add(graph: Graph, providers, overridable: set[str]) -> int:

@@ -9,7 +9,7 @@ dims are 1 except possibly M, and it has no more dims than the output.
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.conv_folding import fold_per_channel
+from ortgpu.optimizer.graph_tools.conv_folding import fold_per_channel
 
 
 def _scale(site, scale):

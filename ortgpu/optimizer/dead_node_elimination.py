@@ -8,7 +8,8 @@ leave the producers of values they replaced behind.
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.graph_edit import output_names, remove
+from ortgpu.graph_query import output_names
+from ortgpu.optimizer.graph_tools.graph_edit import remove
 
 
 def eliminate_dead_nodes(graph: Graph, providers, overridable: set[str]) -> int:

@@ -30,14 +30,9 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
-import onnx
-from onnx import helper
-
+from ortgpu import fused_ops
 from ortgpu.graph import Graph, Node, attrs_with_defaults
-from ortgpu.optimizer import fused_functions
-from ortgpu.optimizer.graph_edit import consumers, producers
-from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, partial_shape
+from ortgpu.graph_query import consumers, dims, drop_unread_initializers, dtype_name, producers
 from ortgpu.placement import provider_of
 from ortgpu.providers.kernels import fused_elementwise as fe
 
@@ -112,12 +107,12 @@ def _operands_ok(facts: _Facts, node: Node, kinds, result: str) -> bool:
     first = None
     for kind, x in zip(kinds, args):
         if kind == "k":     # optional bound: a scalar constant or omitted
-            if x and not (facts.scalar_const(x) and elem_type(g, x) in fe.FLOAT_TYPES):
+            if x and not (facts.scalar_const(x) and dtype_name(g, x) in fe.FLOAT_TYPES):
                 return False
             continue
         if not x:
             return False
-        t = elem_type(g, x)
+        t = dtype_name(g, x)
         if kind == "n":
             if not facts.scalar_const(x):
                 return False
@@ -130,7 +125,7 @@ def _operands_ok(facts: _Facts, node: Node, kinds, result: str) -> bool:
                 return False
         elif t not in fe.ELEMENT_TYPES:   # "*": Cast's source
             return False
-    out = elem_type(g, node.outputs[0])
+    out = dtype_name(g, node.outputs[0])
     if result == "b":
         return out == "bool"
     if result == "cast":
@@ -154,7 +149,7 @@ def fusable(facts: _Facts, node: Node) -> bool:
 
 def grow_region(facts: _Facts, root: Node, taken: set[int]) -> list[Node]:
     """The nodes fused with ``root`` (root included), in graph order."""
-    shape = partial_shape(facts.graph, root.outputs[0])
+    shape = dims(facts.graph, root.outputs[0])
     prov = facts.owner(root)
     region = {id(root): root}
     changed = True
@@ -165,7 +160,7 @@ def grow_region(facts: _Facts, root: Node, taken: set[int]) -> list[Node]:
                 p = facts.producer.get(x)
                 if (p is None or id(p) in region or id(p) in taken or x in facts.outputs
                         or not fusable(facts, p) or facts.owner(p) is not prov
-                        or provably_smaller(partial_shape(facts.graph, x), shape)
+                        or provably_smaller(dims(facts.graph, x), shape)
                         or not all(id(u) in region for u in facts.users.get(x, []))):
                     continue
                 region[id(p)] = p
@@ -187,7 +182,7 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
         required_const.update(x for kind, x in zip(kinds, n.inputs) if kind in "kn" and x)
     external = list(dict.fromkeys(x for n in region for x in n.inputs if x and x not in produced))
     known_rank = max((len(s) for x in external if not facts.scalar_const(x)
-                      for s in [partial_shape(g, x)] if s is not None), default=0)
+                      for s in [dims(g, x)] if s is not None), default=0)
     inputs: list[str] = []
     consts: dict[str, int] = {}
     const_values: list[tuple[float, str]] = []
@@ -203,16 +198,16 @@ def build_program(facts: _Facts, region: list[Node]) -> tuple[fe.Program, list[s
         else:
             operand[x] = f"i{len(inputs)}"
             inputs.append(x)
-    if not inputs or conflicting([partial_shape(g, x) for x in inputs]):
+    if not inputs or conflicting([dims(g, x) for x in inputs]):
         return None
-    if all(elem_type(g, x) == "bool" for x in inputs):
+    if all(dtype_name(g, x) == "bool" for x in inputs):
         return None   # logic on masks only: may be a shape computation the host should keep
     ops = []
     for n in region:
         attrs = attrs_with_defaults(n, g.opsets)
         args = tuple(operand[x] if x in operand else (f"t{produced[x]}" if x else "") for x in n.inputs)
-        ops.append(fe.Op(n.op_type, args, tuple(sorted(attrs.items())), elem_type(g, n.outputs[0])))
-    program = fe.Program(g.opsets.get("", 1), tuple(elem_type(g, x) for x in inputs),
+        ops.append(fe.Op(n.op_type, args, tuple(sorted(attrs.items())), dtype_name(g, n.outputs[0])))
+    program = fe.Program(g.opsets.get("", 1), tuple(dtype_name(g, x) for x in inputs),
                          tuple(const_values), tuple(ops))
     try:
         fe.validate(program)
@@ -243,7 +238,7 @@ def fuse_elementwise_chains(graph: Graph, providers, overridable: set[str]) -> i
         dropped.update(embedded)
         taken.update(id(n) for n in region)
         fused = Node(f"{root.name or root.outputs[0]}/FusedElementwise_{next(_names)}", fe.OP_TYPE,
-                     fe.DOMAIN, graph.opsets.setdefault(fe.DOMAIN, fused_functions.DOMAIN_VERSION),
+                     fe.DOMAIN, graph.opsets.setdefault(fe.DOMAIN, fused_ops.DOMAIN_VERSION),
                      inputs, [root.outputs[0]], {"program": program.text()})
         replace[id(root)] = fused
     if not replace:
@@ -251,34 +246,3 @@ def fuse_elementwise_chains(graph: Graph, providers, overridable: set[str]) -> i
     graph.nodes = [replace.get(id(n), n) for n in graph.nodes if id(n) not in taken or id(n) in replace]
     drop_unread_initializers(graph, dropped)
     return len(replace)
-
-
-
-# ---------------------------------------------------------------- the function body
-
-def _attribute(name: str, value):
-    return helper.make_attribute(name, value)
-
-
-@fused_functions.register(fe.OP_TYPE)
-def function_body(node: Node, opset: int) -> onnx.FunctionProto:
-    """The program's ops as an ONNX function; one overload per program (``overload`` is the
-    program's digest, which the saved node must name)."""
-    program = fe.parse(node.attrs["program"])
-    nodes = []
-    for k, (value, t) in enumerate(program.consts):
-        tensor = onnx.numpy_helper.from_array(np.asarray(value, dtype=t), f"c{k}")
-        nodes.append(helper.make_node("Constant", [], [f"c{k}"], value=tensor))
-    for k, op in enumerate(program.ops):
-        n = helper.make_node(op.op_type, list(op.args), [f"t{k}"])
-        n.attribute.extend(_attribute(a, v) for a, v in op.attrs)
-        nodes.append(n)
-    return helper.make_function(
-        fused_functions.DOMAIN, fe.OP_TYPE, [f"i{k}" for k in range(len(program.inputs))],
-        [f"t{len(program.ops) - 1}"], nodes, [helper.make_opsetid("", program.opset)],
-        overload=overload_name(program))
-
-
-def overload_name(program: fe.Program) -> str:
-    """The function overload a FusedElementwise node of ``program`` refers to."""
-    return "p" + program.digest()

@@ -9,7 +9,8 @@ names as in EliminateIdentity.
 from __future__ import annotations
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import bypass_each, dims, int_list
+from ortgpu.graph_query import dims, int_list
+from ortgpu.optimizer.graph_tools.graph_edit import bypass_each
 
 
 def _broadcasts_nothing(node: Node, graph: Graph, consts: dict) -> bool:

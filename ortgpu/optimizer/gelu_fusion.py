@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 
+from ortgpu.fused_ops import DOMAIN, body_supports
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.fused_bodies import body_supports
-from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, Rewrite, make_node, provider_runs
+from ortgpu.graph_query import elem_type
+from ortgpu.optimizer.graph_tools.matching import GraphView, Rewrite, make_node, provider_runs
 
 GELU_OPSET = 20
 
@@ -65,7 +65,7 @@ def _gelu_node(graph, view, x, out, approximate, anchor) -> Node | None:
     opset = graph.opsets.get("", 1)
     if opset >= GELU_OPSET:
         return make_node("Gelu", "", graph, [x], [out], {"approximate": approximate}, anchor)
-    if not body_supports(view.elem_type(x), opset):
+    if not body_supports(elem_type(view.graph, x), opset):
         return None
     op = "Gelu" if approximate == "none" else "FastGelu"
     return make_node(op, DOMAIN, graph, [x], [out], {}, anchor)

@@ -10,7 +10,7 @@ run the Gemm has a FusedGemm kernel.  alpha, beta, transA, transB and inputs car
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.activation_patterns import fuse_with_activation
+from ortgpu.optimizer.graph_tools.activation_patterns import fuse_with_activation
 
 
 def fuse_gemm_activation(graph: Graph, providers, overridable: set[str]) -> int:

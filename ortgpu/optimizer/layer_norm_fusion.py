@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.fused_ops import DOMAIN, body_supports
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.fused_bodies import body_supports
-from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, add_initializer, apply, make_node, provider_runs
+from ortgpu.graph_query import add_initializer, elem_type
+from ortgpu.optimizer.graph_tools.matching import GraphView, apply, make_node, provider_runs
 
 LAYER_NORM_OPSET = 17
 
@@ -142,7 +142,7 @@ def _layer_norm_node(graph, view, x, axis, eps, gamma, beta, out, anchor) -> Nod
     opset = graph.opsets.get("", 1)
     if opset >= LAYER_NORM_OPSET:
         return make_node("LayerNormalization", "", graph, [x, gamma or "", beta or ""], [out], attrs, anchor)
-    if not body_supports(view.elem_type(x), opset):
+    if not body_supports(elem_type(view.graph, x), opset):
         return None
     return make_node("LayerNormalization", DOMAIN, graph, [x, gamma or "", beta or ""], [out], attrs, anchor)
 
@@ -156,5 +156,5 @@ def _finish_inputs(graph: Graph, view: GraphView, node: Node, axis: int) -> None
     else:
         from ortgpu.dtypes import np_dtype  # noqa: PLC0415
         gamma = add_initializer(graph, f"{node.outputs[0]}_gamma",
-                                np.ones(view.shape(x)[axis:], np_dtype(view.elem_type(x))))
+                                np.ones(view.shape(x)[axis:], np_dtype(elem_type(view.graph, x))))
     node.inputs = [x, gamma] + ([_normalized_param(graph, view, beta, axis)] if beta else [])

@@ -12,7 +12,8 @@ from __future__ import annotations
 from onnx import TensorProto
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import consumers, dims, elem_type, output_names, remove, same_dim
+from ortgpu.graph_query import consumers, dims, elem_type, output_names, same_dim
+from ortgpu.optimizer.graph_tools.graph_edit import remove
 
 _GEMM_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 

@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper
 
+from ortgpu import fused_ops
+from ortgpu.fused_ops.nhwc_conv import CONV_ATTRS
 from ortgpu.placement import provider_of
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer import fused_functions
-from ortgpu.optimizer.graph_edit import consumers
-from ortgpu.optimizer.value_facts import drop_unread_initializers, elem_type, rank
+from ortgpu.graph_query import add_initializer, consumers, drop_unread_initializers, dtype_name, rank, tensor_type
 from ortgpu.providers.kernels import fused_elementwise as fe
 from ortgpu.providers.kernels import nhwc
 
 NAME = "NhwcTransformer"
 TO_NHWC, TO_NCHW = list(nhwc.TO_NHWC), list(nhwc.TO_NCHW)
 AGNOSTIC = frozenset(fe.OPS) | {"Concat"}
-CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
 
 class _Region:
@@ -65,7 +63,7 @@ class _Region:
         x, w = node.inputs[0], node.inputs[1]
         if not self.rank4(x) or w not in self.consts or self.consts[w].ndim != 4:
             return None
-        dtype = elem_type(self.graph, x)
+        dtype = dtype_name(self.graph, x)
         prov = self.owner(node)
         if prov is None or not prov.prefers_nhwc(node, dtype) \
                 or prov.kernel_for(nhwc.OP_TYPE, nhwc.DOMAIN, 1) is None:
@@ -109,7 +107,8 @@ class _Region:
 # ---------------------------------------------------------------- rewriting
 
 def _permuted_type(tp, perm):
-    if tp is None or tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.HasField("shape"):
+    tt = tensor_type(tp)
+    if tt is None or not tt.HasField("shape"):
         return tp
     dims = list(tp.tensor_type.shape.dim)
     if len(dims) != len(perm):
@@ -150,11 +149,8 @@ class _Rewriter:
         key = (name, weight)
         new = self.new_consts.get(key)
         if new is None:
-            new = f"{name}_ohwi" if weight else self.nhwc_name(name)
             arr = np.ascontiguousarray(value.transpose(TO_NHWC)) if weight else _const_nhwc(value)
-            self.g.initializers[new] = arr
-            self.g.types[new] = helper.make_tensor_type_proto(
-                helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape))
+            new = add_initializer(self.g, f"{name}_ohwi" if weight else self.nhwc_name(name), arr)
             self.new_consts[key] = new
         return new
 
@@ -178,7 +174,7 @@ class _Rewriter:
             ins += node.inputs[2:3]
             attrs = {k: v for k, v in node.attrs.items() if k in CONV_ATTRS}
             out = Node(f"{node.name or node.outputs[0]}/NhwcConv", nhwc.OP_TYPE, nhwc.DOMAIN,
-                       self.g.opsets.setdefault(nhwc.DOMAIN, fused_functions.DOMAIN_VERSION),
+                       self.g.opsets.setdefault(nhwc.DOMAIN, fused_ops.DOMAIN_VERSION),
                        ins, [], attrs)
         else:
             attrs = dict(node.attrs)
@@ -223,25 +219,3 @@ def transform_to_nhwc(graph: Graph, providers, overridable: set[str]) -> int:
     graph.nodes = nodes
     drop_unread_initializers(graph, [name for name, _ in rw.new_consts])
     return len(seeds)
-
-
-# ---------------------------------------------------------------- the function body
-
-@fused_functions.register(nhwc.OP_TYPE)
-def function_body(node: Node, opset: int) -> onnx.FunctionProto:
-    """Transpose X and W to NCHW/OIHW, Conv (attributes referenced from the call), Transpose
-    back; B is an optional input, as Conv's."""
-    refs = []
-    for name, kind in (("auto_pad", onnx.AttributeProto.STRING), ("dilations", onnx.AttributeProto.INTS),
-                       ("group", onnx.AttributeProto.INT), ("kernel_shape", onnx.AttributeProto.INTS),
-                       ("pads", onnx.AttributeProto.INTS), ("strides", onnx.AttributeProto.INTS)):
-        a = onnx.AttributeProto(name=name, ref_attr_name=name, type=kind)
-        refs.append(a)
-    conv = helper.make_node("Conv", ["xn", "wn", "B"], ["yn"])
-    conv.attribute.extend(refs)
-    nodes = [helper.make_node("Transpose", ["X"], ["xn"], perm=TO_NCHW),
-             helper.make_node("Transpose", ["W"], ["wn"], perm=TO_NCHW),
-             conv,
-             helper.make_node("Transpose", ["yn"], ["Y"], perm=TO_NHWC)]
-    return helper.make_function(fused_functions.DOMAIN, nhwc.OP_TYPE, ["X", "W", "B"], ["Y"], nodes,
-                                [helper.make_opsetid("", max(opset, 11))], attributes=list(CONV_ATTRS))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import bypass_each, dims
+from ortgpu.graph_query import dims
+from ortgpu.optimizer.graph_tools.graph_edit import bypass_each
 
 # op -> (neutral value, may the constant be the first operand)
 _NEUTRAL = {"Add": (0, True), "Sub": (0, False), "Mul": (1, True), "Div": (1, False)}

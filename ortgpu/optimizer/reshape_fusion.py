@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import add_initializer, constants, int_list, producers
-from ortgpu.optimizer.shape_values import ShapeValues
+from ortgpu.graph_query import add_initializer, constants, int_list, producers
+from ortgpu.optimizer.graph_tools.shape_values import ShapeValues
 
 
 def _constant_shape(node: Node, shapes: ShapeValues) -> list[int] | None:

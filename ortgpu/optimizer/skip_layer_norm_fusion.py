@@ -16,10 +16,10 @@ provider that would run the normalization must have a SkipLayerNormalization ker
 """
 from __future__ import annotations
 
+from ortgpu.fused_ops import DOMAIN, body_supports
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.fused_bodies import body_supports
-from ortgpu.optimizer.fused_functions import DOMAIN
-from ortgpu.optimizer.matching import GraphView, Rewrite, make_node, provider_runs
+from ortgpu.graph_query import elem_type
+from ortgpu.optimizer.graph_tools.matching import GraphView, Rewrite, make_node, provider_runs
 
 
 def fuse_skip_layer_norm(graph: Graph, providers, overridable: set[str]) -> int:
@@ -34,7 +34,7 @@ def fuse_skip_layer_norm(graph: Graph, providers, overridable: set[str]) -> int:
         add = view.op(s, "Add")
         if add is None or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1] or rewrite.claimed(add):
             continue
-        if not (view.is_float(s) and body_supports(view.elem_type(s), opset)):
+        if not (view.is_float(s) and body_supports(elem_type(view.graph, s), opset)):
             continue
         h, bias, skip, bias_add = _split_bias(view, add, (view.shape(ln.inputs[1]) or [None])[0])
         inputs = [h, skip, ln.inputs[1], ln.inputs[2] if len(ln.inputs) > 2 else "", bias or ""]

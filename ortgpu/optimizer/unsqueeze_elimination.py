@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import Rewirer, constants, dims, int_list, output_names, set_initializer
+from ortgpu.graph_query import constants, dims, int_list, output_names, set_initializer
+from ortgpu.optimizer.graph_tools.graph_edit import Rewirer
 
 
 def _axes(node: Node, consts: dict) -> list[int] | None:

@@ -25,9 +25,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ortgpu.dtypes import elem_name, type_str
+from ortgpu.graph_query import proto_names, proto_reads, proto_subgraphs, tensor_type
 from ortgpu.precision.attributes import narrow_typed_attributes
 from ortgpu.precision.block_lists import DEFAULT_OP_BLOCK_LIST
-from ortgpu.precision.graph_walk import all_names, rename_definition, rename_uses, subgraphs, used_names, with_types
+from ortgpu.precision.proto_edits import rename_definition, rename_uses, with_types
 from ortgpu.precision.node_rules import is_float, plan_node
 from ortgpu.precision.tensors import FLOAT16_MAX_FINITE, FLOAT16_MIN_POSITIVE, TARGET_DTYPES, lower_tensor
 from ortgpu.providers.registry import schema_for
@@ -163,7 +164,7 @@ class _Converter:
         for i, name in enumerate(node.input):
             if name and is_float(scope.type_of(name)) and scope.is_narrow(name) != d.want[i]:
                 node.input[i] = self._materialize(name, d.want[i], scope, made)
-        for sub in subgraphs(node):
+        for sub in proto_subgraphs(node):
             self.graph(sub, scope, narrow_io=d.reason is None, frozen=d.reason is not None)
         for j, name in enumerate(node.output):
             if name:
@@ -174,7 +175,7 @@ class _Converter:
         """Which inputs `node` wants narrow and which outputs become narrow, or why it keeps float32."""
         in_types = [scope.type_of(n) if n else None for n in node.input]
         out_types = [type_str(declared[o].type) if o in declared else None for o in node.output]
-        control_flow = any(True for _ in subgraphs(node))
+        control_flow = any(True for _ in proto_subgraphs(node))
         if control_flow and not any(out_types):
             out_types = _control_flow_output_types(node, out_types)
         schema = schema_for(node.op_type, self.opsets.get(node.domain, 1), node.domain)
@@ -313,7 +314,7 @@ class _Converter:
             if new in outputs or new in shapes and new != src:
                 continue
             base = shapes.get(src) or shapes.get(new)
-            if base is None or base.type.WhichOneof("value") != "tensor_type":
+            if base is None or tensor_type(base.type) is None:
                 continue
             vi = g.value_info.add()
             vi.CopyFrom(base)
@@ -324,7 +325,7 @@ class _Converter:
         """A converted copy takes its original's name once nothing reads the float32 original."""
         if not made.twins:
             return
-        used = used_names(g, set())
+        used = proto_reads(g, set())
         renames = {new: old for new, old in made.twins.items() if old not in used}
         if not renames:
             return
@@ -364,7 +365,7 @@ def _max_magnitude(t: TensorProto) -> float:
 
 def _control_flow_output_types(node, out_types):
     """Original output types of If/Loop/Scan from their body's outputs, where value_info has none."""
-    subs = list(subgraphs(node))
+    subs = list(proto_subgraphs(node))
     body_out = [type_str(vi.type) for vi in subs[0].output]
     skip = 1 if node.op_type == "Loop" else 0  # a Loop body's first output is its condition
     return [t or (body_out[j + skip] if j + skip < len(body_out) else None) for j, t in enumerate(out_types)]
@@ -388,6 +389,6 @@ def convert_model(model: onnx.ModelProto, target: int = TensorProto.FLOAT16, *,
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     conv = _Converter(target, min_positive_val, max_finite_val,
                       DEFAULT_OP_BLOCK_LIST if op_block_list is None else op_block_list,
-                      node_block_list or (), all_names(model.graph, set()), opsets)
+                      node_block_list or (), proto_names(model.graph, set()), opsets)
     conv.graph(model.graph, None, narrow_io=not keep_io_types, frozen=False, keep_outputs=keep_io_types)
     return model, conv.report

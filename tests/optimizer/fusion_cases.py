@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
-from ortgpu.optimizer.fused_functions import DOMAIN, FUNCTIONS
+from ortgpu.fused_ops import DOMAIN, FUNCTIONS
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 

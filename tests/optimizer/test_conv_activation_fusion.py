@@ -1,5 +1,6 @@
-"""ConvActivationFusion and GemmActivationFusion: every foldable activation, the near-misses,
-and the per-provider rule (no kernel for the fused op, no fusion)."""
+"""ConvActivationFusion: every foldable activation (the table GemmActivationFusion's and
+ConvAddActivationFusion's tests use too), the near-misses, the per-provider rule (no kernel for
+the fused op, no fusion) and fusion inside subgraphs."""
 import numpy as np
 import pytest
 from onnx import helper
@@ -41,24 +42,11 @@ def _conv(act, opset, dtype=np.float32, conv_out_used=False, bias=True):
     return make_model(nodes, [("x", t, [1, 3, 6, 7])], outs, inits, opset=opset)
 
 
-def _gemm(act, opset, trans_b=1):
-    inits = {"W": randn(5, 6, seed=1, scale=0.5) if trans_b else randn(6, 5, seed=1, scale=0.5), "C": randn(5, seed=2)}
-    nodes = [helper.make_node("Gemm", ["x", "W", "C"], ["g"], transB=trans_b, alpha=0.7, beta=1.3)] + act("g", "y")
-    return make_model(nodes, [("x", F32, [3, 6])], [("y", F32, [3, 5])], inits, opset=opset)
-
-
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_conv_with_activation_fuses(name):
     act, opset = ACTIVATIONS[name]
     sess = check_fusion(_conv(act, opset), {"x": randn(1, 3, 6, 7, scale=2)}, "FusedConv", rtol=1e-5, atol=1e-6)
     assert ops(sess) == ["FusedConv"]
-
-
-@pytest.mark.parametrize("name", ["Relu", "LeakyRelu", "Sigmoid", "Clip_inputs", "HardSwish", "HardSwish_written_out"])
-def test_gemm_with_activation_fuses(name):
-    act, opset = ACTIVATIONS[name]
-    sess = check_fusion(_gemm(act, opset), {"x": randn(3, 6, scale=2)}, "FusedGemm", rtol=1e-5, atol=1e-6)
-    assert ops(sess) == ["FusedGemm"]
 
 
 def test_conv_without_bias_and_float16():
@@ -112,37 +100,6 @@ def test_a_provider_without_the_fused_kernel_keeps_the_pattern():
 def test_disabled_by_name():
     model = _conv(ACTIVATIONS["Relu"][0], 13)
     assert ops(session(model, disabled_optimizers=["ConvActivationFusion"])) == ["Conv", "Relu"]
-    model = _gemm(ACTIVATIONS["Relu"][0], 13)
-    assert ops(session(model, disabled_optimizers=["GemmActivationFusion"])) == ["Gemm", "Relu"]
-
-
-def _residual_block(add_out_used=False, z_first=False, act="Relu"):
-    """Relu(Add(Conv(x), shortcut)) with the shortcut a 1x1 Conv + Relu of x (ResNet)."""
-    inits = {"W": randn(4, 3, 3, 3, seed=1, scale=0.4), "B": randn(4, seed=2), "Ws": randn(4, 3, 1, 1, seed=3)}
-    nodes = [helper.make_node("Conv", ["x", "Ws"], ["s0"]), helper.make_node("Relu", ["s0"], ["short"]),
-             helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Add", ["short", "c"] if z_first else ["c", "short"], ["a"])]
-    nodes += ACTIVATIONS[act][0]("a", "y")
-    outs = [("y", F32, [1, 4, 6, 7])] + ([("a", F32, [1, 4, 6, 7])] if add_out_used else [])
-    return make_model(nodes, [("x", F32, [1, 3, 6, 7])], outs, inits, opset=ACTIVATIONS[act][1])
-
-
-@pytest.mark.parametrize("z_first", [False, True])
-@pytest.mark.parametrize("act", ["Relu", "Clip_inputs"])
-def test_conv_add_activation_fuses_with_the_residual_as_z(z_first, act):
-    sess = check_fusion(_residual_block(z_first=z_first, act=act), {"x": randn(1, 3, 6, 7)}, "FusedConv",
-                        count=2)
-    assert ops(sess) == ["FusedConv", "FusedConv"]
-    z_node = [n for n in sess._core.plan.graph.nodes if len(n.inputs) == 4]
-    assert len(z_node) == 1 and z_node[0].inputs[3] == "short"
-
-
-def test_conv_add_whose_sum_is_read_elsewhere_keeps_the_add():
-    model, feed = _residual_block(add_out_used=True), {"x": randn(1, 3, 6, 7)}
-    sess = session(model)
-    assert ops(sess).count("Add") == 1 and ops(sess).count("FusedConv") == 1   # only the shortcut fuses
-    assert_close(sess.run(None, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)
-    assert "Add" in ops(session(_residual_block(), disabled_optimizers=["ConvAddActivationFusion"]))
 
 
 def test_fuses_inside_subgraphs_and_the_model_imports_the_domain():

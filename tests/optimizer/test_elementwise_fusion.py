@@ -12,8 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 import ortgpu
 from ortgpu.errors import InvalidGraph
 from device_double import providers as double_providers
+from ortgpu import fused_ops
 from ortgpu.graph import from_proto
-from ortgpu.optimizer import fused_functions, pattern_fusions
+from ortgpu.optimizer import pattern_fusions
 from ortgpu.optimizer.elementwise_fusion import conflicting, fuse_elementwise_chains, provably_smaller
 from ortgpu.providers.cuda import CUDAExecutionProvider
 from ortgpu.providers.kernels import fused_elementwise as fe
@@ -257,7 +258,7 @@ def _fused_model(model):
     opset = g.opsets[""]
     for n in g.nodes:
         if n.domain == fe.DOMAIN:
-            fp = fused_functions.FUNCTIONS[n.op_type](n, opset)
+            fp = fused_ops.FUNCTIONS[n.op_type](n, opset)
             functions[(fp.name, fp.overload)] = fp
             p = helper.make_node(n.op_type, n.inputs, n.outputs, domain=fe.DOMAIN, program=n.attrs["program"])
             p.overload = fp.overload

@@ -22,6 +22,7 @@ import test_attention_fusion as att
 import test_bias_gelu_fusion as bg
 import test_conv_activation_fusion as ca
 import test_gelu_fusion as gelu
+import test_gemm_activation_fusion as ga
 import test_layer_norm_fusion as lnf
 import test_skip_layer_norm_fusion as sln
 
@@ -34,7 +35,7 @@ CASES = {   # name: (model, feed, fused op)
     "layer_norm": lambda: (lnf._decomposed(), {"x": randn(*lnf.SHAPE)}, "LayerNormalization"),
     "skip_layer_norm": lambda: (sln._model(sum_reused=True), sln._feed(), "SkipLayerNormalization"),
     "fused_conv_clip": lambda: (ca._conv(ca.ACTIVATIONS["Clip_inputs"][0], 13), {"x": randn(1, 3, 6, 7)}, "FusedConv"),
-    "fused_gemm_hardsigmoid": lambda: (ca._gemm(ca.ACTIVATIONS["HardSigmoid"][0], 13), {"x": randn(3, 6)}, "FusedGemm"),
+    "fused_gemm_hardsigmoid": lambda: (ga._gemm(ca.ACTIVATIONS["HardSigmoid"][0], 13), {"x": randn(3, 6)}, "FusedGemm"),
 }
 
 

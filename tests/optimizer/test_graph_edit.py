@@ -3,7 +3,7 @@ a bypassed node whose output is a graph output renames its input's producer inst
 import numpy as np
 from onnx import helper
 
-from ortgpu.optimizer.graph_edit import Rewirer, rename_uses
+from ortgpu.optimizer.graph_tools.graph_edit import Rewirer, rename_uses
 from pass_check import loaded, model
 
 

@@ -9,19 +9,19 @@ import pytest
 from onnx import helper
 
 import ortgpu
-from ortgpu import optimizer
 from ortgpu.errors import Fail
+from ortgpu import fused_ops
 from ortgpu.graph import Node
+from ortgpu.graph_query import consumers, output_names
 from ortgpu.model_writer import EXTERNAL_FILE_KEY, EXTERNAL_MIN_SIZE_KEY
-from ortgpu.optimizer import fused_functions
-from ortgpu.optimizer.graph_edit import consumers, output_names
+from ortgpu import optimizer
 from ortgpu.providers import registry
 from ortgpu.providers.dtype_sets import FLOAT
 from pass_check import basic_patterns, f32, init, model, session, step_ops
 
 ort = pytest.importorskip("onnxruntime")
 Level = ortgpu.GraphOptimizationLevel
-DOMAIN = fused_functions.DOMAIN
+DOMAIN = fused_ops.DOMAIN
 
 
 def _saved(m, tmp_path, level=Level.ORT_ENABLE_ALL, **config):
@@ -134,7 +134,7 @@ def muladd(monkeypatch):
                             registry.KernelDef("MulAdd", DOMAIN, 1, provider, MulAdd,
                                                               {"*": FLOAT}, "toy"))
 
-    monkeypatch.setitem(fused_functions.FUNCTIONS, "MulAdd", _muladd_body)
+    monkeypatch.setitem(fused_ops.FUNCTIONS, "MulAdd", _muladd_body)
     monkeypatch.setitem(optimizer.EXTENDED_PASSES, "ToyMulAddFusion", _fuse_muladd)
     return calls, register, monkeypatch
 

@@ -10,8 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 import ortgpu
 from ortgpu.optimizer import pattern_fusions
 from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+from ortgpu import fused_ops
 from ortgpu.graph import from_proto
-from ortgpu.optimizer import fused_functions
 from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc
 from ortgpu.providers.cuda import CUDAExecutionProvider
 from ortgpu.providers.kernels import nhwc
@@ -172,7 +172,7 @@ def test_function_body_is_valid_onnx_and_computes_the_same():
             nodes.append(n.proto)
         else:
             nodes.append(helper.make_node(n.op_type, n.inputs, n.outputs, **n.attrs))
-    fp = fused_functions.FUNCTIONS[nhwc.OP_TYPE](nodes[1], g.opsets[""])
+    fp = fused_ops.FUNCTIONS[nhwc.OP_TYPE](nodes[1], g.opsets[""])
     inferred = onnx.shape_inference.infer_shapes(model).graph
     graph = helper.make_graph(nodes, "nhwc", list(inferred.input), list(inferred.output),
                               [numpy_helper.from_array(v, k) for k, v in g.initializers.items()])

@@ -3,8 +3,8 @@ Reshape is named when the element counts say which dim it is."""
 import numpy as np
 from onnx import helper
 
-from ortgpu.optimizer.graph_edit import dims
-from ortgpu.optimizer.type_refresh import refresh_types
+from ortgpu.graph_query import dims
+from ortgpu.optimizer.graph_tools.type_refresh import refresh_types
 from pass_check import init, loaded, model
 
 

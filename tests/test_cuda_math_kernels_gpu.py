@@ -1,11 +1,10 @@
-"""The raw CUDA launchers of ``providers/cuda/kernels`` against the shared NumPy kernels.
+"""The arithmetic CUDA kernels (element-wise, activations, Softmax, LayerNorm, Where, Cast) of
+``providers/cuda/kernels`` on a real device, against the shared NumPy kernels.
 
 Every test needs CuPy and a CUDA device (``pytest -m gpu``) and skips cleanly without them.
 Each case runs the launcher on CuPy arrays, checks that the raw kernel really ran (no silent
 fallback), and compares with the shared kernel run on NumPy, with the tolerances of
-``cuda_checks.py`` (shared with the emulated tier, ``test_cuda_emulated.py``).
-
-Written without a GPU: these tests have never run yet.
+``cuda_checks.py`` (shared with the emulated tier, ``test_cuda_math_kernels_emulated.py``).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Small graph edits that the optimizer passes share: who reads a value, which values are
-constants, what a value's type says, renaming a value's uses (into subgraphs too), taking a
-node out of the data flow, adding an initializer.
+"""Small graph edits that the optimizer passes share: renaming a value's uses (into
+subgraphs too), taking a node out of the data flow, removing nodes.  What they ask of the
+graph (readers, producers, constants, types) is :mod:`ortgpu.graph_query`'s.
 
 Rules every pass keeps through these helpers: nodes stay in topological order; a graph
 output keeps its name (a node that produces one is bypassed by renaming its input's producer
@@ -8,75 +8,10 @@ instead, or not at all); an overridable initializer (a run may feed it) is not a
 """
 from __future__ import annotations
 
-import numpy as np
 import onnx
 
-from ortgpu.dtypes import onnx_code
 from ortgpu.graph import Graph, Node
-
-
-def consumers(graph: Graph) -> dict[str, list[Node]]:
-    """Value name -> the nodes that read it (a node whose subgraph reads it counts too)."""
-    users: dict[str, list[Node]] = {}
-    for n in graph.nodes:
-        for x in n.inputs:
-            if x:
-                users.setdefault(x, []).append(n)
-        for g in n.subgraphs():
-            for x in g.outer_names():
-                users.setdefault(x, []).append(n)
-    return users
-
-
-def producers(graph: Graph) -> dict[str, Node]:
-    """Value name -> the node of this graph that produces it."""
-    return {o: n for n in graph.nodes for o in n.outputs if o}
-
-
-def output_names(graph: Graph) -> set[str]:
-    return {v.name for v in graph.outputs}
-
-
-def constants(graph: Graph, overridable: set[str]) -> dict[str, np.ndarray]:
-    """The initializers a run cannot replace (`overridable` names those it can: graph inputs
-    with an initializer from IR 4 on): the values a pass may fold or read."""
-    return {n: v for n, v in graph.initializers.items() if n not in overridable}
-
-
-def tensor_type(graph: Graph, name: str):
-    """The TensorProto-typed part of `name`'s type, or None when unknown or not a tensor."""
-    tp = graph.types.get(name)
-    if tp is None or tp.WhichOneof("value") != "tensor_type":
-        return None
-    return tp.tensor_type
-
-
-def elem_type(graph: Graph, name: str) -> int:
-    """ONNX element type code of `name` (0 when unknown)."""
-    tt = tensor_type(graph, name)
-    return tt.elem_type if tt is not None else 0
-
-
-def dims(graph: Graph, name: str) -> list | None:
-    """`name`'s shape from the types: an int per static dim, the dim_param (str) of a named
-    one, None for an unknown one; None altogether when even the rank is unknown."""
-    if name in graph.initializers:
-        return list(np.shape(graph.initializers[name]))
-    tt = tensor_type(graph, name)
-    if tt is None or not tt.HasField("shape"):
-        return None
-    out = []
-    for d in tt.shape.dim:
-        if d.HasField("dim_value"):
-            out.append(int(d.dim_value))
-        else:
-            out.append(d.dim_param or None)
-    return out
-
-
-def same_dim(a, b) -> bool:
-    """True when two dims from `dims` are known to be equal (same value or same dim_param)."""
-    return a is not None and a == b
+from ortgpu.graph_query import constants, output_names, producers
 
 
 def rename_uses(graph: Graph, mapping: dict[str, str]) -> None:
@@ -175,45 +110,8 @@ def bypass_each(graph: Graph, overridable: set[str], op_types, passed_input) -> 
     return rw.finish()
 
 
-def unique_name(graph: Graph, base: str) -> str:
-    """`base`, or `base` with a numeric suffix, that names no value of `graph`."""
-    taken = set(graph.initializers) | set(graph.types) | {v.name for v in graph.inputs}
-    taken.update(o for n in graph.nodes for o in n.outputs)
-    name, k = base, 0
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    return name
-
-
-def add_initializer(graph: Graph, base: str, value: np.ndarray) -> str:
-    """Store `value` as a new initializer (its type recorded) under a fresh name; the name."""
-    name = unique_name(graph, base)
-    value = np.asarray(value)
-    graph.initializers[name] = value
-    graph.types[name] = onnx.helper.make_tensor_type_proto(onnx_code(value.dtype), list(value.shape))
-    return name
-
-
-def set_initializer(graph: Graph, name: str, value: np.ndarray) -> None:
-    """Make `name` (an existing value, its producer about to go) an initializer holding `value`."""
-    graph.initializers[name] = value
-    if name not in graph.types:
-        graph.types[name] = onnx.helper.make_tensor_type_proto(onnx_code(value.dtype), list(value.shape))
-
-
 def remove(graph: Graph, dead: list[Node]) -> None:
     """Drop the nodes in `dead` (by identity), keeping the others' order."""
     if dead:
         ids = {id(n) for n in dead}
         graph.nodes = [n for n in graph.nodes if id(n) not in ids]
-
-
-def int_list(value) -> list[int] | None:
-    """A constant's entries as Python ints (a scalar as a one-element list); None for non-integers."""
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iu" or arr.ndim > 1:
-        return None
-    return [int(v) for v in arr.reshape(-1)]

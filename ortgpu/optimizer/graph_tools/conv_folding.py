@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import add_initializer, consumers, constants, output_names, remove
+from ortgpu.graph_query import add_initializer, constants, consumers, output_names
+from ortgpu.optimizer.graph_tools.graph_edit import remove
 
 
 class ConvSite:

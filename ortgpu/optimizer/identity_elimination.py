@@ -8,7 +8,7 @@ input, an initializer or an outer-scope value straight to a graph output stays.
 from __future__ import annotations
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.graph_edit import Rewirer
+from ortgpu.optimizer.graph_tools.graph_edit import Rewirer
 
 
 def eliminate_identity(graph: Graph, providers, overridable: set[str]) -> int:

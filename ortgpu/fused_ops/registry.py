@@ -1,4 +1,4 @@
-"""The fused ops that optimizer passes create, in the ``ortgpu`` domain.
+"""The registry of the fused ops that optimizer passes create, in the ``ortgpu`` domain.
 
 Each fused op registers a builder of its ONNX function body here (a ``FunctionProto`` in
 domain :data:`DOMAIN` written with primitive ai.onnx ops).  Saving an optimized model

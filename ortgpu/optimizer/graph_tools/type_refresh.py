@@ -23,7 +23,7 @@ import onnx
 import onnx.shape_inference
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.graph_edit import dims, int_list
+from ortgpu.graph_query import dims, int_list, tensor_type, type_dims
 
 _DATA_KEPT_BYTES = 1024  # initializers up to this size keep their data (shape values need it)
 _MAX_PASSES = 3
@@ -64,7 +64,7 @@ def refine_reshapes(graph: Graph) -> int:
             continue
         shape, have, out = int_list(graph.initializers.get(n.inputs[1])), dims(graph, n.inputs[0]), n.outputs[0]
         tp = graph.types.get(out)
-        if shape is None or have is None or -1 not in shape or tp is None or tp.WhichOneof("value") != "tensor_type":
+        if shape is None or have is None or -1 not in shape or tensor_type(tp) is None:
             continue
         at = shape.index(-1)
         cur = tp.tensor_type.shape.dim
@@ -108,15 +108,15 @@ def _known(d) -> int:
 
 def _merge(old: onnx.TypeProto | None, new: onnx.TypeProto) -> onnx.TypeProto | None:
     """The type that knows the most of `old` and `new`, or None to keep `old`."""
-    if new.WhichOneof("value") != "tensor_type" or not new.tensor_type.HasField("shape"):
+    if type_dims(new) is None:
         return None
-    if old is None or old.WhichOneof("value") != "tensor_type" or not old.tensor_type.HasField("shape"):
+    if type_dims(old) is None:
         out = onnx.TypeProto()
         out.CopyFrom(new)
         for d in out.tensor_type.shape.dim:
             if not _known(d):
                 d.Clear()
-        if old is not None and old.WhichOneof("value") == "tensor_type" and old.tensor_type.elem_type:
+        if tensor_type(old) is not None and old.tensor_type.elem_type:
             out.tensor_type.elem_type = old.tensor_type.elem_type
         return out
     a, b = old.tensor_type.shape.dim, new.tensor_type.shape.dim

@@ -1,12 +1,10 @@
-"""The cases of ``test_cuda_emulated_ops.py`` (Transpose, Concat, Split, Slice, Gather,
+"""The cases of ``test_cuda_layout_kernels_emulated.py`` (Transpose, Concat, Split, Slice, Gather,
 GatherND, ScatterND, Resize, pooling, reductions) on a real CUDA device (``pytest -m gpu``).
 
 The emulated module's test functions are imported here and collected again; this module's
 ``emulated_cuda`` fixture replaces the emulator's with the real CuPy and a record of the
 kernels the launchers look up (one lookup per launch), so every check, kernel names
 included, runs unchanged on the GPU.  Skips cleanly without CuPy or a device.
-
-Written without a GPU: these tests have never run yet.
 """
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ pytestmark = pytest.mark.gpu
 cupy = require_cuda_device()
 
 from ortgpu.providers.cuda.kernels import module as cu  # noqa: E402
-from test_cuda_emulated_ops import *  # noqa: E402,F401,F403  (the cases, collected again here)
+from test_cuda_layout_kernels_emulated import *  # noqa: E402,F401,F403  (the cases, collected again here)
 
 
 @dataclasses.dataclass

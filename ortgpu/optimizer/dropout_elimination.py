@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import Rewirer, constants, consumers, output_names
+from ortgpu.graph_query import constants, consumers, output_names
+from ortgpu.optimizer.graph_tools.graph_edit import Rewirer
 
 
 def _inference_only(node: Node, consts: dict) -> bool:

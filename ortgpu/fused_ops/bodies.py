@@ -1,6 +1,6 @@
 """ONNX function bodies of the fused ops the extended fusions create (FusedConv, FusedGemm,
 Gelu, FastGelu, BiasGelu, LayerNormalization, SkipLayerNormalization, Attention), registered
-in :mod:`ortgpu.optimizer.fused_functions`.
+in :mod:`ortgpu.fused_ops`.
 
 Rules of every body:
 
@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ortgpu.optimizer.fused_functions import DOMAIN, register
+from ortgpu.fused_ops.registry import DOMAIN, register
 
 CASTLIKE_OPSET = 15
 

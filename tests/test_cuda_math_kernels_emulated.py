@@ -1,4 +1,6 @@
-"""The CUDA provider's raw kernels, run on the CPU by the host emulator (``tests/cuda_emulator``).
+"""The CUDA provider's arithmetic kernels (elementwise_binary.cu, activations.cu, softmax.cu,
+layernorm.cu, where.cu, cast.cu, roi_align.cu), run on the CPU by the host emulator
+(``tests/cuda_emulator``), against the shared NumPy kernels.
 
 Each case calls the registered ``provider="cuda"`` kernel through a KernelContext whose
 array module is the emulator's ``cupy`` stand-in, so the launcher takes its real CuPy path
@@ -11,7 +13,7 @@ each launcher handles, broadcasting (scalar, row, column, 3-D+ with size-1 dims,
 dims), strided, transposed and reversed views, empty tensors, NaN and infinities.
 
 What this cannot show: anything about the GPU itself (memory model, warp scheduling, CuPy's
-RawModule on a device, speed); the GPU tier (``test_cuda_kernels_gpu.py``) does.
+RawModule on a device, speed); the GPU tier (``test_cuda_math_kernels_gpu.py``) does.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ their names as in EliminateIdentity.
 from __future__ import annotations
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import bypass_each, dims, int_list
+from ortgpu.graph_query import dims, int_list
+from ortgpu.optimizer.graph_tools.graph_edit import bypass_each
 
 _TO_THE_END = 2**31 - 1
 

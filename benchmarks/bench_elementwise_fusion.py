@@ -1,8 +1,8 @@
 """ElementwiseChainFusion (and the other passes) by optimization level: node and step counts on any
 machine, latency and kernel launches on a GPU, each against a peer measured in the same run.
 
-    python benchmarks/bench_fusion.py [--models bert_base,gpt2_decode,resnet50,ppocrv4_det]
-                                      [--gpu] [--runs N] [--warmup N] [--json OUT]
+    python benchmarks/bench_elementwise_fusion.py [--models bert_base,gpt2_decode,resnet50,ppocrv4_det]
+                                                  [--gpu] [--runs N] [--warmup N] [--json OUT]
 
 Counts (no GPU needed): each model is loaded, optimized at ORT_DISABLE_ALL, ORT_ENABLE_BASIC,
 ORT_ENABLE_EXTENDED and ORT_ENABLE_ALL for the provider list [CUDAExecutionProvider, CPU]
@@ -18,7 +18,6 @@ CUPTI records (torch.profiler).  A micro case, bias + GELU (erf form, 6 ops) on
 PyTorch eager running the same 6 ops (``ratio`` = ortgpu / torch).
 
 Models come from tests/transformer_models.py (torch exports, cached) and tests/model_zoo.py.
-The GPU part was written without a device; see the results JSON for what ran.
 """
 from __future__ import annotations
 
@@ -228,7 +227,7 @@ def main(argv=None) -> int:
         from bench_gpu import gpu_problem
         problem = gpu_problem()
         if problem:
-            print(f"bench_fusion: no GPU part: {problem}", file=sys.stderr)
+            print(f"bench_elementwise_fusion: no GPU part: {problem}", file=sys.stderr)
             return 2
         print("| case | fused ms | unfused ms | torch ms | kernels fused/unfused | speedup | ratio vs torch |")
         print("|---|---:|---:|---:|---:|---:|---:|")

@@ -2,7 +2,7 @@
 gather.cu, resize.cu, pool.cu, reduce.cu), run on the CPU by the host emulator
 (``tests/cuda_emulator``), against the shared NumPy kernels.
 
-As in ``test_cuda_emulated.py``: each case calls the registered ``provider="cuda"`` kernel
+As in ``test_cuda_math_kernels_emulated.py``: each case calls the registered ``provider="cuda"`` kernel
 with the emulator's ``cupy`` stand-in, so the launcher's real CuPy path and the unchanged
 CUDA source run; every case checks which kernels were launched, so a silent fallback to
 the shared kernel fails, and cases the launchers leave to the shared kernel check that no
@@ -18,7 +18,7 @@ import pytest
 
 from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
 from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
-from test_cuda_emulated import device_view, run_both, run_cuda, run_shared
+from test_cuda_math_kernels_emulated import device_view, run_both, run_cuda, run_shared
 
 U8, I8, I16, BOOL = np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.bool_)
 MOVED = (F32, F16, F64, I64, I32, I16, U8, BOOL)   # one of each width, and the kinds

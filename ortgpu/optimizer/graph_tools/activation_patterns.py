@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 from ortgpu.graph import Node
-from ortgpu.optimizer.matching import GraphView
+from ortgpu.graph_query import elem_type
+from ortgpu.optimizer.graph_tools.matching import GraphView
 
 _PLAIN = ("Relu", "Sigmoid", "Tanh", "HardSwish")
 
@@ -82,9 +83,8 @@ def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: 
     """Fold the activation that alone reads a float `op_type` node's output into one
     ``ortgpu::fused_op`` node (the op's attributes plus ``activation``/``activation_params``);
     returns the number of fusions."""
-    from ortgpu.optimizer.fused_bodies import body_supports  # noqa: PLC0415
-    from ortgpu.optimizer.fused_functions import DOMAIN  # noqa: PLC0415
-    from ortgpu.optimizer.matching import apply, make_node, provider_runs  # noqa: PLC0415
+    from ortgpu.fused_ops import DOMAIN, body_supports  # noqa: PLC0415
+    from ortgpu.optimizer.graph_tools.matching import apply, make_node, provider_runs  # noqa: PLC0415
     view = GraphView(graph, overridable)
     removed, added = [], []
     for node in graph.nodes:
@@ -105,7 +105,7 @@ def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: 
             (act_nodes, out), act = found, ("HardSwish", [])
         name, params = act
         opset = graph.opsets.get("", 1)
-        if name == "Clip" and 11 <= opset and not body_supports(view.elem_type(y), opset):
+        if name == "Clip" and 11 <= opset and not body_supports(elem_type(view.graph, y), opset):
             continue
         attrs = dict(node.attrs, activation=name)
         if params:  # (an empty list has no attribute type in a saved model)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph
-from ortgpu.optimizer.conv_folding import conv_sites, refit
-from ortgpu.optimizer.graph_edit import constants, remove
+from ortgpu.graph_query import constants
+from ortgpu.optimizer.graph_tools.conv_folding import conv_sites, refit
+from ortgpu.optimizer.graph_tools.graph_edit import remove
 
 
 def fuse_conv_batchnorm(graph: Graph, providers, overridable: set[str]) -> int:

@@ -1,30 +1,12 @@
-"""Walking and renaming across an ONNX graph and its subgraphs, and filling in value types
-(shared by the float16 converter)."""
+"""The float16 converter's edits of protobufs: renaming a value's uses and definition
+across an ONNX graph and its subgraphs, and filling in value types.  What the converter asks
+of a GraphProto (its subgraphs, its names) is :mod:`ortgpu.graph_query`'s."""
 from __future__ import annotations
 
 import onnx
-from onnx import AttributeProto, TensorProto
+from onnx import TensorProto
 
-
-def subgraphs(node):
-    for a in node.attribute:
-        if a.type == AttributeProto.GRAPH:
-            yield a.g
-        elif a.type == AttributeProto.GRAPHS:
-            yield from a.graphs
-
-
-def all_names(g: onnx.GraphProto, out: set) -> set:
-    """Every value, node and initializer name of `g` and its subgraphs."""
-    out.update(vi.name for vi in list(g.input) + list(g.output) + list(g.value_info))
-    out.update(t.name for t in g.initializer)
-    for n in g.node:
-        out.add(n.name)
-        out.update(n.input)
-        out.update(n.output)
-        for sub in subgraphs(n):
-            all_names(sub, out)
-    return out
+from ortgpu.graph_query import proto_subgraphs
 
 
 def rename_uses(g: onnx.GraphProto, renames: dict[str, str]) -> None:
@@ -34,22 +16,11 @@ def rename_uses(g: onnx.GraphProto, renames: dict[str, str]) -> None:
         for i, name in enumerate(n.input):
             if name in renames:
                 n.input[i] = renames[name]
-        for sub in subgraphs(n):
+        for sub in proto_subgraphs(n):
             rename_uses(sub, renames)
             for vi in sub.output:
                 if vi.name in renames:
                     vi.name = renames[vi.name]
-
-
-def used_names(g: onnx.GraphProto, out: set) -> set:
-    """Names read by the nodes of `g` and its subgraphs, or given out as their outputs."""
-    for n in g.node:
-        out.update(n.input)
-        for sub in subgraphs(n):
-            out.update(vi.name for vi in sub.output)
-            used_names(sub, out)
-    out.update(vi.name for vi in g.output)
-    return out
 
 
 def rename_definition(g, old: str, new: str) -> None:

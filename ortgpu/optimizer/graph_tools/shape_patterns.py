@@ -9,7 +9,7 @@ attribute (opset 15) added to i.
 """
 from __future__ import annotations
 
-from ortgpu.optimizer.matching import GraphView
+from ortgpu.optimizer.graph_tools.matching import GraphView
 
 INT64_MAX = 2 ** 63 - 1
 
@@ -79,7 +79,7 @@ def _single_dim(view: GraphView, name: str):
     return None
 
 
-def same_dim(view: GraphView, element, position: int, family: set[str], reference: str,
+def element_keeps_dim(view: GraphView, element, position: int, family: set[str], reference: str,
              zero_copies: bool = True) -> bool:
     """Whether a Reshape target element keeps dim `position` of `reference`: a 0 (a copy of the
     Reshape input's dim, with allowzero off: only when `zero_copies` says that input has the
@@ -101,12 +101,12 @@ def same_dim(view: GraphView, element, position: int, family: set[str], referenc
 
 def keeps_leading_dims(view: GraphView, elems: list, family: set[str], reference: str,
                        zero_copies: bool = True, lead: int = 2) -> bool:
-    """Whether a Reshape target keeps the first `lead` dims of `reference` (see same_dim);
+    """Whether a Reshape target keeps the first `lead` dims of `reference` (see element_keeps_dim);
     one of them may be -1 when every later element is a positive constant: the target's
     trailing dims then hold what the input's did, so the -1 can only be that leading dim."""
     minus = [i for i, e in enumerate(elems[:lead]) if e == ("const", -1)]
     if len(minus) > 1 or (minus and not all(e is not None and e[0] == "const" and e[1] > 0
                                             for e in elems[lead:])):
         return False
-    return all(i in minus or same_dim(view, e, i, family, reference, zero_copies)
+    return all(i in minus or element_keeps_dim(view, e, i, family, reference, zero_copies)
                for i, e in enumerate(elems[:lead]))

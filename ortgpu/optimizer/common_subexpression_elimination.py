@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import output_names, remove, rename_uses
+from ortgpu.graph_query import output_names
+from ortgpu.optimizer.graph_tools.graph_edit import remove, rename_uses
 
 _NONDETERMINISTIC = {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike",
                      "Multinomial", "Bernoulli", "Dropout"}

@@ -1,6 +1,6 @@
 """What the extended fusions do to real models on the CPU provider, measured in one run.
 
-    python benchmarks/bench_fusions.py [--models bert_base,gpt2_decode,...] [--runs N] [--json OUT]
+    python benchmarks/bench_extended_fusions.py [--models bert_base,gpt2_decode,...] [--runs N] [--json OUT]
 
 For each model: plan steps (each step is one kernel call) at ORT_DISABLE_ALL, at
 ORT_ENABLE_ALL without the extended fusions and at ORT_ENABLE_ALL, the fused nodes, and

@@ -19,7 +19,7 @@ import dataclasses
 from onnx import TensorProto
 
 from ortgpu.graph import Graph, Node
-from ortgpu.optimizer.graph_edit import dims, int_list, producers
+from ortgpu.graph_query import dims, int_list, producers
 
 MAX_ELEMENTS = 64
 FOLLOWED_OPS = frozenset({"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity"})

@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from ortgpu.graph import Graph, Node, topological_order
+from ortgpu.graph_query import dims, elem_type
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE})
 
@@ -94,31 +95,20 @@ class GraphView:
             return None
         return [int(x) for x in v.reshape(-1)]
 
-    def elem_type(self, name: str) -> int | None:
-        tp = self.graph.types.get(name)
-        if tp is None or tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.elem_type:
-            return None
-        return tp.tensor_type.elem_type
-
     def shape(self, name: str) -> list | None:
-        """Dims from shape inference (int, a symbolic name, or None for unknown), else None."""
+        """The shape of a constant (a Constant node's output too), else the dims of
+        :func:`ortgpu.graph_query.dims`."""
         v = self.const(name)
         if v is not None:
             return list(v.shape)
-        tp = self.graph.types.get(name)
-        if tp is None or tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.HasField("shape"):
-            return None
-        dims = []
-        for d in tp.tensor_type.shape.dim:
-            dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
-        return dims
+        return dims(self.graph, name)
 
     def rank(self, name: str) -> int | None:
         s = self.shape(name)
         return None if s is None else len(s)
 
     def is_float(self, name: str) -> bool:
-        return self.elem_type(name) in FLOAT_TYPES
+        return elem_type(self.graph, name) in FLOAT_TYPES
 
     # --- structure ------------------------------------------------------------------------
     def op(self, name: str, op_type: str, domain: str = "") -> Node | None:
@@ -177,7 +167,7 @@ class GraphView:
         while True:
             reader = self.only_reader(name)
             if (reader is None or reader.op_type != "Cast" or reader.domain != ""
-                    or self.elem_type(name) is None or reader.attrs.get("to") != self.elem_type(name)):
+                    or not elem_type(self.graph, name) or reader.attrs.get("to") != elem_type(self.graph, name)):
                 return name, casts
             casts.append(reader)
             name = reader.outputs[0]
@@ -195,7 +185,7 @@ def fused_name(anchor: Node, op_type: str) -> str:
 
 def make_node(op_type: str, domain: str, graph: Graph, inputs, outputs, attrs: dict, anchor: Node) -> Node:
     """A new node of `graph` (opset from the graph's imports, adding ortgpu's when needed)."""
-    from ortgpu.optimizer.fused_functions import DOMAIN, DOMAIN_VERSION  # noqa: PLC0415
+    from ortgpu.fused_ops.registry import DOMAIN, DOMAIN_VERSION  # noqa: PLC0415
     if domain == DOMAIN:
         graph.opsets.setdefault(DOMAIN, DOMAIN_VERSION)
     return Node(fused_name(anchor, op_type), op_type, domain, graph.opsets[domain], list(inputs),
@@ -212,19 +202,6 @@ def provider_runs(graph: Graph, providers, anchor: Node, fused: Node) -> bool:
         return lookup(fused.op_type, fused.domain, fused.opset, (SHARED,)) is not None
     owner = provider_of(anchor, graph, providers)
     return owner is not None and runs(owner, fused, graph.types) is not None
-
-
-def add_initializer(graph: Graph, name: str, value: np.ndarray) -> str:
-    """Store a new constant (with its type) under a name no value of the graph has yet."""
-    base, i = name, 0
-    taken = set(graph.initializers) | set(graph.types)
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    graph.initializers[name] = value
-    graph.types[name] = onnx.helper.make_tensor_type_proto(
-        onnx.helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
-    return name
 
 
 class Rewrite:

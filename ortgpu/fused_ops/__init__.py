@@ -1,0 +1,12 @@
+"""The fused ops of the ``ortgpu`` domain that the optimizer's passes create, as ONNX
+functions: the registry (:mod:`.registry`) and the body of every fused op (:mod:`.bodies`
+for the pattern fusions, :mod:`.elementwise`, :mod:`.nhwc_conv`).  Importing this package
+registers them all, so the loader, the executor and the model writer find every body
+whether or not the optimizer ran."""
+from __future__ import annotations
+
+from ortgpu.fused_ops import bodies, elementwise, nhwc_conv  # noqa: F401  (register the bodies)
+from ortgpu.fused_ops.bodies import body_supports
+from ortgpu.fused_ops.registry import DOMAIN, DOMAIN_VERSION, FUNCTIONS, fused_body, kept_on_load, register
+
+__all__ = ["DOMAIN", "DOMAIN_VERSION", "FUNCTIONS", "body_supports", "fused_body", "kept_on_load", "register"]

@@ -2,8 +2,8 @@
 
 Scores are X @ coefficients.T + intercepts in float32.  A model with one coefficient row and two
 class labels is the binary encoding: the label is the second one where the score is positive,
-and the scores come out as two columns [1 - s, s] (onnxruntime leaves the post_transform out
-then, and so do we, so that both runtimes give the same numbers).
+and the scores come out as two columns [1 - s, s] (of the logistic of s under LOGISTIC; the other
+post_transforms are left out then, as onnxruntime does, so that both runtimes agree).
 """
 import numpy as np
 
@@ -48,15 +48,14 @@ def LinearClassifier(ctx, X, *, coefficients, classlabels_ints=None, classlabels
     if inter.size:
         s = s + inter
     if n_classes == 1:
-        pos, neg = (labels[1], labels[0]) if labels.size == 2 else _default_pair(labels)
+        if labels.size != 2:
+            raise ValueError(f"LinearClassifier: one coefficient row (binary) needs 2 class labels, "
+                             f"got {labels.size}")
+        pos, neg = labels[1], labels[0]
         y = np.where(s[:, 0] > 0, pos, neg).astype(labels.dtype)
         return y, _binary_scores(s[:, 0], post_transform, add_second=labels.size == 2)
     y = labels[np.argmax(s, axis=1)]
     return y, post_transform_scores(np, s, post_transform).astype(np.float32)
-
-
-def _default_pair(labels):
-    return ("1", "0") if labels.dtype == object else (1, 0)
 
 
 def _binary_scores(s, post_transform, add_second):
@@ -72,4 +71,6 @@ def _binary_scores(s, post_transform, add_second):
         return out.reshape(n, 2)
     if not add_second:
         return s.reshape(n, 1).astype(np.float32)
+    if post_transform in ("LOGISTIC", 2):
+        s = 1 / (1 + np.exp(-s))
     return np.stack([1 - s, s], axis=1).astype(np.float32)

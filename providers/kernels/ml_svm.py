@@ -133,8 +133,9 @@ def SVMClassifier(ctx, X, *, classlabels_ints=None, classlabels_strings=None, co
             z[:, 0] = post_transform_scores(np, s.reshape(-1, 1), post).reshape(-1)
         elif post in ("NONE", 0):
             z = np.stack([-s, s], axis=1)
-        else:
-            z = np.stack([1 - s, s], axis=1)
+        else:  # [1 - p, p], p the logistic of s under LOGISTIC, else s itself
+            p = 1 / (1 + np.exp(-s)) if post in ("LOGISTIC", 2) else s
+            z = np.stack([1 - p, p], axis=1)
         return y, z.astype(np.float32)
     scores = kernel_matrix(x, coef.reshape(n_classes, -1), "LINEAR", None, bias=rho[0])
     top = np.argmax(scores, axis=1)

@@ -56,7 +56,9 @@ def _two_class(s, voted, base, post, binary_case, all_positive, labels):
     if binary_case:
         write = how
     z = np.zeros((s.shape[0], 2))
-    both = post_transform_scores(np, np.stack([s0, s1], axis=1), post)
+    # a class no tree voted for scores 0 (its base value is not added), as in onnxruntime
+    both = np.where(np.stack([has0, has1], axis=1), np.stack([s0, s1], axis=1), 0.0)
+    both = post_transform_scores(np, both, post)
     z[two] = both[two]
     one = ~two
     if one.any():
@@ -76,7 +78,8 @@ def _one_score(s, post, write):
     logistic = post in ("LOGISTIC", 2)
     flip = (write == 0) | (write == 1)
     mixed = (write == 2) | (write == 3)
-    z[flip, 0], z[flip, 1] = 1 - s[flip], s[flip]
+    p = 1 / (1 + np.exp(-s[flip])) if logistic else s[flip]
+    z[flip, 0], z[flip, 1] = 1 - p, p
     if logistic:
         z[mixed, 0], z[mixed, 1] = 1 / (1 + np.exp(s[mixed])), 1 / (1 + np.exp(-s[mixed]))
     else:

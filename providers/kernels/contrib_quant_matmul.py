@@ -74,3 +74,11 @@ def QGemm(ctx, A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_sca
     if y_zero_point is None:
         raise ValueError("QGemm: y_scale is given without y_zero_point (needed for the output type)")
     return quantize(xp, y / y_scale.astype(xp.float32).reshape(()), y_zero_point.dtype, y_zero_point.reshape(()))
+
+
+@kernel("MatMulInteger16", since=1, domain=MS, types={"*": frozenset({"int16", "uint16", "int32", "uint32"})})
+def MatMulInteger16(ctx, A, B):
+    """numpy.matmul of 16-bit integers, accumulated in 32 bits (int32, or uint32 when both are unsigned)."""
+    xp = ctx.xp
+    out = xp.uint32 if A.dtype == xp.uint16 and B.dtype == xp.uint16 else xp.int32
+    return xp.matmul(A.astype(xp.int64), B.astype(xp.int64)).astype(out)

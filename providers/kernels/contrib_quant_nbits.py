@@ -140,3 +140,34 @@ def GatherBlockQuantized(ctx, data, indices, scales, zero_points=None, *, bits=4
     out = xp.where(keep, out, 0)
     out = out.reshape(out.shape[:ga] + tuple(indices.shape) + out.shape[ga + 1:])
     return out.astype(scales.dtype)
+
+
+# bitsandbytes' 4-bit code books (QLoRA): FP4 and NormalFloat4, indexed by the 4-bit code.
+_BNB4_TABLES = {
+    0: (0.0, 0.0052083333, 0.6666667, 1.0, 0.33333334, 0.5, 0.16666667, 0.25,
+        -0.0, -0.0052083333, -0.6666667, -1.0, -0.33333334, -0.5, -0.16666667, -0.25),
+    1: (-1.0, -0.6961928, -0.52507305, -0.3949175, -0.28444138, -0.18477343, -0.091050036, 0.0,
+        0.0795803, 0.1609302, 0.2461123, 0.33791524, 0.44070983, 0.562617, 0.72295684, 1.0),
+}
+
+
+@kernel("MatMulBnb4", since=1, domain=MS, types={"*": _FLOATS | {"uint8"}})
+def MatMulBnb4(ctx, A, B, absmax, *, K, N, block_size, quant_type, transB=1, training_mode=0):
+    """A @ W.T for W [N, K] stored as 4-bit FP4 / NF4 codes (two per byte, the first in the high
+    bits) scaled by one absmax per block of the flattened W.  transB=0 (a training-time form whose
+    onnxruntime CPU results we could not reproduce) is refused."""
+    xp = ctx.xp
+    if not transB:
+        raise NotImplementedError("MatMulBnb4 with transB=0 is not supported")
+    if quant_type not in _BNB4_TABLES:
+        raise ValueError(f"MatMulBnb4: quant_type must be 0 (FP4) or 1 (NF4), got {quant_type}")
+    n = N * K
+    if B.size != (n + 1) // 2:
+        raise ValueError(f"MatMulBnb4: input B has {B.size} bytes, expected {(n + 1) // 2} for N={N}, K={K}")
+    flat = B.reshape(-1)
+    codes = xp.stack([flat >> 4, flat & 0x0F], axis=-1).reshape(-1)[:n].astype(xp.int64)
+    table = xp.asarray(_BNB4_TABLES[quant_type], dtype=xp.float32)
+    scale = xp.repeat(absmax.reshape(-1).astype(xp.float32), block_size)[:n]
+    w = (table[codes] * scale).reshape(N, K)
+    y = xp.matmul(A.astype(xp.float32), w.T)
+    return y.astype(A.dtype)

@@ -91,3 +91,15 @@ def test_qgemm(i):
     feeds = {"A": A}
     got, want = run_both(model("QGemm", order, feeds, consts, attrs=attrs), feeds)
     assert_close(got, want, rtol=1e-5, atol=1e-4, steps=1, what=f"case {i}: {attrs}")
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_matmul_integer16(i):
+    rng = rng_for("MatMulInteger16", i)
+    M, K, N = (int(v) for v in rng.integers(1, 7, 3))
+    # onnxruntime's CPU kernel takes int16 only
+    A = rng.integers(-30000, 30000, (M, K)).astype(np.int16)
+    B = rng.integers(-30000, 30000, (K, N)).astype(np.int16)
+    feeds = {"A": A, "B": B}
+    got, want = run_both(model("MatMulInteger16", ["A", "B"], feeds, {}), feeds)
+    assert_close(got, want, what=f"case {i}")

@@ -115,3 +115,22 @@ def test_gather_block_quantized(i):
     got, want = run_both(model("GatherBlockQuantized", order, feeds, consts, attrs=attrs), feeds)
     assert_close(got, want, rtol=1e-3 if scales.dtype == np.float16 else 1e-6, atol=1e-6,
                  what=f"case {i} ({kind}): {attrs}")
+
+
+@pytest.mark.parametrize("i", range(12))
+def test_matmul_bnb4(i):
+    rng = rng_for("MatMulBnb4", i)
+    block = int(rng.choice([16, 32, 64]))
+    K, N = int(rng.integers(1, 5)) * 16 + int(rng.choice([0, 3])), int(rng.integers(2, 9))
+    n = N * K
+    B = rng.integers(0, 256, (n + 1) // 2).astype(np.uint8)
+    dtype = np.float16 if i % 4 == 3 else np.float32
+    absmax = (rng.random(-(-n // block)) + 0.1).astype(dtype)
+    trans = 1  # transB=0 is refused (see the kernel)
+    A = rng.normal(size=(int(rng.integers(1, 4)), K if trans else N)).astype(dtype)
+    attrs = dict(K=K, N=N, block_size=block, quant_type=int(i % 2), transB=trans)
+    feeds = {"A": A}
+    got, want = run_both(model("MatMulBnb4", ["A", "B", "absmax"], feeds, {"B": B, "absmax": absmax}, attrs=attrs),
+                         feeds)
+    tol = 2e-3 if dtype == np.float16 else 1e-5
+    assert_close(got, want, rtol=tol, atol=tol * float(np.abs(want[0]).max() + 1), what=f"case {i}: {attrs}")

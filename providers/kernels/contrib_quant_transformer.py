@@ -96,7 +96,7 @@ def QAttention(ctx, input, weight, bias, input_scale, weight_scale, mask_index=N
 
 
 @kernel("QEmbedLayerNormalization", since=1, domain=MS,
-        types={"*": frozenset({"int8", "uint8", "float32", "int32"})})
+        types={"*": frozenset({"int8", "uint8", "float32", "int32"})}, capturable=False)  # checks ids on the host
 def QEmbedLayerNormalization(ctx, input_ids, segment_ids, word_embedding_quant, position_embedding_quant,
                              segment_embedding, gamma_quant, beta_quant, mask=None, word_embedding_scale=None,
                              position_embedding_scale=None, segment_embedding_scale=None, gamma_scale=None,

@@ -177,3 +177,21 @@ def test_tree_ensemble_classifier_three_classes(post, base):
         attrs["base_values"] = base
     model = _classifier("TreeEnsembleClassifier", attrs, 2, TensorProto.INT64)
     _compare(model, {"X": np.random.default_rng(2).normal(size=(16, 2)).astype(np.float32)})
+
+
+def test_svm_regressor_refuses_wrong_feature_count():
+    from ortgpu.errors import InvalidArgument
+    node = helper.make_node("SVMRegressor", ["X"], ["Y"], domain=ML, coefficients=[1.0, 2.0], rho=[0.0],
+                            support_vectors=[0.0] * 6, n_supports=2, kernel_type="RBF", kernel_params=[0.1, 0, 1])
+    model = _model(node, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, None])],
+                   [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    sess = ortgpu.InferenceSession(model, providers=CPU)
+    with pytest.raises(InvalidArgument, match="X has 4 features, the support vectors 3"):
+        sess.run(None, {"X": np.zeros((2, 4), np.float32)})
+
+
+def test_dict_vectorizer_refuses_a_tensor():
+    from ortgpu.errors import InvalidArgument
+    from ortgpu.providers.kernels.ml_maps import DictVectorizer
+    with pytest.raises(InvalidArgument, match="input X must be a map"):
+        DictVectorizer(None, np.zeros(3), string_vocabulary=["a"])

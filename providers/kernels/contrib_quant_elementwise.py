@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.kernels.normalization import softmax
 from ortgpu.providers.kernels.quantize import quantize
 from ortgpu.providers.registry import kernel
@@ -20,7 +21,7 @@ _Q8 = frozenset({"int8", "uint8", "float32"})
 
 def _scalar(xp, p, name, op):
     if p is not None and p.size != 1:
-        raise ValueError(f"{op}: {name} must be a scalar (per-tensor quantization), got shape {tuple(p.shape)}")
+        raise InvalidArgument(f"{op}: {name} must be a scalar (per-tensor quantization), got shape {tuple(p.shape)}")
     return None if p is None else p.reshape(())
 
 
@@ -98,13 +99,13 @@ def QLinearConcat(ctx, Y_scale, Y_zero_point, *inputs, axis):
     parameters (exact for a tensor already in them: the rounding undoes the float error)."""
     xp = ctx.xp
     if len(inputs) % 3 or not inputs:
-        raise ValueError(f"QLinearConcat: inputs after Y_scale, Y_zero_point come in (tensor, scale, zero point) "
+        raise InvalidArgument(f"QLinearConcat: inputs after Y_scale, Y_zero_point come in (tensor, scale, zero point) "
                          f"triples; got {len(inputs)}")
     ys, yz = _scalar(xp, Y_scale, "Y_scale", "QLinearConcat"), _scalar(xp, Y_zero_point, "Y_zero_point", "QLinearConcat")
     parts = []
     for k in range(0, len(inputs), 3):
         x, s, z = inputs[k:k + 3]
         if x.dtype != yz.dtype:
-            raise TypeError(f"QLinearConcat: input {k // 3} has type {x.dtype}, Y_zero_point {yz.dtype}")
+            raise InvalidArgument(f"QLinearConcat: input {k // 3} has type {x.dtype}, Y_zero_point {yz.dtype}")
         parts.append(requant(xp, dequant(xp, x, s, z, "QLinearConcat"), ys, yz, x, "QLinearConcat"))
     return xp.concatenate(parts, axis=axis)

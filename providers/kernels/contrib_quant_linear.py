@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.kernels.quantize import broadcast_param, quantize
 from ortgpu.providers.registry import kernel
 
@@ -14,9 +15,9 @@ _FLOATS = frozenset({"float32", "float16"})
 
 def _param(xp, p, x, axis, op, name):
     if axis is None and p.size != 1:
-        raise ValueError(f"{op}: {name} must be a scalar without an axis attribute, got shape {tuple(p.shape)}")
+        raise InvalidArgument(f"{op}: {name} must be a scalar without an axis attribute, got shape {tuple(p.shape)}")
     if axis is not None and p.ndim == 1 and p.size != x.shape[axis % x.ndim]:
-        raise ValueError(f"{op}: {name} has {p.size} values for axis {axis} of size {x.shape[axis % x.ndim]}")
+        raise InvalidArgument(f"{op}: {name} has {p.size} values for axis {axis} of size {x.shape[axis % x.ndim]}")
     return broadcast_param(xp, p, x.shape, 1 if axis is None else axis, 0)
 
 

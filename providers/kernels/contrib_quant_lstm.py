@@ -6,6 +6,7 @@ quantizes the input and hidden state at each step, so its results differ slightl
 """
 from __future__ import annotations
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.kernels.rnn import LSTM
 from ortgpu.providers.registry import kernel
 
@@ -16,7 +17,7 @@ def _dequantize_gates(xp, w, scale, zero_point, name):
     """[D, in, 4H] integers -> float32 [D, 4H, in], the layout of ai.onnx LSTM's W and R."""
     d, _, cols = w.shape
     if scale.size not in (d, d * cols):
-        raise ValueError(f"DynamicQuantizeLSTM: {name}_scale has {scale.size} values, expected {d} "
+        raise InvalidArgument(f"DynamicQuantizeLSTM: {name}_scale has {scale.size} values, expected {d} "
                          f"(per direction) or {d * cols} (per column)")
     s = scale.astype(xp.float32).reshape(d, 1, -1)
     z = zero_point.astype(xp.float32).reshape(d, 1, -1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
 from ortgpu.providers.kernels.quantize import DynamicQuantizeLinear, int_matmul, quantize
 from ortgpu.providers.registry import kernel
 
@@ -18,7 +19,7 @@ _INT8 = frozenset({"int8", "uint8"})
 def _column_param(xp, p, n, name, op):
     """A scale or zero point that is a scalar or one value per output column."""
     if p.size not in (1, n):
-        raise ValueError(f"{op}: {name} has {p.size} values, expected 1 or {n} (one per column of B)")
+        raise InvalidArgument(f"{op}: {name} has {p.size} values, expected 1 or {n} (one per column of B)")
     return p.reshape(()) if p.size == 1 else p.reshape(-1)
 
 
@@ -39,7 +40,7 @@ def scaled_product(xp, A, a_zp, a_scale, B, b_zp, b_scale, bias, op):
 def MatMulIntegerToFloat(ctx, A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
     """Y = (A - a_zero_point) @ (B - b_zero_point) * a_scale * b_scale + bias, in the scales' type."""
     if a_scale.size != 1 or (a_zero_point is not None and a_zero_point.size != 1):
-        raise NotImplementedError("MatMulIntegerToFloat: a_scale and a_zero_point must be scalars "
+        raise NotImplemented("MatMulIntegerToFloat: a_scale and a_zero_point must be scalars "
                                   f"(got {a_scale.size} and {None if a_zero_point is None else a_zero_point.size} values)")
     y = scaled_product(ctx.xp, A, a_zero_point, a_scale, B, b_zero_point, b_scale, bias, "MatMulIntegerToFloat")
     return y.astype(a_scale.dtype)
@@ -72,7 +73,7 @@ def QGemm(ctx, A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_sca
     if y_scale is None:
         return y
     if y_zero_point is None:
-        raise ValueError("QGemm: y_scale is given without y_zero_point (needed for the output type)")
+        raise InvalidArgument("QGemm: y_scale is given without y_zero_point (needed for the output type)")
     return quantize(xp, y / y_scale.astype(xp.float32).reshape(()), y_zero_point.dtype, y_zero_point.reshape(()))
 
 

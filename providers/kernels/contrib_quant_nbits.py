@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
 from ortgpu.providers.dtype_sets import FLOAT8, INDEX
 from ortgpu.providers.registry import kernel
 
@@ -29,7 +30,7 @@ def unpack_bits(xp, packed, bits, count):
 
 def _check_bits(op, bits):
     if bits not in (2, 4, 8):
-        raise ValueError(f"{op}: attribute bits must be 2, 4 or 8, got {bits}")
+        raise InvalidArgument(f"{op}: attribute bits must be 2, 4 or 8, got {bits}")
 
 
 def _dequantized_weight(xp, B, scales, zero_points, g_idx, *, K, N, bits, block_size):
@@ -37,7 +38,7 @@ def _dequantized_weight(xp, B, scales, zero_points, g_idx, *, K, N, bits, block_
     k_blocks = -(-K // block_size)
     blob = block_size * bits // 8
     if B.size != N * k_blocks * blob:
-        raise ValueError(f"MatMulNBits: input B has shape {tuple(B.shape)}, expected ({N}, {k_blocks}, {blob}) "
+        raise InvalidArgument(f"MatMulNBits: input B has shape {tuple(B.shape)}, expected ({N}, {k_blocks}, {blob}) "
                          f"for K={K}, N={N}, bits={bits}, block_size={block_size}")
     q = unpack_bits(xp, B.reshape(N, k_blocks, blob), bits, block_size).reshape(N, -1)[:, :K]
     s = scales.reshape(N, k_blocks).astype(xp.float32)
@@ -66,12 +67,12 @@ def MatMulNBits(ctx, A, B, scales, zero_points=None, g_idx=None, bias=None, *, K
     xp = ctx.xp
     _check_bits("MatMulNBits", bits)
     if weight_prepacked:
-        raise NotImplementedError("MatMulNBits: weights prepacked for a CUDA layout (weight_prepacked="
+        raise NotImplemented("MatMulNBits: weights prepacked for a CUDA layout (weight_prepacked="
                                   f"{weight_prepacked}) are not supported")
     if block_size < 16 or block_size & (block_size - 1):
-        raise ValueError(f"MatMulNBits: block_size must be a power of 2 and >= 16, got {block_size}")
+        raise InvalidArgument(f"MatMulNBits: block_size must be a power of 2 and >= 16, got {block_size}")
     if A.shape[-1] != K:
-        raise ValueError(f"MatMulNBits: input A has {A.shape[-1]} features in its last axis, attribute K is {K}")
+        raise InvalidArgument(f"MatMulNBits: input A has {A.shape[-1]} features in its last axis, attribute K is {K}")
     out_shape = A.shape[:-1] + (N,)
     if B.size == 0:  # an omitted projection: zeros, or the bias
         y = xp.zeros(out_shape, xp.float32)
@@ -111,7 +112,7 @@ def GatherBlockQuantized(ctx, data, indices, scales, zero_points=None, *, bits=4
     ga, qa = gather_axis % r, quantize_axis % r
     is_float = data.dtype.name in FLOAT8 or data.dtype.name.startswith("float4")
     if is_float and zero_points is not None:
-        raise ValueError("GatherBlockQuantized: a float8/float4 table takes no zero_points")
+        raise InvalidArgument("GatherBlockQuantized: a float8/float4 table takes no zero_points")
     if data.dtype == np.uint8:
         _check_bits("GatherBlockQuantized", bits)
         if bits < 8:
@@ -158,12 +159,12 @@ def MatMulBnb4(ctx, A, B, absmax, *, K, N, block_size, quant_type, transB=1, tra
     onnxruntime CPU results we could not reproduce) is refused."""
     xp = ctx.xp
     if not transB:
-        raise NotImplementedError("MatMulBnb4 with transB=0 is not supported")
+        raise NotImplemented("MatMulBnb4 with transB=0 is not supported")
     if quant_type not in _BNB4_TABLES:
-        raise ValueError(f"MatMulBnb4: quant_type must be 0 (FP4) or 1 (NF4), got {quant_type}")
+        raise InvalidArgument(f"MatMulBnb4: quant_type must be 0 (FP4) or 1 (NF4), got {quant_type}")
     n = N * K
     if B.size != (n + 1) // 2:
-        raise ValueError(f"MatMulBnb4: input B has {B.size} bytes, expected {(n + 1) // 2} for N={N}, K={K}")
+        raise InvalidArgument(f"MatMulBnb4: input B has {B.size} bytes, expected {(n + 1) // 2} for N={N}, K={K}")
     flat = B.reshape(-1)
     codes = xp.stack([flat >> 4, flat & 0x0F], axis=-1).reshape(-1)[:n].astype(xp.int64)
     table = xp.asarray(_BNB4_TABLES[quant_type], dtype=xp.float32)

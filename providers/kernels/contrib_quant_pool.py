@@ -6,6 +6,7 @@ convolution is ai.onnx QLinearConv's exact integer convolution (quantize.py).
 """
 from __future__ import annotations
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.kernels.contrib_quant_elementwise import dequant, requant
 from ortgpu.providers.kernels.pool import AveragePool
 from ortgpu.providers.kernels.quantize import QLinearConv as onnx_qlinear_conv
@@ -29,7 +30,7 @@ def QLinearGlobalAveragePool(ctx, X, x_scale, x_zero_point, y_scale, y_zero_poin
     """Mean over the spatial axes of the dequantized input, requantized; N and C are kept."""
     xp = ctx.xp
     if X.ndim < 3:
-        raise ValueError(f"QLinearGlobalAveragePool: input X needs rank >= 3, got shape {tuple(X.shape)}")
+        raise InvalidArgument(f"QLinearGlobalAveragePool: input X needs rank >= 3, got shape {tuple(X.shape)}")
     axes = tuple(range(1, X.ndim - 1)) if channels_last else tuple(range(2, X.ndim))
     v = dequant(xp, X, x_scale, x_zero_point, "QLinearGlobalAveragePool")
     return requant(xp, v.mean(axis=axes, keepdims=True), y_scale, y_zero_point, X, "QLinearGlobalAveragePool")

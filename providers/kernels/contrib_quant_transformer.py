@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
 from ortgpu.providers.kernels.contrib_quant_elementwise import dequant
 from ortgpu.providers.kernels.quantize import int_matmul
 from ortgpu.providers.registry import kernel
@@ -32,7 +33,7 @@ def key_mask(xp, mask_index, batch, q_len, total, past):
         return (m != 0)[:, None, :]
     if m.ndim == 3 and m.shape == (batch, q_len, total):
         return m != 0
-    raise ValueError(f"attention mask_index of shape {tuple(m.shape)} is not one of (batch={batch}), "
+    raise InvalidArgument(f"attention mask_index of shape {tuple(m.shape)} is not one of (batch={batch}), "
                      f"(2*batch), (batch, total={total}), (batch, sequence={q_len}, total)")
 
 
@@ -74,10 +75,10 @@ def QAttention(ctx, input, weight, bias, input_scale, weight_scale, mask_index=N
     """Attention whose QKV projection is (input - zp) @ (weight - zp) * input_scale * weight_scale + bias."""
     xp = ctx.xp
     if do_rotary or past_present_share_buffer:
-        raise NotImplementedError("QAttention: do_rotary and past_present_share_buffer are not supported")
+        raise NotImplemented("QAttention: do_rotary and past_present_share_buffer are not supported")
     n3 = weight.shape[1]
     if n3 % 3 or (n3 // 3) % num_heads:
-        raise ValueError(f"QAttention: weight has {n3} columns, expected 3 * hidden_size with hidden_size "
+        raise InvalidArgument(f"QAttention: weight has {n3} columns, expected 3 * hidden_size with hidden_size "
                          f"divisible by num_heads={num_heads}")
     wzp = None if weight_zero_point is None else (weight_zero_point.reshape(()) if weight_zero_point.size == 1
                                                    else weight_zero_point.reshape(-1))
@@ -112,7 +113,7 @@ def QEmbedLayerNormalization(ctx, input_ids, segment_ids, word_embedding_quant, 
     pos = dequant(xp, position_embedding_quant, position_embedding_scale, position_embedding_zero_point, op)
     _check_ids(xp, input_ids, word.shape[0], "input_ids")
     if s > pos.shape[0]:
-        raise ValueError(f"{op}: sequence length {s} exceeds the {pos.shape[0]} position embeddings")
+        raise InvalidArgument(f"{op}: sequence length {s} exceeds the {pos.shape[0]} position embeddings")
     x = word[input_ids.astype(xp.int64)] + pos[None, :s]
     if segment_ids is not None:
         seg = dequant(xp, segment_embedding, segment_embedding_scale, segment_embedding_zero_point, op)
@@ -129,5 +130,5 @@ def QEmbedLayerNormalization(ctx, input_ids, segment_ids, word_embedding_quant, 
 
 def _check_ids(xp, ids, rows, name):
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= rows):
-        raise IndexError(f"QEmbedLayerNormalization: {name} must be in [0, {rows}), "
+        raise InvalidArgument(f"QEmbedLayerNormalization: {name} must be in [0, {rows}), "
                          f"got values in [{int(ids.min())}, {int(ids.max())}]")

@@ -7,6 +7,7 @@ post_transforms are left out then, as onnxruntime does, so that both runtimes ag
 """
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.dtype_sets import STRING
 from ortgpu.providers.kernels.ml import ML, post_transform_scores
 from ortgpu.providers.registry import kernel
@@ -17,7 +18,7 @@ _INPUTS = frozenset({"float32", "float64", "int32", "int64"})
 def rows_float32(X, op):
     """X as a float32 [N, features] matrix; a 1-D X is one row.  A scalar is refused."""
     if X.ndim == 0:
-        raise ValueError(f"{op}: input X needs at least one dimension, got a scalar")
+        raise InvalidArgument(f"{op}: input X needs at least one dimension, got a scalar")
     x = np.asarray(X, dtype=np.float32)
     return x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
 
@@ -28,7 +29,7 @@ def class_labels(op, classlabels_strings, classlabels_ints):
         return np.array(list(classlabels_strings), dtype=object), True
     if classlabels_ints is not None and len(classlabels_ints):
         return np.asarray(classlabels_ints, dtype=np.int64), False
-    raise ValueError(f"{op} needs classlabels_strings or classlabels_ints")
+    raise InvalidArgument(f"{op} needs classlabels_strings or classlabels_ints")
 
 
 @kernel("LinearClassifier", since=1, domain=ML, provider="cpu",
@@ -41,7 +42,7 @@ def LinearClassifier(ctx, X, *, coefficients, classlabels_ints=None, classlabels
     inter = np.asarray(intercepts if intercepts is not None else (), dtype=np.float32)
     n_classes = inter.size or coef.size // max(x.shape[1], 1)
     if n_classes == 0 or coef.size != n_classes * x.shape[1]:
-        raise ValueError(f"LinearClassifier: {coef.size} coefficients do not make {n_classes} rows of "
+        raise InvalidArgument(f"LinearClassifier: {coef.size} coefficients do not make {n_classes} rows of "
                          f"{x.shape[1]} features (input X has {x.shape[1]} features)")
     labels, _ = class_labels("LinearClassifier", classlabels_strings, classlabels_ints)
     s = x @ coef.reshape(n_classes, -1).T
@@ -49,7 +50,7 @@ def LinearClassifier(ctx, X, *, coefficients, classlabels_ints=None, classlabels
         s = s + inter
     if n_classes == 1:
         if labels.size != 2:
-            raise ValueError(f"LinearClassifier: one coefficient row (binary) needs 2 class labels, "
+            raise InvalidArgument(f"LinearClassifier: one coefficient row (binary) needs 2 class labels, "
                              f"got {labels.size}")
         pos, neg = labels[1], labels[0]
         y = np.where(s[:, 0] > 0, pos, neg).astype(labels.dtype)

@@ -1,13 +1,14 @@
 """Map inputs of the ai.onnx.ml domain: DictVectorizer and CastMap (a map is a Python dict)."""
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.kernels.ml import ML
 from ortgpu.providers.registry import kernel
 
 
 def _check_map(op, X):
     if not isinstance(X, dict):
-        raise TypeError(f"{op}: input X must be a map (a dict), got {type(X).__name__}")
+        raise InvalidArgument(f"{op}: input X must be a map (a dict), got {type(X).__name__}")
 
 
 @kernel("DictVectorizer", since=1, domain=ML, provider="cpu", capturable=False)
@@ -19,7 +20,7 @@ def DictVectorizer(ctx, X, *, int64_vocabulary=None, string_vocabulary=None):
     elif int64_vocabulary is not None and len(int64_vocabulary):
         vocab = [int(v) for v in int64_vocabulary]
     else:
-        raise ValueError("DictVectorizer needs string_vocabulary or int64_vocabulary")
+        raise InvalidArgument("DictVectorizer needs string_vocabulary or int64_vocabulary")
     values = list(X.values())
     dtype = _value_dtype(ctx, values)
     out = np.full((1, len(vocab)), "" if dtype == object else 0, dtype=dtype)
@@ -58,7 +59,7 @@ def CastMap(ctx, X, *, cast_to="TO_FLOAT", map_form="DENSE", max_map=1):
     SPARSE places each at its key in max_map slots (pad 0, or "0.f" for strings as onnxruntime)."""
     _check_map("CastMap", X)
     if cast_to not in _CASTS:
-        raise ValueError(f"CastMap: cast_to must be TO_FLOAT, TO_STRING or TO_INT64, got {cast_to!r}")
+        raise InvalidArgument(f"CastMap: cast_to must be TO_FLOAT, TO_STRING or TO_INT64, got {cast_to!r}")
     to = _CASTS[cast_to]
     items = sorted((int(k), v) for k, v in X.items())
     if map_form == "DENSE":
@@ -67,9 +68,9 @@ def CastMap(ctx, X, *, cast_to="TO_FLOAT", map_form="DENSE", max_map=1):
             out[0, i] = _cast(v, to)
         return out
     if map_form != "SPARSE":
-        raise ValueError(f"CastMap: map_form must be DENSE or SPARSE, got {map_form!r}")
+        raise InvalidArgument(f"CastMap: map_form must be DENSE or SPARSE, got {map_form!r}")
     if items and items[0][0] < 0:
-        raise ValueError(f"CastMap: negative key {items[0][0]} in a SPARSE map")
+        raise InvalidArgument(f"CastMap: negative key {items[0][0]} in a SPARSE map")
     out = np.full((1, int(max_map)), "0.f" if to is object else 0, dtype=to)
     for k, v in items:
         if k < max_map:

@@ -7,6 +7,7 @@ converted scikit-learn model gives the same outputs on both runtimes.
 """
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.dtype_sets import STRING
 from ortgpu.providers.kernels.ml import ML, post_transform_scores
 from ortgpu.providers.kernels.ml_linear import class_labels, rows_float32
@@ -29,7 +30,7 @@ def kernel_matrix(x, vectors, kernel_type, kernel_params, bias=0.0):
         return (k ** np.float32(degree)).astype(np.float32)
     if kernel_type == "SIGMOID":
         return np.tanh(k).astype(np.float32)
-    raise ValueError(f"SVM kernel_type must be LINEAR, POLY, RBF or SIGMOID, got {kernel_type!r}")
+    raise InvalidArgument(f"SVM kernel_type must be LINEAR, POLY, RBF or SIGMOID, got {kernel_type!r}")
 
 
 def _pairwise_scores(K, coef, rho, per_class):
@@ -106,18 +107,18 @@ def SVMClassifier(ctx, X, *, classlabels_ints=None, classlabels_strings=None, co
     coef = np.asarray(coefficients if coefficients is not None else (), np.float32)
     rho = np.asarray(rho if rho is not None else (), np.float32)
     if coef.size == 0 or rho.size == 0:
-        raise ValueError("SVMClassifier needs the coefficients and rho attributes")
+        raise InvalidArgument("SVMClassifier needs the coefficients and rho attributes")
     have_proba = prob_a is not None and len(prob_a) > 0
     per_class = list(vectors_per_class or ())
     n_vectors = int(sum(per_class))
     post = post_transform
     if n_vectors:
         if len(per_class) != n_classes:
-            raise ValueError(f"SVMClassifier: vectors_per_class has {len(per_class)} entries for "
+            raise InvalidArgument(f"SVMClassifier: vectors_per_class has {len(per_class)} entries for "
                              f"{n_classes} class labels")
         sv = np.asarray(support_vectors, np.float32).reshape(n_vectors, -1)
         if sv.shape[1] != x.shape[1]:
-            raise ValueError(f"SVMClassifier: input X has {x.shape[1]} features, the support vectors "
+            raise InvalidArgument(f"SVMClassifier: input X has {x.shape[1]} features, the support vectors "
                              f"{sv.shape[1]}")
         K = kernel_matrix(x, sv, kernel_type, kernel_params)
         scores, votes = _pairwise_scores(K, coef.reshape(n_classes - 1, n_vectors), rho, per_class)
@@ -160,12 +161,12 @@ def SVMRegressor(ctx, X, *, coefficients=None, kernel_params=None, kernel_type="
     if n_supports:
         sv = np.asarray(support_vectors, np.float32).reshape(n_supports, -1)
         if sv.shape[1] != x.shape[1]:
-            raise ValueError(f"SVMRegressor: input X has {x.shape[1]} features, the support vectors "
+            raise InvalidArgument(f"SVMRegressor: input X has {x.shape[1]} features, the support vectors "
                              f"{sv.shape[1]}")
         y = kernel_matrix(x, sv, kernel_type, kernel_params) @ coef.reshape(-1, 1) + rho[0]
     else:
         if coef.size != x.shape[1]:
-            raise ValueError(f"SVMRegressor: input X has {x.shape[1]} features, coefficients {coef.size}")
+            raise InvalidArgument(f"SVMRegressor: input X has {x.shape[1]} features, coefficients {coef.size}")
         y = x @ coef.reshape(-1, 1) + rho[0]
     if one_class:
         y = np.where(y > 0, 1.0, -1.0)

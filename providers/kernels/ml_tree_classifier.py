@@ -7,6 +7,7 @@ label and the two score columns ([1 - p, p], or [-s, s] / logistic(-s), logistic
 """
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.dtype_sets import STRING
 from ortgpu.providers.kernels.ml import ML, post_transform_scores
 from ortgpu.providers.kernels.ml_linear import class_labels
@@ -106,7 +107,7 @@ def TreeEnsembleClassifier(ctx, X, *, base_values=None, base_values_as_tensor=No
                else list(class_weights or ()))
     base = _flat(base_values_as_tensor) if base_values_as_tensor is not None else list(base_values or ())
     if len(weights) != len(class_ids):
-        raise ValueError(f"TreeEnsembleClassifier: {len(class_ids)} class_ids but {len(weights)} weights")
+        raise InvalidArgument(f"TreeEnsembleClassifier: {len(class_ids)} class_ids but {len(weights)} weights")
     forest = _old_forest(nodes_treeids, nodes_nodeids, nodes_modes, nodes_featureids, values,
                          nodes_truenodeids, nodes_falsenodeids, nodes_missing_value_tracks_true,
                          class_treeids, class_nodeids, class_ids, weights, labels.size, 1)

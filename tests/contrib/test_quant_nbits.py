@@ -67,10 +67,11 @@ def test_matmul_nbits(i):
 def test_matmul_nbits_refuses_wrong_k():
     order, feeds, consts, attrs, _, _ = _nbits_case(0)
     import ortgpu
+    from ortgpu.errors import InvalidArgument
     bad = dict(attrs, K=attrs["K"] + 1)
     sess = ortgpu.InferenceSession(model("MatMulNBits", order, feeds, consts, attrs=bad),
                                    providers=["CPUExecutionProvider"])
-    with pytest.raises(Exception, match="K"):
+    with pytest.raises(InvalidArgument, match=r"input A has \d+ features.*attribute K is"):
         sess.run(None, feeds)
 
 

@@ -135,3 +135,22 @@ def test_matmul_bnb4(i):
                          feeds)
     tol = 2e-3 if dtype == np.float16 else 1e-5
     assert_close(got, want, rtol=tol, atol=tol * float(np.abs(want[0]).max() + 1), what=f"case {i}: {attrs}")
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_gather_block_quantized_float8(i):
+    rng = rng_for("GatherBlockQuantizedF8", i)
+    dt = [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2][i % 2]
+    rows, block = int(rng.integers(2, 7)), 16
+    cols = block * int(rng.integers(1, 4))
+    data = (rng.normal(size=(rows, cols)) * 4).astype(dt)
+    whole_axis = i % 4 >= 2  # block_size 0: one scale per row
+    scales = (rng.random((rows, 1 if whole_axis else cols // block)) + 0.1).astype(np.float32)
+    if i % 3 == 2:  # one scale row shared by every row
+        scales = scales[:1]
+    attrs = dict(block_size=0 if whole_axis else block, gather_axis=0, quantize_axis=1)
+    feeds = {"indices": rng.integers(-rows, rows, (3,)).astype(np.int64)}
+    m = model("GatherBlockQuantized", ["data", "indices", "scales"], feeds, {"data": data, "scales": scales},
+              attrs=attrs)
+    got, want = run_both(m, feeds)
+    assert_close(got, want, rtol=1e-6, atol=1e-6, what=f"case {i}: {dt} {attrs} scales {scales.shape}")

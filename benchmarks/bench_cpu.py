@@ -48,6 +48,16 @@ def zoo_models() -> dict[str, tuple[str, dict]]:
     }
 
 
+def quantized_models() -> dict[str, tuple[str, dict]]:
+    """Models quantized by onnxruntime's tools (tests/data/quantized/): the com.microsoft
+    quantized ops (QLinear*, QGemm, QAttention, MatMulNBits, ...)."""
+    d = os.path.join(HERE, "..", "tests", "data", "quantized")
+    names = ["cnn_static_qoperator_u8", "cnn_static_qdq_u8_fused", "bert_block_dynamic_fused", "mlp_nbits4_sym",
+             "embedding_nbits4", "lstm_dynamic"]
+    return {f"quantized {n}": (os.path.join(d, f"{n}.onnx"), dict(np.load(os.path.join(d, f"{n}.npz"))))
+            for n in names}
+
+
 def add_chain(n: int = 1000) -> onnx.ModelProto:
     nodes = [helper.make_node("Add", [f"t{i}", "one"], [f"t{i + 1}"]) for i in range(n)]
     g = helper.make_graph(nodes, "add_chain",
@@ -83,6 +93,7 @@ def main(argv=None) -> int:
 
     rows = []
     cases = {k: (v, None) for k, v in light_models().items()}
+    cases.update(quantized_models())
     if not args.no_zoo:
         cases.update(zoo_models())
     print(f"| model | ortgpu CPU (ms) | onnxruntime {ort.__version__} CPU (ms) | ratio |")

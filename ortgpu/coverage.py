@@ -36,6 +36,31 @@ Unsqueeze Upsample Where Xor
 """.split())
 
 
+# The quantized com.microsoft ops that onnxruntime's CPU execution provider registers (1.32's
+# get_all_opkernel_def()); each gets a row, with or without a kernel here.
+ORT_CPU_CONTRIB_QUANT_OPS = tuple("""
+DequantizeLinear DynamicQuantizeLSTM DynamicQuantizeMatMul GatherBlockQuantized MatMulBnb4 MatMulFpQ4
+MatMulInteger16 MatMulIntegerToFloat MatMulNBits QAttention QEmbedLayerNormalization QGemm QLinearAdd
+QLinearAveragePool QLinearConcat QLinearConv QLinearGlobalAveragePool QLinearLeakyRelu QLinearMul
+QLinearSigmoid QLinearSoftmax QLinearWhere QMoE QuantizeLinear
+""".split())
+
+
+def contrib_rows(have, newest) -> list[dict]:
+    """Rows of com.microsoft ops (no onnx schema: one version, 1): those listed above and any
+    with a kernel."""
+    ops = set(ORT_CPU_CONTRIB_QUANT_OPS) | {op for (d, op) in have if d == "com.microsoft"}
+    rows = []
+    for op in sorted(ops):
+        got = have.get(("com.microsoft", op), {})
+        covered = set().union(*got.values()) if got else set()
+        rows.append({"domain": "com.microsoft", "op": op, "versions": [1],
+                     "providers": {p: sorted(v) for p, v in got.items()},
+                     "types": {p: k.types for p, k in newest.get(("com.microsoft", op), {}).items()},
+                     "missing": [] if covered else [1], "function": False})
+    return rows
+
+
 def schema_versions() -> dict[tuple[str, str], list[int]]:
     """(domain, op) -> since-versions onnx defines (deprecated ops included)."""
     out: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
@@ -63,7 +88,7 @@ def coverage() -> list[dict]:
                      "types": {p: k.types for p, k in newest.get((domain, op), {}).items()},
                      "missing": [v for v in versions if v not in covered],
                      "function": bool(schema.has_function or schema.has_context_dependent_function)})
-    return rows
+    return rows + contrib_rows(have, newest)
 
 
 def cuda_status(domain: str, op: str, providers: dict) -> str:

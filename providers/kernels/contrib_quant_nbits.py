@@ -1,0 +1,174 @@
+"""Block-quantized weights of onnxruntime's com.microsoft domain: MatMulNBits (2/4/8-bit packed
+weights times a float input, as LLM exports write them) and GatherBlockQuantized (an embedding
+table stored the same way).
+
+A block holds `block_size` consecutive values along the quantized axis with one scale and one
+zero point; packed bytes keep their first value in the low bits.  The weights are dequantized
+to float32 and multiplied (or gathered) there, so no precision is lost beyond the quantization.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
+from ortgpu.providers.dtype_sets import FLOAT8, INDEX
+from ortgpu.providers.registry import kernel
+
+MS = "com.microsoft"
+_FLOATS = frozenset({"float32", "float16", "bfloat16"})
+
+
+def unpack_bits(xp, packed, bits, count):
+    """uint8 bytes [..., n] -> their `bits`-wide fields [..., count] (low bits first)."""
+    if bits == 8:
+        return packed[..., :count]
+    per_byte = 8 // bits
+    shifts = (xp.arange(per_byte, dtype=xp.uint8) * bits).astype(xp.uint8)
+    fields = (packed[..., None] >> shifts) & xp.uint8((1 << bits) - 1)
+    return fields.reshape(packed.shape[:-1] + (packed.shape[-1] * per_byte,))[..., :count]
+
+
+def _check_bits(op, bits):
+    if bits not in (2, 4, 8):
+        raise InvalidArgument(f"{op}: attribute bits must be 2, 4 or 8, got {bits}")
+
+
+def _dequantized_weight(xp, B, scales, zero_points, g_idx, *, K, N, bits, block_size):
+    """The float32 [N, K] weight of a MatMulNBits node."""
+    k_blocks = -(-K // block_size)
+    blob = block_size * bits // 8
+    if B.size != N * k_blocks * blob:
+        raise InvalidArgument(f"MatMulNBits: input B has shape {tuple(B.shape)}, expected ({N}, {k_blocks}, {blob}) "
+                         f"for K={K}, N={N}, bits={bits}, block_size={block_size}")
+    q = unpack_bits(xp, B.reshape(N, k_blocks, blob), bits, block_size).reshape(N, -1)[:, :K]
+    s = scales.reshape(N, k_blocks).astype(xp.float32)
+    if zero_points is None or (g_idx is not None and zero_points.dtype == np.uint8):
+        # onnxruntime 1.32 reads no packed zero points when g_idx is given: the default applies
+        z = xp.full((N, k_blocks), float(1 << (bits - 1)), dtype=xp.float32)
+    elif zero_points.dtype == np.uint8:
+        z = unpack_bits(xp, zero_points.reshape(N, -1), bits, k_blocks).astype(xp.float32)
+    else:  # unpacked zero points in the scales' float type
+        z = zero_points.reshape(N, k_blocks).astype(xp.float32)
+    if g_idx is not None:  # act-order: the block of each k is listed
+        g = g_idx.reshape(-1)[:K].astype(xp.int64)
+        return (q.astype(xp.float32) - z[:, g]) * s[:, g]
+    s = xp.repeat(s, block_size, axis=1)[:, :K]
+    z = xp.repeat(z, block_size, axis=1)[:, :K]
+    return (q.astype(xp.float32) - z) * s
+
+
+@kernel("MatMulNBits", since=1, domain=MS, types={"*": _FLOATS | {"uint8", "int32"}})
+def MatMulNBits(ctx, A, B, scales, zero_points=None, g_idx=None, bias=None, *, K, N, bits=4,
+                block_size, accuracy_level=0, weight_prepacked=0):
+    """Y = A @ dequantize(B).T (+ bias): B holds N rows of K `bits`-wide values in blocks along K.
+
+    accuracy_level only lets onnxruntime compute in lower precision; this kernel computes in
+    float32 at every level."""
+    xp = ctx.xp
+    _check_bits("MatMulNBits", bits)
+    if weight_prepacked:
+        raise NotImplemented("MatMulNBits: weights prepacked for a CUDA layout (weight_prepacked="
+                                  f"{weight_prepacked}) are not supported")
+    if block_size < 16 or block_size & (block_size - 1):
+        raise InvalidArgument(f"MatMulNBits: block_size must be a power of 2 and >= 16, got {block_size}")
+    if A.shape[-1] != K:
+        raise InvalidArgument(f"MatMulNBits: input A has {A.shape[-1]} features in its last axis, attribute K is {K}")
+    out_shape = A.shape[:-1] + (N,)
+    if B.size == 0:  # an omitted projection: zeros, or the bias
+        y = xp.zeros(out_shape, xp.float32)
+    else:
+        w = _dequantized_weight(xp, B, scales, zero_points, g_idx, K=K, N=N, bits=bits, block_size=block_size)
+        y = xp.matmul(A.astype(xp.float32), w.T)
+    if bias is not None:
+        y = y + bias.astype(xp.float32)
+    return y.astype(A.dtype)
+
+
+def _dequantize_blocks(xp, q, scales, zero_points, axis, block_size):
+    """(q - zero_point) * scale, float32, with one parameter per block along `axis`
+    (block_size 0: the whole axis); other axes of size 1 in the parameters broadcast."""
+    n = q.shape[axis]
+
+    def spread(p):
+        if block_size and p.shape[axis] != 1:
+            p = xp.repeat(p, block_size, axis=axis)
+            p = xp.take(p, xp.arange(n), axis=axis)
+        return p.astype(xp.float32)
+
+    v = q.astype(xp.float32)
+    if zero_points is not None:
+        v = v - spread(zero_points)
+    return v * spread(scales)
+
+
+@kernel("GatherBlockQuantized", since=1, domain=MS,
+        types={"*": _FLOATS | INDEX | FLOAT8 | {"uint8", "int4", "uint4", "float4_e2m1fn"}})
+def GatherBlockQuantized(ctx, data, indices, scales, zero_points=None, *, bits=4, block_size=128,
+                         gather_axis=0, quantize_axis=1):
+    """Gather along gather_axis from a block-quantized table, dequantized to the scales' type;
+    an index out of range gives zeros (not an error, as onnxruntime)."""
+    xp = ctx.xp
+    r = data.ndim
+    ga, qa = gather_axis % r, quantize_axis % r
+    is_float = data.dtype.name in FLOAT8 or data.dtype.name.startswith("float4")
+    if is_float and zero_points is not None:
+        raise InvalidArgument("GatherBlockQuantized: a float8/float4 table takes no zero_points")
+    if data.dtype == np.uint8:
+        _check_bits("GatherBlockQuantized", bits)
+        if bits < 8:
+            data = unpack_bits(xp, data, bits, data.shape[-1] * 8 // bits)
+            if zero_points is not None:
+                zero_points = unpack_bits(xp, zero_points, bits, scales.shape[-1])
+        if zero_points is None:
+            zero_points = xp.full((1,) * r, 1 << (bits - 1), dtype=xp.int32)
+    if not is_float and zero_points is not None:
+        zero_points = zero_points.astype(xp.int32)
+    size = data.shape[ga]
+    idx = indices.astype(xp.int64)
+    valid = (idx >= -size) & (idx < size)
+    flat = xp.where(valid, xp.where(idx < 0, idx + size, idx), 0).reshape(-1)
+    if ga != qa:  # gather the quantized rows first, then dequantize only those
+        rows = xp.take(data.astype(xp.float32) if is_float else data, flat, axis=ga)
+
+        def pick(p):
+            return p if p is None or p.shape[ga] == 1 else xp.take(p, flat, axis=ga)
+        out = _dequantize_blocks(xp, rows, pick(scales), pick(zero_points), qa, block_size)
+    else:
+        table = _dequantize_blocks(xp, data.astype(xp.float32) if is_float else data, scales, zero_points,
+                                   qa, block_size)
+        out = xp.take(table, flat, axis=ga)
+    keep = valid.reshape((1,) * ga + (-1,) + (1,) * (r - ga - 1))
+    out = xp.where(keep, out, 0)
+    out = out.reshape(out.shape[:ga] + tuple(indices.shape) + out.shape[ga + 1:])
+    return out.astype(scales.dtype)
+
+
+# bitsandbytes' 4-bit code books (QLoRA): FP4 and NormalFloat4, indexed by the 4-bit code.
+_BNB4_TABLES = {
+    0: (0.0, 0.0052083333, 0.6666667, 1.0, 0.33333334, 0.5, 0.16666667, 0.25,
+        -0.0, -0.0052083333, -0.6666667, -1.0, -0.33333334, -0.5, -0.16666667, -0.25),
+    1: (-1.0, -0.6961928, -0.52507305, -0.3949175, -0.28444138, -0.18477343, -0.091050036, 0.0,
+        0.0795803, 0.1609302, 0.2461123, 0.33791524, 0.44070983, 0.562617, 0.72295684, 1.0),
+}
+
+
+@kernel("MatMulBnb4", since=1, domain=MS, types={"*": _FLOATS | {"uint8"}})
+def MatMulBnb4(ctx, A, B, absmax, *, K, N, block_size, quant_type, transB=1, training_mode=0):
+    """A @ W.T for W [N, K] stored as 4-bit FP4 / NF4 codes (two per byte, the first in the high
+    bits) scaled by one absmax per block of the flattened W.  transB=0 (a training-time form whose
+    onnxruntime CPU results we could not reproduce) is refused."""
+    xp = ctx.xp
+    if not transB:
+        raise NotImplemented("MatMulBnb4 with transB=0 is not supported")
+    if quant_type not in _BNB4_TABLES:
+        raise InvalidArgument(f"MatMulBnb4: quant_type must be 0 (FP4) or 1 (NF4), got {quant_type}")
+    n = N * K
+    if B.size != (n + 1) // 2:
+        raise InvalidArgument(f"MatMulBnb4: input B has {B.size} bytes, expected {(n + 1) // 2} for N={N}, K={K}")
+    flat = B.reshape(-1)
+    codes = xp.stack([flat >> 4, flat & 0x0F], axis=-1).reshape(-1)[:n].astype(xp.int64)
+    table = xp.asarray(_BNB4_TABLES[quant_type], dtype=xp.float32)
+    scale = xp.repeat(absmax.reshape(-1).astype(xp.float32), block_size)[:n]
+    w = (table[codes] * scale).reshape(N, K)
+    y = xp.matmul(A.astype(xp.float32), w.T)
+    return y.astype(A.dtype)

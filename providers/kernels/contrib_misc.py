@@ -1,0 +1,178 @@
+"""Tensor utilities of onnxruntime's com.microsoft domain: Trilu, Range, Pad, Unique, ExpandDims,
+GridSample, Inverse, CDist and MurmurHash3.
+
+Most are older twins of ai.onnx ops and call those kernels with onnxruntime's argument forms
+(Range's optional delta, Pad's pads of shape (2 * rank) or (1, 2 * rank), Unique's outputs in
+order of first occurrence without the first-index output).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.providers.dtype_sets import ALL, FLOAT, INDEX, NUMERIC, STRING
+from ortgpu.providers.kernels import grid, layout, shape_ops, sorting
+from ortgpu.providers.kernels.elementwise import work_dtype
+from ortgpu.providers.registry import KernelContext, declare_formals, kernel
+
+MS = "com.microsoft"
+
+declare_formals(MS, "Trilu", ("T", "K"), ("T",))
+
+
+@kernel("Trilu", since=1, domain=MS, types={"T": ALL - STRING, "K": frozenset({"int64"})}, host_inputs=(1,))
+def Trilu(ctx, X, k=None, *, upper=1):
+    """The upper (or lower) triangle of the last two axes from diagonal k (ai.onnx Trilu)."""
+    return layout.Trilu(ctx, X, k, upper=upper)
+
+
+@kernel("Range", since=1, domain=MS, types={"*": NUMERIC}, host_inputs=(0, 1, 2), capturable=False)
+def Range(ctx, start, limit, delta=None):
+    """start, start + delta, ... below limit; delta defaults to 1."""
+    if delta is None:
+        delta = np.ones((), dtype=start.dtype)
+    return shape_ops._range(ctx.xp, start, limit, delta)
+
+
+declare_formals(MS, "Pad", ("T", "P", "T"), ("T",))
+
+
+@kernel("Pad", since=1, domain=MS, types={"T": FLOAT, "P": frozenset({"int64"})}, host_inputs=(1, 2))
+def Pad(ctx, data, pads, value=None, *, mode="constant"):
+    """Pad (negative amounts crop) by pads of shape (2 * rank) or (1, 2 * rank): begins then ends."""
+    p = shape_ops.host_ints(pads)
+    if pads.ndim not in (1, 2) or len(p) != 2 * data.ndim:
+        raise ValueError(f"Pad: input 'pads' must hold 2 * rank = {2 * data.ndim} values, got shape "
+                         f"{tuple(pads.shape)}")
+    return layout._pad(ctx.xp, data, p, None, mode, layout._fill_value(data, value))
+
+
+declare_formals(MS, "Unique", ("T",), ("T", "I", "I"))
+
+
+@kernel("Unique", since=1, domain=MS, provider="cpu", types={"T": NUMERIC, "I": frozenset({"int64"})},
+        capturable=False)
+def Unique(ctx, x):
+    """Unique elements of a 1-D x in order of first occurrence, each element's index into
+    them, and their counts."""
+    if x.ndim != 1:
+        raise ValueError(f"Unique: input 'x' must be 1-D, got shape {tuple(x.shape)}")
+    inner = KernelContext(ctx.xp, ctx.provider, ctx.node_name, "Unique", 11, 4, (True,) * 4)
+    y, _first, inverse, counts = sorting.Unique(inner, x, sorted=0)
+    return y, inverse, counts
+
+
+declare_formals(MS, "ExpandDims", ("T", "axis"), ("T",))
+
+
+@kernel("ExpandDims", since=1, domain=MS, types={"T": ALL, "axis": frozenset({"int32"})}, host_inputs=(1,))
+def ExpandDims(ctx, X, axis):
+    """X with a size-1 axis inserted at `axis` (negative counts from the end of the output)."""
+    a = int(shape_ops.host_scalar(axis))
+    if not -X.ndim - 1 <= a <= X.ndim:
+        raise ValueError(f"ExpandDims: axis {a} is out of range for an input of rank {X.ndim}")
+    return ctx.xp.expand_dims(X, a)
+
+
+@kernel("GridSample", since=1, domain=MS, types={"*": FLOAT})
+def GridSample(ctx, X, Grid, *, align_corners=0, mode="bilinear", padding_mode="zeros"):
+    """2-D grid sampling of X (N, C, H, W) at Grid (N, Ho, Wo, 2) (ai.onnx GridSample-16)."""
+    if X.ndim != 4:
+        raise ValueError(f"GridSample: input 'X' must be 4-D, got shape {tuple(X.shape)}")
+    return grid.GridSample(ctx, X, Grid, align_corners=align_corners, mode=mode, padding_mode=padding_mode)
+
+
+@kernel("Inverse", since=1, domain=MS, types={"*": FLOAT})
+def Inverse(ctx, X):
+    """The inverse of each square matrix in the last two axes (float16 computed in float32)."""
+    if X.ndim < 2 or X.shape[-1] != X.shape[-2]:
+        raise ValueError(f"Inverse: input 'X' must end in square matrices, got shape {tuple(X.shape)}")
+    dt = work_dtype(X.dtype, widen_half=True)
+    return ctx.xp.linalg.inv(X.astype(dt)).astype(X.dtype)
+
+
+@kernel("CDist", since=1, domain=MS, types={"*": FLOAT})
+def CDist(ctx, A, B, *, metric="sqeuclidean"):
+    """Pairwise distances between the rows of A (M, K) and B (N, K): squared or plain euclidean."""
+    xp = ctx.xp
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1]:
+        raise ValueError(f"CDist: A and B must be (M, K) and (N, K), got {tuple(A.shape)} and {tuple(B.shape)}")
+    if metric not in ("sqeuclidean", "euclidean"):
+        raise ValueError(f"CDist: metric must be 'sqeuclidean' or 'euclidean', got '{metric}'")
+    dt = work_dtype(A.dtype, widen_half=True)
+    a, b = A.astype(dt), B.astype(dt)
+    d = a[:, None, :] - b[None, :, :]
+    dist = (d * d).sum(axis=-1)
+    if metric == "euclidean":
+        dist = xp.sqrt(dist)
+    return dist.astype(A.dtype)
+
+
+# ------------------------------------------------------------------------- MurmurHash3
+
+_M32 = 0xFFFFFFFF
+
+
+def _rotl(x, r):
+    return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & np.uint64(_M32)
+
+
+def _mix_block(h, k):
+    """One 4-byte block of MurmurHash3_x86_32 (uint64 arrays holding 32-bit values)."""
+    k = (k * np.uint64(0xCC9E2D51)) & np.uint64(_M32)
+    k = _rotl(k, 15)
+    k = (k * np.uint64(0x1B873593)) & np.uint64(_M32)
+    h = _rotl(h ^ k, 13)
+    return (h * np.uint64(5) + np.uint64(0xE6546B64)) & np.uint64(_M32)
+
+
+def _finish(h, length):
+    h = h ^ np.uint64(length)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & np.uint64(_M32)
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & np.uint64(_M32)
+    return h ^ (h >> np.uint64(16))
+
+
+def murmur3_32(data: bytes, seed: int) -> int:
+    """MurmurHash3_x86_32 of a byte string."""
+    h = np.uint64(seed & _M32)
+    n = len(data) // 4
+    for i in range(n):
+        h = _mix_block(h, np.uint64(int.from_bytes(data[4 * i:4 * i + 4], "little")))
+    tail = data[4 * n:]
+    if tail:
+        k = np.uint64(int.from_bytes(tail, "little"))
+        k = (k * np.uint64(0xCC9E2D51)) & np.uint64(_M32)
+        k = _rotl(k, 15)
+        h ^= (k * np.uint64(0x1B873593)) & np.uint64(_M32)
+    return int(_finish(h, len(data)))
+
+
+def _murmur_words(words, seed):
+    """Hashes of rows of 32-bit little-endian words (uint64 array (n, w)), vectorized."""
+    h = np.full(words.shape[0], seed & _M32, dtype=np.uint64)
+    for j in range(words.shape[1]):
+        h = _mix_block(h, words[:, j])
+    return _finish(h, 4 * words.shape[1])
+
+
+declare_formals(MS, "MurmurHash3", ("T1",), ("T2",))
+
+
+@kernel("MurmurHash3", since=1, domain=MS, provider="cpu",
+        types={"T1": frozenset({"int32", "uint32", "int64", "uint64", "float32", "float64"}) | STRING,
+               "T2": frozenset({"int32", "uint32"})}, capturable=False)
+def MurmurHash3(ctx, X, *, positive=1, seed=0):
+    """MurmurHash3 (x86, 32-bit) of each element's bytes (a string's UTF-8); uint32 output with
+    positive=1, else the same bits as int32."""
+    if X.dtype == object:
+        flat = [murmur3_32(str(v).encode("utf-8"), seed) for v in X.reshape(-1)]
+        h = np.array(flat, dtype=np.uint64).reshape(X.shape)
+    else:
+        if X.dtype.itemsize not in (4, 8):
+            raise ValueError(f"MurmurHash3: unsupported element type {X.dtype}")
+        raw = np.ascontiguousarray(X).reshape(-1).view("<u4").astype(np.uint64)
+        h = _murmur_words(raw.reshape(X.size, X.dtype.itemsize // 4), seed).reshape(X.shape)
+    out = h.astype(np.uint32)
+    return out if positive else out.view(np.int32)

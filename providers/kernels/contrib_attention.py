@@ -365,3 +365,91 @@ def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_va
     if ctx.num_outputs > 3:
         outs.append(scores.astype(query.dtype))
     return tuple(outs[:max(ctx.num_outputs, 1)])
+
+
+# ---------------------------------------------------------- DecoderMaskedMultiHeadAttention
+
+declare_formals(MS, "DecoderMaskedMultiHeadAttention",
+                ("T", "T", "T", "M", "T", "T", "T", "M", "M", "M", "T"), ("T", "T", "T", "QK"))
+
+
+def _gather_beams(xp, cache, indirection, beam, length):
+    """cache (B*beam, N, M, D) read along the beams that cache_indirection (B, beam, M) names
+    for the first `length` positions: (B*beam, N, length, D)."""
+    rows = cache.shape[0]
+    src = (xp.arange(rows) // beam * beam).reshape(rows, 1) + \
+        indirection.reshape(rows, -1)[:, :length].astype(np.int64)
+    pos = xp.arange(length).reshape(1, length)
+    return cache[src, :, pos].transpose(0, 2, 1, 3)
+
+
+@kernel("DecoderMaskedMultiHeadAttention", since=1, domain=MS,
+        types={"T": FLOAT, "M": frozenset({"int32"}), "QK": FLOAT}, host_inputs=(7, 8), capturable=False)
+def DecoderMaskedMultiHeadAttention(ctx, query, key=None, value=None, mask_index=None, attention_bias=None,
+                                    past_key=None, past_value=None, past_sequence_length=None,
+                                    beam_width=None, cache_indirection=None, bias=None, *, num_heads,
+                                    past_present_share_buffer=0, mask_filter_value=-10000.0, scale=0.0,
+                                    do_rotary=0, rotary_interleaved=0, output_qk=0):
+    """One decoding step: the new token's key/value are written into the shared cache (B, N,
+    max_len, D) at past_sequence_length, and the query attends to positions 0..past (along the
+    beams cache_indirection names); with 4-D key/value, cross attention to them as given."""
+    xp = ctx.xp
+    op = "DecoderMaskedMultiHeadAttention"
+    if do_rotary:
+        raise NotImplementedError(f"{op}: do_rotary is not supported")
+    wdt = float_work_dtype(query.dtype)
+    dt = np.dtype(wdt).type
+    b = query.shape[0]
+    beam = 1 if beam_width is None else int(np.asarray(beam_width).reshape(-1)[0])
+    cross = key is not None and key.ndim == 4
+    if cross:
+        q = _split_heads(_w(query, wdt) + (0 if bias is None else _w(bias[:query.shape[-1]], wdt)), num_heads)
+        k, v = _w(key, wdt), _w(value, wdt)
+    else:
+        if not past_present_share_buffer:
+            raise ValueError(f"{op}: self attention needs past_present_share_buffer=1")
+        if past_key is None or past_value is None or past_sequence_length is None:
+            raise ValueError(f"{op}: self attention needs past_key, past_value and past_sequence_length")
+        if key is None:  # packed QKV
+            qkv = _w(query, wdt) if bias is None else _w(query, wdt) + _w(bias, wdt)
+            h = qkv.shape[-1] // 3
+            qx, kx, vx = qkv[..., :h], qkv[..., h:2 * h], qkv[..., 2 * h:]
+        else:
+            qx, kx, vx = _w(query, wdt), _w(key, wdt), _w(value, wdt)
+            if bias is not None:
+                hq, hk = qx.shape[-1], kx.shape[-1]
+                qx, kx, vx = qx + _w(bias[:hq], wdt), kx + _w(bias[hq:hq + hk], wdt), vx + _w(bias[hq + hk:], wdt)
+        q = _split_heads(qx, num_heads)
+        p = int(np.asarray(past_sequence_length).reshape(-1)[0])
+        if p >= past_key.shape[2]:
+            raise ValueError(f"{op}: past_sequence_length {p} leaves no room in a cache of {past_key.shape[2]}")
+        present_k = _w(past_key, wdt).copy()
+        present_v = _w(past_value, wdt).copy()
+        present_k[:, :, p] = _split_heads(kx, num_heads)[:, :, 0]
+        present_v[:, :, p] = _split_heads(vx, num_heads)[:, :, 0]
+        if cache_indirection is not None and beam > 1:
+            k = _gather_beams(xp, present_k, cache_indirection, beam, p + 1)
+            v = _gather_beams(xp, present_v, cache_indirection, beam, p + 1)
+            k[:, :, p], v[:, :, p] = present_k[:, :, p], present_v[:, :, p]
+        else:
+            k, v = present_k[:, :, :p + 1], present_v[:, :, :p + 1]
+    t = k.shape[2]
+    d = q.shape[-1]
+    scores = _scores(xp, q, k, float(scale) if scale else 1.0 / np.sqrt(d), 1)
+    if mask_index is not None:
+        keep = (mask_index[:, :t] != 0).reshape(b, 1, 1, t)
+        scores = scores + xp.where(keep, dt(0), dt(mask_filter_value))
+    if attention_bias is not None:
+        ab = _w(attention_bias, wdt)[..., :t]
+        if not cross and beam > 1 and ab.shape[0] == b // beam != b:  # one row per beam group
+            ab = xp.repeat(ab, beam, axis=0)
+        scores = scores + ab
+    probs = _softmax_last(xp, scores)
+    out = _merge_heads(_grouped_matmul(xp, probs, v, 1)).astype(query.dtype)
+    if cross:
+        outs = [out, None, None]
+    else:
+        outs = [out, present_k.astype(past_key.dtype), present_v.astype(past_value.dtype)]
+    if ctx.num_outputs > 3:
+        outs.append(scores.astype(np.float32))
+    return tuple(outs[:ctx.num_outputs]) if ctx.num_outputs > 1 else out

@@ -217,3 +217,67 @@ FAMILIES = {"Attention": gen_attention, "MultiHeadAttention": gen_mha, "RotaryEm
 @pytest.mark.parametrize("name", FAMILIES)
 def test_matches_onnxruntime(name):
     run_family(FAMILIES[name], name, count=40, minimum=20)
+
+
+def gen_dmmha(rng):
+    n, d = int(pick(rng, [1, 2, 4])), int(pick(rng, [4, 8]))
+    h = n * d
+    kind = pick(rng, ["self", "self", "self_beam", "packed", "cross"])
+    beam = int(rng.integers(2, 4)) if kind == "self_beam" else 1
+    batch = int(rng.integers(1, 3))
+    b = batch * beam
+    feeds, inputs = {}, []
+    attrs = dict(num_heads=n)
+    outputs = ["Y"]
+    if kind == "cross":
+        L = int(rng.integers(1, 7))
+        feeds["query"] = rnd(rng, [b, 1, h])
+        feeds["key"], feeds["value"] = rnd(rng, [b, n, L, d]), rnd(rng, [b, n, L, d])
+        inputs = ["query", "key", "value"]
+        t = L
+    else:
+        m = int(rng.integers(4, 9))
+        p = int(rng.integers(0, m))
+        t = p + 1
+        if kind == "packed":
+            feeds["query"] = rnd(rng, [b, 1, 3 * h])
+            inputs = ["query", "", ""]
+        else:
+            feeds["query"], feeds["key"], feeds["value"] = (rnd(rng, [b, 1, h]) for _ in range(3))
+            inputs = ["query", "key", "value"]
+        feeds["past_key"], feeds["past_value"] = rnd(rng, [b, n, m, d]), rnd(rng, [b, n, m, d])
+        feeds["past_sequence_length"] = np.array(p, I32)
+        attrs["past_present_share_buffer"] = 1
+        outputs += ["present_key", "present_value"]
+    if kind != "cross" and rng.random() < 0.4:
+        mask = (rng.random((b, t)) < 0.8).astype(I32)
+        mask[:, -1] = 1
+        feeds["mask_index"] = mask
+        inputs.append("mask_index")
+    else:
+        inputs.append("")
+    if rng.random() < 0.3:
+        # with beams, onnxruntime reads one bias row per beam group
+        feeds["attention_bias"] = rnd(rng, [pick(rng, [1, batch if beam > 1 else b]), n, 1, t])
+        inputs.append("attention_bias")
+    else:
+        inputs.append("")
+    if kind != "cross":
+        inputs += ["past_key", "past_value", "past_sequence_length"]
+        if kind == "self_beam":
+            feeds["beam_width"] = np.array(beam, I32)
+            feeds["cache_indirection"] = rng.integers(0, beam, size=(batch, beam, feeds["past_key"].shape[2])).astype(I32)
+            inputs += ["beam_width", "cache_indirection"]
+    if kind != "cross" and rng.random() < 0.4:
+        inputs += [""] * (10 - len(inputs))
+        feeds["bias"] = rnd(rng, [3 * h], scale=0.3)
+        inputs.append("bias")
+    while inputs[-1] == "":
+        inputs.pop()
+    if rng.random() < 0.3 and kind != "cross":
+        attrs["output_qk"] = 1
+        outputs.append("qk")
+    return Case(node("DecoderMaskedMultiHeadAttention", inputs, outputs, **attrs), feeds, note=kind)
+
+
+FAMILIES["DecoderMaskedMultiHeadAttention"] = gen_dmmha

@@ -1,5 +1,5 @@
 """Tensor utilities of onnxruntime's com.microsoft domain: Trilu, Range, Pad, Unique, ExpandDims,
-GridSample, Inverse, CDist and MurmurHash3.
+GatherND, GridSample, Inverse, CDist and MurmurHash3.
 
 Most are older twins of ai.onnx ops and call those kernels with onnxruntime's argument forms
 (Range's optional delta, Pad's pads of shape (2 * rank) or (1, 2 * rank), Unique's outputs in
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.providers.dtype_sets import ALL, FLOAT, INDEX, NUMERIC, STRING
-from ortgpu.providers.kernels import grid, layout, shape_ops, sorting
+from ortgpu.providers.kernels import grid, indexing, layout, shape_ops, sorting
 from ortgpu.providers.kernels.elementwise import work_dtype
 from ortgpu.providers.registry import KernelContext, declare_formals, kernel
 
@@ -71,6 +71,15 @@ def ExpandDims(ctx, X, axis):
     if not -X.ndim - 1 <= a <= X.ndim:
         raise ValueError(f"ExpandDims: axis {a} is out of range for an input of rank {X.ndim}")
     return ctx.xp.expand_dims(X, a)
+
+
+declare_formals(MS, "GatherND", ("T", "Tind"), ("T",))
+
+
+@kernel("GatherND", since=1, domain=MS, types={"T": ALL, "Tind": INDEX})
+def GatherND(ctx, data, indices):
+    """Slices of data addressed by the last axis of indices (ai.onnx GatherND-11)."""
+    return indexing.GatherND_11(ctx, data, indices)
 
 
 @kernel("GridSample", since=1, domain=MS, types={"*": FLOAT})

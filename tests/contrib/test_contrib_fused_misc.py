@@ -136,6 +136,15 @@ def gen_expand_dims(rng):
     return Case(node("ExpandDims", ["X", "axis"], ["Y"]), {"X": x, "axis": np.array(axis, I32)})
 
 
+def gen_gather_nd(rng):
+    shape = [int(v) for v in rng.integers(1, 5, size=int(rng.integers(1, 4)))]
+    k = int(rng.integers(1, len(shape) + 1))
+    lead = [int(v) for v in rng.integers(1, 4, size=int(rng.integers(0, 3)))]
+    idx = np.stack([rng.integers(0, shape[i], size=lead) for i in range(k)], axis=-1).astype(pick(rng, [I32, I64]))
+    return Case(node("GatherND", ["data", "indices"], ["Y"]),
+                {"data": rnd(rng, shape, pick(rng, [F32, I64])), "indices": idx})
+
+
 def gen_grid_sample(rng):
     n, c = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     h, w, ho, wo = (int(v) for v in rng.integers(2, 6, size=4))
@@ -179,10 +188,36 @@ def gen_murmur(rng):
 FAMILIES = {"FusedConv": gen_fused_conv, "FusedGemm": gen_fused_gemm, "FusedMatMul": gen_fused_matmul,
             "TransposeMatMul": lambda rng: gen_fused_matmul(rng, "TransposeMatMul"),
             "NhwcConv": gen_nhwc_conv, "Trilu": gen_trilu, "Range": gen_range, "Pad": gen_pad,
-            "Unique": gen_unique, "ExpandDims": gen_expand_dims, "GridSample": gen_grid_sample,
+            "Unique": gen_unique, "ExpandDims": gen_expand_dims, "GatherND": gen_gather_nd,
+            "GridSample": gen_grid_sample,
             "Inverse": gen_inverse, "CDist": gen_cdist, "MurmurHash3": gen_murmur}
 
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_matches_onnxruntime(name):
     run_family(FAMILIES[name], name, count=20, minimum=10)
+
+
+WORDS = ["", "a", "bb", "Hello", "wörld", "x1", "a,b", ";", "  ", "ccc dd", "é"]
+
+
+def gen_tokenizer(rng):
+    shape = [int(rng.integers(1, 4))] + ([int(rng.integers(1, 3))] if rng.random() < 0.3 else [])
+    texts = [" ".join(pick(rng, WORDS) for _ in range(int(rng.integers(0, 4)))) for _ in range(int(np.prod(shape)))]
+    x = np.array(texts, dtype=object).reshape(shape)
+    attrs = dict(mark=int(rng.integers(0, 2)), pad_value=pick(rng, ["#", "<pad>"]),
+                 mincharnum=int(pick(rng, [1, 1, 2])))
+    mode = pick(rng, ["space", "multi", "chars", "tokenexp"])
+    if mode == "space":
+        attrs["separators"] = [" "]
+    elif mode == "multi":
+        attrs["separators"] = [" ", ",", ";"]
+    elif mode == "chars":
+        attrs["separators"] = [""]
+        attrs["mincharnum"] = 1
+    else:
+        attrs["tokenexp"] = pick(rng, ["[a-zA-Z]+", "[a-z0-9]+", "\\w+"])
+    return Case(node("Tokenizer", ["X"], ["Y"], **attrs), {"X": x})
+
+
+FAMILIES["Tokenizer"] = gen_tokenizer

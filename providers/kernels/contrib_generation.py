@@ -1,0 +1,131 @@
+"""Generation loops of onnxruntime's com.microsoft domain over a GPT-style decoder subgraph:
+GreedySearch and BeamSearch (model_type 0, decoder only).
+
+The decoder subgraph has onnxruntime's GPT-2 interface: inputs input_ids (B, S) int32,
+position_ids (B, S) int32, attention_mask (B, T) int32 and one past per layer
+(2, B, N, P, D); outputs logits (B, S, V) and one present per layer (2, B, N, P + S, D).  The
+first step feeds the whole prompt with empty pasts (P = 0); each later step feeds the chosen
+tokens with the presents of the step before.  Positions count the prompt's unmasked tokens
+(left padding gets position 0).  Scores pass through onnxruntime's logits processors in its
+order: repetition penalty, no-repeat n-gram, vocabulary mask, prefix mask (first step), minimum
+length.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.providers.registry import declare_formals, kernel
+
+MS = "com.microsoft"
+_I32 = frozenset({"int32"})
+
+
+def _scalar(x, default, cast=int):
+    return default if x is None else cast(np.asarray(x).reshape(-1)[0])
+
+
+def _past_shape(decoder, batch):
+    """(2, batch, N, 0, D) from the decoder's first past input, whose N and D must be fixed."""
+    graph = getattr(getattr(decoder, "plan", None), "graph", None)
+    if graph is None or len(graph.inputs) < 4:
+        raise ValueError("GreedySearch/BeamSearch: the decoder must take input_ids, position_ids, "
+                         "attention_mask and the pasts")
+    dims = graph.inputs[3].type.tensor_type.shape.dim
+    if len(dims) != 5 or not dims[2].HasField("dim_value") or not dims[4].HasField("dim_value"):
+        raise ValueError(f"GreedySearch/BeamSearch: decoder input '{graph.inputs[3].name}' must be "
+                         f"(2, batch, num_heads, past, head_size) with fixed num_heads and head_size")
+    return (2, batch, dims[2].dim_value, 0, dims[4].dim_value), len(graph.inputs) - 3
+
+
+class _Processors:
+    """onnxruntime's logits processors, applied in its order to (rows, V) float32 scores."""
+
+    def __init__(self, *, eos, min_length, repetition_penalty, no_repeat_ngram_size, vocab_mask,
+                 prefix_vocab_mask, group=1):
+        self.eos, self.min_length = eos, min_length
+        self.penalty = repetition_penalty
+        self.ngram = no_repeat_ngram_size
+        self.vocab_mask = None if vocab_mask is None else np.asarray(vocab_mask).reshape(-1)
+        self.prefix = None if prefix_vocab_mask is None else np.repeat(np.asarray(prefix_vocab_mask), group, 0)
+
+    def __call__(self, scores, sequences, step):
+        if self.penalty != 1.0:
+            for r in range(scores.shape[0]):
+                seen = np.unique(sequences[r])
+                s = scores[r, seen]
+                scores[r, seen] = np.where(s < 0, s * self.penalty, s / self.penalty)
+        if self.ngram > 0 and sequences.shape[1] + 1 >= self.ngram:
+            n = self.ngram
+            for r in range(scores.shape[0]):
+                seq = sequences[r].tolist()
+                prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+                for i in range(len(seq) - n + 1):
+                    if tuple(seq[i:i + n - 1]) == prefix:
+                        scores[r, seq[i + n - 1]] = -np.inf
+        if self.vocab_mask is not None:
+            scores[:, self.vocab_mask == 0] = -np.inf
+        if self.prefix is not None and step == 0:
+            scores[self.prefix == 0] = -np.inf
+        if sequences.shape[1] < self.min_length:
+            scores[:, self.eos] = -np.inf
+        return scores
+
+
+def _first_feeds(input_ids, attention_mask, pad_token_id):
+    """The first step's attention mask (given, else the prompt's non-pad tokens) and position
+    ids, which onnxruntime counts over the non-pad tokens whatever the mask (pads at 0)."""
+    tokens = (input_ids != pad_token_id).astype(np.int32)
+    mask = tokens if attention_mask is None else np.asarray(attention_mask).astype(np.int32)
+    position_ids = np.where(tokens > 0, np.cumsum(tokens, axis=1) - 1, 0).astype(np.int32)
+    return mask, position_ids
+
+
+def _run_decoder(decoder, ids, positions, mask, pasts):
+    outs = decoder(ids.astype(np.int32), positions.astype(np.int32), mask.astype(np.int32), *pasts)
+    return np.asarray(outs[0]), [np.asarray(p) for p in outs[1:]]
+
+
+declare_formals(MS, "GreedySearch", ("I", "I", "I", "T", "I", "I", "I"), ("I",))
+
+
+@kernel("GreedySearch", since=1, domain=MS, provider="cpu", types={"I": _I32, "T": frozenset({"float32"})},
+        host_inputs=(0, 1, 2, 3, 4, 5, 6), capturable=False)
+def GreedySearch(ctx, input_ids, max_length, min_length=None, repetition_penalty=None, vocab_mask=None,
+                 prefix_vocab_mask=None, attention_mask=None, *, decoder, eos_token_id, pad_token_id,
+                 model_type=0, no_repeat_ngram_size=0, vocab_size=-1, encoder=None, init_decoder=None,
+                 decoder_start_token_id=-1):
+    """Append the highest-scoring token until each row picks eos or max_length is reached; as
+    onnxruntime, the eos itself and everything after it is written as pad_token_id (where every
+    row ended early, onnxruntime leaves the rest of its output unwritten; here it is pad)."""
+    if model_type != 0 or encoder is not None:
+        raise NotImplementedError("GreedySearch: only decoder-only models (model_type=0) are supported")
+    ids = np.asarray(input_ids).astype(np.int32)
+    b, s = ids.shape
+    max_len = _scalar(max_length, s)
+    if max_len < s:
+        raise ValueError(f"GreedySearch: max_length {max_len} is shorter than the prompt ({s} tokens)")
+    process = _Processors(eos=eos_token_id, min_length=_scalar(min_length, 0),
+                          repetition_penalty=_scalar(repetition_penalty, 1.0, float),
+                          no_repeat_ngram_size=no_repeat_ngram_size, vocab_mask=vocab_mask,
+                          prefix_vocab_mask=prefix_vocab_mask)
+    past_shape, layers = _past_shape(decoder, b)
+    mask, positions = _first_feeds(ids, attention_mask, pad_token_id)
+    pasts = [np.zeros(past_shape, np.float32) for _ in range(layers)]
+    sequences, feed = ids, ids
+    done = np.zeros(b, bool)
+    step = 0
+    while sequences.shape[1] < max_len and not done.all():
+        logits, pasts = _run_decoder(decoder, feed, positions, mask, pasts)
+        scores = process(logits[:, -1, :].astype(np.float32).copy(), sequences, step)
+        best = scores.argmax(axis=-1)
+        ended = done | (best == eos_token_id)
+        nxt = np.where(ended, pad_token_id, best).astype(np.int32)   # eos is written as pad
+        done = ended
+        sequences = np.concatenate([sequences, nxt[:, None]], axis=1)
+        feed = nxt[:, None]
+        positions = positions[:, -1:] + 1
+        mask = np.concatenate([mask, np.ones((b, 1), np.int32)], axis=1)
+        step += 1
+    out = np.full((b, max_len), pad_token_id, np.int32)
+    out[:, :sequences.shape[1]] = sequences
+    return out

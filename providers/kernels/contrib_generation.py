@@ -129,3 +129,130 @@ def GreedySearch(ctx, input_ids, max_length, min_length=None, repetition_penalty
     out = np.full((b, max_len), pad_token_id, np.int32)
     out[:, :sequences.shape[1]] = sequences
     return out
+
+
+def _log_softmax(x):
+    m = x.max(axis=-1, keepdims=True)
+    s = x - m
+    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+
+
+class _Hypotheses:
+    """The finished sequences of one prompt, best num_beams kept, scored by their summed log
+    probability divided by length ** length_penalty."""
+
+    def __init__(self, num_beams, length_penalty, early_stopping):
+        self.num_beams, self.length_penalty, self.early_stopping = num_beams, length_penalty, early_stopping
+        self.items: list[tuple[float, np.ndarray]] = []
+
+    def worst(self):
+        return min(s for s, _ in self.items) if self.items else np.inf
+
+    def add(self, tokens, sum_logprobs):
+        score = sum_logprobs / (len(tokens) ** self.length_penalty)
+        if len(self.items) < self.num_beams or score > self.worst():
+            self.items.append((score, tokens))
+            if len(self.items) > self.num_beams:
+                self.items.remove(min(self.items, key=lambda it: it[0]))
+
+    def done(self, best_sum_logprobs, cur_len):
+        if len(self.items) < self.num_beams:
+            return False
+        if self.early_stopping:
+            return True
+        return self.worst() >= best_sum_logprobs / (cur_len ** self.length_penalty)
+
+
+declare_formals(MS, "BeamSearch", ("F", "I", "I", "I", "I", "T", "T", "M", "M", "I", "I", "I"),
+                ("I", "T", "T"))
+
+
+@kernel("BeamSearch", since=1, domain=MS, provider="cpu",
+        types={"I": _I32, "F": _I32, "M": _I32, "T": frozenset({"float32"})},
+        host_inputs=tuple(range(12)), capturable=False)
+def BeamSearch(ctx, input_ids, max_length, min_length=None, num_beams=None, num_return_sequences=None,
+               length_penalty=None, repetition_penalty=None, vocab_mask=None, prefix_vocab_mask=None,
+               attention_mask=None, decoder_input_ids=None, logits_processor=None, *, decoder,
+               eos_token_id, pad_token_id, model_type=0, no_repeat_ngram_size=0, early_stopping=0,
+               vocab_size=-1, encoder=None, init_decoder=None, decoder_start_token_id=-1,
+               decoder_output_cross_qk=0, length_penalty_attr=None):
+    """Beam search: keep num_beams candidates per prompt, scored by summed log probabilities;
+    returns the best num_return_sequences (padded with pad_token_id) and their scores."""
+    if model_type != 0 or encoder is not None:
+        raise NotImplementedError("BeamSearch: only decoder-only models (model_type=0) are supported")
+    ids = np.asarray(input_ids).astype(np.int32)
+    b, s = ids.shape
+    max_len = _scalar(max_length, s)
+    beams = _scalar(num_beams, 1)
+    n_ret = _scalar(num_return_sequences, 1)
+    lp = _scalar(length_penalty, 1.0, float)
+    if not 1 <= n_ret <= beams:
+        raise ValueError(f"BeamSearch: num_return_sequences {n_ret} must be in [1, num_beams={beams}]")
+    if max_len <= s:
+        raise ValueError(f"BeamSearch: max_length {max_len} must exceed the prompt length {s}")
+    process = _Processors(eos=eos_token_id, min_length=_scalar(min_length, 0),
+                          repetition_penalty=_scalar(repetition_penalty, 1.0, float),
+                          no_repeat_ngram_size=no_repeat_ngram_size, vocab_mask=vocab_mask,
+                          prefix_vocab_mask=prefix_vocab_mask, group=beams)
+    past_shape, layers = _past_shape(decoder, b * beams)
+    mask, positions = _first_feeds(ids, attention_mask, pad_token_id)
+    mask, positions = np.repeat(mask, beams, 0), np.repeat(positions, beams, 0)
+    sequences = np.repeat(ids, beams, 0)
+    pasts = [np.zeros(past_shape, np.float32) for _ in range(layers)]
+    beam_scores = np.full((b, beams), -1e9, np.float32)
+    beam_scores[:, 0] = 0
+    beam_scores = beam_scores.reshape(-1)
+    hyps = [_Hypotheses(beams, lp, early_stopping) for _ in range(b)]
+    finished = np.zeros(b, bool)
+    feed, step = sequences, 0
+    while sequences.shape[1] < max_len:
+        logits, pasts = _run_decoder(decoder, feed, positions, mask, pasts)
+        scores = _log_softmax(logits[:, -1, :].astype(np.float32))
+        scores = process(scores, sequences, step) + beam_scores[:, None]
+        vocab = scores.shape[-1]
+        flat = scores.reshape(b, beams * vocab)
+        top = np.argsort(-flat, axis=1, kind="stable")[:, :2 * beams]
+        next_scores = np.zeros(b * beams, np.float32)
+        next_tokens = np.zeros(b * beams, np.int32)
+        next_rows = np.zeros(b * beams, np.int64)
+        for i in range(b):
+            if finished[i]:
+                next_scores[i * beams:(i + 1) * beams] = 0
+                next_tokens[i * beams:(i + 1) * beams] = pad_token_id
+                next_rows[i * beams:(i + 1) * beams] = i * beams
+                continue
+            k = 0
+            for rank, idx in enumerate(top[i]):
+                row, tok = i * beams + int(idx) // vocab, int(idx) % vocab
+                score = float(flat[i, idx])
+                if tok == eos_token_id:
+                    if rank < beams:
+                        hyps[i].add(sequences[row].copy(), score)
+                    continue
+                next_scores[i * beams + k], next_tokens[i * beams + k], next_rows[i * beams + k] = score, tok, row
+                k += 1
+                if k == beams:
+                    break
+            finished[i] = hyps[i].done(float(flat[i, top[i, 0]]), sequences.shape[1])
+        sequences = np.concatenate([sequences[next_rows], next_tokens[:, None]], axis=1)
+        beam_scores = next_scores
+        pasts = [p[:, next_rows] for p in pasts]
+        positions = positions[next_rows][:, -1:] + 1
+        mask = np.concatenate([mask[next_rows], np.ones((b * beams, 1), np.int32)], axis=1)
+        feed = next_tokens[:, None]
+        step += 1
+        if finished.all():
+            break
+    for i in range(b):  # prompts still open: their live beams join the hypotheses
+        if not finished[i]:
+            for k in range(beams):
+                hyps[i].add(sequences[i * beams + k].copy(), float(beam_scores[i * beams + k]))
+    out = np.full((b, n_ret, max_len), pad_token_id, np.int32)
+    out_scores = np.zeros((b, n_ret), np.float32)
+    for i in range(b):
+        best = sorted(hyps[i].items, key=lambda it: it[0], reverse=True)[:n_ret]
+        for j, (score, tokens) in enumerate(best):
+            out[i, j, :len(tokens)] = tokens
+            out_scores[i, j] = score
+    outs = [out, out_scores]
+    return tuple(outs[:ctx.num_outputs]) if ctx.num_outputs > 1 else out

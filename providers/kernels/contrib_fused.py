@@ -1,5 +1,5 @@
 """Fused linear ops of onnxruntime's com.microsoft domain: FusedConv, FusedGemm, FusedMatMul,
-TransposeMatMul and NhwcConv.
+TransposeMatMul, NhwcConv and ConvTransposeWithDynamicPads.
 
 FusedConv and FusedGemm are the ortgpu-domain fused kernels (fused.py) under onnxruntime's
 names and attributes (FusedGemm names its activation's parameters activation_alpha / _beta);
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.kernels import fused
+from ortgpu.providers.kernels import conv
 from ortgpu.providers.kernels.conv import conv_float
 from ortgpu.providers.kernels.elementwise import work_dtype
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.registry import declare_formals, kernel
 
 MS = "com.microsoft"
 
@@ -85,3 +86,18 @@ def NhwcConv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, k
     y = conv_float(ctx, X.transpose(to_first), W.transpose(to_first), B, auto_pad, dilations, group,
                    kernel_shape, pads, strides)
     return ctx.xp.ascontiguousarray(y.transpose((0,) + tuple(range(2, y.ndim)) + (1,)))
+
+
+declare_formals(MS, "ConvTransposeWithDynamicPads", ("T", "T", "P", "T"), ("T",))
+
+
+@kernel("ConvTransposeWithDynamicPads", since=1, domain=MS, types={"T": FLOAT, "P": frozenset({"int64"})},
+        host_inputs=(2,))
+def ConvTransposeWithDynamicPads(ctx, X, W, Pads=None, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
+                                 kernel_shape=None, output_padding=None, pads=None, strides=None):
+    """ConvTranspose whose pads come from the Pads input (begins then ends) when given."""
+    if Pads is not None:
+        pads = [int(v) for v in Pads.reshape(-1).tolist()]
+    return conv.ConvTranspose(ctx, X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
+                              kernel_shape=kernel_shape, output_padding=output_padding, pads=pads,
+                              strides=strides)

@@ -256,3 +256,18 @@ def BeamSearch(ctx, input_ids, max_length, min_length=None, num_beams=None, num_
             out_scores[i, j] = score
     outs = [out, out_scores]
     return tuple(outs[:ctx.num_outputs]) if ctx.num_outputs > 1 else out
+
+
+declare_formals(MS, "NGramRepeatBlock", ("Tid", "T"), ("T",))
+
+
+@kernel("NGramRepeatBlock", since=1, domain=MS, provider="cpu",
+        types={"Tid": frozenset({"int64"}), "T": frozenset({"float32"})}, capturable=False)
+def NGramRepeatBlock(ctx, input_ids, scores, *, ngram_size):
+    """scores with -inf for each token that would repeat an n-gram already in input_ids."""
+    if input_ids.ndim != 2 or scores.ndim != 2 or input_ids.shape[0] != scores.shape[0]:
+        raise ValueError(f"NGramRepeatBlock: input_ids (B, S) and scores (B, V) expected, got "
+                         f"{tuple(input_ids.shape)} and {tuple(scores.shape)}")
+    block = _Processors(eos=0, min_length=0, repetition_penalty=1.0, no_repeat_ngram_size=int(ngram_size),
+                        vocab_mask=None, prefix_vocab_mask=None)
+    return block(np.array(scores, copy=True), np.asarray(input_ids), 1)

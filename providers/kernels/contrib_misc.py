@@ -185,3 +185,26 @@ def MurmurHash3(ctx, X, *, positive=1, seed=0):
         h = _murmur_words(raw.reshape(X.size, X.dtype.itemsize // 4), seed).reshape(X.shape)
     out = h.astype(np.uint32)
     return out if positive else out.view(np.int32)
+
+
+@kernel("SampleOp", since=1, domain=MS, types={"*": FLOAT})
+def SampleOp(ctx, X):
+    """onnxruntime's sample contrib op: returns its input."""
+    return X
+
+
+@kernel("UnfoldTensor", since=1, domain=MS, types={"*": ALL})
+def UnfoldTensor(ctx, input, *, dim=-1, size, step=1):
+    """Windows of `size` elements every `step` along `dim`, as a new last axis (torch's unfold):
+    `dim` becomes (n - size) // step + 1 long."""
+    xp = ctx.xp
+    d = dim + input.ndim if dim < 0 else dim
+    if not 0 <= d < input.ndim or size < 1 or step < 1 or size > input.shape[d]:
+        raise ValueError(f"UnfoldTensor: dim={dim}, size={size}, step={step} do not fit shape "
+                         f"{tuple(input.shape)}")
+    count = (input.shape[d] - size) // step + 1
+    starts = xp.arange(count) * step
+    idx = starts.reshape(-1, 1) + xp.arange(size).reshape(1, -1)     # (count, size)
+    taken = xp.take(input, idx.reshape(-1), axis=d)                  # dim -> count * size
+    shape = input.shape[:d] + (count, size) + input.shape[d + 1:]
+    return xp.moveaxis(taken.reshape(shape), d + 1, -1)

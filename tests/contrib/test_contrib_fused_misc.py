@@ -221,3 +221,49 @@ def gen_tokenizer(rng):
 
 
 FAMILIES["Tokenizer"] = gen_tokenizer
+
+
+def gen_conv_transpose_dynamic_pads(rng):
+    n, c, m = int(rng.integers(1, 3)), int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    hw = [int(v) for v in rng.integers(2, 5, size=2)]
+    k = [int(v) for v in rng.integers(1, 4, size=2)]
+    strides = [int(v) for v in rng.integers(1, 3, size=2)]
+    feeds = {"X": rnd(rng, [n, c] + hw), "W": rnd(rng, [c, m] + k)}
+    inputs = ["X", "W"]
+    if rng.random() < 0.7:
+        feeds["Pads"] = np.array([int(rng.integers(0, kk)) for kk in k * 2], I64)
+        inputs.append("Pads")
+    if rng.random() < 0.5:
+        if len(inputs) == 2:
+            inputs.append("")
+        feeds["B"] = rnd(rng, [m])
+        inputs.append("B")
+    return Case(node("ConvTransposeWithDynamicPads", inputs, ["Y"], strides=strides), feeds)
+
+
+def gen_unfold(rng):
+    shape = [int(v) for v in rng.integers(1, 7, size=int(rng.integers(1, 4)))]
+    dim = int(rng.integers(-len(shape), len(shape)))
+    size = int(rng.integers(1, shape[dim] + 1))
+    attrs = dict(size=size, step=int(rng.integers(1, 4)))
+    if rng.random() < 0.7:
+        attrs["dim"] = dim
+    else:
+        size = min(size, shape[-1])
+        attrs["size"] = size
+    return Case(node("UnfoldTensor", ["X"], ["Y"], **attrs), {"X": rnd(rng, shape, pick(rng, [F32, I64]))})
+
+
+def gen_ngram(rng):
+    b, s, v = int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(2, 6))
+    return Case(node("NGramRepeatBlock", ["input_ids", "scores"], ["Y"], ngram_size=int(rng.integers(1, 4))),
+                {"input_ids": rng.integers(0, v, size=(b, s)).astype(I64), "scores": rnd(rng, [b, v])},
+                out_types={"Y": TensorProto.FLOAT})
+
+
+def gen_sample_op(rng):
+    return Case(node("SampleOp", ["X"], ["Y"]), {"X": rnd(rng, [int(v) for v in rng.integers(1, 4, size=2)])})
+
+
+FAMILIES.update({"ConvTransposeWithDynamicPads": gen_conv_transpose_dynamic_pads, "UnfoldTensor": gen_unfold,
+                 "NGramRepeatBlock": gen_ngram, "SampleOp": gen_sample_op})

@@ -267,3 +267,34 @@ def gen_sample_op(rng):
 
 FAMILIES.update({"ConvTransposeWithDynamicPads": gen_conv_transpose_dynamic_pads, "UnfoldTensor": gen_unfold,
                  "NGramRepeatBlock": gen_ngram, "SampleOp": gen_sample_op})
+
+
+def gen_moe(rng):
+    tokens, hidden, inter, experts = (int(v) for v in (rng.integers(1, 8), pick(rng, [4, 8]), pick(rng, [4, 6, 8]),
+                                                         rng.integers(2, 6)))
+    k = int(rng.integers(1, min(experts, 3) + 1))
+    three_d = rng.random() < 0.4
+    x = rnd(rng, [1, tokens, hidden] if three_d else [tokens, hidden])
+    feeds = {"input": x, "router_probs": rnd(rng, [tokens, experts], scale=2.0)}
+    consts = {"fc1": rnd(rng, [experts, inter, hidden], scale=0.5)}
+    inputs = ["input", "router_probs", "fc1"]
+
+    def optional(name, shape, p):
+        if rng.random() < p:
+            consts[name] = rnd(rng, shape, scale=0.5)
+            inputs.append(name)
+        else:
+            inputs.append("")
+
+    optional("fc1_bias", [experts, inter], 0.5)
+    consts["fc2"] = rnd(rng, [experts, hidden, inter], scale=0.5)
+    inputs.append("fc2")
+    optional("fc2_bias", [experts, hidden], 0.5)
+    while inputs[-1] == "":   # (no fc3: onnxruntime's CPU MoE has none)
+        inputs.pop()
+    attrs = dict(k=k, activation_type=pick(rng, ["relu", "gelu", "silu", "identity"]),
+                 normalize_routing_weights=int(rng.integers(0, 2)))
+    return Case(node("MoE", inputs, ["Y"], **attrs), feeds, consts, atol=1e-4)
+
+
+FAMILIES["MoE"] = gen_moe

@@ -208,3 +208,61 @@ def UnfoldTensor(ctx, input, *, dim=-1, size, step=1):
     taken = xp.take(input, idx.reshape(-1), axis=d)                  # dim -> count * size
     shape = input.shape[:d] + (count, size) + input.shape[d + 1:]
     return xp.moveaxis(taken.reshape(shape), d + 1, -1)
+
+
+declare_formals(MS, "CropAndResize", ("T1", "T1", "T2", "T2"), ("T1",))
+
+
+@kernel("CropAndResize", since=1, domain=MS, types={"T1": FLOAT, "T2": frozenset({"int32"})},
+        host_inputs=(2, 3), capturable=False)
+def CropAndResize(ctx, X, rois, batch_indices, crop_size, *, mode="bilinear", extrapolation_value=0.0):
+    """Crop boxes (y1, x1, y2, x2 in [0, 1] of the image) out of X (N, C, H, W) and resize each to
+    crop_size (bilinear or nearest), as TensorFlow's crop_and_resize; samples outside the image
+    get extrapolation_value."""
+    xp = ctx.xp
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"CropAndResize: mode must be 'bilinear' or 'nearest', got '{mode}'")
+    if X.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 4:
+        raise ValueError(f"CropAndResize: X must be (N, C, H, W) and rois (R, 4), got {tuple(X.shape)} "
+                         f"and {tuple(rois.shape)}")
+    ch, cw = (int(v) for v in np.asarray(crop_size).reshape(-1)[:2])
+    n, c, h, w = X.shape
+    idx = np.asarray(batch_indices).reshape(-1).astype(np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"CropAndResize: batch_indices must lie in [0, {n}), got {idx.tolist()}")
+    dt = work_dtype(X.dtype, widen_half=True)
+    r = rois.astype(dt)
+
+    def coords(lo, hi, size, count):
+        """(R, count) sample positions in pixels along one axis."""
+        if count > 1:
+            t = xp.arange(count, dtype=dt) * ((hi - lo) * (size - 1) / (count - 1))[:, None]
+            return lo[:, None] * (size - 1) + t
+        return (0.5 * (lo + hi) * (size - 1))[:, None]
+
+    ys = coords(r[:, 0], r[:, 2], h, ch)   # (R, ch)
+    xs = coords(r[:, 1], r[:, 3], w, cw)   # (R, cw)
+    img = X.astype(dt)[xp.asarray(idx)]    # (R, C, H, W)
+    rr = xp.arange(len(idx))[:, None, None, None]
+    cc = xp.arange(c)[None, :, None, None]
+    if mode == "nearest":
+        # round half away from zero (C's roundf); negative positions are extrapolated anyway
+        yi = xp.clip(xp.floor(ys + 0.5), 0, h - 1).astype(np.int64)[:, None, :, None]
+        xi = xp.clip(xp.floor(xs + 0.5), 0, w - 1).astype(np.int64)[:, None, None, :]
+        out = img[rr, cc, yi, xi]
+    else:
+        y0 = xp.clip(xp.floor(ys), 0, h - 1).astype(np.int64)
+        x0 = xp.clip(xp.floor(xs), 0, w - 1).astype(np.int64)
+        y1, x1 = xp.minimum(y0 + 1, h - 1), xp.minimum(x0 + 1, w - 1)
+        fy = (ys - xp.floor(ys))[:, None, :, None]
+        fx = (xs - xp.floor(xs))[:, None, None, :]
+
+        def at(yy, xx):
+            return img[rr, cc, yy[:, None, :, None], xx[:, None, None, :]]
+
+        top = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * fx
+        bottom = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * fx
+        out = top + (bottom - top) * fy
+    outside = ((ys < 0) | (ys > h - 1))[:, None, :, None] | ((xs < 0) | (xs > w - 1))[:, None, None, :]
+    out = xp.where(outside, dt.type(extrapolation_value), out)
+    return out.astype(X.dtype)

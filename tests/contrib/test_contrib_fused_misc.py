@@ -298,3 +298,17 @@ def gen_moe(rng):
 
 
 FAMILIES["MoE"] = gen_moe
+
+
+def gen_crop_and_resize(rng):
+    n, c, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 3)), int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    r = int(rng.integers(1, 4))
+    rois = rng.uniform(-0.2, 1.2, size=(r, 4)).astype(F32)
+    feeds = {"X": rnd(rng, [n, c, h, w]), "rois": rois,
+             "batch_indices": rng.integers(0, n, size=r).astype(I32),
+             "crop_size": np.array([int(rng.integers(1, 5)), int(rng.integers(1, 5))], I32)}
+    attrs = dict(mode=pick(rng, ["bilinear", "nearest"]), extrapolation_value=float(pick(rng, [0.0, -1.5])))
+    return Case(node("CropAndResize", list(feeds), ["Y"], **attrs), feeds, atol=1e-5)
+
+
+FAMILIES["CropAndResize"] = gen_crop_and_resize

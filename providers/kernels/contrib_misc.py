@@ -266,3 +266,46 @@ def CropAndResize(ctx, X, rois, batch_indices, crop_size, *, mode="bilinear", ex
     outside = ((ys < 0) | (ys > h - 1))[:, None, :, None] | ((xs < 0) | (xs > w - 1))[:, None, None, :]
     out = xp.where(outside, dt.type(extrapolation_value), out)
     return out.astype(X.dtype)
+
+
+declare_formals(MS, "DynamicTimeWarping", ("F",), ("I",))
+
+
+@kernel("DynamicTimeWarping", since=1, domain=MS, provider="cpu",
+        types={"F": frozenset({"float32"}), "I": frozenset({"int32"})}, capturable=False)
+def DynamicTimeWarping(ctx, input):
+    """The cheapest monotone path through an (M, N) cost matrix (or (1, M, N)) from (0, 0) to
+    (M-1, N-1), as (2, L) int32 rows of i and j indices (Whisper's word timestamps).  Steps are
+    diagonal, down or right; ties prefer diagonal, then down."""
+    x = np.asarray(input, dtype=np.float64)
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2:
+        raise ValueError(f"DynamicTimeWarping: input must be (M, N) or (1, M, N), got shape {tuple(input.shape)}")
+    m, n = x.shape
+    cost = np.full((m + 1, n + 1), np.inf)
+    cost[0, 0] = 0
+    trace = np.zeros((m + 1, n + 1), np.int8)
+    trace[0, :], trace[:, 0] = 2, 1
+    for j in range(1, n + 1):
+        for i in range(1, m + 1):
+            c0, c1, c2 = cost[i - 1, j - 1], cost[i - 1, j], cost[i, j - 1]
+            if c0 < c1 and c0 < c2:
+                best, t = c0, 0
+            elif c1 < c0 and c1 < c2:
+                best, t = c1, 1
+            else:
+                best, t = c2, 2
+            cost[i, j] = x[i - 1, j - 1] + best
+            trace[i, j] = t
+    i, j, path = m, n, []
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        t = trace[i, j]
+        if t == 0:
+            i, j = i - 1, j - 1
+        elif t == 1:
+            i -= 1
+        else:
+            j -= 1
+    return np.array(path[::-1], dtype=np.int32).T.copy()

@@ -312,3 +312,16 @@ def gen_crop_and_resize(rng):
 
 
 FAMILIES["CropAndResize"] = gen_crop_and_resize
+
+
+def gen_dtw(rng):
+    m, n = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    x = rng.random((m, n)).astype(F32)
+    if rng.random() < 0.3:   # ties: values from a few levels
+        x = np.round(x * 2).astype(F32)
+    if rng.random() < 0.3:
+        x = x[None]
+    return Case(node("DynamicTimeWarping", ["input"], ["Y"]), {"input": x}, out_types={"Y": TensorProto.INT32})
+
+
+FAMILIES["DynamicTimeWarping"] = gen_dtw

@@ -1,11 +1,14 @@
 """Tensor utilities of onnxruntime's com.microsoft domain: Trilu, Range, Pad, Unique, ExpandDims,
-GatherND, GridSample, Inverse, CDist and MurmurHash3.
+GatherND, GridSample, Inverse, CDist, MurmurHash3, SampleOp, UnfoldTensor, CropAndResize,
+DynamicTimeWarping and MaxpoolWithMask.
 
 Most are older twins of ai.onnx ops and call those kernels with onnxruntime's argument forms
 (Range's optional delta, Pad's pads of shape (2 * rank) or (1, 2 * rank), Unique's outputs in
 order of first occurrence without the first-index output).
 """
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -309,3 +312,54 @@ def DynamicTimeWarping(ctx, input):
         else:
             j -= 1
     return np.array(path[::-1], dtype=np.int32).T.copy()
+
+
+declare_formals(MS, "MaxpoolWithMask", ("T", "M"), ("T",))
+
+
+def _masked_window(mask_flat, spatial, starts, ends):
+    """Flat spatial indices a MaxpoolWithMask window reads: rows of the window in order, each
+    scanned along the last axis up to (not including) the first masked element, except that
+    flat index 0 is never checked (onnxruntime's loop)."""
+    picked = []
+    outer = [range(s, e) for s, e in zip(starts[:-1], ends[:-1])]
+    strides = np.cumprod((1,) + tuple(spatial[::-1]))[:-1][::-1]
+    for pos in itertools.product(*outer):
+        base = int(sum(p * st for p, st in zip(pos, strides[:-1])))
+        for w in range(starts[-1], ends[-1]):
+            idx = base + w
+            if idx > 0 and mask_flat[idx] == 0:
+                break
+            picked.append(idx)
+    return picked
+
+
+@kernel("MaxpoolWithMask", since=1, domain=MS, types={"T": frozenset({"float32"}), "M": frozenset({"int32"})},
+        host_inputs=(1,), capturable=False)
+def MaxpoolWithMask(ctx, X, M, *, auto_pad="NOTSET", kernel_shape, pads=None, storage_order=0, strides=None):
+    """MaxPool where each window row stops at its first element masked out by M (only M's first
+    spatial plane is read, for every sample and channel); a window reading nothing gives the
+    lowest float32, as onnxruntime's kernel."""
+    xp = ctx.xp
+    if auto_pad not in ("NOTSET", "VALID") or storage_order:
+        raise NotImplementedError("MaxpoolWithMask: only explicit pads (auto_pad NOTSET/VALID) and "
+                                  "storage_order=0 are supported")
+    nd = X.ndim - 2
+    spatial = tuple(X.shape[2:])
+    k = list(kernel_shape)
+    st = list(strides) if strides else [1] * nd
+    p = list(pads) if pads else [0] * (2 * nd)
+    out_shape = [(spatial[i] + p[i] + p[i + nd] - k[i]) // st[i] + 1 for i in range(nd)]
+    mask_flat = np.asarray(M).reshape(-1)[:int(np.prod(spatial))]
+    flat = X.reshape(X.shape[:2] + (-1,))
+    lowest = np.finfo(np.float32).min
+    cols = []
+    for o in itertools.product(*[range(n) for n in out_shape]):
+        starts = [max(o[i] * st[i] - p[i], 0) for i in range(nd)]
+        ends = [min(o[i] * st[i] - p[i] + k[i], spatial[i]) for i in range(nd)]
+        idx = _masked_window(mask_flat, spatial, starts, ends)
+        if idx:
+            cols.append(flat[:, :, xp.asarray(idx)].max(axis=-1))
+        else:
+            cols.append(xp.full(X.shape[:2], lowest, dtype=X.dtype))
+    return xp.stack(cols, axis=-1).reshape(X.shape[:2] + tuple(out_shape))

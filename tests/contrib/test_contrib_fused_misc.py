@@ -325,3 +325,19 @@ def gen_dtw(rng):
 
 
 FAMILIES["DynamicTimeWarping"] = gen_dtw
+
+
+def gen_maxpool_with_mask(rng):
+    nd = int(pick(rng, [1, 2, 2, 3]))
+    n, c = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    spatial = [int(v) for v in rng.integers(2, 6, size=nd)]
+    k = [int(rng.integers(1, s + 1)) for s in spatial]
+    attrs = dict(kernel_shape=k, strides=[int(v) for v in rng.integers(1, 3, size=nd)])
+    if rng.random() < 0.4:
+        attrs["pads"] = [int(rng.integers(0, kk)) for kk in k * 2]
+    mask = (rng.random([1, 1] + spatial) < 0.75).astype(I32)
+    return Case(node("MaxpoolWithMask", ["X", "M"], ["Y"], **attrs),
+                {"X": rnd(rng, [n, c] + spatial), "M": mask})
+
+
+FAMILIES["MaxpoolWithMask"] = gen_maxpool_with_mask

@@ -363,3 +363,32 @@ def MaxpoolWithMask(ctx, X, M, *, auto_pad="NOTSET", kernel_shape, pads=None, st
         else:
             cols.append(xp.full(X.shape[:2], lowest, dtype=X.dtype))
     return xp.stack(cols, axis=-1).reshape(X.shape[:2] + tuple(out_shape))
+
+
+declare_formals(MS, "WordConvEmbedding", ("T", "T1", "T1", "T1"), ("T1",))
+
+
+@kernel("WordConvEmbedding", since=1, domain=MS, types={"T": frozenset({"int32"}), "T1": frozenset({"float32"})},
+        capturable=False)
+def WordConvEmbedding(ctx, Sequence, W, B, C, *, embedding_size=-1, conv_window_size=-1, char_embedding_size=-1):
+    """Word embeddings from characters: each word's (non-zero) character ids are embedded by C,
+    convolved with W (filters, 1, window, char_dim) + B, passed through tanh and max-pooled over
+    positions; output (..., filters)."""
+    xp = ctx.xp
+    f, _, k, e = W.shape
+    if C.shape[1] != e or B.shape != (f,):
+        raise ValueError(f"WordConvEmbedding: W {tuple(W.shape)}, B {tuple(B.shape)} and C {tuple(C.shape)} "
+                         f"do not fit together")
+    words = Sequence.reshape(-1, Sequence.shape[-1])
+    lengths = (words != 0).sum(axis=1)
+    emb = C[words]                                            # (words, chars, e)
+    n_words, chars = words.shape
+    windows = max(chars - k + 1, 1)
+    pad = max(k - chars, 0)
+    if pad:
+        emb = xp.concatenate([emb, xp.zeros((n_words, pad, e), emb.dtype)], axis=1)
+    stacked = xp.stack([emb[:, p:p + k] for p in range(windows)], axis=1)   # (words, windows, k, e)
+    conv = xp.tanh(xp.einsum("nwke,fke->nwf", stacked, W[:, 0]) + B)
+    valid = xp.arange(windows).reshape(1, -1) < xp.maximum(lengths - k + 1, 1).reshape(-1, 1)
+    conv = xp.where(valid[..., None], conv, -xp.inf)
+    return conv.max(axis=1).astype(np.float32).reshape(Sequence.shape[:-1] + (f,))

@@ -341,3 +341,17 @@ def gen_maxpool_with_mask(rng):
 
 
 FAMILIES["MaxpoolWithMask"] = gen_maxpool_with_mask
+
+
+def gen_word_conv(rng):
+    words, chars, vocab, e, f, k = (int(v) for v in (rng.integers(1, 5), rng.integers(2, 8), rng.integers(3, 12),
+                                                     rng.integers(1, 5), rng.integers(1, 6), rng.integers(1, 4)))
+    seq = rng.integers(1, vocab, size=(words, chars)).astype(I32)
+    for w in range(words):   # words end in padding (id 0)
+        seq[w, int(rng.integers(1, chars + 1)):] = 0
+    consts = {"W": rnd(rng, [f, 1, k, e]), "B": rnd(rng, [f]), "C": rnd(rng, [vocab, e])}
+    return Case(node("WordConvEmbedding", ["Sequence", "W", "B", "C"], ["Y"]), {"Sequence": seq}, consts,
+                out_types={"Y": TensorProto.FLOAT})
+
+
+FAMILIES["WordConvEmbedding"] = gen_word_conv

@@ -271,3 +271,39 @@ def NGramRepeatBlock(ctx, input_ids, scores, *, ngram_size):
     block = _Processors(eos=0, min_length=0, repetition_penalty=1.0, no_repeat_ngram_size=int(ngram_size),
                         vocab_mask=None, prefix_vocab_mask=None)
     return block(np.array(scores, copy=True), np.asarray(input_ids), 1)
+
+
+declare_formals(MS, "BifurcationDetector", ("T", "T", "T", "T"), ("T", "T"))
+
+
+@kernel("BifurcationDetector", since=1, domain=MS, provider="cpu", types={"T": frozenset({"int64"})},
+        capturable=False)
+def BifurcationDetector(ctx, src_tokens, cur_tokens, prev_suffix_match_idx, pred_tokens=None, *,
+                        min_ngram_size=1, max_ngram_size=3):
+    """Aggressive decoding: append the predicted tokens up to and including the first one that
+    departs from src_tokens (read from prev_suffix_match_idx) to cur_tokens; then find where
+    the output's last n-gram (n from min to max) occurs exactly once in src_tokens and return
+    the index after it (-1 if no n-gram does: the search stops at the first n with no match)."""
+    src = np.asarray(src_tokens).reshape(-1)
+    tokens = np.asarray(cur_tokens).reshape(-1)
+    prev = int(np.asarray(prev_suffix_match_idx).reshape(-1)[0])
+    if pred_tokens is not None:
+        pred = np.asarray(pred_tokens).reshape(-1)
+        if not 0 <= prev <= src.size or pred.size != src.size + 1 - prev:
+            raise ValueError(f"BifurcationDetector: pred_tokens must hold len(src_tokens) + 1 - "
+                             f"prev_suffix_match_idx = {src.size + 1 - prev} tokens, got {pred.size}")
+        ahead = src[prev:]
+        differs = np.nonzero(pred[:ahead.size] != ahead)[0]
+        cut = int(differs[0]) if differs.size else ahead.size
+        tokens = np.concatenate([tokens, pred[:cut + 1]])
+    match = -1
+    for n in range(int(min_ngram_size), int(max_ngram_size) + 1):
+        if n > tokens.size or n > src.size:
+            break
+        windows = np.lib.stride_tricks.sliding_window_view(src, n)
+        hits = np.nonzero((windows == tokens[-n:]).all(axis=1))[0]
+        if hits.size == 0:
+            break
+        if hits.size == 1:
+            match = int(hits[0]) + n
+    return tokens.astype(np.int64), np.array(match, dtype=np.int64)

@@ -355,3 +355,25 @@ def gen_word_conv(rng):
 
 
 FAMILIES["WordConvEmbedding"] = gen_word_conv
+
+
+def gen_bifurcation(rng):
+    vocab = int(rng.integers(2, 6))
+    src = rng.integers(0, vocab, size=int(rng.integers(1, 10))).astype(I64)
+    cur = rng.integers(0, vocab, size=int(rng.integers(1, 6))).astype(I64)
+    if rng.random() < 0.5:   # end cur with a piece of src so n-grams match
+        a = int(rng.integers(0, src.size))
+        cur = np.concatenate([cur, src[a:a + int(rng.integers(1, 4))]])
+    prev = int(rng.integers(0, src.size + 1))
+    feeds = {"src_tokens": src, "cur_tokens": cur, "prev_suffix_match_idx": np.array(prev, I64)}
+    if rng.random() < 0.6:
+        pred = np.concatenate([src[prev:], [int(rng.integers(0, vocab))]]).astype(I64)
+        if pred.size > 1 and rng.random() < 0.6:
+            pred[int(rng.integers(0, pred.size)):] = rng.integers(0, vocab)
+        feeds["pred_tokens"] = pred
+    lo = int(rng.integers(1, 3))
+    return Case(node("BifurcationDetector", list(feeds), ["tokens", "suffix_match_idx"], min_ngram_size=lo,
+                     max_ngram_size=lo + int(rng.integers(0, 3))), feeds)
+
+
+FAMILIES["BifurcationDetector"] = gen_bifurcation

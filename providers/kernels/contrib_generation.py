@@ -49,9 +49,11 @@ class _Processors:
         self.prefix = None if prefix_vocab_mask is None else np.repeat(np.asarray(prefix_vocab_mask), group, 0)
 
     def __call__(self, scores, sequences, step):
+        vocab = scores.shape[-1]
         if self.penalty != 1.0:
             for r in range(scores.shape[0]):
                 seen = np.unique(sequences[r])
+                seen = seen[(seen >= 0) & (seen < vocab)]   # pad ids may lie outside the vocabulary
                 s = scores[r, seen]
                 scores[r, seen] = np.where(s < 0, s * self.penalty, s / self.penalty)
         if self.ngram > 0 and sequences.shape[1] + 1 >= self.ngram:
@@ -60,7 +62,7 @@ class _Processors:
                 seq = sequences[r].tolist()
                 prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
                 for i in range(len(seq) - n + 1):
-                    if tuple(seq[i:i + n - 1]) == prefix:
+                    if tuple(seq[i:i + n - 1]) == prefix and 0 <= seq[i + n - 1] < vocab:
                         scores[r, seq[i + n - 1]] = -np.inf
         if self.vocab_mask is not None:
             scores[:, self.vocab_mask == 0] = -np.inf
@@ -88,26 +90,17 @@ def _run_decoder(decoder, ids, positions, mask, pasts):
 declare_formals(MS, "GreedySearch", ("I", "I", "I", "T", "I", "I", "I"), ("I",))
 
 
-@kernel("GreedySearch", since=1, domain=MS, provider="cpu", types={"I": _I32, "T": frozenset({"float32"})},
-        host_inputs=(0, 1, 2, 3, 4, 5, 6), capturable=False)
-def GreedySearch(ctx, input_ids, max_length, min_length=None, repetition_penalty=None, vocab_mask=None,
-                 prefix_vocab_mask=None, attention_mask=None, *, decoder, eos_token_id, pad_token_id,
-                 model_type=0, no_repeat_ngram_size=0, vocab_size=-1, encoder=None, init_decoder=None,
-                 decoder_start_token_id=-1):
-    """Append the highest-scoring token until each row picks eos or max_length is reached; as
-    onnxruntime, the eos itself and everything after it is written as pad_token_id (where every
-    row ended early, onnxruntime leaves the rest of its output unwritten; here it is pad)."""
-    if model_type != 0 or encoder is not None:
-        raise NotImplementedError("GreedySearch: only decoder-only models (model_type=0) are supported")
+def _token_by_token(op, input_ids, max_length, attention_mask, decoder, eos_token_id, pad_token_id, process,
+                    choose):
+    """The greedy / sampling loop: each step's processed scores (B, V) go to choose(scores) for
+    the next tokens, until every row picks eos or max_length; as onnxruntime, the eos itself and
+    everything after it is written as pad_token_id (where every row ended early, onnxruntime
+    leaves the rest of its output unwritten; here it is pad)."""
     ids = np.asarray(input_ids).astype(np.int32)
     b, s = ids.shape
     max_len = _scalar(max_length, s)
     if max_len < s:
-        raise ValueError(f"GreedySearch: max_length {max_len} is shorter than the prompt ({s} tokens)")
-    process = _Processors(eos=eos_token_id, min_length=_scalar(min_length, 0),
-                          repetition_penalty=_scalar(repetition_penalty, 1.0, float),
-                          no_repeat_ngram_size=no_repeat_ngram_size, vocab_mask=vocab_mask,
-                          prefix_vocab_mask=prefix_vocab_mask)
+        raise ValueError(f"{op}: max_length {max_len} is shorter than the prompt ({s} tokens)")
     past_shape, layers = _past_shape(decoder, b)
     mask, positions = _first_feeds(ids, attention_mask, pad_token_id)
     pasts = [np.zeros(past_shape, np.float32) for _ in range(layers)]
@@ -117,7 +110,7 @@ def GreedySearch(ctx, input_ids, max_length, min_length=None, repetition_penalty
     while sequences.shape[1] < max_len and not done.all():
         logits, pasts = _run_decoder(decoder, feed, positions, mask, pasts)
         scores = process(logits[:, -1, :].astype(np.float32).copy(), sequences, step)
-        best = scores.argmax(axis=-1)
+        best = choose(scores)
         ended = done | (best == eos_token_id)
         nxt = np.where(ended, pad_token_id, best).astype(np.int32)   # eos is written as pad
         done = ended
@@ -129,6 +122,80 @@ def GreedySearch(ctx, input_ids, max_length, min_length=None, repetition_penalty
     out = np.full((b, max_len), pad_token_id, np.int32)
     out[:, :sequences.shape[1]] = sequences
     return out
+
+
+def _decoder_only(op, model_type, encoder):
+    if model_type != 0 or encoder is not None:
+        raise NotImplementedError(f"{op}: only decoder-only models (model_type=0) are supported")
+
+
+@kernel("GreedySearch", since=1, domain=MS, provider="cpu", types={"I": _I32, "T": frozenset({"float32"})},
+        host_inputs=(0, 1, 2, 3, 4, 5, 6), capturable=False)
+def GreedySearch(ctx, input_ids, max_length, min_length=None, repetition_penalty=None, vocab_mask=None,
+                 prefix_vocab_mask=None, attention_mask=None, *, decoder, eos_token_id, pad_token_id,
+                 model_type=0, no_repeat_ngram_size=0, vocab_size=-1, encoder=None, init_decoder=None,
+                 decoder_start_token_id=-1):
+    """Append the highest-scoring token until each row picks eos (written as pad) or max_length."""
+    _decoder_only("GreedySearch", model_type, encoder)
+    process = _Processors(eos=eos_token_id, min_length=_scalar(min_length, 0),
+                          repetition_penalty=_scalar(repetition_penalty, 1.0, float),
+                          no_repeat_ngram_size=no_repeat_ngram_size, vocab_mask=vocab_mask,
+                          prefix_vocab_mask=prefix_vocab_mask)
+    return _token_by_token("GreedySearch", input_ids, max_length, attention_mask, decoder, eos_token_id,
+                           pad_token_id, process, lambda scores: scores.argmax(axis=-1))
+
+
+def _top_p_sample(rng, scores, temperature, top_p, min_tokens_to_keep, filter_value):
+    """One token per row: softmax(scores / temperature) limited to the smallest set of most
+    probable tokens whose mass reaches top_p (at least min_tokens_to_keep), sampled by rng."""
+    logits = scores / np.float32(temperature)
+    if 0 < top_p < 1:
+        order = np.argsort(-logits, axis=-1, kind="stable")
+        sorted_logits = np.take_along_axis(logits, order, axis=-1)
+        probs = np.exp(_log_softmax(sorted_logits))
+        before = np.cumsum(probs, axis=-1) - probs        # mass of the more probable tokens
+        drop = before >= top_p
+        drop[:, :min_tokens_to_keep] = False
+        removed = np.zeros_like(drop)
+        np.put_along_axis(removed, order, drop, axis=-1)
+        logits = np.where(removed, np.float32(filter_value), logits)
+    with np.errstate(invalid="ignore"):
+        probs = np.exp(_log_softmax(logits)).astype(np.float64)
+    picks = scores.argmax(axis=-1)   # a row with every token banned keeps the greedy pick
+    for r, p in enumerate(probs):
+        if np.isfinite(p).all():
+            picks[r] = rng.choice(p.size, p=p / p.sum())
+    return picks
+
+
+declare_formals(MS, "Sampling", ("I", "I", "I", "T", "I", "I", "I", "I", "I"), ("I", "T"))
+
+
+@kernel("Sampling", since=1, domain=MS, provider="cpu", types={"I": _I32, "T": frozenset({"float32"})},
+        host_inputs=tuple(range(9)), capturable=False)
+def Sampling(ctx, input_ids, max_length, min_length=None, repetition_penalty=None, vocab_mask=None,
+             prefix_vocab_mask=None, attention_mask=None, presence_mask=None, seed=None, *, decoder,
+             eos_token_id, pad_token_id, model_type=0, no_repeat_ngram_size=0, vocab_size=-1, temperature=1.0,
+             top_p=0.0, filter_value=-np.inf, min_tokens_to_keep=1, presence_penalty=0.0, custom=0,
+             encoder=None, init_decoder=None, decoder_start_token_id=-1):
+    """Sample each next token from the processed scores (temperature, nucleus top_p) with a
+    NumPy generator seeded by `seed`; the draws differ from onnxruntime's generator, their
+    distribution does not."""
+    _decoder_only("Sampling", model_type, encoder)
+    if custom or presence_mask is not None:
+        raise NotImplementedError("Sampling: custom sampling and presence_mask are not supported")
+    process = _Processors(eos=eos_token_id, min_length=_scalar(min_length, 0),
+                          repetition_penalty=_scalar(repetition_penalty, 1.0, float),
+                          no_repeat_ngram_size=no_repeat_ngram_size, vocab_mask=vocab_mask,
+                          prefix_vocab_mask=prefix_vocab_mask)
+    rng = np.random.default_rng(_scalar(seed, None))
+    seqs = _token_by_token("Sampling", input_ids, max_length, attention_mask, decoder, eos_token_id,
+                           pad_token_id, process,
+                           lambda scores: _top_p_sample(rng, scores, temperature, top_p, min_tokens_to_keep,
+                                                        filter_value))
+    if ctx.num_outputs > 1:
+        raise NotImplementedError("Sampling: the filtered_logits output is not supported")
+    return seqs
 
 
 def _log_softmax(x):

@@ -93,6 +93,10 @@ def gen_greedy(rng, op="GreedySearch"):
     if rng.random() < 0.7:
         optional["attention_mask"] = mask
     order = ["min_length", "repetition_penalty", "vocab_mask", "prefix_vocab_mask", "attention_mask"]
+    if op == "Sampling":   # a nucleus this small keeps only the best token: sampling is greedy
+        attrs_extra = dict(top_p=1e-6, temperature=float(rng.uniform(0.5, 1.5)))
+        order.append("presence_mask")
+        optional.pop("repetition_penalty", None)
     if op == "BeamSearch":
         feeds["min_length"] = optional.pop("min_length", np.array([0], I32))
         beams = int(rng.integers(1, 4))
@@ -107,7 +111,11 @@ def gen_greedy(rng, op="GreedySearch"):
     feeds.update(optional)
     attrs = dict(decoder=decoder_graph(rng, layers, heads, head_size, vocab), eos_token_id=eos,
                  pad_token_id=pad, model_type=0)
-    if rng.random() < 0.3:
+    if op == "Sampling":
+        attrs.update(attrs_extra)
+    # (not for Sampling: once n-grams ban every token, which one onnxruntime's sampler returns
+    # from all-zero probabilities is arbitrary)
+    if rng.random() < 0.3 and op != "Sampling":
         attrs["no_repeat_ngram_size"] = int(rng.integers(1, 3))
     outputs = ["sequences"]
     out_types = {"sequences": TensorProto.INT32}
@@ -115,13 +123,52 @@ def gen_greedy(rng, op="GreedySearch"):
         outputs.append("sequences_scores")
         out_types["sequences_scores"] = TensorProto.FLOAT
     return Case(node(op, inputs, outputs, **attrs), feeds, out_types=out_types,
-                rtol=1e-4, atol=1e-4, post=_tail_after_end(pad) if early_end and op == "GreedySearch" else None,
+                rtol=1e-4, atol=1e-4, post=_tail_after_end(pad) if early_end and op != "BeamSearch" else None,
                 note=f"early_end {early_end}")
 
 
-FAMILIES = {"GreedySearch": gen_greedy, "BeamSearch": lambda rng: gen_greedy(rng, "BeamSearch")}
+FAMILIES = {"GreedySearch": gen_greedy, "BeamSearch": lambda rng: gen_greedy(rng, "BeamSearch"),
+            "Sampling (top_p -> 0)": lambda rng: gen_greedy(rng, "Sampling")}
 
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_matches_onnxruntime(name):
     run_family(FAMILIES[name], name, count=30, minimum=20)
+
+
+def test_sampling_draws_from_the_nucleus_distribution():
+    """One sampled token for 2,000 copies of a prompt: its frequencies match the decoder's
+    softmax(logits / temperature) cut to the top_p nucleus (computed by onnxruntime running the
+    decoder alone), within 5 standard errors; onnxruntime's Sampling draws from the same support."""
+    import onnxruntime
+    import ortgpu
+    rng = np.random.default_rng(7)
+    vocab, copies, temperature, top_p = 6, 2000, 0.8, 0.7
+    graph = decoder_graph(rng, 1, 2, 4, vocab)
+    prompt = np.array([[1, 2, 3]], I32)
+    dec = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    dec.ir_version = 10
+    sess = onnxruntime.InferenceSession(dec.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {"input_ids": prompt, "position_ids": np.array([[0, 1, 2]], I32),
+                             "attention_mask": np.ones((1, 3), I32),
+                             "past_0": np.zeros((2, 1, 2, 0, 4), F32)})[0][0, -1] / temperature
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    order = np.argsort(-p)
+    keep = order[:int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
+    want = np.zeros(vocab)
+    want[keep] = p[keep] / p[keep].sum()
+    case = Case(node("Sampling", ["input_ids", "max_length", "", "", "", "", "", "", "seed"], ["sequences"],
+                     decoder=graph, eos_token_id=vocab + 1, pad_token_id=0, model_type=0, top_p=top_p,
+                     temperature=temperature),
+                {"input_ids": np.repeat(prompt, copies, 0), "max_length": np.array([4], I32),
+                 "seed": np.array([123], I32)}, out_types={"sequences": TensorProto.INT32})
+    got = ortgpu.InferenceSession(case.model().SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, case.feeds)[0][:, -1]
+    freq = np.bincount(got, minlength=vocab) / copies
+    err = np.sqrt(want * (1 - want) / copies) + 1e-9
+    assert np.all(np.abs(freq - want) <= 5 * err + 1e-3), (freq, want)
+    theirs = onnxruntime.InferenceSession(case.model().SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, case.feeds)[0][:, -1]
+    assert set(np.unique(theirs)) <= set(keep.tolist()), (np.unique(theirs), keep)
+    assert set(np.unique(got)) == set(np.unique(theirs)) == set(keep.tolist())

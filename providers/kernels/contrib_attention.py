@@ -147,7 +147,6 @@ def _mha_inputs(xp, op, query, key, value, bias, n, wdt):
         q, k, v = (qkv[:, :, :, i].transpose(0, 2, 1, 3) for i in range(3))
         return q, k, v, False
     q = _w(query, wdt)
-    d_q = q.shape[-1] // n
     if bias is not None:
         q = q + _w(bias[:q.shape[-1]], wdt)
     if key is not None and key.ndim == 5:  # packed KV (B, L, N, 2, D)
@@ -162,7 +161,6 @@ def _mha_inputs(xp, op, query, key, value, bias, n, wdt):
         hk = k.shape[-1]
         k = k + _w(bias[q.shape[-1]:q.shape[-1] + hk], wdt)
         v = v + _w(bias[q.shape[-1] + hk:], wdt)
-    del d_q
     return _split_heads(q, n), _split_heads(k, n), _split_heads(v, n), False
 
 
@@ -351,6 +349,7 @@ def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_va
         scores = xp.tanh(scores / dt(softcap)) * dt(softcap)
     if attention_bias is not None:
         scores = scores + _w(attention_bias, wdt)[..., :present_len]
+    raw_scores = scores
     scores = xp.where(keep[:, None], scores, dt(_NEG))
     if smooth_softmax or head_sink is not None:
         sink = xp.zeros((1, num_heads, 1, 1), wdt) if head_sink is None else \
@@ -362,8 +361,11 @@ def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_va
         probs = _softmax_last(xp, scores)
     y = _grouped_matmul(xp, probs, present_v, groups)
     outs = [_merge_heads(y).astype(query.dtype), present_k.astype(cache_dt), present_v.astype(cache_dt)]
-    if ctx.num_outputs > 3:
-        outs.append(scores.astype(query.dtype))
+    if ctx.num_outputs > 3:   # qk_output 1: the scores before the softmax (0 for keys outside
+        if qk_output not in (1, 2):   # the window, as onnxruntime writes them), 2: the probabilities
+            raise ValueError(f"{op}: the output_qk output needs qk_output 1 or 2, got {qk_output}")
+        qk = xp.where(keep[:, None], raw_scores, dt(0)) if qk_output == 1 else probs
+        outs.append(qk[..., :total].astype(query.dtype))
     return tuple(outs[:max(ctx.num_outputs, 1)])
 
 

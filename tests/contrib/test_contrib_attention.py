@@ -193,6 +193,26 @@ def gen_gqa(rng):
         attrs["softcap"] = float(rng.uniform(1.0, 5.0))
     if rng.random() < 0.2:
         attrs["smooth_softmax"] = 1
+    extras = {}
+    if attrs.get("do_rotary") and rng.random() < 0.4:
+        extras["position_ids"] = (np.arange(s)[None] + (lens - s).clip(0)[:, None]).astype(I64)
+    present_len = max(past or 0, total)
+    if rng.random() < 0.3:
+        extras["attention_bias"] = rnd(rng, [pick(rng, [1, b]), pick(rng, [1, n]), s, present_len], dt)
+    if rng.random() < 0.2:
+        extras["head_sink"] = rnd(rng, [n], dt)
+    if extras:
+        if "cos" not in feeds:
+            inputs += ["", ""]
+        for name in ("position_ids", "attention_bias", "head_sink"):
+            inputs.append(name if name in extras else "")
+        while inputs[-1] == "":
+            inputs.pop()
+        feeds.update(extras)
+    outputs = ["Y", "present_key", "present_value"]
+    if rng.random() < 0.2:
+        attrs["qk_output"] = int(rng.integers(1, 3))
+        outputs.append("qk")
 
     def post(outs):
         """Positions past each row's valid length are undefined in the present caches."""
@@ -203,9 +223,14 @@ def gen_gqa(rng):
         if phase == "prompt":  # query rows past a row's length are padding
             for i in range(b):
                 outs[0][i, lens[i]:] = 0
+        if len(outs) > 3:   # scores of keys outside a row's window are undefined
+            for i in range(b):
+                outs[3][i, ..., lens[i]:] = 0
+                if phase == "prompt":
+                    outs[3][i, :, lens[i]:] = 0
         return outs
 
-    return Case(node("GroupQueryAttention", inputs, ["Y", "present_key", "present_value"], **attrs),
+    return Case(node("GroupQueryAttention", inputs, outputs, **attrs),
                 feeds, rtol=3e-3 if dt == F16 else 1e-4, atol=3e-3 if dt == F16 else 1e-5,
                 post=post, note=f"phase {phase} lens {lens.tolist()}")
 

@@ -347,8 +347,11 @@ def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_va
     scores = _scores(xp, qh, present_k, scale, groups)
     if softcap > 0:
         scores = xp.tanh(scores / dt(softcap)) * dt(softcap)
-    if attention_bias is not None:
-        scores = scores + _w(attention_bias, wdt)[..., :present_len]
+    if attention_bias is not None:   # (B|1, N|1, S, total): keys past total are masked anyway
+        ab = _w(attention_bias, wdt)[..., :present_len]
+        if ab.shape[-1] < present_len:
+            ab = xp.concatenate([ab, xp.zeros(ab.shape[:-1] + (present_len - ab.shape[-1],), wdt)], axis=-1)
+        scores = scores + ab
     raw_scores = scores
     scores = xp.where(keep[:, None], scores, dt(_NEG))
     if smooth_softmax or head_sink is not None:

@@ -196,9 +196,8 @@ def gen_gqa(rng):
     extras = {}
     if attrs.get("do_rotary") and rng.random() < 0.4:
         extras["position_ids"] = (np.arange(s)[None] + (lens - s).clip(0)[:, None]).astype(I64)
-    present_len = max(past or 0, total)
     if rng.random() < 0.3:
-        extras["attention_bias"] = rnd(rng, [pick(rng, [1, b]), pick(rng, [1, n]), s, present_len], dt)
+        extras["attention_bias"] = rnd(rng, [pick(rng, [1, b]), pick(rng, [1, n]), s, total], dt)
     if rng.random() < 0.2:
         extras["head_sink"] = rnd(rng, [n], dt)
     if extras:

@@ -458,3 +458,74 @@ def DecoderMaskedMultiHeadAttention(ctx, query, key=None, value=None, mask_index
     if ctx.num_outputs > 3:
         outs.append(scores.astype(np.float32))
     return tuple(outs[:ctx.num_outputs]) if ctx.num_outputs > 1 else out
+
+
+# ---------------------------------------------------------------------------- SparseAttention
+
+declare_formals(MS, "SparseAttention", ("T", "T", "T", "T", "T", "M", "M", "M", "M", "T", "T"), ("T", "T", "T"))
+
+
+def _block_keep(xp, rows_ptr, cols, num_heads, qpos, keys, block):
+    """(B, N, S, T) whether each query position may read each key under the block-sparse
+    layouts (CSR rows_ptr / cols per layout; head h uses layout h % num_layouts)."""
+    layouts, n_rows = rows_ptr.shape[0], rows_ptr.shape[1] - 1
+    dense = np.zeros((layouts, n_rows, n_rows), bool)
+    for lay in range(layouts):
+        for r in range(n_rows):
+            c = cols[lay, rows_ptr[lay, r]:rows_ptr[lay, r + 1]]
+            dense[lay, r, c[(c >= 0) & (c < n_rows)]] = True
+    per_head = xp.asarray(dense[np.arange(num_heads) % layouts])          # (N, R, R)
+    qb = xp.minimum(qpos // block, n_rows - 1)                             # (B, S, 1)
+    kb = xp.minimum(keys // block, n_rows - 1)                             # (1, 1, T)
+    return per_head[:, qb, kb].transpose(1, 0, 2, 3)                      # (B, N, S, T)
+
+
+@kernel("SparseAttention", since=1, domain=MS, types={"T": FLOAT, "M": frozenset({"int32"})},
+        host_inputs=(5, 6, 7, 8), capturable=False)
+def SparseAttention(ctx, query, key=None, value=None, past_key=None, past_value=None, block_row_indices=None,
+                    block_col_indices=None, total_sequence_length=None, key_total_sequence_lengths=None,
+                    cos_cache=None, sin_cache=None, *, num_heads, kv_num_heads, sparse_block_size, scale=0.0,
+                    do_rotary=0, rotary_interleaved=0):
+    """Grouped-query attention over a shared KV buffer (B, Nkv, max_len, D), causal, where a
+    query reads a key only if their blocks of sparse_block_size positions are linked in the
+    head's layout; row b holds key_total_sequence_lengths[b] keys after this step."""
+    xp = ctx.xp
+    op = "SparseAttention"
+    if past_key is None or past_value is None or block_row_indices is None or block_col_indices is None \
+            or key_total_sequence_lengths is None:
+        raise ValueError(f"{op}: past_key, past_value, block_row_indices, block_col_indices and "
+                         f"key_total_sequence_lengths are required")
+    wdt = float_work_dtype(query.dtype)
+    dt = np.dtype(wdt).type
+    q, k, v = _gqa_split(op, query, key, value, num_heads, kv_num_heads)
+    b, s, _, d = q.shape
+    totals = np.asarray(key_total_sequence_lengths).astype(np.int64).reshape(-1)
+    pasts = totals - s
+    max_len = past_key.shape[2]
+    if totals.shape[0] != b or bool((pasts < 0).any()) or bool((totals > max_len).any()):
+        raise ValueError(f"{op}: key_total_sequence_lengths {totals.tolist()} must lie in [{s}, {max_len}] "
+                         f"for a batch of {b}")
+    q, k, v = _w(q, wdt), _w(k, wdt), _w(v, wdt)
+    if do_rotary:
+        pos = xp.asarray(pasts).reshape(b, 1) + xp.arange(s).reshape(1, s)
+        cos = _w(_cache_rows(op, cos_cache, pos), wdt)
+        sin = _w(_cache_rows(op, sin_cache, pos), wdt)
+        q = rotate(xp, q, cos, sin, rotary_interleaved)
+        k = rotate(xp, k, cos, sin, rotary_interleaved)
+    present_k = _w(past_key, wdt).copy()
+    present_v = _w(past_value, wdt).copy()
+    for i in range(b):
+        p = int(pasts[i])
+        present_k[i, :, p:p + s] = k[i].transpose(1, 0, 2)
+        present_v[i, :, p:p + s] = v[i].transpose(1, 0, 2)
+    qpos = xp.asarray(pasts).reshape(b, 1, 1) + xp.arange(s).reshape(1, s, 1)
+    keys = xp.arange(max_len).reshape(1, 1, max_len)
+    keep = (keys <= qpos) & (keys < xp.asarray(totals).reshape(b, 1, 1))
+    keep = keep[:, None] & _block_keep(xp, np.asarray(block_row_indices), np.asarray(block_col_indices),
+                                       num_heads, qpos, keys, int(sparse_block_size))
+    groups = num_heads // kv_num_heads
+    scores = _scores(xp, q.transpose(0, 2, 1, 3), present_k, float(scale) if scale else 1.0 / np.sqrt(d), groups)
+    probs = _softmax_last(xp, xp.where(keep, scores, dt(_NEG)))
+    y = _grouped_matmul(xp, probs, present_v, groups)
+    return (_merge_heads(y).astype(query.dtype), present_k.astype(past_key.dtype),
+            present_v.astype(past_value.dtype))

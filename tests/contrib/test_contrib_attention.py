@@ -305,3 +305,94 @@ def gen_dmmha(rng):
 
 
 FAMILIES["DecoderMaskedMultiHeadAttention"] = gen_dmmha
+
+
+def _sparse_layouts(rng, n_layouts, n_rows):
+    """CSR block layouts: each block row links its diagonal block, block 0, and random blocks
+    before it."""
+    ptrs, cols = [], []
+    for _ in range(n_layouts):
+        ptr, col = [0], []
+        for r in range(n_rows):
+            linked = sorted({0, r} | {int(c) for c in range(r) if rng.random() < 0.4})
+            col += linked
+            ptr.append(len(col))
+        ptrs.append(ptr)
+        cols.append(col)
+    width = max(len(c) for c in cols)
+    cols = [c + [-1] * (width - len(c)) for c in cols]
+    return np.array(ptrs, I32), np.array(cols, I32)
+
+
+def gen_sparse_attention(rng):
+    b = int(rng.integers(1, 4))
+    n_kv = int(pick(rng, [1, 2]))
+    n = n_kv * int(pick(rng, [1, 2]))
+    d = int(pick(rng, [16, 32]))
+    block = int(pick(rng, [16, 32]))
+    n_rows = int(rng.integers(2, 4))
+    max_len = block * n_rows
+    dt = pick(rng, [F32, F32, F16])
+    if rng.random() < 0.5:
+        s = int(rng.integers(1, max_len + 1))
+        totals = np.full(b, s)
+    else:   # decoding: one length for the whole batch (with ragged lengths and batch > 1,
+        s = 1   # onnxruntime's CPU kernel reads keys we cannot account for; not compared)
+        totals = np.full(b, int(rng.integers(1, max_len + 1)))
+    feeds = {"query": rnd(rng, [b, s, n * d], dt), "key": rnd(rng, [b, s, n_kv * d], dt),
+             "value": rnd(rng, [b, s, n_kv * d], dt),
+             "past_key": rnd(rng, [b, n_kv, max_len, d], dt), "past_value": rnd(rng, [b, n_kv, max_len, d], dt)}
+    rows, cols = _sparse_layouts(rng, int(pick(rng, [1, n])), n_rows)
+    feeds.update(block_row_indices=rows, block_col_indices=cols,
+                 total_sequence_length=np.array(int(totals.max()), I32),
+                 key_total_sequence_lengths=totals.astype(I32))
+    attrs = dict(num_heads=n, kv_num_heads=n_kv, sparse_block_size=block)
+    if rng.random() < 0.4:
+        inv = 1.0 / (10000 ** (np.arange(d // 2) / (d // 2)))
+        ang = np.arange(max_len)[:, None] * inv[None]
+        feeds["cos"], feeds["sin"] = np.cos(ang).astype(dt), np.sin(ang).astype(dt)
+        attrs.update(do_rotary=1, rotary_interleaved=int(rng.random() < 0.5))
+    node_ = node("SparseAttention", list(feeds), ["Y", "present_key", "present_value"], **attrs)
+    return Case(node_, feeds, rtol=3e-3 if dt == F16 else 1e-4, atol=3e-3 if dt == F16 else 1e-5,
+                note=f"totals {totals.tolist()} block {block}")
+
+
+def _ort_shared_buffer_run(case):
+    """onnxruntime's CPU SparseAttention writes the KV cache in place: bind each past and its
+    present to one OrtValue."""
+    import onnxruntime
+    so = onnxruntime.SessionOptions()
+    so.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = onnxruntime.InferenceSession(case.model().SerializeToString(), so, providers=["CPUExecutionProvider"])
+        io = sess.io_binding()
+        caches = {}
+        for name, value in case.feeds.items():
+            if name in ("past_key", "past_value"):
+                caches[name] = onnxruntime.OrtValue.ortvalue_from_numpy(value.copy())
+                io.bind_ortvalue_input(name, caches[name])
+            else:
+                io.bind_cpu_input(name, value)
+        io.bind_output("Y")
+        io.bind_ortvalue_output("present_key", caches["past_key"])
+        io.bind_ortvalue_output("present_value", caches["past_value"])
+        sess.run_with_iobinding(io)
+        return io.copy_outputs_to_cpu()
+    except Exception:  # noqa: BLE001 - a configuration onnxruntime refuses is not counted
+        return None
+
+
+def test_sparse_attention_matches_onnxruntime():
+    from harness import compare, draw, ortgpu_run
+    ran = 0
+    for i in range(30):
+        case = draw(gen_sparse_attention, "SparseAttention", i)
+        expected = _ort_shared_buffer_run(case)
+        if expected is None:
+            continue
+        try:
+            compare(case, expected, ortgpu_run(case))
+        except AssertionError as e:
+            raise AssertionError(f"SparseAttention configuration {i}: {case.describe()}\n{e}") from e
+        ran += 1
+    assert ran >= 15, f"only {ran} of 30 configurations ran in onnxruntime"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.providers.base import host_array
 from ortgpu.providers.dtype_sets import FLOAT, INDEX
 from ortgpu.providers.kernels.attention import _grouped_matmul, _softmax_last, _split_heads
 from ortgpu.providers.kernels.reduce import float_work_dtype
@@ -303,8 +304,8 @@ def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_va
     dt = np.dtype(wdt).type
     q, k, v = _gqa_split(op, query, key, value, num_heads, kv_num_heads)
     b, s, _, d = q.shape
-    lens = np.asarray(seqlens_k).astype(np.int64).reshape(-1) + 1          # valid keys per row
-    total = int(np.asarray(total_sequence_length).reshape(-1)[0])
+    lens = host_array(seqlens_k).astype(np.int64).reshape(-1) + 1          # valid keys per row
+    total = int(host_array(total_sequence_length).reshape(-1)[0])
     if lens.shape[0] != b:
         raise ValueError(f"{op}: seqlens_k has {lens.shape[0]} entries for a batch of {b}")
     first_prompt = past_key is None or (s == total and s > 1)
@@ -405,7 +406,7 @@ def DecoderMaskedMultiHeadAttention(ctx, query, key=None, value=None, mask_index
     wdt = float_work_dtype(query.dtype)
     dt = np.dtype(wdt).type
     b = query.shape[0]
-    beam = 1 if beam_width is None else int(np.asarray(beam_width).reshape(-1)[0])
+    beam = 1 if beam_width is None else int(host_array(beam_width).reshape(-1)[0])
     cross = key is not None and key.ndim == 4
     if cross:
         q = _split_heads(_w(query, wdt) + (0 if bias is None else _w(bias[:query.shape[-1]], wdt)), num_heads)
@@ -425,7 +426,7 @@ def DecoderMaskedMultiHeadAttention(ctx, query, key=None, value=None, mask_index
                 hq, hk = qx.shape[-1], kx.shape[-1]
                 qx, kx, vx = qx + _w(bias[:hq], wdt), kx + _w(bias[hq:hq + hk], wdt), vx + _w(bias[hq + hk:], wdt)
         q = _split_heads(qx, num_heads)
-        p = int(np.asarray(past_sequence_length).reshape(-1)[0])
+        p = int(host_array(past_sequence_length).reshape(-1)[0])
         if p >= past_key.shape[2]:
             raise ValueError(f"{op}: past_sequence_length {p} leaves no room in a cache of {past_key.shape[2]}")
         present_k = _w(past_key, wdt).copy()
@@ -499,7 +500,7 @@ def SparseAttention(ctx, query, key=None, value=None, past_key=None, past_value=
     dt = np.dtype(wdt).type
     q, k, v = _gqa_split(op, query, key, value, num_heads, kv_num_heads)
     b, s, _, d = q.shape
-    totals = np.asarray(key_total_sequence_lengths).astype(np.int64).reshape(-1)
+    totals = host_array(key_total_sequence_lengths).astype(np.int64).reshape(-1)
     pasts = totals - s
     max_len = past_key.shape[2]
     if totals.shape[0] != b or bool((pasts < 0).any()) or bool((totals > max_len).any()):
@@ -521,7 +522,7 @@ def SparseAttention(ctx, query, key=None, value=None, past_key=None, past_value=
     qpos = xp.asarray(pasts).reshape(b, 1, 1) + xp.arange(s).reshape(1, s, 1)
     keys = xp.arange(max_len).reshape(1, 1, max_len)
     keep = (keys <= qpos) & (keys < xp.asarray(totals).reshape(b, 1, 1))
-    keep = keep[:, None] & _block_keep(xp, np.asarray(block_row_indices), np.asarray(block_col_indices),
+    keep = keep[:, None] & _block_keep(xp, host_array(block_row_indices), host_array(block_col_indices),
                                        num_heads, qpos, keys, int(sparse_block_size))
     groups = num_heads // kv_num_heads
     scores = _scores(xp, q.transpose(0, 2, 1, 3), present_k, float(scale) if scale else 1.0 / np.sqrt(d), groups)

@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 
+from ortgpu.providers.base import host_array
 from ortgpu.providers.dtype_sets import ALL, FLOAT, INDEX, NUMERIC, STRING
 from ortgpu.providers.kernels import grid, indexing, layout, shape_ops, sorting
 from ortgpu.providers.kernels.elementwise import work_dtype
@@ -228,9 +229,9 @@ def CropAndResize(ctx, X, rois, batch_indices, crop_size, *, mode="bilinear", ex
     if X.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 4:
         raise ValueError(f"CropAndResize: X must be (N, C, H, W) and rois (R, 4), got {tuple(X.shape)} "
                          f"and {tuple(rois.shape)}")
-    ch, cw = (int(v) for v in np.asarray(crop_size).reshape(-1)[:2])
+    ch, cw = (int(v) for v in host_array(crop_size).reshape(-1)[:2])
     n, c, h, w = X.shape
-    idx = np.asarray(batch_indices).reshape(-1).astype(np.int64)
+    idx = host_array(batch_indices).reshape(-1).astype(np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise ValueError(f"CropAndResize: batch_indices must lie in [0, {n}), got {idx.tolist()}")
     dt = work_dtype(X.dtype, widen_half=True)
@@ -350,7 +351,7 @@ def MaxpoolWithMask(ctx, X, M, *, auto_pad="NOTSET", kernel_shape, pads=None, st
     st = list(strides) if strides else [1] * nd
     p = list(pads) if pads else [0] * (2 * nd)
     out_shape = [(spatial[i] + p[i] + p[i + nd] - k[i]) // st[i] + 1 for i in range(nd)]
-    mask_flat = np.asarray(M).reshape(-1)[:int(np.prod(spatial))]
+    mask_flat = host_array(M).reshape(-1)[:int(np.prod(spatial))]
     flat = X.reshape(X.shape[:2] + (-1,))
     lowest = np.finfo(np.float32).min
     cols = []

@@ -50,7 +50,7 @@ QLinearSoftmax QLinearWhere QMoE QuantizeLinear QuickGelu Range RotaryEmbedding 
 SkipLayerNormalization SkipSimplifiedLayerNormalization SparseAttention SparseToDenseMatMul
 Tokenizer TransposeMatMul Trilu UnfoldTensor Unique WhisperBeamSearch WordConvEmbedding
 """.split())
-ORT_CUDA_ONLY_MS_OPS = ("BiasAdd", "BiasSplitGelu", "GroupNorm", "NhwcConv", "SkipGroupNorm")
+ORT_CUDA_ONLY_MS_OPS = ("BiasAdd", "BiasSoftmax", "BiasSplitGelu", "GroupNorm", "NhwcConv", "SkipGroupNorm")
 # onnxruntime's own ops in the ai.onnx domain that onnx has no schema for (CPU provider)
 ORT_CPU_ONNX_EXTRA_OPS = ("SimplifiedLayerNormalization",)
 

@@ -1,6 +1,6 @@
 """Normalizations of onnxruntime's contrib domain: SkipLayerNormalization,
-SkipSimplifiedLayerNormalization, EmbedLayerNormalization, GroupNorm and SkipGroupNorm
-(com.microsoft), and the LayerNormalization-1 / SimplifiedLayerNormalization-1 that onnxruntime
+SkipSimplifiedLayerNormalization, EmbedLayerNormalization, GroupNorm, SkipGroupNorm and
+BiasSoftmax (com.microsoft), and the LayerNormalization-1 / SimplifiedLayerNormalization-1 that onnxruntime
 registers in the ai.onnx domain for models older than opset 17.
 
 Statistics run in float32 for float16 inputs (float64 stays float64), as onnxruntime's CPU
@@ -13,6 +13,7 @@ import numpy as np
 
 from ortgpu.providers.dtype_sets import FLOAT, INDEX
 from ortgpu.providers.kernels import activations
+from ortgpu.providers.kernels.normalization import softmax
 from ortgpu.providers.kernels.reduce import float_work_dtype, normalize_axes
 from ortgpu.providers.registry import declare_formals, kernel
 
@@ -236,3 +237,21 @@ def SkipGroupNorm(ctx, X, gamma, beta, skip, bias=None, *, activation, epsilon=1
         s = s + _as(bias, wdt)
     y = _group_norm_nhwc(ctx, op, s, gamma, beta, epsilon, groups, activation, X.dtype)
     return (y, _as(s, X.dtype)) if ctx.num_outputs > 1 else y
+
+
+@kernel("BiasSoftmax", since=1, domain=MS, types={"*": FLOAT})
+def BiasSoftmax(ctx, data, bias, *, axis=1, is_inner_broadcast):
+    """softmax(data + bias) over the axes from `axis` on.  A bias of lower rank lines up with
+    data's trailing axes (is_inner_broadcast=0), or with its leading axes and the softmax axes,
+    broadcast over the axes between (is_inner_broadcast=1, e.g. a (B, 1, 1, S) mask over heads)."""
+    nd = data.ndim
+    a = normalize_axes([axis], nd)[0]
+    if bias.ndim < nd and is_inner_broadcast:
+        lead = bias.ndim - (nd - a)
+        if lead < 0 or tuple(bias.shape[lead:]) != tuple(data.shape[a:]):
+            raise ValueError(f"BiasSoftmax: bias of shape {tuple(bias.shape)} does not line up with data "
+                             f"{tuple(data.shape)} from axis {a}")
+        bias = bias.reshape(bias.shape[:lead] + (1,) * (a - lead) + bias.shape[lead:])
+    wdt = float_work_dtype(data.dtype)
+    y = softmax(ctx.xp, _as(data, wdt) + _as(bias, wdt), tuple(range(a, nd)))
+    return _as(y, data.dtype)

@@ -154,3 +154,26 @@ FAMILIES = {
 @pytest.mark.parametrize("name", FAMILIES)
 def test_matches_onnxruntime(name):
     run_family(FAMILIES[name], name, count=20, minimum=10)
+
+
+def gen_bias_softmax(rng):
+    """Against Add + Softmax-11 (which normalizes over every axis from `axis` on)."""
+    nd = int(rng.integers(2, 5))
+    shape = [int(v) for v in rng.integers(1, 5, size=nd)]
+    a = int(rng.integers(1, nd))
+    inner = int(rng.random() < 0.5)
+    if inner:   # leading axes, then the softmax axes; 1 or absent between
+        lead = int(rng.integers(0, a + 1))
+        bshape = shape[:lead] + shape[a:]
+        full = shape[:lead] + [1] * (a - lead) + shape[a:]
+    else:
+        bshape = shape[nd - int(rng.integers(1, nd + 1)):]
+        full = bshape
+    consts = {"bias": rnd(rng, bshape), "full": np.array(full, np.int64)}
+    oracle = [onnx_node("Reshape", ["bias", "full"], ["b4"]), onnx_node("Add", ["data", "b4"], ["s"]),
+              onnx_node("Softmax", ["s"], ["Y"], axis=a)]
+    return Case(node("BiasSoftmax", ["data", "bias"], ["Y"], axis=a, is_inner_broadcast=inner),
+                {"data": rnd(rng, shape, scale=2.0)}, consts, oracle=oracle, opset=11)
+
+
+FAMILIES["BiasSoftmax"] = gen_bias_softmax

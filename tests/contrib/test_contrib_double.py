@@ -18,11 +18,12 @@ import test_contrib_activations as act  # noqa: E402
 import test_contrib_attention as att  # noqa: E402
 import test_contrib_fused_misc as misc  # noqa: E402
 import test_contrib_normalization as norm  # noqa: E402
+import test_contrib_rnn as rnn  # noqa: E402
 
 # families whose kernels are host-only (provider="cpu") or read their inputs on the host
 HOST_ONLY = {"Unique", "MurmurHash3", "Tokenizer", "NGramRepeatBlock", "DynamicTimeWarping",
              "BifurcationDetector"}
-FAMILIES = {name: gen for fams in (act.FAMILIES, norm.FAMILIES, att.FAMILIES, misc.FAMILIES)
+FAMILIES = {name: gen for fams in (act.FAMILIES, norm.FAMILIES, att.FAMILIES, misc.FAMILIES, rnn.FAMILIES)
             for name, gen in fams.items() if name not in HOST_ONLY}
 
 

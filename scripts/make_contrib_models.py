@@ -9,7 +9,7 @@ kept in float32 (Cast nodes around them), so onnxruntime can run them as the ora
 
 Needs torch and transformers (not the default test dependencies):
 
-    pip install torch==2.13.0 transformers
+    pip install torch==2.13.0 transformers      # or: pip install -e ".[export]"
     python scripts/make_contrib_models.py            # writes tests/data/contrib/*.onnx
 
 The default tests (tests/contrib/test_contrib_models.py) run the committed files; this script

@@ -66,3 +66,17 @@ def test_models_are_small_and_use_the_fused_ops():
         assert path.stat().st_size < 1 << 20
         ops = {n.op_type for n in onnx.load(str(path)).graph.node if n.domain == "com.microsoft"}
         assert want[name.split("_")[0]] <= ops, f"{name}: {sorted(ops)}"
+
+
+def test_saved_optimized_model_imports_com_microsoft_and_runs_in_onnxruntime(tmp_path):
+    """The optimizer's input imports only ai.onnx (onnxruntime implies its own domain); the
+    model ortgpu saves imports com.microsoft explicitly and onnxruntime runs it the same."""
+    so = ortgpu.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "bert_opt.onnx")
+    sess = ortgpu.InferenceSession(str(DATA / "bert_fp32.onnx"), so, providers=["CPUExecutionProvider"])
+    saved = onnx.load(so.optimized_model_filepath)
+    assert ("com.microsoft", 1) in {(o.domain, o.version) for o in saved.opset_import}
+    feeds = _feeds(saved, 2, 6, 3)
+    ref = onnxruntime.InferenceSession(so.optimized_model_filepath, providers=["CPUExecutionProvider"]).run(None, feeds)
+    for g, r in zip(sess.run(None, feeds), ref):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)

@@ -58,6 +58,19 @@ def quantized_models() -> dict[str, tuple[str, dict]]:
             for n in names}
 
 
+def contrib_models() -> dict[str, tuple[str, dict]]:
+    """The BERT / GPT-2 that onnxruntime's transformer optimizer fused into com.microsoft ops
+    (tests/data/contrib, scripts/make_contrib_models.py), batch 4 x 32 tokens."""
+    d = os.path.join(HERE, "..", "tests", "data", "contrib")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 96, size=(4, 32)).astype(np.int64)
+    ones = np.ones_like(ids)
+    bert = {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
+    gpt2 = {"input_ids": ids, "attention_mask": ones}
+    return {f"{m}_{p} 4x32 (com.microsoft)": (os.path.join(d, f"{m}_{p}.onnx"), feed)
+            for m, feed in (("bert", bert), ("gpt2", gpt2)) for p in ("fp32", "fp16")}
+
+
 def add_chain(n: int = 1000) -> onnx.ModelProto:
     nodes = [helper.make_node("Add", [f"t{i}", "one"], [f"t{i + 1}"]) for i in range(n)]
     g = helper.make_graph(nodes, "add_chain",
@@ -94,6 +107,7 @@ def main(argv=None) -> int:
     rows = []
     cases = {k: (v, None) for k, v in light_models().items()}
     cases.update(quantized_models())
+    cases.update(contrib_models())
     if not args.no_zoo:
         cases.update(zoo_models())
     print(f"| model | ortgpu CPU (ms) | onnxruntime {ort.__version__} CPU (ms) | ratio |")

@@ -36,28 +36,46 @@ Unsqueeze Upsample Where Xor
 """.split())
 
 
-# The quantized com.microsoft ops that onnxruntime's CPU execution provider registers (1.32's
-# get_all_opkernel_def()); each gets a row, with or without a kernel here.
-ORT_CPU_CONTRIB_QUANT_OPS = tuple("""
-DequantizeLinear DynamicQuantizeLSTM DynamicQuantizeMatMul GatherBlockQuantized MatMulBnb4 MatMulFpQ4
-MatMulInteger16 MatMulIntegerToFloat MatMulNBits QAttention QEmbedLayerNormalization QGemm QLinearAdd
-QLinearAveragePool QLinearConcat QLinearConv QLinearGlobalAveragePool QLinearLeakyRelu QLinearMul
-QLinearSigmoid QLinearSoftmax QLinearWhere QMoE QuantizeLinear
+# The com.microsoft ops that onnxruntime's CPU execution provider registers (its
+# docs/OperatorKernels.md, CPUExecutionProvider section, com.microsoft rows, read 2026-12; all at
+# since-version 1), and the com.microsoft ops its transformer tools write that only its CUDA
+# provider runs.  The coverage table lists each with ortgpu's kernels.
+ORT_CPU_MS_OPS = tuple("""
+Attention AttnLSTM BeamSearch BiasGelu BifurcationDetector CDist ConvTransposeWithDynamicPads
+CropAndResize DecoderMaskedMultiHeadAttention DequantizeLinear DynamicQuantizeLSTM
+DynamicQuantizeMatMul DynamicTimeWarping EmbedLayerNormalization ExpandDims FastGelu FusedConv
+FusedGemm FusedMatMul GatherBlockQuantized GatherND Gelu GreedySearch GridSample
+GroupQueryAttention Inverse MatMulBnb4 MatMulFpQ4 MatMulInteger16 MatMulIntegerToFloat MatMulNBits
+MaxpoolWithMask MoE MultiHeadAttention MurmurHash3 NGramRepeatBlock NhwcMaxPool Pad QAttention
+QEmbedLayerNormalization QGemm QLinearAdd QLinearConv QLinearLeakyRelu QLinearMul QLinearSigmoid
+QLinearSoftmax QLinearWhere QMoE QuantizeLinear QuickGelu Range RotaryEmbedding SampleOp Sampling
+SkipLayerNormalization SkipSimplifiedLayerNormalization SparseAttention SparseToDenseMatMul
+Tokenizer TransposeMatMul Trilu UnfoldTensor Unique WhisperBeamSearch WordConvEmbedding
 """.split())
+ORT_CUDA_ONLY_MS_OPS = ("BiasAdd", "BiasSoftmax", "BiasSplitGelu", "GroupNorm", "NhwcConv", "SkipGroupNorm")
+# onnxruntime's own ops in the ai.onnx domain that onnx has no schema for (CPU provider)
+ORT_CPU_ONNX_EXTRA_OPS = ("SimplifiedLayerNormalization",)
 
 
-def contrib_rows(have, newest) -> list[dict]:
-    """Rows of com.microsoft ops (no onnx schema: one version, 1): those listed above and any
-    with a kernel."""
-    ops = set(ORT_CPU_CONTRIB_QUANT_OPS) | {op for (d, op) in have if d == "com.microsoft"}
+def contrib_rows() -> list[dict]:
+    """One row per onnxruntime com.microsoft op (and its schema-less ai.onnx ops): where
+    onnxruntime runs it and which ortgpu kernels exist (all at since-version 1)."""
+    have: dict[tuple[str, str], dict[str, set[int]]] = collections.defaultdict(lambda: collections.defaultdict(set))
+    for k in registered():
+        have[(k.domain, k.op_type)][k.provider].add(k.since)
+    wanted = [("com.microsoft", op, "CPU") for op in ORT_CPU_MS_OPS]
+    wanted += [("com.microsoft", op, "CUDA only") for op in ORT_CUDA_ONLY_MS_OPS]
+    wanted += [("", op, "CPU") for op in ORT_CPU_ONNX_EXTRA_OPS]
+    newest = {}
+    for k in registered():
+        if k.since >= getattr(newest.get((k.domain, k.op_type, k.provider)), "since", -1):
+            newest[(k.domain, k.op_type, k.provider)] = k
     rows = []
-    for op in sorted(ops):
-        got = have.get(("com.microsoft", op), {})
-        covered = set().union(*got.values()) if got else set()
-        rows.append({"domain": "com.microsoft", "op": op, "versions": [1],
-                     "providers": {p: sorted(v) for p, v in got.items()},
-                     "types": {p: k.types for p, k in newest.get(("com.microsoft", op), {}).items()},
-                     "missing": [] if covered else [1], "function": False})
+    for domain, op, where in sorted(wanted, key=lambda w: (w[0], w[1])):
+        got = {p: sorted(v) for p, v in have.get((domain, op), {}).items()}
+        rows.append({"domain": domain or "ai.onnx", "op": op, "ort": where, "providers": got,
+                     "types": {p: newest[(domain, op, p)].types for p in got},
+                     "missing": [] if got else [1]})
     return rows
 
 
@@ -88,7 +106,7 @@ def coverage() -> list[dict]:
                      "types": {p: k.types for p, k in newest.get((domain, op), {}).items()},
                      "missing": [v for v in versions if v not in covered],
                      "function": bool(schema.has_function or schema.has_context_dependent_function)})
-    return rows + contrib_rows(have, newest)
+    return rows
 
 
 def cuda_status(domain: str, op: str, providers: dict) -> str:
@@ -136,6 +154,17 @@ def markdown() -> str:
                      f"{','.join(map(str, r['missing'])) or '-'} | {'yes' if r['function'] else ''} | "
                      f"{cuda_status(domain, r['op'], r['providers'])} | {in_ort} | "
                      f"{element_types(r['types'])} |")
+    lines += ["", "## onnxruntime's contrib ops", "",
+              "The com.microsoft ops of onnxruntime's CPU provider (its OperatorKernels.md), the ones",
+              "its transformer tools write for its CUDA provider only, and its ai.onnx ops without an",
+              "onnx schema; all are since-version 1.  Column *onnxruntime*: which of its providers runs",
+              "the op.", "",
+              "| domain | op | onnxruntime | kernels | CUDA | element types |", "|---|---|---|---|---|---|"]
+    for r in contrib_rows():
+        domain = "" if r["domain"] == "ai.onnx" else r["domain"]
+        prov = "; ".join(f"{p}: {','.join(map(str, v))}" for p, v in sorted(r["providers"].items())) or "-"
+        cuda = cuda_status(domain, r["op"], r["providers"]) if r["providers"] else "-"
+        lines.append(f"| {r['domain']} | {r['op']} | {r['ort']} | {prov} | {cuda} | {element_types(r['types'])} |")
     return "\n".join(lines) + "\n"
 
 

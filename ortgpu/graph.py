@@ -131,8 +131,15 @@ def attribute_value(a: AttributeProto, opsets: dict[str, int], outer_types: dict
     raise InvalidGraph(f"attribute '{a.name}' has unknown type {t}")
 
 
+# Domains onnxruntime registers itself and so accepts without an opset_import (at their newest
+# version): onnxruntime's transformer optimizer writes com.microsoft nodes without importing it.
+IMPLIED_DOMAINS = {"com.microsoft": 1}
+
+
 def node_from_proto(p: onnx.NodeProto, opsets: dict[str, int], types: dict) -> Node:
     domain = "" if p.domain in ("", "ai.onnx") else p.domain
+    if domain not in opsets and domain in IMPLIED_DOMAINS:
+        opsets = {**opsets, domain: IMPLIED_DOMAINS[domain]}
     if domain not in opsets:
         raise InvalidGraph(f"Node '{p.name}' ({p.op_type}) uses domain '{domain}' that the model "
                            f"does not import (opset_import has {sorted(opsets)})")

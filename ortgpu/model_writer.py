@@ -22,7 +22,7 @@ import onnx
 from onnx import AttributeProto, numpy_helper
 
 from ortgpu.errors import Fail
-from ortgpu.graph import Graph, Node, attribute_value
+from ortgpu.graph import IMPLIED_DOMAINS, Graph, Node, attribute_value
 from ortgpu.providers.registry import schema_for
 
 EXTERNAL_FILE_KEY = "session.optimized_model_external_initializers_file_name"
@@ -165,12 +165,25 @@ def _fused_functions(graph: Graph, opset: int) -> tuple[list[onnx.FunctionProto]
     return functions, overloads
 
 
+def _node_domains(graph: Graph) -> set:
+    """The domains of the nodes of `graph` and of its subgraphs."""
+    found = set()
+    for n in graph.nodes:
+        found.add(n.domain)
+        for g in n.subgraphs():
+            found |= _node_domains(g)
+    return found
+
+
 def model_from_graph(source: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     """A ModelProto of `graph` that keeps `source`'s IR version, producer and metadata, with
     the ortgpu domain's import and function bodies when fused ops are used (one body per
     distinct node form, as function overloads where an op type needs several)."""
     from ortgpu.fused_ops import DOMAIN, DOMAIN_VERSION  # noqa: PLC0415
     opsets = dict(graph.opsets)
+    for d in _node_domains(graph):  # a domain onnxruntime implies (com.microsoft) is imported
+        if d in IMPLIED_DOMAINS:
+            opsets.setdefault(d, IMPLIED_DOMAINS[d])
     functions, overloads = _fused_functions(graph, opsets.get("", 1))
     if functions:
         opsets.setdefault(DOMAIN, DOMAIN_VERSION)

@@ -69,6 +69,13 @@ class KernelDef:
 def _typed_formals(k: KernelDef, input_types, output_types):
     """(TypeProto, type-constraint name) for each input and output of a node of `k`'s op."""
     schema = schema_for(k.op_type, k.since, k.domain)
+    custom = CUSTOM_FORMALS.get((k.domain, k.op_type)) if schema is None else None
+    if custom is not None:  # an op without onnx schema whose kernel module named its formals
+        for formals, types in zip(custom, (input_types, output_types)):
+            for i, tp in enumerate(types):
+                if formals:
+                    yield tp, formals[min(i, len(formals) - 1)]
+        return
     if schema is None:  # no schema: "*" covers every tensor
         for tp in list(input_types) + list(output_types):
             yield tp, "*"
@@ -108,6 +115,16 @@ _REGISTRY: dict[tuple[str, str, int, str], KernelDef] = {}
 CONTROL_FLOW = "control flow: it runs subgraphs chosen at run time"
 DATA_DEPENDENT = "its output shape depends on the input data"
 HOST_ROUND_TRIP = "it reads device values on the host (or uploads host tables) while it runs"
+
+# (domain, op) -> (input constraints, output constraints) for ops onnx has no schema for
+# (com.microsoft): the type-constraint name of each formal, as onnxruntime's schema names it.
+CUSTOM_FORMALS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def declare_formals(domain: str, op_type: str, inputs: Iterable[str], outputs: Iterable[str]) -> None:
+    """Name the type constraint of each input and output of a schema-less op, so that its
+    kernels can declare ``types`` per constraint; the last name repeats for variadic formals."""
+    CUSTOM_FORMALS[(domain, op_type)] = (tuple(inputs), tuple(outputs))
 
 
 def kernel(op_type: str, since: int | Iterable[int], *, domain: str = "",

@@ -120,7 +120,8 @@ def Gelu(ctx, X, *, approximate="none"):
     xp = ctx.xp
     if approximate == "tanh":   # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u)
         c = 2 * math.sqrt(2 / math.pi)
-        return _act(ctx, lambda x: x * _sigmoid(xp, c * (x + 0.044715 * x ** 3)), X)
+        # x * x * x rather than x ** 3: numpy has no fast path for a cube
+        return _act(ctx, lambda x: x * _sigmoid(xp, c * (x + 0.044715 * (x * x * x))), X)
     if approximate != "none":
         raise ValueError(f"Gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return _act(ctx, lambda x: 0.5 * x * erfc(xp, x * -(1 / math.sqrt(2))), X)

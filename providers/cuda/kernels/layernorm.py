@@ -68,8 +68,8 @@ def run_layernorm(X, Scale, B, a: int, epsilon: float, want_mean: bool, want_inv
     return y, mean, inv
 
 
-@kernel("LayerNormalization", since=17, provider="cuda",
-        types={"T": FLOAT, "U": frozenset({"float32"})})
+@kernel("LayerNormalization", since=17, provider="cuda", types={"T": FLOAT, "U": frozenset({"float32"})})
+@kernel("LayerNormalization", since=1, provider="cuda", types={"*": FLOAT})  # onnxruntime's pre-17 op
 def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1):
     """Normalize over the axes from `axis` on (raw CUDA); outputs Y, Mean, InvStdDev."""
     if cu.on_device(ctx, X, Scale, B) and X.ndim > 0:

@@ -1,0 +1,82 @@
+"""GELU family and bias adds of onnxruntime's com.microsoft domain: Gelu, FastGelu, BiasGelu,
+QuickGelu, BiasAdd and BiasSplitGelu.
+
+The formulas are the ai.onnx activation kernels (activations.py): the erf GELU, the tanh GELU,
+x * sigmoid(alpha * x); float16 runs in float32 and rounds once at the end.  BiasAdd and
+BiasSplitGelu exist only on onnxruntime's CUDA provider (Stable Diffusion's UNet); their
+semantics are from its ContribOperators.md.
+"""
+from __future__ import annotations
+
+from ortgpu.providers.dtype_sets import FLOAT
+from ortgpu.providers.kernels import activations
+from ortgpu.providers.kernels.elementwise import compute_in
+from ortgpu.providers.registry import kernel
+
+MS = "com.microsoft"
+
+
+def _check_bias(op, name, bias, x):
+    """A bias must match the last axis of x."""
+    if bias.ndim != 1 or bias.shape[0] != x.shape[-1]:
+        raise ValueError(f"{op}: input '{name}' must have shape ({x.shape[-1]},) (the last axis of "
+                         f"the input), got {tuple(bias.shape)}")
+
+
+def _add_bias(ctx, x, bias):
+    """x + bias computed in float32 for float16 (one rounding, as onnxruntime's fused kernels)."""
+    return compute_in(ctx, lambda a, b: a + b, x, bias, widen_half=True)
+
+
+@kernel("Gelu", since=1, domain=MS, types={"*": FLOAT})
+def Gelu(ctx, X):
+    """x * Phi(x) with the error function."""
+    return activations.Gelu(ctx, X, approximate="none")
+
+
+@kernel("FastGelu", since=1, domain=MS, types={"*": FLOAT})
+def FastGelu(ctx, X, bias=None):
+    """The tanh approximation of GELU of X (+ bias over the last axis)."""
+    if bias is not None:
+        _check_bias("FastGelu", "bias", bias, X)
+        X = _add_bias(ctx, X, bias)
+    return activations.Gelu(ctx, X, approximate="tanh")
+
+
+@kernel("BiasGelu", since=1, domain=MS, types={"*": FLOAT})
+def BiasGelu(ctx, A, B):
+    """Erf GELU of A + B, B a bias over the last axis."""
+    _check_bias("BiasGelu", "B", B, A)
+    return activations.Gelu(ctx, _add_bias(ctx, A, B), approximate="none")
+
+
+@kernel("QuickGelu", since=1, domain=MS, types={"*": FLOAT})
+def QuickGelu(ctx, X, *, alpha=1.702):
+    """x * sigmoid(alpha * x), the GELU approximation of CLIP-style models."""
+    return activations.Swish(ctx, X, alpha=alpha)
+
+
+@kernel("BiasAdd", since=1, domain=MS, types={"*": FLOAT})
+def BiasAdd(ctx, X, bias, skip):
+    """X + bias + skip for X and skip of shape (N, S, C), bias of shape (C,)."""
+    if X.ndim != 3 or skip.shape != X.shape:
+        raise ValueError(f"BiasAdd: input 'X' must be 3-D and 'skip' of the same shape, got "
+                         f"{tuple(X.shape)} and {tuple(skip.shape)}")
+    _check_bias("BiasAdd", "bias", bias, X)
+    return compute_in(ctx, lambda a, b, s: a + b + s, X, bias, skip, widen_half=True)
+
+
+@kernel("BiasSplitGelu", since=1, domain=MS, types={"*": FLOAT})
+def BiasSplitGelu(ctx, X, bias):
+    """(X + bias) split in two halves along the last axis: left * Gelu(right)."""
+    if X.ndim != 3 or X.shape[-1] % 2:
+        raise ValueError(f"BiasSplitGelu: input 'X' must be (N, S, D) with D even, got {tuple(X.shape)}")
+    _check_bias("BiasSplitGelu", "bias", bias, X)
+    half = X.shape[-1] // 2
+
+    def fn(a, b):
+        s = a + b
+        left, right = s[..., :half], s[..., half:]
+        return left * activations.Gelu(ctx, right, approximate="none")
+
+    return compute_in(ctx, fn, X, bias, widen_half=True)

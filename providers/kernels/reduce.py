@@ -139,7 +139,7 @@ def reduce(ctx, name: str, data, axes, keepdims: int, noop: bool = False):
         axes = tuple(range(data.ndim))
     else:
         axes = normalize_axes(axes, data.ndim)
-    keepdims = bool(keepdims)
+    keepdims = keepdims == 1  # onnxruntime keeps the reduced axes only for exactly 1 (2 and -1 drop them)
     if any(data.shape[a] == 0 for a in axes):  # reduction over an empty set: its identity
         shape = _reduced_shape(data.shape, axes, keepdims)
         return xp.full(shape, empty_value(wdt), dtype=wdt).astype(out_dtype)
@@ -162,7 +162,7 @@ def _register(name: str, attr_versions, input_versions):
         return reduce(ctx, name, data, axes, keepdims)
 
     def with_axes_input(ctx, data, axes=None, *, keepdims=1, noop_with_empty_axes=0):
-        return reduce(ctx, name, data, _axes_from_input(axes), keepdims, bool(noop_with_empty_axes))
+        return reduce(ctx, name, data, _axes_from_input(axes), keepdims, noop_with_empty_axes == 1)
 
     for fn, how in ((with_axes_attribute, "axes as an attribute"), (with_axes_input, "axes as an input")):
         fn.__name__ = fn.__qualname__ = f"{name}_{fn.__name__}"

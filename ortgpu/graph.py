@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 from collections.abc import Iterable
 
 import numpy as np
 import onnx
 from onnx import AttributeProto, numpy_helper
 
-from ortgpu.errors import InvalidGraph
+from ortgpu.errors import Fail, InvalidGraph
 
 
 @dataclasses.dataclass
@@ -79,10 +80,23 @@ def tensor_to_array(t: onnx.TensorProto) -> np.ndarray:
     return arr
 
 
+# onnxruntime densifies a sparse initializer only up to the 2 GiB limit of embedded tensor data.
+DENSE_SPARSE_LIMIT = 2**31
+
+
 def sparse_to_array(sp: onnx.SparseTensorProto) -> np.ndarray:
+    """The dense array of a sparse tensor; its declared size is checked before anything is
+    allocated (Fail naming the tensor, its dims and the bytes when above DENSE_SPARSE_LIMIT)."""
     values = tensor_to_array(sp.values)
     idx = tensor_to_array(sp.indices).astype(np.int64)
-    dense = np.zeros(tuple(sp.dims), dtype=values.dtype)
+    dims = [int(d) for d in sp.dims]
+    if any(d < 0 for d in dims):
+        raise InvalidGraph(f"Sparse tensor '{sp.values.name}' has negative dims {dims}")
+    nbytes = math.prod(dims) * values.dtype.itemsize
+    if nbytes > DENSE_SPARSE_LIMIT:
+        raise Fail(f"Sparse tensor: {sp.values.name} (dims {dims}) dense data size of {nbytes} bytes exceeds "
+                   f"the {DENSE_SPARSE_LIMIT} byte limit for embedded initializer data.")
+    dense = np.zeros(tuple(dims), dtype=values.dtype)
     try:
         if idx.ndim == 1:
             dense.reshape(-1)[idx] = values

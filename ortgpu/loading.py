@@ -5,7 +5,10 @@ InvalidArgument, InvalidGraph, Fail), never a traceback from deep inside onnx.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
+import stat
 
 import onnx
 import onnx.defs
@@ -14,9 +17,13 @@ import onnx.shape_inference
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile
+from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile, NotImplemented  # noqa: A004
 
 _SHAPE_INFERENCE_LIMIT = 1_800_000_000  # bytes: onnx infers in memory up to the 2 GB protobuf limit
+_PROTOBUF_LIMIT = 2**31 - 1  # bytes: protobuf parses no message larger than this
+# session config entry naming the folder that external data of a model given as bytes (or as a
+# ModelProto) is read from; without it such a model's external data is refused.
+EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 
 
 def read_model(source) -> tuple[onnx.ModelProto, str, str]:
@@ -32,17 +39,29 @@ def read_model(source) -> tuple[onnx.ModelProto, str, str]:
         path = os.fspath(source)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        if not os.path.exists(path):
-            raise NoSuchFile(f"Load model from {path} failed:Load model {path} failed. File doesn't exist")
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except IsADirectoryError:
-            raise InvalidProtobuf(f"Load model from {path} failed:Protobuf parsing failed.") from None
-        except OSError as e:
-            raise Fail(f"Load model from {path} failed:{e.strerror}") from None
-        return _parse(data, path), os.path.dirname(os.path.abspath(path)), "model_loading_uri"
+        return _parse(_read_file(path), path), os.path.dirname(os.path.abspath(path)), "model_loading_uri"
     raise TypeError(f"Unable to load from type '{type(source)}'")
+
+
+def _read_file(path: str) -> bytes:
+    """The bytes of a model file.  Only a regular file of at most protobuf's 2 GB limit is read,
+    and no more than its size: a device, a pipe or /dev/zero would otherwise be read forever."""
+    if "\0" in path or not os.path.exists(path):
+        raise NoSuchFile(f"Load model from {path} failed:Load model {path} failed. File doesn't exist")
+    refused = f"Load model from {path} failed:Protobuf parsing failed."
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidProtobuf(f"{refused} (not a regular file)")
+            if st.st_size > _PROTOBUF_LIMIT:
+                raise InvalidProtobuf(f"{refused} (the file has {st.st_size} bytes, more than protobuf's "
+                                      f"limit of {_PROTOBUF_LIMIT})")
+            return f.read(st.st_size)
+    except IsADirectoryError:
+        raise InvalidProtobuf(refused) from None
+    except OSError as e:
+        raise Fail(f"Load model from {path} failed:{e.strerror}") from None
 
 
 def _parse(data: bytes, path: str | None) -> onnx.ModelProto:
@@ -61,6 +80,68 @@ def _parse(data: bytes, path: str | None) -> onnx.ModelProto:
 def _require_graph(model: onnx.ModelProto) -> None:
     if not model.HasField("graph"):
         raise InvalidArgument("No graph was found in the protobuf.")
+
+
+def _graphs(graph: onnx.GraphProto):
+    """`graph` and every subgraph in it, depth first."""
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _graphs(g)
+
+
+def _all_graphs(model: onnx.ModelProto):
+    yield from _graphs(model.graph)
+    for f in model.functions:
+        for n in f.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    yield from _graphs(a.g)
+
+
+def check_names(model: onnx.ModelProto) -> None:
+    """Every name a node carries must be valid UTF-8 (protobuf hands invalid text back as bytes,
+    which no later step can handle): InvalidGraph naming the node and the field."""
+    nodes = [n for g in _all_graphs(model) for n in g.node] + [n for f in model.functions for n in f.node]
+    for n in nodes:
+        for field in ("name", "op_type", "domain"):
+            if isinstance(getattr(n, field), bytes):
+                raise InvalidGraph(f"Node {n.op_type!r}: its {field} {getattr(n, field)!r} is not valid UTF-8")
+        for field in ("input", "output"):
+            for x in getattr(n, field):
+                if isinstance(x, bytes):
+                    raise InvalidGraph(f"Node '{n.name}' ({n.op_type}): {field} name {x!r} is not valid UTF-8")
+        for a in n.attribute:
+            if isinstance(a.name, bytes) or isinstance(a.ref_attr_name, bytes):
+                raise InvalidGraph(f"Node '{n.name}' ({n.op_type}): attribute name "
+                                   f"{a.name if isinstance(a.name, bytes) else a.ref_attr_name!r} "
+                                   f"is not valid UTF-8")
+    for g in _all_graphs(model):
+        for vi in list(g.input) + list(g.output) + list(g.value_info) + list(g.initializer):
+            if isinstance(vi.name, bytes):
+                raise InvalidGraph(f"Graph '{g.name}': value name {vi.name!r} is not valid UTF-8")
+
+
+def check_patterns(model: onnx.ModelProto) -> None:
+    """RegexFullMatch patterns compile with RE2 at load, as onnxruntime compiles them when it
+    creates the kernel: a pattern RE2 refuses fails the session (Fail), not the first run."""
+    from ortgpu.providers.kernels.strings import PatternError, compile_pattern  # noqa: PLC0415
+    for g in _all_graphs(model):
+        for n in g.node:
+            if n.op_type != "RegexFullMatch" or n.domain not in ("", "ai.onnx"):
+                continue
+            for a in n.attribute:
+                if a.name == "pattern" and a.type == onnx.AttributeProto.STRING:
+                    try:
+                        compile_pattern(a.s.decode("utf-8", "surrogateescape"))
+                    except PatternError as e:
+                        raise Fail(f"Exception during initialization: node '{n.name}': {e}") from None
+                    except NotImplementedError as e:  # google-re2 is not installed
+                        raise NotImplemented(str(e)) from None
 
 
 def check_versions(model: onnx.ModelProto) -> None:
@@ -122,9 +203,19 @@ def _all_tensors(model: onnx.ModelProto):
     yield from external_data_helper._get_all_tensors(model)
 
 
-def load_external_data(model: onnx.ModelProto, base_dir: str) -> None:
-    """Read external tensors from files under `base_dir`; refuse paths that leave it."""
-    base = os.path.realpath(base_dir)
+def external_base(base_dir: str | None, kind: str, config: dict | None) -> str | None:
+    """The folder external data is read from: the model file's folder for a path; for bytes or a
+    ModelProto only the folder the session config names (None: external data is refused)."""
+    if kind == "model_loading_uri":
+        return base_dir
+    folder = (config or {}).get(EXTERNAL_FOLDER_KEY)
+    return folder if folder else None
+
+
+def load_external_data(model: onnx.ModelProto, base_dir: str | None) -> None:
+    """Read external tensors from files under `base_dir`; refuse paths that leave it, and every
+    external tensor when `base_dir` is None (a model from bytes with no folder named)."""
+    base = os.path.realpath(base_dir) if base_dir is not None else None
     for t in _all_tensors(model):
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -133,25 +224,79 @@ def load_external_data(model: onnx.ModelProto, base_dir: str) -> None:
         if not loc:
             raise Fail(f"Tensor '{t.name}' has external data without a location")
         prefix = f"External data path validation failed for initializer: {t.name}. Error: "
-        if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
-            raise Fail(f"{prefix}Absolute path not allowed for external data location: \"{loc}\"")
-        full = os.path.realpath(os.path.join(base, loc))
-        if os.path.commonpath([full, base]) != base:
-            raise Fail(f"{prefix}External data path escapes model directory. External data path: "
-                       f"\"{loc}\" resolved path: \"{full}\" allowed directory: \"{base}\"")
-        if not os.path.isfile(full):
-            raise Fail(f"{prefix}External data path does not exist: \"{full}\"")
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
+        if base is None:
+            raise Fail(f"{prefix}the model was given as bytes or a ModelProto, so external data \"{loc}\" "
+                       f"has no folder to be read from: name one with the session config entry "
+                       f"'{EXTERNAL_FOLDER_KEY}'")
+        full = _external_path(loc, base, prefix)
+        offset = _external_number(info, "offset", t.name, signed=True) or 0
+        length = _external_number(info, "length", t.name, signed=False)
+        need = _tensor_nbytes(t)
+        if length is None:
+            length = need
+        elif need is not None and length != need:
+            raise Fail(f"External data of tensor '{t.name}' has length {length}, but its dims {list(t.dims)} "
+                       f"and element type need {need} bytes")
         size = os.path.getsize(full)
-        if offset < 0 or offset > size or (length is not None and offset + int(length) > size):
+        if offset < 0 or offset > size or (length is not None and offset + length > size):
             raise Fail(f"External data of tensor '{t.name}' (offset {offset}, length {length}) "
                        f"lies outside file '{loc}' of {size} bytes")
         with open(full, "rb") as f:
             f.seek(offset)
-            t.raw_data = f.read(int(length)) if length is not None else f.read()
+            t.raw_data = f.read(length) if length is not None else f.read(size - offset)
         del t.external_data[:]
         t.data_location = onnx.TensorProto.DEFAULT
+
+
+def _external_path(loc: str, base: str, prefix: str) -> str:
+    """The real path of external-data location `loc`, which must be a file inside `base`."""
+    if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
+        raise Fail(f"{prefix}Absolute path not allowed for external data location: \"{loc}\"")
+    if "\0" in loc:  # C++ reads the path up to its NUL byte; no file has such a name
+        raise Fail(f"{prefix}External data path does not exist: \"{loc!r}\" (it holds a NUL byte)")
+    full = os.path.realpath(os.path.join(base, loc))
+    if os.path.commonpath([full, base]) != base:
+        raise Fail(f"{prefix}External data path escapes model directory. External data path: "
+                   f"\"{loc}\" resolved path: \"{full}\" allowed directory: \"{base}\"")
+    if not os.path.isfile(full):
+        raise Fail(f"{prefix}External data path does not exist: \"{full}\"")
+    return full
+
+
+_SIGNED = re.compile(r"-?[0-9]+")
+_UNSIGNED = re.compile(r"[0-9]+")
+
+
+def _external_number(info: dict, key: str, tensor: str, signed: bool) -> int | None:
+    """An integer field of external data ("offset", "length"), read strictly as onnxruntime reads
+    it: decimal digits only (no space, '+', exponent or hex; no '-' for the unsigned length)."""
+    text = info.get(key)
+    if text is None:
+        return None
+    if not (_SIGNED if signed else _UNSIGNED).fullmatch(text):
+        kind = "a decimal integer" if signed else "a non-negative decimal integer"
+        raise Fail(f"External data of tensor '{tensor}': field '{key}' is {text!r}, expected {kind} "
+                   f"(Failed to parse value)")
+    return int(text)
+
+
+_SUBBYTE_BITS = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4, onnx.TensorProto.FLOAT4E2M1: 4}
+_SUBBYTE_BITS.update({getattr(onnx.TensorProto, n): 2 for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)})
+
+
+def _tensor_nbytes(t: onnx.TensorProto) -> int | None:
+    """The bytes a tensor's dims and type call for (what onnxruntime reads without a length);
+    None for strings and unknown types, which are read to the end of the file."""
+    n = math.prod(int(d) for d in t.dims)
+    if t.data_type in _SUBBYTE_BITS:
+        return (n * _SUBBYTE_BITS[t.data_type] + 7) // 8
+    try:
+        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+    except Exception:  # noqa: BLE001 - an unknown data_type is reported where the tensor is read
+        return None
+    if dt.kind == "O" or n < 0:
+        return None
+    return n * dt.itemsize
 
 
 def override_free_dims(model: onnx.ModelProto, by_name: dict, by_denotation: dict) -> None:
@@ -169,12 +314,15 @@ def override_free_dims(model: onnx.ModelProto, by_name: dict, by_denotation: dic
                 d.dim_value = value
 
 
-def prepare_model(source, by_name=None, by_denotation=None) -> tuple[onnx.ModelProto, str]:
-    """read, check versions, resolve external data, inline local functions, infer shapes."""
+def prepare_model(source, by_name=None, by_denotation=None, config=None) -> tuple[onnx.ModelProto, str]:
+    """read, check versions, resolve external data, inline local functions, infer shapes.
+    `config`: the session's config entries (the folder of external data for a model from bytes)."""
     model, base_dir, kind = read_model(source)
+    check_names(model)
     check_versions(model)
     check_structure(model.graph)
-    load_external_data(model, base_dir)
+    check_patterns(model)
+    load_external_data(model, external_base(base_dir, kind, config))
     if by_name or by_denotation:
         override_free_dims(model, by_name or {}, by_denotation or {})
     if model.functions:

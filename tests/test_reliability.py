@@ -92,3 +92,223 @@ def test_cast_refuses_hex_digits_without_prefix_and_overflow():
     for s in ("abc", "ff", "1e999"):
         with pytest.raises(errors.RuntimeException, match="Cast"):
             sess.run(None, {"x": np.array([s], dtype=object)})
+
+
+# --- item 2: RegexFullMatch runs RE2 (linear time) and refuses what RE2 refuses -------------
+def _regex_model(pattern: str) -> bytes:
+    return _model([h.make_node("RegexFullMatch", ["x"], ["y"], pattern=pattern)],
+                  [h.make_tensor_value_info("x", T.STRING, [None])], [h.make_tensor_value_info("y", T.BOOL, [None])],
+                  opset=20)
+
+
+def test_regex_catastrophic_pattern_is_linear_time():
+    import time  # noqa: PLC0415
+    texts = np.array(["a" * 28, "a" * 40, "a" * 5000, "aaab"], dtype=object)
+    want, got = _both(_regex_model("(a+)+b"), {"x": texts})
+    t0 = time.perf_counter()
+    ortgpu.InferenceSession(_regex_model("(a+)+b"), providers=CPU).run(None, {"x": texts})
+    assert time.perf_counter() - t0 < 2.0  # Python's re took 16 s on 28 characters
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[0], [False, False, False, True])
+
+
+@pytest.mark.parametrize("pattern", ["(a)\\1", "(?=a)a", "a(?!b)", "a{1001}", "[z-a]", "(", "a**", "\\Z", "x{2,1}"])
+def test_regex_patterns_re2_refuses_fail_at_load(pattern):
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.Fail):
+        ort.InferenceSession(_regex_model(pattern), providers=CPU)
+    with pytest.raises(errors.Fail, match="RegexFullMatch"):
+        ortgpu.InferenceSession(_regex_model(pattern), providers=CPU)
+
+
+@pytest.mark.parametrize("pattern", ["\\p{Greek}+", "(?i)A.*", "\\d+", "(?P<n>a)b", "é+", "[[:alpha:]]+"])
+def test_regex_re2_syntax_matches_onnxruntime(pattern):
+    texts = np.array(["a", "ab", "AbC", "123", "éé", "αβγ", "", "Ab"], dtype=object)
+    want, got = _both(_regex_model(pattern), {"x": texts})
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+# --- item 4: malformed external-data fields are typed Fail -----------------------------------
+def _external_model(folder, fields: dict) -> str:
+    (folder / "w.bin").write_bytes(np.arange(16, dtype=np.float32).tobytes())
+    t = onnx.TensorProto(name="w", data_type=T.FLOAT, dims=[4], data_location=T.EXTERNAL)
+    for k, v in fields.items():
+        t.external_data.add(key=k, value=v)
+    m = _model([h.make_node("Add", ["x", "w"], ["y"])], [h.make_tensor_value_info("x", T.FLOAT, [4])],
+               [h.make_tensor_value_info("y", T.FLOAT, [4])], initializers=[t])
+    path = folder / "m.onnx"
+    path.write_bytes(m)
+    return str(path)
+
+
+@pytest.mark.parametrize("fields", [
+    {"offset": "abc"}, {"length": "1e3"}, {"length": "-16"}, {"offset": " 4", "length": "16"},
+    {"offset": "0x10"}, {"offset": "+8"}, {"offset": "-4", "length": "16"}, {"length": "8"}, {"offset": "60", "length": "16"}],
+    ids=lambda f: repr(f))
+def test_bad_external_data_fields_fail_like_onnxruntime(tmp_path, fields):
+    path = _external_model(tmp_path, {"location": "w.bin", **fields})
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.Fail):
+        ort.InferenceSession(path, providers=CPU)
+    with pytest.raises(errors.Fail, match="'w'"):
+        ortgpu.InferenceSession(path, providers=CPU)
+
+
+def test_nul_byte_in_external_location_is_fail(tmp_path):
+    path = _external_model(tmp_path, {"location": "w\x00.bin"})
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.Fail):
+        ort.InferenceSession(path, providers=CPU)
+    with pytest.raises(errors.Fail, match="NUL"):
+        ortgpu.InferenceSession(path, providers=CPU)
+
+
+@pytest.mark.parametrize("fields", [{"offset": "4", "length": "16"}, {"checksum": "zz"}, {"offset": "8"}])
+def test_good_external_data_fields_match_onnxruntime(tmp_path, fields):
+    path = _external_model(tmp_path, {"location": "w.bin", **fields})
+    x = np.ones(4, np.float32)
+    want = ort.InferenceSession(path, providers=CPU).run(None, {"x": x})
+    got = ortgpu.InferenceSession(path, providers=CPU).run(None, {"x": x})
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+# --- item 5: a huge sparse declaration is refused before anything is allocated ----------------
+def _sparse_model(dims) -> bytes:
+    vals = onnx.numpy_helper.from_array(np.array([1.5], np.float32), "s")
+    idx = onnx.numpy_helper.from_array(np.array([5], np.int64), "i")
+    g = h.make_graph([h.make_node("ReduceSum", ["s"], ["y"], keepdims=0)], "g", [],
+                     [h.make_tensor_value_info("y", T.FLOAT, [])],
+                     sparse_initializer=[h.make_sparse_tensor(vals, idx, dims)])
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 13)]).SerializeToString()
+
+
+def test_huge_sparse_initializer_is_refused_with_its_size():
+    m = _sparse_model([10**6, 10**6])
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.Fail, match="exceeds"):
+        ort.InferenceSession(m, providers=CPU)
+    with pytest.raises(errors.Fail, match=r"s \(dims \[1000000, 1000000\]\).*4000000000000 bytes"):
+        ortgpu.InferenceSession(m, providers=CPU)
+
+
+def test_small_sparse_initializer_still_runs():
+    want, got = _both(_sparse_model([3, 4]), {})
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+# --- item 6: only regular files of at most 2 GB are read ------------------------------------
+def test_endless_model_file_is_refused_before_reading():
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidProtobuf):
+        ort.InferenceSession("/dev/zero", providers=CPU)
+    with pytest.raises(errors.InvalidProtobuf, match="not a regular file"):
+        ortgpu.InferenceSession("/dev/zero", providers=CPU)
+
+
+def test_fifo_model_file_is_refused_without_blocking(tmp_path):
+    import os  # noqa: PLC0415
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer exists, so opening does not block
+    try:
+        with pytest.raises(errors.InvalidProtobuf, match="not a regular file"):
+            ortgpu.InferenceSession(str(fifo), providers=CPU)
+    finally:
+        os.close(fd)
+
+
+def test_model_file_above_protobuf_limit_is_refused(tmp_path):
+    big = tmp_path / "big.onnx"
+    with open(big, "wb") as f:  # a sparse file: no disk is used
+        f.truncate(2**31 + 10)
+    with pytest.raises(errors.InvalidProtobuf, match="more than protobuf's limit"):
+        ortgpu.InferenceSession(str(big), providers=CPU)
+
+
+# --- item 9: invalid UTF-8 in names is a typed InvalidGraph at load ---------------------------
+def _relu_with_attribute_name(name: bytes) -> bytes:
+    n = h.make_node("Relu", ["x"], ["y"])
+    n.attribute.add(name="ok", type=onnx.AttributeProto.INT, i=1)
+    m = _model([n], [h.make_tensor_value_info("x", T.FLOAT, [2])], [h.make_tensor_value_info("y", T.FLOAT, [2])])
+    return m.replace(b"\x02ok", bytes([len(name)]) + name)
+
+
+def test_invalid_utf8_attribute_name_is_invalid_graph():
+    m = _relu_with_attribute_name(b"\xff\xfe")
+    with pytest.raises(errors.InvalidGraph, match="not valid UTF-8"):
+        ortgpu.InferenceSession(m, providers=CPU)
+
+
+def test_invalid_utf8_value_name_is_invalid_graph():
+    m = _model([h.make_node("Relu", ["x"], ["yy"])], [h.make_tensor_value_info("x", T.FLOAT, [2])],
+               [h.make_tensor_value_info("yy", T.FLOAT, [2])])
+    with pytest.raises(errors.InvalidGraph, match="not valid UTF-8"):
+        ortgpu.InferenceSession(m.replace(b"\x02yy", b"\x02\xc3\x28"), providers=CPU)
+
+
+# --- item 11: the profiler stops recording at a cap and says so ------------------------------
+def test_profiler_caps_records_and_notes_it(tmp_path, monkeypatch):
+    import json  # noqa: PLC0415
+
+    from ortgpu.profiling.recorder import Recorder  # noqa: PLC0415
+    assert Recorder.max_records == 1_000_000  # onnxruntime's cap
+    monkeypatch.setattr(Recorder, "max_records", 40)
+    m = _model([h.make_node("Relu", ["x"], ["a"]), h.make_node("Neg", ["a"], ["y"])],
+               [h.make_tensor_value_info("x", T.FLOAT, [2])], [h.make_tensor_value_info("y", T.FLOAT, [2])])
+    so = ortgpu.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "p")
+    sess = ortgpu.InferenceSession(m, so, providers=CPU)
+    for _ in range(200):
+        sess.run(None, {"x": np.ones(2, np.float32)})
+    assert len(sess._recorder._records) < 40 + 8  # at most one run past the cap
+    with open(sess.end_profiling()) as f:
+        events = json.load(f)
+    nodes = [e for e in events if e["cat"] == "Node"]
+    assert 0 < len(nodes) < 40
+    assert {e["args"]["op_name"] for e in nodes} == {"Relu", "Neg"}  # whole runs, replayed correctly
+    notes = [e["args"]["note"] for e in events if e["name"] == "note"]
+    assert any("stopped recording" in n for n in notes), notes
+
+
+# --- item 13: external data of a model from bytes needs a named folder, and stays in it ------
+_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+
+
+def _bytes_with_external(location: str) -> bytes:
+    t = onnx.TensorProto(name="w", data_type=T.FLOAT, dims=[4], data_location=T.EXTERNAL)
+    t.external_data.add(key="location", value=location)
+    return _model([h.make_node("Add", ["x", "w"], ["y"])], [h.make_tensor_value_info("x", T.FLOAT, [4])],
+                  [h.make_tensor_value_info("y", T.FLOAT, [4])], initializers=[t])
+
+
+def test_bytes_model_external_data_is_refused_without_folder(tmp_path, monkeypatch):
+    (tmp_path / "w.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    monkeypatch.chdir(tmp_path)  # the file is right there in the working directory
+    m = _bytes_with_external("w.bin")
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.Fail):  # onnxruntime: "model_path must not be empty"
+        ort.InferenceSession(m, providers=CPU)
+    with pytest.raises(errors.Fail, match=_FOLDER_KEY):
+        ortgpu.InferenceSession(m, providers=CPU)
+    proto = onnx.load_from_string(m)
+    with pytest.raises(errors.Fail, match=_FOLDER_KEY):
+        ortgpu.InferenceSession(proto, providers=CPU)
+
+
+def test_bytes_model_external_data_read_from_named_folder(tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    x = np.ones(4, np.float32)
+    results = []
+    for mod in (ort, ortgpu):
+        so = mod.SessionOptions()
+        so.add_session_config_entry(_FOLDER_KEY, str(folder))
+        results.append(mod.InferenceSession(_bytes_with_external("w.bin"), so, providers=CPU).run(None, {"x": x}))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "sub/../../secret.bin", "/etc/passwd", "etc/passwd"])
+def test_bytes_model_external_data_confined_to_folder(tmp_path, location):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"s" * 16)
+    so = ortgpu.SessionOptions()
+    so.add_session_config_entry(_FOLDER_KEY, str(folder))
+    with pytest.raises(errors.Fail, match="External data path validation failed"):
+        ortgpu.InferenceSession(_bytes_with_external(location), so, providers=CPU)

@@ -31,6 +31,7 @@ from ortgpu.precision.runtime import apply_precision, match_initializer
 from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
+from ortgpu.feeds import as_string_array, sequence_element_type
 from ortgpu.values import OrtValue
 
 _log = logging.getLogger("ortgpu")
@@ -488,8 +489,8 @@ def check_feed(name: str, value, tp: onnx.TypeProto, keep_device: bool = False):
             got = "a tensor" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
             raise InvalidArgument(f"input with name: '{name}' expected to be of type: {_ONNX_TYPE_SEQUENCE} "
                                   f"({type_str(tp)}) but received {got}")
-        return [check_feed(f"{name}[{i}]", v, tp.sequence_type.elem_type, keep_device)
-                for i, v in enumerate(value)]
+        elem = sequence_element_type(tp)
+        return [check_feed(f"{name}[{i}]", v, elem, keep_device) for i, v in enumerate(value)]
     if kind == "optional_type":
         if value is None:
             return None
@@ -550,8 +551,8 @@ def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor, keep_device: bool
                                       f"from the given {type(value).__name__} ({e})") from None
         else:
             raise InvalidArgument(f"Input '{name}' must be a numpy array, got {type(value).__name__}")
-    if value.dtype.kind in "US":
-        value = value.astype(object)
+    if value.dtype.kind in "US" or (expected == object and value.dtype == object):
+        value = as_string_array(name, value)
     check_tensor_meta(name, value.dtype, value.shape, tt)
     return value
 

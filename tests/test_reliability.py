@@ -312,3 +312,49 @@ def test_bytes_model_external_data_confined_to_folder(tmp_path, location):
     so.add_session_config_entry(_FOLDER_KEY, str(folder))
     with pytest.raises(errors.Fail, match="External data path validation failed"):
         ortgpu.InferenceSession(_bytes_with_external(location), so, providers=CPU)
+
+
+# --- item 14: feeds onnxruntime accepts -------------------------------------------------------
+def _concat_model() -> bytes:
+    return _model([h.make_node("StringConcat", ["x", "x"], ["y"])], [h.make_tensor_value_info("x", T.STRING, [2])],
+                  [h.make_tensor_value_info("y", T.STRING, [2])], opset=20)
+
+
+@pytest.mark.parametrize("feed", [
+    np.array([b"ab", "c\u00e9".encode()], dtype=object), np.array([b"ab", b"cd"]),
+    np.array(["ab", b"cd"], dtype=object)], ids=["object-bytes", "S-array", "mixed"])
+def test_string_feed_of_bytes_is_decoded_as_utf8(feed):
+    got = ortgpu.InferenceSession(_concat_model(), providers=CPU).run(None, {"x": feed})[0]
+    want = [(v.decode() if isinstance(v, bytes) else v) * 2 for v in feed.tolist()]
+    assert got.tolist() == want and all(type(v) is str for v in got.ravel())
+    # onnxruntime accepts the same feeds (it writes str(b'...') for bytes: not followed)
+    ort.InferenceSession(_concat_model(), providers=CPU).run(None, {"x": feed})
+
+
+def test_string_feed_of_other_objects_uses_str_like_onnxruntime():
+    feed = np.array([1, 2.5], dtype=object)
+    want, got = _both(_concat_model(), {"x": feed})
+    assert got[0].tolist() == want[0].tolist() == ["11", "2.52.5"]
+
+
+def test_string_feed_of_invalid_utf8_is_invalid_argument():
+    with pytest.raises(errors.InvalidArgument, match="'x'.*not valid UTF-8"):
+        ortgpu.InferenceSession(_concat_model(), providers=CPU).run(None, {"x": np.array([b"\xff", b"a"], dtype=object)})
+
+
+@pytest.mark.parametrize("elements", [[(2,), (3, 3)], [(3,)], [(2,), (2,)]], ids=["ranks", "dims", "declared"])
+def test_sequence_elements_of_other_shapes_match_onnxruntime(elements):
+    m = _model([h.make_node("SequenceAt", ["s", "i"], ["y"])],
+               [h.make_tensor_sequence_value_info("s", T.FLOAT, [2]), h.make_tensor_value_info("i", T.INT64, [])],
+               [h.make_tensor_value_info("y", T.FLOAT, None)])
+    seq = [np.arange(np.prod(s), dtype=np.float32).reshape(s) for s in elements]
+    want, got = _both(m, {"s": seq, "i": np.array(len(seq) - 1)})
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_sequence_element_of_wrong_type_is_still_refused():
+    m = _model([h.make_node("SequenceAt", ["s", "i"], ["y"])],
+               [h.make_tensor_sequence_value_info("s", T.FLOAT, [2]), h.make_tensor_value_info("i", T.INT64, [])],
+               [h.make_tensor_value_info("y", T.FLOAT, None)])
+    with pytest.raises(errors.InvalidArgument, match="double"):
+        ortgpu.InferenceSession(m, providers=CPU).run(None, {"s": [np.ones(2)], "i": np.array(0)})

@@ -144,6 +144,124 @@ def check_patterns(model: onnx.ModelProto) -> None:
                         raise NotImplemented(str(e)) from None
 
 
+# --- item 12 of issue 18: what onnxruntime refuses when it resolves the graph ------------------
+_SCHEMA_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training")
+# Checker complaints that onnxruntime reports elsewhere (check_ops_registered) or not at all.
+_CHECKER_LEAVES = ("deprecated", "No Op registered", "No opset import", "is not a registered function")
+
+
+def check_node_schemas(model: onnx.ModelProto) -> None:
+    """Each node of an onnx domain against its schema, as onnxruntime checks it with onnx's
+    checker: attribute names and types, required attributes, input and output counts.
+    InvalidGraph with onnxruntime's wording.  Subgraphs are checked node by node (a graph
+    attribute is replaced by an empty graph for its node's own check)."""
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = model.ir_version
+    ctx.opset_imports = {("" if i.domain == "ai.onnx" else i.domain): i.version for i in model.opset_import}
+    lex = onnx.checker.C.LexicalScopeContext()
+    for g in _all_graphs(model):
+        for n in g.node:
+            if n.domain not in _SCHEMA_DOMAINS:
+                continue
+            try:
+                onnx.checker.C.check_node(_without_subgraphs(n).SerializeToString(), ctx, lex)
+            except onnx.checker.ValidationError as e:
+                msg = str(e).split("==>")[0].strip()
+                if any(k in msg for k in _CHECKER_LEAVES):
+                    continue
+                raise InvalidGraph(f'This is an invalid model. In Node, ("{n.name}", {n.op_type}, "{n.domain}", -1) '
+                                   f": Error Node ({n.name}) has {msg}") from None
+
+
+def _without_subgraphs(n: onnx.NodeProto) -> onnx.NodeProto:
+    if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
+        return n
+    stub = onnx.NodeProto()
+    stub.CopyFrom(n)
+    for a in stub.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            a.g.CopyFrom(onnx.GraphProto(name=a.g.name or "subgraph"))
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            for g in a.graphs:
+                g.CopyFrom(onnx.GraphProto(name=g.name or "subgraph"))
+    return stub
+
+
+def check_duplicate_inputs(model: onnx.ModelProto) -> None:
+    """A name listed twice among a graph's inputs: onnxruntime's Fail."""
+    for g in _all_graphs(model):
+        seen = set()
+        for vi in g.input:
+            if vi.name in seen:
+                raise Fail(f"Error: Duplicate definition-site for ({vi.name}).")
+            seen.add(vi.name)
+
+
+_POOLS = ("MaxPool", "AveragePool", "LpPool")
+
+
+def check_pool_pads(model: onnx.ModelProto) -> None:
+    """Pooling pads must be smaller than the kernel: onnxruntime refuses the kernel (Fail);
+    a pad as wide as the window would pool nothing but padding."""
+    for g in _all_graphs(model):
+        for n in g.node:
+            if n.op_type not in _POOLS or n.domain not in ("", "ai.onnx"):
+                continue
+            attrs = {a.name: list(a.ints) for a in n.attribute if a.type == onnx.AttributeProto.INTS}
+            kernel, pads = attrs.get("kernel_shape", []), attrs.get("pads", [])
+            if not kernel or len(pads) != 2 * len(kernel):
+                continue
+            for i, k in enumerate(kernel):
+                if pads[i] >= k or pads[i + len(kernel)] >= k:
+                    raise Fail(f"Exception during initialization: node '{n.name}' ({n.op_type}): Pad should be "
+                               f"smaller than kernel. pads {pads}, kernel_shape {kernel}")
+
+
+# onnx's strict inference reports these; onnxruntime resolves the same graph without complaint
+# (a declared shape that differs from the inferred one is merged, with a warning).
+_TOLERATED = ("Inferred shape and existing shape differ", "differ in rank", "dimension mismatch",
+              "Can't merge shape info", "Unsupported op", "not registered", "No Op registered",
+              "is not a registered function", "Shape inference error(s)", "No opset import",
+              "expected to have type but instead is null",  # nodes out of file order
+              "sparse_tensor(")  # onnx types a sparse initializer sparse; onnxruntime densifies it
+_TYPE_ERRORS = ("TypeInferenceError", "has inconsistent type", "has unsupported type",
+                "bound to different types", "elem type differs", "type mismatch")
+
+
+def infer_and_check(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Shapes and types inferred by onnx.  Strict inference first: an error onnxruntime would
+    also raise (a type conflict, an input type outside the op's constraint, an op's own
+    inference refusing its attributes or shapes) fails the load with onnxruntime's class; a
+    complaint onnxruntime tolerates is let through.  The strict pass propagates no data
+    (onnxruntime's resolution does not read initializers' values); the lenient pass does, for
+    the shapes the planner uses."""
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=False)
+    except onnx.shape_inference.InferenceError as e:
+        _raise_if_refused(str(e))
+    except Exception:  # noqa: BLE001 - anything else from onnx: the lenient pass decides
+        pass
+    return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+
+
+def _raise_if_refused(message: str) -> None:
+    """Raise onnxruntime's error for the first refused complaint in onnx's inference message.
+    Complaints from inside a function body (a nested "Inference error(s)" list) are left out:
+    onnxruntime checks a function op by its schema, and onnx versions differ in the bodies."""
+    for err in [m.strip() for m in re.split(r"\(op_type:", message)[1:]] or [message]:
+        if "Inference error(s)" in err:
+            break  # a function body's errors follow
+        if any(k in err for k in _TOLERATED):
+            continue
+        text = "(op_type:" + err
+        if "has unsupported type" in err:
+            raise InvalidGraph(f"This is an invalid model. Type Error: {text}")
+        if any(k in err for k in _TYPE_ERRORS):
+            raise Fail(f"Type Error: {text}")
+        if "ShapeInferenceError" in err:
+            raise Fail(f"[ShapeInferenceError] {text}")
+
+
 def check_versions(model: onnx.ModelProto) -> None:
     """IR version and opset imports, as onnxruntime checks them (any IR up to the newest onnx
     knows; at least one opset import; an ai.onnx opset this onnx build defines)."""
@@ -327,12 +445,16 @@ def prepare_model(source, by_name=None, by_denotation=None, config=None) -> tupl
         override_free_dims(model, by_name or {}, by_denotation or {})
     if model.functions:
         model = _inline_functions(model)
+    check_node_schemas(model)
+    check_duplicate_inputs(model)
+    check_pool_pads(model)
     if model.ByteSize() < _SHAPE_INFERENCE_LIMIT:
         named = _dim_params(model.graph)
         try:
-            model = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
-                                                      data_prop=True)
-        except Exception:
+            model = infer_and_check(model)
+        except (Fail, InvalidGraph):
+            raise
+        except Exception:  # noqa: BLE001
             pass  # shapes are a help, not a requirement: the kernels compute real shapes
         else:
             _forget_invented_dims(model.graph, named)

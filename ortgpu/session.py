@@ -269,6 +269,8 @@ class InferenceSession:
 
     def _output_positions(self, output_names) -> list[int]:
         if not output_names:
+            if not self._plan.output_names:  # a graph without outputs: onnxruntime's run refuses it
+                raise InvalidArgument("At least one output should be requested.")
             return list(range(len(self._plan.output_names)))
         if isinstance(output_names, str):
             raise TypeError("output_names must be a list of output names (or None), not a str")

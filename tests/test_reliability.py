@@ -358,3 +358,73 @@ def test_sequence_element_of_wrong_type_is_still_refused():
                [h.make_tensor_value_info("y", T.FLOAT, None)])
     with pytest.raises(errors.InvalidArgument, match="double"):
         ortgpu.InferenceSession(m, providers=CPU).run(None, {"s": [np.ones(2)], "i": np.array(0)})
+
+
+# --- item 12: what onnxruntime refuses at load (or at run) is refused, with its error class ----
+def _F(name, shape, t=T.FLOAT):
+    return h.make_tensor_value_info(name, t, shape)
+
+
+_ONE = np.ones(2, np.float32)
+_REFUSED = {  # name: (model bytes, feeds)
+    "output_declared_int64": (_model([h.make_node("Relu", ["x"], ["y"])], [_F("x", [2])], [_F("y", [2], T.INT64)]),
+                              {"x": _ONE}),
+    "add_float_int64": (_model([h.make_node("Add", ["x", "z"], ["y"])], [_F("x", [2]), _F("z", [2], T.INT64)],
+                               [_F("y", [2])]), {"x": _ONE, "z": np.ones(2, np.int64)}),
+    "conv_dilations_0": (_model([h.make_node("Conv", ["x", "w"], ["y"], dilations=[0, 0])],
+                                [_F("x", [1, 1, 4, 4]), _F("w", [1, 1, 2, 2])], [_F("y", None)]),
+                         {"x": np.ones((1, 1, 4, 4), np.float32), "w": np.ones((1, 1, 2, 2), np.float32)}),
+    "maxpool_pads_ge_kernel": (_model([h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[2, 2, 2, 2])],
+                                      [_F("x", [1, 1, 4, 4])], [_F("y", None)]),
+                               {"x": np.ones((1, 1, 4, 4), np.float32)}),
+    "if_two_element_condition": (_model([h.make_node(
+        "If", ["c"], ["y"], then_branch=h.make_graph([h.make_node("Identity", ["x"], ["t"])], "then", [], [_F("t", [2])]),
+        else_branch=h.make_graph([h.make_node("Neg", ["x"], ["e"])], "else", [], [_F("e", [2])]))],
+        [_F("c", [2], T.BOOL), _F("x", [2])], [_F("y", [2])]), {"c": np.array([True, False]), "x": _ONE}),
+    "duplicate_graph_inputs": (_model([h.make_node("Relu", ["x"], ["y"])], [_F("x", [2]), _F("x", [2])],
+                                      [_F("y", [2])]), {"x": _ONE}),
+    "no_outputs": (_model([h.make_node("Relu", ["x"], ["y"])], [_F("x", [2])], []), {"x": _ONE}),
+    "string_into_relu": (_model([h.make_node("Relu", ["x"], ["y"])], [_F("x", [2], T.STRING)], [_F("y", [2], T.STRING)]),
+                         {"x": np.array(["a", "b"], dtype=object)}),
+    "unknown_attribute": (_model([h.make_node("Relu", ["x"], ["y"], foo=1)], [_F("x", [2])], [_F("y", [2])]),
+                          {"x": _ONE}),
+    "missing_required_attribute": (_model([h.make_node("Cast", ["x"], ["y"])], [_F("x", [2])], [_F("y", [2])]),
+                                   {"x": _ONE}),
+    "attribute_of_wrong_type": (_model([h.make_node("Concat", ["x", "x"], ["y"], axis=1.5)], [_F("x", [2])],
+                                       [_F("y", [4])]), {"x": _ONE}),
+    "too_many_inputs": (_model([h.make_node("Relu", ["x", "x"], ["y"])], [_F("x", [2])], [_F("y", [2])]), {"x": _ONE}),
+    "matmul_incompatible": (_model([h.make_node("MatMul", ["x", "w"], ["y"])], [_F("x", [2, 3]), _F("w", [4, 2])],
+                                   [_F("y", None)]),
+                            {"x": np.ones((2, 3), np.float32), "w": np.ones((4, 2), np.float32)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED))
+def test_models_onnxruntime_refuses_are_refused_with_its_class(case):
+    model, feeds = _REFUSED[case]
+    want, got = _both(model, feeds)
+    assert isinstance(want, Exception), want
+    assert isinstance(got, errors._OrtError), got
+    assert _same_error_class(want, got), (want, got)
+
+
+_TOLERATED = {  # onnx's strict inference complains; onnxruntime runs these
+    "output_shape_differs": (_model([h.make_node("Relu", ["x"], ["y"])], [_F("x", [2])], [_F("y", [3])]), {"x": _ONE}),
+    "output_rank_differs": (_model([h.make_node("Relu", ["x"], ["y"])], [_F("x", [2])], [_F("y", [2, 1])]),
+                            {"x": _ONE}),
+    "nodes_out_of_order": (_model([h.make_node("Neg", ["a"], ["y"]), h.make_node("Relu", ["x"], ["a"])],
+                                  [_F("x", [2])], [_F("y", [2])]), {"x": _ONE}),
+    "gather_index_out_of_range_constant": (_model(
+        [h.make_node("Gather", ["x", "i"], ["y"])], [_F("x", [2])], [_F("y", None)],
+        initializers=[h.make_tensor("i", T.INT64, [1], [1])]), {"x": _ONE}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_TOLERATED))
+def test_models_onnxruntime_runs_still_run(case):
+    model, feeds = _TOLERATED[case]
+    want, got = _both(model, feeds)
+    assert not isinstance(want, Exception), want
+    assert not isinstance(got, Exception), got
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

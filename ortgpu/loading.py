@@ -187,6 +187,35 @@ def _without_subgraphs(n: onnx.NodeProto) -> onnx.NodeProto:
     return stub
 
 
+_ELEM_TYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v != onnx.TensorProto.UNDEFINED)
+
+
+def _bad_elem_type(tp: onnx.TypeProto) -> int | None:
+    """The first invalid tensor element type in `tp` (also inside sequences, optionals, maps)."""
+    kind = tp.WhichOneof("value")
+    if kind in ("tensor_type", "sparse_tensor_type"):
+        t = getattr(tp, kind).elem_type
+        return None if t in _ELEM_TYPES else t
+    if kind == "sequence_type":
+        return _bad_elem_type(tp.sequence_type.elem_type)
+    if kind == "optional_type":
+        return _bad_elem_type(tp.optional_type.elem_type)
+    if kind == "map_type":
+        return _bad_elem_type(tp.map_type.value_type)
+    return None
+
+
+def check_declared_types(model: onnx.ModelProto) -> None:
+    """Declared tensor element types (graph inputs, outputs, value_info) must be types ONNX
+    defines: onnxruntime's InvalidArgument ("Invalid tensor data type 0") otherwise."""
+    for g in _all_graphs(model):
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            bad = _bad_elem_type(vi.type)
+            if bad is not None:
+                raise InvalidArgument(f"Failed to load model with error: Invalid tensor data type {bad}. "
+                                      f"(value '{vi.name}' of graph '{g.name}')")
+
+
 def check_duplicate_inputs(model: onnx.ModelProto) -> None:
     """A name listed twice among a graph's inputs: onnxruntime's Fail."""
     for g in _all_graphs(model):
@@ -224,6 +253,7 @@ _TOLERATED = ("Inferred shape and existing shape differ", "differ in rank", "dim
               "is not a registered function", "Shape inference error(s)", "No opset import",
               "expected to have type but instead is null",  # nodes out of file order
               "sparse_tensor(")  # onnx types a sparse initializer sparse; onnxruntime densifies it
+_SUBGRAPH_OPS = ("Loop)", "If)", "Scan)", "SequenceMap)")
 _TYPE_ERRORS = ("TypeInferenceError", "has inconsistent type", "has unsupported type",
                 "bound to different types", "elem type differs", "type mismatch")
 
@@ -236,12 +266,35 @@ def infer_and_check(model: onnx.ModelProto) -> onnx.ModelProto:
     (onnxruntime's resolution does not read initializers' values); the lenient pass does, for
     the shapes the planner uses."""
     try:
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=False)
+        onnx.shape_inference.infer_shapes(_first_declarations(model), check_type=True, strict_mode=True,
+                                          data_prop=False)
     except onnx.shape_inference.InferenceError as e:
         _raise_if_refused(str(e))
     except Exception:  # noqa: BLE001 - anything else from onnx: the lenient pass decides
         pass
     return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+
+
+def _first_declarations(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy whose graph outputs are only those onnxruntime checks a type against:
+    the first declaration of a name listed twice, and no graph input or initializer (whose
+    declared output type onnxruntime does not compare)."""
+    g = model.graph
+    sources = {vi.name for vi in g.input} | {t.name for t in g.initializer}
+    names = [o.name for o in g.output]
+    if len(set(names)) == len(names) and not sources & set(names):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    seen = set(sources)
+    keep = []
+    for o in copy.graph.output:
+        if o.name not in seen:
+            seen.add(o.name)
+            keep.append(o)
+    del copy.graph.output[:]
+    copy.graph.output.extend(keep)
+    return copy
 
 
 def _raise_if_refused(message: str) -> None:
@@ -250,6 +303,8 @@ def _raise_if_refused(message: str) -> None:
     onnxruntime checks a function op by its schema, and onnx versions differ in the bodies."""
     for err in [m.strip() for m in re.split(r"\(op_type:", message)[1:]] or [message]:
         if "Inference error(s)" in err:
+            if err.startswith(_SUBGRAPH_OPS):
+                continue  # a subgraph's errors follow: onnxruntime checks subgraphs too
             break  # a function body's errors follow
         if any(k in err for k in _TOLERATED):
             continue
@@ -445,6 +500,7 @@ def prepare_model(source, by_name=None, by_denotation=None, config=None) -> tupl
         override_free_dims(model, by_name or {}, by_denotation or {})
     if model.functions:
         model = _inline_functions(model)
+    check_declared_types(model)
     check_node_schemas(model)
     check_duplicate_inputs(model)
     check_pool_pads(model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.registry import kernel
 
 
@@ -183,7 +184,10 @@ for _name, (_attr_versions, _input_versions) in VERSIONS.items():
 
 
 def _scalar_axis(axis, ndim):
-    a = int(np.asarray(axis.get() if hasattr(axis, "get") else axis).reshape(-1)[0])
+    arr = np.asarray(axis.get() if hasattr(axis, "get") else axis)
+    if arr.ndim > 1 or arr.size == 0:  # onnxruntime's check; the spec asks for a scalar
+        raise InvalidArgument(f"Axis tensor should be 0D or 1D (with one element), got shape {list(arr.shape)}")
+    a = int(arr.reshape(-1)[0])
     if not -ndim <= a < ndim:
         raise ValueError(f"axis {a} is out of range for a tensor of rank {ndim}")
     return a % ndim

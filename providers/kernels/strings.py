@@ -86,6 +86,10 @@ def compile_pattern(pattern: str):
     options = re2.Options()
     options.log_errors = False  # the error is raised, not also printed
     try:
+        pattern.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of the attribute that are not UTF-8 (kept as surrogates)
+        raise PatternError(f"RegexFullMatch: pattern {pattern!r} is not valid UTF-8") from None
+    try:
         return re2.compile(pattern, options)
     except re2.error as e:
         why = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)

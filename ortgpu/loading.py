@@ -5,6 +5,7 @@ InvalidArgument, InvalidGraph, Fail), never a traceback from deep inside onnx.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import re
@@ -266,8 +267,8 @@ def infer_and_check(model: onnx.ModelProto) -> onnx.ModelProto:
     (onnxruntime's resolution does not read initializers' values); the lenient pass does, for
     the shapes the planner uses."""
     try:
-        onnx.shape_inference.infer_shapes(_first_declarations(model), check_type=True, strict_mode=True,
-                                          data_prop=False)
+        onnx.shape_inference.infer_shapes(_in_order(_first_declarations(model)), check_type=True,
+                                          strict_mode=True, data_prop=False)
     except onnx.shape_inference.InferenceError as e:
         _raise_if_refused(str(e))
     except Exception:  # noqa: BLE001 - anything else from onnx: the lenient pass decides
@@ -275,25 +276,62 @@ def infer_and_check(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
 
 
-def _first_declarations(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`model`, or a copy whose graph outputs are only those onnxruntime checks a type against:
-    the first declaration of a name listed twice, and no graph input or initializer (whose
-    declared output type onnxruntime does not compare)."""
+def _in_order(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy with its main graph's nodes in topological order (onnx infers in file
+    order; onnxruntime sorts first), the file's order kept among independent nodes."""
     g = model.graph
-    sources = {vi.name for vi in g.input} | {t.name for t in g.initializer}
-    names = [o.name for o in g.output]
-    if len(set(names)) == len(names) and not sources & set(names):
+    producer = {o: i for i, n in enumerate(g.node) for o in n.output if o}
+    deps = [{producer[x] for x in n.input if x in producer} for n in g.node]
+    if all(all(j < i for j in d) for i, d in enumerate(deps)):
         return model
+    users: list[list[int]] = [[] for _ in g.node]
+    indeg = [len(d) for d in deps]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    ready = [i for i, k in enumerate(indeg) if k == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(g.node):
+        return model  # a cycle: refused elsewhere
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    seen = set(sources)
+    nodes = [copy.graph.node[i] for i in order]
+    sorted_nodes = [onnx.NodeProto() for _ in nodes]
+    for dst, src in zip(sorted_nodes, nodes):
+        dst.CopyFrom(src)
+    del copy.graph.node[:]
+    copy.graph.node.extend(sorted_nodes)
+    return copy
+
+
+def _first_declarations(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose declarations hold only what onnxruntime checks a value against:
+    the element type of the first declaration of each graph output (not of a graph input or
+    initializer listed as an output), and the element types of value_info.  Declared shapes of
+    outputs and intermediate values go: onnxruntime merges a conflicting one with a warning,
+    where onnx's strict inference would carry it into the next node and fail there."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    g = copy.graph
+    seen = {vi.name for vi in g.input} | {t.name for t in g.initializer}
     keep = []
-    for o in copy.graph.output:
+    for o in g.output:
         if o.name not in seen:
             seen.add(o.name)
             keep.append(o)
-    del copy.graph.output[:]
-    copy.graph.output.extend(keep)
+    del g.output[:]
+    g.output.extend(keep)
+    for vi in list(g.output) + list(g.value_info):
+        if vi.type.WhichOneof("value") == "tensor_type":
+            vi.type.tensor_type.ClearField("shape")
     return copy
 
 

@@ -327,8 +327,9 @@ def test_string_feed_of_bytes_is_decoded_as_utf8(feed):
     got = ortgpu.InferenceSession(_concat_model(), providers=CPU).run(None, {"x": feed})[0]
     want = [(v.decode() if isinstance(v, bytes) else v) * 2 for v in feed.tolist()]
     assert got.tolist() == want and all(type(v) is str for v in got.ravel())
-    # onnxruntime accepts the same feeds (it writes str(b'...') for bytes: not followed)
-    ort.InferenceSession(_concat_model(), providers=CPU).run(None, {"x": feed})
+    if feed.dtype == object:  # onnxruntime accepts these (it writes str(b'...') for bytes: not followed);
+        # for an S array it reads past the strings (output 'abcd,V' or a UnicodeDecodeError)
+        ort.InferenceSession(_concat_model(), providers=CPU).run(None, {"x": feed})
 
 
 def test_string_feed_of_other_objects_uses_str_like_onnxruntime():

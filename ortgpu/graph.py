@@ -162,7 +162,11 @@ def node_from_proto(p: onnx.NodeProto, opsets: dict[str, int], types: dict) -> N
 def from_proto(g: onnx.GraphProto, opsets: dict[str, int], outer_types: dict | None = None) -> Graph:
     """Convert a GraphProto (shape-inferred) into a Graph, nodes sorted topologically."""
     types: dict[str, onnx.TypeProto] = dict(outer_types or {})
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
+    fed = {vi.name for vi in g.input}
+    # a graph input's type is what is fed: a graph output of the same name declaring another
+    # type does not change it (onnxruntime does not check such a declaration)
+    declared = list(g.input) + list(g.value_info) + [vi for vi in g.output if vi.name not in fed]
+    for vi in declared:
         if vi.type.WhichOneof("value") is not None:
             types[vi.name] = vi.type
     inits = {}

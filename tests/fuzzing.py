@@ -532,6 +532,9 @@ def _worker(limit_bytes: int, case_seconds: int) -> None:
     import signal  # noqa: PLC0415
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
     jobs = json.loads(sys.stdin.readline())
+    import onnxruntime  # noqa: F401, PLC0415 - imported before any case's time limit starts
+
+    import ortgpu  # noqa: F401, PLC0415
     out = os.fdopen(os.dup(1), "w")  # the protocol's own copy of stdout; prints go to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr

@@ -7,7 +7,8 @@ three byte-level or structural mutations and builds feeds from the mutant's decl
 ``run_cases(seeds)`` runs them in workers (``python tests/fuzzing.py --worker``) and returns one
 Outcome per seed; ``scripts/fuzz_replay.py SEED`` replays one case in this process.
 
-An outcome is a failure of ortgpu when it crashed, hung (and onnxruntime did not), raised an
+An outcome is a failure of ortgpu when it crashed, hung (where onnxruntime neither hung nor
+crashed: "hang_both" is reported, not failed; an endless Loop is one), raised an
 untyped exception (anything but ortgpu.errors' classes or MemoryError, unless onnxruntime
 raised the same built-in class), or returned outputs that differ from onnxruntime's.
 """
@@ -418,15 +419,24 @@ def make_case(seed: int) -> Case:
 
 
 # --- running one case -------------------------------------------------------------------------
+class CaseTimeout(BaseException):
+    """The per-case time limit (SIGALRM).  A BaseException, so that no runtime's ``except
+    Exception`` turns a hang into an ordinary error."""
+
+
 def _outcome(mod, model: bytes, feeds: dict) -> dict:
     """{"stage": "ok"|"load"|"run", "error": class name, "message", "outputs"}."""
     feeds = {k: v.copy() for k, v in feeds.items()}
     try:
         sess = mod.InferenceSession(model, providers=["CPUExecutionProvider"])
+    except CaseTimeout:
+        raise
     except BaseException as e:  # noqa: BLE001 - the outcome
         return {"stage": "load", "error": type(e).__name__, "module": type(e).__module__, "message": str(e)[:300]}
     try:
         out = sess.run(None, feeds)
+    except CaseTimeout:
+        raise
     except BaseException as e:  # noqa: BLE001
         return {"stage": "run", "error": type(e).__name__, "module": type(e).__module__, "message": str(e)[:300]}
     return {"stage": "ok", "outputs": out}
@@ -547,23 +557,26 @@ def _worker(limit_bytes: int, case_seconds: int) -> None:
         out.flush()
 
     def alarm(*_):
-        raise TimeoutError("case time limit")
+        raise CaseTimeout()
 
     signal.signal(signal.SIGALRM, alarm)
     for seed, skip_ort in jobs:
         signal.alarm(case_seconds)
         try:
-            res = run_case(make_case(seed), skip_ort, lambda p, s=seed: emit(p, s))
-        except TimeoutError:
+            res = run_case(make_case(seed), bool(skip_ort), lambda p, s=seed: emit(p, s))
+        except CaseTimeout:
             if state["phase"] == "ort":  # onnxruntime's hang: ortgpu gets the case alone
                 signal.alarm(case_seconds)
                 try:
                     res = run_case(make_case(seed), True, lambda p, s=seed: emit(p, s))
                     res["ort"] = "hang"
-                except TimeoutError:
-                    res = {"seed": seed, "verdict": "hang", "detail": "case time limit (SIGALRM), both"}
+                except CaseTimeout:
+                    res = {"seed": seed, "verdict": "hang_both", "detail": "both runtimes past the time limit"}
+            elif skip_ort:  # onnxruntime hung or crashed on this case in an earlier worker
+                res = {"seed": seed, "verdict": "hang_both",
+                       "detail": f"ortgpu past the time limit; onnxruntime: {skip_ort} (e.g. an endless Loop)"}
             else:
-                res = {"seed": seed, "verdict": "hang", "detail": "case time limit (SIGALRM)"}
+                res = {"seed": seed, "verdict": "hang", "detail": "ortgpu past the case time limit (SIGALRM)"}
         finally:
             signal.alarm(0)
         out.write(json.dumps({"seed": seed, "result": res}, default=str) + "\n")
@@ -620,14 +633,18 @@ def run_cases(seeds, case_seconds: int = 20, memory_bytes: int = 6 << 30, log=No
             results_note = {"ort_" + (ended or "crash"): why}
             for job in rest:
                 if job[0] == current:
-                    job[1] = True
+                    job[1] = ended or "crash"  # onnxruntime's fault: ortgpu alone next
             pending = rest
             if log:
                 log({"seed": current, "verdict": "ort_" + (ended or "crash"), "detail": results_note})
             results.setdefault(-1 - current, {"seed": current, "verdict": "ort_" + (ended or "crash"),
                                               "detail": why})
             continue
-        results[current] = {"seed": current, "verdict": ended or "crash", "detail": why}
+        job = next((j for j in rest if j[0] == current), None)
+        verdict = ended or "crash"
+        if verdict == "hang" and job is not None and job[1]:
+            verdict = "hang_both"  # onnxruntime hung or crashed on this case too
+        results[current] = {"seed": current, "verdict": verdict, "detail": why}
         if log:
             log(results[current])
         pending = [job for job in rest if job[0] != current]

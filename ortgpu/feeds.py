@@ -1,5 +1,10 @@
 """What a model takes and gives (ModelIO), and the checks of what a caller feeds it, with
-onnxruntime's messages: names, element types, ranks and fixed dimensions."""
+onnxruntime's messages: names, element types, ranks and fixed dimensions.
+
+String tensors: the kernels take NumPy object arrays of ``str``; a feed of ``bytes`` (an object
+array holding bytes, or a NumPy ``S`` array) is decoded as UTF-8, other objects become their
+``str()``, as onnxruntime converts them.  Sequences: onnxruntime checks each element's element
+type only, not the shape the graph declares for the elements."""
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +70,8 @@ def check_feed(name: str, value, tp: onnx.TypeProto, keep_device: bool = False):
             got = "a tensor" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
             raise InvalidArgument(f"input with name: '{name}' expected to be of type: {_ONNX_TYPE_SEQUENCE} "
                                   f"({type_str(tp)}) but received {got}")
-        return [check_feed(f"{name}[{i}]", v, tp.sequence_type.elem_type, keep_device)
-                for i, v in enumerate(value)]
+        elem = sequence_element_type(tp)
+        return [check_feed(f"{name}[{i}]", v, elem, keep_device) for i, v in enumerate(value)]
     if kind == "optional_type":
         if value is None:
             return None
@@ -103,8 +108,8 @@ def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor, keep_device: bool
                                       f"from the given {type(value).__name__} ({e})") from None
         else:
             raise InvalidArgument(f"Input '{name}' must be a numpy array, got {type(value).__name__}")
-    if value.dtype.kind in "US":
-        value = value.astype(object)
+    if value.dtype.kind in "US" or (expected == object and value.dtype == object):
+        value = as_string_array(name, value)
     check_tensor_meta(name, value.dtype, value.shape, tt)
     return value
 
@@ -137,3 +142,41 @@ def check_dims(kind: str, name: str, got: tuple, expected) -> None:
         lines = "".join(f" index: {i} Got: {g} Expected: {e}\n" for i, g, e in bad)
         raise InvalidArgument(f"Got invalid dimensions for {kind}: {name} for the following indices\n"
                               f"{lines} Please fix either the inputs/outputs or the model.")
+
+
+def as_string_array(name: str, value: np.ndarray) -> np.ndarray:
+    """`value` (a U, S or object array fed for a string input) as an object array of str."""
+    if value.dtype.kind == "U":
+        return value.astype(object)
+    flat = value.ravel().tolist() if value.dtype.kind in "SO" else None
+    if flat is None:
+        return value  # a numeric array: the type check that follows refuses it
+    if value.dtype.kind == "O" and all(type(v) is str for v in flat):
+        return value  # the usual case: nothing to convert
+    out = []
+    for i, v in enumerate(flat):
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (bytes, bytearray, np.bytes_)):
+            try:
+                out.append(bytes(v).decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InvalidArgument(f"Input '{name}': element {i} is bytes that are not valid UTF-8 "
+                                      f"({e.reason} at byte {e.start}); a string tensor holds UTF-8 text") from None
+        else:
+            out.append(str(v))
+    arr = np.empty(len(out), dtype=object)
+    arr[:] = out
+    return arr.reshape(value.shape)
+
+
+def sequence_element_type(tp: onnx.TypeProto) -> onnx.TypeProto:
+    """The type each element of a sequence feed is checked against: the declared element type
+    without its shape (onnxruntime runs elements of any shape where the ops allow it)."""
+    elem = tp.sequence_type.elem_type
+    if elem.WhichOneof("value") != "tensor_type" or not elem.tensor_type.HasField("shape"):
+        return elem
+    loose = onnx.TypeProto()
+    loose.CopyFrom(elem)
+    loose.tensor_type.ClearField("shape")
+    return loose

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 from collections.abc import Iterable
 
 import numpy as np
 import onnx
 from onnx import AttributeProto, numpy_helper
 
-from ortgpu.errors import InvalidGraph
+from ortgpu.errors import Fail, InvalidGraph
 
 
 @dataclasses.dataclass
@@ -79,10 +80,23 @@ def tensor_to_array(t: onnx.TensorProto) -> np.ndarray:
     return arr
 
 
+# onnxruntime densifies a sparse initializer only up to the 2 GiB limit of embedded tensor data.
+DENSE_SPARSE_LIMIT = 2**31
+
+
 def sparse_to_array(sp: onnx.SparseTensorProto) -> np.ndarray:
+    """The dense array of a sparse tensor; its declared size is checked before anything is
+    allocated (Fail naming the tensor, its dims and the bytes when above DENSE_SPARSE_LIMIT)."""
     values = tensor_to_array(sp.values)
     idx = tensor_to_array(sp.indices).astype(np.int64)
-    dense = np.zeros(tuple(sp.dims), dtype=values.dtype)
+    dims = [int(d) for d in sp.dims]
+    if any(d < 0 for d in dims):
+        raise InvalidGraph(f"Sparse tensor '{sp.values.name}' has negative dims {dims}")
+    nbytes = math.prod(dims) * values.dtype.itemsize
+    if nbytes > DENSE_SPARSE_LIMIT:
+        raise Fail(f"Sparse tensor: {sp.values.name} (dims {dims}) dense data size of {nbytes} bytes exceeds "
+                   f"the {DENSE_SPARSE_LIMIT} byte limit for embedded initializer data.")
+    dense = np.zeros(tuple(dims), dtype=values.dtype)
     try:
         if idx.ndim == 1:
             dense.reshape(-1)[idx] = values
@@ -155,7 +169,11 @@ def node_from_proto(p: onnx.NodeProto, opsets: dict[str, int], types: dict) -> N
 def from_proto(g: onnx.GraphProto, opsets: dict[str, int], outer_types: dict | None = None) -> Graph:
     """Convert a GraphProto (shape-inferred) into a Graph, nodes sorted topologically."""
     types: dict[str, onnx.TypeProto] = dict(outer_types or {})
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
+    fed = {vi.name for vi in g.input}
+    # a graph input's type is what is fed: a graph output of the same name declaring another
+    # type does not change it (onnxruntime does not check such a declaration)
+    declared = list(g.input) + list(g.value_info) + [vi for vi in g.output if vi.name not in fed]
+    for vi in declared:
         if vi.type.WhichOneof("value") is not None:
             types[vi.name] = vi.type
     inits = {}

@@ -95,6 +95,8 @@ class RunCore:
     def output_positions(self, output_names) -> list[int]:
         """Positions of the wanted outputs (all for None or []); InvalidArgument for a bad name."""
         if not output_names:
+            if not self.output_names:  # a graph without outputs: onnxruntime's run refuses it
+                raise InvalidArgument("At least one output should be requested.")
             return list(range(len(self.output_names)))
         if isinstance(output_names, str):
             raise TypeError("output_names must be a list of output names (or None), not a str")

@@ -88,7 +88,8 @@ class InferenceSession:
         self._profiling_start_ns = self._recorder.start_ns if self._recorder else 0
         t0 = perf_counter_ns()
         model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
-                                               so._free_dims_by_denotation)
+                                               so._free_dims_by_denotation,
+                                               so._config)
         # ortgpu.precision=fp16|bf16: weights converted once, graph inputs and outputs kept
         model, self._precision_report = apply_precision(model, so)
         t1 = perf_counter_ns()

@@ -74,14 +74,24 @@ def tensor_metas(values) -> tuple:
 
 
 class Recorder:
-    """Timings of one profiled session, from construction to ``finish()``."""
+    """Timings of one profiled session, from construction to ``finish()``.
+
+    Like onnxruntime, which stops recording after 1,000,000 events, a recorder keeps at most
+    ``max_records`` records: a plan run that begins once the cap is reached records into a list
+    that is dropped after the run (so a run is recorded whole or not at all), and the trace
+    carries a note saying how many runs and spans were left out."""
+
+    max_records = 1_000_000
 
     def __init__(self, prefix: str):
         self.start_ns = time.time_ns()   # what get_profiling_start_time_ns() returns
         self.origin = clock()            # the same instant on the clock that times events
         self.prefix = prefix
         self.pid = os.getpid()
-        self.records: list[tuple] = []   # in the order events end, as onnxruntime writes them
+        self._records: list[tuple] = []  # in the order events end, as onnxruntime writes them
+        self._open: dict[int, int] = {}  # per thread: plan runs in progress that record for real
+        self.dropped_runs = 0
+        self.dropped_spans = 0
         self.notes: list[str] = []
         self.probe = None
         self.sampler = None
@@ -96,9 +106,31 @@ class Recorder:
             if note and note not in self.notes:
                 self.notes.append(note)
 
+    @property
+    def records(self) -> list:
+        """The list a plan run records into (Plan.run_profiled takes its ``append`` once, when the
+        run begins): the kept records, or once the cap is reached a fresh list nobody keeps."""
+        if len(self._records) >= self.max_records:
+            self.dropped_runs += 1
+            return []
+        tid = threading.get_native_id()
+        self._open[tid] = self._open.get(tid, 0) + 1
+        return self._records
+
+    @property
+    def full(self) -> bool:
+        return len(self._records) >= self.max_records
+
     def span(self, name: str, t0: int, t1: int) -> None:
-        """A Session event (model_loading_*, session_initialization, model_run, ...)."""
-        self.records.append((name, t0, t1, threading.get_native_id()))
+        """A Session event (model_loading_*, session_initialization, model_run, ...).  A plan run
+        that recorded for real always gets its closing "SequentialExecutor::Execute" span."""
+        tid = threading.get_native_id()
+        if name == "SequentialExecutor::Execute" and self._open.get(tid, 0) > 0:
+            self._open[tid] -= 1
+        elif self.full:
+            self.dropped_spans += 1
+            return
+        self._records.append((name, t0, t1, tid))
 
     # The profiled run loop (Plan.run_profiled) appends two more kinds of records itself:
     #   (plan, tid, ((slot, (dtype, shape) | None), ...))  a plan run begins, with its fed values
@@ -121,7 +153,7 @@ class Recorder:
         out = []
         scopes: dict[int, list] = {}   # per thread: (step infos, slot -> meta) of each plan run in progress
         templates: dict[int, dict] = {}  # per plan: slot -> meta of its initializers
-        for rec in self.records:
+        for rec in self._records:
             head = rec[0]
             if isinstance(head, str):
                 name, t0, t1, tid = rec
@@ -139,7 +171,12 @@ class Recorder:
                 slots = dict(templates[id(plan)])
                 slots.update(fed)
                 scopes.setdefault(tid, []).append((step_infos(plan), slots))
-        for note in self.notes:
+        notes = list(self.notes)
+        if self.dropped_runs or self.dropped_spans:
+            notes.append(f"profiling stopped recording after {self.max_records} records (onnxruntime stops "
+                         f"at 1,000,000 events): {self.dropped_runs} later runs and {self.dropped_spans} "
+                         f"session events are not in this trace")
+        for note in notes:
             e = self._event("Telemetry", "note", self.origin, self.origin, 0, {"note": note}, "i")
             e["s"] = "g"
             out.append(e)

@@ -14,7 +14,10 @@ from ortgpu.threads import BUDGET, available_cores
 
 
 def _blas_threads() -> list[int]:
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    """Thread counts of NumPy's BLAS (other BLAS copies loaded later, e.g. SciPy's, may be of a
+    version without a per-thread setting)."""
+    return [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
 
 
 class _SeesBlasThreads(CPUExecutionProvider):

@@ -6,6 +6,8 @@ strings, which are formatted and parsed the way onnxruntime does (``%.8g``, INF,
 """
 from __future__ import annotations
 
+import re
+
 import ml_dtypes
 import numpy as np
 from onnx import TensorProto
@@ -126,34 +128,73 @@ def _to_strings(x):
     return out
 
 
+# Strings become numbers the way onnxruntime reads them, with C++'s std::stod (floats),
+# std::stoll (signed integers) and std::stoull (unsigned integers and bool): leading C
+# whitespace is skipped, the longest valid prefix is read and the rest ignored ("1.5abc" is
+# 1.5, "12abc" is 12, "0x1A" is 26 as a float but 0 as an integer); no number at all is an
+# error, and so is a value out of range (a float beyond double's range or below its smallest
+# normal, an integer beyond 64 bits).  Narrower targets then wrap or round as C++ casts do.
+_C_SPACE = " \t\n\v\f\r"
+_FLOAT_PREFIX = re.compile(
+    r"[+-]?(?:(?P<hex>0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?)"
+    r"|(?P<dec>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)"
+    r"|(?P<inf>inf(?:inity)?)|(?P<nan>nan(?:\([0-9a-z_]*\))?))", re.IGNORECASE)
+_INT_PREFIX = re.compile(r"[+-]?[0-9]+")
+_SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
+
+
 def _parse_float(s: str) -> float:
-    t = s.strip()
+    """std::stod: the longest float prefix (decimal, hex, inf, nan); ValueError as C++ throws."""
+    m = _FLOAT_PREFIX.match(s.lstrip(_C_SPACE))
+    if m is None:
+        raise ValueError(f"Cast: string {s!r} does not start with a number (stod)")
+    text = m.group(0)
+    if m.group("nan"):
+        return float("nan")
+    if m.group("inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
     try:
-        return float(t)
-    except ValueError:
-        try:
-            return float.fromhex(t)
-        except ValueError:
-            raise ValueError(f"Cast: cannot convert string {s!r} to a number") from None
+        v = float.fromhex(text) if m.group("hex") else float(text)
+    except OverflowError:
+        v = float("inf")
+    digits = m.group("hex")[2:] if m.group("hex") else m.group("dec")
+    mantissa = re.split("[pP]" if m.group("hex") else "[eE]", digits)[0]
+    underflow = v == 0 and any(c not in "0." for c in mantissa)
+    if v in (float("inf"), float("-inf")) or underflow or 0 < abs(v) < _SMALLEST_NORMAL:
+        raise ValueError(f"Cast: string {s!r} is out of the range of a double (stod)")
+    return v
 
 
-def _parse_int(s: str) -> int:
-    t = s.strip()
-    try:
-        return int(t, 0) if t.lower().startswith(("0x", "-0x", "+0x")) else int(t)
-    except ValueError:
-        return int(_parse_float(t))   # "2.7" -> 2, as C's strtoll reads a prefix
+def _parse_int(s: str, unsigned: bool) -> int:
+    """std::stoll (signed) or std::stoull (unsigned: a '-' wraps modulo 2**64), as an int."""
+    m = _INT_PREFIX.match(s.lstrip(_C_SPACE))
+    fn = "stoull" if unsigned else "stoll"
+    if m is None:
+        raise ValueError(f"Cast: string {s!r} does not start with an integer ({fn})")
+    v = int(m.group(0))
+    if unsigned:
+        if abs(v) >= 1 << 64:
+            raise ValueError(f"Cast: string {s!r} is out of the range of a 64-bit unsigned integer ({fn})")
+        return v % (1 << 64)
+    if not -(1 << 63) <= v < 1 << 63:
+        raise ValueError(f"Cast: string {s!r} is out of the range of a 64-bit integer ({fn})")
+    return v
+
+
+def _is_unsigned(dt) -> bool:
+    return dt.kind == "u" or dt.name.startswith("uint")
 
 
 def _from_strings(xp, x, dt, saturate, round_mode):
-    """Parse strings: decimal, scientific or hex notation, INF/-INF/NaN in any case."""
+    """Parse strings as onnxruntime does (see _parse_float, _parse_int), then cast to `dt`."""
     strs = [v.decode() if isinstance(v, bytes) else str(v) for v in _host(x).ravel().tolist()]
-    if _is_integer(dt):
-        out = np.array([_parse_int(s) % (1 << 64) for s in strs], dtype=np.uint64)
-        if dt.kind == "i" or dt.name.startswith("int"):   # two's complement wrap
+    if dt == np.dtype(bool):   # onnxruntime reads bool with stoull: "2" is true, "0.5" false
+        out = np.array([_parse_int(s, True) != 0 for s in strs], dtype=bool)
+    elif _is_integer(dt):
+        unsigned = _is_unsigned(dt)
+        out = np.array([_parse_int(s, unsigned) % (1 << 64) for s in strs], dtype=np.uint64)
+        if not unsigned:   # two's complement wrap
             out = out.view(np.int64)
-    elif dt == np.dtype(bool):
-        out = np.array([_parse_float(s) != 0 for s in strs], dtype=bool)
     else:
         out = np.array([_parse_float(s) for s in strs], dtype=np.float64)
     out = out.reshape(np.shape(x))

@@ -5,6 +5,7 @@ outer-scope values they read: ``body(*inputs) -> list of outputs``.
 """
 import numpy as np
 
+from ortgpu.errors import Fail
 from ortgpu.providers.dtype_sets import ALL, BOOL, CUPY, FLOAT6, STRING
 from ortgpu.providers.registry import CONTROL_FLOW, kernel
 
@@ -31,7 +32,12 @@ def _truth(xp, cond) -> bool:
 @kernel("If", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "B": BOOL}, host_inputs=(0,),
         capturable=CONTROL_FLOW)
 def If(ctx, cond, *, then_branch, else_branch):
-    """Run one branch; its outputs are the node's outputs."""
+    """Run one branch; its outputs are the node's outputs.  The condition must hold exactly one
+    element (onnxruntime's Fail otherwise; a tensor of several is not a truth value)."""
+    size = int(np.prod(getattr(cond, "shape", ())))
+    if size != 1:
+        raise Fail(f"If nodes condition input must have exactly one element; it has shape "
+                   f"{list(getattr(cond, 'shape', ()))}")
     branch = then_branch if _truth(ctx.xp, cond) else else_branch
     return tuple(branch())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.kernels.reduce import work_dtype
 from ortgpu.providers.dtype_sets import FLOATS, INDEX, NUMERIC
 from ortgpu.providers.registry import kernel
@@ -41,9 +42,19 @@ def Gemm(ctx, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcas
     if alpha != 1.0:
         y = y * (dt.type(alpha) if dt.kind == "f" else alpha)
     if C is not None and beta != 0.0:
+        _check_bias(C.shape, y.shape)
         c = _as(C, dt)
         y = y + (c * (dt.type(beta) if dt.kind == "f" else beta) if beta != 1.0 else c)
     return _as(xp.asarray(y), A.dtype)
+
+
+def _check_bias(c_shape, y_shape) -> None:
+    """Gemm's C must broadcast to Y's (M, N) one way: C of (M, N) growing Y to (2M, N) is no
+    bias (onnxruntime's InvalidArgument, where NumPy would broadcast both ways)."""
+    ok = len(c_shape) <= 2 and all(c in (1, y) for c, y in zip(reversed(c_shape), reversed(y_shape)))
+    if not ok:
+        raise InvalidArgument(f"Gemm: Invalid bias shape for broadcast: C has shape {list(c_shape)}, "
+                              f"the product has shape {list(y_shape)}")
 
 
 def _einsum_parts(equation: str, ranks):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.dtype_sets import BFLOAT16, BOOL, FLOATS, INDEX
 from ortgpu.providers.registry import kernel
 
@@ -140,7 +141,7 @@ def reduce(ctx, name: str, data, axes, keepdims: int, noop: bool = False):
         axes = tuple(range(data.ndim))
     else:
         axes = normalize_axes(axes, data.ndim)
-    keepdims = bool(keepdims)
+    keepdims = keepdims == 1  # onnxruntime keeps the reduced axes only for exactly 1 (2 and -1 drop them)
     if any(data.shape[a] == 0 for a in axes):  # reduction over an empty set: its identity
         shape = _reduced_shape(data.shape, axes, keepdims)
         return xp.full(shape, empty_value(wdt), dtype=wdt).astype(out_dtype)
@@ -163,7 +164,7 @@ def _register(name: str, attr_versions, input_versions):
         return reduce(ctx, name, data, axes, keepdims)
 
     def with_axes_input(ctx, data, axes=None, *, keepdims=1, noop_with_empty_axes=0):
-        return reduce(ctx, name, data, _axes_from_input(axes), keepdims, bool(noop_with_empty_axes))
+        return reduce(ctx, name, data, _axes_from_input(axes), keepdims, noop_with_empty_axes == 1)
 
     for fn, how in ((with_axes_attribute, "axes as an attribute"), (with_axes_input, "axes as an input")):
         fn.__name__ = fn.__qualname__ = f"{name}_{fn.__name__}"
@@ -192,7 +193,10 @@ for _name, (_attr_versions, _input_versions) in VERSIONS.items():
 
 
 def _scalar_axis(axis, ndim):
-    a = int(np.asarray(axis).reshape(-1)[0])
+    arr = np.asarray(axis)
+    if arr.ndim > 1 or arr.size == 0:  # onnxruntime's check; the spec asks for a scalar
+        raise InvalidArgument(f"Axis tensor should be 0D or 1D (with one element), got shape {list(arr.shape)}")
+    a = int(arr.reshape(-1)[0])
     if not -ndim <= a < ndim:
         raise ValueError(f"axis {a} is out of range for a tensor of rank {ndim}")
     return a % ndim

@@ -58,7 +58,7 @@ def _arg_extreme(xp, data, axis, keepdims, select_last_index, largest):
     else:
         out = pick(key, axis=axis)
     out = xp.asarray(out).astype(np.int64)
-    return xp.expand_dims(out, axis) if keepdims else out
+    return xp.expand_dims(out, axis) if keepdims == 1 else out  # as onnxruntime: only 1 keeps
 
 
 @kernel("ArgMax", since=(1, 11, 12, 13), types={"T": NUMERIC})

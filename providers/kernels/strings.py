@@ -72,15 +72,36 @@ def StringSplit(ctx, X, *, delimiter=None, maxsplit=None):
     return Y.reshape(X.shape + (width,)), counts
 
 
+class PatternError(ValueError):
+    """A RegexFullMatch pattern that RE2 refuses (backreferences, lookaround, bad syntax)."""
+
+
 @functools.lru_cache(maxsize=64)
-def _compile(pattern):
-    return re.compile(pattern)
+def compile_pattern(pattern: str):
+    """`pattern` compiled by RE2, as onnxruntime compiles it: matching takes time linear in the
+    text (no backtracking, so no pattern can hang a run); PatternError where RE2 refuses it."""
+    try:
+        import re2  # noqa: PLC0415 - google-re2, a dependency of ortgpu
+    except ImportError:
+        raise NotImplementedError("RegexFullMatch needs the google-re2 package (pip install google-re2)") \
+            from None
+    options = re2.Options()
+    options.log_errors = False  # the error is raised, not also printed
+    try:
+        pattern.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of the attribute that are not UTF-8 (kept as surrogates)
+        raise PatternError(f"RegexFullMatch: pattern {pattern!r} is not valid UTF-8") from None
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as e:
+        why = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise PatternError(f"RegexFullMatch: RE2 cannot compile pattern {pattern!r}: {why}") from None
 
 
 @kernel("RegexFullMatch", since=20, provider="cpu", types={"T1": STRING, "T2": BOOL})
 def RegexFullMatch(ctx, X, *, pattern):
-    """Whether each string fully matches `pattern` (RE2 syntax, run with Python's `re`)."""
-    rx = _compile(pattern)
+    """Whether each string fully matches `pattern`, with RE2 (onnxruntime's engine and syntax)."""
+    rx = compile_pattern(pattern)
     flat = [rx.fullmatch(s) is not None for s in X.reshape(-1)]
     return np.array(flat, dtype=bool).reshape(X.shape)
 

@@ -24,7 +24,11 @@ def test_equal_constants_are_shared_and_their_uses_merged():
 
 
 def test_same_bytes_of_another_dtype_or_an_overridable_initializer_are_not_shared():
-    assert run_pass(_model(np.int32([1, 2, 3]), np.float32([1, 2, 3]).view(np.int32)), "ConstantSharing")[1] == 0
+    # k1 int32 and k2 float32 with the same bytes, each added to an input of its own type
+    typed = model([helper.make_node("Add", ["i", "k1"], ["a"]), helper.make_node("Add", ["x", "k2"], ["b"])],
+                  [("i", 6, [3]), ("x", 1, [3])], [("a", 6, None), ("b", 1, None)],
+                  [init("k1", np.float32([1, 2, 3]).view(np.int32)), init("k2", np.float32([1, 2, 3]))])
+    assert run_pass(typed, "ConstantSharing")[1] == 0
     m = _model(np.float32([1, 2, 3]), np.float32([1, 2, 3]), overridable=True)
     assert run_pass(m, "ConstantSharing")[1] == 0
     y = session(m).run(None, {"x": X, "k2": np.float32([0, 0, 0])})[0]

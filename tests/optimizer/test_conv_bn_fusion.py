@@ -22,7 +22,8 @@ def _conv_bn_model(conv_output_also_graph_output=False, training=False, mean_is_
     if training:
         bn_kw["training_mode"] = 1
     nodes = [helper.make_node("Conv", ["x", "W", "Bc"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"], **bn_kw),
+             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"],
+                              ["y", "rm", "rv"] if training else ["y"], **bn_kw),
              helper.make_node("Relu", ["y"], ["z"])]
     outs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)]
     if conv_output_also_graph_output:

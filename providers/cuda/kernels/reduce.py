@@ -108,7 +108,7 @@ def run_reduce(name: str, data, axes, keepdims, noop: bool = False):
     import cupy
 
     dt = data.dtype
-    out = cupy.empty(shared._reduced_shape(data.shape, axes, bool(keepdims)), dtype=dt)
+    out = cupy.empty(shared._reduced_shape(data.shape, axes, keepdims == 1), dtype=dt)
     if out.size == 0:
         return out
     perm, outer, length, inner = reduction_view(data.shape, axes)
@@ -141,10 +141,10 @@ def _register(name: str, attr_versions, input_versions):
     def with_axes_input(ctx, data, axes=None, *, keepdims=1, noop_with_empty_axes=0):
         ax = shared._axes_from_input(axes)
         if cu.on_device(ctx, data):
-            y = run_reduce(name, data, ax, keepdims, bool(noop_with_empty_axes))
+            y = run_reduce(name, data, ax, keepdims, noop_with_empty_axes == 1)
             if y is not None:
                 return y
-        return shared.reduce(ctx, name, data, ax, keepdims, bool(noop_with_empty_axes))
+        return shared.reduce(ctx, name, data, ax, keepdims, noop_with_empty_axes == 1)
 
     for fn, how in ((with_axes_attribute, "axes as an attribute"), (with_axes_input, "axes as an input")):
         fn.__name__ = fn.__qualname__ = f"{name}_{fn.__name__}"

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
-from ortgpu import providers_select
+from ortgpu import logger, providers_select
 from ortgpu.devices import kind_of
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, _OrtError
@@ -159,8 +159,9 @@ class InferenceSession:
         so = self._sess_options
         self._optimizations = optimize(graph, so.graph_optimization_level, created,
                                        {vi.name for vi in self._overridable}, self._disabled_optimizers)
-        if so.log_severity_level == 0:  # VERBOSE: what each pass did, and which changed nothing
-            _log_optimizations(self._optimizations)
+        if logger.is_verbose(so):  # VERBOSE: what each pass did, and which changed nothing
+            with logger.scope(so):
+                _log_optimizations(self._optimizations)
         if so.optimized_model_filepath:  # as onnxruntime: the graph after the passes, before placement
             save_optimized_model(self._model, graph, so.optimized_model_filepath, so._config)
         graph_provider = next((p for p in created if getattr(p, "graph_capture_enabled", False)), None)
@@ -182,8 +183,9 @@ class InferenceSession:
         self._input_meta = {vi.name: vi for vi in self._all_inputs}
         self._output_meta = {vi.name: vi for vi in self._outputs}
         self._init_values = {n: graph.initializers[n] for n in plan.input_names if n in graph.initializers}
-        if self._sess_options.log_severity_level == 0:  # VERBOSE, as onnxruntime logs its placement
-            _log_placement(plan)
+        if logger.is_verbose(self._sess_options):  # VERBOSE, as onnxruntime logs its placement
+            with logger.scope(self._sess_options):
+                _log_placement(plan)
 
     # --- onnxruntime's query API --------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -255,7 +257,8 @@ class InferenceSession:
         t0 = perf_counter_ns() if rec is not None else 0
         out_idx = self._output_positions(output_names)
         args = self._bind_inputs(input_feed)
-        with _run_scope(self._providers, args if self._sess_options.enable_mem_pattern else None):
+        with _run_scope(self._providers, args if self._sess_options.enable_mem_pattern else None), \
+                logger.scope(run_options, self._sess_options):
             if self._graphs is not None:
                 results = self._graphs.run(graph_id, args)
             else:

@@ -87,7 +87,8 @@ class OrtValue:
         """Internal: `ortvalue` is a tensor of a known device kind, a list (a sequence of tensors),
         a dict (a map) or None (an optional without a value); `type_proto` (onnx TypeProto) names
         the type where the data cannot (None, an empty sequence)."""
-        if not isinstance(ortvalue, (list, dict)) and ortvalue is not None and kind_of(ortvalue) is None:
+        if not isinstance(ortvalue, (list, dict)) and ortvalue is not None and kind_of(ortvalue) is None \
+                and not getattr(ortvalue, "_is_sparse_tensor", False):
             raise ValueError(f"OrtValue needs a tensor of a known device (NumPy, CuPy), a list, a dict "
                              f"or None, not {type(ortvalue).__name__}; use the factory methods")
         self._value = ortvalue
@@ -136,8 +137,10 @@ class OrtValue:
     def ortvalue_from_shape_and_type(cls, shape, element_type, device_type: str = "cpu", device_id: int = 0,
                                      vendor_id=-1, memory_info=None) -> "OrtValue":
         """An uninitialized tensor of `shape` and `element_type` (see element_dtype) on a device."""
-        if memory_info is not None:
-            raise ValueError("memory_info is not supported by ortgpu: pass device_type and device_id")
+        if memory_info is not None:  # onnxruntime: the memory info's device wins over the arguments
+            from ortgpu.device_info import device_kind_name  # noqa: PLC0415
+            device = memory_info._ort_device()
+            device_type, device_id = device_kind_name(device), device.device_id()
         dims = tensor_shape(shape)
         dt = element_dtype(element_type)
         kind = device_kind(device_type)
@@ -185,6 +188,8 @@ class OrtValue:
         return device_of(self._value)
 
     def shape(self) -> list[int]:
+        if self.is_sparse_tensor():  # onnxruntime reports a sparse tensor's dense shape
+            return [int(d) for d in self._value.dense_shape()]
         return list(self._tensor("shape").shape)
 
     def data_type(self) -> str:
@@ -192,6 +197,8 @@ class OrtValue:
         v = self._value
         if self.is_tensor():
             return tensor_type_str(onnx_code(v.dtype))
+        if self.is_sparse_tensor():
+            return v.data_type()
         if isinstance(v, list) and v:
             return f"seq({tensor_type_str(onnx_code(v[0].dtype))})"
         if self._type_proto is not None:
@@ -216,10 +223,23 @@ class OrtValue:
 
     def is_tensor(self) -> bool:
         v = self._value
-        return v is not None and not isinstance(v, (list, dict))
+        return v is not None and not isinstance(v, (list, dict)) and not getattr(v, "_is_sparse_tensor", False)
 
     def is_sparse_tensor(self) -> bool:
-        return False
+        return getattr(self._value, "_is_sparse_tensor", False)
+
+    @classmethod
+    def ort_value_from_sparse_tensor(cls, sparse_tensor) -> "OrtValue":
+        """An OrtValue holding a SparseTensor (ortgpu.sparse)."""
+        if not getattr(sparse_tensor, "_is_sparse_tensor", False):
+            raise TypeError(f"ort_value_from_sparse_tensor needs a SparseTensor, not {type(sparse_tensor).__name__}")
+        return cls(sparse_tensor)
+
+    def as_sparse_tensor(self):
+        """The SparseTensor this OrtValue holds, or RuntimeError."""
+        if not self.is_sparse_tensor():
+            raise RuntimeError(f"This OrtValue does not contain a SparseTensor (it holds {self._describe()})")
+        return self._value
 
     def is_tensor_sequence(self) -> bool:
         return isinstance(self._value, list)

@@ -34,9 +34,14 @@ class SessionIOBinding:
     bind_ortvalue_input = bind_input
 
     def bind_output(self, name: str, device_type: str = "cpu", device_id: int = 0) -> None:
-        """Bind output `name` to a device: the run allocates it there."""
+        """Bind output `name` to a device: the run allocates it there.  A device none of the
+        session's providers runs on (cuda for a CPU-only session) leaves the output on the
+        CPU, where its producer puts it, as onnxruntime does."""
         device_kind(device_type)
-        self.outputs[name] = Target(device_type, check_device_id(device_id))
+        device_id = check_device_id(device_id)
+        if not any(getattr(p, "device", "cpu") == device_type for p in self._session._providers):
+            device_type, device_id = "cpu", 0
+        self.outputs[name] = Target(device_type, device_id)
 
     def bind_ortvalue_output(self, name: str, ortvalue: OrtValue) -> None:
         """Bind output `name` to a preallocated tensor: the run writes into its memory."""

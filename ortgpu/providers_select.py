@@ -7,8 +7,10 @@ import warnings
 
 from ortgpu.providers.cpu import CPUExecutionProvider
 
-# Every provider name onnxruntime 1.32 knows, in its order: a name outside this list is an error; a known one
-# that this build cannot run warns and falls back to the CPU, as in onnxruntime.
+# Every provider name onnxruntime 1.32 knows, in its order.  As in onnxruntime, a name this build cannot run
+# warns and is skipped; a name outside this list also fails the provider setup (UnknownProviderError), which
+# the session answers with onnxruntime's fallback: a notice on stdout and a retry on the CPU alone
+# (an error with enable_fallback=0).
 ALL_PROVIDERS = [
     "TensorrtExecutionProvider", "CUDAExecutionProvider",
     "MIGraphXExecutionProvider", "OpenVINOExecutionProvider",
@@ -21,9 +23,18 @@ ALL_PROVIDERS = [
 ]
 
 
-class UnknownProviderError(ValueError):
-    """A provider name that no onnxruntime build knows: always an error, never a fallback
-    (onnxruntime would retry on the CPU; a typo in a provider name should not run silently)."""
+class UnknownProviderError(RuntimeError):
+    """A provider name that no onnxruntime build knows (onnxruntime's C layer raises a
+    RuntimeError 'Unknown Provider Type: <name>', which its session answers with a CPU fallback)."""
+
+
+def report_fallback(error: Exception, providers, fallback_providers) -> None:
+    """Print onnxruntime's notice for a provider setup that failed and is retried (on stdout,
+    as onnxruntime's InferenceSession prints it)."""
+    print("*************** EP Error ***************")
+    print(f"EP Error {error} when using {providers}")
+    print(f"Falling back to {fallback_providers} and retrying.")
+    print("****************************************")
 
 
 def provider_classes() -> dict[str, type]:
@@ -79,9 +90,8 @@ def normalize(providers, provider_options) -> list[tuple[str, dict]]:
                 raise ValueError("'providers' values must be either strings or (string, dict) tuples.")
     out: list[tuple[str, dict]] = []
     seen = set()
+    unknown = [name for name, _ in pairs if name not in ALL_PROVIDERS]
     for name, opts in pairs:
-        if name not in ALL_PROVIDERS:
-            raise UnknownProviderError(f"Unknown Provider Type: {name}. Known providers: {', '.join(ALL_PROVIDERS)}")
         if name in seen:
             warnings.warn(f"Duplicate provider '{name}' encountered, ignoring.", stacklevel=3)
             continue
@@ -91,6 +101,8 @@ def normalize(providers, provider_options) -> list[tuple[str, dict]]:
                           f"Available providers: '{', '.join(available)}'", stacklevel=3)
             continue
         out.append((name, {str(k): str(v) for k, v in opts.items()}))
+    if unknown:  # after the warnings, as onnxruntime checks names in C++ after its Python checks
+        raise UnknownProviderError(f"Unknown Provider Type: {unknown[0]}")
     if not any(n == "CPUExecutionProvider" for n, _ in out):
         out.append(("CPUExecutionProvider", {}))  # onnxruntime always keeps the CPU as the last resort
     return out

@@ -141,10 +141,9 @@ class InferenceSession:
         try:
             created = providers_select.create(providers_select.normalize(providers, provider_options))
         except (ValueError, RuntimeError) as e:  # bad arguments or options: onnxruntime retries on the CPU
-            if not self._enable_fallback or isinstance(e, providers_select.UnknownProviderError):
+            if not self._enable_fallback:
                 raise
-            warnings.warn(f"EP Error {e} when using {providers}\nFalling back to {self._fallback_providers} "
-                          f"and retrying.", RuntimeWarning, stacklevel=3)
+            providers_select.report_fallback(e, providers, self._fallback_providers)
             created = providers_select.create(providers_select.normalize(self._fallback_providers, None))
             self._enable_fallback = False  # onnxruntime falls back only once
         self._install(created)

@@ -14,7 +14,9 @@ import onnx.shape_inference
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
+from ortgpu import external_initializers
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile
+from ortgpu.ort_format import refuse_ort_format
 
 _SHAPE_INFERENCE_LIMIT = 1_800_000_000  # bytes: onnx infers in memory up to the 2 GB protobuf limit
 
@@ -47,6 +49,7 @@ def read_model(source) -> tuple[onnx.ModelProto, str, str]:
 
 def _parse(data: bytes, path: str | None) -> onnx.ModelProto:
     """Parse serialized bytes; messages as onnxruntime words them for a path and for bytes."""
+    refuse_ort_format(data, path)  # onnxruntime's .ort FlatBuffer: say so, not "protobuf parsing failed"
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
@@ -169,11 +172,13 @@ def override_free_dims(model: onnx.ModelProto, by_name: dict, by_denotation: dic
                 d.dim_value = value
 
 
-def prepare_model(source, by_name=None, by_denotation=None) -> tuple[onnx.ModelProto, str]:
-    """read, check versions, resolve external data, inline local functions, infer shapes."""
+def prepare_model(source, by_name=None, by_denotation=None, supplied=None) -> tuple[onnx.ModelProto, str]:
+    """read, check versions, resolve external data (`supplied`: name -> value given in memory,
+    SessionOptions.add_external_initializers), inline local functions, infer shapes."""
     model, base_dir, kind = read_model(source)
     check_versions(model)
     check_structure(model.graph)
+    external_initializers.apply(model, supplied)
     load_external_data(model, base_dir)
     if by_name or by_denotation:
         override_free_dims(model, by_name or {}, by_denotation or {})

@@ -132,6 +132,7 @@ class SessionOptions(_Options):
         self._free_dims_by_name: dict[str, int] = {}
         self._free_dims_by_denotation: dict[str, int] = {}
         self._initializers: dict = {}
+        self._external_initializers: dict = {}  # name -> OrtValue replacing external data
 
     def add_session_config_entry(self, key: str, value: str) -> None:
         self._add(key, value)
@@ -155,13 +156,35 @@ class SessionOptions(_Options):
         self._free_dims_by_denotation[str(dim_denotation)] = self._dim_value(dim_denotation, dim_value)
 
     def add_initializer(self, name: str, value) -> None:
-        """Supply (or override) an initializer by name, as onnxruntime's add_initializer."""
+        """Override an initializer by name with an OrtValue (as onnxruntime; a NumPy array is
+        accepted too); names the model does not have are ignored, as there."""
         if not isinstance(name, str):
             raise TypeError(f"initializer name must be str, not {type(name).__name__}")
-        self._initializers[name] = value
+        self._initializers[name] = _initializer_value(f"add_initializer('{name}')", value)
+
+    def add_external_initializers(self, names, values) -> None:
+        """Supply the data of initializers the model stores as external data, from memory
+        (OrtValues, or NumPy arrays), so that their files are not read: see
+        ortgpu.external_initializers for what the session checks."""
+        names, values = list(names), list(values)
+        if len(names) != len(values):
+            raise RuntimeError(f"add_external_initializers: {len(names)} names but {len(values)} values; "
+                               f"init_num == names.size() must hold")
+        for name, value in zip(names, values):
+            if not isinstance(name, str):
+                raise TypeError(f"initializer name must be str, not {type(name).__name__}")
+            self._external_initializers[name] = _initializer_value(f"add_external_initializers('{name}')", value)
 
     def has_providers(self) -> bool:
         return False
+
+
+def _initializer_value(what: str, value):
+    """`value` if it is an OrtValue holding a tensor or a NumPy array, else onnxruntime's error."""
+    if isinstance(value, np.ndarray) or (hasattr(value, "is_tensor") and value.is_tensor()):
+        return value
+    raise RuntimeError(f"{what}: The provided Python object must be an OrtValue (or a numpy array), "
+                       f"not {type(value).__name__}")
 
 
 class RunOptions(_Options):

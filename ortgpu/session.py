@@ -88,7 +88,7 @@ class InferenceSession:
         self._profiling_start_ns = self._recorder.start_ns if self._recorder else 0
         t0 = perf_counter_ns()
         model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
-                                               so._free_dims_by_denotation)
+                                               so._free_dims_by_denotation, so._external_initializers)
         # ortgpu.precision=fp16|bf16: weights converted once, graph inputs and outputs kept
         model, self._precision_report = apply_precision(model, so)
         t1 = perf_counter_ns()
@@ -393,6 +393,12 @@ class InferenceSession:
                             output_devices=list(output_devices), init_cache=self._init_cache)
             self._plans[key] = plan
         return plan
+
+    def run_async(self, output_names, input_feed: dict, callback, user_data, run_options=None) -> None:
+        """Run on a worker thread; ``callback(results, user_data, err)`` gets the outputs, or an
+        empty list and the error message (ortgpu.async_run)."""
+        from ortgpu.async_run import run_async  # noqa: PLC0415
+        return run_async(self, output_names, input_feed, callback, user_data, run_options)
 
 
 def _check_run_options(run_options) -> int:

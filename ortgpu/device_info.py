@@ -89,6 +89,8 @@ class OrtDevice:
                             f"OrtDevice, got {len(args)} arguments")
         self._type, self._mem, self._vendor, self._id = (
             _int(w, v) for w, v in zip(("device_type", "mem_type", "vendor_id", "device_id"), args))
+        if self._type == _DML:  # onnxruntime's legacy DML type: a Microsoft GPU
+            self._type, self._vendor = _GPU, int(OrtDeviceVendorId.MICROSOFT)
 
     # --- the C-level class's constants -------------------------------------------------------
     @staticmethod

@@ -30,8 +30,8 @@ from ortgpu.ep_devices import (OrtEpDevice, OrtExecutionProviderDevicePolicy, Or
                                OrtHardwareDeviceType, OrtSyncStream, get_ep_devices,
                                register_execution_provider_library,
                                unregister_execution_provider_library)
-from ortgpu.compile_api import (ModelCompiler, OrtCompileApiFlags, OrtEpAssignedNode,
-                                OrtEpAssignedSubgraph, OrtEpContextData, OrtEpContextDataBuffer,
+from ortgpu.ep_assignment import OrtEpAssignedNode, OrtEpAssignedSubgraph
+from ortgpu.compile_api import (ModelCompiler, OrtCompileApiFlags, OrtEpContextData, OrtEpContextDataBuffer,
                                 OrtExternalInitializerInfo)
 from ortgpu.model_package import (ModelPackage, ModelPackageComponentContext, ModelPackageContext,
                                   ModelPackageOptions, ModelPackageWriteMode)

@@ -42,7 +42,8 @@ def _as_int(key: str, value) -> int:
 class OrtArenaCfg:
     """An arena configuration: ``OrtArenaCfg(max_mem, arena_extend_strategy,
     initial_chunk_size_bytes, max_dead_bytes_per_chunk)`` or ``OrtArenaCfg({key: value})``;
-    -1 (and max_mem 0) mean "the default"."""
+    -1 (and max_mem 0) mean "the default".  Values are kept as given, as onnxruntime keeps them
+    (an arena checks them when it is made, see arena_options)."""
 
     def __init__(self, *args):
         values = {k: -1 for k in _KEYS}
@@ -58,9 +59,6 @@ class OrtArenaCfg:
         else:
             raise TypeError("OrtArenaCfg() takes (max_mem, arena_extend_strategy, initial_chunk_size_bytes, "
                             f"max_dead_bytes_per_chunk) or a dict, got {len(args)} arguments")
-        if values["arena_extend_strategy"] not in (-1, 0, 1):
-            raise RuntimeError(f"OrtArenaCfg: arena_extend_strategy must be -1 (default), 0 (kNextPowerOfTwo) "
-                               f"or 1 (kSameAsRequested), got {values['arena_extend_strategy']}")
         self.__dict__.update(values)
 
     def __repr__(self):

@@ -47,14 +47,5 @@ class OrtEpContextDataBuffer(_NoConstructor):
     """A buffer of EP context data (never produced by ortgpu)."""
 
 
-class OrtEpAssignedNode(_NoConstructor):
-    """A node an EP was assigned, as onnxruntime reports it; ortgpu reports placement with
-    InferenceSession.get_provider_assignment()."""
-
-
-class OrtEpAssignedSubgraph(_NoConstructor):
-    """A subgraph an EP was assigned; see OrtEpAssignedNode."""
-
-
 class OrtExternalInitializerInfo(_NoConstructor):
     """Where an initializer's data lives in an external file (handed to EP callbacks)."""

@@ -62,14 +62,26 @@ def get_device() -> str:
     return "GPU" if "CUDAExecutionProvider" in provider_classes() else "CPU"
 
 
-def normalize(providers, provider_options) -> list[tuple[str, dict]]:
-    """[(name, options)] from onnxruntime's accepted forms; unknown names raise ValueError."""
-    available = provider_classes()
+def check_and_normalize_provider_args(providers, provider_options, available_provider_names):
+    """onnxruntime's argument check: (names, option dicts with str keys and values) from the
+    accepted forms (names, (name, options) pairs, or names with a parallel provider_options
+    list); ValueError for malformed arguments; a warning (the name is kept) for a name not in
+    `available_provider_names`, and a warning (the repeat is dropped) for a duplicate."""
     if providers is None:
-        return [(n, {}) for n in available]
+        return [], []
+    chosen: dict[str, dict] = {}
+
+    def take(name, options):
+        if name not in available_provider_names:
+            warnings.warn(f"Specified provider '{name}' is not in available provider names."
+                          f"Available providers: '{', '.join(available_provider_names)}'", stacklevel=4)
+        if name in chosen:
+            warnings.warn(f"Duplicate provider '{name}' encountered, ignoring.", stacklevel=4)
+            return
+        chosen[name] = {str(k): str(v) for k, v in options.items()}
+
     if isinstance(providers, str) or not isinstance(providers, collections.abc.Sequence):
         raise ValueError("'providers' should be a sequence.")
-    pairs: list[tuple[str, dict]] = []
     if provider_options is not None:
         if not isinstance(provider_options, collections.abc.Sequence):
             raise ValueError("'provider_options' should be a sequence.")
@@ -79,30 +91,31 @@ def normalize(providers, provider_options) -> list[tuple[str, dict]]:
             raise ValueError("Only string values for 'providers' are supported if 'provider_options' is given.")
         if not all(isinstance(o, dict) for o in provider_options):
             raise ValueError("'provider_options' values must be dicts.")
-        pairs = list(zip(providers, provider_options))
+        for name, opts in zip(providers, provider_options):
+            take(name, opts)
     else:
         for p in providers:
             if isinstance(p, str):
-                pairs.append((p, {}))
+                take(p, {})
             elif isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], dict):
-                pairs.append(p)
+                take(p[0], p[1])
             else:
                 raise ValueError("'providers' values must be either strings or (string, dict) tuples.")
-    out: list[tuple[str, dict]] = []
-    seen = set()
-    unknown = [name for name, _ in pairs if name not in ALL_PROVIDERS]
-    for name, opts in pairs:
-        if name in seen:
-            warnings.warn(f"Duplicate provider '{name}' encountered, ignoring.", stacklevel=3)
-            continue
-        seen.add(name)
-        if name not in available:
-            warnings.warn(f"Specified provider '{name}' is not in available provider names."
-                          f"Available providers: '{', '.join(available)}'", stacklevel=3)
-            continue
-        out.append((name, {str(k): str(v) for k, v in opts.items()}))
-    if unknown:  # after the warnings, as onnxruntime checks names in C++ after its Python checks
+    return list(chosen), list(chosen.values())
+
+
+def normalize(providers, provider_options) -> list[tuple[str, dict]]:
+    """[(name, options)] this build runs, from onnxruntime's accepted forms: the names it cannot
+    run are dropped after check_and_normalize_provider_args' warning, an unknown name raises
+    UnknownProviderError, and the CPU is always last."""
+    available = provider_classes()
+    if providers is None:
+        return [(n, {}) for n in available]
+    names, options = check_and_normalize_provider_args(providers, provider_options, list(available))
+    unknown = [n for n in names if n not in ALL_PROVIDERS]
+    if unknown:  # onnxruntime checks names in C++ after its Python checks
         raise UnknownProviderError(f"Unknown Provider Type: {unknown[0]}")
+    out = [(n, o) for n, o in zip(names, options) if n in available]
     if not any(n == "CPUExecutionProvider" for n, _ in out):
         out.append(("CPUExecutionProvider", {}))  # onnxruntime always keeps the CPU as the last resort
     return out

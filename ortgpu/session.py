@@ -31,6 +31,7 @@ from ortgpu.precision.runtime import apply_precision, match_initializer
 from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
+from ortgpu.session_extensions import SessionExtensions
 from ortgpu.values import OrtValue
 
 _log = logging.getLogger("ortgpu")
@@ -63,7 +64,7 @@ def _node_arg(vi: onnx.ValueInfoProto) -> NodeArg:
     return NodeArg(vi.name, type_str(vi.type), shape_of(vi.type))
 
 
-class InferenceSession:
+class InferenceSession(SessionExtensions):
     """Runs an ONNX model: ``InferenceSession(path | bytes | ModelProto, sess_options, providers)``."""
 
     def __init__(self, path_or_bytes, sess_options: SessionOptions | None = None, providers=None,
@@ -209,8 +210,13 @@ class InferenceSession:
         return self._sess_options
 
     def set_providers(self, providers=None, provider_options=None) -> None:
-        """Re-create the providers (and the plan) for this session, as onnxruntime does."""
-        self._create_providers(providers, provider_options)
+        """Re-create the providers (and the plan) for this session, as onnxruntime does: an
+        error (an unknown name, a bad option) is raised, never answered with a CPU fallback."""
+        fallback, self._enable_fallback = self._enable_fallback, False
+        try:
+            self._create_providers(providers, provider_options)
+        finally:
+            self._enable_fallback = fallback
 
     def get_provider_assignment(self, include_subgraphs: bool = False) -> list[tuple[str, str, str]]:
         """(node name, op type, provider) for each top-level step, in execution order.  Copies
@@ -393,12 +399,6 @@ class InferenceSession:
                             output_devices=list(output_devices), init_cache=self._init_cache)
             self._plans[key] = plan
         return plan
-
-    def run_async(self, output_names, input_feed: dict, callback, user_data, run_options=None) -> None:
-        """Run on a worker thread; ``callback(results, user_data, err)`` gets the outputs, or an
-        empty list and the error message (ortgpu.async_run)."""
-        from ortgpu.async_run import run_async  # noqa: PLC0415
-        return run_async(self, output_names, input_feed, callback, user_data, run_options)
 
 
 def _check_run_options(run_options) -> int:

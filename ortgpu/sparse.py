@@ -58,7 +58,11 @@ class SparseBlockSparseView(_View):
 
 
 def _host(array) -> np.ndarray:
-    return array if isinstance(array, np.ndarray) else kind_of(array).to_numpy(array)
+    """A read-only view of a buffer on the host (a host copy for device buffers), as
+    onnxruntime hands out views over its native buffers."""
+    view = (array if isinstance(array, np.ndarray) else kind_of(array).to_numpy(array)).view()
+    view.flags.writeable = False
+    return view
 
 
 def _dense_shape(dense_shape) -> np.ndarray:
@@ -179,8 +183,9 @@ class SparseTensor:
         """The format (onnxruntime's Python wrapper calls it as a method, as here)."""
         return self._format
 
-    def dense_shape(self) -> np.ndarray:
-        return self._dense_shape.copy()
+    def dense_shape(self) -> list[int]:
+        """The dense shape, as a list of ints (onnxruntime returns a list too)."""
+        return [int(d) for d in self._dense_shape]
 
     def data_type(self) -> str:
         code = 8 if self._values.dtype.kind == "U" else onnx_code(self._values.dtype)
@@ -205,7 +210,7 @@ class SparseTensor:
 
     def to_dense(self) -> np.ndarray:
         """The dense NumPy array (an ortgpu convenience, used by tests and tools)."""
-        shape = tuple(int(d) for d in self._dense_shape)
+        shape = tuple(self.dense_shape())
         out = np.zeros(shape, dtype=self._values.dtype)
         vals = self.values()
         if self._format == OrtSparseFormat.ORT_SPARSE_COO:

@@ -107,12 +107,24 @@ class OrtValue:
         except RuntimeError:
             return "empty optional"
 
+    # onnxruntime's Python OrtValue wraps a C-level one (``_ortvalue``, ``_get_c_value()``);
+    # ortgpu's is both, so code that reaches for the C-level object gets this one.
+    @property
+    def _ortvalue(self) -> "OrtValue":
+        return self
+
+    def _get_c_value(self) -> "OrtValue":
+        return self
+
     # --- factories ---------------------------------------------------------------------------
     @classmethod
     def ortvalue_from_numpy(cls, numpy_obj, /, device_type="cpu", device_id=0, vendor_id=-1) -> "OrtValue":
         """A tensor from a NumPy array: on the CPU it shares the array's memory when the array is
         C-contiguous in native byte order (a copy otherwise); on a device it is a copy."""
         arr = _numpy_tensor(numpy_obj)
+        if not isinstance(device_type, str) and hasattr(device_type, "device_type"):  # an OrtDevice (C-level form)
+            from ortgpu.device_info import device_kind_name  # noqa: PLC0415
+            device_type, device_id = device_kind_name(device_type), device_type.device_id()
         kind = device_kind(device_type)
         device_id = check_device_id(device_id)
         if kind.name == "cpu":

@@ -190,7 +190,11 @@ def test_small_module_functions_like_onnxruntime():
         assert mod.disable_telemetry_events() is None and mod.enable_telemetry_events() is None
         assert mod.has_collective_ops() is False
         assert mod.preload_dlls() is None
-        assert mod.set_global_thread_pool_sizes(2, 1) is None
+    # (onnxruntime's set_global_thread_pool_sizes is not called here: it switches the whole process to
+    # a global pool, after which onnxruntime refuses sessions with use_per_session_threads=True)
+    assert ortgpu.set_global_thread_pool_sizes(2, 1) is None
+    with pytest.raises(RuntimeError, match=">= 0"):
+        ortgpu.set_global_thread_pool_sizes(-1, 0)
     assert int(ortgpu_state.get_model_compatibility_for_ep_devices(ortgpu.get_ep_devices(), "x")) == int(
         ort_state.get_model_compatibility_for_ep_devices(onnxruntime.get_ep_devices(), "x"))
 

@@ -1,2 +1,3 @@
 """Mirror of ``onnxruntime.capi`` so that existing imports keep working."""
-from ortgpu.capi import onnxruntime_pybind11_state, onnxruntime_validation  # noqa: F401
+from ortgpu.capi import (onnxruntime_inference_collection, onnxruntime_pybind11_state,  # noqa: F401
+                         onnxruntime_validation)

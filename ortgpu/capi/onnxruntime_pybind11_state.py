@@ -9,7 +9,8 @@ from ortgpu.errors import __all__ as _errors
 
 from ortgpu.allocators import (ArenaExtendStrategy, OrtArenaCfg, create_and_register_allocator,
                                create_and_register_allocator_v2, kNextPowerOfTwo, kSameAsRequested)
-from ortgpu.compile_api import (ModelCompiler, OrtCompileApiFlags, OrtEpAssignedNode, OrtEpAssignedSubgraph,
+from ortgpu.ep_assignment import OrtEpAssignedNode, OrtEpAssignedSubgraph
+from ortgpu.compile_api import (ModelCompiler, OrtCompileApiFlags,
                                 OrtEpContextData, OrtEpContextDataBuffer, OrtExternalInitializerInfo)
 from ortgpu.device_info import (OrtAllocatorType, OrtDevice, OrtDeviceMemoryType, OrtMemoryInfo,
                                 OrtMemoryInfoDeviceType, OrtMemType)

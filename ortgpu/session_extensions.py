@@ -47,6 +47,24 @@ class SessionExtensions:
         for value in outputs:
             fetches.push_back(value)
 
+    # --- onnxruntime's C-level session methods (same class here) -------------------------------
+    def initialize_session(self, providers, provider_options, disabled_optimizers=None) -> None:
+        """C-level: (re)create the providers, as set_providers."""
+        self.set_providers(list(providers) or None, list(provider_options) or None)
+
+    def create_ortvalue_from_shape_and_onnx_type(self, shape, onnx_element_type: int, device) -> "OrtValue":
+        """C-level: an uninitialized tensor of ONNX element type on `device` (an OrtDevice)."""
+        from ortgpu.values import OrtValue  # noqa: PLC0415
+        return OrtValue.ortvalue_from_shape_and_onnx_type(shape, onnx_element_type, device)
+
+    def is_webgpu_graph_capture_enabled(self) -> bool:
+        """False: ortgpu has no WebGPU provider."""
+        return False
+
+    def webgpu_context_id(self) -> int:
+        """-1 (none), as onnxruntime answers for a session without WebGPU: ortgpu has no WebGPU provider."""
+        return -1
+
     # --- where inputs and outputs live -------------------------------------------------------
     def _first_provider(self) -> str:
         return self.get_providers()[0]

@@ -122,9 +122,7 @@ class OrtValue:
         """A tensor from a NumPy array: on the CPU it shares the array's memory when the array is
         C-contiguous in native byte order (a copy otherwise); on a device it is a copy."""
         arr = _numpy_tensor(numpy_obj)
-        if not isinstance(device_type, str) and hasattr(device_type, "device_type"):  # an OrtDevice (C-level form)
-            from ortgpu.device_info import device_kind_name  # noqa: PLC0415
-            device_type, device_id = device_kind_name(device_type), device_type.device_id()
+        device_type, device_id = _device_arg(device_type, device_id)
         kind = device_kind(device_type)
         device_id = check_device_id(device_id)
         if kind.name == "cpu":
@@ -150,14 +148,27 @@ class OrtValue:
                                      vendor_id=-1, memory_info=None) -> "OrtValue":
         """An uninitialized tensor of `shape` and `element_type` (see element_dtype) on a device."""
         if memory_info is not None:  # onnxruntime: the memory info's device wins over the arguments
-            from ortgpu.device_info import device_kind_name  # noqa: PLC0415
-            device = memory_info._ort_device()
-            device_type, device_id = device_kind_name(device), device.device_id()
+            device_type, device_id = memory_info._ort_device(), 0
+        device_type, device_id = _device_arg(device_type, device_id)
         dims = tensor_shape(shape)
         dt = element_dtype(element_type)
         kind = device_kind(device_type)
         _check_holds(kind, dt)
         return cls(kind.empty(dims, dt, check_device_id(device_id)))
+
+    # onnxruntime's C-level factories (an OrtDevice or OrtMemoryInfo says where)
+    @classmethod
+    def ortvalue_from_shape_and_onnx_type(cls, shape, onnx_element_type: int, device) -> "OrtValue":
+        return cls.ortvalue_from_shape_and_type(shape, int(onnx_element_type), device)
+
+    @classmethod
+    def ortvalue_from_shape_and_type_for_memory_info(cls, shape, element_type, memory_info) -> "OrtValue":
+        return cls.ortvalue_from_shape_and_type(shape, element_type, memory_info=memory_info)
+
+    @classmethod
+    def ortvalue_from_shape_and_onnx_type_for_memory_info(cls, shape, onnx_element_type: int,
+                                                          memory_info) -> "OrtValue":
+        return cls.ortvalue_from_shape_and_type(shape, int(onnx_element_type), memory_info=memory_info)
 
     @classmethod
     def from_dlpack(cls, data, /) -> "OrtValue":
@@ -282,6 +293,10 @@ class OrtValue:
             kwargs["stream"] = stream
         return arr.__dlpack__(**kwargs)
 
+    def to_dlpack(self):
+        """onnxruntime's C-level name for ``__dlpack__()``."""
+        return self.__dlpack__()
+
     def __dlpack_device__(self) -> tuple[int, int]:
         arr = self._tensor("__dlpack_device__")
         if hasattr(arr, "__dlpack_device__"):
@@ -313,6 +328,14 @@ class OrtValue:
         if src_kind is not None and src_kind is not kind and not isinstance(src, np.ndarray):
             src = src_kind.to_numpy(src)  # between two devices: through the host
         kind.copy_into(dst, src)
+
+
+def _device_arg(device_type, device_id) -> tuple[str, int]:
+    """(device kind name, id) from a name and id, or from an OrtDevice (onnxruntime's C-level form)."""
+    if not isinstance(device_type, str) and hasattr(device_type, "device_type"):
+        from ortgpu.device_info import device_kind_name  # noqa: PLC0415
+        return device_kind_name(device_type), device_type.device_id()
+    return device_type, device_id
 
 
 def _type_name(dtype) -> str:

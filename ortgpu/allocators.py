@@ -6,8 +6,10 @@ created with the config entry ``session.use_env_allocators=1`` share.  ortgpu's 
 NumPy arrays (NumPy allocates them; there is no CPU arena), and each CUDA provider owns its
 arena (ortgpu.memory), so a registration is checked and recorded as onnxruntime checks it, and
 ``arena_options(device_id)`` turns a CUDA registration into the CUDA provider options it maps to
-(``gpu_mem_limit`` from ``max_mem``, ``arena_extend_strategy``).  The other arena knobs (chunk
-sizes, dead bytes per chunk) have no counterpart in ortgpu's arena and are recorded only.
+(``gpu_mem_limit`` from ``max_mem``, ``arena_extend_strategy``), which a session with
+``session.use_env_allocators=1`` gives its CUDA provider (providers_select.apply_env_allocators).
+The arena is still the provider's own, not shared between sessions as onnxruntime's is; the other
+knobs (chunk sizes, dead bytes per chunk) have no counterpart in ortgpu's arena and are recorded only.
 """
 from __future__ import annotations
 

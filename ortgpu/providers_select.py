@@ -121,6 +121,26 @@ def normalize(providers, provider_options) -> list[tuple[str, dict]]:
     return out
 
 
+def apply_env_allocators(pairs: list[tuple[str, dict]], sess_options) -> list[tuple[str, dict]]:
+    """With the session config entry ``session.use_env_allocators`` = "1", a CUDA provider
+    takes the arena limits of the allocator registered for its device
+    (create_and_register_allocator_v2, ortgpu.allocators.arena_options); options the caller
+    gave the provider explicitly win."""
+    try:
+        use = sess_options is not None and sess_options.get_session_config_entry("session.use_env_allocators") == "1"
+    except RuntimeError:  # the entry is not set
+        use = False
+    if not use:
+        return pairs
+    from ortgpu.allocators import arena_options  # noqa: PLC0415
+    out = []
+    for name, opts in pairs:
+        if name == "CUDAExecutionProvider":
+            opts = {**arena_options(int(opts.get("device_id", 0))), **opts}
+        out.append((name, opts))
+    return out
+
+
 def create(pairs: list[tuple[str, dict]]):
     classes = provider_classes()
     return [classes[name](opts) for name, opts in pairs]

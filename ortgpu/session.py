@@ -140,7 +140,8 @@ class InferenceSession(SessionExtensions):
             self._install(_provider_instances(providers))
             return
         try:
-            created = providers_select.create(providers_select.normalize(providers, provider_options))
+            created = providers_select.create(providers_select.apply_env_allocators(
+                providers_select.normalize(providers, provider_options), self._sess_options))
         except (ValueError, RuntimeError) as e:  # bad arguments or options: onnxruntime retries on the CPU
             if not self._enable_fallback:
                 raise

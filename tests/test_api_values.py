@@ -222,3 +222,26 @@ def test_unregistering_an_unknown_library_fails_like_onnxruntime():
         onnxruntime.unregister_execution_provider_library("nope")
     with pytest.raises(ortgpu_state.Fail, match="was not registered"):
         ortgpu.unregister_execution_provider_library("nope")
+
+
+def test_registered_cuda_allocator_maps_to_the_cuda_arena_options():
+    from ortgpu.providers.cuda.options import parse_cuda_options
+    from ortgpu.providers_select import apply_env_allocators
+    allocators._clear_for_tests()
+    try:
+        cuda = ortgpu.OrtMemoryInfo("Cuda", ortgpu.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ortgpu.OrtMemType.DEFAULT)
+        ortgpu.create_and_register_allocator_v2("CUDAExecutionProvider", cuda, {}, ortgpu.OrtArenaCfg(1 << 28, 1, -1, -1))
+        pairs = [("CUDAExecutionProvider", {}), ("CUDAExecutionProvider", {"device_id": "1"}),
+                 ("CPUExecutionProvider", {})]
+        so = ortgpu.SessionOptions()
+        assert apply_env_allocators(pairs, so) == pairs  # only with session.use_env_allocators=1
+        so.add_session_config_entry("session.use_env_allocators", "1")
+        got = apply_env_allocators(pairs + [("CUDAExecutionProvider", {"gpu_mem_limit": "5"})], so)
+        assert got[0] == ("CUDAExecutionProvider", {"gpu_mem_limit": str(1 << 28),
+                                                    "arena_extend_strategy": "kSameAsRequested"})
+        assert got[1] == pairs[1] and got[2] == pairs[2]  # no allocator for device 1; the CPU has no arena
+        assert got[3][1]["gpu_mem_limit"] == "5"  # the caller's own option wins
+        config = parse_cuda_options(got[0][1], None)  # options the CUDA provider accepts
+        assert config.gpu_mem_limit == 1 << 28 and config.arena_extend_strategy == "kSameAsRequested"
+    finally:
+        allocators._clear_for_tests()

@@ -1,10 +1,9 @@
 """onnxruntime's weight-packing helpers for its quantization tools (quantize_matmul_*bits,
 quantize_qdq_matmul_*bits, quantize_matmul_bnb4, pack_fp4_weights_for_cuda_moe_gemm).
 
-These fill buffers in the exact layouts of onnxruntime's own MatMulNBits / MatMulBnb4 / MoE
-kernels, and are called by ``onnxruntime.quantization``.  ortgpu does not reproduce those
-layouts yet; quantize with onnxruntime's tool (or ortgpu's precision converter) and load the
-resulting model.
+These fill buffers in the exact layouts of onnxruntime's own com.microsoft MatMulNBits /
+MatMulBnb4 / MoE kernels, and are called by ``onnxruntime.quantization``.  ortgpu has no kernels
+for those ops, so nothing in it consumes the layouts; the helpers are refused with that reason.
 """
 from __future__ import annotations
 
@@ -13,9 +12,9 @@ from ortgpu.errors import NotImplemented
 
 def _refuse(name: str):
     def refused(*args, **kwargs):
-        raise NotImplemented(f"{name}: ortgpu does not implement onnxruntime's weight-packing helpers for its "
-                             f"quantization tool; quantize the model with onnxruntime.quantization and load "
-                             f"the result with ortgpu")
+        raise NotImplemented(f"{name}: this packs weights for onnxruntime's com.microsoft MatMulNBits/MatMulBnb4/"
+                             f"MoE kernels, which ortgpu does not have; use float16/bfloat16 weights "
+                             f"(ortgpu.precision) or QuantizeLinear/DequantizeLinear models instead")
     refused.__name__ = refused.__qualname__ = name
     refused.__doc__ = f"onnxruntime's {name} (not implemented in ortgpu; see the module docstring)."
     return refused

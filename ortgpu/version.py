@@ -31,13 +31,26 @@ def get_version_string() -> str:
 
 
 def _cuda_version() -> str:
-    """The CUDA runtime version CuPy was built for ('12.8'), or '' without CuPy."""
+    """The CUDA runtime version CuPy was built for ('12.8'), or '' without CuPy (imports CuPy)."""
     try:
         import cupy  # noqa: PLC0415
         v = int(cupy.cuda.runtime.runtimeGetVersion())
     except Exception:  # noqa: BLE001 - no CuPy or no driver: no CUDA build to report
         return ""
     return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def _cuda_major_installed() -> str:
+    """The CUDA major version of the installed CuPy wheel ('12' for cupy-cuda12x), read from the
+    package metadata so that ``import ortgpu`` does not import CuPy; '' without one."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    for major in ("13", "12", "11"):
+        try:
+            version(f"cupy-cuda{major}x")
+        except PackageNotFoundError:
+            continue
+        return major
+    return ""
 
 
 def get_build_info() -> str:
@@ -61,4 +74,4 @@ def print_debug_info() -> None:
 # onnxruntime's module-level constants
 version = API_VERSION
 package_name = PACKAGE_NAME
-cuda_version = _cuda_version()
+cuda_version = _cuda_major_installed()  # onnxruntime: the CUDA version of the build ('' for a CPU build)

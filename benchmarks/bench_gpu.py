@@ -317,7 +317,7 @@ def _environment() -> dict:
         "compute_capability": f"{props['major']}.{props['minor']}",
         "driver": cupy.cuda.runtime.driverGetVersion(), "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
         "cupy": cupy.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-        "ortgpu": getattr(ortgpu, "__version__", "?"), "numpy": np.__version__,
+        "ortgpu": getattr(ortgpu, "__ortgpu_version__", "?"), "numpy": np.__version__,
         "python": platform.python_version(), "host": f"{platform.machine()} {os.cpu_count()} cores",
     }
 

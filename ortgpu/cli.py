@@ -40,9 +40,16 @@ def _summarize(name, value) -> str:
 
 
 def _providers_arg(text: str | None):
+    """The --providers list; an unknown name is an error here (a session would fall back to
+    the CPU, as onnxruntime's does, and a typo on the command line should not run silently)."""
     if not text:
         return None
-    return [p.strip() for p in text.split(",") if p.strip()]
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    from ortgpu.providers_select import ALL_PROVIDERS  # noqa: PLC0415
+    for name in names:
+        if name not in ALL_PROVIDERS:
+            raise ValueError(f"Unknown Provider Type: {name} (known: {', '.join(ALL_PROVIDERS)})")
+    return names
 
 
 def run_model(path: str, inputs_path: str | None, providers, runs: int, compare: bool) -> int:
@@ -202,7 +209,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "demo":
             import ortgpu
-            print(f"ortgpu {ortgpu.__version__}; available providers: {', '.join(ortgpu.get_available_providers())}")
+            print(f"ortgpu {ortgpu.__ortgpu_version__} (onnxruntime API {ortgpu.__version__}); available providers: {', '.join(ortgpu.get_available_providers())}")
             return run_model(demo_model_path(), None, _providers_arg(args.providers), args.runs, True)
         if args.command == "convert":
             return convert_model_file(args.input, args.output, args.bf16, args.keep_io_types,

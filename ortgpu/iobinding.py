@@ -20,31 +20,52 @@ class SessionIOBinding:
     """The bindings of one session (onnxruntime's C-level SessionIOBinding)."""
 
     def __init__(self, session):
+        # SessionIOBinding(session._sess), onnxruntime's C-level form: the C-level session wraps one
+        session = vars(session).get("_session", session)
         self._session = session
         self.inputs: dict[str, OrtValue] = {}
         self.outputs: dict[str, Target] = {}   # insertion order = order of get_outputs()
         self.results: list[OrtValue] = []
 
-    def bind_input(self, name: str, value) -> None:
-        """Bind input `name` to an OrtValue (or a NumPy array, shared)."""
+    def bind_input(self, name: str, value, *pointer) -> None:
+        """Bind input `name` to an OrtValue (or a NumPy array, shared), or in onnxruntime's
+        C-level form ``bind_input(name, ort_device, element_type, shape, buffer_ptr)`` to memory
+        the caller owns."""
+        if pointer:
+            value = _from_pointer(value, *pointer)
         if name not in self._session._io.feedable:
             raise RuntimeError(f"Error when binding input: Failed to find input name in the mapping: {name}")
         self.inputs[name] = value if isinstance(value, OrtValue) else OrtValue(value, value)
 
-    bind_ortvalue_input = bind_input
+    def bind_ortvalue_input(self, name: str, value) -> None:
+        self.bind_input(name, value)
 
-    def bind_output(self, name: str, device_type: str = "cpu", device_id: int = 0) -> None:
-        """Bind output `name` to a device: the run allocates it there."""
+    def bind_output(self, name: str, device_type="cpu", device_id=0, *pointer) -> None:
+        """Bind output `name` to a device: the run allocates it there.  A device none of the
+        session's providers runs on (cuda for a CPU-only session) leaves the output on the
+        CPU, where its producer puts it, as onnxruntime does.  onnxruntime's C-level forms
+        take an OrtDevice: ``bind_output(name, ort_device)`` and ``bind_output(name,
+        ort_device, element_type, shape, buffer_ptr)`` (memory the caller owns)."""
+        if not isinstance(device_type, str):  # an OrtDevice
+            if pointer or device_id != 0:
+                self.bind_ortvalue_output(name, _from_pointer(device_type, device_id, *pointer))
+                return
+            device_type, device_id = _device_of(device_type)
         device_kind(device_type)
-        self.outputs[name] = Target(device_type, check_device_id(device_id))
+        device_id = check_device_id(device_id)
+        if not any(getattr(p, "device", "cpu") == device_type for p in self._session._providers):
+            device_type, device_id = "cpu", 0
+        self.outputs[name] = Target(device_type, device_id)
 
     def bind_ortvalue_output(self, name: str, ortvalue: OrtValue) -> None:
         """Bind output `name` to a preallocated tensor: the run writes into its memory."""
         ortvalue._tensor(f"bind_ortvalue_output('{name}')")
         self.outputs[name] = Target.into(ortvalue)
 
-    def get_outputs(self) -> list[OrtValue]:
-        return list(self.results)
+    def get_outputs(self):
+        """The last run's outputs, as onnxruntime's C-level OrtValueVector."""
+        from ortgpu.value_vector import OrtValueVector  # noqa: PLC0415
+        return OrtValueVector(self.results)
 
     def copy_outputs_to_cpu(self) -> list:
         return [_to_cpu(v) for v in self.results]
@@ -69,6 +90,19 @@ class SessionIOBinding:
             sync = getattr(p, "synchronize", None)
             if sync is not None:
                 sync()
+
+
+def _device_of(ort_device) -> tuple[str, int]:
+    from ortgpu.device_info import device_kind_name  # noqa: PLC0415
+    return device_kind_name(ort_device), ort_device.device_id()
+
+
+def _from_pointer(ort_device, element_type, shape, buffer_ptr) -> OrtValue:
+    """An OrtValue over memory the caller owns, described the C-level way (an OrtDevice)."""
+    device, device_id = _device_of(ort_device)
+    array = device_kind(device).from_pointer(int(buffer_ptr), tensor_shape(shape), element_dtype(element_type),
+                                             device_id)
+    return OrtValue(array)
 
 
 def _to_cpu(value: OrtValue):
@@ -136,6 +170,10 @@ class IOBinding:
 
     def get_outputs(self) -> list[OrtValue]:
         """The OrtValues of the last run's bound outputs, in binding order (on their devices)."""
+        return list(self._iobinding.get_outputs())
+
+    def get_outputs_as_ortvaluevector(self):
+        """The last run's outputs as an OrtValueVector (onnxruntime's C-level container)."""
         return self._iobinding.get_outputs()
 
     def copy_outputs_to_cpu(self) -> list:

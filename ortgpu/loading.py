@@ -18,8 +18,10 @@ import onnx.shape_inference
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
+from ortgpu import external_initializers
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile, NotImplemented  # noqa: A004
 from ortgpu.graph_query import tensor_type
+from ortgpu.ort_format import refuse_ort_format
 
 _SHAPE_INFERENCE_LIMIT = 1_800_000_000  # bytes: onnx infers in memory up to the 2 GB protobuf limit
 _PROTOBUF_LIMIT = 2**31 - 1  # bytes: protobuf parses no message larger than this
@@ -68,6 +70,7 @@ def _read_file(path: str) -> bytes:
 
 def _parse(data: bytes, path: str | None) -> onnx.ModelProto:
     """Parse serialized bytes; messages as onnxruntime words them for a path and for bytes."""
+    refuse_ort_format(data, path)  # onnxruntime's .ort FlatBuffer: say so, not "protobuf parsing failed"
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
@@ -526,14 +529,18 @@ def override_free_dims(model: onnx.ModelProto, by_name: dict, by_denotation: dic
                 d.dim_value = value
 
 
-def prepare_model(source, by_name=None, by_denotation=None, config=None) -> tuple[onnx.ModelProto, str]:
+def prepare_model(source, by_name=None, by_denotation=None, config=None,
+                  supplied=None) -> tuple[onnx.ModelProto, str]:
     """read, check versions, resolve external data, inline local functions, infer shapes.
-    `config`: the session's config entries (the folder of external data for a model from bytes)."""
+    `config`: the session's config entries (the folder of external data for a model from bytes);
+    `supplied`: name -> value of external initializers given in memory
+    (SessionOptions.add_external_initializers)."""
     model, base_dir, kind = read_model(source)
     check_names(model)
     check_versions(model)
     check_structure(model.graph)
     check_patterns(model)
+    external_initializers.apply(model, supplied)
     load_external_data(model, external_base(base_dir, kind, config))
     if by_name or by_denotation:
         override_free_dims(model, by_name or {}, by_denotation or {})

@@ -5,7 +5,7 @@ import enum
 
 import numpy as np
 
-from ortgpu.errors import InvalidArgument
+from ortgpu.errors import InvalidArgument, NotImplemented
 
 
 class GraphOptimizationLevel(enum.IntEnum):
@@ -132,6 +132,7 @@ class SessionOptions(_Options):
         self._free_dims_by_name: dict[str, int] = {}
         self._free_dims_by_denotation: dict[str, int] = {}
         self._initializers: dict = {}
+        self._external_initializers = SuppliedExternalData()  # external data given from memory
 
     def add_session_config_entry(self, key: str, value: str) -> None:
         self._add(key, value)
@@ -155,13 +156,93 @@ class SessionOptions(_Options):
         self._free_dims_by_denotation[str(dim_denotation)] = self._dim_value(dim_denotation, dim_value)
 
     def add_initializer(self, name: str, value) -> None:
-        """Supply (or override) an initializer by name, as onnxruntime's add_initializer."""
+        """Override an initializer by name with an OrtValue (as onnxruntime; a NumPy array is
+        accepted too); names the model does not have are ignored, as there."""
         if not isinstance(name, str):
             raise TypeError(f"initializer name must be str, not {type(name).__name__}")
-        self._initializers[name] = value
+        self._initializers[name] = _initializer_value(f"add_initializer('{name}')", value)
+
+    def add_external_initializers(self, names, values) -> None:
+        """Supply the data of initializers the model stores as external data, from memory
+        (OrtValues, or NumPy arrays), so that their files are not read: see
+        ortgpu.external_initializers for what the session checks."""
+        names, values = list(names), list(values)
+        if len(names) != len(values):
+            raise RuntimeError(f"add_external_initializers: {len(names)} names but {len(values)} values; "
+                               f"init_num == names.size() must hold")
+        for name, value in zip(names, values):
+            if not isinstance(name, str):
+                raise TypeError(f"initializer name must be str, not {type(name).__name__}")
+            self._external_initializers[name] = _initializer_value(f"add_external_initializers('{name}')", value)
+
+    def add_external_initializers_from_files_in_memory(self, file_names, buffers, lengths) -> None:
+        """Supply the contents of external-data files from memory: a tensor whose external
+        data names one of `file_names` reads its bytes (offset, length) from the buffer."""
+        file_names, buffers, lengths = list(file_names), list(buffers), list(lengths)
+        if not len(file_names) == len(buffers) == len(lengths):
+            raise RuntimeError(f"add_external_initializers_from_files_in_memory: {len(file_names)} names, "
+                               f"{len(buffers)} buffers and {len(lengths)} lengths; they must match")
+        for name, buf, length in zip(file_names, buffers, lengths):
+            data = bytes(memoryview(buf).cast("B"))
+            if not 0 <= int(length) <= len(data):
+                raise RuntimeError(f"add_external_initializers_from_files_in_memory('{name}'): length {length} "
+                                   f"outside the {len(data)}-byte buffer")
+            self._external_initializers.files[str(name)] = data[:int(length)]
 
     def has_providers(self) -> bool:
+        """False: providers are chosen with InferenceSession(providers=...), see add_provider."""
         return False
+
+    # --- onnxruntime's automatic EP selection and EP-context API: not applicable -------------
+    def add_provider(self, provider_name: str, provider_options: dict) -> None:
+        raise NotImplemented(f"SessionOptions.add_provider('{provider_name}'): {_SELECT_WHY}")
+
+    def add_provider_for_devices(self, ep_devices, provider_options: dict) -> None:
+        raise NotImplemented(f"SessionOptions.add_provider_for_devices: {_SELECT_WHY}")
+
+    def set_provider_selection_policy(self, policy) -> None:
+        raise NotImplemented(f"SessionOptions.set_provider_selection_policy({policy}): {_SELECT_WHY}")
+
+    def set_provider_selection_policy_delegate(self, delegate) -> None:
+        raise NotImplemented(f"SessionOptions.set_provider_selection_policy_delegate: {_SELECT_WHY}")
+
+    def set_ep_context_data_read_func(self, read_func) -> None:
+        raise NotImplemented("SessionOptions.set_ep_context_data_read_func: ortgpu reads no EP context "
+                             "binaries (see ortgpu.compile_api)")
+
+    def clear_ep_context_data_read_func(self) -> None:
+        """Nothing to clear: no read function can be set (set_ep_context_data_read_func)."""
+
+    def set_load_cancellation_flag(self, cancel: bool) -> None:
+        """False is accepted; True (cancel a load in progress) is refused: ortgpu loads a model
+        in the constructor's thread and has no cancellation point."""
+        if cancel:
+            raise NotImplemented("SessionOptions.set_load_cancellation_flag(True): ortgpu cannot cancel a model "
+                                 "load in progress")
+
+
+_SELECT_WHY = ("ortgpu chooses providers from InferenceSession(..., providers=[...]) (see "
+               "get_available_providers() and get_ep_devices()); it has no automatic EP selection")
+
+
+class SuppliedExternalData(dict):
+    """Initializer name -> value given with add_external_initializers, plus ``files``: file
+    name -> bytes given with add_external_initializers_from_files_in_memory."""
+
+    def __init__(self):
+        super().__init__()
+        self.files: dict[str, bytes] = {}
+
+    def __bool__(self):
+        return bool(len(self) or self.files)
+
+
+def _initializer_value(what: str, value):
+    """`value` if it is an OrtValue holding a tensor or a NumPy array, else onnxruntime's error."""
+    if isinstance(value, np.ndarray) or (hasattr(value, "is_tensor") and value.is_tensor()):
+        return value
+    raise RuntimeError(f"{what}: The provided Python object must be an OrtValue (or a numpy array), "
+                       f"not {type(value).__name__}")
 
 
 class RunOptions(_Options):
@@ -178,6 +259,10 @@ class RunOptions(_Options):
         self.logid = ""
         self.terminate = False
         self.only_execute_path_to_fetches = False
+
+    def add_active_adapter(self, adapter) -> None:
+        raise NotImplemented("RunOptions.add_active_adapter: LoRA adapters are not implemented in ortgpu "
+                             "(see ortgpu.lora)")
 
     def add_run_config_entry(self, key: str, value: str) -> None:
         self._add(key, value)

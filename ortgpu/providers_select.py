@@ -7,8 +7,10 @@ import warnings
 
 from ortgpu.providers.cpu import CPUExecutionProvider
 
-# Every provider name onnxruntime 1.32 knows, in its order: a name outside this list is an error; a known one
-# that this build cannot run warns and falls back to the CPU, as in onnxruntime.
+# Every provider name onnxruntime 1.32 knows, in its order.  As in onnxruntime, a name this build cannot run
+# warns and is skipped; a name outside this list also fails the provider setup (UnknownProviderError), which
+# the session answers with onnxruntime's fallback: a notice on stdout and a retry on the CPU alone
+# (an error with enable_fallback=0).
 ALL_PROVIDERS = [
     "TensorrtExecutionProvider", "CUDAExecutionProvider",
     "MIGraphXExecutionProvider", "OpenVINOExecutionProvider",
@@ -21,9 +23,18 @@ ALL_PROVIDERS = [
 ]
 
 
-class UnknownProviderError(ValueError):
-    """A provider name that no onnxruntime build knows: always an error, never a fallback
-    (onnxruntime would retry on the CPU; a typo in a provider name should not run silently)."""
+class UnknownProviderError(RuntimeError):
+    """A provider name that no onnxruntime build knows (onnxruntime's C layer raises a
+    RuntimeError 'Unknown Provider Type: <name>', which its session answers with a CPU fallback)."""
+
+
+def report_fallback(error: Exception, providers, fallback_providers) -> None:
+    """Print onnxruntime's notice for a provider setup that failed and is retried (on stdout,
+    as onnxruntime's InferenceSession prints it)."""
+    print("*************** EP Error ***************")
+    print(f"EP Error {error} when using {providers}")
+    print(f"Falling back to {fallback_providers} and retrying.")
+    print("****************************************")
 
 
 def provider_classes() -> dict[str, type]:
@@ -51,14 +62,26 @@ def get_device() -> str:
     return "GPU" if "CUDAExecutionProvider" in provider_classes() else "CPU"
 
 
-def normalize(providers, provider_options) -> list[tuple[str, dict]]:
-    """[(name, options)] from onnxruntime's accepted forms; unknown names raise ValueError."""
-    available = provider_classes()
+def check_and_normalize_provider_args(providers, provider_options, available_provider_names):
+    """onnxruntime's argument check: (names, option dicts with str keys and values) from the
+    accepted forms (names, (name, options) pairs, or names with a parallel provider_options
+    list); ValueError for malformed arguments; a warning (the name is kept) for a name not in
+    `available_provider_names`, and a warning (the repeat is dropped) for a duplicate."""
     if providers is None:
-        return [(n, {}) for n in available]
+        return [], []
+    chosen: dict[str, dict] = {}
+
+    def take(name, options):
+        if name not in available_provider_names:
+            warnings.warn(f"Specified provider '{name}' is not in available provider names."
+                          f"Available providers: '{', '.join(available_provider_names)}'", stacklevel=4)
+        if name in chosen:
+            warnings.warn(f"Duplicate provider '{name}' encountered, ignoring.", stacklevel=4)
+            return
+        chosen[name] = {str(k): str(v) for k, v in options.items()}
+
     if isinstance(providers, str) or not isinstance(providers, collections.abc.Sequence):
         raise ValueError("'providers' should be a sequence.")
-    pairs: list[tuple[str, dict]] = []
     if provider_options is not None:
         if not isinstance(provider_options, collections.abc.Sequence):
             raise ValueError("'provider_options' should be a sequence.")
@@ -68,31 +91,53 @@ def normalize(providers, provider_options) -> list[tuple[str, dict]]:
             raise ValueError("Only string values for 'providers' are supported if 'provider_options' is given.")
         if not all(isinstance(o, dict) for o in provider_options):
             raise ValueError("'provider_options' values must be dicts.")
-        pairs = list(zip(providers, provider_options))
+        for name, opts in zip(providers, provider_options):
+            take(name, opts)
     else:
         for p in providers:
             if isinstance(p, str):
-                pairs.append((p, {}))
+                take(p, {})
             elif isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], dict):
-                pairs.append(p)
+                take(p[0], p[1])
             else:
                 raise ValueError("'providers' values must be either strings or (string, dict) tuples.")
-    out: list[tuple[str, dict]] = []
-    seen = set()
-    for name, opts in pairs:
-        if name not in ALL_PROVIDERS:
-            raise UnknownProviderError(f"Unknown Provider Type: {name}. Known providers: {', '.join(ALL_PROVIDERS)}")
-        if name in seen:
-            warnings.warn(f"Duplicate provider '{name}' encountered, ignoring.", stacklevel=3)
-            continue
-        seen.add(name)
-        if name not in available:
-            warnings.warn(f"Specified provider '{name}' is not in available provider names."
-                          f"Available providers: '{', '.join(available)}'", stacklevel=3)
-            continue
-        out.append((name, {str(k): str(v) for k, v in opts.items()}))
+    return list(chosen), list(chosen.values())
+
+
+def normalize(providers, provider_options) -> list[tuple[str, dict]]:
+    """[(name, options)] this build runs, from onnxruntime's accepted forms: the names it cannot
+    run are dropped after check_and_normalize_provider_args' warning, an unknown name raises
+    UnknownProviderError, and the CPU is always last."""
+    available = provider_classes()
+    if providers is None:
+        return [(n, {}) for n in available]
+    names, options = check_and_normalize_provider_args(providers, provider_options, list(available))
+    unknown = [n for n in names if n not in ALL_PROVIDERS]
+    if unknown:  # onnxruntime checks names in C++ after its Python checks
+        raise UnknownProviderError(f"Unknown Provider Type: {unknown[0]}")
+    out = [(n, o) for n, o in zip(names, options) if n in available]
     if not any(n == "CPUExecutionProvider" for n, _ in out):
         out.append(("CPUExecutionProvider", {}))  # onnxruntime always keeps the CPU as the last resort
+    return out
+
+
+def apply_env_allocators(pairs: list[tuple[str, dict]], sess_options) -> list[tuple[str, dict]]:
+    """With the session config entry ``session.use_env_allocators`` = "1", a CUDA provider
+    takes the arena limits of the allocator registered for its device
+    (create_and_register_allocator_v2, ortgpu.allocators.arena_options); options the caller
+    gave the provider explicitly win."""
+    try:
+        use = sess_options is not None and sess_options.get_session_config_entry("session.use_env_allocators") == "1"
+    except RuntimeError:  # the entry is not set
+        use = False
+    if not use:
+        return pairs
+    from ortgpu.allocators import arena_options  # noqa: PLC0415
+    out = []
+    for name, opts in pairs:
+        if name == "CUDAExecutionProvider":
+            opts = {**arena_options(int(opts.get("device_id", 0))), **opts}
+        out.append((name, opts))
     return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
-from ortgpu import fused_ops, providers_select
+from ortgpu import fused_ops, logger, providers_select
 from ortgpu.devices import kind_of
 from ortgpu.dtypes import shape_of, type_str
 from ortgpu.errors import InvalidArgument, InvalidGraph, Fail, _OrtError
@@ -31,6 +31,7 @@ from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
 from ortgpu.run_core import HOST_TARGET, RunCore, Target, check_run_options
 from ortgpu.threads import intra_op_threads
+from ortgpu.session_extensions import SessionExtensions
 from ortgpu.values import OrtValue
 
 _log = logging.getLogger("ortgpu")
@@ -63,7 +64,7 @@ def _node_arg(vi: onnx.ValueInfoProto) -> NodeArg:
     return NodeArg(vi.name, type_str(vi.type), shape_of(vi.type))
 
 
-class InferenceSession:
+class InferenceSession(SessionExtensions):
     """Runs an ONNX model: ``InferenceSession(path | bytes | ModelProto, sess_options, providers)``."""
 
     def __init__(self, path_or_bytes, sess_options: SessionOptions | None = None, providers=None,
@@ -88,8 +89,8 @@ class InferenceSession:
         self._profiling_start_ns = self._recorder.start_ns if self._recorder else 0
         t0 = perf_counter_ns()
         model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
-                                               so._free_dims_by_denotation,
-                                               so._config)
+                                               so._free_dims_by_denotation, so._config,
+                                               so._external_initializers)
         # ortgpu.precision=fp16|bf16: weights converted once, graph inputs and outputs kept
         model, self._precision_report = apply_precision(model, so)
         t1 = perf_counter_ns()
@@ -123,12 +124,12 @@ class InferenceSession:
             self._install(_provider_instances(providers))
             return
         try:
-            created = providers_select.create(providers_select.normalize(providers, provider_options))
+            created = providers_select.create(providers_select.apply_env_allocators(
+                providers_select.normalize(providers, provider_options), self._sess_options))
         except (ValueError, RuntimeError) as e:  # bad arguments or options: onnxruntime retries on the CPU
-            if not self._enable_fallback or isinstance(e, providers_select.UnknownProviderError):
+            if not self._enable_fallback:
                 raise
-            warnings.warn(f"EP Error {e} when using {providers}\nFalling back to {self._fallback_providers} "
-                          f"and retrying.", RuntimeWarning, stacklevel=3)
+            providers_select.report_fallback(e, providers, self._fallback_providers)
             created = providers_select.create(providers_select.normalize(self._fallback_providers, None))
             self._enable_fallback = False  # onnxruntime falls back only once
         self._install(created)
@@ -143,8 +144,9 @@ class InferenceSession:
         so = self._sess_options
         self._optimizations = optimize(graph, so.graph_optimization_level, created,
                                        {vi.name for vi in self._io.overridable}, self._disabled_optimizers)
-        if so.log_severity_level == 0:  # VERBOSE: what each pass did, and which changed nothing
-            _log_optimizations(self._optimizations)
+        if logger.is_verbose(so):  # VERBOSE: what each pass did, and which changed nothing
+            with logger.scope(so):
+                _log_optimizations(self._optimizations)
         if so.optimized_model_filepath:  # as onnxruntime: the graph after the passes, before placement
             save_optimized_model(self._model, graph, so.optimized_model_filepath, so._config)
         expand_unimplemented(graph, created)  # ops no provider runs, by their function bodies
@@ -154,8 +156,9 @@ class InferenceSession:
         self._providers, self._core = created, core
         if self._recorder is not None:
             self._recorder.attach(created)
-        if self._sess_options.log_severity_level == 0:  # VERBOSE, as onnxruntime logs its placement
-            _log_placement(core.plan)
+        if logger.is_verbose(self._sess_options):  # VERBOSE, as onnxruntime logs its placement
+            with logger.scope(self._sess_options):
+                _log_placement(core.plan)
 
     # --- onnxruntime's query API --------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -180,8 +183,13 @@ class InferenceSession:
         return self._sess_options
 
     def set_providers(self, providers=None, provider_options=None) -> None:
-        """Re-create the providers (and the plan) for this session, as onnxruntime does."""
-        self._create_providers(providers, provider_options)
+        """Re-create the providers (and the plan) for this session, as onnxruntime does: an
+        error (an unknown name, a bad option) is raised, never answered with a CPU fallback."""
+        fallback, self._enable_fallback = self._enable_fallback, False
+        try:
+            self._create_providers(providers, provider_options)
+        finally:
+            self._enable_fallback = fallback
 
     def get_provider_assignment(self, include_subgraphs: bool = False) -> list[tuple[str, str, str]]:
         """(node name, op type, provider) for each top-level step, in execution order.  Copies
@@ -226,7 +234,8 @@ class InferenceSession:
         graph_id = check_run_options(run_options)
         fetch = [(i, HOST_TARGET) for i in self._core.output_positions(output_names)]
         self._io.check_feed_names(input_feed)
-        return [_to_user(v) for v in self._core.run(input_feed, fetch, graph_id, run_options)]
+        with logger.scope(run_options, self._sess_options):
+            return [_to_user(v) for v in self._core.run(input_feed, fetch, graph_id, run_options)]
 
     def io_binding(self) -> IOBinding:
         """A new IOBinding of this session (ortgpu.iobinding)."""

@@ -29,8 +29,10 @@ def set_global_thread_pool_sizes(intra_op_num_threads: int = 0, inter_op_num_thr
     global thread pools); 0 is the default (every core)."""
     for name, value in (("intra_op_num_threads", intra_op_num_threads),
                         ("inter_op_num_threads", inter_op_num_threads)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"set_global_thread_pool_sizes(): {name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise RuntimeError(f"set_global_thread_pool_sizes(): {name} must be >= 0, got {value}")
         _GLOBAL_SIZES[name] = value
 
 

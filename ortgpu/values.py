@@ -87,7 +87,8 @@ class OrtValue:
         """Internal: `ortvalue` is a tensor of a known device kind, a list (a sequence of tensors),
         a dict (a map) or None (an optional without a value); `type_proto` (onnx TypeProto) names
         the type where the data cannot (None, an empty sequence)."""
-        if not isinstance(ortvalue, (list, dict)) and ortvalue is not None and kind_of(ortvalue) is None:
+        if not isinstance(ortvalue, (list, dict)) and ortvalue is not None and kind_of(ortvalue) is None \
+                and not getattr(ortvalue, "_is_sparse_tensor", False):
             raise ValueError(f"OrtValue needs a tensor of a known device (NumPy, CuPy), a list, a dict "
                              f"or None, not {type(ortvalue).__name__}; use the factory methods")
         self._value = ortvalue
@@ -106,12 +107,22 @@ class OrtValue:
         except RuntimeError:
             return "empty optional"
 
+    # onnxruntime's Python OrtValue wraps a C-level one (``_ortvalue``, ``_get_c_value()``);
+    # ortgpu's is both, so code that reaches for the C-level object gets this one.
+    @property
+    def _ortvalue(self) -> "OrtValue":
+        return self
+
+    def _get_c_value(self) -> "OrtValue":
+        return self
+
     # --- factories ---------------------------------------------------------------------------
     @classmethod
     def ortvalue_from_numpy(cls, numpy_obj, /, device_type="cpu", device_id=0, vendor_id=-1) -> "OrtValue":
         """A tensor from a NumPy array: on the CPU it shares the array's memory when the array is
         C-contiguous in native byte order (a copy otherwise); on a device it is a copy."""
         arr = _numpy_tensor(numpy_obj)
+        device_type, device_id = _device_arg(device_type, device_id)
         kind = device_kind(device_type)
         device_id = check_device_id(device_id)
         if kind.name == "cpu":
@@ -136,13 +147,28 @@ class OrtValue:
     def ortvalue_from_shape_and_type(cls, shape, element_type, device_type: str = "cpu", device_id: int = 0,
                                      vendor_id=-1, memory_info=None) -> "OrtValue":
         """An uninitialized tensor of `shape` and `element_type` (see element_dtype) on a device."""
-        if memory_info is not None:
-            raise ValueError("memory_info is not supported by ortgpu: pass device_type and device_id")
+        if memory_info is not None:  # onnxruntime: the memory info's device wins over the arguments
+            device_type, device_id = memory_info._ort_device(), 0
+        device_type, device_id = _device_arg(device_type, device_id)
         dims = tensor_shape(shape)
         dt = element_dtype(element_type)
         kind = device_kind(device_type)
         _check_holds(kind, dt)
         return cls(kind.empty(dims, dt, check_device_id(device_id)))
+
+    # onnxruntime's C-level factories (an OrtDevice or OrtMemoryInfo says where)
+    @classmethod
+    def ortvalue_from_shape_and_onnx_type(cls, shape, onnx_element_type: int, device) -> "OrtValue":
+        return cls.ortvalue_from_shape_and_type(shape, int(onnx_element_type), device)
+
+    @classmethod
+    def ortvalue_from_shape_and_type_for_memory_info(cls, shape, element_type, memory_info) -> "OrtValue":
+        return cls.ortvalue_from_shape_and_type(shape, element_type, memory_info=memory_info)
+
+    @classmethod
+    def ortvalue_from_shape_and_onnx_type_for_memory_info(cls, shape, onnx_element_type: int,
+                                                          memory_info) -> "OrtValue":
+        return cls.ortvalue_from_shape_and_type(shape, int(onnx_element_type), memory_info=memory_info)
 
     @classmethod
     def from_dlpack(cls, data, /) -> "OrtValue":
@@ -185,6 +211,8 @@ class OrtValue:
         return device_of(self._value)
 
     def shape(self) -> list[int]:
+        if self.is_sparse_tensor():  # onnxruntime reports a sparse tensor's dense shape
+            return [int(d) for d in self._value.dense_shape()]
         return list(self._tensor("shape").shape)
 
     def data_type(self) -> str:
@@ -192,6 +220,8 @@ class OrtValue:
         v = self._value
         if self.is_tensor():
             return tensor_type_str(onnx_code(v.dtype))
+        if self.is_sparse_tensor():
+            return v.data_type()
         if isinstance(v, list) and v:
             return f"seq({tensor_type_str(onnx_code(v[0].dtype))})"
         if self._type_proto is not None:
@@ -216,10 +246,23 @@ class OrtValue:
 
     def is_tensor(self) -> bool:
         v = self._value
-        return v is not None and not isinstance(v, (list, dict))
+        return v is not None and not isinstance(v, (list, dict)) and not getattr(v, "_is_sparse_tensor", False)
 
     def is_sparse_tensor(self) -> bool:
-        return False
+        return getattr(self._value, "_is_sparse_tensor", False)
+
+    @classmethod
+    def ort_value_from_sparse_tensor(cls, sparse_tensor) -> "OrtValue":
+        """An OrtValue holding a SparseTensor (ortgpu.sparse)."""
+        if not getattr(sparse_tensor, "_is_sparse_tensor", False):
+            raise TypeError(f"ort_value_from_sparse_tensor needs a SparseTensor, not {type(sparse_tensor).__name__}")
+        return cls(sparse_tensor)
+
+    def as_sparse_tensor(self):
+        """The SparseTensor this OrtValue holds, or RuntimeError."""
+        if not self.is_sparse_tensor():
+            raise RuntimeError(f"This OrtValue does not contain a SparseTensor (it holds {self._describe()})")
+        return self._value
 
     def is_tensor_sequence(self) -> bool:
         return isinstance(self._value, list)
@@ -249,6 +292,10 @@ class OrtValue:
         if stream is not None:
             kwargs["stream"] = stream
         return arr.__dlpack__(**kwargs)
+
+    def to_dlpack(self):
+        """onnxruntime's C-level name for ``__dlpack__()``."""
+        return self.__dlpack__()
 
     def __dlpack_device__(self) -> tuple[int, int]:
         arr = self._tensor("__dlpack_device__")
@@ -281,6 +328,14 @@ class OrtValue:
         if src_kind is not None and src_kind is not kind and not isinstance(src, np.ndarray):
             src = src_kind.to_numpy(src)  # between two devices: through the host
         kind.copy_into(dst, src)
+
+
+def _device_arg(device_type, device_id) -> tuple[str, int]:
+    """(device kind name, id) from a name and id, or from an OrtDevice (onnxruntime's C-level form)."""
+    if not isinstance(device_type, str) and hasattr(device_type, "device_type"):
+        from ortgpu.device_info import device_kind_name  # noqa: PLC0415
+        return device_kind_name(device_type), device_type.device_id()
+    return device_type, device_id
 
 
 def _type_name(dtype) -> str:

@@ -1,6 +1,8 @@
 """InferenceSession, SessionOptions, RunOptions and module functions against onnxruntime 1.31."""
 from __future__ import annotations
 
+import contextlib
+import io
 import pathlib
 import warnings
 
@@ -285,10 +287,12 @@ def test_exception_classes_match_onnxruntime():
 
 # --- provider arguments -------------------------------------------------------------------
 def _session_with(mod, **kw):
-    with warnings.catch_warnings(record=True) as w:
+    """(providers, warning texts, stdout text) of a session made with these arguments."""
+    out = io.StringIO()
+    with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(out):
         warnings.simplefilter("always")
         s = mod.InferenceSession(mb.identity().SerializeToString(), **kw)
-    return s.get_providers(), [str(x.message) for x in w]
+    return s.get_providers(), [str(x.message) for x in w], out.getvalue()
 
 
 def test_provider_forms():
@@ -311,7 +315,9 @@ def test_bad_provider_arguments_fall_back_like_onnxruntime(kw):
     ref = _session_with(onnxruntime, **kw)
     got = _session_with(ortgpu, **kw)
     assert ref[0] == CPU and got[0] == CPU
-    assert any("Falling back to ['CPUExecutionProvider']" in m for m in got[1])
+    # onnxruntime prints its fallback notice on stdout
+    assert "Falling back to ['CPUExecutionProvider'] and retrying." in ref[2], "onnxruntime's notice changed"
+    assert "Falling back to ['CPUExecutionProvider'] and retrying." in got[2]
     # ... and raises it when the fallback is disabled.
     ref = mb.outcome(lambda: onnxruntime.InferenceSession(mb.identity().SerializeToString(),
                                                           enable_fallback=0, **kw))
@@ -322,13 +328,25 @@ def test_bad_provider_arguments_fall_back_like_onnxruntime(kw):
         assert got[1].split(".")[0] == ref[1].split(".")[0]
 
 
-def test_unknown_provider_name_is_an_error():
-    # Deliberately stricter than onnxruntime (which retries on the CPU): a misspelt provider
-    # must not run silently somewhere else.
-    for fallback in (1, 0):
-        with pytest.raises(ValueError, match="Unknown Provider Type: FooExecutionProvider"):
-            ortgpu.InferenceSession(mb.identity().SerializeToString(), providers=["FooExecutionProvider"],
-                                    enable_fallback=fallback)
+@pytest.mark.parametrize("providers", [["FooExecutionProvider"], ["FooExecutionProvider", "CPUExecutionProvider"]])
+def test_unknown_provider_name_warns_and_falls_back_like_onnxruntime(providers):
+    # onnxruntime: a "not in available provider names" warning, then its C layer refuses the
+    # name, and the session prints the EP Error notice and retries on the CPU alone.
+    ref = _session_with(onnxruntime, providers=providers)
+    got = _session_with(ortgpu, providers=providers)
+    assert ref[0] == got[0] == CPU
+    warned = "Specified provider 'FooExecutionProvider' is not in available provider names."
+    assert any(m.startswith(warned) for m in ref[1]), f"onnxruntime's warnings changed: {ref[1]}"
+    assert any(m.startswith(warned) for m in got[1]), got[1]
+    notice = f"EP Error Unknown Provider Type: FooExecutionProvider when using {providers}"
+    assert notice in ref[2], f"onnxruntime's fallback notice changed: {ref[2]!r}"
+    assert notice in got[2] and "Falling back to ['CPUExecutionProvider'] and retrying." in got[2]
+    # without the fallback both raise the C layer's RuntimeError
+    ref = mb.outcome(lambda: onnxruntime.InferenceSession(mb.identity().SerializeToString(), providers=providers,
+                                                          enable_fallback=0))
+    assert ref[0] == "RuntimeError" and ref[1].startswith("Unknown Provider Type: FooExecutionProvider"), ref
+    with pytest.raises(RuntimeError, match="^Unknown Provider Type: FooExecutionProvider"):
+        ortgpu.InferenceSession(mb.identity().SerializeToString(), providers=providers, enable_fallback=0)
 
 
 @pytest.mark.parametrize("name", ["TensorrtExecutionProvider", "CUDAExecutionProvider"])
@@ -369,8 +387,10 @@ def test_provider_creation_failure_falls_back_to_cpu_once(monkeypatch):
         return real_create(pairs)
 
     monkeypatch.setattr(providers_select, "create", failing_first)
-    with pytest.warns(RuntimeWarning, match="Falling back to \\['CPUExecutionProvider'\\]"):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
         sess = ortgpu.InferenceSession(mb.identity().SerializeToString(), providers=["CPUExecutionProvider"])
+    assert "Falling back to ['CPUExecutionProvider'] and retrying." in out.getvalue()
     assert sess.get_providers() == ["CPUExecutionProvider"] and len(calls) == 2
     calls.clear()
     with pytest.raises(RuntimeError, match="bad option"):

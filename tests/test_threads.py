@@ -106,7 +106,7 @@ def test_sessions_without_per_session_threads_use_the_global_sizes():
         assert all(n == 1 for n in prov.seen[0])
     finally:
         ortgpu.set_global_thread_pool_sizes(0, 0)
-    with pytest.raises(ValueError, match="intra_op_num_threads"):
+    with pytest.raises(RuntimeError, match="intra_op_num_threads"):
         ortgpu.set_global_thread_pool_sizes(-1)
 
 

@@ -1,7 +1,8 @@
 """Random ops: RandomUniform(Like), RandomNormal(Like), Multinomial, Bernoulli, and Dropout.
 
 A `seed` attribute seeds a fresh generator per call (so a seeded node repeats itself);
-without one the draws differ between runs.  NumPy's generator is not onnxruntime's, so
+without one the seed comes from ``set_seed`` (ortgpu.random_seed): the same sequence of draws
+after each ``set_seed(n)``, fresh draws when it was never called.  NumPy's generator is not onnxruntime's, so
 the values never match onnxruntime's bit for bit: only dtype, shape and distribution do.
 """
 from __future__ import annotations
@@ -13,9 +14,13 @@ from ortgpu.providers.kernels.normalization import softmax
 from ortgpu.providers.kernels.reduce import float_work_dtype
 from ortgpu.providers.dtype_sets import BOOL, FLOAT, FLOAT8, FLOATS, INDEX, NUMERIC, STANDARD
 from ortgpu.providers.registry import kernel
+from ortgpu.random_seed import next_seed
 
 
 def _rng(xp, seed):
+    """A generator for one call: the node's seed attribute, else the process seed (set_seed)."""
+    if seed is None:
+        seed = next_seed()
     return xp.random.default_rng(None if seed is None else int(seed))
 
 

@@ -9,6 +9,7 @@ from ortgpu.options import (ExecutionMode, ExecutionOrder, GraphOptimizationLeve
 from ortgpu.providers_select import get_all_providers, get_available_providers, get_device
 from ortgpu.session import InferenceSession, ModelMetadata, NodeArg
 from ortgpu.values import OrtValue
+from ortgpu.custom_ops import CustomOp, CustomOpDef, custom_op
 from ortgpu.iobinding import IOBinding, SessionIOBinding
 from ortgpu import kernels_loader as _kernels_loader  # noqa: F401  (registers every kernel)
 
@@ -21,4 +22,5 @@ __all__ = [
     "get_available_providers", "get_all_providers", "get_device", "__version__",
     "Fail", "InvalidArgument", "NoSuchFile", "NoModel", "InvalidProtobuf", "InvalidGraph",
     "NotImplemented", "RuntimeException", "EPFail",
+    "CustomOp", "CustomOpDef", "custom_op",
 ]

@@ -160,6 +160,12 @@ class SessionOptions(_Options):
             raise TypeError(f"initializer name must be str, not {type(name).__name__}")
         self._initializers[name] = value
 
+    def register_custom_ops_library(self, library_path: str) -> None:
+        """onnxruntime loads a native custom-op library here; ortgpu cannot, and says so
+        (NotImplemented pointing to ortgpu.CustomOp and @ortgpu.custom_op)."""
+        from ortgpu.custom_ops import register_custom_ops_library_refused  # noqa: PLC0415
+        register_custom_ops_library_refused(library_path)
+
     def has_providers(self) -> bool:
         return False
 

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
-from ortgpu import providers_select
+from ortgpu import custom_op_types, custom_ops, providers_select
 from ortgpu.devices import kind_of
 from ortgpu.dtypes import np_dtype, onnx_code, shape_of, tensor_type_str, type_str
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, _OrtError
@@ -89,6 +89,8 @@ class InferenceSession:
         t0 = perf_counter_ns()
         model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
                                                so._free_dims_by_denotation)
+        # custom ops (ortgpu.custom_ops): this session's own, and their outputs' types
+        model, self._custom_ops = custom_op_types.prepare(model, kwargs.get("custom_ops"))
         # ortgpu.precision=fp16|bf16: weights converted once, graph inputs and outputs kept
         model, self._precision_report = apply_precision(model, so)
         t1 = perf_counter_ns()
@@ -151,6 +153,7 @@ class InferenceSession:
 
     def _install(self, created) -> None:
         """Optimize, partition and plan the model for the created providers."""
+        custom_ops.attach(created, self._custom_ops)  # this session's custom ops, no other's
         graph = from_proto(self._model.graph, self._opsets)
         for name, value in self._sess_options._initializers.items():
             value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)

@@ -89,7 +89,7 @@ def run_demo(providers=None, runs: int = 1, out=print) -> int:
         x_rec = rec_batch(image, boxes) if boxes else None
         rec_ms = _median_ms(lambda: rec.run(None, {"x": x_rec}), runs) if boxes else 0.0
         out(f"latency: det {det_ms:.1f} ms ({x_det.shape[2]}x{x_det.shape[3]}), rec {rec_ms:.1f} ms "
-            f"({len(boxes)} words) - median of {runs} runs")
+            f"({len(boxes)} words), median of {runs} run{'s' if runs > 1 else ''}")
     _compare_with_onnxruntime(image, prob, probs, lines, out)
     return 0 if same else 1
 

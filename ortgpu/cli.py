@@ -183,15 +183,22 @@ def convert_model_file(src: str, dst: str, bf16: bool, keep_io_types: bool, op_b
     return 0
 
 
-def kept_summary(kept, top: int = 12) -> list[str]:
-    """The nodes kept in float32 counted by op type and reason (names quoted in a reason are
-    elided so that nodes of one kind count together), most frequent first."""
+def kept_summary(kept, top: int = 12, named: int = 3) -> list[str]:
+    """The nodes kept in float32 grouped by op type and reason (names quoted in a reason are
+    elided so that nodes of one kind group together), most frequent first; a group of at most
+    `named` nodes names them, a larger one counts them."""
     import re
-    groups = collections.Counter((op, re.sub(r"'[^']*'", "'...'", why)) for _, op, why in kept)
-    lines = [f"  float32: {n} x {op}: {why}" for (op, why), n in groups.most_common(top)]
-    rest = sum(n for _, n in groups.most_common()[top:])
+    groups: dict = collections.defaultdict(list)
+    for name, op, why in kept:
+        groups[(op, re.sub(r"'[^']*'", "'...'", why))].append(name)
+    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    lines = []
+    for (op, why), names in ranked[:top]:
+        who = f"{op} {', '.join(map(repr, names))}" if len(names) <= named else f"{len(names)} x {op}"
+        lines.append(f"  float32: {who}: {why}")
+    rest = sum(len(names) for _, names in ranked[top:])
     if rest:
-        lines.append(f"  float32: {rest} more nodes of {len(groups) - top} other kinds (--list-kept lists every node)")
+        lines.append(f"  float32: {rest} more nodes of {len(ranked) - top} other kinds (--list-kept lists every node)")
     return lines
 
 

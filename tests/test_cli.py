@@ -167,11 +167,12 @@ def test_convert_bf16_summarises_kept_nodes(tmp_path, capsys):
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                           [helper.make_tensor_value_info("r30", TensorProto.FLOAT, [2])])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    assert main(["convert", "--bf16", path, out, "--op-block-list", "Exp,Log"]) == 0
+    assert main(["convert", "--bf16", path, out, "--op-block-list", "Exp,Log,Relu"]) == 0
     text = capsys.readouterr().out
-    assert "30 kept in float32" in text
+    assert "31 kept in float32" in text
     lines = [x for x in text.splitlines() if x.startswith("  float32:")]
     assert sorted(lines) == ["  float32: 15 x Exp: op type Exp is in the op block list",
-                             "  float32: 15 x Log: op type Log is in the op block list"]
-    assert main(["convert", "--bf16", path, out, "--op-block-list", "Exp,Log", "--list-kept"]) == 0
-    assert len([x for x in capsys.readouterr().out.splitlines() if x.startswith("  float32:")]) == 30
+                             "  float32: 15 x Log: op type Log is in the op block list",
+                             "  float32: Relu 'relu0': op type Relu is in the op block list"]
+    assert main(["convert", "--bf16", path, out, "--op-block-list", "Exp,Log,Relu", "--list-kept"]) == 0
+    assert len([x for x in capsys.readouterr().out.splitlines() if x.startswith("  float32:")]) == 31

@@ -4,7 +4,8 @@ for the dimensions a model leaves free.
 
 Values are chosen to be in range for what such inputs usually mean: floats are small normal
 noise; integer inputs are zeros (token-type ids, indices, lengths), except token ids (name
-ending in "ids", 0 or 1) and masks (name containing "mask", ones); booleans are True.
+ending in "ids", 0 or 1), masks (name containing "mask", ones) and audio sample rates ("sr",
+"sample_rate": 16000); booleans are True.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _BY_NAME = {elem_name(c): c for c in range(1, 30)}
 
 IMAGE_SIDE = 224   # a free height/width of an NCHW image input
 SEQUENCE = 16      # any other free dimension past the first (sequence length, samples, ...)
+SAMPLE_RATE_NAMES = frozenset({"sr", "sample_rate", "sampling_rate"})
 
 
 def _dtype_of(type_str: str):
@@ -98,6 +100,8 @@ def _value(name: str, dtype, shape, rng) -> np.ndarray:
     if dtype.kind in "iu":
         if "mask" in lower:
             return np.ones(shape, dtype=dtype)
+        if lower in SAMPLE_RATE_NAMES:
+            return np.full(shape, 16000, dtype=dtype)  # speech models take 16 kHz (some 8 kHz too)
         if lower.endswith("ids") and "type" not in lower:
             return rng.integers(0, 2, size=shape).astype(dtype)  # token ids: 0/1 exist in any vocabulary
         return np.zeros(shape, dtype=dtype)

@@ -176,3 +176,14 @@ def test_convert_bf16_summarises_kept_nodes(tmp_path, capsys):
                              "  float32: Relu 'relu0': op type Relu is in the op block list"]
     assert main(["convert", "--bf16", path, out, "--op-block-list", "Exp,Log,Relu", "--list-kept"]) == 0
     assert len([x for x in capsys.readouterr().out.splitlines() if x.startswith("  float32:")]) == 31
+
+
+def test_generated_sample_rate_is_16k(tmp_path, capsys):
+    """An audio model's sample-rate input ('sr') gets 16000, not a value no branch expects."""
+    path = str(tmp_path / "sr.onnx")
+    g = helper.make_graph([helper.make_node("Identity", ["sr"], ["y"])], "g",
+                          [helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, [])])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    assert main(["run", path, "--runs", "1"]) == 0
+    assert "y: shape=[] dtype=int64 min=16000 max=16000" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from ortgpu.providers_select import get_all_providers, get_available_providers, 
 from ortgpu.session import InferenceSession, ModelMetadata, NodeArg
 from ortgpu.values import OrtValue
 from ortgpu.value_vector import copy_tensors
+from ortgpu.custom_ops import CustomOp, CustomOpDef, custom_op
 from ortgpu.iobinding import IOBinding, SessionIOBinding
 from ortgpu.device_info import (OrtAllocatorType, OrtDevice, OrtDeviceMemoryType, OrtDeviceVendorId,
                                 OrtMemoryInfo, OrtMemoryInfoDeviceType, OrtMemType)
@@ -64,4 +65,5 @@ __all__ = [
     "ModelPackage", "ModelPackageComponentContext", "ModelPackageContext", "ModelPackageOptions",
     "ModelPackageWriteMode", "AdapterFormat", "LoraAdapter", "has_collective_ops", "preload_dlls",
     "set_global_thread_pool_sizes", "import_capi_exception",
+    "CustomOp", "CustomOpDef", "custom_op",
 ]

@@ -1,5 +1,5 @@
-"""Command line: ``ortgpu demo``, ``ortgpu run MODEL``, ``ortgpu profile MODEL`` and
-``ortgpu convert --fp16 IN OUT``."""
+"""Command line: ``ortgpu demo``, ``ortgpu run MODEL``, ``ortgpu profile MODEL``,
+``ortgpu convert --fp16 IN OUT`` and ``ortgpu --version`` (also ``python -m ortgpu``)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,8 @@ import numpy as np
 
 
 def demo_model_path() -> str:
-    """The light ResNet-50 that ships inside the onnx package (real architecture, synthetic weights)."""
+    """The light ResNet-50 that ships inside the onnx package (real architecture, synthetic
+    weights): the demo of old, kept for the tests that find onnx's light models beside it."""
     import onnx.backend.test as suite
     return os.path.join(os.path.dirname(suite.__file__), "data", "light", "light_resnet50.onnx")
 
@@ -52,15 +53,11 @@ def _providers_arg(text: str | None):
     return names
 
 
-def run_model(path: str, inputs_path: str | None, providers, runs: int, compare: bool) -> int:
+def run_model(path: str, inputs_path: str | None, providers, runs: int, compare: bool,
+              shapes: list[str] | None = None) -> int:
     import ortgpu
     sess = ortgpu.InferenceSession(path, providers=providers)
-    if inputs_path:
-        with np.load(inputs_path, allow_pickle=False) as data:
-            feed = {k: data[k] for k in data.files}
-    else:
-        from ortgpu.sample_inputs import make_inputs
-        feed = make_inputs(sess)
+    feed = _load_feed(inputs_path, sess, shapes)
     print(f"model: {path}")
     print(f"providers: {', '.join(sess.get_providers())}")
     placement = collections.Counter(p for _, _, p in sess.get_provider_assignment())
@@ -102,7 +99,7 @@ def _compare_with_onnxruntime(path, feed, outputs) -> None:
 
 
 def profile_model(path: str, inputs_path: str | None, providers, runs: int, warmup: int, out_dir: str,
-                  top: int) -> int:
+                  top: int, shapes: list[str] | None = None) -> int:
     """Run `path` with profiling on: write the onnxruntime-format trace and an HTML report to
     `out_dir`, print the summary tables.  The first `warmup` runs are in the trace but not in
     the summary."""
@@ -115,7 +112,7 @@ def profile_model(path: str, inputs_path: str | None, providers, runs: int, warm
     so.enable_profiling = True
     so.profile_file_prefix = os.path.join(out_dir, f"{stem}_profile")
     sess = ortgpu.InferenceSession(path, so, providers=providers)
-    feed = _load_feed(inputs_path, sess)
+    feed = _load_feed(inputs_path, sess, shapes)
     for _ in range(warmup + runs):
         sess.run(None, feed)
     trace = sess.end_profiling()
@@ -129,12 +126,25 @@ def profile_model(path: str, inputs_path: str | None, providers, runs: int, warm
     return 0
 
 
-def _load_feed(inputs_path, sess) -> dict:
+def _load_feed(inputs_path, sess, shapes=None) -> dict:
+    """The feed of `ortgpu run`/`profile`: the .npz arrays (names checked against the model's
+    inputs), and generated values (shapes from --shape) for the inputs it does not give."""
+    from ortgpu.sample_inputs import make_inputs, parse_shapes
+    wanted = parse_shapes(shapes or [], sess)
+    given = {}
     if inputs_path:
         with np.load(inputs_path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    from ortgpu.sample_inputs import make_inputs
-    return make_inputs(sess)
+            given = {k: data[k] for k in data.files}
+        names = [a.name for a in sess.get_inputs()]
+        unknown = [k for k in given if k not in names]
+        if unknown:
+            raise ValueError(f"{inputs_path}: array(s) {unknown} name no input of the model; its inputs are {names}")
+        both = [k for k in given if k in wanted]
+        if both:
+            raise ValueError(f"input(s) {both} are given in {inputs_path} and by --shape: give each once")
+    feed = make_inputs(sess, shapes=wanted, skip=set(given))
+    feed.update(given)
+    return feed
 
 
 def _peaks(provider_names) -> dict:
@@ -154,7 +164,7 @@ def _peaks(provider_names) -> dict:
 
 
 def convert_model_file(src: str, dst: str, bf16: bool, keep_io_types: bool, op_block_list: str | None,
-                       node_block_list: str | None) -> int:
+                       node_block_list: str | None, list_kept: bool = False) -> int:
     """Write a float16 (or bfloat16) copy of the model at `src` to `dst` and say what stayed float32."""
     import onnx
     from ortgpu.precision import DEFAULT_OP_BLOCK_LIST, convert_model
@@ -171,27 +181,64 @@ def convert_model_file(src: str, dst: str, bf16: bool, keep_io_types: bool, op_b
     print(f"{src} -> {dst}: {report.narrow_nodes} nodes in {'bfloat16' if bf16 else 'float16'}, "
           f"{len(report.kept_float32)} kept in float32, {report.casts} Casts, "
           f"{report.converted_initializers} initializers converted")
-    for name, op, why in report.kept_float32:
-        print(f"  float32: {op} {name!r}: {why}")
+    if list_kept:
+        for name, op, why in report.kept_float32:
+            print(f"  float32: {op} {name!r}: {why}")
+    else:
+        for line in kept_summary(report.kept_float32):
+            print(line)
     return 0
+
+
+def kept_summary(kept, top: int = 12, named: int = 3) -> list[str]:
+    """The nodes kept in float32 grouped by op type and reason (names quoted in a reason are
+    elided so that nodes of one kind group together), most frequent first; a group of at most
+    `named` nodes names them, a larger one counts them."""
+    import re
+    groups: dict = collections.defaultdict(list)
+    for name, op, why in kept:
+        groups[(op, re.sub(r"'[^']*'", "'...'", why))].append(name)
+    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    lines = []
+    for (op, why), names in ranked[:top]:
+        who = f"{op} {', '.join(map(repr, names))}" if len(names) <= named else f"{len(names)} x {op}"
+        lines.append(f"  float32: {who}: {why}")
+    rest = sum(len(names) for _, names in ranked[top:])
+    if rest:
+        lines.append(f"  float32: {rest} more nodes of {len(ranked) - top} other kinds (--list-kept lists every node)")
+    return lines
+
+
+def _version() -> str:
+    import ortgpu
+    own = getattr(ortgpu, "__ortgpu_version__", None)
+    if own and own != ortgpu.__version__:
+        return f"ortgpu {own} (onnxruntime API {ortgpu.__version__})"
+    return f"ortgpu {ortgpu.__version__}"
+
+
+def _add_feed_args(p) -> None:
+    p.add_argument("--inputs", help=".npz file with one array per input name")
+    p.add_argument("--shape", action="append", metavar="NAME=DIMS",
+                   help="shape of a generated input, e.g. x=1x3x640x640 (repeatable)")
+    p.add_argument("--providers", help="comma-separated provider names (default: all available)")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ortgpu", description="ortgpu: an ONNX runtime with onnxruntime's API")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the embedded ResNet-50 on the best available provider")
-    d.add_argument("--runs", type=int, default=5)
+    d = sub.add_parser("demo", help="read text with PP-OCRv4 (shipped) on the best available provider")
+    d.add_argument("--runs", type=int, default=1, help="timed runs after the first")
     d.add_argument("--providers", help="comma-separated provider names (default: all available)")
     r = sub.add_parser("run", help="run any model on given or generated inputs")
     r.add_argument("model")
-    r.add_argument("--inputs", help=".npz file with one array per input name")
-    r.add_argument("--providers", help="comma-separated provider names (default: all available)")
+    _add_feed_args(r)
     r.add_argument("--runs", type=int, default=10)
     r.add_argument("--compare", action="store_true", help="compare with onnxruntime when installed")
     pr = sub.add_parser("profile", help="profile a model: onnxruntime-format trace, summary, HTML report")
     pr.add_argument("model")
-    pr.add_argument("--inputs", help=".npz file with one array per input name")
-    pr.add_argument("--providers", help="comma-separated provider names (default: all available)")
+    _add_feed_args(pr)
     pr.add_argument("--runs", type=int, default=10, help="profiled runs in the summary")
     pr.add_argument("--warmup", type=int, default=1, help="runs before them (in the trace, not the summary)")
     pr.add_argument("--out", default=".", help="folder for the trace and the report")
@@ -205,19 +252,20 @@ def main(argv=None) -> int:
     cv.add_argument("--keep-io-types", action="store_true", help="keep float32 graph inputs and outputs")
     cv.add_argument("--op-block-list", help="comma-separated op types kept in float32, besides the defaults")
     cv.add_argument("--node-block-list", help="comma-separated node names kept in float32")
+    cv.add_argument("--list-kept", action="store_true", help="list every node kept in float32 (default: a summary)")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            import ortgpu
-            print(f"ortgpu {ortgpu.__ortgpu_version__} (onnxruntime API {ortgpu.__version__}); available providers: {', '.join(ortgpu.get_available_providers())}")
-            return run_model(demo_model_path(), None, _providers_arg(args.providers), args.runs, True)
+            from ortgpu.demo import run_demo
+            return run_demo(_providers_arg(args.providers), args.runs)
         if args.command == "convert":
             return convert_model_file(args.input, args.output, args.bf16, args.keep_io_types,
-                                      args.op_block_list, args.node_block_list)
+                                      args.op_block_list, args.node_block_list, args.list_kept)
         if args.command == "profile":
             return profile_model(args.model, args.inputs, _providers_arg(args.providers), args.runs,
-                                 args.warmup, args.out, args.top)
-        return run_model(args.model, args.inputs, _providers_arg(args.providers), args.runs, args.compare)
+                                 args.warmup, args.out, args.top, args.shape)
+        return run_model(args.model, args.inputs, _providers_arg(args.providers), args.runs, args.compare,
+                         args.shape)
     except Exception as e:
         print(f"ortgpu: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -189,6 +189,12 @@ class SessionOptions(_Options):
                                    f"outside the {len(data)}-byte buffer")
             self._external_initializers.files[str(name)] = data[:int(length)]
 
+    def register_custom_ops_library(self, library_path: str) -> None:
+        """onnxruntime loads a native custom-op library here; ortgpu cannot, and says so
+        (NotImplemented pointing to ortgpu.CustomOp and @ortgpu.custom_op)."""
+        from ortgpu.custom_ops import register_custom_ops_library_refused  # noqa: PLC0415
+        register_custom_ops_library_refused(library_path)
+
     def has_providers(self) -> bool:
         """False: providers are chosen with InferenceSession(providers=...), see add_provider."""
         return False

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
-from ortgpu import fused_ops, logger, providers_select
+from ortgpu import custom_op_types, custom_ops, fused_ops, logger, providers_select
 from ortgpu.devices import kind_of
 from ortgpu.dtypes import shape_of, type_str
 from ortgpu.errors import InvalidArgument, InvalidGraph, Fail, _OrtError
@@ -91,6 +91,8 @@ class InferenceSession(SessionExtensions):
         model, self._load_kind = prepare_model(path_or_bytes, so._free_dims_by_name,
                                                so._free_dims_by_denotation, so._config,
                                                so._external_initializers)
+        # custom ops (ortgpu.custom_ops): this session's own, and their outputs' types
+        model, self._custom_ops = custom_op_types.prepare(model, kwargs.get("custom_ops"))
         # ortgpu.precision=fp16|bf16: weights converted once, graph inputs and outputs kept
         model, self._precision_report = apply_precision(model, so)
         t1 = perf_counter_ns()
@@ -136,6 +138,7 @@ class InferenceSession(SessionExtensions):
 
     def _install(self, created) -> None:
         """Optimize, partition and plan the model for the created providers."""
+        custom_ops.attach(created, self._custom_ops)  # this session's custom ops, no other's
         graph = from_proto(self._model.graph, self._opsets)
         for name, value in self._sess_options._initializers.items():
             value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)

@@ -36,8 +36,12 @@ class ExecutionProvider:
     def get_options(self) -> dict[str, str]:
         return dict(self.options)
 
+    # Kernels of one session's own custom ops (ortgpu.custom_ops.attach), keyed like the
+    # registry and consulted before it; empty for a provider no session has given any.
+    session_kernels: dict = {}
+
     def kernel_for(self, op_type: str, domain: str, opset: int) -> KernelDef | None:
-        return lookup(op_type, domain, opset, self.kernel_sources)
+        return lookup(op_type, domain, opset, self.kernel_sources, self.session_kernels)
 
     def accepts(self, node, kernel: KernelDef, input_types, output_types=()) -> bool:
         """Whether this provider runs `node` with `kernel`: the element types the kernel

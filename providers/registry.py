@@ -190,22 +190,31 @@ def schema_for(op_type: str, opset: int, domain: str):
         return None
 
 
-def lookup(op_type: str, domain: str, opset: int, providers: Iterable[str]) -> KernelDef | None:
-    """The kernel for a node, trying ``providers`` in order (each provider's own, then shared)."""
+def lookup(op_type: str, domain: str, opset: int, providers: Iterable[str],
+           extra: Mapping | None = None) -> KernelDef | None:
+    """The kernel for a node, trying ``providers`` in order (each provider's own, then shared).
+    ``extra`` is a table keyed like the registry (one session's custom ops) consulted first."""
     domain = "" if domain == "ai.onnx" else domain
     schema = schema_for(op_type, opset, domain)
     since = schema.since_version if schema is not None else None
+    tables = (extra, _REGISTRY) if extra else (_REGISTRY,)
     for prov in providers:
-        if since is not None:
-            k = _REGISTRY.get((domain, op_type, since, prov))
-            if k is not None:
-                return k
-        else:  # an op without schema (custom domain): the newest registration not past opset
-            cands = [k for (d, o, v, p), k in _REGISTRY.items()
-                     if d == domain and o == op_type and p == prov and v <= opset]
-            if cands:
-                return max(cands, key=lambda k: k.since)
+        for table in tables:
+            if since is not None:
+                k = table.get((domain, op_type, since, prov))
+                if k is not None:
+                    return k
+            else:  # an op without schema (custom domain): the newest registration not past opset
+                cands = [k for (d, o, v, p), k in table.items()
+                         if d == domain and o == op_type and p == prov and v <= opset]
+                if cands:
+                    return max(cands, key=lambda k: k.since)
     return None
+
+
+def unregister(op_type: str, domain: str, since: int, provider: str) -> None:
+    """Remove one registration (a global custom op the user takes back); absent is no error."""
+    _REGISTRY.pop(("" if domain == "ai.onnx" else domain, op_type, since, provider), None)
 
 
 def registered() -> list[KernelDef]:

@@ -198,7 +198,14 @@ def main(argv=None) -> int:
     cv.add_argument("--keep-io-types", action="store_true", help="keep float32 graph inputs and outputs")
     cv.add_argument("--op-block-list", help="comma-separated op types kept in float32, besides the defaults")
     cv.add_argument("--node-block-list", help="comma-separated node names kept in float32")
+    sv = sub.add_parser("serve", help="serve a Triton-layout model folder over KServe v2 REST + gRPC (extra 'serve')")
+    sv.add_argument("repository")
+    from ortgpu.serving.cli import add_arguments as _serve_arguments  # noqa: PLC0415 - no server imports here
+    _serve_arguments(sv)
     args = parser.parse_args(argv)
+    if args.command == "serve":  # outside the catch-all below: a server reports its own errors
+        from ortgpu.serving.cli import run as _serve
+        return _serve(args)
     try:
         if args.command == "demo":
             import ortgpu

@@ -60,9 +60,31 @@ class ServingConfig:
         return None
 
 
+_PB = None
+
+
 def _triton_pb():
-    from tritonclient.grpc import model_config_pb2  # noqa: PLC0415 - optional dependency
-    return model_config_pb2
+    """tritonclient's ``model_config_pb2``, loaded from its file: importing the
+    ``tritonclient.grpc`` package would also register Triton's gRPC service messages, whose
+    names (``inference.ServerLiveRequest``, ...) KServe's own protocol module registers too,
+    and protobuf refuses a symbol twice in one process."""
+    global _PB
+    if _PB is None:
+        import importlib.util
+        import os
+        import sys
+        name = "tritonclient.grpc.model_config_pb2"
+        if name in sys.modules:
+            _PB = sys.modules[name]
+        else:
+            spec = importlib.util.find_spec("tritonclient")
+            if spec is None or not spec.submodule_search_locations:
+                raise ModelLoadError("reading config.pbtxt needs tritonclient: pip install -e '.[serve]'")
+            path = os.path.join(list(spec.submodule_search_locations)[0], "grpc", "model_config_pb2.py")
+            module_spec = importlib.util.spec_from_file_location("ortgpu_triton_model_config_pb2", path)
+            _PB = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(_PB)
+    return _PB
 
 
 def parse_config(text: str, where: str = "config.pbtxt") -> ServingConfig:

@@ -75,7 +75,7 @@ class OrtgpuModel(Model):
         self.ready = False
 
     def not_ready_error(self) -> ModelNotReady:
-        return ModelNotReady(self.name, f"version {self.version}: {self.load_error}" if self.load_error else None)
+        return ModelNotReady(self.name, self.load_error)
 
     def get_input_types(self) -> list[dict]:
         return [t.as_metadata() for t in self.runner.inputs] if self.runner else []

@@ -66,10 +66,29 @@ class ServeOptions:
     grace_period_s: float = 30.0
 
 
+class _PendingCollector:
+    """``ortgpu_requests_pending{model,version}``: requests queued or running, read at scrape time."""
+
+    def __init__(self, registry: OrtgpuRegistry):
+        self.registry = registry
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+        family = GaugeMetricFamily("ortgpu_requests_pending", "Requests queued or running per model version",
+                                   labels=["model", "version"])
+        for name, versions in list(self.registry.versions.items()):
+            for version, model in list(versions.items()):
+                if model.runner is not None:
+                    family.add_metric([name, str(version)], model.runner.batcher.pending())
+        yield family
+
+
 def make_registry(options: ServeOptions) -> OrtgpuRegistry:
     settings = RunnerSettings(options.backend, options.max_queue_size, options.batching)
     registry = OrtgpuRegistry(Repository(options.repository), settings, on_batch=count_batch)
     registry.load_models()
+    from prometheus_client import REGISTRY
+    REGISTRY.register(_PendingCollector(registry))
     return registry
 
 
@@ -134,17 +153,27 @@ def _add_model_routes(app: FastAPI, registry: OrtgpuRegistry) -> None:
     app.add_api_route("/v2/repository/models/{model_name}/unload", unload, methods=["POST"])
 
 
+_HTTP_STATUS = ((ServerBusy, 503), (kerrors.InvalidInput, 400), (kerrors.ModelNotFound, 404),
+                (kerrors.ModelNotReady, 503), (kerrors.ServerNotReady, 503), (kerrors.ServerNotLive, 503),
+                (kerrors.InferenceError, 500), (NotImplementedError, 501))
+
+
 def _add_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServerBusy, lambda _, e: _error(503, str(e)))
-    app.add_exception_handler(kerrors.InvalidInput, kerrors.invalid_input_handler)
-    app.add_exception_handler(kerrors.InferenceError, kerrors.inference_error_handler)
-    app.add_exception_handler(kerrors.ModelNotFound, kerrors.model_not_found_handler)
-    app.add_exception_handler(kerrors.ModelNotReady, kerrors.model_not_ready_handler)
-    app.add_exception_handler(kerrors.ServerNotReady, kerrors.server_not_ready_handler)
-    app.add_exception_handler(kerrors.ServerNotLive, kerrors.server_not_live_handler)
-    app.add_exception_handler(NotImplementedError, kerrors.not_implemented_error_handler)
+    """The protocol's error object ``{"error": message}`` for every failure; client errors are
+    logged as one line, unexpected ones with their traceback (in the log, never in the reply)."""
+    def handler(status):
+        def handle(request, e):
+            log.warning("%s %s -> %d: %s", request.method, request.url.path, status, e)
+            return _error(status, str(e))
+        return handle
+    for kind, status in _HTTP_STATUS:
+        app.add_exception_handler(kind, handler(status))
     app.add_exception_handler(RequestValidationError, lambda _, e: _error(400, f"invalid request: {e.errors()}"))
-    app.add_exception_handler(Exception, lambda _, e: _error(500, f"{type(e).__name__}: {e}"))
+
+    def unexpected(request, e):
+        log.error("%s %s: unexpected error", request.method, request.url.path, exc_info=e)
+        return _error(500, f"{type(e).__name__}: {e}")
+    app.add_exception_handler(Exception, unexpected)
 
 
 class BodyLimit:
@@ -214,7 +243,7 @@ class OrtgpuServicer(InferenceServicer):
         async def infer():
             model = self.registry.resolve(request.model_name, request.model_version)
             response = await model.run_decoded(decode_grpc_request(request))
-            return response.to_grpc()
+            return grpc_response(response)
         return await self._guard(context, infer())
 
     async def ModelMetadata(self, request, context):
@@ -233,6 +262,22 @@ class OrtgpuServicer(InferenceServicer):
         async def ready():
             return pb.ModelReadyResponse(ready=self.registry.resolve(request.name, request.version).ready)
         return await self._guard(context, ready())
+
+
+def grpc_response(response) -> pb.ModelInferResponse:
+    """A ModelInferResponse with every output in raw_output_contents (what Triton's gRPC clients
+    read; BYTES length-prefixed as the protocol defines)."""
+    from kserve.protocol.infer_type import serialize_byte_tensor
+    import numpy as np
+    outputs, raw = [], []
+    for out in response.outputs:
+        array = np.asarray(out.data)
+        outputs.append(pb.ModelInferResponse.InferOutputTensor(name=out.name, datatype=out.datatype,
+                                                               shape=list(array.shape)))
+        raw.append(serialize_byte_tensor(array).tobytes() if out.datatype == "BYTES"
+                   else np.ascontiguousarray(array).tobytes())
+    return pb.ModelInferResponse(model_name=response.model_name, model_version=response.model_version or "",
+                                 id=response.id, outputs=outputs, raw_output_contents=raw)
 
 
 def build_grpc_server(registry: OrtgpuRegistry, host: str, port: int, max_message_bytes: int):

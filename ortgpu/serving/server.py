@@ -169,6 +169,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     for kind, status in _HTTP_STATUS:
         app.add_exception_handler(kind, handler(status))
     app.add_exception_handler(RequestValidationError, lambda _, e: _error(400, f"invalid request: {e.errors()}"))
+    app.add_exception_handler(_TooLarge, lambda _, e: _error(413, str(e)))
 
     def unexpected(request, e):
         log.error("%s %s: unexpected error", request.method, request.url.path, exc_info=e)
@@ -196,12 +197,13 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge(seen)
+                raise _TooLarge(f"request body of more than {self.limit} bytes exceeds the limit of "
+                                f"{self.limit} bytes")
             return message
         try:
             await self.app(scope, limited_receive, send)
-        except _TooLarge as e:
-            await self._reject(send, e.args[0])
+        except _TooLarge:  # raised before the app answered (else its handler answered 413)
+            await self._reject(send, seen)
 
     async def _reject(self, send, size: int) -> None:
         body = orjson.dumps({"error": f"request body of {size} bytes exceeds the limit of {self.limit} bytes"})

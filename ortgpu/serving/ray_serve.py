@@ -110,7 +110,7 @@ def serve_with_ray(options, address: str | None = None, num_replicas: int = 1) -
     registry = OrtgpuRegistry(repository, RunnerSettings(options.backend, options.max_queue_size, options.batching),
                               on_batch=count_batch)
     for name in repository.models:
-        registry.update(RayBackedModel.deploy(options, name, num_replicas), name)
+        registry.update(_ray_model_class().deploy(options, name, num_replicas), name)
     try:
         asyncio.run(serve_async(options, registry))
     finally:
@@ -174,11 +174,3 @@ def _ray_model_class():
 class _Names:
     def __init__(self, names):
         self.output_names = names
-
-
-class _LazyRayBackedModel:
-    def __getattr__(self, item):
-        return getattr(_ray_model_class(), item)
-
-
-RayBackedModel = _LazyRayBackedModel()

@@ -61,7 +61,7 @@ def slow_model(layers=12, size=256):
 
 
 def build_repository(root: str) -> dict:
-    models = {"mlp": sm.mlp(), "add_int": sm.add_int(), "slow": slow_model()}
+    models = {"mlp": sm.mlp(), "add_int": sm.add_int(), "slow": slow_model(layers=24)}
     sm.write_model(root, "mlp", models["mlp"], config=sm.batching_config(max_batch_size=8, delay_us=300_000))
     sm.write_model(root, "add_int", models["add_int"])
     sm.write_model(root, "scale", sm.scale(2.0), 1)
@@ -265,8 +265,8 @@ def test_full_queue_answers_503_and_the_others_are_right(served):
 
     def one(_):
         return post(server.url + "/v2/models/slow/infer", body, {"Inference-Header-Content-Length": str(len(header))})
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(one, range(16)))
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(one, range(24)))
     codes = [s for s, _ in results]
     assert codes.count(503) >= 1 and codes.count(200) >= 3 and set(codes) <= {200, 503}, codes
     for status, raw in results:
@@ -378,7 +378,7 @@ def test_client_disconnect_leaks_nothing(served):
 
 def test_sigterm_drains_in_flight_requests(tmp_path):
     root = str(tmp_path)
-    model = slow_model(layers=40)
+    model = slow_model(layers=60)
     sm.write_model(root, "slow", model)
     server = Server(root, "--no-grpc")
     x = np.random.default_rng(6).standard_normal((1, 256, 256)).astype(np.float32)
@@ -392,7 +392,7 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
     threads = [threading.Thread(target=call) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.5)   # the requests are in flight (each takes > 0.1 s, run one at a time)
+    time.sleep(1.0)   # the requests are in flight (each takes > 0.1 s, run one at a time)
     server.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(90)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import urllib.error
 import sys
 
 import numpy as np
@@ -47,6 +46,7 @@ def test_ortgpu_serve_ray_cli_serves_through_replicas(tmp_path):
     import socket
     import subprocess
     import time
+    import urllib.error
     import urllib.request
     model = sm.mlp(seed=3)
     sm.write_model(str(tmp_path), "mlp", model, config=sm.batching_config(max_batch_size=8, delay_us=1000))

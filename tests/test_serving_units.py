@@ -178,3 +178,17 @@ def test_batcher_batches_splits_bounds_and_drops_cancelled(tmp_path):
     with pytest.raises(QueueFull, match="shutting down"):
         batcher.submit({"x": xs[0]})
     assert isinstance(queued[1], concurrent.futures.Future) and queued[1].cancelled()
+
+
+def test_instances_are_sessions_draining_one_queue(tmp_path):
+    model = sm.mlp()
+    runner = _runner(tmp_path, model, parse_config("max_batch_size: 4 instance_group [ { count: 2 kind: KIND_CPU } ]"))
+    assert len(runner.sessions) == 2 and len({id(s) for s in runner.sessions}) == 2
+    assert len(runner.batcher._workers) == 2 and all(w.is_alive() for w in runner.batcher._workers)
+    xs = np.random.default_rng(5).standard_normal((12, 2, 4)).astype(np.float32)
+    ref = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    futures = [runner.submit({"x": x}) for x in xs]
+    for x, fut in zip(xs, futures):
+        np.testing.assert_allclose(fut.result(30)[0], ref.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    runner.close()
+    assert not any(w.is_alive() for w in runner.batcher._workers)

@@ -339,13 +339,35 @@ def test_broken_model_is_not_ready_and_the_others_serve(served):
     assert get(server.url + "/v2/models/add_int/ready")[0] == 200
 
 
+def _raw_exchange(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict]:
+    """Send `head` + `body` on one connection and read the answer. The body sent is never more
+    than the server reads, so closing after the reply cannot reset the connection under it."""
+    with socket.create_connection((HOST, port), timeout=30) as s:
+        s.sendall(head + body)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                re.search(rb"content-length: (\d+)", data, re.I).group(1)):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
 def test_body_over_the_limit_gets_413(served):
     server, _ = served
-    code, raw = post(server.url + "/v2/models/mlp/infer", b"{" + b" " * (MAX_BODY + 10) + b"}")
-    assert code == 413 and "exceeds the limit" in json.loads(raw)["error"]
-    chunks = iter([b'{"inputs": [' + b" " * (1 << 20)] * 3)     # chunked: no Content-Length to check
-    code, raw = post(server.url + "/v2/models/mlp/infer", chunks)  # urllib sends an iterable chunked
-    assert code == 413 and "exceeds the limit" in json.loads(raw)["error"]
+    url = "/v2/models/mlp/infer"
+    # declared too large: refused from the header, before any of the body is read
+    status, doc = _raw_exchange(server.http_port, (f"POST {url} HTTP/1.1\r\nHost: {HOST}\r\n"
+                                                   f"Content-Length: {MAX_BODY + 10}\r\n\r\n").encode())
+    assert status == 413 and "exceeds the limit" in doc["error"]
+    # chunked, no length to check: refused once more than the limit has been read
+    chunk = b"{" + b" " * (MAX_BODY // 2)
+    chunks = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(2))
+    status, doc = _raw_exchange(server.http_port, (f"POST {url} HTTP/1.1\r\nHost: {HOST}\r\n"
+                                                   "Transfer-Encoding: chunked\r\n\r\n").encode(), chunks)
+    assert status == 413 and "exceeds the limit" in doc["error"]
     assert get(server.url + "/v2/health/ready")[0] == 200
     client = grpcclient.InferenceServerClient(f"{HOST}:{server.grpc_port}")
     big = grpcclient.InferInput("x", [12, 256, 256], "FP32")           # 3 MiB > the 2 MiB limit

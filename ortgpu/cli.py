@@ -253,7 +253,14 @@ def main(argv=None) -> int:
     cv.add_argument("--op-block-list", help="comma-separated op types kept in float32, besides the defaults")
     cv.add_argument("--node-block-list", help="comma-separated node names kept in float32")
     cv.add_argument("--list-kept", action="store_true", help="list every node kept in float32 (default: a summary)")
+    sv = sub.add_parser("serve", help="serve a Triton-layout model folder over KServe v2 REST + gRPC (extra 'serve')")
+    sv.add_argument("repository")
+    from ortgpu.serving.cli import add_arguments as _serve_arguments  # noqa: PLC0415 - no server imports here
+    _serve_arguments(sv)
     args = parser.parse_args(argv)
+    if args.command == "serve":  # outside the catch-all below: a server reports its own errors
+        from ortgpu.serving.cli import run as _serve
+        return _serve(args)
     try:
         if args.command == "demo":
             from ortgpu.demo import run_demo

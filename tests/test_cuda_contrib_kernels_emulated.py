@@ -1,0 +1,94 @@
+"""The CUDA provider's raw kernels for com.microsoft ops (providers/cuda/kernels/contrib_*.cu),
+run on the CPU by the host emulator (``tests/cuda_emulator``) against the shared NumPy kernels
+(providers/kernels/contrib_*.py, themselves tested against onnxruntime), with seeded random
+inputs in float32 and float16.
+
+Each case calls the registered ``provider="cuda"`` kernel with the emulator's ``cupy`` stand-in,
+so the launcher takes its real CuPy path and the unchanged CUDA source runs thread by thread;
+each case also checks which raw kernels were launched, so a silent fallback fails.  Nothing
+here says anything about a real GPU: these kernels have never run on one.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cuda_checks import F16, F32, assert_close, random
+from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
+from ortgpu.providers import registry
+from ortgpu.providers.cuda.kernels import module as cu
+from ortgpu.providers.registry import KernelContext
+
+MS = "com.microsoft"
+HALF_FLOATS = (F32, F16)
+# float16 results are rounded once from a float32 computation on both sides; reductions
+# summed in another order can move a result by one float16 ulp.
+TOL = {F32: {"rtol": 1e-4, "atol": 1e-5}, F16: {"rtol": 4e-3, "atol": 2e-3}}
+
+
+def _ctx(xp, op, num_outputs=1):
+    return KernelContext(xp, "cuda" if xp is not np else "cpu", op_type=op, opset=1,
+                         num_outputs=num_outputs, output_present=(True,) * num_outputs)
+
+
+def _host(v):
+    if isinstance(v, tuple):
+        return tuple(_host(x) for x in v)
+    return v.get() if hasattr(v, "get") else np.asarray(v)
+
+
+def run_both(emu, op, inputs, attrs=None, num_outputs=1):
+    """(raw kernel's result on the emulator, shared NumPy kernel's result, kernels launched)."""
+    fn = registry.lookup(op, MS, 1, ("cuda",)).fn
+    assert fn.__module__.startswith("ortgpu.providers.cuda.kernels.contrib_"), fn.__module__
+    cp = emu.cupy
+    dev = [None if x is None else cp.asarray(x) for x in inputs]
+    first = len(emu.launches)
+    got = _host(fn(_ctx(cp, op, num_outputs), *dev, **(attrs or {})))
+    names = emu.names()[first:]
+    shared = registry.lookup(op, MS, 1, (registry.SHARED,)).fn
+    want = shared(_ctx(np, op, num_outputs), *inputs, **(attrs or {}))
+    return got, want, names
+
+
+def _pairs(got, want):
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, tuple) else (want,)
+    assert len(got) == len(want)
+    return zip(got, want)
+
+
+# ---------------------------------------------------------------- Skip(Simplified)LayerNormalization
+
+# (input shape, skip shape, with beta, with bias)
+SKIP_LN_CASES = [((2, 5, 64), (2, 5, 64), True, True), ((3, 7, 33), (7, 33), False, True),
+                 ((1, 4, 40), (1, 4, 40), True, False), ((6, 1500), (6, 1500), True, True),
+                 ((2, 3, 24), (1, 3, 24), False, False)]
+
+
+@pytest.mark.parametrize("dtype", HALF_FLOATS, ids=str)
+@pytest.mark.parametrize("shape, skip_shape, with_beta, with_bias", SKIP_LN_CASES, ids=str)
+@pytest.mark.parametrize("op", ["SkipLayerNormalization", "SkipSimplifiedLayerNormalization"])
+def test_skip_layernorm(op, shape, skip_shape, with_beta, with_bias, dtype, emulated_cuda):
+    rng = np.random.default_rng(101)
+    h = shape[-1]
+    x = random(rng, shape, dtype) + dtype.type(2)
+    skip = random(rng, skip_shape, dtype)
+    gamma = random(rng, (h,), dtype)
+    beta = random(rng, (h,), dtype) if with_beta else None
+    bias = random(rng, (h,), dtype) if with_bias else None
+    inputs = (x, skip, gamma, beta, bias) if op == "SkipLayerNormalization" else (x, skip, gamma, bias)
+    for num_outputs in (1, 4):
+        got, want, names = run_both(emulated_cuda, op, inputs, {"epsilon": 1e-5}, num_outputs)
+        for g, w in _pairs(got, want):
+            assert_close(g, w, **TOL[dtype])
+        assert names == [f"skip_layernorm_rows<{cu.CTYPE[dtype]}>"]
+
+
+def test_skip_layernorm_falls_back_for_other_types(emulated_cuda):
+    rng = np.random.default_rng(102)
+    x = random(rng, (2, 3, 8), np.dtype(np.float64))
+    got, want, names = run_both(emulated_cuda, "SkipLayerNormalization",
+                                (x, x + 1, x[0, 0], None, None), {"epsilon": 1e-5})
+    assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert names == []

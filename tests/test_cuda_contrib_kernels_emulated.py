@@ -92,3 +92,37 @@ def test_skip_layernorm_falls_back_for_other_types(emulated_cuda):
                                 (x, x + 1, x[0, 0], None, None), {"epsilon": 1e-5})
     assert_close(got, want, rtol=1e-12, atol=1e-14)
     assert names == []
+
+
+# ---------------------------------------------------------------- the GELU family
+
+# (op, shapes of the inputs, attributes, kernel)
+GELU_CASES = [("Gelu", [(3, 5, 17)], {}, "gelu_bias"),
+              ("BiasGelu", [(2, 7, 24), (24,)], {}, "gelu_bias"),
+              ("FastGelu", [(4, 33)], {}, "gelu_bias"),
+              ("FastGelu", [(2, 3, 40), (40,)], {}, "gelu_bias"),
+              ("QuickGelu", [(5, 19)], {"alpha": 1.702}, "gelu_bias"),
+              ("QuickGelu", [(2, 2, 8)], {"alpha": -0.5}, "gelu_bias"),
+              ("BiasSplitGelu", [(2, 6, 32), (32,)], {}, "bias_split_gelu")]
+
+
+@pytest.mark.parametrize("dtype", HALF_FLOATS, ids=str)
+@pytest.mark.parametrize("op, shapes, attrs, name", GELU_CASES, ids=str)
+def test_gelu_family(op, shapes, attrs, name, dtype, emulated_cuda):
+    rng = np.random.default_rng(201)
+    inputs = [random(rng, s, dtype) for s in shapes]
+    flat = inputs[0].reshape(-1)
+    flat[:5] = [np.inf, -np.inf, np.nan, 0.0, -30.0]   # limits, NaN, and a far negative tail
+    got, want, names = run_both(emulated_cuda, op, inputs, attrs)
+    assert_close(got, want, **TOL[dtype])
+    assert names == [f"{name}<{cu.CTYPE[dtype]}>"]
+
+
+def test_gelu_on_a_strided_view_and_a_bias_of_another_shape(emulated_cuda):
+    rng = np.random.default_rng(202)
+    x = random(rng, (4, 6), F32)
+    got, want, names = run_both(emulated_cuda, "Gelu", [x.T])          # copied, then the kernel
+    assert_close(got, want, **TOL[F32])
+    assert names == ["gelu_bias<float>"]
+    with pytest.raises(ValueError, match="input 'B'"):                       # the shared kernel's error
+        run_both(emulated_cuda, "BiasGelu", [x, random(rng, (4,), F32)])

@@ -126,3 +126,37 @@ def test_gelu_on_a_strided_view_and_a_bias_of_another_shape(emulated_cuda):
     assert names == ["gelu_bias<float>"]
     with pytest.raises(ValueError, match="input 'B'"):                       # the shared kernel's error
         run_both(emulated_cuda, "BiasGelu", [x, random(rng, (4,), F32)])
+
+
+# ---------------------------------------------------------------- RotaryEmbedding
+
+# (input shape, num_heads, rotary_embedding_dim, position ids "full" or "offset")
+ROTARY_CASES = [((2, 3, 32), 4, 0, "full"), ((2, 4, 3, 16), 0, 0, "full"), ((1, 5, 48), 3, 8, "offset"),
+                ((2, 2, 4, 8), 0, 4, "offset"), ((3, 2, 20), 0, 0, "full")]
+
+
+@pytest.mark.parametrize("dtype", HALF_FLOATS, ids=str)
+@pytest.mark.parametrize("interleaved", [0, 1])
+@pytest.mark.parametrize("shape, num_heads, rot, pos_kind", ROTARY_CASES, ids=str)
+def test_rotary_embedding(shape, num_heads, rot, pos_kind, interleaved, dtype, emulated_cuda):
+    rng = np.random.default_rng(301)
+    b, s = (shape[0], shape[2]) if len(shape) == 4 else shape[:2]
+    head = shape[3] if len(shape) == 4 else (shape[2] // num_heads if num_heads else 10)
+    half = (rot or head) // 2
+    max_pos = 12
+    x = random(rng, shape, dtype)
+    cos = random(rng, (max_pos, half), dtype, -1, 1)
+    sin = random(rng, (max_pos, half), dtype, -1, 1)
+    pos = (rng.integers(0, max_pos, size=(b, s)) if pos_kind == "full"
+           else np.array([max_pos - s - 1]))
+    attrs = {"interleaved": interleaved, "num_heads": num_heads, "rotary_embedding_dim": rot}
+    got, want, names = run_both(emulated_cuda, "RotaryEmbedding", (x, pos.astype(np.int64), cos, sin), attrs)
+    assert_close(got, want, **TOL[dtype])
+    assert names == [f"rotary_embedding<{cu.CTYPE[dtype]}>"]
+
+
+def test_rotary_positions_past_the_cache_raise(emulated_cuda):
+    rng = np.random.default_rng(302)
+    x, cos = random(rng, (1, 2, 8), F32), random(rng, (4, 4), F32)
+    with pytest.raises(ValueError, match="positions reach 9"):
+        run_both(emulated_cuda, "RotaryEmbedding", (x, np.array([[0, 9]], np.int64), cos, cos), {})

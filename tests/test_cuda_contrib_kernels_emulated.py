@@ -160,3 +160,56 @@ def test_rotary_positions_past_the_cache_raise(emulated_cuda):
     x, cos = random(rng, (1, 2, 8), F32), random(rng, (4, 4), F32)
     with pytest.raises(ValueError, match="positions reach 9"):
         run_both(emulated_cuda, "RotaryEmbedding", (x, np.array([[0, 9]], np.int64), cos, cos), {})
+
+
+# ---------------------------------------------------------------- MatMulNBits
+
+def _nbits_inputs(rng, dtype, rows, K, N, bits, block_size, zp_kind):
+    """A, packed B, scales and zero points (None, packed uint8 or float) of a MatMulNBits node."""
+    k_blocks = -(-K // block_size)
+    blob = block_size * bits // 8
+    A = random(rng, rows + (K,), dtype, -1, 1)
+    B = rng.integers(0, 256, size=(N, k_blocks, blob), dtype=np.uint8)
+    scales = random(rng, (N * k_blocks,), dtype, 0.01, 0.1)
+    if zp_kind == "packed":
+        zp = rng.integers(0, 256, size=(N, -(-k_blocks * bits // 8)), dtype=np.uint8).reshape(-1)
+    elif zp_kind == "float":
+        zp = random(rng, (N * k_blocks,), dtype, 0, 2 ** bits - 1)
+    else:
+        zp = None
+    return A, B, scales, zp
+
+
+# (rows of A, K, N, bits, block_size, zero points, with bias)
+NBITS_CASES = [((1,), 64, 24, 4, 32, "none", False), ((1, 1), 100, 17, 4, 16, "packed", True),
+               ((1,), 48, 9, 8, 16, "float", False), ((1,), 1100, 3, 4, 64, "packed", False),
+               ((1,), 32, 5, 2, 16, "packed", True),
+               ((3,), 64, 12, 4, 32, "packed", True), ((2, 3), 40, 7, 8, 32, "none", False),
+               ((5,), 50, 6, 2, 16, "float", True)]
+
+
+@pytest.mark.parametrize("dtype", HALF_FLOATS, ids=str)
+@pytest.mark.parametrize("rows, K, N, bits, block_size, zp_kind, with_bias", NBITS_CASES, ids=str)
+def test_matmul_nbits(rows, K, N, bits, block_size, zp_kind, with_bias, dtype, emulated_cuda):
+    rng = np.random.default_rng(401)
+    A, B, scales, zp = _nbits_inputs(rng, dtype, rows, K, N, bits, block_size, zp_kind)
+    bias = random(rng, (N,), dtype) if with_bias else None
+    attrs = {"K": K, "N": N, "bits": bits, "block_size": block_size}
+    got, want, names = run_both(emulated_cuda, "MatMulNBits", (A, B, scales, zp, None, bias), attrs)
+    assert_close(got, want, **TOL[dtype])
+    kernel_name = "nbits_gemv" if np.prod(rows) == 1 else "nbits_dequantize"
+    assert names == [f"{kernel_name}<{cu.CTYPE[dtype]}>"]
+
+
+def test_matmul_nbits_act_order_and_bad_inputs_go_to_the_shared_kernel(emulated_cuda):
+    from ortgpu.errors import InvalidArgument
+
+    rng = np.random.default_rng(402)
+    A, B, scales, zp = _nbits_inputs(rng, F32, (2,), 64, 4, 4, 32, "none")
+    g_idx = rng.integers(0, 2, size=64).astype(np.int32)
+    attrs = {"K": 64, "N": 4, "bits": 4, "block_size": 32}
+    got, want, names = run_both(emulated_cuda, "MatMulNBits", (A, B, scales, None, g_idx), attrs)
+    assert_close(got, want, **TOL[F32])
+    assert names == []
+    with pytest.raises(InvalidArgument, match="attribute K is 65"):
+        run_both(emulated_cuda, "MatMulNBits", (A, B, scales), dict(attrs, K=65))

@@ -34,3 +34,4 @@ from ortgpu.providers.cuda.kernels import (  # noqa: F401  (registers the kernel
 from ortgpu.providers.cuda.kernels import contrib_layernorm  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_gelu  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_rotary  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_matmul_nbits  # noqa: F401,E402

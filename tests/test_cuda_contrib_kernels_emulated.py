@@ -213,3 +213,39 @@ def test_matmul_nbits_act_order_and_bad_inputs_go_to_the_shared_kernel(emulated_
     assert names == []
     with pytest.raises(InvalidArgument, match="attribute K is 65"):
         run_both(emulated_cuda, "MatMulNBits", (A, B, scales), dict(attrs, K=65))
+
+
+# ---------------------------------------------------------------- GroupNorm, SkipGroupNorm
+
+# (X shape NHWC, groups, activation, gamma/beta in float32, skip shape or None, with bias)
+GROUPNORM_CASES = [((2, 3, 4, 8), 4, 1, False, None, False), ((1, 5, 5, 6), 3, 0, True, None, False),
+                   ((2, 2, 3, 16), 2, 1, False, (2, 2, 3, 16), True), ((2, 4, 4, 8), 8, 0, True, (2, 8), False),
+                   ((1, 2, 2, 12), 3, 1, False, (1, 1, 1, 12), True), ((1, 16, 20, 4), 1, 1, False, None, False)]
+
+
+@pytest.mark.parametrize("dtype", HALF_FLOATS, ids=str)
+@pytest.mark.parametrize("shape, groups, activation, f32_params, skip_shape, with_bias", GROUPNORM_CASES, ids=str)
+def test_group_norm(shape, groups, activation, f32_params, skip_shape, with_bias, dtype, emulated_cuda):
+    rng = np.random.default_rng(501)
+    c = shape[-1]
+    pdt = F32 if f32_params else dtype
+    x = random(rng, shape, dtype) + dtype.type(1)
+    gamma, beta = random(rng, (c,), pdt), random(rng, (c,), pdt)
+    attrs = {"groups": groups, "activation": activation, "epsilon": 1e-5}
+    if skip_shape is None:
+        op, inputs, outs = "GroupNorm", (x, gamma, beta), (1,)
+    else:
+        bias = random(rng, (c,), dtype) if with_bias else None
+        op, inputs, outs = "SkipGroupNorm", (x, gamma, beta, random(rng, skip_shape, dtype), bias), (1, 2)
+    for num_outputs in outs:
+        got, want, names = run_both(emulated_cuda, op, inputs, attrs, num_outputs)
+        for g, w in _pairs(got, want):
+            assert_close(g, w, **TOL[dtype])
+        assert names == [f"group_norm_nhwc<{cu.CTYPE[dtype]}, {cu.CTYPE[pdt]}>"]
+
+
+def test_group_norm_errors_come_from_the_shared_kernel(emulated_cuda):
+    rng = np.random.default_rng(502)
+    x, p = random(rng, (1, 2, 2, 6), F32), random(rng, (6,), F32)
+    with pytest.raises(ValueError, match="not divisible into groups=4"):
+        run_both(emulated_cuda, "GroupNorm", (x, p, p), {"groups": 4, "activation": 0})

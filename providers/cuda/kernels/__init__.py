@@ -35,3 +35,4 @@ from ortgpu.providers.cuda.kernels import contrib_layernorm  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_gelu  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_rotary  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_matmul_nbits  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_groupnorm  # noqa: F401,E402

@@ -99,7 +99,7 @@ def run_matmul_nbits(A, B, scales, zero_points, g_idx, bias, *, K, N, bits, bloc
 
 
 @kernel("MatMulNBits", since=1, domain=MS, provider="cuda",
-        types={"*": frozenset({"float32", "float16", "bfloat16", "uint8", "int32"})},
+        types={"*": frozenset({"float32", "float16", "uint8", "int32"})},   # CuPy has no bfloat16
         host_inputs=(), capturable=True)
 def MatMulNBits(ctx, A, B, scales, zero_points=None, g_idx=None, bias=None, *, K, N, bits=4,
                 block_size, accuracy_level=0, weight_prepacked=0):

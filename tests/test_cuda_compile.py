@@ -226,7 +226,7 @@ def test_cuda_registrations_mirror_the_shared_versions():
     cuda = [k for k in registry.registered() if k.provider == "cuda"
             and k.fn.__module__.startswith("ortgpu.providers.cuda.kernels")]
     assert len({k.op_type for k in cuda if k.domain != "com.microsoft"}) == 54   # FusedElementwise included
-    assert len({k.op_type for k in cuda if k.domain == "com.microsoft"}) == 10   # contrib_*.py
+    assert len({k.op_type for k in cuda if k.domain == "com.microsoft"}) == 11   # contrib_*.py
     shared = {(k.domain, k.op_type, k.since) for k in registry.registered() if k.provider == registry.SHARED}
     for k in cuda:
         assert (k.domain, k.op_type, k.since) in shared, f"{k.op_type}({k.since}) has no shared twin"

@@ -58,7 +58,7 @@ UNITS = cu.units()
 
 # com.microsoft ops (tests/test_cuda_contrib_kernels_emulated.py runs them)
 CONTRIB_SOURCES = {"contrib_layernorm.cu", "contrib_gelu.cu", "contrib_rotary.cu", "contrib_matmul_nbits.cu",
-                   "contrib_groupnorm.cu"}
+                   "contrib_groupnorm.cu", "contrib_gqa.cu"}
 
 
 def test_units_are_declared():
@@ -226,7 +226,7 @@ def test_cuda_registrations_mirror_the_shared_versions():
     cuda = [k for k in registry.registered() if k.provider == "cuda"
             and k.fn.__module__.startswith("ortgpu.providers.cuda.kernels")]
     assert len({k.op_type for k in cuda if k.domain != "com.microsoft"}) == 54   # FusedElementwise included
-    assert len({k.op_type for k in cuda if k.domain == "com.microsoft"}) == 11   # contrib_*.py
+    assert len({k.op_type for k in cuda if k.domain == "com.microsoft"}) == 12   # contrib_*.py
     shared = {(k.domain, k.op_type, k.since) for k in registry.registered() if k.provider == registry.SHARED}
     for k in cuda:
         assert (k.domain, k.op_type, k.since) in shared, f"{k.op_type}({k.since}) has no shared twin"

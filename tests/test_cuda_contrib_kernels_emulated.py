@@ -38,11 +38,13 @@ def _host(v):
 
 
 def run_both(emu, op, inputs, attrs=None, num_outputs=1):
-    """(raw kernel's result on the emulator, shared NumPy kernel's result, kernels launched)."""
-    fn = registry.lookup(op, MS, 1, ("cuda",)).fn
+    """(raw kernel's result on the emulator, shared NumPy kernel's result, kernels launched);
+    the inputs the kernel declares as host inputs stay NumPy arrays, as the executor passes them."""
+    k = registry.lookup(op, MS, 1, ("cuda",))
+    fn = k.fn
     assert fn.__module__.startswith("ortgpu.providers.cuda.kernels.contrib_"), fn.__module__
     cp = emu.cupy
-    dev = [None if x is None else cp.asarray(x) for x in inputs]
+    dev = [x if x is None or i in k.host_inputs else cp.asarray(x) for i, x in enumerate(inputs)]
     first = len(emu.launches)
     got = _host(fn(_ctx(cp, op, num_outputs), *dev, **(attrs or {})))
     names = emu.names()[first:]
@@ -249,3 +251,64 @@ def test_group_norm_errors_come_from_the_shared_kernel(emulated_cuda):
     x, p = random(rng, (1, 2, 2, 6), F32), random(rng, (6,), F32)
     with pytest.raises(ValueError, match="not divisible into groups=4"):
         run_both(emulated_cuda, "GroupNorm", (x, p, p), {"groups": 4, "activation": 0})
+
+
+# ---------------------------------------------------------------- GroupQueryAttention
+
+def _gqa_case(rng, dtype, *, b, s, n, n_kv, d, past, extra=0, packed=False, rotary=False):
+    """Inputs of a GroupQueryAttention node: s new tokens after `past` cached ones per row (a
+    list, one per batch row), a cache of max(past) + extra positions (none when past is None)."""
+    q = random(rng, (b, s, n * d), dtype, -1, 1)
+    k = random(rng, (b, s, n_kv * d), dtype, -1, 1)
+    v = random(rng, (b, s, n_kv * d), dtype, -1, 1)
+    if past is None:
+        pk = pv = None
+        lens = np.full(b, s)
+    else:
+        cap = max(past) + s + extra
+        pk = random(rng, (b, n_kv, cap, d), dtype, -1, 1)
+        pv = random(rng, (b, n_kv, cap, d), dtype, -1, 1)
+        lens = np.asarray(past) + s
+    seqlens = (lens - 1).astype(np.int32)
+    total = np.array(int(lens.max()) if past is None else pk.shape[2], np.int32)
+    cos = sin = None
+    if rotary:
+        cos = random(rng, (64, d // 2), dtype, -1, 1)
+        sin = random(rng, (64, d // 2), dtype, -1, 1)
+    if packed:
+        return (np.concatenate([q, k, v], axis=-1), None, None, pk, pv, seqlens, total, cos, sin)
+    return (q, k, v, pk, pv, seqlens, total, cos, sin)
+
+
+# (batch, new tokens, heads, kv heads, head size, past lengths or None, packed, rotary, attributes)
+GQA_CASES = [(2, 1, 4, 2, 16, [5, 3], False, False, {}),
+             (1, 4, 4, 4, 8, None, False, False, {}),
+             (2, 3, 6, 2, 8, None, True, True, {"rotary_interleaved": 1}),
+             (2, 1, 4, 1, 16, [7, 2], False, True, {}),
+             (1, 2, 2, 1, 8, [6], False, False, {"local_window_size": 3, "softcap": 2.0}),
+             (2, 2, 4, 2, 8, [4, 4], True, False, {"scale": 0.3})]
+
+
+@pytest.mark.parametrize("dtype", HALF_FLOATS, ids=str)
+@pytest.mark.parametrize("b, s, n, n_kv, d, past, packed, rotary, attrs", GQA_CASES, ids=str)
+def test_group_query_attention(b, s, n, n_kv, d, past, packed, rotary, attrs, dtype, emulated_cuda):
+    rng = np.random.default_rng(601)
+    inputs = _gqa_case(rng, dtype, b=b, s=s, n=n, n_kv=n_kv, d=d, past=past, packed=packed, rotary=rotary)
+    attrs = dict(attrs, num_heads=n, kv_num_heads=n_kv, do_rotary=int(rotary))
+    got, want, names = run_both(emulated_cuda, "GroupQueryAttention", inputs, attrs, 3)
+    for g, w in _pairs(got, want):
+        assert_close(g, w, **TOL[dtype])
+    ctype = cu.CTYPE[dtype]
+    assert names == [f"rotary_embedding<{ctype}>"] * (2 * rotary) + [f"gqa_present<{ctype}>"] * 2 + \
+        [f"gqa_attention_rows<{ctype}>"]
+
+
+def test_group_query_attention_with_attention_bias_uses_the_shared_kernel(emulated_cuda):
+    rng = np.random.default_rng(602)
+    inputs = _gqa_case(rng, F32, b=1, s=1, n=2, n_kv=1, d=8, past=[3])
+    bias = random(rng, (1, 1, 1, int(inputs[6])), F32)
+    got, want, names = run_both(emulated_cuda, "GroupQueryAttention", inputs + (None, bias),
+                                {"num_heads": 2, "kv_num_heads": 1}, 3)
+    for g, w in _pairs(got, want):
+        assert_close(g, w, **TOL[F32])
+    assert names == []

@@ -36,3 +36,4 @@ from ortgpu.providers.cuda.kernels import contrib_gelu  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_rotary  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_matmul_nbits  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_groupnorm  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_gqa  # noqa: F401,E402

@@ -312,3 +312,70 @@ def test_group_query_attention_with_attention_bias_uses_the_shared_kernel(emulat
     for g, w in _pairs(got, want):
         assert_close(g, w, **TOL[F32])
     assert names == []
+
+
+# ---------------------------------------------------------------- placement
+
+def _one_node_model(op, inputs, attrs):
+    """A one-node com.microsoft model of ``op`` whose graph inputs are ``inputs`` (name -> array,
+    None for an omitted optional input)."""
+    from onnx import helper
+
+    names = [n if a is not None else "" for n, a in inputs.items()]
+    graph = helper.make_graph(
+        [helper.make_node(op, names, ["y"], domain=MS, **attrs)], op,
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+         for n, a in inputs.items() if a is not None],
+        [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(next(iter(inputs.values())).dtype),
+                                       None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
+
+
+@pytest.mark.parametrize("dtype", HALF_FLOATS, ids=str)
+def test_the_cuda_provider_places_each_op_on_its_raw_kernel(dtype):
+    """Through the partitioner (a CUDA provider told it has a device): each op with a raw kernel
+    lands on the CUDA provider with the launcher of providers/cuda/kernels/contrib_*.py, so the
+    registrations' declared types, host inputs and formals are ones the placement accepts."""
+    from ortgpu.graph import from_proto
+    from ortgpu.loading import prepare_model
+    from ortgpu.partition import Placed, partition
+    from ortgpu.providers.cpu import CPUExecutionProvider
+    from ortgpu.providers.cuda.provider import CUDAExecutionProvider
+
+    rng = np.random.default_rng(701)
+    x3, h = random(rng, (2, 3, 8), dtype), random(rng, (8,), dtype)
+    nhwc, c = random(rng, (1, 2, 2, 4), dtype), random(rng, (4,), dtype)
+    nbits = _nbits_inputs(rng, dtype, (1,), 32, 4, 4, 16, "packed")
+    gqa = _gqa_case(rng, dtype, b=1, s=1, n=2, n_kv=1, d=8, past=[2], rotary=True)
+    cases = {
+        "SkipLayerNormalization": ({"x": x3, "skip": x3, "gamma": h, "beta": h}, {}),
+        "SkipSimplifiedLayerNormalization": ({"x": x3, "skip": x3, "gamma": h}, {}),
+        "Gelu": ({"x": x3}, {}), "BiasGelu": ({"x": x3, "b": h}, {}), "FastGelu": ({"x": x3, "b": h}, {}),
+        "QuickGelu": ({"x": x3}, {}), "BiasSplitGelu": ({"x": x3, "b": h}, {}),
+        "RotaryEmbedding": ({"x": x3, "pos": np.zeros((2, 3), np.int64), "cos": gqa[7], "sin": gqa[8]},
+                            {"num_heads": 1}),
+        "MatMulNBits": (dict(zip(("a", "b", "scales", "zp"), nbits)),
+                        {"K": 32, "N": 4, "bits": 4, "block_size": 16}),
+        "GroupNorm": ({"x": nhwc, "gamma": c, "beta": c}, {"groups": 2, "activation": 1}),
+        "SkipGroupNorm": ({"x": nhwc, "gamma": c, "beta": c, "skip": nhwc}, {"groups": 2, "activation": 0}),
+        "GroupQueryAttention": (dict(zip(("q", "k", "v", "pk", "pv", "seqlens", "total", "cos", "sin"), gqa)),
+                                {"num_heads": 2, "kv_num_heads": 1, "do_rotary": 1}),
+    }
+    cuda = CUDAExecutionProvider(None, device_count=1)
+    wrong = {}
+    for op, (inputs, attrs) in cases.items():
+        model, _ = prepare_model(_one_node_model(op, inputs, attrs).SerializeToString())
+        opsets = {o.domain: o.version for o in model.opset_import}
+        part = partition(from_proto(model.graph, opsets), [cuda, CPUExecutionProvider()])
+        placed = [it for it in part.items if isinstance(it, Placed) and it.node.op_type == op]
+        where = [(it.provider is cuda, getattr(it.kernel.fn, "__module__", "")) for it in placed]
+        if where != [(True, f"ortgpu.providers.cuda.kernels.{_LAUNCHERS[op]}")]:
+            wrong[op] = where
+    assert wrong == {}
+
+
+_LAUNCHERS = {"SkipLayerNormalization": "contrib_layernorm", "SkipSimplifiedLayerNormalization": "contrib_layernorm",
+              "Gelu": "contrib_gelu", "BiasGelu": "contrib_gelu", "FastGelu": "contrib_gelu",
+              "QuickGelu": "contrib_gelu", "BiasSplitGelu": "contrib_gelu", "RotaryEmbedding": "contrib_rotary",
+              "MatMulNBits": "contrib_matmul_nbits", "GroupNorm": "contrib_groupnorm",
+              "SkipGroupNorm": "contrib_groupnorm", "GroupQueryAttention": "contrib_gqa"}

@@ -53,6 +53,21 @@ SkipLayerNormalization SkipSimplifiedLayerNormalization SparseAttention SparseTo
 Tokenizer TransposeMatMul Trilu UnfoldTensor Unique WhisperBeamSearch WordConvEmbedding
 """.split())
 ORT_CUDA_ONLY_MS_OPS = ("BiasAdd", "BiasSoftmax", "BiasSplitGelu", "GroupNorm", "NhwcConv", "SkipGroupNorm")
+# The com.microsoft ops that onnxruntime's CUDA execution provider registers (its
+# docs/OperatorKernels.md, CUDAExecutionProvider section, com.microsoft rows, read 2026-12).
+ORT_CUDA_MS_OPS = frozenset("""
+Attention BeamSearch BiasAdd BiasDropout BiasGelu BiasSoftmax BiasSplitGelu BitmaskBiasDropout
+BitmaskDropout ComplexMul ComplexMulConj ConvTransposeWithDynamicPads DecoderAttention
+DecoderMaskedMultiHeadAttention DecoderMaskedSelfAttention DequantizeLinear DequantizeWithOrder
+DynamicTimeWarping EmbedLayerNormalization FastGelu FusedConv FusedMatMul GatedRelativePositionBias
+GatherBlockQuantized Gelu GemmFloat8 GemmaRotaryEmbedding GreedySearch GridSample GroupNorm
+GroupQueryAttention Inverse Irfft LongformerAttention MatMulBnb4 MatMulNBits MoE MultiHeadAttention
+NGramRepeatBlock NhwcConv PackedAttention PackedMultiHeadAttention PagedAttention QAttention QMoE
+QOrderedAttention QOrderedGelu QOrderedLayerNormalization QOrderedLongformerAttention QOrderedMatMul
+QuantizeLinear QuantizeWithOrder QuickGelu RelativePositionBias RemovePadding RestorePadding Rfft
+RotaryEmbedding Sampling SkipGroupNorm SkipLayerNormalization SkipSimplifiedLayerNormalization
+SparseAttention TransposeMatMul Trilu UnfoldTensor WhisperBeamSearch
+""".split())
 # onnxruntime's own ops in the ai.onnx domain that onnx has no schema for (CPU provider)
 ORT_CPU_ONNX_EXTRA_OPS = ("SimplifiedLayerNormalization",)
 
@@ -158,13 +173,16 @@ def markdown() -> str:
               "The com.microsoft ops of onnxruntime's CPU provider (its OperatorKernels.md), the ones",
               "its transformer tools write for its CUDA provider only, and its ai.onnx ops without an",
               "onnx schema; all are since-version 1.  Column *onnxruntime*: which of its providers runs",
-              "the op.", "",
-              "| domain | op | onnxruntime | kernels | CUDA | element types |", "|---|---|---|---|---|---|"]
+              "the op; *ORT CUDA*: its CUDA provider has a kernel for it.", "",
+              "| domain | op | onnxruntime | kernels | CUDA | ORT CUDA | element types |",
+              "|---|---|---|---|---|---|---|"]
     for r in contrib_rows():
         domain = "" if r["domain"] == "ai.onnx" else r["domain"]
         prov = "; ".join(f"{p}: {','.join(map(str, v))}" for p, v in sorted(r["providers"].items())) or "-"
         cuda = cuda_status(domain, r["op"], r["providers"]) if r["providers"] else "-"
-        lines.append(f"| {r['domain']} | {r['op']} | {r['ort']} | {prov} | {cuda} | {element_types(r['types'])} |")
+        in_ort = "yes" if domain == "com.microsoft" and r["op"] in ORT_CUDA_MS_OPS else ""
+        lines.append(f"| {r['domain']} | {r['op']} | {r['ort']} | {prov} | {cuda} | {in_ort} | "
+                     f"{element_types(r['types'])} |")
     return "\n".join(lines) + "\n"
 
 

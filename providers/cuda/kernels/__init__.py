@@ -30,3 +30,10 @@ from ortgpu.providers.cuda.kernels import (  # noqa: F401  (registers the kernel
     softmax,
     where,
 )
+# com.microsoft ops with raw kernels (contrib_*.cu), each falling back to its shared kernel
+from ortgpu.providers.cuda.kernels import contrib_layernorm  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_gelu  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_rotary  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_matmul_nbits  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_groupnorm  # noqa: F401,E402
+from ortgpu.providers.cuda.kernels import contrib_gqa  # noqa: F401,E402

@@ -122,6 +122,14 @@ def profile_model(path: str, inputs_path: str | None, providers, runs: int, warm
     return 0
 
 
+def compare_profiles(a_path: str, b_path: str, skip_runs: int = 0) -> int:
+    """Print the per-op-type time of two traces and their deltas (B - A), warm-up runs left out."""
+    from ortgpu.profiling.compare import compare_traces, format_compare
+    a, b, rows = compare_traces(a_path, b_path, skip_runs)
+    print(format_compare(a, b, rows, a_path, b_path))
+    return 0
+
+
 def _load_feed(inputs_path, sess) -> dict:
     if inputs_path:
         with np.load(inputs_path, allow_pickle=False) as data:
@@ -182,7 +190,9 @@ def main(argv=None) -> int:
     r.add_argument("--runs", type=int, default=10)
     r.add_argument("--compare", action="store_true", help="compare with onnxruntime when installed")
     pr = sub.add_parser("profile", help="profile a model: onnxruntime-format trace, summary, HTML report")
-    pr.add_argument("model")
+    pr.add_argument("model", nargs="?", help="the model (not with --compare)")
+    pr.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                    help="print per-op-type time deltas of two traces (ortgpu's or onnxruntime's)")
     pr.add_argument("--inputs", help=".npz file with one array per input name")
     pr.add_argument("--providers", help="comma-separated provider names (default: all available)")
     pr.add_argument("--runs", type=int, default=10, help="profiled runs in the summary")
@@ -207,7 +217,11 @@ def main(argv=None) -> int:
         if args.command == "convert":
             return convert_model_file(args.input, args.output, args.bf16, args.keep_io_types,
                                       args.op_block_list, args.node_block_list)
+        if args.command == "profile" and args.compare:
+            return compare_profiles(*args.compare, skip_runs=args.warmup)
         if args.command == "profile":
+            if not args.model:
+                parser.error("profile needs a MODEL or --compare A.json B.json")
             return profile_model(args.model, args.inputs, _providers_arg(args.providers), args.runs,
                                  args.warmup, args.out, args.top)
         return run_model(args.model, args.inputs, _providers_arg(args.providers), args.runs, args.compare)

@@ -139,9 +139,9 @@ def _load_feed(inputs_path, sess) -> dict:
 
 
 def _peaks(provider_names) -> dict:
-    """Peak rates for the share-of-peak columns: the CPU measured now, a GPU from its datasheet."""
-    from ortgpu.profiling.cost import gpu_peak, measure_cpu_peak
-    peaks = {"cpu": measure_cpu_peak()}
+    """Peak rates for the share-of-peak columns: the CPU measured once and cached, a GPU from its datasheet."""
+    from ortgpu.profiling.cost import cached_cpu_peak, gpu_peak
+    peaks = {"cpu": cached_cpu_peak()}
     if "CUDAExecutionProvider" in provider_names:
         try:
             import cupy

@@ -83,6 +83,7 @@ class Recorder:
         self.pid = os.getpid()
         self.records: list[tuple] = []   # in the order events end, as onnxruntime writes them
         self.notes: list[str] = []
+        self.setup_us: dict[str, int] = {}  # session set-up phases (load, optimize, ...), us
         self.probe = None
         self.sampler = None
         self.path: str | None = None
@@ -125,7 +126,8 @@ class Recorder:
             head = rec[0]
             if isinstance(head, str):
                 name, t0, t1, tid = rec
-                out.append(self._event("Session", name, t0, t1, tid, {}))
+                args = dict(self.setup_us) if name == "session_initialization" else {}
+                out.append(self._event("Session", name, t0, t1, tid, args))
                 if name == "SequentialExecutor::Execute" and scopes.get(tid):
                     scopes[tid].pop()
             elif isinstance(head, int):

@@ -85,6 +85,7 @@ class Summary:
     telemetry: dict[str, tuple[float, float]]  # counter -> (mean, max)
     peaks: dict[str, Peak]
     gpu: dict = dataclasses.field(default_factory=dict)  # device, driver, mem_total_mib (NVML)
+    setup: dict = dataclasses.field(default_factory=dict)  # set-up phase -> us (ortgpu traces)
 
     def run_spread(self) -> dict[str, float] | None:
         """Run-to-run spread of the counted runs, us: min, median, p90, max (None without runs).
@@ -162,13 +163,15 @@ def summarize(trace, skip_runs: int = 0, peaks: dict[str, Peak] | None = None) -
                       for op, (n, c, us, dev) in ops.items()), key=lambda r: -r.host_us)
     session = {e["name"]: e["dur"] for e in x if e.get("cat") == "Session"
                and e["name"] in ("model_loading_uri", "model_loading_array", "session_initialization")}
+    setup = next(({k: float(v) for k, v in e.get("args", {}).items() if k.endswith("_us")} for e in x
+                  if e.get("cat") == "Session" and e["name"] == "session_initialization"), {})
     notes = [e.get("args", {}).get("note", "") for e in events
              if e.get("cat") == "Telemetry" and e.get("name") == "note"]
     return Summary(trace if isinstance(trace, str) else "", len(counted), len(runs) - len(counted),
                    [e["dur"] for e in counted], total, node_rows, op_rows, kinds, device_total,
                    session, notes, _telemetry(events), peaks,
                    next((dict(e.get("args", {})) for e in events if e.get("cat") == "Telemetry"
-                         and e.get("name") == "gpu_device"), {}))
+                         and e.get("name") == "gpu_device"), {}), setup)
 
 
 def _inside_any(e: dict, runs: list[dict]) -> bool:
@@ -270,6 +273,8 @@ def format_table(s: Summary, top: int = 15) -> str:
         lines.append(f"device time (CUDA events): {_ms(s.device_us / per)} ms per run")
     for name, us in s.session.items():
         lines.append(f"{name}: {_ms(us)} ms")
+    if s.setup:
+        lines.append("set-up: " + ", ".join(f"{k[:-3].replace('_', '/')} {_ms(v)} ms" for k, v in s.setup.items()))
     lines.append("")
     lines.append(f"top {min(top, len(s.nodes))} nodes (ms per run; rates from shapes over "
                  f"{'device' if s.device_us is not None else 'host'} time):")

@@ -2,16 +2,19 @@
 
     python benchmarks/bench_cpu.py [--runs N] [--json OUT] [--no-zoo]
 
-Prints a markdown table of median latencies (after warm-up) and the ratio ortgpu/onnxruntime,
-then the per-node overhead on a chain of 1,000 small Add nodes.
+Prints a markdown table of median latencies (after warm-up), the ratio ortgpu/onnxruntime and
+ortgpu's run-to-run spread (max/min), then the median and geometric-mean ratios and the per-node
+overhead on a chain of 1,000 small Add nodes.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import statistics
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -23,7 +26,19 @@ from ortgpu.sample_inputs import make_inputs
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import git_commit, machine, median_time, write_json  # noqa: E402
+from common import git_commit, machine, write_json  # noqa: E402
+
+
+def timed_runs(fn, runs: int, warmup: int) -> list[float]:
+    """Wall times of `runs` calls of `fn` (seconds) after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def light_models() -> dict[str, str]:
@@ -85,15 +100,16 @@ def bench_pair(model, feed, runs):
     mine = ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"])
     if feed is None:
         feed = make_inputs(mine)
-    t_mine = median_time(lambda: mine.run(None, feed), runs, warmup=2)
+    mine_times = timed_runs(lambda: mine.run(None, feed), runs, warmup=2)
+    t_mine = statistics.median(mine_times)
     try:
         theirs = ort.InferenceSession(model if isinstance(model, str) else model.SerializeToString(),
                                       providers=["CPUExecutionProvider"])
-        t_ort = median_time(lambda: theirs.run(None, feed), runs, warmup=2)
+        t_ort = statistics.median(timed_runs(lambda: theirs.run(None, feed), runs, warmup=2))
     except Exception as e:  # onnxruntime refuses a few models ortgpu runs
         print(f"  onnxruntime could not run it: {type(e).__name__}", file=sys.stderr)
         t_ort = float("nan")
-    return t_mine, t_ort
+    return t_mine, t_ort, max(mine_times) / min(mine_times)
 
 
 def main(argv=None) -> int:
@@ -110,19 +126,21 @@ def main(argv=None) -> int:
     cases.update(contrib_models())
     if not args.no_zoo:
         cases.update(zoo_models())
-    print(f"| model | ortgpu CPU (ms) | onnxruntime {ort.__version__} CPU (ms) | ratio |")
-    print("|---|---:|---:|---:|")
+    print(f"| model | ortgpu CPU (ms) | onnxruntime {ort.__version__} CPU (ms) | ratio | ortgpu max/min |")
+    print("|---|---:|---:|---:|---:|")
     for name, (model, feed) in cases.items():
-        t_mine, t_ort = bench_pair(model, feed, args.runs)
+        t_mine, t_ort, spread = bench_pair(model, feed, args.runs)
         rows.append({"model": name, "ortgpu_ms": t_mine * 1e3, "onnxruntime_ms": t_ort * 1e3,
-                     "ratio": t_mine / t_ort})
-        print(f"| {name} | {t_mine * 1e3:.2f} | {t_ort * 1e3:.2f} | {t_mine / t_ort:.2f}x |", flush=True)
+                     "ratio": t_mine / t_ort, "ortgpu_spread": spread})
+        print(f"| {name} | {t_mine * 1e3:.2f} | {t_ort * 1e3:.2f} | {t_mine / t_ort:.2f}x | {spread:.2f}x |",
+              flush=True)
     ratios = [r["ratio"] for r in rows if r["ratio"] == r["ratio"]]
     median_ratio = statistics.median(ratios) if ratios else float("nan")
-    print(f"\nmedian ratio ortgpu/onnxruntime: {median_ratio:.2f}x")
+    geo_ratio = math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else float("nan")
+    print(f"\nmedian ratio ortgpu/onnxruntime: {median_ratio:.2f}x, geometric mean {geo_ratio:.2f}x")
 
     n = 1000
-    t_mine, t_ort = bench_pair(add_chain(n), None, max(args.runs, 20))
+    t_mine, t_ort, _ = bench_pair(add_chain(n), None, max(args.runs, 20))
     overhead = {"ortgpu_us_per_node": t_mine / n * 1e6, "onnxruntime_us_per_node": t_ort / n * 1e6}
     print(f"per-node overhead (chain of {n} Add on 4 floats): ortgpu {overhead['ortgpu_us_per_node']:.2f} us, "
           f"onnxruntime {overhead['onnxruntime_us_per_node']:.2f} us "
@@ -130,7 +148,8 @@ def main(argv=None) -> int:
     if args.json:
         write_json(args.json, {"date": datetime.date.today().isoformat(), "commit": git_commit(),
                                "machine": machine(), "onnxruntime": ort.__version__, "numpy": np.__version__,
-                               "models": rows, "median_ratio": median_ratio, "add_chain": overhead}, indent=2)
+                               "models": rows, "median_ratio": median_ratio, "geomean_ratio": geo_ratio,
+                               "add_chain": overhead}, indent=2)
     return 0
 
 

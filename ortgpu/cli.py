@@ -126,6 +126,14 @@ def profile_model(path: str, inputs_path: str | None, providers, runs: int, warm
     return 0
 
 
+def compare_profiles(a_path: str, b_path: str, skip_runs: int = 0) -> int:
+    """Print the per-op-type time of two traces and their deltas (B - A), warm-up runs left out."""
+    from ortgpu.profiling.compare import compare_traces, format_compare
+    a, b, rows = compare_traces(a_path, b_path, skip_runs)
+    print(format_compare(a, b, rows, a_path, b_path))
+    return 0
+
+
 def _load_feed(inputs_path, sess, shapes=None) -> dict:
     """The feed of `ortgpu run`/`profile`: the .npz arrays (names checked against the model's
     inputs), and generated values (shapes from --shape) for the inputs it does not give."""
@@ -148,9 +156,9 @@ def _load_feed(inputs_path, sess, shapes=None) -> dict:
 
 
 def _peaks(provider_names) -> dict:
-    """Peak rates for the share-of-peak columns: the CPU measured now, a GPU from its datasheet."""
-    from ortgpu.profiling.cost import gpu_peak, measure_cpu_peak
-    peaks = {"cpu": measure_cpu_peak()}
+    """Peak rates for the share-of-peak columns: the CPU measured once and cached, a GPU from its datasheet."""
+    from ortgpu.profiling.cost import cached_cpu_peak, gpu_peak
+    peaks = {"cpu": cached_cpu_peak()}
     if "CUDAExecutionProvider" in provider_names:
         try:
             import cupy
@@ -237,7 +245,9 @@ def main(argv=None) -> int:
     r.add_argument("--runs", type=int, default=10)
     r.add_argument("--compare", action="store_true", help="compare with onnxruntime when installed")
     pr = sub.add_parser("profile", help="profile a model: onnxruntime-format trace, summary, HTML report")
-    pr.add_argument("model")
+    pr.add_argument("model", nargs="?", help="the model (not with --compare)")
+    pr.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                    help="print per-op-type time deltas of two traces (ortgpu's or onnxruntime's)")
     _add_feed_args(pr)
     pr.add_argument("--runs", type=int, default=10, help="profiled runs in the summary")
     pr.add_argument("--warmup", type=int, default=1, help="runs before them (in the trace, not the summary)")
@@ -268,7 +278,11 @@ def main(argv=None) -> int:
         if args.command == "convert":
             return convert_model_file(args.input, args.output, args.bf16, args.keep_io_types,
                                       args.op_block_list, args.node_block_list, args.list_kept)
+        if args.command == "profile" and args.compare:
+            return compare_profiles(*args.compare, skip_runs=args.warmup)
         if args.command == "profile":
+            if not args.model:
+                parser.error("profile needs a MODEL or --compare A.json B.json")
             return profile_model(args.model, args.inputs, _providers_arg(args.providers), args.runs,
                                  args.warmup, args.out, args.top, args.shape)
         return run_model(args.model, args.inputs, _providers_arg(args.providers), args.runs, args.compare,

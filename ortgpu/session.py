@@ -109,6 +109,7 @@ class InferenceSession(SessionExtensions):
             loading = "model_loading_array" if self._load_kind == "model_loading_proto" else self._load_kind
             self._recorder.span(loading, t0, t1)
             self._recorder.span("session_initialization", t1, perf_counter_ns())
+            self._recorder.setup_us["load_us"] = (t1 - t0) // 1000
             # like onnxruntime, a session that is never told end_profiling() writes its trace
             # when it is collected
             self._profile_finalizer = weakref.finalize(self, self._recorder.finish)
@@ -138,6 +139,7 @@ class InferenceSession(SessionExtensions):
 
     def _install(self, created) -> None:
         """Optimize, partition and plan the model for the created providers."""
+        t_start = perf_counter_ns()
         custom_ops.attach(created, self._custom_ops)  # this session's custom ops, no other's
         graph = from_proto(self._model.graph, self._opsets)
         for name, value in self._sess_options._initializers.items():
@@ -145,6 +147,7 @@ class InferenceSession(SessionExtensions):
             graph.initializers[name] = match_initializer(value, graph.initializers.get(name))
         check_ops_registered(graph, created)
         so = self._sess_options
+        t_opt = perf_counter_ns()
         self._optimizations = optimize(graph, so.graph_optimization_level, created,
                                        {vi.name for vi in self._io.overridable}, self._disabled_optimizers)
         if logger.is_verbose(so):  # VERBOSE: what each pass did, and which changed nothing
@@ -153,7 +156,12 @@ class InferenceSession(SessionExtensions):
         if so.optimized_model_filepath:  # as onnxruntime: the graph after the passes, before placement
             save_optimized_model(self._model, graph, so.optimized_model_filepath, so._config)
         expand_unimplemented(graph, created)  # ops no provider runs, by their function bodies
+        t_plan = perf_counter_ns()
         core = RunCore(graph, created, self._io, self._recorder, so.enable_mem_pattern, intra_op_threads(so))
+        if self._recorder is not None:  # the set-up phases, in the session_initialization event's args
+            self._recorder.setup_us.update(convert_us=(t_opt - t_start) // 1000,
+                                           optimize_us=(t_plan - t_opt) // 1000,
+                                           partition_plan_compile_us=(perf_counter_ns() - t_plan) // 1000)
         # Only a fully built core replaces the old one, so a failed set_providers leaves the
         # session as it was.
         self._providers, self._core = created, core

@@ -4,7 +4,11 @@ threads of the run (through threadpoolctl), shared fairly among concurrent runs.
 One budget serves every session: a run gets the smallest of its bound and the cores divided
 by the number of runs in progress when it starts (never less than one), so N caller threads
 running one session at once share the cores instead of each asking for all of them.  A bound of 0 means
-onnxruntime's default: every core this process may run on.  Sessions with
+onnxruntime's default, every core this process may run on, less the cores other work keeps
+busy when the run starts (at least one): OpenBLAS threads wait for each other at every GEMM,
+so one of them descheduled by another process stalls the rest; on the 2-core development
+machine under load, a 64x576x3025 GEMM took a median 29-52 ms on 2 threads and 2-6 ms on
+one.  An explicit bound is kept whatever the load.  Sessions with
 ``use_per_session_threads = False`` take their bound from ``set_global_thread_pool_sizes``.
 """
 from __future__ import annotations
@@ -54,6 +58,7 @@ class ThreadBudget:
         self._active = 0
         self._blas = None              # (setter, original count) per BLAS library, found on first use
         self._cores = available_cores()
+        self.busy = runnable_elsewhere   # () -> threads other work has running now
 
     @contextlib.contextmanager
     def run(self, bound: int):
@@ -73,8 +78,10 @@ class ThreadBudget:
                 set_threads(original)
 
     def share(self, bound: int) -> int:
-        """The BLAS threads a run with `bound` (0: every core) gets now."""
-        bound = bound if bound > 0 else self._cores
+        """The BLAS threads a run with `bound` (0: the idle cores) gets now."""
+        if bound <= 0:
+            others = max(0, self.busy() - self._active)  # each run in progress has a thread running
+            bound = self._cores - others
         return max(1, min(bound, self._cores // max(1, self._active)))
 
     def _libraries(self) -> list:
@@ -86,6 +93,16 @@ class ThreadBudget:
             except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive: leave BLAS as it is
                 self._blas = []
         return self._blas
+
+
+def runnable_elsewhere() -> int:
+    """Threads the kernel has runnable now, machine-wide (the 4th field of /proc/loadavg,
+    'running/total'), the caller's own included; 0 where it cannot be read (not Linux)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _thread_setter(lib):

@@ -9,7 +9,10 @@ sizes (activation_size + parameter_size + output_size), a lower bound on its mem
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import platform
 import time
 
 import numpy as np
@@ -40,9 +43,13 @@ def flops(op: str, ins: list[list[int]], outs: list[list[int]]) -> int:
     if not outs:
         return 0
     out = outs[0]
-    if op in ("MatMul", "FusedMatMul", "MatMulInteger", "QLinearMatMul") and ins and ins[0]:
+    if op in ("MatMul", "FusedMatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits", "MatMulIntegerToFloat",
+              "DynamicQuantizeMatMul", "MatMulBnb4", "FusedMatMulActivation") and ins and ins[0]:
         return 2 * _n(out) * ins[0][-1]
-    if op in ("Gemm", "FusedGemm") and len(ins) >= 2 and len(ins[0]) == 2 and len(out) == 2:
+    fused = _fused_flops(op, ins, out)
+    if fused is not None:
+        return fused
+    if op in ("Gemm", "FusedGemm", "QGemm") and len(ins) >= 2 and len(ins[0]) == 2 and len(out) == 2:
         a = ins[0]
         k = a[1] if a[0] == out[0] else a[0]
         return 2 * _n(out) * k
@@ -60,6 +67,27 @@ def flops(op: str, ins: list[list[int]], outs: list[list[int]]) -> int:
     if op in _PER_INPUT and ins:
         return _n(ins[0])
     return 0
+
+
+def _fused_flops(op: str, ins, out) -> int | None:
+    """FLOPs of com.microsoft's fused attention ops from their shapes (None: not one of them).
+
+    Attention / QAttention: the packed QKV projection of input (B, S, Hin) by weights
+    (Hin, 3H), then scores and context, 2*B*S*L*H each (L = S, past not counted).
+    MultiHeadAttention / GroupQueryAttention / PackedAttention-like ops with separate query
+    (B, S, Hq) and key (B, L, Hk): scores and context over the query's hidden size."""
+    if op in ("Attention", "QAttention") and len(ins) >= 2 and len(ins[0]) == 3 and len(ins[1]) == 2:
+        b, s, hin = ins[0]
+        hidden = ins[1][1] // 3
+        return 2 * b * s * hin * ins[1][1] + 4 * b * s * s * hidden
+    if op in ("MultiHeadAttention", "GroupQueryAttention", "DecoderMaskedMultiHeadAttention",
+              "SparseAttention") and ins and len(ins[0]) == 3:
+        b, s, hq = ins[0]
+        key = ins[1] if len(ins) > 1 and ins[1] and len(ins[1]) == 3 else None
+        length = key[1] if key is not None else s
+        hidden = out[-1] if out else hq
+        return 4 * b * s * length * hidden
+    return None
 
 
 @dataclasses.dataclass
@@ -105,6 +133,48 @@ def measure_cpu_peak(size: int = 1024, repeat: int = 3) -> Peak:
     copy = min(_timed(lambda: np.copyto(dst, src)) for _ in range(repeat))
     rate = 2 * size ** 3 / best
     return Peak("cpu", {"float": rate, "float16": rate}, 2 * src.nbytes / copy, "measured")
+
+
+_PEAK_CACHE: dict[str, Peak] = {}
+
+
+def cpu_peak_cache_path() -> str:
+    """Where the measured CPU peak is kept between processes: $ORTGPU_CACHE_DIR (default
+    ~/.cache/ortgpu)/cpu_peak.json."""
+    root = os.environ.get("ORTGPU_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ortgpu")
+    return os.path.join(root, "cpu_peak.json")
+
+
+def _machine_key() -> str:
+    return f"{platform.machine()}|{platform.processor()}|{os.cpu_count()}|numpy {np.__version__}"
+
+
+def cached_cpu_peak() -> Peak:
+    """The CPU peak measured once per machine (per CPU, core count and NumPy) and then read
+    back, in this process and from :func:`cpu_peak_cache_path`: re-measuring for every report
+    costs time and, on a loaded machine, gives a different answer each time."""
+    key = _machine_key()
+    if key in _PEAK_CACHE:
+        return _PEAK_CACHE[key]
+    path = cpu_peak_cache_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("key") == key:
+            peak = Peak("cpu", dict(saved["flops"]), float(saved["bytes_per_s"]), "measured, cached")
+            _PEAK_CACHE[key] = peak
+            return peak
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or one from another machine or version: measure
+    peak = measure_cpu_peak()
+    _PEAK_CACHE[key] = peak
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"key": key, "flops": peak.flops, "bytes_per_s": peak.bytes_per_s}, f)
+    except OSError:
+        pass  # a read-only home: cached in this process only
+    return peak
 
 
 def _timed(fn) -> float:

@@ -28,6 +28,27 @@ td:first-child, th:first-child, td:nth-child(2) { text-align: left; }
 """
 
 _JS = """
+function sortTable(th) {
+  var table = th.closest('table'), col = Array.prototype.indexOf.call(th.parentNode.children, th);
+  var asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+  var rows = Array.prototype.slice.call(table.querySelectorAll('tr.row'));
+  rows.sort(function (a, b) {
+    var x = a.children[col].dataset.v, y = b.children[col].dataset.v, c;
+    if (x !== undefined && y !== undefined) { c = parseFloat(x) - parseFloat(y); }
+    else { c = a.children[col].textContent.localeCompare(b.children[col].textContent); }
+    return asc ? c : -c;
+  });
+  rows.forEach(function (r) { table.appendChild(r); });
+}
+document.querySelectorAll('th[data-sort]').forEach(function (th) {
+  th.addEventListener('click', function () { sortTable(th); });
+});
+document.getElementById('filter').addEventListener('input', function (ev) {
+  var q = ev.target.value.toLowerCase();
+  document.querySelectorAll('#nodes tr.row').forEach(function (r) {
+    r.style.display = r.textContent.toLowerCase().indexOf(q) >= 0 ? '' : 'none';
+  });
+});
 document.getElementById('zoom').addEventListener('input', function (ev) {
   var z = parseFloat(ev.target.value), svg = document.getElementById('timeline');
   var base = parseFloat(svg.dataset.width), scale = parseFloat(svg.dataset.scale) * z;
@@ -41,7 +62,21 @@ document.getElementById('zoom').addEventListener('input', function (ev) {
 
 
 def color_of(op: str) -> str:
+    """A colour for an op type outside a report's own assignment (a stable hash)."""
     return _PALETTE[zlib.crc32(op.encode()) % len(_PALETTE)]
+
+
+def op_colors(op_types) -> dict[str, str]:
+    """A distinct colour per op type: the palette in order (op types by time, largest first),
+    then hues spread by the golden angle, so that no two op types of a report share one."""
+    colors = {}
+    for i, op in enumerate(dict.fromkeys(op_types)):
+        if i < len(_PALETTE):
+            colors[op] = _PALETTE[i]
+        else:
+            hue = (i * 137.508) % 360
+            colors[op] = f"hsl({hue:.0f}, {55 + 20 * (i % 2)}%, {45 + 10 * (i % 3)}%)"
+    return colors
 
 
 def _last_run(events: list[dict]):
@@ -75,7 +110,7 @@ def _depths(nodes: list[dict]) -> list[int]:
     return depth
 
 
-def _timeline(events: list[dict]) -> tuple[str, str]:
+def _timeline(events: list[dict], colors: dict[str, str]) -> tuple[str, str]:
     nodes, kernels, start, end, nruns = _last_run(events)
     span = max(end - start, 1)
     scale = _WIDTH / span
@@ -93,7 +128,7 @@ def _timeline(events: list[dict]) -> tuple[str, str]:
                           f"start {t} us, {d} us")
         y = 20 + lane * (_LANE + _PAD)
         parts.append(f'<rect data-t="{t}" data-d="{d}" x="{t * scale:.2f}" y="{y}" '
-                     f'width="{max(d * scale, 0.5):.2f}" height="{_LANE}" fill="{color_of(op)}">'
+                     f'width="{max(d * scale, 0.5):.2f}" height="{_LANE}" fill="{colors.get(op) or color_of(op)}">'
                      f"<title>{tip}</title></rect>")
 
     for e, dpt in zip(nodes, depth):
@@ -111,7 +146,7 @@ def _timeline(events: list[dict]) -> tuple[str, str]:
     return "".join(parts), f"{what}, {span / 1000:.3f} ms; {lane_text}"
 
 
-def _op_chart(s: Summary, top: int = 20) -> str:
+def _op_chart(s: Summary, colors: dict[str, str], top: int = 20) -> str:
     ops = s.ops[:top]
     if not ops:
         return "<p>no node events</p>"
@@ -126,7 +161,7 @@ def _op_chart(s: Summary, top: int = 20) -> str:
         parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" text-anchor="end">'
                      f"{html.escape(o.op_type)}</text>"
                      f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 0.5):.1f}" height="{row - 6}" '
-                     f'fill="{color_of(o.op_type)}"><title>{html.escape(o.op_type)}: {o.nodes} nodes, '
+                     f'fill="{colors[o.op_type]}"><title>{html.escape(o.op_type)}: {o.nodes} nodes, '
                      f"{o.calls} calls</title></rect>"
                      f'<text x="{label_w + w + 6:.1f}" y="{y + 14}" font-size="12">'
                      f"{o.host_us / per / 1000:.3f} ms ({100 * o.share:.1f}%)</text>")
@@ -134,36 +169,51 @@ def _op_chart(s: Summary, top: int = 20) -> str:
     return "".join(parts)
 
 
-def _node_table(s: Summary, top: int = 30) -> str:
+def _node_table(s: Summary, top: int = 200) -> str:
+    """The nodes (the `top` slowest), sortable by any column (click its head) and filtered by
+    the text box above (a node name, an op type, a shape)."""
     per = max(s.runs, 1)
     head = ["node", "op", "kind", "calls/run", "host ms/run", "share", "device ms/run",
-            "GFLOP/s", "% peak", "GB/s", "% peak"]
-    rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+            "GFLOP/s", "% peak", "GB/s", "% peak", "input shapes"]
+    rows = ["<tr>" + "".join(f'<th data-sort="1" title="sort">{h}</th>' for h in head) + "</tr>"]
     for r in s.nodes[:top]:
         cells = [r.name, r.op_type, kind_label(s, r.kind), f"{r.calls / per:g}", f"{r.host_us / per / 1000:.3f}",
                  f"{100 * r.host_us / s.node_us if s.node_us else 0:.1f}%",
                  "" if r.device_us is None else f"{r.device_us / per / 1000:.3f}",
                  f"{r.flops_per_s / 1e9:.2f}" if r.flops else "",
                  "" if r.flops_pct is None else f"{r.flops_pct:.1f}%",
-                 f"{r.bytes_per_s / 1e9:.2f}", "" if r.bytes_pct is None else f"{r.bytes_pct:.1f}%"]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return "<table>" + "".join(rows) + "</table>"
+                 f"{r.bytes_per_s / 1e9:.2f}", "" if r.bytes_pct is None else f"{r.bytes_pct:.1f}%",
+                 r.input_shapes]
+        rows.append('<tr class="row">' + "".join(_cell(c) for c in cells) + "</tr>")
+    return '<table id="nodes">' + "".join(rows) + "</table>"
+
+
+def _cell(text: str) -> str:
+    """A table cell; a numeric one carries its value for sorting (data-v)."""
+    try:
+        v = float(text.rstrip("%")) if text else None
+    except ValueError:
+        v = None
+    attr = f' data-v="{v:.9g}"' if v is not None else ""
+    return f"<td{attr}>{html.escape(text)}</td>"
 
 
 def render_html(summary: Summary, trace, title: str = "ortgpu profile") -> str:
     """The report as one HTML string (`trace`: the trace's path or its events)."""
     events = read_trace(trace)
-    timeline, caption = _timeline(events)
-    legend = "".join(f'<span><i style="background:{color_of(o.op_type)}"></i>{html.escape(o.op_type)}</span>'
-                     for o in summary.ops[:12])
+    colors = op_colors(o.op_type for o in summary.ops)
+    timeline, caption = _timeline(events, colors)
+    legend = "".join(f'<span><i style="background:{colors[o.op_type]}"></i>{html.escape(o.op_type)}</span>'
+                     for o in summary.ops)
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
             f"<pre>{html.escape(format_table(summary, top=10))}</pre>\n"
             f"<h2>Timeline</h2><p>{html.escape(caption)}. Zoom: "
             f'<input id="zoom" type="range" min="1" max="40" step="0.5" value="1"></p>'
             f'<div class="legend">{legend}</div><div class="scroll">{timeline}</div>\n'
-            f"<h2>Time per op type</h2>{_op_chart(summary)}\n"
-            f"<h2>Top nodes</h2>{_node_table(summary)}\n"
+            f"<h2>Time per op type</h2>{_op_chart(summary, colors)}\n"
+            f'<h2>Nodes</h2><p>Filter: <input id="filter" type="search" placeholder="name, op type or shape">'
+            f" (click a column head to sort)</p>{_node_table(summary)}\n"
             f"<script>{_JS}</script></body></html>\n")
 
 

@@ -93,6 +93,7 @@ class Recorder:
         self.dropped_runs = 0
         self.dropped_spans = 0
         self.notes: list[str] = []
+        self.setup_us: dict[str, int] = {}  # session set-up phases (load, optimize, ...), us
         self.probe = None
         self.sampler = None
         self.path: str | None = None
@@ -157,7 +158,8 @@ class Recorder:
             head = rec[0]
             if isinstance(head, str):
                 name, t0, t1, tid = rec
-                out.append(self._event("Session", name, t0, t1, tid, {}))
+                args = dict(self.setup_us) if name == "session_initialization" else {}
+                out.append(self._event("Session", name, t0, t1, tid, args))
                 if name == "SequentialExecutor::Execute" and scopes.get(tid):
                     scopes[tid].pop()
             elif isinstance(head, int):

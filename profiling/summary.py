@@ -41,6 +41,7 @@ class NodeRow:
     flops: int = 0                # all calls together
     bytes: int = 0
     type_name: str = "float"
+    input_shapes: str = ""        # the inputs' shapes at the first call, e.g. "1x3x224x224, 64x3x7x7"
     flops_pct: float | None = None   # of the device's peak
     bytes_pct: float | None = None
 
@@ -84,6 +85,24 @@ class Summary:
     telemetry: dict[str, tuple[float, float]]  # counter -> (mean, max)
     peaks: dict[str, Peak]
     gpu: dict = dataclasses.field(default_factory=dict)  # device, driver, mem_total_mib (NVML)
+    setup: dict = dataclasses.field(default_factory=dict)  # set-up phase -> us (ortgpu traces)
+
+    def run_spread(self) -> dict[str, float] | None:
+        """Run-to-run spread of the counted runs, us: min, median, p90, max (None without runs).
+        A p90 far above the median is a loaded machine or threads fighting; see the README."""
+        if not self.run_us:
+            return None
+        ordered = sorted(self.run_us)
+        return {"min": float(ordered[0]), "median": float(statistics.median(ordered)),
+                "p90": _percentile(ordered, 0.9), "max": float(ordered[-1])}
+
+
+def _percentile(ordered: list, q: float) -> float:
+    """The q-quantile of sorted values, linear between neighbours (numpy's default method)."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
 
 
 def summarize(trace, skip_runs: int = 0, peaks: dict[str, Peak] | None = None) -> Summary:
@@ -117,6 +136,8 @@ def summarize(trace, skip_runs: int = 0, peaks: dict[str, Peak] | None = None) -
         row.bytes += sum(int(a.get(k, 0)) for k in ("activation_size", "parameter_size", "output_size"))
         if outs:
             row.type_name = outs[0][0]
+        if row.calls == 1 and ins:
+            row.input_shapes = ", ".join(shape_text(sh) for _, sh in ins)
         row_of_event[id(e)] = row
     device_total = _add_device_times(events, nodes, row_of_event)
 
@@ -142,13 +163,15 @@ def summarize(trace, skip_runs: int = 0, peaks: dict[str, Peak] | None = None) -
                       for op, (n, c, us, dev) in ops.items()), key=lambda r: -r.host_us)
     session = {e["name"]: e["dur"] for e in x if e.get("cat") == "Session"
                and e["name"] in ("model_loading_uri", "model_loading_array", "session_initialization")}
+    setup = next(({k: float(v) for k, v in e.get("args", {}).items() if k.endswith("_us")} for e in x
+                  if e.get("cat") == "Session" and e["name"] == "session_initialization"), {})
     notes = [e.get("args", {}).get("note", "") for e in events
              if e.get("cat") == "Telemetry" and e.get("name") == "note"]
     return Summary(trace if isinstance(trace, str) else "", len(counted), len(runs) - len(counted),
                    [e["dur"] for e in counted], total, node_rows, op_rows, kinds, device_total,
                    session, notes, _telemetry(events), peaks,
                    next((dict(e.get("args", {})) for e in events if e.get("cat") == "Telemetry"
-                         and e.get("name") == "gpu_device"), {}))
+                         and e.get("name") == "gpu_device"), {}), setup)
 
 
 def _inside_any(e: dict, runs: list[dict]) -> bool:
@@ -196,6 +219,11 @@ def _add_device_times(events, nodes, row_of_event) -> float | None:
     return total
 
 
+def shape_text(shape) -> str:
+    """[1, 3, 224, 224] -> '1x3x224x224'; a scalar is 'scalar'."""
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
 def _shape(type_shape: dict) -> tuple[str, list[int]]:
     (t, shape), = type_shape.items()
     return t, shape
@@ -230,9 +258,11 @@ def format_table(s: Summary, top: int = 15) -> str:
     """The summary as text tables (times per run)."""
     per = max(s.runs, 1)
     lines = [f"trace: {s.trace}" if s.trace else "trace: (events)"]
-    if s.run_us:
+    spread = s.run_spread()
+    if spread:
         lines.append(f"runs: {s.runs} counted" + (f" ({s.skipped_runs} warm-up skipped)" if s.skipped_runs else "")
-                     + f"; run time median {_ms(statistics.median(s.run_us))} ms, min {_ms(min(s.run_us))} ms")
+                     + f"; run time min {_ms(spread['min'])} ms, median {_ms(spread['median'])} ms, "
+                     f"p90 {_ms(spread['p90'])} ms (max/min {spread['max'] / max(spread['min'], 1):.2f}x)")
     run_total = sum(s.run_us)
     share = f" ({100 * s.node_us / run_total:.1f}% of run time)" if run_total else ""
     lines.append(f"node time: {_ms(s.node_us / per)} ms per run{share}")
@@ -243,17 +273,20 @@ def format_table(s: Summary, top: int = 15) -> str:
         lines.append(f"device time (CUDA events): {_ms(s.device_us / per)} ms per run")
     for name, us in s.session.items():
         lines.append(f"{name}: {_ms(us)} ms")
+    if s.setup:
+        lines.append("set-up: " + ", ".join(f"{k[:-3].replace('_', '/')} {_ms(v)} ms" for k, v in s.setup.items()))
     lines.append("")
     lines.append(f"top {min(top, len(s.nodes))} nodes (ms per run; rates from shapes over "
                  f"{'device' if s.device_us is not None else 'host'} time):")
-    head = ("node", "op", "kind", "calls/run", "host ms", "share", "device ms", "FLOP/s", "%peak", "bytes/s", "%peak")
+    head = ("node", "op", "kind", "calls/run", "host ms", "share", "device ms", "FLOP/s", "%peak", "bytes/s", "%peak",
+            "input shapes")
     rows = [head]
     for r in s.nodes[:top]:
         rows.append((_short(r.name), r.op_type, kind_label(s, r.kind), f"{r.calls / per:g}",
                      _ms(r.host_us / per), f"{100 * r.host_us / s.node_us if s.node_us else 0:.1f}%",
                      "" if r.device_us is None else _ms(r.device_us / per),
                      _rate(r.flops_per_s, "FLOP/s") if r.flops else "", _pct(r.flops_pct),
-                     _rate(r.bytes_per_s, "B/s"), _pct(r.bytes_pct)))
+                     _rate(r.bytes_per_s, "B/s"), _pct(r.bytes_pct), _short(r.input_shapes, 48)))
     lines.extend(_columns(rows, drop=None if s.device_us is not None else 6))
     lines.append("")
     lines.append("time per op type (ms per run):")

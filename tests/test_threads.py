@@ -80,6 +80,7 @@ def test_a_run_started_while_another_runs_gets_a_share_of_the_cores(monkeypatch)
     if not _blas_threads():
         pytest.skip("threadpoolctl sees no BLAS library")
     budget = type(BUDGET)()  # this test's runs only, whatever else runs in the process
+    budget.busy = lambda: 0  # as on a machine with nothing else running
     monkeypatch.setattr("ortgpu.run_core.BUDGET", budget)
     prov = _SeesBlasThreads(threading.Barrier(2))
     sess = _session(prov)  # intra_op_num_threads = 0: every core for a run alone
@@ -112,10 +113,39 @@ def test_sessions_without_per_session_threads_use_the_global_sizes():
 
 def test_each_run_gets_the_cores_divided_by_the_runs_in_progress():
     budget = type(BUDGET)()
-    budget._cores, budget._blas = 8, []
+    budget._cores, budget._blas, budget.busy = 8, [], lambda: 0
     with budget.run(0) as alone:
         with budget.run(0) as second, budget.run(0) as third, budget.run(0) as fourth:
             assert (alone, second, third, fourth) == (8, 4, 2, 2)
         with budget.run(3) as bounded:
             assert bounded == 3
     assert budget._active == 0
+
+
+def test_the_default_leaves_the_cores_other_work_keeps_busy_and_a_bound_is_kept():
+    budget = type(BUDGET)()
+    budget._cores, budget._blas = 8, []
+    running = {"n": 0}
+    budget.busy = lambda: running["n"]
+    for elsewhere, want in ((0, 8), (3, 5), (7, 1), (20, 1)):
+        running["n"] = elsewhere + 1  # the caller's own thread is runnable too
+        with budget.run(0) as share:
+            assert share == want, elsewhere
+        with budget.run(6) as bounded:  # an explicit intra_op_num_threads is kept under load
+            assert bounded == 6
+    running["n"] = 2  # this run and one thread of other work
+    with budget.run(0) as first:
+        running["n"] = 3  # then a second run of ours starts
+        with budget.run(0) as second:
+            assert (first, second) == (7, 4)  # the second: 8 cores less 1 busy, halved for 2 runs
+
+
+def test_runnable_threads_are_read_from_proc_loadavg():
+    from ortgpu.threads import runnable_elsewhere
+    try:
+        with open("/proc/loadavg") as f:
+            fields = f.read().split()
+    except OSError:
+        pytest.skip("no /proc/loadavg")
+    assert runnable_elsewhere() >= 1  # this thread is running
+    assert int(fields[3].split("/")[0]) >= 1

@@ -22,8 +22,18 @@ def MatMul(ctx, A, B):
     """numpy.matmul semantics (1-D operands are promoted and the added axis dropped)."""
     xp = ctx.xp
     dt = work_dtype(A.dtype)
-    y = xp.matmul(_as(A, dt), _as(B, dt))
+    y = _matmul(xp, _as(A, dt), _as(B, dt))
     return _as(xp.asarray(y), A.dtype)
+
+
+def _matmul(xp, a, b):
+    """a @ b; a stack of matrices times one 2-D weight (a transformer's projections) runs as
+    one GEMM over the stacked rows: matmul would call the BLAS once per matrix of the stack,
+    which for few rows per matrix costs up to 2x (measured on (12, 10, 384) @ (384, 384))."""
+    if b.ndim == 2 and a.ndim >= 3 and a.flags.c_contiguous and a.size:
+        rows = xp.matmul(a.reshape(-1, a.shape[-1]), b)
+        return rows.reshape(a.shape[:-1] + (b.shape[1],))
+    return xp.matmul(a, b)
 
 
 @kernel("Gemm", since=(1, 6, 7, 9, 11, 13),

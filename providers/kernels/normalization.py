@@ -31,8 +31,10 @@ def _softmax_axes(ctx, ndim, axis):
 
 
 def softmax(xp, x, axes):
-    """Numerically stable softmax of a float array over `axes` (computed in x's dtype)."""
-    e = xp.exp(x - xp.max(x, axis=axes, keepdims=True))
+    """Numerically stable softmax of a float array over `axes` (computed in x's dtype); the
+    exponent and the division reuse the shifted array (one temporary, not three)."""
+    e = x - xp.max(x, axis=axes, keepdims=True)
+    xp.exp(e, out=e)
     e /= xp.sum(e, axis=axes, keepdims=True)
     return e
 

@@ -50,7 +50,7 @@ def light_models() -> dict[str, str]:
 
 def zoo_models() -> dict[str, tuple[str, dict]]:
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-    from model_zoo import model_path  # noqa: PLC0415
+    from support.model_zoo import model_path  # noqa: PLC0415
     rng = np.random.default_rng(0)
     img = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     return {

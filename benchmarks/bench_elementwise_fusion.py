@@ -17,7 +17,7 @@ CUPTI records (torch.profiler).  A micro case, bias + GELU (erf form, 6 ops) on
 [rows, 3072] in float32 and float16, compares the fused kernel with the unfused ops and with
 PyTorch eager running the same 6 ops (``ratio`` = ortgpu / torch).
 
-Models come from tests/transformer_models.py (torch exports, cached) and tests/model_zoo.py.
+Models come from tests/transformer_models.py (torch exports, cached) and tests/support/model_zoo.py.
 """
 from __future__ import annotations
 
@@ -39,18 +39,18 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
 def model_path(name: str) -> str:
-    import transformer_models as tm
+    from support import transformer_models as tm
     if name in tm.MODELS:
         return tm.export(name)
-    from model_zoo import model_path as zoo_path
+    from support.model_zoo import model_path as zoo_path
     return zoo_path(name)
 
 
 def model_inputs(name: str) -> dict:
-    import transformer_models as tm
+    from support import transformer_models as tm
     if name in tm.MODELS:
         return tm.make_inputs(name)
-    from model_zoo import image_input
+    from support.model_zoo import image_input
     shapes = {"ppocrv4_det": (1, 3, 640, 640), "ppocrv4_rec": (1, 3, 48, 320), "ppocr_cls": (1, 3, 48, 192)}
     return {"x": image_input(shapes[name])}
 

@@ -39,9 +39,9 @@ VARIANTS = {   # name: (level, disabled passes)
 
 def model_and_feed(name: str):
     if name in TRANSFORMERS:
-        import transformer_models as tm  # noqa: PLC0415
+        from support import transformer_models as tm  # noqa: PLC0415
         return tm.export(name), tm.make_inputs(name, batch=1)
-    import model_zoo  # noqa: PLC0415
+    from support import model_zoo  # noqa: PLC0415
     return model_zoo.model_path(name), {"x": model_zoo.image_input((1, 3, 480, 640))}
 
 

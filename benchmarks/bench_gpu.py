@@ -343,7 +343,7 @@ def main(argv=None) -> int:
         return 2
     import torch  # noqa: PLC0415
 
-    import transformer_models as tm  # noqa: PLC0415
+    from support import transformer_models as tm  # noqa: PLC0415
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = True

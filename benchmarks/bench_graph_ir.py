@@ -10,7 +10,7 @@ Models (no torch, no internet beyond PyPI):
                   random float32 weights, ~110 M parameters): embeddings with LayerNorm written
                   out as ReduceMean/Sub/Pow/Sqrt/Div, attention with Reshape targets computed by
                   Shape/Gather/Unsqueeze/Concat, erf GELU, the pooler; opset 14;
-  ppocrv4_det     PP-OCRv4 text detection from the rapidocr-onnxruntime wheel (tests/model_zoo.py).
+  ppocrv4_det     PP-OCRv4 text detection from the rapidocr-onnxruntime wheel (tests/support/model_zoo.py).
 
 Per model, medians of ``--runs`` (each run from a fresh copy of the loaded model):
   parse           onnx.load of the file (common to both)
@@ -149,7 +149,7 @@ def bert_base_like(layers=12, hidden=768, heads=12, ffn=3072, vocab=30522, max_p
 
 def model_file(name: str, folder: str) -> str:
     if name == "ppocrv4_det":
-        from model_zoo import model_path  # noqa: PLC0415
+        from support.model_zoo import model_path  # noqa: PLC0415
         return model_path(name)
     path = os.path.join(folder, f"{name}.onnx")
     onnx.save(bert_base_like(), path)

@@ -4,7 +4,7 @@ provider with and without memory patterns.
 
     python benchmarks/bench_memory.py [plan] [cpu] [gpu] [--runs N] [--no-zoo] [--json OUT]
 
-plan  For the light models shipped in onnx and the models tier (tests/model_zoo.py, if cached or
+plan  For the light models shipped in onnx and the models tier (tests/support/model_zoo.py, if cached or
       fetchable): tensor lifetimes recorded from one CPU run (ortgpu.memory.lifetimes), planned by
       ortgpu.memory.planner: naive sum (no reuse), lower bound (most bytes alive at one step),
       planned peak, peak / lower bound, planning time.
@@ -53,7 +53,7 @@ def light_models() -> dict:
 
 def zoo_models() -> dict:
     try:
-        from model_zoo import image_input, model_path  # noqa: PLC0415
+        from support.model_zoo import image_input, model_path  # noqa: PLC0415
         out = {
             "ppocrv4_det 1x3x480x640": (model_path("ppocrv4_det"), {"x": image_input((1, 3, 480, 640))}),
             "ppocrv4_rec 1x3x48x320": (model_path("ppocrv4_rec"), {"x": image_input((1, 3, 48, 320))}),

@@ -4,7 +4,7 @@
 
 Models: BERT-base (sequence 128), the GPT-2 decode step (128 cached tokens) and ResNet-50, exported
 with torch by tests/transformer_models.py (skipped, with a note, without torch and transformers),
-and PP-OCRv4 det (tests/model_zoo.py, 1x3x480x640).  Batch 1.
+and PP-OCRv4 det (tests/support/model_zoo.py, 1x3x480x640).  Batch 1.
 
 For each level (ORT_DISABLE_ALL, ORT_ENABLE_BASIC, ORT_ENABLE_EXTENDED, ORT_ENABLE_LAYOUT,
 ORT_ENABLE_ALL) it prints
@@ -53,14 +53,14 @@ PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", 
 def model_and_feeds(name: str):
     """(path, feeds) for `name`, or (None, reason) when it cannot be had here."""
     if name == "ppocrv4_det":
-        from model_zoo import image_input, model_path  # noqa: PLC0415
+        from support.model_zoo import image_input, model_path  # noqa: PLC0415
         return model_path(name), {"x": image_input((1, 3, 480, 640))}
     try:
         import torch  # noqa: F401,PLC0415
         import transformers  # noqa: F401,PLC0415
     except ImportError as e:
         return None, f"needs torch and transformers to export it ({e.name} is missing)"
-    import transformer_models as tm  # noqa: PLC0415
+    from support import transformer_models as tm  # noqa: PLC0415
     return tm.export(name), tm.make_inputs(name, batch=1)
 
 

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
             print(f"bench_precision: cannot run on CUDA here: {problem}. Try --provider cpu for the "
                   f"accuracy columns.", file=sys.stderr)
             return 2
-    import transformer_models as tm  # noqa: PLC0415
+    from support import transformer_models as tm  # noqa: PLC0415
 
     env = _environment(provider)
     print(f"{env.get('device', env['host'])}, {provider}, runs {args.runs} after {args.warmup} warm-up")

@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import common  # noqa: E402
-import serving_models as sm  # noqa: E402
+from support import serving_models as sm  # noqa: E402
 
 HOST = "127.0.0.1"
 CONCURRENCY = (1, 8, 32, 64)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Replay one case of the fuzz campaign (tests/fuzzing.py) from its seed, in this process.
+"""Replay one case of the fuzz campaign (tests/support/fuzzing.py) from its seed, in this process.
 
     python scripts/fuzz_replay.py SEED [--save model.onnx] [--ortgpu-only] [--memory-gb 6]
 
@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-import fuzzing  # noqa: E402
+from support import fuzzing  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,7 @@ def _stderr_of(module: str, body: str) -> str:
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
-        import model_builders as mb
+        from support import model_builders as mb
         import {module} as ort
         model = mb.identity().SerializeToString()
     """) + textwrap.dedent(body)
@@ -86,7 +86,7 @@ def test_python_logging_still_sees_records(caplog):
     so = ortgpu.SessionOptions()
     so.log_severity_level = 0
     with caplog.at_level(logging.INFO, logger="ortgpu"):
-        ortgpu.InferenceSession(__import__("model_builders").identity().SerializeToString(), so)
+        ortgpu.InferenceSession(__import__("support.model_builders", fromlist=["identity"]).identity().SerializeToString(), so)
     assert "placement:" in caplog.text
 
 
@@ -103,7 +103,7 @@ def test_invalid_severity_is_refused_like_onnxruntime(severity):
 
 
 def test_callback_receives_records_like_onnxruntime():
-    model = __import__("model_builders").identity().SerializeToString()
+    model = __import__("support.model_builders", fromlist=["identity"]).identity().SerializeToString()
     for mod in (onnxruntime, ortgpu):
         got = []
         mod.set_default_logger_callback(lambda *rec: got.append(rec), severity=0)
@@ -126,7 +126,7 @@ def test_a_raising_callback_does_not_break_the_session():
     def boom(*_):
         raise ValueError("from the callback")
     ortgpu.set_default_logger_callback(boom, severity=0)
-    sess = ortgpu.InferenceSession(__import__("model_builders").identity().SerializeToString())
+    sess = ortgpu.InferenceSession(__import__("support.model_builders", fromlist=["identity"]).identity().SerializeToString())
     assert sess.get_providers() == ["CPUExecutionProvider"]
 
 

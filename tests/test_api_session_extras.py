@@ -10,7 +10,7 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
 from ortgpu.errors import Fail, InvalidProtobuf
 

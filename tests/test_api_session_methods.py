@@ -11,7 +11,7 @@ import onnxruntime.capi.onnxruntime_pybind11_state as ort_state
 import pytest
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
 import ortgpu.capi.onnxruntime_pybind11_state as ortgpu_state
 from ortgpu.errors import NotImplemented as OrtNotImplemented

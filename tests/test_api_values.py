@@ -9,7 +9,7 @@ import pytest
 
 import ortgpu
 import ortgpu.capi.onnxruntime_pybind11_state as ortgpu_state
-from device_double import FAKE_KIND  # noqa: F401  (registers the "fakedev" device kind)
+from support.device_double import FAKE_KIND  # noqa: F401  (registers the "fakedev" device kind)
 from ortgpu import allocators
 from ortgpu.devices import CapsuleProducer
 from ortgpu.errors import NotImplemented as OrtNotImplemented

@@ -59,7 +59,7 @@ def test_demo_reads_the_text_it_draws_and_matches_onnxruntime(capsys):
 def test_demo_text_is_read_the_same_on_the_device_double():
     """The demo pipeline with the double as a CUDA stand-in: every node placed there, same text."""
     import ortgpu
-    from device_double import providers
+    from support.device_double import providers
     from ortgpu.demo import TEXT, demo_image, model_path, read_text
     det = ortgpu.InferenceSession(model_path("det"), providers=providers())
     rec = ortgpu.InferenceSession(model_path("rec"), providers=providers())

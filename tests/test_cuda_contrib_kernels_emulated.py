@@ -1,5 +1,5 @@
 """The CUDA provider's raw kernels for com.microsoft ops (providers/cuda/kernels/contrib_*.cu),
-run on the CPU by the host emulator (``tests/cuda_emulator``) against the shared NumPy kernels
+run on the CPU by the host emulator (``tests/support/cuda_emulator``) against the shared NumPy kernels
 (providers/kernels/contrib_*.py, themselves tested against onnxruntime), with seeded random
 inputs in float32 and float16.
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuda_checks import F16, F32, assert_close, random
-from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
+from support.cuda_checks import F16, F32, assert_close, random
+from support.cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
 from ortgpu.providers import registry
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.registry import KernelContext

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cuda_checks import require_cuda_device
+from support.cuda_checks import require_cuda_device
 from ortgpu.providers.cuda.kernels import module as cu
 
 pytestmark = pytest.mark.gpu

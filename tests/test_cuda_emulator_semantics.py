@@ -1,4 +1,4 @@
-"""The host emulator itself (``tests/cuda_emulator``): float16 conversions of common.cuh's host
+"""The host emulator itself (``tests/support/cuda_emulator``): float16 conversions of common.cuh's host
 branch against NumPy, CUDA's barrier, shuffle, vote and atomic semantics on small test
 kernels, the faults and misuses it must report instead of passing, CuPy's argument packing
 rules, and its compile cache.
@@ -10,8 +10,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from cuda_emulator import build, device_memory, install
-from cuda_emulator.launch import EmulatedLaunchError, RawModule
+from support.cuda_emulator import build, device_memory, install
+from support.cuda_emulator.launch import EmulatedLaunchError, RawModule
 from ortgpu.providers.cuda.kernels import module as cu
 
 pytestmark = pytest.mark.skipif(build.compiler() is None, reason="g++ is not installed")

@@ -1,6 +1,6 @@
 """CUDA graphs on the CPU: when runs warm up, capture and replay (per gpu_graph_id), the fixed
 buffers a captured graph reads and writes, and the models refused at session creation.  The
-device is the double of tests/device_double.py with a fake capture backend whose "graph"
+device is the double of tests/support/device_double.py with a fake capture backend whose "graph"
 re-runs the captured plan into the captured output buffers, as a replay writes into fixed
 addresses; the real backend (CuPy) is exercised by tests/gpu/test_gpu_graphs.py."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
-from device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
+from support.device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
 from ortgpu.errors import Fail, InvalidArgument
 from ortgpu.providers.cuda import CUDAExecutionProvider
 from ortgpu.graph_capture import SKIP, WARMUP_RUNS, GraphRunner, graph_id_of

@@ -1,6 +1,6 @@
 """The CUDA provider's layout, index, resize, pooling and reduction kernels (copy.cu,
 gather.cu, resize.cu, pool.cu, reduce.cu), run on the CPU by the host emulator
-(``tests/cuda_emulator``), against the shared NumPy kernels.
+(``tests/support/cuda_emulator``), against the shared NumPy kernels.
 
 As in ``test_cuda_math_kernels_emulated.py``: each case calls the registered ``provider="cuda"`` kernel
 with the emulator's ``cupy`` stand-in, so the launcher's real CuPy path and the unchanged
@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
-from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
+from support.cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
+from support.cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
 from test_cuda_math_kernels_emulated import device_view, run_both, run_cuda, run_shared
 
 U8, I8, I16, BOOL = np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.bool_)

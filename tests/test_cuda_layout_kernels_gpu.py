@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from cuda_checks import require_cuda_device
+from support.cuda_checks import require_cuda_device
 
 pytestmark = pytest.mark.gpu
 

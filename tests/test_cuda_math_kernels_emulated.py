@@ -1,6 +1,6 @@
 """The CUDA provider's arithmetic kernels (elementwise_binary.cu, activations.cu, softmax.cu,
 layernorm.cu, where.cu, cast.cu, roi_align.cu), run on the CPU by the host emulator
-(``tests/cuda_emulator``), against the shared NumPy kernels.
+(``tests/support/cuda_emulator``), against the shared NumPy kernels.
 
 Each case calls the registered ``provider="cuda"`` kernel through a KernelContext whose
 array module is the emulator's ``cupy`` stand-in, so the launcher takes its real CuPy path
@@ -24,8 +24,8 @@ import onnxruntime
 import pytest
 from onnx import helper
 
-from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
-from cuda_emulator import EmulatedLaunchError, emulated_cuda  # noqa: F401  (the fixture)
+from support.cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, tolerance
+from support.cuda_emulator import EmulatedLaunchError, emulated_cuda  # noqa: F401  (the fixture)
 from ortgpu.providers import registry
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.registry import KernelContext

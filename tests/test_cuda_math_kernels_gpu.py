@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, require_cuda_device, tolerance
+from support.cuda_checks import F16, F32, F64, FLOATS, I32, I64, assert_close, random, require_cuda_device, tolerance
 from ortgpu.providers import registry
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.registry import KernelContext

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import ortgpu
-import model_builders as mb
+from support import model_builders as mb
 from ortgpu.graph import Node
 from ortgpu.providers.registry import KernelContext
 from ortgpu.providers.cuda import CUDAExecutionProvider, ProviderOptionError, cuda_available

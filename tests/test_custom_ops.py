@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import ortgpu
-from device_double import FakeArray, providers as double_providers
+from support.device_double import FakeArray, providers as double_providers
 from ortgpu.providers.registry import lookup
 
 CPU = ["CPUExecutionProvider"]

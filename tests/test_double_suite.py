@@ -1,6 +1,6 @@
 """The ONNX backend node suite through sessions on [device double, CPU].
 
-Every node a shared kernel accepts runs on the double's arrays (tests/device_double.py),
+Every node a shared kernel accepts runs on the double's arrays (tests/support/device_double.py),
 which refuse implicit conversion to NumPy: a kernel that is not array-module clean, or a
 missing copy, fails here.  Cases not listed in DOUBLE_XFAIL (or in the CPU suite's own
 exclusions) must pass; `test_double_pass_floor` keeps the count from dropping and prints
@@ -14,8 +14,8 @@ import tempfile
 import onnx.backend.test
 
 from conformance.exclusions import SKIP, XFAIL, patterns
-from device_double import FakeDeviceExecutionProvider
-from device_double import providers as double_providers
+from support.device_double import FakeDeviceExecutionProvider
+from support.device_double import providers as double_providers
 from ortgpu.backend import OrtGpuBackend, OrtGpuRep
 from ortgpu.options import GraphOptimizationLevel, SessionOptions
 from ortgpu.session import InferenceSession

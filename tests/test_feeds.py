@@ -6,7 +6,7 @@ import onnx
 import onnxruntime
 import pytest
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
 
 onnxruntime.set_default_logger_severity(3)

@@ -1,5 +1,5 @@
 """The project's fuzz test (issue 18): seeded mutants of small models, run by onnxruntime and
-ortgpu in a worker subprocess with an address-space and a time limit (tests/fuzzing.py).
+ortgpu in a worker subprocess with an address-space and a time limit (tests/support/fuzzing.py).
 
 Default tier: 1,000 cases, about ten seconds.  Long mode, ``pytest -m fuzz tests/test_fuzz.py``:
 ORTGPU_FUZZ_CASES cases (default 3,000) from seed ORTGPU_FUZZ_START (default 1,000), with a
@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-import fuzzing
+from support import fuzzing
 
 # failures of ortgpu; ort_refuses_ortgpu_runs counts only where onnxruntime's refusal is about the
 # model (NotImplemented is onnxruntime lacking a kernel for an old opset, not a spec reason)

@@ -8,9 +8,9 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
-from device_double import FAKE_KIND, CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
+from support.device_double import FAKE_KIND, CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
 from ortgpu.errors import InvalidArgument
 
 onnxruntime.set_default_logger_severity(3)

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import ortgpu
-from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+from support.device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
 from ortgpu.dtypes import np_dtype
 from ortgpu.errors import NotImplemented
 from ortgpu.graph import from_proto

@@ -11,7 +11,7 @@ import onnxruntime
 import pytest
 from onnx import helper
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
 from ortgpu.providers.cpu import CPUExecutionProvider
 from ortgpu.providers.registry import schema_for

@@ -1,4 +1,4 @@
-"""Sessions with device memory, on the CPU: the device double (tests/device_double.py) gets an
+"""Sessions with device memory, on the CPU: the device double (tests/support/device_double.py) gets an
 arena on a host backend, and every new buffer of a device array is allocated from the run's
 allocation source and released when its last view dies, as CuPy's allocator hook does.  So the
 session's pattern keys, the arena limit with its out-of-memory error and recovery, and a
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import ortgpu
-from device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
-from memory_cases import chain_model
+from support.device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
+from support.memory_cases import chain_model
 from ortgpu.errors import RuntimeException
 from ortgpu.memory import DeviceMemory, HostBackend
 from ortgpu.providers.cuda.provider import CUDAExecutionProvider

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import ortgpu
-from model_zoo import image_input, model_path, vad_audio_chunks
+from support.model_zoo import image_input, model_path, vad_audio_chunks
 
 ort = pytest.importorskip("onnxruntime")
 

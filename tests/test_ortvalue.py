@@ -8,9 +8,9 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
-from device_double import FAKE_KIND, FakeArray
+from support.device_double import FAKE_KIND, FakeArray
 
 
 def _torch():

@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import ortgpu
-from device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
+from support.device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
 from ortgpu.executor import Plan
 from ortgpu.graph import from_proto
 from ortgpu.partition import Copy, Placed, partition
@@ -390,7 +390,7 @@ def test_missing_copy_to_the_device_fails_loudly():
 
 
 def test_double_refuses_implicit_conversion_and_host_operands():
-    from device_double import fake_xp
+    from support.device_double import fake_xp
     a = fake_xp.asarray(np.arange(4.0))
     with pytest.raises(TypeError, match="Implicit conversion"):
         np.asarray(a)

@@ -5,7 +5,7 @@ import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
-from device_double import FakeDeviceExecutionProvider
+from support.device_double import FakeDeviceExecutionProvider
 from ortgpu.graph import from_proto
 from ortgpu.placement import choose, provider_of
 from ortgpu.partition import Placed, partition

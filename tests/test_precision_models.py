@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 import ortgpu
-from model_zoo import model_path, vad_audio_chunks
+from support.model_zoo import model_path, vad_audio_chunks
 from ortgpu.precision import convert_float_to_float16
 
 ort = pytest.importorskip("onnxruntime")
@@ -100,7 +100,7 @@ def test_silero_vad_fp16_streaming_probabilities():
 @pytest.mark.parametrize("name,shape", [("ppocr_cls", (1, 3, 48, 192)), ("ppocrv4_rec", (1, 3, 48, 320))])
 def test_same_as_onnxconverter_common_on_real_weights(name, shape):
     occ = pytest.importorskip("onnxconverter_common.float16")
-    from model_zoo import image_input
+    from support.model_zoo import image_input
     m = onnx.load(model_path(name))
     ours = convert_float_to_float16(m)
     with warnings.catch_warnings():  # it warns about every clamped weight
@@ -122,7 +122,7 @@ def test_same_as_onnxconverter_common_on_real_weights(name, shape):
 
 
 def test_auto_mixed_precision_on_the_direction_classifier():
-    from model_zoo import image_input
+    from support.model_zoo import image_input
     from ortgpu.precision import auto_mixed_precision
     m = onnx.load(model_path("ppocr_cls"))
     feeds = {"x": image_input((2, 3, 48, 192))}

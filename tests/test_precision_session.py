@@ -198,9 +198,9 @@ def test_softmax_and_layernorm_round_once(dtype):
     assert _ulps(ln, exact, dtype).max() <= 1.0
 
 
-# --- on a device: the partitioner with the CuPy-like device double (tests/device_double.py) -------
+# --- on a device: the partitioner with the CuPy-like device double (tests/support/device_double.py) -------
 def test_fp16_session_runs_its_float16_nodes_on_the_device():
-    from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+    from support.device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
     so = ortgpu.SessionOptions()
     so.add_session_config_entry("ortgpu.precision", "fp16")
     so.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_ENABLE_BASIC  # keep the nodes (no fusion)
@@ -214,7 +214,7 @@ def test_fp16_session_runs_its_float16_nodes_on_the_device():
 
 
 def test_bf16_session_on_a_device_warns_that_bfloat16_stays_on_the_cpu():
-    from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+    from support.device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
     so = ortgpu.SessionOptions()
     so.add_session_config_entry("ortgpu.precision", "bf16")
     with pytest.warns(RuntimeWarning, match="bfloat16 nodes run on the CPU"):

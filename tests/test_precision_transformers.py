@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 import ortgpu
-import transformer_models as tm
+from support import transformer_models as tm
 from ortgpu.precision import convert_float_to_float16
 
 pytest.importorskip("torch")

@@ -251,7 +251,7 @@ class _FakeProbe:
 
 
 def test_device_steps_copies_and_probe(tmp_path):
-    from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+    from support.device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
     dev = FakeDeviceExecutionProvider()
     dev.profiling_probe = _FakeProbe
     _, path, outs = _profile(_if_model().SerializeToString(), tmp_path,

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
-from device_double import FakeDeviceExecutionProvider
+from support.device_double import FakeDeviceExecutionProvider
 from ortgpu.providers.cpu import CPUExecutionProvider
 
 

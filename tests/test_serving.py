@@ -32,8 +32,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 import onnxruntime  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
-import serving_models as sm  # noqa: E402
+from support import serving_models as sm  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 120

@@ -33,8 +33,7 @@ pytest.importorskip("ray.serve")
 pytest.importorskip("ray.data")
 import onnxruntime  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
-import serving_models as sm  # noqa: E402
+from support import serving_models as sm  # noqa: E402
 
 pytestmark = pytest.mark.ray
 

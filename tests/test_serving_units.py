@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import importlib.util
 import os
-import sys
 import threading
 
 import numpy as np
@@ -24,8 +23,7 @@ from ortgpu.serving.errors import BadRequest, ModelLoadError, QueueFull, Reposit
 from ortgpu.serving.repository import Repository, check_model_name, select_versions  # noqa: E402
 from ortgpu.serving.runner import ModelRunner, RunnerSettings  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
-import serving_models as sm  # noqa: E402
+from support import serving_models as sm  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", "", ".hidden", "a\\b", "x" * 200, "a\0b"])

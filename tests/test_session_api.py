@@ -12,7 +12,7 @@ import onnxruntime
 import pytest
 from onnx import helper
 
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
 import ortgpu.capi.onnxruntime_pybind11_state as ortgpu_state
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ortgpu
-import transformer_models as tm
+from support import transformer_models as tm
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

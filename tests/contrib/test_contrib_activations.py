@@ -3,7 +3,7 @@ BiasAdd and BiasSplitGelu, against the same computation in ai.onnx ops run by on
 import numpy as np
 import pytest
 
-from harness import F16, F32, Case, node, onnx_node, pick, rnd, run_family
+from support.harness import F16, F32, Case, node, onnx_node, pick, rnd, run_family
 
 
 def _shape(rng):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
-from harness import F16, F32, I32, I64, Case, node, pick, rnd, run_family
+from support.harness import F16, F32, I32, I64, Case, node, pick, rnd, run_family
 
 
 def _mask(rng, b, s, t):
@@ -383,7 +383,7 @@ def _ort_shared_buffer_run(case):
 
 
 def test_sparse_attention_matches_onnxruntime():
-    from harness import compare, draw, ortgpu_run
+    from support.harness import compare, draw, ortgpu_run
     ran = 0
     for i in range(30):
         case = draw(gen_sparse_attention, "SparseAttention", i)

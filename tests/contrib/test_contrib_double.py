@@ -1,17 +1,14 @@
-"""The shared com.microsoft kernels on the device double (tests/device_double.py), an array
+"""The shared com.microsoft kernels on the device double (tests/support/device_double.py), an array
 module that refuses implicit conversion to NumPy as CuPy does: each family's first
 configurations run there with the contrib node placed on the double, and give the CPU's results.
 This is what the CUDA provider relies on when it runs these kernels on CuPy."""
-import sys
-import pathlib
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from device_double import providers as double_providers  # noqa: E402
-from harness import MS, compare, draw, ortgpu_run  # noqa: E402
+from support.device_double import providers as double_providers  # noqa: E402
+from support.harness import MS, compare, draw, ortgpu_run  # noqa: E402
 from ortgpu.session import InferenceSession  # noqa: E402
 
 import test_contrib_activations as act  # noqa: E402

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ortgpu
-from harness import F32, I32, Case, node
+from support.harness import F32, I32, Case, node
 from ortgpu.errors import Fail, RuntimeException
 
 CPU = ["CPUExecutionProvider"]

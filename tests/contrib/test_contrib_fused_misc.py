@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
-from harness import F16, F32, F64, I32, I64, Case, node, onnx_node, pick, rnd, run_family
+from support.harness import F16, F32, F64, I32, I64, Case, node, onnx_node, pick, rnd, run_family
 
 ACTS = [("Relu", []), ("Sigmoid", []), ("Tanh", []), ("LeakyRelu", [0.1]), ("HardSigmoid", [0.3, 0.4]),
         ("Clip", [-0.5, 0.7])]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from harness import F32, I32, Case, node, onnx_node, pick, rnd, run_family
+from support.harness import F32, I32, Case, node, onnx_node, pick, rnd, run_family
 
 
 def decoder_graph(rng, layers, heads, head_size, vocab, positions=32):

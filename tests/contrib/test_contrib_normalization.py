@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
-from harness import F16, F32, F64, I32, Case, node, onnx_node, pick, rnd, run_family
+from support.harness import F16, F32, F64, I32, Case, node, onnx_node, pick, rnd, run_family
 
 
 def _bsh(rng):

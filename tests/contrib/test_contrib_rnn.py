@@ -3,7 +3,7 @@ optional bias / peepholes / initial states / attention layer, clip, coupled gate
 import numpy as np
 import pytest
 
-from harness import F32, F64, I32, Case, node, pick, rnd, run_family
+from support.harness import F32, F64, I32, Case, node, pick, rnd, run_family
 
 
 def gen_attn_lstm(rng):

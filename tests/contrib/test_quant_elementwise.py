@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quant_oracle import assert_close, model, rng_for, run_both
+from support.quant_oracle import assert_close, model, rng_for, run_both
 
 N_CASES = 16
 

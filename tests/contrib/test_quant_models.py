@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from quant_oracle import run_both
+from support.quant_oracle import run_both
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "quantized"
 MODELS = sorted(p.stem for p in DATA.glob("*.onnx"))
@@ -59,9 +59,9 @@ def test_quantized_model_matches_onnxruntime(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_quantized_model_on_device_double(name):
     """The shared kernels are array-module clean: the model runs on the device double (arrays
-    that refuse implicit host conversion, tests/device_double.py) as on the CPU."""
-    from device_double import FakeDeviceExecutionProvider
-    from device_double import providers as double_providers
+    that refuse implicit host conversion, tests/support/device_double.py) as on the CPU."""
+    from support.device_double import FakeDeviceExecutionProvider
+    from support.device_double import providers as double_providers
 
     import ortgpu
     path = DATA / f"{name}.onnx"

@@ -7,7 +7,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from quant_oracle import assert_close, model, rng_for, run_both
+from support.quant_oracle import assert_close, model, rng_for, run_both
 
 N_CASES = 16
 
@@ -116,7 +116,7 @@ def _quantize_dequantize(x, scale, zp, attrs):
     """QuantizeLinear then DequantizeLinear (com.microsoft), to observe a 4-bit quantization."""
     from onnx import helper, numpy_helper
 
-    from quant_oracle import MS
+    from support.quant_oracle import MS
     from ortgpu.dtypes import onnx_code
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], domain=MS, **attrs),
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], domain=MS, **attrs)]

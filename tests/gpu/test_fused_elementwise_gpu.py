@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fused_programs import PROGRAMS, sample_inputs
+from support.fused_programs import PROGRAMS, sample_inputs
 from gpu_support import cpu_session, gpu_marks
 from ortgpu.providers.kernels import fused_elementwise as fe
 from ortgpu.providers.registry import KernelContext

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import gpu_support as gs
-import model_builders as mb
+from support import model_builders as mb
 import ortgpu
 from ortgpu.graph_capture import WARMUP_RUNS
 

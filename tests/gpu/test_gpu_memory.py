@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gpu_support as gs
-from memory_cases import chain_model
+from support.memory_cases import chain_model
 import ortgpu
 from ortgpu.errors import RuntimeException
 

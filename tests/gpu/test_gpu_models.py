@@ -1,4 +1,4 @@
-"""Real models on CUDA against ortgpu's CPU provider (`-m gpu`): the models tier (tests/model_zoo.py)
+"""Real models on CUDA against ortgpu's CPU provider (`-m gpu`): the models tier (tests/support/model_zoo.py)
 and the torch exports of tests/transformer_models.py (BERT-base, GPT-2 decode step with KV cache,
 ViT-base, ResNet-50).
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import gpu_support as gs
-from model_zoo import image_input
+from support.model_zoo import image_input
 
 pytestmark = gs.gpu_marks()
 
@@ -69,7 +69,7 @@ def _compare(name, cuda_sess, cpu_sess, feed, record_as=None):
 
 # --- the models tier --------------------------------------------------------------------------
 def _zoo_model(name):
-    from model_zoo import model_path  # noqa: PLC0415
+    from support.model_zoo import model_path  # noqa: PLC0415
     try:
         return model_path(name)
     except Exception as e:  # noqa: BLE001 - no network on the GPU machine: say what is missing
@@ -118,7 +118,7 @@ def test_silero_vad_streaming_on_cuda_matches_the_cpu():
 def tm():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    import transformer_models  # noqa: PLC0415
+    from support import transformer_models  # noqa: PLC0415
     return transformer_models
 
 

@@ -27,7 +27,7 @@ def _cosine(a, b):
 
 
 def _model(name):
-    from model_zoo import model_path  # noqa: PLC0415
+    from support.model_zoo import model_path  # noqa: PLC0415
     try:
         return model_path(name)
     except Exception as e:  # noqa: BLE001 - no network on the GPU machine
@@ -49,7 +49,7 @@ def test_ppocr_rec_fp16_on_cuda_decodes_the_same():
 @pytest.mark.parametrize("name", ["bert_base", "gpt2_decode", "resnet50"])
 def test_transformer_fp16_on_cuda(name):
     pytest.importorskip("torch")
-    import transformer_models as tm  # noqa: PLC0415
+    from support import transformer_models as tm  # noqa: PLC0415
     path = tm.export(name)
     feed = tm.make_inputs(name, batch=4)
     first = tm.output_names(name)[:1]

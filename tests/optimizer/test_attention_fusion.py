@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from fusion_cases import F16, F32, check_fusion, check_unfused, const, make_model, ops, randn, session
+from support.fusion_cases import F16, F32, check_fusion, check_unfused, const, make_model, ops, randn, session
 
 pytest.importorskip("onnxruntime")
 

@@ -2,7 +2,7 @@
 import pytest
 from onnx import helper
 
-from fusion_cases import F32, check_fusion, check_unfused, make_model, ops, randn, session
+from support.fusion_cases import F32, check_fusion, check_unfused, make_model, ops, randn, session
 from test_gelu_fusion import _erf_gelu, _tanh_gelu
 
 pytest.importorskip("onnxruntime")

@@ -2,7 +2,7 @@
 import numpy as np
 from onnx import TensorProto, helper
 
-from pass_check import check_outputs, model, ops, run_pass
+from support.pass_check import check_outputs, model, ops, run_pass
 
 
 def _cast_model(to):

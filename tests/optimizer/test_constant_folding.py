@@ -6,7 +6,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
 from ortgpu.optimizer import constant_folding
-from pass_check import INT64, check_outputs, init, model, optimized_and_plain, ops, run_pass, step_ops
+from support.pass_check import INT64, check_outputs, init, model, optimized_and_plain, ops, run_pass, step_ops
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -2,7 +2,7 @@
 import numpy as np
 from onnx import helper
 
-from pass_check import check_outputs, init, model, run_pass, session, step_ops
+from support.pass_check import check_outputs, init, model, run_pass, session, step_ops
 
 X = np.float32([1, 2, 3])
 

@@ -6,7 +6,7 @@ import pytest
 from onnx import helper
 
 import ortgpu
-from fusion_cases import (F16, F32, assert_close, check_fusion, check_unfused, const, make_model, onnxruntime_run, ops,
+from support.fusion_cases import (F16, F32, assert_close, check_fusion, check_unfused, const, make_model, onnxruntime_run, ops,
                           randn, session)
 from ortgpu.providers.cpu import CPUExecutionProvider
 

@@ -3,7 +3,7 @@ input (ResNet's residual blocks); an Add whose sum is read elsewhere stays."""
 import pytest
 from onnx import helper
 
-from fusion_cases import F32, assert_close, check_fusion, make_model, onnxruntime_run, ops, randn, session
+from support.fusion_cases import F32, assert_close, check_fusion, make_model, onnxruntime_run, ops, randn, session
 from test_conv_activation_fusion import ACTIVATIONS
 
 pytest.importorskip("onnxruntime")

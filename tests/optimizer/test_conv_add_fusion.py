@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from conv_models import RNG, X, conv_then
-from pass_check import check_outputs, ops, run_pass
+from support.conv_models import RNG, X, conv_then
+from support.pass_check import check_outputs, ops, run_pass
 
 PER_CHANNEL = {
     "1M11": RNG.standard_normal((1, 4, 1, 1)).astype(np.float32),

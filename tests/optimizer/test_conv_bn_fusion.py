@@ -5,7 +5,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
-from pass_check import optimized_and_plain, step_ops
+from support.pass_check import optimized_and_plain, step_ops
 
 ort = pytest.importorskip("onnxruntime")
 

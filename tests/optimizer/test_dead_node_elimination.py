@@ -2,7 +2,7 @@
 import numpy as np
 from onnx import helper
 
-from pass_check import check_outputs, model, ops, run_pass
+from support.pass_check import check_outputs, model, ops, run_pass
 
 
 def test_unread_nodes_go_and_read_ones_stay():

@@ -2,7 +2,7 @@
 node whose outputs equal onnxruntime's on the original graph; near-misses stay apart; the
 CPU provider never fuses; the fused op's function body is valid ONNX that computes the same.
 
-The device is the test double (tests/device_double.py): the fused node runs the shared
+The device is the test double (tests/support/device_double.py): the fused node runs the shared
 kernel there, on arrays that refuse silent host conversion."""
 import numpy as np
 import onnx
@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
 from ortgpu.errors import InvalidGraph
-from device_double import providers as double_providers
+from support.device_double import providers as double_providers
 from ortgpu import fused_ops
 from ortgpu.graph import from_proto
 from ortgpu.optimizer import pattern_fusions

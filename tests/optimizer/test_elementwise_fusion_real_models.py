@@ -6,7 +6,7 @@ import pytest
 
 import ortgpu
 from ortgpu.optimizer import pattern_fusions
-from device_double import providers as double_providers
+from support.device_double import providers as double_providers
 
 _ALL, _OFF = ortgpu.GraphOptimizationLevel.ORT_ENABLE_ALL, ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL
 
@@ -34,12 +34,12 @@ def _compare(path, feeds, rtol, atol):
 @pytest.mark.parametrize("name, shape", [("ppocrv4_det", (1, 3, 256, 320)), ("ppocrv4_rec", (1, 3, 48, 320)),
                                          ("ppocr_cls", (2, 3, 48, 192))])
 def test_model_zoo_fused_equals_unoptimized(name, shape):
-    from model_zoo import image_input, model_path
+    from support.model_zoo import image_input, model_path
     _compare(model_path(name), {"x": image_input(shape)}, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.transformers
 @pytest.mark.parametrize("name", ["bert_base", "gpt2_decode", "resnet50"])
 def test_transformer_exports_fused_equal_unoptimized(name):
-    import transformer_models as tm
+    from support import transformer_models as tm
     _compare(tm.export(name), tm.make_inputs(name), rtol=1e-4, atol=1e-4)

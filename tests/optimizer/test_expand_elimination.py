@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from pass_check import check_outputs, init, model, ops, run_pass
+from support.pass_check import check_outputs, init, model, ops, run_pass
 
 
 def _expand_model(shape, x_shape):

@@ -11,7 +11,7 @@ import pytest
 
 import ortgpu
 from ortgpu.optimizer import EXTENDED_PASSES
-from pass_check import step_ops
+from support.pass_check import step_ops
 
 EXPECTED = {   # transformer model: fused node counts (12 layers each)
     "bert_base": {"Attention": 12, "BiasGelu": 12, "SkipLayerNormalization": 25},
@@ -42,7 +42,7 @@ def _compare(name, fused, plain, feed, rtol, atol):
 def test_transformer_models_fuse_and_keep_their_outputs(name):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    import transformer_models as tm
+    from support import transformer_models as tm
     fused, plain = _pair(tm.export(name))
     counts = {op: step_ops(fused).count(op) for op in EXPECTED[name]}
     assert counts == EXPECTED[name]
@@ -59,7 +59,7 @@ ZOO = {  # name: (feed builder, rtol, atol)
 @pytest.mark.models
 @pytest.mark.parametrize("name", list(ZOO))
 def test_zoo_models_keep_their_outputs(name):
-    import model_zoo as zoo
+    from support import model_zoo as zoo
     make_feed, rtol, atol = ZOO[name]
     fused, plain = _pair(zoo.model_path(name))
     assert len(step_ops(fused)) < len(step_ops(plain))

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from fused_programs import PROGRAMS, body_model, sample_inputs
+from support.fused_programs import PROGRAMS, body_model, sample_inputs
 from ortgpu.errors import InvalidArgument
 from ortgpu.providers.cuda.kernels import compile_check
 from ortgpu.providers.cuda.kernels import fused_elementwise as gen

@@ -1,4 +1,4 @@
-"""Generated FusedElementwise kernels run by the host CUDA emulator (tests/cuda_emulator): the
+"""Generated FusedElementwise kernels run by the host CUDA emulator (tests/support/cuda_emulator): the
 CUDA provider's kernel takes its real CuPy path (RawModule of the generated source, launch)
 on the emulator's arrays, and its results equal the shared kernel's on NumPy.  Every case
 checks which kernel was launched, so a silent fallback fails."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
-from fused_programs import PROGRAMS, sample_inputs
+from support.cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
+from support.fused_programs import PROGRAMS, sample_inputs
 from ortgpu.providers.cuda.kernels import fused_elementwise as gen
 from ortgpu.providers.kernels import fused_elementwise as fe
 from ortgpu.providers.registry import KernelContext

@@ -8,8 +8,8 @@ import pytest
 from onnx import helper
 
 import ortgpu
-from device_double import FakeDeviceExecutionProvider
-from fusion_cases import F32, assert_close, make_model, ops, randn, session
+from support.device_double import FakeDeviceExecutionProvider
+from support.fusion_cases import F32, assert_close, make_model, ops, randn, session
 from ortgpu.capi.onnxruntime_pybind11_state import RuntimeException
 from ortgpu.providers.cpu import CPUExecutionProvider
 from ortgpu.providers.cuda import attention as cuda_attention

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ortgpu
-from fusion_cases import assert_close, session
+from support.fusion_cases import assert_close, session
 
 import test_attention_fusion as att
 from test_fused_kernels import CASES

@@ -3,7 +3,7 @@ from test_conv_activation_fusion.ACTIVATIONS); disabled by name."""
 import pytest
 from onnx import helper
 
-from fusion_cases import F32, check_fusion, make_model, ops, randn, session
+from support.fusion_cases import F32, check_fusion, make_model, ops, randn, session
 from test_conv_activation_fusion import ACTIVATIONS
 
 pytest.importorskip("onnxruntime")

@@ -4,7 +4,7 @@ import numpy as np
 from onnx import helper
 
 from ortgpu.optimizer.graph_tools.graph_edit import Rewirer, rename_uses
-from pass_check import loaded, model
+from support.pass_check import loaded, model
 
 
 def _if_model(then_defines_a):

@@ -2,7 +2,7 @@
 import numpy as np
 from onnx import helper
 
-from pass_check import check_outputs, model, ops, run_pass
+from support.pass_check import check_outputs, model, ops, run_pass
 
 
 def test_identity_chain_goes_and_the_graph_output_keeps_its_name():

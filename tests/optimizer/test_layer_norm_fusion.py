@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from fusion_cases import (F16, F32, assert_close, check_fusion, check_unfused, const, make_model, onnxruntime_run,
+from support.fusion_cases import (F16, F32, assert_close, check_fusion, check_unfused, const, make_model, onnxruntime_run,
                           ops, randn, session)
 
 pytest.importorskip("onnxruntime")

@@ -10,7 +10,7 @@ from onnx import helper
 import ortgpu
 from ortgpu import optimizer
 from ortgpu.errors import Fail
-from pass_check import basic_patterns, check_outputs, f32, init, model, session, step_ops
+from support.pass_check import basic_patterns, check_outputs, f32, init, model, session, step_ops
 
 ort = pytest.importorskip("onnxruntime")
 Level = ortgpu.GraphOptimizationLevel

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from pass_check import check_outputs, init, model, ops, run_pass
+from support.pass_check import check_outputs, init, model, ops, run_pass
 
 RNG = np.random.default_rng(1)
 B = RNG.standard_normal((4, 5)).astype(np.float32)

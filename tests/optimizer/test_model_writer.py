@@ -17,7 +17,7 @@ from ortgpu.model_writer import EXTERNAL_FILE_KEY, EXTERNAL_MIN_SIZE_KEY
 from ortgpu import optimizer
 from ortgpu.providers import registry
 from ortgpu.providers.dtype_sets import FLOAT
-from pass_check import basic_patterns, f32, init, model, session, step_ops
+from support.pass_check import basic_patterns, f32, init, model, session, step_ops
 
 ort = pytest.importorskip("onnxruntime")
 Level = ortgpu.GraphOptimizationLevel

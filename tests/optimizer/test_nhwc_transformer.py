@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
 from ortgpu.optimizer import pattern_fusions
-from device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
+from support.device_double import CheckedCPUExecutionProvider, FakeDeviceExecutionProvider
 from ortgpu import fused_ops
 from ortgpu.graph import from_proto
 from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc

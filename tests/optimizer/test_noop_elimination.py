@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from pass_check import check_outputs, init, model, ops, run_pass
+from support.pass_check import check_outputs, init, model, ops, run_pass
 
 X = np.float32([[1.5, -2, 3], [4, -5, 6]])
 

@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 import ortgpu
-from model_zoo import image_input, model_path
+from support.model_zoo import image_input, model_path
 
 ort = pytest.importorskip("onnxruntime")
 Level = ortgpu.GraphOptimizationLevel
@@ -71,5 +71,5 @@ def test_zoo_model_gives_the_same_outputs_optimized_and_saved(name, tmp_path):
 def test_exported_model_gives_the_same_outputs_optimized_and_saved(name, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    import transformer_models as tm  # noqa: PLC0415
+    from support import transformer_models as tm  # noqa: PLC0415
     check_levels_and_saved_model(tm.export(name), tm.make_inputs(name, batch=2), tmp_path)

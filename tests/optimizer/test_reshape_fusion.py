@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from pass_check import check_outputs, init, model, ops, run_pass, session, step_ops
+from support.pass_check import check_outputs, init, model, ops, run_pass, session, step_ops
 
 
 def _chain(second, allowzero=0):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from fusion_cases import F16, F32, check_fusion, check_unfused, make_model, ops, randn, session
+from support.fusion_cases import F16, F32, check_fusion, check_unfused, make_model, ops, randn, session
 
 pytest.importorskip("onnxruntime")
 

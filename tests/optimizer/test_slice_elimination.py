@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from pass_check import INT64, check_outputs, init, model, ops, run_pass
+from support.pass_check import INT64, check_outputs, init, model, ops, run_pass
 
 BIG = np.iinfo(np.int64).max
 

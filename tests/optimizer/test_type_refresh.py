@@ -5,7 +5,7 @@ from onnx import helper
 
 from ortgpu.graph_query import dims
 from ortgpu.optimizer.graph_tools.type_refresh import refresh_types
-from pass_check import init, loaded, model
+from support.pass_check import init, loaded, model
 
 
 def test_reshape_minus_one_gets_the_name_of_the_dim_it_stands_for():

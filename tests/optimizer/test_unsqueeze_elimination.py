@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from pass_check import check_outputs, init, model, ops, run_pass
+from support.pass_check import check_outputs, init, model, ops, run_pass
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3)
 

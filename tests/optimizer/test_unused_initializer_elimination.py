@@ -2,7 +2,7 @@
 import numpy as np
 from onnx import helper
 
-from pass_check import init, model, run_pass
+from support.pass_check import init, model, run_pass
 
 
 def test_unread_initializers_go_but_overridable_ones_stay():

@@ -2,9 +2,7 @@
 (the oracle) and on ortgpu's CPU provider, and compare within a stated tolerance."""
 from __future__ import annotations
 
-import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -13,8 +11,7 @@ from onnx import helper, numpy_helper
 import ortgpu
 from ortgpu.dtypes import onnx_code
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the device double
-from device_double import providers as double_providers  # noqa: E402
+from support.device_double import providers as double_providers  # noqa: E402
 
 MS = "com.microsoft"
 CPU = ["CPUExecutionProvider"]
@@ -44,7 +41,7 @@ def model(op, order, feeds: dict, consts: dict, n_outputs=1, attrs=None, domain=
 
 def run_both(model_bytes, feeds):
     """(ortgpu's outputs, onnxruntime's).  ortgpu also runs the model on the device double
-    (tests/device_double.py), whose arrays refuse implicit host conversion, and must give the
+    (tests/support/device_double.py), whose arrays refuse implicit host conversion, and must give the
     same outputs there: the shared kernels are array-module clean."""
     want = onnxruntime.InferenceSession(model_bytes, providers=CPU).run(None, feeds)
     got = ortgpu.InferenceSession(model_bytes, providers=CPU).run(None, feeds)

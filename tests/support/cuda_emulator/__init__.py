@@ -30,7 +30,7 @@ How to test a new kernel with it
    declared unit compiles for the emulator.
 2. In a default-tier test::
 
-       from cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
+       from support.cuda_emulator import emulated_cuda  # noqa: F401  (the fixture)
 
        def test_my_op(emulated_cuda):
            cp = emulated_cuda.cupy
@@ -60,9 +60,9 @@ import sys
 
 import pytest
 
-from cuda_emulator import build, device_memory, launch
-from cuda_emulator.fake_cupy import make_cupy
-from cuda_emulator.launch import EmulatedLaunchError, RawModule
+from support.cuda_emulator import build, device_memory, launch
+from support.cuda_emulator.fake_cupy import make_cupy
+from support.cuda_emulator.launch import EmulatedLaunchError, RawModule
 
 __all__ = ["EmulatedCuda", "EmulatedLaunchError", "RawModule", "emulated_cuda", "install", "make_cupy",
            "device_memory", "SM_COUNT"]

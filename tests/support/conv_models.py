@@ -2,7 +2,7 @@
 import numpy as np
 from onnx import helper
 
-from pass_check import init, model
+from support.pass_check import init, model
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)

@@ -16,8 +16,8 @@ import types
 import numpy as np
 import scipy.special
 
-from cuda_emulator import device_memory
-from cuda_emulator.launch import RawModule
+from support.cuda_emulator import device_memory
+from support.cuda_emulator.launch import RawModule
 
 DEVICE_NAME = "ortgpu host emulator"
 

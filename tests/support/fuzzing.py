@@ -4,7 +4,7 @@ limit per case.
 
 A case is fully determined by its seed: ``make_case(seed)`` picks a base model, applies one to
 three byte-level or structural mutations and builds feeds from the mutant's declared inputs.
-``run_cases(seeds)`` runs them in workers (``python tests/fuzzing.py --worker``) and returns one
+``run_cases(seeds)`` runs them in workers (``python tests/support/fuzzing.py --worker``) and returns one
 Outcome per seed; ``scripts/fuzz_replay.py SEED`` replays one case in this process.
 
 An outcome is a failure of ortgpu when it crashed, hung (where onnxruntime neither hung nor

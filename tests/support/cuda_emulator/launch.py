@@ -27,8 +27,8 @@ import threading
 
 import numpy as np
 
-from cuda_emulator import build
-from cuda_emulator import device_memory
+from support.cuda_emulator import build
+from support.cuda_emulator import device_memory
 
 _KINDS = {"f": "floating point", "h": "float16", "b": "bool", "i": "signed integer",
           "u": "unsigned integer", "V": "struct"}

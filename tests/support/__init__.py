@@ -1,0 +1,1 @@
+"""Helpers of the test suite (model builders, the device double, the CUDA emulator, oracles)."""

@@ -313,8 +313,13 @@ class _Namespace:
         return call
 
 
-# CuPy's ufunc.at exists for these only (its scatter operations)
-_AT_UFUNCS = frozenset({"add", "subtract", "maximum", "minimum"})
+# CuPy's ufunc.at exists for these only (its scatter operations), and only for these target
+# dtypes (CuPy 14.2's scatter_add / scatter_max / scatter_min tables): anything else raises
+# TypeError there, so it raises here too
+_AT_BASE = frozenset({"int32", "int64", "uint32", "uint64", "float32", "float64"})
+AT_DTYPES = {"add": _AT_BASE | {"float16"}, "subtract": _AT_BASE | {"float16"},
+             "maximum": _AT_BASE, "minimum": _AT_BASE}
+_AT_UFUNCS = frozenset(AT_DTYPES)
 
 
 class _UFunc:
@@ -335,6 +340,8 @@ class _UFunc:
             raise NotImplementedError(f"{DEVICE}: {self.__name__}.at is not supported (as in CuPy)")
         if not isinstance(a, FakeArray):
             raise TypeError(f"{self.__name__}.at: the target must be a {DEVICE} array")
+        if a.dtype.name not in AT_DTYPES[self.__name__]:
+            raise TypeError(f"{DEVICE}: {self.__name__}.at does not support dtype {a.dtype} (as in CuPy)")
         args = (a._a, _unwrap_index(indices)) + (() if b is None else (_unwrap(b, strict=True),))
         self._uf.at(*args)
 

@@ -1,0 +1,63 @@
+"""What real CuPy refuses, refused by the device double too, and the kernels that now avoid it.
+
+Issue 12: the double used to accept what CuPy 14.2 raises on, so these bugs ran green on the
+CPU.  Each test here fails on the double as CuPy would fail on a GPU if the kernel regressed;
+the oracle is onnxruntime's CPU provider.
+"""
+import numpy as np
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper
+
+import model_builders as mb
+from device_double import FakeArray, FakeDeviceExecutionProvider, fake_xp
+from device_double import providers as double_providers
+import ortgpu
+
+CPU = ["CPUExecutionProvider"]
+
+
+# --- item 3: ufunc.at takes only CuPy's dtypes -------------------------------------------------
+@pytest.mark.parametrize("ufunc,dtype", [("maximum", np.float16), ("minimum", np.int8),
+                                         ("add", np.int16), ("add", np.bool_), ("maximum", np.uint8)])
+def test_the_double_refuses_ufunc_at_on_dtypes_cupy_refuses(ufunc, dtype):
+    a = fake_xp.zeros(4, dtype=dtype)
+    with pytest.raises(TypeError, match="does not support dtype"):
+        getattr(fake_xp, ufunc).at(a, fake_xp.asarray(np.array([0, 1])), fake_xp.ones(2, dtype=dtype))
+
+
+def test_the_double_takes_ufunc_at_on_dtypes_cupy_takes():
+    a = fake_xp.zeros(3, dtype=np.float16)
+    fake_xp.add.at(a, fake_xp.asarray(np.array([0, 0, 2])), fake_xp.ones(3, dtype=np.float16))
+    assert a.get().tolist() == [2.0, 0.0, 1.0]
+
+
+def _scatter_elements(dtype, reduction):
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    node = helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=1, reduction=reduction)
+    return mb.model([node], [helper.make_tensor_value_info("x", elem, [2, 4]),
+                             helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3]),
+                             helper.make_tensor_value_info("u", elem, [2, 3])],
+                    [helper.make_tensor_value_info("y", elem, [2, 4])], opset=18)
+
+
+@pytest.mark.parametrize("reduction", ["add", "max", "min"])
+@pytest.mark.parametrize("dtype", [np.float16, np.int8, np.int16, np.uint8, np.uint16, np.int32,
+                                   np.float32])
+def test_scatter_elements_reductions_run_on_the_device_for_every_dtype(dtype, reduction):
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(-50, 120, (2, 4)) if np.dtype(dtype).kind == "f" else
+         rng.integers(0, 100, (2, 4))).astype(dtype)
+    u = (rng.uniform(-50, 120, (2, 3)) if np.dtype(dtype).kind == "f" else
+         rng.integers(0, 100, (2, 3))).astype(dtype)
+    i = np.array([[0, 0, 3], [1, 2, 1]], np.int64)
+    m = _scatter_elements(dtype, reduction)
+    try:
+        want = onnxruntime.InferenceSession(m.SerializeToString(), providers=CPU).run(None, {"x": x, "i": i, "u": u})[0]
+    except Exception as e:  # noqa: BLE001 - onnxruntime lacks the type: compare with NumPy
+        pytest.skip(f"onnxruntime has no kernel: {e}")
+    dev = FakeDeviceExecutionProvider()
+    sess = ortgpu.InferenceSession(m.SerializeToString(), providers=[dev, double_providers()[1]])
+    got = sess.run(None, {"x": x, "i": i, "u": u})[0]
+    assert dev.copies_from_host == 3  # the node ran on the double (the inputs went to the device)
+    np.testing.assert_array_equal(got, want)

@@ -431,6 +431,10 @@ def stub_cupy(monkeypatch):
     mod.cuda = _StubCuda()
     mod.copyto = lambda dst, src: dst.__setitem__(Ellipsis, src)
     monkeypatch.setitem(sys.modules, "cupy", mod)
+    from ortgpu.providers.cuda import blas
+    mod.bound_streams = []
+    monkeypatch.setattr(blas, "bind_current_stream", lambda stream: mod.bound_streams.append(
+        (stream, list(stream.calls))))
     return mod
 
 
@@ -450,6 +454,7 @@ def test_cupy_backend_captures_with_a_private_pool(stub_cupy):
         return ["out"]
     graph, outputs, pool = backend.capture(record)
     assert stream.calls == ["begin", "end"] and outputs == ["out"]
+    assert stub_cupy.bound_streams == [(stream, [])]  # cuBLAS bound to the stream before the capture began
     assert len(seen[0]) == 1 and seen[0][0].__self__ is pool  # allocations came from the graph's own pool
     assert stub_cupy.cuda.allocator_stack == []  # and only while capturing
     backend.launch(graph)

@@ -61,3 +61,59 @@ def test_scatter_elements_reductions_run_on_the_device_for_every_dtype(dtype, re
     got = sess.run(None, {"x": x, "i": i, "u": u})[0]
     assert dev.copies_from_host == 3  # the node ran on the double (the inputs went to the device)
     np.testing.assert_array_equal(got, want)
+
+
+# --- item 1: cuBLAS through a binding that sets the stream only outside a capture -------------
+class _StubCublas:
+    """libcublas as ctypes sees it: records each call with its plain argument values."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.calls.append((name, [getattr(a, "value", a) for a in args]))
+            return 0
+        return call
+
+
+class _StubRuntime:
+    def __init__(self):
+        self.capturing = set()
+
+    def streamIsCapturing(self, ptr):  # noqa: N802 - CuPy's name
+        return ptr in self.capturing
+
+
+def test_cublas_binding_sets_the_stream_outside_a_capture_only():
+    from ortgpu.providers.cuda.blas import CublasBinding, cublas_args
+    lib, rt = _StubCublas(), _StubRuntime()
+    b = CublasBinding(lib, rt)
+    a3, b3 = np.zeros((1, 2, 3), np.float32), np.zeros((1, 3, 4), np.float32)
+    g = cublas_args(a3, b3, False, False)
+    b.gemm_strided_batched(11, 77, g, 1000, 2000, 3000, np.float32, 1.0, 0.0, tf32=False)
+    assert [c[0] for c in lib.calls] == ["cublasSetStream_v2", "cublasGemmStridedBatchedEx"]
+    assert lib.calls[0][1] == [11, 77]
+    args = lib.calls[1][1]
+    # column-major C^T = B^T A^T: B first (m = N = 4, n = M = 2, k = 3), fp32 compute without TF32
+    assert args[:6] == [11, 0, 0, 4, 2, 3] and args[7] == 2000 and args[11] == 1000 and args[16] == 3000
+    assert args[8] == args[12] == args[17] == 0  # CUDA_R_32F everywhere
+    assert args[-3:] == [1, 68, -1]
+    lib.calls.clear()
+    rt.capturing.add(77)
+    b.bind_stream(11, 77)  # what the graph backend does just before begin_capture
+    lib.calls.clear()
+    b.gemm_strided_batched(11, 77, g, 1000, 2000, 3000, np.float16, 1.0, 0.0, tf32=True)
+    assert [c[0] for c in lib.calls] == ["cublasGemmStridedBatchedEx"]  # no stream call while capturing
+    assert lib.calls[0][1][-3:] == [1, 68, 99]  # fp16 data, fp32 accumulation, tensor-op algo
+
+
+def test_cublas_binding_raises_on_a_failed_status():
+    from ortgpu.errors import Fail
+    from ortgpu.providers.cuda.blas import CublasBinding
+
+    class Failing(_StubCublas):
+        def __getattr__(self, name):
+            return lambda *a: 14  # CUBLAS_STATUS_INTERNAL_ERROR
+    with pytest.raises(Fail, match="cublasSetStream_v2 failed with cublasStatus_t 14"):
+        CublasBinding(Failing(), _StubRuntime()).bind_stream(1, 2)

@@ -37,6 +37,8 @@ class CupyGraphBackend:
         import cupy  # noqa: PLC0415
         stream = self._stream()
         pool = cupy.cuda.MemoryPool()
+        from ortgpu.providers.cuda import blas  # noqa: PLC0415
+        blas.bind_current_stream(stream)  # GEMMs inside the capture then make no stream call
         with cupy.cuda.using_allocator(pool.malloc):
             stream.begin_capture()
             try:

@@ -117,3 +117,47 @@ def test_cublas_binding_raises_on_a_failed_status():
             return lambda *a: 14  # CUBLAS_STATUS_INTERNAL_ERROR
     with pytest.raises(Fail, match="cublasSetStream_v2 failed with cublasStatus_t 14"):
         CublasBinding(Failing(), _StubRuntime()).bind_stream(1, 2)
+
+
+# --- items 4 and 12: a cuDNN that imports but cannot make a handle falls back, said once -------
+class _NoLibCudnn:
+    """nvidia-cudnn-frontend installed, libcudnn.so.9 missing: create_handle raises."""
+    calls = 0
+
+    def create_handle(self):
+        _NoLibCudnn.calls += 1
+        raise RuntimeError("libcudnn.so.9: cannot open shared object file")
+
+
+class _DeviceXp:
+    """fake_xp with the cupy.cuda.Device the cuDNN path asks for."""
+
+    def __getattr__(self, name):
+        return getattr(fake_xp, name)
+
+    class cuda:  # noqa: N801 - cupy's name
+        class Device:
+            id = 0
+
+
+def test_conv_falls_back_to_the_shared_kernel_when_cudnn_cannot_make_a_handle(monkeypatch, caplog):
+    import logging
+    import sys
+    from ortgpu.providers.cuda import cudnn as cu_dnn
+    from ortgpu.providers.kernels.conv import conv_float
+    from ortgpu.providers.registry import KernelContext
+    monkeypatch.setitem(sys.modules, "cudnn", _NoLibCudnn())
+    monkeypatch.setattr(cu_dnn, "_NOTED", set())
+    monkeypatch.setattr(cu_dnn, "_HANDLES", __import__("threading").local())
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((1, 2, 5, 5)).astype(np.float32), rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    ctx = KernelContext(_DeviceXp(), "CUDAExecutionProvider", "n", "Conv", 11)
+    want = conv_float(KernelContext(np, "CPUExecutionProvider", "n", "Conv", 11), x, w, None, "NOTSET",
+                      None, 1, None, [1, 1, 1, 1], None)
+    with caplog.at_level(logging.WARNING, logger="ortgpu"):
+        for _ in range(2):
+            got = cu_dnn.conv_cudnn(ctx, fake_xp.asarray(x), fake_xp.asarray(w), None, "NOTSET", None, 1, None,
+                                    [1, 1, 1, 1], None)
+            np.testing.assert_allclose(got.get(), want, rtol=1e-5, atol=1e-5)
+    noted = [r for r in caplog.records if "cuDNN not used" in r.getMessage()]
+    assert len(noted) == 1 and "libcudnn.so.9" in noted[0].getMessage()  # said once, with the reason

@@ -458,7 +458,7 @@ def test_cupy_backend_captures_with_a_private_pool(stub_cupy):
     assert len(seen[0]) == 1 and seen[0][0].__self__ is pool  # allocations came from the graph's own pool
     assert stub_cupy.cuda.allocator_stack == []  # and only while capturing
     backend.launch(graph)
-    assert graph.launched_on == [stream]
+    assert graph.graph.launched_on == [stream]
 
 
 def test_cupy_backend_ends_a_failed_capture_and_refuses_the_legacy_stream(stub_cupy):

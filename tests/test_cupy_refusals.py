@@ -161,3 +161,68 @@ def test_conv_falls_back_to_the_shared_kernel_when_cudnn_cannot_make_a_handle(mo
             np.testing.assert_allclose(got.get(), want, rtol=1e-5, atol=1e-5)
     noted = [r for r in caplog.records if "cuDNN not used" in r.getMessage()]
     assert len(noted) == 1 and "libcudnn.so.9" in noted[0].getMessage()  # said once, with the reason
+
+
+# --- items 2 and 9: index error flags read once per run, not once per launch -------------------
+from cuda_emulator import emulated_cuda  # noqa: E402,F401  (the fixture)
+
+
+class _FlagsEp:
+    """The part of the CUDA provider a launcher asks for: its ErrorFlags."""
+
+    def __init__(self):
+        from ortgpu.providers.cuda.error_flags import ErrorFlags
+        self.error_flags = ErrorFlags()
+
+
+def test_gather_defers_its_index_flag_to_the_run_and_the_run_raises_once(emulated_cuda, monkeypatch):
+    from ortgpu.providers import registry
+    from ortgpu.providers.registry import KernelContext
+    cp = emulated_cuda.cupy
+    ep = _FlagsEp()
+    fn = registry.lookup("Gather", "", 13, ("cuda",)).fn
+    ctx = KernelContext(cp, "CUDAExecutionProvider", "embed", "Gather", 13, ep=ep)
+    data = cp.asarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    reads = []
+    real_get = type(data).get
+    monkeypatch.setattr(type(data), "get", lambda self, *a, **k: reads.append(1) or real_get(self, *a, **k))
+    good = fn(ctx, data, cp.asarray(np.array([2, 0], np.int64)), axis=0)
+    bad = fn(ctx, data, cp.asarray(np.array([1, 7], np.int64)), axis=0)   # no raise, no read at launch
+    assert reads == [] and good.shape == (2, 4) and bad.shape == (2, 4)
+    assert len(ep.error_flags._pending()) == 2
+    with pytest.raises(IndexError, match=r"index 7 is out of bounds for a dimension of size 3 \(node 'embed'\)"):
+        ep.error_flags.check_pending(cp)
+    assert reads == [1]                      # every flag of the run in one copy
+    ep.error_flags.check_pending(cp)         # taken: the next run starts clean
+    fn(ctx, data, cp.asarray(np.array([2, -3], np.int64)), axis=0)
+    ep.error_flags.check_pending(cp)         # in range: nothing raised
+    np.testing.assert_array_equal(good.get(), np.arange(12, dtype=np.float32).reshape(3, 4)[[2, 0]])
+
+
+def test_the_graph_backend_keeps_the_flags_of_a_capture_and_checks_them_after_each_replay(monkeypatch):
+    import sys
+    import types
+    from ortgpu.providers.cuda import blas
+    from ortgpu.providers.cuda.error_flags import ErrorFlags
+    from ortgpu.providers.cuda.graphs import CupyGraphBackend
+    import contextlib
+    mod = types.ModuleType("cupy")
+    mod.cuda = types.SimpleNamespace(MemoryPool=lambda: types.SimpleNamespace(malloc=None),
+                                     using_allocator=lambda a: contextlib.nullcontext())
+    monkeypatch.setitem(sys.modules, "cupy", mod)
+    monkeypatch.setattr(blas, "bind_current_stream", lambda stream: None)
+
+    class Stream:
+        ptr = 5
+        def begin_capture(self): pass
+        def end_capture(self): return types.SimpleNamespace(launch=lambda stream=None: None)
+    ep = types.SimpleNamespace(stream=Stream(), error_flags=ErrorFlags())
+    flag = fake_xp.asarray(np.array([1, 9, 4], np.int64))  # the kernel's write, as a replay refills it
+    backend = CupyGraphBackend(ep)
+    captured, _, _ = backend.capture(lambda: ep.error_flags.defer(flag, "g") or ["y"])
+    assert ep.error_flags._pending() == [] and len(captured.flags) == 1  # kept with the graph
+    backend.launch(captured)
+    with pytest.raises(IndexError, match="index 9 .* size 4 \\(node 'g'\\)"):
+        ep.error_flags.check_pending(fake_xp)
+    backend.launch(captured)
+    assert len(ep.error_flags._pending()) == 1  # each replay is checked again

@@ -15,6 +15,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ortgpu.providers.base import ExecutionProvider
+from ortgpu.providers.cuda.error_flags import ErrorFlags
 from ortgpu.providers.cuda.options import default_option_strings, parse_cuda_options
 from ortgpu.providers.registry import SHARED, KernelDef
 
@@ -126,6 +127,8 @@ class CUDAExecutionProvider(ExecutionProvider):
         self.options = self.config.as_strings()
         self._stream = None
         self._memory = None
+        self.error_flags = ErrorFlags()      # device error flags of the runs, read once per run
+        self._depth = threading.local()      # run_context nesting per thread (flags: outermost only)
 
     def parse_options(self, options: dict) -> dict:
         return parse_cuda_options(options).as_strings()
@@ -222,10 +225,22 @@ class CUDAExecutionProvider(ExecutionProvider):
         (DeviceMemory.run clears the locals of its finished frames)."""
         import cupy  # noqa: PLC0415
         from ortgpu.memory.cupy_allocator import CupyAllocator  # noqa: PLC0415
-        with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
-                self.memory.run(pattern_key) as source, \
-                cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
-            yield self
+        outermost = getattr(self._depth, "n", 0) == 0
+        self._depth.n = getattr(self._depth, "n", 0) + 1
+        try:
+            with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
+                    self.memory.run(pattern_key) as source, \
+                    cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
+                try:
+                    yield self
+                except BaseException:
+                    if outermost:
+                        self.error_flags.discard()
+                    raise
+                if outermost:
+                    self.error_flags.check_pending(cupy)  # one read of every flag of the run
+        finally:
+            self._depth.n -= 1
 
     def synchronize(self) -> None:
         if self._stream is not None:

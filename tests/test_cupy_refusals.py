@@ -226,3 +226,65 @@ def test_the_graph_backend_keeps_the_flags_of_a_capture_and_checks_them_after_ea
         ep.error_flags.check_pending(fake_xp)
     backend.launch(captured)
     assert len(ep.error_flags._pending()) == 1  # each replay is checked again
+
+
+# --- items 14 and 15: what a bare GPU image lacks ---------------------------------------------
+def test_nvtx_ranges_prefer_cupys_binding_then_the_nvtx_package(monkeypatch):
+    import sys
+    import types
+    from ortgpu.profiling import device
+    calls = []
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.ModuleType("cupy.cuda")
+    cupy.cuda.nvtx = types.SimpleNamespace(available=True, RangePush=lambda n: calls.append(("push", n)),
+                                           RangePop=lambda: calls.append("pop"))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cupy.cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nvtx", cupy.cuda.nvtx)
+    monkeypatch.setitem(sys.modules, "nvtx", None)   # the package is absent
+    ranges = device.nvtx_ranges()
+    ranges.push_range("Conv_0")
+    ranges.pop_range()
+    assert calls == [("push", "Conv_0"), "pop"]
+    for name in ("cupy", "cupy.cuda", "cupy.cuda.nvtx"):  # no CuPy and no nvtx package: no ranges
+        monkeypatch.setitem(sys.modules, name, None)
+    assert device.nvtx_ranges() is None
+
+
+def test_git_commit_without_git_is_empty_not_an_error(monkeypatch):
+    import subprocess
+    sys_path = __import__("sys").path
+    sys_path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "benchmarks"))
+    try:
+        import common
+    finally:
+        sys_path.pop(0)
+
+    def no_git(*a, **k):
+        raise FileNotFoundError(2, "No such file or directory: 'git'")
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert common.git_commit() == ""
+
+
+def test_the_transformer_export_falls_back_from_torchscript_to_dynamo():
+    from transformer_models import export_with_fallbacks
+    seen = []
+
+    def newer_torch(model, args, path, dynamo=True, **kw):
+        seen.append((dynamo, sorted(kw)))
+        if not dynamo:
+            raise RuntimeError("the TorchScript-based ONNX exporter was removed")
+    assert export_with_fallbacks(newer_torch, None, (), "m.onnx", opset_version=17, dynamic_axes={},
+                                 do_constant_folding=True) == "dynamo"
+    assert seen[-1] == (True, ["dynamic_axes", "opset_version"])
+
+    def older_torch(model, args, path, opset_version=None, dynamic_axes=None, do_constant_folding=True):
+        seen.append("old")
+    assert export_with_fallbacks(older_torch, None, (), "m.onnx", opset_version=17, dynamic_axes={},
+                                 do_constant_folding=True) == "default"
+
+    def broken(model, args, path, dynamo=True, **kw):
+        raise ValueError(f"cannot export (dynamo={dynamo})")
+    with pytest.raises(ValueError, match="dynamo=True") as e:
+        export_with_fallbacks(broken, None, (), "m.onnx")
+    assert "dynamo=False" in str(e.value.__cause__)

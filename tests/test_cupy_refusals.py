@@ -288,3 +288,36 @@ def test_the_transformer_export_falls_back_from_torchscript_to_dynamo():
     with pytest.raises(ValueError, match="dynamo=True") as e:
         export_with_fallbacks(broken, None, (), "m.onnx")
     assert "dynamo=False" in str(e.value.__cause__)
+
+
+# --- item 6: the download's packing copy runs on the download's stream ------------------------
+def test_download_packs_on_the_stream_it_copies_on(monkeypatch):
+    import sys
+    import types
+    from ortgpu.memory import staging
+    current = ["legacy"]
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def __enter__(self):
+            self.prev = current[0]
+            current[0] = self.name
+
+        def __exit__(self, *exc):
+            current[0] = self.prev
+
+        def synchronize(self):
+            pass
+    packed_on = []
+
+    class Arr:
+        nbytes = 8
+        def get(self, stream=None):
+            return ("host", stream.name)
+    cupy = types.ModuleType("cupy")
+    cupy.ascontiguousarray = lambda a: packed_on.append(current[0]) or Arr()
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    assert staging.download(None, object(), Stream("session")) == ("host", "session")
+    assert packed_on == ["session"] and current == ["legacy"]

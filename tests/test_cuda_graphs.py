@@ -471,8 +471,9 @@ def test_cupy_backend_ends_a_failed_capture_and_refuses_the_legacy_stream(stub_c
     with pytest.raises(RuntimeError, match="CaptureUnsupported"):
         backend.capture(broken)
     assert stream.calls == ["begin", "end"]  # the stream is usable again
-    with pytest.raises(Fail, match="legacy default stream"):
-        CupyGraphBackend(_StreamProvider(_StubStream(ptr=0))).capture(lambda: [])
+    for legacy in (0, 1):  # the null stream and cudaStreamLegacy: CuPy refuses to capture on either
+        with pytest.raises(Fail, match="legacy default stream"):
+            CupyGraphBackend(_StreamProvider(_StubStream(ptr=legacy))).capture(lambda: [])
 
 
 def test_cupy_backend_copies_host_and_device_inputs_into_the_fixed_buffers(stub_cupy):

@@ -321,3 +321,72 @@ def test_download_packs_on_the_stream_it_copies_on(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     assert staging.download(None, object(), Stream("session")) == ("host", "session")
     assert packed_on == ["session"] and current == ["legacy"]
+
+
+# --- item 16: the TF32 switch of cupy.matmul is process-wide: runs with other settings wait ----
+def test_tf32_setting_is_never_changed_under_a_running_session():
+    import threading
+    import time
+    from ortgpu.providers.cuda.provider import _Tf32Setting
+
+    class Linalg:
+        value = 1
+        def get_compute_type(self, dt): return self.value
+        def set_compute_type(self, dt, v): self.value = v
+    linalg, setting = Linalg(), _Tf32Setting()
+    seen = []
+    a_in, a_out = threading.Event(), threading.Event()
+
+    def run_a():
+        with setting.scope(linalg, 7):
+            a_in.set()
+            a_out.wait(5)
+            seen.append(("a", linalg.value))
+
+    def run_b():
+        a_in.wait(5)
+        with setting.scope(linalg, 1):
+            seen.append(("b", linalg.value))
+    ta, tb = threading.Thread(target=run_a), threading.Thread(target=run_b)
+    ta.start(), tb.start()
+    a_in.wait(5)
+    time.sleep(0.05)
+    assert seen == [] and linalg.value == 7   # b waits while a runs with TF32
+    a_out.set()
+    ta.join(5), tb.join(5)
+    assert seen == [("a", 7), ("b", 1)] and linalg.value == 1  # restored by the last run out
+    with setting.scope(linalg, 7):
+        with setting.scope(linalg, 1):          # nested on one thread: keeps the outer setting
+            assert linalg.value == 7
+    assert linalg.value == 1
+
+
+def test_cudnn_plans_are_per_thread_as_their_handles(monkeypatch):
+    import sys
+    import threading
+    import types
+    from ortgpu.providers.cuda import cudnn as cu_dnn
+    from ortgpu.providers.cuda.options import parse_cuda_options
+    monkeypatch.setitem(sys.modules, "cudnn", types.SimpleNamespace(create_handle=lambda: object()))
+    monkeypatch.setattr(cu_dnn, "_HANDLES", threading.local())
+    monkeypatch.setattr(cu_dnn, "_PLANS", {})
+
+    class Plan:
+        def __init__(self, cudnn, handle, *a, **k):
+            self.handle = handle
+    monkeypatch.setattr(cu_dnn, "_ConvPlan", Plan)
+    geom = cu_dnn.conv_geometry((1, 2, 5, 5), (3, 2, 3, 3), "NOTSET", None, None, [1, 1, 1, 1], None)
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    config = parse_cuda_options({}, None)
+    got = []
+
+    def plan():
+        p1, _, h1 = cu_dnn._plan_for(_DeviceXp(), x, x, geom, config)
+        p2, _, h2 = cu_dnn._plan_for(_DeviceXp(), x, x, geom, config)
+        got.append((p1, h1, p1 is p2 and h1 is h2))
+    plan()
+    t = threading.Thread(target=plan)
+    t.start(), t.join(5)
+    (pa, ha, same_a), (pb, hb, same_b) = got
+    assert same_a and same_b                                # one thread reuses its plan
+    assert pa is not pb and ha is not hb and pa.handle is ha and pb.handle is hb  # never another thread's

@@ -107,6 +107,7 @@ class _SdpaPlan:
         graph.check_support()
         graph.build_plans()
         self.graph = graph
+        self.handle = handle   # keeps the handle (and so its id in the cache key) alive
         self.workspace_size = int(graph.get_workspace_size())
 
     def execute(self, cudnn, handle, xp, q, k, v, bias, out):
@@ -129,7 +130,8 @@ def _sdpa(xp, q, k, v, bias, scale):
     if bias is not None:
         bias = xp.ascontiguousarray(xp.broadcast_to(bias.reshape([1] * (4 - bias.ndim) + list(bias.shape)),
                                                     sdpa_bias_shape(bias.shape, b, n, s, t)))
-    key = (device_id, tuple(q.shape), tuple(q.strides), tuple(k.shape), tuple(k.strides), tuple(v.strides),
+    # per handle (so per thread): a plan runs on the handle it was built with, kept alive by it
+    key = (id(handle), device_id, tuple(q.shape), tuple(q.strides), tuple(k.shape), tuple(k.strides), tuple(v.strides),
            None if bias is None else (tuple(bias.shape), tuple(bias.strides)), float(scale))
     plan = _PLANS.get(key)
     if plan is None:

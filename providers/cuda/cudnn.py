@@ -171,6 +171,7 @@ class _ConvPlan:
         graph.check_support()
         graph.build_plans()
         self.graph = graph
+        self.handle = handle   # keeps the handle (and so its id in the cache key) alive
         self.workspace_size = int(graph.get_workspace_size())
         self.y_dims = y_dims
 
@@ -192,7 +193,8 @@ def _plan_for(xp, X, W, geom, config, channels_last=False):
     if got is None:
         return None, None, None
     cudnn, handle, device_id = got
-    key = (device_id, tuple(geom["x"]), tuple(geom["w"]), tuple(geom["pre"]), tuple(geom["post"]),
+    # per handle (so per thread): a plan runs on the handle it was built with, kept alive by it
+    key = (id(handle), device_id, tuple(geom["x"]), tuple(geom["w"]), tuple(geom["pre"]), tuple(geom["post"]),
            tuple(geom["stride"]), tuple(geom["dilation"]), np.dtype(X.dtype).str, config.use_tf32,
            config.cudnn_conv_use_max_workspace, config.cudnn_conv_algo_search, channels_last)
     plan = _PLANS.get(key)

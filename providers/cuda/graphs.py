@@ -28,7 +28,7 @@ class CupyGraphBackend:
 
     def _stream(self):
         stream = self.provider.stream
-        if stream.ptr == 0:
+        if stream.ptr in (0, 1):  # the legacy default stream (0, or cudaStreamLegacy = 1): CuPy refuses both
             raise Fail("CUDA graphs cannot be captured on the legacy default stream: give the session a "
                        "stream of its own (leave user_compute_stream unset, or pass a created stream)")
         return stream

@@ -312,11 +312,58 @@ class CUDAExecutionProvider(ExecutionProvider):
 _COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7  # cupy._core._routines_linalg constants
 
 
+class _Tf32Setting:
+    """The process-wide compute type of cupy.matmul on float32, shared by concurrent runs.
+
+    Runs that want the same setting share it (counted); a run that wants the other one waits
+    until the runs holding the current one end, then sets it; the last run out puts back
+    what was there before.  A run nested in another on the same thread keeps the outer
+    setting (waiting there would deadlock).  So two sessions with different ``use_tf32``
+    never see each other's setting, at the price of not overlapping on the host."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.value = None
+        self.previous = None
+        self.holders = 0
+        self.local = threading.local()
+
+    @contextlib.contextmanager
+    def scope(self, linalg, want):
+        depth = getattr(self.local, "depth", 0)
+        with self.cond:
+            if depth == 0:
+                while self.holders and self.value != want:
+                    self.cond.wait()
+            if self.holders == 0:
+                self.previous = linalg.get_compute_type(np.float32)
+                if self.previous != want:
+                    linalg.set_compute_type(np.float32, want)
+                self.value = want
+            self.holders += 1
+        self.local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self.local.depth = depth
+            with self.cond:
+                self.holders -= 1
+                if self.holders == 0:
+                    if self.previous != self.value:
+                        linalg.set_compute_type(np.float32, self.previous)
+                    self.value = None
+                    self.cond.notify_all()
+
+
+_TF32 = _Tf32Setting()
+
+
 @contextlib.contextmanager
 def _tf32_scope(enabled: bool):
     """cupy.matmul on float32 honours a process-wide compute type (what CUPY_TF32 sets at
-    first use); set it for the duration of a run and put the previous one back.  TF32 needs
-    compute capability 8.0 or newer; older devices keep the default."""
+    first use); set it for the duration of a run and put the previous one back, safely across
+    threads (_Tf32Setting).  TF32 needs compute capability 8.0 or newer; older devices keep
+    the default."""
     try:
         from cupy._core import _routines_linalg as linalg  # noqa: PLC0415
         import cupy  # noqa: PLC0415
@@ -326,12 +373,5 @@ def _tf32_scope(enabled: bool):
     tf32 = getattr(linalg, "COMPUTE_TYPE_TF32", _COMPUTE_TYPE_TF32)
     default = getattr(linalg, "COMPUTE_TYPE_DEFAULT", _COMPUTE_TYPE_DEFAULT)
     want = tf32 if enabled and int(cupy.cuda.Device().compute_capability) >= 80 else default
-    previous = linalg.get_compute_type(np.float32)
-    if previous == want:
+    with _TF32.scope(linalg, want):
         yield
-        return
-    linalg.set_compute_type(np.float32, want)
-    try:
-        yield
-    finally:
-        linalg.set_compute_type(np.float32, previous)

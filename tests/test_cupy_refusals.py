@@ -390,3 +390,35 @@ def test_cudnn_plans_are_per_thread_as_their_handles(monkeypatch):
     (pa, ha, same_a), (pb, hb, same_b) = got
     assert same_a and same_b                                # one thread reuses its plan
     assert pa is not pb and ha is not hb and pa.handle is ha and pb.handle is hb  # never another thread's
+
+
+# --- item 8: NVML sampling survives a failing query; the device is found by PCI bus id ---------
+def test_nvml_sampler_keeps_sampling_past_a_failing_query_and_finds_the_device_by_bus_id():
+    import types
+    from ortgpu.profiling.telemetry import NvmlSampler
+
+    class Nvml:
+        NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
+        by = []
+        def nvmlDeviceGetHandleByPciBusId(self, bus): self.by.append(("bus", bus)); return "h"
+        def nvmlDeviceGetHandleByIndex(self, i): self.by.append(("index", i)); return "h"
+        def nvmlDeviceGetName(self, h): return b"GPU"
+        def nvmlSystemGetDriverVersion(self): return "1"
+        def nvmlDeviceGetUtilizationRates(self, h): return types.SimpleNamespace(gpu=7, memory=3)
+        def nvmlDeviceGetMemoryInfo(self, h): return types.SimpleNamespace(used=1 << 20, total=2 << 20)
+        def nvmlDeviceGetPowerUsage(self, h): raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        def nvmlDeviceGetClockInfo(self, h, w): return 1000
+        def nvmlDeviceGetTemperature(self, h, w): return 50
+        def nvmlShutdown(self): pass
+    nv = Nvml()
+    s = NvmlSampler(nv, 1, interval_s=0.001, pci_bus_id="0000:3B:00.0")
+    assert nv.by == [("bus", "0000:3B:00.0")]   # not NVML's index 1, which CUDA_VISIBLE_DEVICES may remap
+    s.start()
+    import time
+    deadline = time.time() + 5
+    while len(s.samples) < 3 and time.time() < deadline:
+        time.sleep(0.005)
+    samples = s.stop()
+    assert len(samples) >= 3 and "power_w" not in samples[-1][1] and samples[-1][1]["gpu_util_pct"] == 7
+    NvmlSampler(nv, 2)
+    assert nv.by[-1] == ("index", 2)            # no bus id known: the index

@@ -422,3 +422,19 @@ def test_nvml_sampler_keeps_sampling_past_a_failing_query_and_finds_the_device_b
     assert len(samples) >= 3 and "power_w" not in samples[-1][1] and samples[-1][1]["gpu_util_pct"] == 7
     NvmlSampler(nv, 2)
     assert nv.by[-1] == ("index", 2)            # no bus id known: the index
+
+
+def test_roi_align_defers_its_batch_index_check_to_the_run(emulated_cuda):
+    from ortgpu.providers import registry
+    from ortgpu.providers.registry import KernelContext
+    cp = emulated_cuda.cupy
+    ep = _FlagsEp()
+    fn = registry.lookup("RoiAlign", "", 16, ("cuda",)).fn
+    ctx = KernelContext(cp, "CUDAExecutionProvider", "roi", "RoiAlign", 16, ep=ep)
+    x = cp.asarray(np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4))
+    rois = cp.asarray(np.array([[0, 0, 2, 2], [1, 1, 3, 3]], np.float32))
+    fn(ctx, x, rois, cp.asarray(np.array([1, 0], np.int64)))
+    ep.error_flags.check_pending(cp)                       # in range
+    fn(ctx, x, rois, cp.asarray(np.array([0, 2], np.int64)))  # no raise at launch
+    with pytest.raises(IndexError, match=r"RoiAlign: a batch index is outside \[0, 2\) \(node 'roi'\)"):
+        ep.error_flags.check_pending(cp)

@@ -252,14 +252,13 @@ def test_kernels_with_host_round_trips_control_flow_or_data_dependent_shapes_are
         return next(k for k in registered() if k.op_type == op and k.provider == provider and k.since == since)
     for op, provider, since, why in [("If", SHARED, 21, "control flow"), ("Loop", SHARED, 21, "control flow"),
                                      ("NonZero", SHARED, 13, "output shape"), ("Compress", SHARED, 11, "output shape"),
-                                     ("RoiAlign", CUDA, 22, "on the host"),
                                      ("Resize", CUDA, 19, "on the host")]:
         k = declared(op, provider, since)
         assert not k.capturable and why in k.not_capturable_because, (op, provider)
     assert declared("Relu", CUDA, 14).capturable and declared("MatMul", CUDA, 13).capturable
     # their index flags are read once per run, not in the launcher (issue 12, items 2 and 9)
     assert all(declared(op, CUDA, since).capturable for op, since in (("Gather", 13), ("GatherND", 13),
-                                                                        ("ScatterND", 18)))
+                                                                        ("ScatterND", 18), ("RoiAlign", 22)))
 
 
 def _resize_model():

@@ -29,9 +29,10 @@ class ErrorFlags:
             p = self._local.pending = []
         return p
 
-    def defer(self, flag, node: str) -> None:
-        """Check `flag` (device int64[3]: found, value, bound) when the run ends."""
-        self._pending().append((flag, node))
+    def defer(self, flag, node: str, message: str = "") -> None:
+        """Check `flag` (device int64[3]: found, value, bound) when the run ends; `message`
+        (with {index} and {dim}) replaces the default IndexError text."""
+        self._pending().append((flag, (node, message)))
 
     def defer_all(self, flags: list) -> None:
         self._pending().extend(flags)
@@ -54,11 +55,15 @@ class ErrorFlags:
             raise_first(xp.stack([f for f, _ in flags]).get(), [n for _, n in flags])
 
 
+INDEX_MESSAGE = "index {index} is out of bounds for a dimension of size {dim}"
+
+
 def raise_first(values, nodes) -> None:
     """IndexError (the shared kernels' text, with the node) for the first raised flag row."""
-    for (found, index, dim), node in zip(values.tolist(), nodes):
+    for (found, index, dim), (node, message) in zip(values.tolist(), nodes):
         if found:
-            raise IndexError(f"index {index} is out of bounds for a dimension of size {dim} (node '{node}')")
+            text = (message or INDEX_MESSAGE).format(index=index, dim=dim)
+            raise IndexError(f"{text} (node '{node}')")
 
 
 def flags_of(ctx):

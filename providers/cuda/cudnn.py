@@ -1,7 +1,7 @@
 """Conv through cuDNN's graph API (``nvidia-cudnn-frontend``, import name ``cudnn``).
 
-Registered only when the frontend is installed (the ``cudnn`` extra); without it the
-shared im2col + GEMM Conv runs on CuPy.  The frontend is imported on first use, not at
+Registered always; without the frontend (the ``cudnn`` extra) or its library the shared
+im2col + GEMM Conv runs on CuPy (the reason logged once).  The frontend is imported on first use, not at
 import time, so a CPU-only machine with the package installed pays nothing.
 
 Per (device, shapes, dtype, attributes, options) one graph is built, validated and
@@ -114,7 +114,8 @@ def note_fallback(what: str, exc: BaseException) -> None:
     key = (what, type(exc).__name__)
     if key not in _NOTED:
         _NOTED.add(key)
-        _log.warning("%s: cuDNN not used (%s: %s); the shared kernel runs instead", what,
+        level = logging.INFO if isinstance(exc, ModuleNotFoundError) else logging.WARNING  # not installed: expected
+        _log.log(level, "%s: cuDNN not used (%s: %s); the shared kernel runs instead", what,
                      type(exc).__name__, exc)
 
 
@@ -262,7 +263,11 @@ def nhwc_conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads
     return y
 
 
-if frontend_installed():
+# Registered whether or not the frontend is installed: without it (or without libcudnn) the
+# first call logs why and every call runs the shared kernel, so placement and the coverage
+# table do not depend on what is installed.
+REGISTER_ALWAYS = True
+if REGISTER_ALWAYS:
     # types: what CuPy holds of the shared kernels' (float16/32/64), which they fall back to
     @kernel("Conv", since=(1, 11, 22), provider="cuda", types={"T": FLOAT})
     def Conv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,

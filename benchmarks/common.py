@@ -45,7 +45,10 @@ def git_commit(short: bool = True) -> str:
     """The checked-out commit (abbreviated unless ``short`` is false), "" outside a git tree."""
     args = ["git", "rev-parse", "--short", "HEAD"] if short else ["git", "rev-parse", "HEAD"]
     here = os.path.dirname(os.path.abspath(__file__))
-    return subprocess.run(args, capture_output=True, text=True, cwd=here).stdout.strip()
+    try:
+        return subprocess.run(args, capture_output=True, text=True, cwd=here, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # no git on the machine (a bare GPU image)
+        return ""
 
 
 def machine() -> str:

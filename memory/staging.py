@@ -191,7 +191,8 @@ def download(pool: StagingPool | None, array, stream) -> np.ndarray:
     the work that produced it, into a pinned buffer that the returned array views (the buffer
     returns to the pool when the array is collected).  Never run on a GPU."""
     import cupy  # noqa: PLC0415
-    array = cupy.ascontiguousarray(array)
+    with stream:  # the packing copy, if any, on the same stream as the download (not the current one)
+        array = cupy.ascontiguousarray(array)
     nbytes = array.nbytes
     buf = pool.acquire(nbytes) if pool is not None and nbytes else None
     if buf is None:

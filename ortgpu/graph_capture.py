@@ -17,6 +17,9 @@ Rules (onnxruntime's, with ortgpu's safeguards):
   first, from the host or the device) and every array allocated during the capture (from a
   memory pool of its own, alive as long as the graph).  Its outputs are read from the fixed
   output buffers; a replay with other input shapes or types than the capture is refused.
+* A capture that still fails at run time (a kernel that does what a capture cannot record
+  though declared capturable, a library call that resets the stream) does not fail every
+  run: that graph id runs eagerly from then on, after one warning naming the cause.
 
 The decision logic and buffer handling (``GraphRunner``) are device-agnostic and run on the
 CPU against a fake capture backend in the tests; the device provider supplies the real one
@@ -142,11 +145,15 @@ class GraphRunner:
         self.warmup_runs = warmup_runs
         self.run_counts: dict[int, int] = {}
         self.captured: dict[int, CapturedGraph] = {}
+        self.eager: dict[int, str] = {}   # graph ids whose capture failed -> why; they run eagerly
 
     def action(self, graph_id: int) -> str:
-        """What a run with `graph_id` does: 'skip', 'warmup', 'capture' or 'replay'."""
+        """What a run with `graph_id` does: 'skip', 'eager' (its capture failed), 'warmup',
+        'capture' or 'replay'."""
         if graph_id == SKIP:
             return "skip"
+        if graph_id in self.eager:
+            return "eager"
         if graph_id in self.captured:
             return "replay"
         if self.run_counts.get(graph_id, 0) >= self.warmup_runs:
@@ -172,6 +179,7 @@ class GraphRunner:
         """Forget the graph of `graph_id` (and its warm-up count); its buffers are freed."""
         self.captured.pop(graph_id, None)
         self.run_counts.pop(graph_id, None)
+        self.eager.pop(graph_id, None)
 
     # --- internals -------------------------------------------------------------------------
     def _to_device(self, value):
@@ -184,7 +192,14 @@ class GraphRunner:
 
     def _capture(self, graph_id: int, device_inputs: list) -> list:
         fixed = [None if v is None else self.backend.stage(v) for v in device_inputs]
-        graph, outputs, keep_alive = self.backend.capture(lambda: self.plan.run(fixed))
+        try:
+            graph, outputs, keep_alive = self.backend.capture(lambda: self.plan.run(fixed))
+        except Exception as e:  # noqa: BLE001 - any capture failure: run eagerly, say why once
+            why = f"{type(e).__name__}: {e}"
+            self.eager[graph_id] = why
+            _log.warning("CUDA graph capture failed for gpu_graph_id %d (%s); this graph id runs without "
+                         "CUDA graphs from now on", graph_id, why)
+            return self.plan.run(device_inputs)  # a genuine kernel error raises again here
         self.captured[graph_id] = CapturedGraph(graph, fixed, outputs, _signature(fixed), keep_alive)
         _log.info("captured the CUDA graph for gpu_graph_id %d", graph_id)
         self.backend.launch(graph)  # the capture recorded the work without running it

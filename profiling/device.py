@@ -5,7 +5,7 @@ The profiled run loop (``Plan.run_profiled``) brackets each step with ``probe.be
 device work is done, which gives ``(start_ns, dur_ns)`` on the recorder's host clock
 (``time.perf_counter_ns``) or None.  A provider may offer its own probe through a
 ``profiling_probe()`` method; otherwise a CUDA provider gets CUDA events on its stream.
-NVTX ranges (the ``nvtx`` package, when installed) name each step for Nsight Systems.
+NVTX ranges (CuPy's ``cupy.cuda.nvtx``, else the ``nvtx`` package) name each step for Nsight Systems.
 """
 from __future__ import annotations
 
@@ -104,8 +104,34 @@ def probe_for(providers) -> tuple[DeviceProbe | None, list[str]]:
         probe = None
     if probe is None:
         return None, notes
+    ranges = nvtx_ranges()
+    return (probe, notes) if ranges is None else (NvtxProbe(probe, ranges), notes)
+
+
+class CupyNvtx:
+    """cupy.cuda.nvtx (shipped with CuPy) behind the ``nvtx`` package's push_range/pop_range."""
+
+    def __init__(self, module):
+        self._m = module
+
+    def push_range(self, name):
+        self._m.RangePush(name)
+
+    def pop_range(self):
+        self._m.RangePop()
+
+
+def nvtx_ranges():
+    """NVTX ranges from CuPy's own binding (on every CuPy install), else the ``nvtx`` package
+    (rarely on a GPU image), else None."""
     try:
-        import nvtx
+        from cupy.cuda import nvtx as cupy_nvtx  # noqa: PLC0415
+        if getattr(cupy_nvtx, "available", True):
+            return CupyNvtx(cupy_nvtx)
+    except Exception:  # noqa: BLE001 - no CuPy, or CuPy built without NVTX
+        pass
+    try:
+        import nvtx  # noqa: PLC0415
     except ImportError:
-        return probe, notes
-    return NvtxProbe(probe, nvtx), notes
+        return None
+    return nvtx

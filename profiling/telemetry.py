@@ -23,37 +23,46 @@ class NvmlSampler:
     FIELDS = ("gpu_util_pct", "mem_util_pct", "mem_used_mib", "power_w", "sm_clock_mhz",
               "mem_clock_mhz", "temp_c")
 
-    def __init__(self, nvml, device_index: int = 0, interval_s: float = 0.05):
+    def __init__(self, nvml, device_index: int = 0, interval_s: float = 0.05, pci_bus_id: str | None = None):
         self._nvml = nvml
-        self._handle = nvml.nvmlDeviceGetHandleByIndex(device_index)
+        # NVML numbers devices in its own order (all of them), CUDA in CUDA_VISIBLE_DEVICES order:
+        # the PCI bus id names the same device in both
+        self._handle = nvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id) if pci_bus_id else \
+            nvml.nvmlDeviceGetHandleByIndex(device_index)
         name = nvml.nvmlDeviceGetName(self._handle)
         self.device_name = _text(name)
         self.info = {"device": self.device_name, "device_index": device_index,
                      "driver": _text(_optional(nvml.nvmlSystemGetDriverVersion)),
                      "mem_total_mib": _optional(
                          lambda: nvml.nvmlDeviceGetMemoryInfo(self._handle).total // (1 << 20))}
+        if pci_bus_id:
+            self.info["pci_bus_id"] = pci_bus_id
         self.interval_s = interval_s
         self.samples: list[tuple[int, dict]] = []  # (perf_counter_ns, {field: value})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ortgpu-nvml", daemon=True)
 
     def sample(self) -> dict:
+        """One reading of every field; a field NVML does not give (not supported on this GPU, a
+        transient error) is left out, and the others are still read."""
         nv, h = self._nvml, self._handle
-        util = nv.nvmlDeviceGetUtilizationRates(h)
-        mem = nv.nvmlDeviceGetMemoryInfo(h)
-        return {"gpu_util_pct": util.gpu, "mem_util_pct": util.memory,
-                "mem_used_mib": mem.used // (1 << 20),
-                "power_w": nv.nvmlDeviceGetPowerUsage(h) / 1000.0,
-                "sm_clock_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
-                "mem_clock_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),
-                "temp_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)}
+        util = _optional(lambda: nv.nvmlDeviceGetUtilizationRates(h))
+        mem = _optional(lambda: nv.nvmlDeviceGetMemoryInfo(h))
+        power = _optional(lambda: nv.nvmlDeviceGetPowerUsage(h))
+        reading = {"gpu_util_pct": None if util is None else util.gpu,
+                "mem_util_pct": None if util is None else util.memory,
+                "mem_used_mib": None if mem is None else mem.used // (1 << 20),
+                "power_w": None if power is None else power / 1000.0,
+                "sm_clock_mhz": _optional(lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
+                "mem_clock_mhz": _optional(lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)),
+                "temp_c": _optional(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))}
+        return {k: v for k, v in reading.items() if v is not None}
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.samples.append((time.perf_counter_ns(), self.sample()))
-            except Exception:  # noqa: BLE001 - a failing query ends sampling, not the session
-                return
+            reading = self.sample()
+            if reading:
+                self.samples.append((time.perf_counter_ns(), reading))
             self._stop.wait(self.interval_s)
 
     def start(self) -> "NvmlSampler":
@@ -99,6 +108,15 @@ def open_sampler(providers, interval_s: float = 0.05) -> tuple[NvmlSampler | Non
     try:
         nvml.nvmlInit()
         index = int(getattr(cuda[0], "device_id", 0) or 0)
-        return NvmlSampler(nvml, index, interval_s).start(), None
+        return NvmlSampler(nvml, index, interval_s, pci_bus_id=_pci_bus_id(index)).start(), None
     except Exception as e:  # noqa: BLE001 - no driver, no device, permissions: a note
         return None, f"GPU telemetry not collected: NVML failed ({type(e).__name__}: {e})"
+
+
+def _pci_bus_id(cuda_device: int) -> str | None:
+    """The PCI bus id of CUDA device `cuda_device` (as CUDA numbers it), or None."""
+    try:
+        import cupy  # noqa: PLC0415
+        return _text(cupy.cuda.runtime.deviceGetPCIBusId(cuda_device))
+    except Exception:  # noqa: BLE001 - no CuPy: NVML's index is the best guess left
+        return None

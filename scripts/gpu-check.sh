@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# One call on the lent GPU machine (no network): install this working tree without downloads, print
-# the environment, run the GPU test tier and the GPU benchmark, and leave logs and a results JSON
-# in $OUT (default ./gpu-check-out). Every step runs even if an earlier one failed; the exit status
-# is non-zero if any step failed.
+# The GPU check, in steps of at most ~6 minutes each (install included), most informative first.
+# Install this working tree without downloads, print the environment, run the named steps, and
+# after EACH step write $OUT/results-<step>.json (status, seconds, parsed numbers): a call killed
+# later keeps every finished step's results.  Every named step runs even if an earlier one failed;
+# the exit status is non-zero if any step failed.
 #
-#   scripts/gpu-check.sh [all|tests|suite|models|bench|memory|optbench]...  (default: all = tests + bench)
-#       tests   python -m pytest -m gpu (the whole GPU tier)
-#       suite   only tests/gpu/test_gpu_backend_suite.py (ONNX backend suite, CPU vs CUDA)
-#       models  only tests/gpu/test_gpu_models.py (models tier and torch exports on CUDA)
-#       bench   benchmarks/bench_gpu.py --json $OUT/bench_gpu.json
-#       memory  benchmarks/bench_memory.py gpu (memory patterns on/off: peak device memory, latency);
-#               its log goes to bench.log and its numbers into results.json ("memory"). Not part of
-#               `all` (whose limits fill the 10 minutes): run `memory bench` in a second call
-#       optbench  benchmarks/bench_optimizer.py --devices cuda --json $OUT/bench_optimizer.json
-#               (nodes, launches and latency per optimization level; not part of `all`: run it
-#               in a call of its own, it writes bench_optimizer.log and bench_optimizer.json)
+#   scripts/gpu-check.sh STEP...     (no STEP: smoke)
+#       smoke   scripts/gpu_smoke.py: one small model per kernel family on CUDA vs the CPU provider
+#               and CUDA graphs (capture + replay), one line per family               limit  90 s
+#       unit    python -m pytest -m gpu without the backend suite and the models tier  limit 300 s
+#       suite   tests/gpu/test_gpu_backend_suite.py (ONNX backend suite, CPU vs CUDA)   limit 330 s
+#       models  tests/gpu/test_gpu_models.py (models tier and torch exports on CUDA)    limit 330 s
+#       bench   benchmarks/bench_gpu.py --json $OUT/bench_gpu.json                      limit 240 s
+#       memory  benchmarks/bench_memory.py gpu (memory patterns on/off)                 limit 180 s
+#       optbench benchmarks/bench_optimizer.py --devices cuda                           limit 330 s
+#       all     every step above in that order (more than one call's 10 minutes: only for a
+#               machine without that limit)
+# Order of the calls on a lent machine (each call one line of the device tool, timeout_s=480):
+#   1. smoke unit    2. suite    3. models    4. bench memory    5. optbench
 #
-# Files written to $OUT (at most 8, as the device tool brings back): setup.log, pytest.log,
-# junit.xml, gpu_backend_suite.json, gpu_models.json, bench.log, bench_gpu.json, results.json.
+# How the times were estimated (no GPU was available when this was written): every step runs
+# under `timeout` (SIGINT first, so pytest still writes its junit.xml), so no step can exceed its
+# limit; setup (nvidia-smi, version query, pip install --no-index) takes seconds, and the first
+# step of a call also compiles the raw CUDA units it launches (NVRTC, about 1-2 s per unit, about
+# 15 units, cached in $CUPY_CACHE_DIR for the later steps of the same call).  The limits come
+# from the previous single-call split (GPU tier 360 s, benchmark 150 s, which together with setup
+# filled the 10 minutes) divided by content: the backend suite and the models tier are the
+# bulk of the GPU tier (the suite is ~1,300 small models: on the double it takes ~70 s on 2
+# CPU cores; on the GPU each model adds session creation and first launches); the 117 other GPU
+# tests are small. The smoke step took 0.2 s of runs on the double; on a GPU its cost is the
+# NVRTC compiles plus CuPy's first-use setup, estimated at 20-40 s.
+#
+# Files written to $OUT (at most 8 per call, as the device tool brings back): setup.log,
+# <step>.log, results-<step>.json, and per step: smoke.jsonl, junit-<step>.xml,
+# gpu_backend_suite.json, gpu_models.json, bench_gpu.json, bench_optimizer.json.
 #
 # Prepare here, on the development machine, once (from the repository root):
 #   echo /.whl/ >> .git/info/exclude; echo /.gpucache/ >> .git/info/exclude
@@ -33,10 +49,8 @@
 #       import model_zoo; [model_zoo.model_path(n) for n in model_zoo.MODELS]"
 #   rm -f .gpucache/models/*.whl      # keep only the 4 .onnx files (about 18 MB)
 # Then call the device tool's `run` with carry [".whl", ".gpucache"] and a command such as
-#   ORTGPU_COMMIT=<commit> bash scripts/gpu-check.sh
-# A whole call has 10 minutes: pytest is stopped after $GPU_CHECK_PYTEST_TIMEOUT s (360) and the
-# benchmark after $GPU_CHECK_BENCH_TIMEOUT s (150). If that is not enough, run `tests` and `bench`
-# in two calls (with timeout_s=600 each; every call installs again, which takes seconds).
+#   ORTGPU_COMMIT=<commit> bash scripts/gpu-check.sh smoke unit
+# (every call installs again, which takes seconds).
 #
 # Written without a GPU: NOT YET RUN on the GPU machine.
 set -u
@@ -53,9 +67,12 @@ export ONNX_HOME=${ONNX_HOME:-/tmp/ortgpu_onnx_home}
 export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}
 
 STEPS=("$@")
-[ ${#STEPS[@]} -eq 0 ] && STEPS=(all)
+[ ${#STEPS[@]} -eq 0 ] && STEPS=(smoke)
+ORDER=(smoke unit suite models bench memory optbench)
+for s in "${STEPS[@]}"; do
+    [ "$s" = all ] || [[ " ${ORDER[*]} " == *" $s "* ]] || { echo "gpu-check: unknown step '$s' (${ORDER[*]} all)"; exit 2; }
+done
 wants() { local s; for s in "${STEPS[@]}"; do [ "$s" = "$1" ] || [ "$s" = all ] && return 0; done; return 1; }
-named() { local s; for s in "${STEPS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }  # not via all
 
 RESULTS=()   # "name rc seconds" per step
 FAILED=0
@@ -130,79 +147,49 @@ step install "$SETUP" install_tree
 step providers "$SETUP" "$PY" -c "import ortgpu; print('ortgpu', ortgpu.__file__); \
 print('available providers:', ortgpu.get_available_providers()); print('device:', ortgpu.get_device())"
 
-# --- GPU tier ---------------------------------------------------------------------------------
-# Time limits (seconds) keep the whole call inside the device tool's 10 minutes; SIGINT lets pytest
-# write its junit.xml and summary when stopped.
-PYTEST_LIMIT=${GPU_CHECK_PYTEST_TIMEOUT:-360}
-BENCH_LIMIT=${GPU_CHECK_BENCH_TIMEOUT:-150}
-MEMORY_LIMIT=${GPU_CHECK_MEMORY_TIMEOUT:-120}
-PYTEST=(timeout -s INT -k 20 "$PYTEST_LIMIT" "$PY" -m pytest -m gpu -p no:cacheprovider -rfEsP
-        --junitxml="$OUT/junit.xml")
-if wants tests; then
-    step pytest-gpu "$OUT/pytest.log" "${PYTEST[@]}"
-else
-    wants suite && step pytest-suite "$OUT/pytest.log" "${PYTEST[@]}" tests/gpu/test_gpu_backend_suite.py
-    wants models && step pytest-models "$OUT/pytest.log" "${PYTEST[@]}" tests/gpu/test_gpu_models.py
-fi
-
-# --- benchmark --------------------------------------------------------------------------------
-if wants bench; then
-    step bench-gpu "$OUT/bench.log" timeout -s INT -k 20 "$BENCH_LIMIT" \
-        "$PY" benchmarks/bench_gpu.py --json "$OUT/bench_gpu.json"
-fi
-MEMORY_JSON=/tmp/ortgpu-bench-memory.json   # not in $OUT: the device tool brings back 8 files at most
-if named memory; then
-    rm -f "$MEMORY_JSON"
-    step bench-memory "$OUT/bench.log" timeout -s INT -k 20 "$MEMORY_LIMIT" \
-        "$PY" benchmarks/bench_memory.py gpu --json "$MEMORY_JSON"
-fi
-
-if [[ " ${STEPS[*]} " == *" optbench "* ]]; then  # only when named: `all` stays within 8 files
-    step bench-optimizer "$OUT/bench_optimizer.log" timeout -s INT -k 20 "${GPU_CHECK_OPTBENCH_TIMEOUT:-480}" \
-        "$PY" benchmarks/bench_optimizer.py --devices cuda --json "$OUT/bench_optimizer.json"
-fi
-
-# --- results.json -----------------------------------------------------------------------------
-GPU_CHECK_STEPS="$(printf '%s\n' "${RESULTS[@]}")" GPU_CHECK_MEMORY_JSON="$MEMORY_JSON" "$PY" - "$OUT" <<'EOF'
-import datetime, json, os, sys
-import xml.etree.ElementTree as ET
-out = sys.argv[1]
-steps = []
-for line in os.environ["GPU_CHECK_STEPS"].splitlines():
-    name, rc, secs = line.rsplit(" ", 2)
-    steps.append({"step": name, "exit": int(rc), "seconds": int(secs)})
-res = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-       "commit": os.environ.get("ORTGPU_COMMIT", "unknown"), "steps": steps,
-       "ok": all(s["exit"] == 0 for s in steps)}
-junit = os.path.join(out, "junit.xml")
-if os.path.exists(junit):
-    root = ET.parse(junit).getroot()
-    suites = [root] if root.tag == "testsuite" else list(root)
-    res["pytest"] = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
-for name, key in (("gpu_backend_suite.json", "backend_suite"), ("bench_gpu.json", "bench"),
-                  ("bench_optimizer.json", "optimizer")):
-    path = os.path.join(out, name)
-    if os.path.exists(path):
-        data = json.load(open(path))
-        if key == "backend_suite":
-            s = dict(data.get("summary", {}))
-            s.pop("cuda_failures", None)
-            res[key] = s
-        elif key == "optimizer":
-            res[key] = [{k: r.get(k) for k in ("model", "level", "nodes", "launches", "ms")}
-                        for r in data.get("rows", [])]
-        else:
-            res[key] = {"device": data.get("device"),
-                        "rows": [{k: r.get(k) for k in ("model", "batch", "ortgpu_ms", "torch_ms", "ratio",
-                                                         "ratio_without_transfer", "host_us_per_node")}
-                                 for r in data.get("results", [])], "failures": data.get("failures")}
-memory = os.environ.get("GPU_CHECK_MEMORY_JSON")
-if memory and os.path.exists(memory):
-    res["memory"] = json.load(open(memory)).get("gpu")
-with open(os.path.join(out, "results.json"), "w") as f:
-    json.dump(res, f, indent=1)
-print(json.dumps({k: v for k, v in res.items() if k not in ("bench", "memory")}, indent=1))
-EOF
+# --- the steps, each writing results-<step>.json as soon as it ends ----------------------------
+write_results() {  # write_results STEP: results-STEP.json from the step records so far and its files
+    GPU_CHECK_STEPS="$(printf '%s\n' "${RESULTS[@]}")" "$PY" "$ROOT/scripts/gpu_check_results.py" "$OUT" "$1" \
+        || echo "gpu-check: could not write results-$1.json"
+}
+limited() { local secs=$1; shift; timeout -s INT -k 20 "$secs" "$@"; }
+pytest_step() {  # pytest_step STEP LIMIT ARGS...
+    local name=$1 secs=$2; shift 2
+    step "$name" "$OUT/$name.log" limited "$secs" "$PY" -m pytest -m gpu -p no:cacheprovider -rfEs \
+        --junitxml="$OUT/junit-$name.xml" "$@"
+    write_results "$name"
+}
+for name in "${ORDER[@]}"; do
+    wants "$name" || continue
+    case $name in
+        smoke)
+            rm -f "$OUT/smoke.jsonl"
+            step smoke "$OUT/smoke.log" limited "${GPU_CHECK_SMOKE_TIMEOUT:-90}" \
+                "$PY" scripts/gpu_smoke.py --json "$OUT/smoke.jsonl"
+            cat "$OUT/smoke.log"
+            write_results smoke ;;
+        unit)
+            pytest_step unit "${GPU_CHECK_UNIT_TIMEOUT:-300}" tests \
+                --ignore tests/gpu/test_gpu_backend_suite.py \
+                --ignore tests/gpu/test_gpu_models.py ;;
+        suite)
+            pytest_step suite "${GPU_CHECK_SUITE_TIMEOUT:-330}" tests/gpu/test_gpu_backend_suite.py ;;
+        models)
+            pytest_step models "${GPU_CHECK_MODELS_TIMEOUT:-330}" tests/gpu/test_gpu_models.py ;;
+        bench)
+            step bench "$OUT/bench.log" limited "${GPU_CHECK_BENCH_TIMEOUT:-240}" \
+                "$PY" benchmarks/bench_gpu.py --json "$OUT/bench_gpu.json"
+            write_results bench ;;
+        memory)
+            step memory "$OUT/memory.log" limited "${GPU_CHECK_MEMORY_TIMEOUT:-180}" \
+                "$PY" benchmarks/bench_memory.py gpu --json "$OUT/bench_memory.json"
+            write_results memory ;;
+        optbench)
+            step optbench "$OUT/optbench.log" limited "${GPU_CHECK_OPTBENCH_TIMEOUT:-330}" \
+                "$PY" benchmarks/bench_optimizer.py --devices cuda --json "$OUT/bench_optimizer.json"
+            write_results optbench ;;
+    esac
+done
 
 echo "gpu-check: steps: ${RESULTS[*]}"
 [ $FAILED -eq 0 ] && echo "gpu-check: all steps passed" || echo "gpu-check: SOME STEPS FAILED"

@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from support import model_builders as mb
 import ortgpu
-from support.device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider
+
+from support.device_double import CheckedCPUExecutionProvider, FakeArray, FakeDeviceExecutionProvider, capturing
 from ortgpu.errors import Fail, InvalidArgument
 from ortgpu.providers.cuda import CUDAExecutionProvider
 from ortgpu.graph_capture import SKIP, WARMUP_RUNS, GraphRunner, graph_id_of
@@ -55,7 +56,8 @@ class FakeGraphBackend:
 
     def capture(self, fn):
         self.log.append("capture")
-        outputs = fn()  # the double computes while "capturing"; CUDA only records
+        with capturing():  # what CuPy refuses inside a capture, the double refuses too
+            outputs = fn()  # the double computes while "capturing"; CUDA only records
         return FakeGraph(fn, outputs), outputs, None
 
     def launch(self, graph):
@@ -83,7 +85,19 @@ def _session(model, so=None):
 
 
 def _mlp():
-    """y = Relu(x @ W + b); x is ['N', 3] (the batch is free)."""
+    """y = Relu(x * W + b); x is ['N', 3] (the batch is free).  Element-wise only: a MatMul on
+    the double runs the shared kernel (cupy.matmul on a GPU), which cannot be captured
+    (test_a_capture_that_fails_at_run_time_falls_back_to_eager_runs_with_one_warning)."""
+    w = numpy_helper.from_array(np.array([0.5, -1.0, 2.0], np.float32), "W")
+    b = numpy_helper.from_array(np.array([0.1, -0.2, 0.3], np.float32), "b")
+    nodes = [helper.make_node("Mul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    return mb.model(nodes, [helper.make_tensor_value_info("x", F, ["N", 3])],
+                    [helper.make_tensor_value_info("y", F, None)], initializers=[w, b])
+
+
+def _matmul_mlp():
+    """y = Relu(x @ W + b): a GEMM through CuPy's cuBLAS wrappers on the double."""
     w = numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), "W")
     b = numpy_helper.from_array(np.array([0.1, -0.2, 0.3, 0.0], np.float32), "b")
     nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
@@ -171,7 +185,7 @@ def test_bound_runs_capture_once_and_replay_with_updated_inputs(reference):
     sess, dev = _session(_mlp())
     rng = np.random.default_rng(1)
     x = ortgpu.OrtValue.ortvalue_from_numpy(rng.standard_normal((4, 3)).astype(np.float32), "fakedev")
-    y = ortgpu.OrtValue.ortvalue_from_shape_and_type([4, 4], np.float32, "fakedev")
+    y = ortgpu.OrtValue.ortvalue_from_shape_and_type([4, 3], np.float32, "fakedev")
     b = sess.io_binding()
     b.bind_ortvalue_input("x", x)
     b.bind_ortvalue_output("y", y)
@@ -248,6 +262,40 @@ def test_run_with_host_feeds_replays_too(reference):
         assert isinstance(out, np.ndarray)
         np.testing.assert_allclose(out, reference(x), rtol=1e-5)
     assert dev.backend.log.count("capture") == 1 and dev.backend.log.count("launch") == 3
+
+
+def test_a_capture_that_fails_at_run_time_falls_back_to_eager_runs_with_one_warning(caplog):
+    # the shared MatMul calls cupy.matmul, whose cuBLAS wrapper resets the stream: refused while
+    # capturing (on the double as by CuPy).  The capture run and every later run still answer.
+    sess, dev = _session(_matmul_mlp())
+    want = onnxruntime.InferenceSession(_matmul_mlp().SerializeToString(), providers=CPU)
+    with caplog.at_level(logging.WARNING, logger="ortgpu"):
+        for i in range(WARMUP_RUNS + 4):
+            x = np.full((2, 3), i - 2.5, np.float32)
+            np.testing.assert_allclose(sess.run(None, {"x": x})[0], want.run(None, {"x": x})[0], rtol=1e-5)
+    failed = [r for r in caplog.records if "capture failed" in r.getMessage()]
+    assert len(failed) == 1 and "cuBLAS" in failed[0].getMessage()
+    assert dev.backend.log.count("capture") == 1 and "launch" not in dev.backend.log
+    assert sess._core.graphs.action(0) == "eager"
+    sess.release_captured_graph(0)  # releasing the id forgets the failure: it may try again
+    assert sess._core.graphs.action(0) == "warmup"
+
+
+def test_the_double_refuses_host_copies_and_cublas_while_capturing():
+    from support.device_double import StreamCaptureUnsupported, fake_xp
+    a = fake_xp.ones((2, 2), dtype=np.float32)
+    with capturing():
+        (a + 1).sum()  # device work records fine
+        for read in (lambda: a.get(), lambda: float(a[0, 0]), lambda: bool(a.any()), lambda: int(a[0, 0]),
+                     lambda: fake_xp.asarray(np.ones(2)), lambda: a.__setitem__(0, np.zeros(2, np.float32)),
+                     lambda: FakeDeviceExecutionProvider().from_host(np.ones(2))):
+            with pytest.raises(StreamCaptureUnsupported, match="capturing"):
+                read()
+        for gemm in (lambda: a @ a, lambda: fake_xp.matmul(a, a), lambda: fake_xp.einsum("ij,jk->ik", a, a),
+                     lambda: fake_xp.dot(a, a), lambda: fake_xp.tensordot(a, a, 1)):
+            with pytest.raises(NotImplementedError, match="cuBLAS"):
+                gemm()
+    assert float((a @ a)[0, 0]) == 2.0 and a.get().shape == (2, 2)  # outside a capture: fine
 
 
 # --- models that cannot be captured ---------------------------------------------------------------
@@ -384,6 +432,10 @@ def stub_cupy(monkeypatch):
     mod.cuda = _StubCuda()
     mod.copyto = lambda dst, src: dst.__setitem__(Ellipsis, src)
     monkeypatch.setitem(sys.modules, "cupy", mod)
+    from ortgpu.providers.cuda import blas
+    mod.bound_streams = []
+    monkeypatch.setattr(blas, "bind_current_stream", lambda stream: mod.bound_streams.append(
+        (stream, list(stream.calls))))
     return mod
 
 
@@ -403,10 +455,11 @@ def test_cupy_backend_captures_with_a_private_pool(stub_cupy):
         return ["out"]
     graph, outputs, pool = backend.capture(record)
     assert stream.calls == ["begin", "end"] and outputs == ["out"]
+    assert stub_cupy.bound_streams == [(stream, [])]  # cuBLAS bound to the stream before the capture began
     assert len(seen[0]) == 1 and seen[0][0].__self__ is pool  # allocations came from the graph's own pool
     assert stub_cupy.cuda.allocator_stack == []  # and only while capturing
     backend.launch(graph)
-    assert graph.launched_on == [stream]
+    assert graph.graph.launched_on == [stream]
 
 
 def test_cupy_backend_ends_a_failed_capture_and_refuses_the_legacy_stream(stub_cupy):
@@ -419,8 +472,9 @@ def test_cupy_backend_ends_a_failed_capture_and_refuses_the_legacy_stream(stub_c
     with pytest.raises(RuntimeError, match="CaptureUnsupported"):
         backend.capture(broken)
     assert stream.calls == ["begin", "end"]  # the stream is usable again
-    with pytest.raises(Fail, match="legacy default stream"):
-        CupyGraphBackend(_StreamProvider(_StubStream(ptr=0))).capture(lambda: [])
+    for legacy in (0, 1):  # the null stream and cudaStreamLegacy: CuPy refuses to capture on either
+        with pytest.raises(Fail, match="legacy default stream"):
+            CupyGraphBackend(_StreamProvider(_StubStream(ptr=legacy))).capture(lambda: [])
 
 
 def test_cupy_backend_copies_host_and_device_inputs_into_the_fixed_buffers(stub_cupy):

@@ -252,9 +252,10 @@ def test_cuda_overrides_are_found_first_and_only_by_the_cuda_provider():
         assert CPUExecutionProvider().kernel_for(op, "", opset).provider == "shared"
 
 
-def test_cudnn_conv_is_registered_only_with_the_frontend():
-    has = any(k[:2] == ("", "Conv") and k[3] == "cuda" for k in _REGISTRY)
-    assert has == cuda_cudnn.frontend_installed()
+def test_cudnn_conv_is_registered_whether_or_not_the_frontend_is_installed():
+    """The launcher falls back to the shared kernel when cuDNN cannot run it, so the
+    registration (and the coverage table) does not depend on what is installed."""
+    assert any(k[:2] == ("", "Conv") and k[3] == "cuda" for k in _REGISTRY)
 
 
 # ----------------------------------------------------------------------------- cuBLAS planning (NumPy)

@@ -21,7 +21,7 @@ import threading
 import numpy as np
 
 from ortgpu.providers.cuda import blas
-from ortgpu.providers.cuda.cudnn import _handle, frontend_installed
+from ortgpu.providers.cuda.cudnn import cudnn_and_handle, frontend_installed, note_fallback
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.cuda.kernels.softmax import run_softmax
 from ortgpu.providers.kernels import fused_attention as shared
@@ -107,6 +107,7 @@ class _SdpaPlan:
         graph.check_support()
         graph.build_plans()
         self.graph = graph
+        self.handle = handle   # keeps the handle (and so its id in the cache key) alive
         self.workspace_size = int(graph.get_workspace_size())
 
     def execute(self, cudnn, handle, xp, q, k, v, bias, out):
@@ -120,24 +121,24 @@ class _SdpaPlan:
 
 def _sdpa(xp, q, k, v, bias, scale):
     """(B, S, N * D) from cuDNN's SDPA, or None when cuDNN cannot take the problem.  Never run."""
-    try:
-        import cudnn  # noqa: PLC0415
-    except Exception:
+    got = cudnn_and_handle(xp, "Attention (SDPA)")
+    if got is None:
         return None
+    cudnn, handle, device_id = got
     b, n, s, d = q.shape
     t = k.shape[2]
     if bias is not None:
         bias = xp.ascontiguousarray(xp.broadcast_to(bias.reshape([1] * (4 - bias.ndim) + list(bias.shape)),
                                                     sdpa_bias_shape(bias.shape, b, n, s, t)))
-    device_id = xp.cuda.Device().id
-    key = (device_id, tuple(q.shape), tuple(q.strides), tuple(k.shape), tuple(k.strides), tuple(v.strides),
+    # per handle (so per thread): a plan runs on the handle it was built with, kept alive by it
+    key = (id(handle), device_id, tuple(q.shape), tuple(q.strides), tuple(k.shape), tuple(k.strides), tuple(v.strides),
            None if bias is None else (tuple(bias.shape), tuple(bias.strides)), float(scale))
-    handle = _handle(cudnn, device_id)
     plan = _PLANS.get(key)
     if plan is None:
         try:
             plan = _SdpaPlan(cudnn, handle, q, k, v, bias, scale)
-        except Exception:  # no engine for it (or another frontend API): the GEMM path runs
+        except Exception as e:  # noqa: BLE001 - no engine for it (or another frontend API): the GEMM path runs
+            note_fallback("Attention (SDPA) plan", e)
             plan = _UNSUPPORTED
         with _LOCK:
             _PLANS[key] = plan

@@ -20,6 +20,7 @@ The operand planning (``plan_matmul``, ``cublas_args``) is pure array code teste
 """
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
@@ -119,37 +120,101 @@ def cublas_args(a3, b3, trans_a: bool, trans_b: bool):
 
 # ----------------------------------------------------------------------------- cuBLAS (GPU only)
 
+# cuBLAS enums (cublas_api.h / library_types.h): stable across cuBLAS 11-13
+_CUDA_R_16F, _CUDA_R_32F, _CUDA_R_64F = 2, 0, 1
+_COMPUTE_32F, _COMPUTE_32F_FAST_TF32, _COMPUTE_64F = 68, 77, 70
+_GEMM_DEFAULT, _GEMM_DEFAULT_TENSOR_OP = -1, 99
+
+
+def gemm_types(dt, tf32: bool):
+    """(cudaDataType, cublasComputeType, host scalar type, algo) of a GEMM on dtype `dt`."""
+    dt = np.dtype(dt)
+    if dt == np.float16:
+        return _CUDA_R_16F, _COMPUTE_32F, np.float32, _GEMM_DEFAULT_TENSOR_OP
+    if dt == np.float32:
+        return _CUDA_R_32F, (_COMPUTE_32F_FAST_TF32 if tf32 else _COMPUTE_32F), np.float32, _GEMM_DEFAULT
+    if dt == np.float64:
+        return _CUDA_R_64F, _COMPUTE_64F, np.float64, _GEMM_DEFAULT
+    raise TypeError(f"cublas_gemm: unsupported dtype {dt}")
+
+
+class CublasBinding:
+    """cuBLAS called through ctypes on CuPy's handle, without CuPy's per-call ``setStream``.
+
+    CuPy's cuBLAS wrappers set the handle's stream before every call, and that raises while
+    the stream captures a CUDA graph; so the provider's GEMMs call the library directly.
+    Outside a capture the stream is set per call (cheap; CuPy's own calls may have moved
+    it); inside one it is left as ``bind_stream`` set it just before the capture began.
+    `lib` is the loaded libcublas (a ctypes.CDLL) and `runtime` answers ``streamIsCapturing``;
+    both are parameters so the call sequence is tested on the CPU with stubs."""
+
+    def __init__(self, lib, runtime):
+        self.lib = lib
+        self.runtime = runtime
+
+    def bind_stream(self, handle: int, stream_ptr: int) -> None:
+        """Set the handle's stream (before a capture begins, or before an eager call)."""
+        _check(self.lib.cublasSetStream_v2(ctypes.c_void_p(handle), ctypes.c_void_p(stream_ptr)),
+               "cublasSetStream_v2")
+
+    def gemm_strided_batched(self, handle: int, stream_ptr: int, g: dict, a_ptr: int, b_ptr: int,
+                             c_ptr: int, dt, alpha: float, beta: float, tf32: bool) -> None:
+        data_type, compute, scalar, algo = gemm_types(dt, tf32)
+        if not self.runtime.streamIsCapturing(stream_ptr):
+            self.bind_stream(handle, stream_ptr)
+        alpha_h = np.array(alpha, dtype=scalar)  # host scalars (the handle is in host pointer mode)
+        beta_h = np.array(beta, dtype=scalar)
+        i, ll, p = ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p
+        status = self.lib.cublasGemmStridedBatchedEx(
+            p(handle), i(g["op_first"]), i(g["op_second"]), i(g["m"]), i(g["n"]), i(g["k"]),
+            p(alpha_h.ctypes.data),
+            p(b_ptr), i(data_type), i(g["ld_first"]), ll(g["stride_first"]),
+            p(a_ptr), i(data_type), i(g["ld_second"]), ll(g["stride_second"]),
+            p(beta_h.ctypes.data),
+            p(c_ptr), i(data_type), i(g["ldc"]), ll(g["stride_c"]),
+            i(g["batch"]), i(compute), i(algo))
+        _check(status, "cublasGemmStridedBatchedEx")
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        from ortgpu.errors import Fail  # noqa: PLC0415
+        raise Fail(f"{what} failed with cublasStatus_t {status}")
+
+
+_BINDING: CublasBinding | None = None
+
+
+def binding() -> CublasBinding:
+    """The process's CublasBinding on the libcublas CuPy loaded (same soname, same library)."""
+    global _BINDING
+    if _BINDING is None:
+        import cupy  # noqa: PLC0415
+        major = cupy.cuda.runtime.runtimeGetVersion() // 1000
+        lib = ctypes.CDLL(f"libcublas.so.{major}")
+        lib.cublasSetStream_v2.restype = ctypes.c_int
+        lib.cublasGemmStridedBatchedEx.restype = ctypes.c_int
+        _BINDING = CublasBinding(lib, cupy.cuda.runtime)
+    return _BINDING
+
+
+def bind_current_stream(stream) -> None:
+    """Before a capture on `stream`: point CuPy's cuBLAS handle of this device at it, so GEMMs
+    inside the capture need no stream call.  Never run on a GPU."""
+    import cupy  # noqa: PLC0415
+    binding().bind_stream(cupy.cuda.device.get_cublas_handle(), stream.ptr)
+
+
 def cublas_gemm(a3, b3, trans_a: bool, trans_b: bool, out3, alpha: float = 1.0, beta: float = 0.0,
                 tf32: bool = True):
-    """out3 = alpha * op(a3) @ op(b3) + beta * out3 on the current CuPy stream.  Never run."""
+    """out3 = alpha * op(a3) @ op(b3) + beta * out3 on the current CuPy stream, capturable.
+    Never run on a GPU."""
     import cupy  # noqa: PLC0415
-    from cupy_backends.cuda.libs import cublas  # noqa: PLC0415
-
     g = cublas_args(a3, b3, trans_a, trans_b)
-    dt = np.dtype(out3.dtype)
-    if dt == np.float16:
-        data_type, compute = cupy.cuda.runtime.CUDA_R_16F, cublas.CUBLAS_COMPUTE_32F
-        scalar = np.float32
-    elif dt == np.float32:
-        data_type = cupy.cuda.runtime.CUDA_R_32F
-        compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if tf32 else cublas.CUBLAS_COMPUTE_32F
-        scalar = np.float32
-    elif dt == np.float64:
-        data_type, compute, scalar = cupy.cuda.runtime.CUDA_R_64F, cublas.CUBLAS_COMPUTE_64F, np.float64
-    else:
-        raise TypeError(f"cublas_gemm: unsupported dtype {dt}")
-    alpha_h = np.array(alpha, dtype=scalar)  # host scalars (the handle is in host pointer mode)
-    beta_h = np.array(beta, dtype=scalar)
-    algo = cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP if dt == np.float16 else cublas.CUBLAS_GEMM_DEFAULT
-    handle = cupy.cuda.device.get_cublas_handle()  # CuPy sets its stream to the current one per call
-    cublas.gemmStridedBatchedEx(
-        handle, g["op_first"], g["op_second"], g["m"], g["n"], g["k"],
-        alpha_h.ctypes.data,
-        b3.data.ptr, data_type, g["ld_first"], g["stride_first"],
-        a3.data.ptr, data_type, g["ld_second"], g["stride_second"],
-        beta_h.ctypes.data,
-        out3.data.ptr, data_type, g["ldc"], g["stride_c"],
-        g["batch"], compute, algo)
+    handle = cupy.cuda.device.get_cublas_handle()
+    stream_ptr = cupy.cuda.get_current_stream().ptr
+    binding().gemm_strided_batched(handle, stream_ptr, g, a3.data.ptr, b3.data.ptr, out3.data.ptr,
+                                   out3.dtype, alpha, beta, tf32)
     return out3
 
 

@@ -1,7 +1,7 @@
 """Conv through cuDNN's graph API (``nvidia-cudnn-frontend``, import name ``cudnn``).
 
-Registered only when the frontend is installed (the ``cudnn`` extra); without it the
-shared im2col + GEMM Conv runs on CuPy.  The frontend is imported on first use, not at
+Registered always; without the frontend (the ``cudnn`` extra) or its library the shared
+im2col + GEMM Conv runs on CuPy (the reason logged once).  The frontend is imported on first use, not at
 import time, so a CPU-only machine with the package installed pays nothing.
 
 Per (device, shapes, dtype, attributes, options) one graph is built, validated and
@@ -27,14 +27,17 @@ tested (on the CPU).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 
 import numpy as np
 
 from ortgpu.providers.cuda.options import config_of
 from ortgpu.providers.kernels.conv import conv_float, conv_out_shape, fill_spatial, resolve_pads
+from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.registry import kernel
 
+_log = logging.getLogger("ortgpu")
 WORKSPACE_LIMIT = 32 << 20  # onnxruntime's limit when cudnn_conv_use_max_workspace is off
 CUDNN_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32))
 
@@ -102,6 +105,33 @@ _HANDLES = threading.local()
 _LOCK = threading.Lock()
 
 
+_NOTED: set = set()
+
+
+def note_fallback(what: str, exc: BaseException) -> None:
+    """Log once per (what, error type) why a cuDNN path fell back to the slower shared one, so
+    an API failure is not hidden as a silent slow path (and not repeated per launch)."""
+    key = (what, type(exc).__name__)
+    if key not in _NOTED:
+        _NOTED.add(key)
+        level = logging.INFO if isinstance(exc, ModuleNotFoundError) else logging.WARNING  # not installed: expected
+        _log.log(level, "%s: cuDNN not used (%s: %s); the shared kernel runs instead", what,
+                     type(exc).__name__, exc)
+
+
+def cudnn_and_handle(xp, what: str):
+    """(cudnn module, this thread's handle, device id), or None when cuDNN cannot be used here:
+    the frontend missing, its library (libcudnn.so.9) not loadable, no CUDA array module, or
+    the handle not created.  Every failure of that kind is a fallback, logged once."""
+    try:
+        import cudnn  # noqa: PLC0415
+        device_id = xp.cuda.Device().id
+        return cudnn, _handle(cudnn, device_id), device_id
+    except Exception as e:  # noqa: BLE001 - any failure to reach cuDNN means the shared path
+        note_fallback(what, e)
+        return None
+
+
 def _handle(cudnn, device_id: int):
     """One cuDNN handle per (thread, device): cuDNN handles must not be shared by threads."""
     handles = getattr(_HANDLES, "by_device", None)
@@ -142,6 +172,7 @@ class _ConvPlan:
         graph.check_support()
         graph.build_plans()
         self.graph = graph
+        self.handle = handle   # keeps the handle (and so its id in the cache key) alive
         self.workspace_size = int(graph.get_workspace_size())
         self.y_dims = y_dims
 
@@ -159,22 +190,22 @@ class _ConvPlan:
 
 def _plan_for(xp, X, W, geom, config, channels_last=False):
     """The cached plan for this problem, or None when cuDNN cannot take it."""
-    try:
-        import cudnn  # noqa: PLC0415
-    except Exception:
+    got = cudnn_and_handle(xp, "Conv")
+    if got is None:
         return None, None, None
-    device_id = xp.cuda.Device().id
-    key = (device_id, tuple(geom["x"]), tuple(geom["w"]), tuple(geom["pre"]), tuple(geom["post"]),
+    cudnn, handle, device_id = got
+    # per handle (so per thread): a plan runs on the handle it was built with, kept alive by it
+    key = (id(handle), device_id, tuple(geom["x"]), tuple(geom["w"]), tuple(geom["pre"]), tuple(geom["post"]),
            tuple(geom["stride"]), tuple(geom["dilation"]), np.dtype(X.dtype).str, config.use_tf32,
            config.cudnn_conv_use_max_workspace, config.cudnn_conv_algo_search, channels_last)
-    handle = _handle(cudnn, device_id)
     plan = _PLANS.get(key)
     if plan is None:
         try:
             plan = _ConvPlan(cudnn, handle, geom, np.dtype(X.dtype), config.use_tf32,
                              config.cudnn_conv_use_max_workspace, config.cudnn_conv_algo_search,
                              channels_last)
-        except Exception:  # cuDNN has no engine for it (or the API differs): shared kernel
+        except Exception as e:  # noqa: BLE001 - no engine for it (or the API differs): shared kernel
+            note_fallback("Conv plan", e)
             plan = _UNSUPPORTED
         with _LOCK:
             _PLANS[key] = plan
@@ -232,14 +263,19 @@ def nhwc_conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads
     return y
 
 
-if frontend_installed():
-    @kernel("Conv", since=(1, 11, 22), provider="cuda")
+# Registered whether or not the frontend is installed: without it (or without libcudnn) the
+# first call logs why and every call runs the shared kernel, so placement and the coverage
+# table do not depend on what is installed.
+REGISTER_ALWAYS = True
+if REGISTER_ALWAYS:
+    # types: what CuPy holds of the shared kernels' (float16/32/64), which they fall back to
+    @kernel("Conv", since=(1, 11, 22), provider="cuda", types={"T": FLOAT})
     def Conv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
              pads=None, strides=None):
         """N-D convolution on cuDNN (float16/float32, 1-3 spatial axes); the rest as im2col."""
         return conv_cudnn(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
 
-    @kernel("NhwcConv", since=1, domain="ortgpu", provider="cuda")
+    @kernel("NhwcConv", since=1, domain="ortgpu", provider="cuda", types={"*": FLOAT})
     def NhwcConv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                  pads=None, strides=None):
         """Channels-last 2-D convolution on cuDNN (float16/float32); the shared kernel otherwise."""

@@ -15,6 +15,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ortgpu.providers.base import ExecutionProvider
+from ortgpu.providers.cuda.error_flags import ErrorFlags
 from ortgpu.providers.cuda.options import default_option_strings, parse_cuda_options
 from ortgpu.providers.registry import SHARED, KernelDef
 
@@ -126,6 +127,8 @@ class CUDAExecutionProvider(ExecutionProvider):
         self.options = self.config.as_strings()
         self._stream = None
         self._memory = None
+        self.error_flags = ErrorFlags()      # device error flags of the runs, read once per run
+        self._depth = threading.local()      # run_context nesting per thread (flags: outermost only)
 
     def parse_options(self, options: dict) -> dict:
         return parse_cuda_options(options).as_strings()
@@ -222,10 +225,22 @@ class CUDAExecutionProvider(ExecutionProvider):
         (DeviceMemory.run clears the locals of its finished frames)."""
         import cupy  # noqa: PLC0415
         from ortgpu.memory.cupy_allocator import CupyAllocator  # noqa: PLC0415
-        with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
-                self.memory.run(pattern_key) as source, \
-                cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
-            yield self
+        outermost = getattr(self._depth, "n", 0) == 0
+        self._depth.n = getattr(self._depth, "n", 0) + 1
+        try:
+            with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
+                    self.memory.run(pattern_key) as source, \
+                    cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
+                try:
+                    yield self
+                except BaseException:
+                    if outermost:
+                        self.error_flags.discard()
+                    raise
+                if outermost:
+                    self.error_flags.check_pending(cupy)  # one read of every flag of the run
+        finally:
+            self._depth.n -= 1
 
     def synchronize(self) -> None:
         if self._stream is not None:
@@ -297,11 +312,58 @@ class CUDAExecutionProvider(ExecutionProvider):
 _COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7  # cupy._core._routines_linalg constants
 
 
+class _Tf32Setting:
+    """The process-wide compute type of cupy.matmul on float32, shared by concurrent runs.
+
+    Runs that want the same setting share it (counted); a run that wants the other one waits
+    until the runs holding the current one end, then sets it; the last run out puts back
+    what was there before.  A run nested in another on the same thread keeps the outer
+    setting (waiting there would deadlock).  So two sessions with different ``use_tf32``
+    never see each other's setting, at the price of not overlapping on the host."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.value = None
+        self.previous = None
+        self.holders = 0
+        self.local = threading.local()
+
+    @contextlib.contextmanager
+    def scope(self, linalg, want):
+        depth = getattr(self.local, "depth", 0)
+        with self.cond:
+            if depth == 0:
+                while self.holders and self.value != want:
+                    self.cond.wait()
+            if self.holders == 0:
+                self.previous = linalg.get_compute_type(np.float32)
+                if self.previous != want:
+                    linalg.set_compute_type(np.float32, want)
+                self.value = want
+            self.holders += 1
+        self.local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self.local.depth = depth
+            with self.cond:
+                self.holders -= 1
+                if self.holders == 0:
+                    if self.previous != self.value:
+                        linalg.set_compute_type(np.float32, self.previous)
+                    self.value = None
+                    self.cond.notify_all()
+
+
+_TF32 = _Tf32Setting()
+
+
 @contextlib.contextmanager
 def _tf32_scope(enabled: bool):
     """cupy.matmul on float32 honours a process-wide compute type (what CUPY_TF32 sets at
-    first use); set it for the duration of a run and put the previous one back.  TF32 needs
-    compute capability 8.0 or newer; older devices keep the default."""
+    first use); set it for the duration of a run and put the previous one back, safely across
+    threads (_Tf32Setting).  TF32 needs compute capability 8.0 or newer; older devices keep
+    the default."""
     try:
         from cupy._core import _routines_linalg as linalg  # noqa: PLC0415
         import cupy  # noqa: PLC0415
@@ -311,12 +373,5 @@ def _tf32_scope(enabled: bool):
     tf32 = getattr(linalg, "COMPUTE_TYPE_TF32", _COMPUTE_TYPE_TF32)
     default = getattr(linalg, "COMPUTE_TYPE_DEFAULT", _COMPUTE_TYPE_DEFAULT)
     want = tf32 if enabled and int(cupy.cuda.Device().compute_capability) >= 80 else default
-    previous = linalg.get_compute_type(np.float32)
-    if previous == want:
+    with _TF32.scope(linalg, want):
         yield
-        return
-    linalg.set_compute_type(np.float32, want)
-    try:
-        yield
-    finally:
-        linalg.set_compute_type(np.float32, previous)

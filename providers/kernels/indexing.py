@@ -118,8 +118,30 @@ def _scatter_into(xp, data, index, updates, reduction):
                        if isinstance(index, tuple) else host_array(index), host_array(vals))
         out = xp.asarray(host)
     else:
-        getattr(mod, _REDUCERS[reduction]).at(out, index, vals)
+        wide = out if mod is np else _at_widened(out, reduction)
+        getattr(mod, _REDUCERS[reduction]).at(wide, index, vals.astype(wide.dtype, copy=False))
+        if wide is not out:
+            out = wide.astype(out.dtype)  # exact: max/min pick an element; add wraps as the narrow type
     return out if exact else out.astype(data.dtype)
+
+
+# The target dtypes CuPy's ufunc.at takes (CuPy 14.2: scatter_add / scatter_max / scatter_min);
+# others raise TypeError there, so a narrower target is reduced in a wider type on the device
+_AT_BASE = frozenset(np.dtype(t) for t in ("int32", "int64", "uint32", "uint64", "float32", "float64"))
+_AT_DTYPES = {"add": _AT_BASE | {np.dtype(np.float16)}, "max": _AT_BASE, "min": _AT_BASE}
+_AT_WIDER = {"float16": np.float32, "int8": np.int32, "int16": np.int32, "uint8": np.uint32,
+             "uint16": np.uint32, "bool": np.int32}
+
+
+def _at_widened(out, reduction):
+    """`out` itself when CuPy's ufunc.at takes its dtype for `reduction`, else a widened copy."""
+    if np.dtype(out.dtype) in _AT_DTYPES[reduction]:
+        return out
+    wider = _AT_WIDER.get(np.dtype(out.dtype).name)
+    if wider is None:
+        raise TypeError(f"ScatterElements/ScatterND reduction '{reduction}' on the device: no wider "
+                        f"type for {out.dtype}")
+    return out.astype(wider)
 
 
 def _elements_index(xp, indices, axis, dim):

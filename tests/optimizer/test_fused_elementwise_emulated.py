@@ -80,3 +80,17 @@ def test_prepare_compiles_the_module_before_any_run(emu):
     ctx = KernelContext(emu.cupy, "CUDAExecutionProvider", "n", fe.OP_TYPE, 1)
     gen.FusedElementwise.prepare(ctx, program=program)
     assert (0, program) in gen._modules and emu.names() == []
+
+
+def test_launches_reuse_the_looked_up_kernels(emu, monkeypatch):
+    # issue 12 item 10: RawModule.get_function makes a new Function per call; only compile looks up
+    from support.cuda_emulator.launch import RawModule
+    lookups = []
+    real = RawModule.get_function
+    monkeypatch.setattr(RawModule, "get_function", lambda self, name: lookups.append(name) or real(self, name))
+    program = PROGRAMS["clip_attrs_f32"]
+    ctx = KernelContext(emu.cupy, "CUDAExecutionProvider", "n", fe.OP_TYPE, 1)
+    host = sample_inputs(program, [(3, 4)] * len(program.inputs), seed=2)
+    for _ in range(3):
+        gen.FusedElementwise(ctx, *[emu.cupy.asarray(x) for x in host], program=program.text())
+    assert len(lookups) == len(gen.kernel_names()) and len(emu.names()) == 3

@@ -58,6 +58,49 @@ def _check_use(what: str = "computed on") -> None:
         raise TypeError(f"a {DEVICE} array was {what} in a host kernel (a missing copy?)")
 
 
+# --- stream capture (CUDA graphs) ------------------------------------------------------------
+# While a capture is open, CuPy refuses what a CUDA graph cannot record: copies between the
+# host and the device (cudaErrorStreamCaptureUnsupported from cudaMemcpy / a sync), and every
+# cuBLAS call made through CuPy (its wrappers set the handle's stream per call, and
+# ``setStream`` raises NotImplementedError while the stream captures).  ``capturing()`` opens
+# such a window on the double; a capture backend of the tests runs the captured plan inside it.
+_CAPTURE_REFUSED = ("operation not permitted when stream is capturing "
+                    "(cudaErrorStreamCaptureUnsupported)")
+_CUBLAS_REFUSED = "calling cuBLAS API during stream capture is currently unsupported"
+# array functions that CuPy runs on cuBLAS
+CUBLAS_FUNCTIONS = frozenset({"matmul", "dot", "vdot", "inner", "tensordot", "einsum", "matvec", "vecmat"})
+
+
+class StreamCaptureUnsupported(RuntimeError):
+    """What CuPy raises for a host<->device copy inside a capture (a CUDARuntimeError there)."""
+
+
+def is_capturing() -> bool:
+    return getattr(_running, "capturing", 0) > 0
+
+
+class capturing:  # noqa: N801 - used as a context manager, like cupy's stream.begin_capture/end_capture
+    """A capture window on the double (per thread, as the session stream's capture)."""
+
+    def __enter__(self):
+        _running.capturing = getattr(_running, "capturing", 0) + 1
+        return self
+
+    def __exit__(self, *exc):
+        _running.capturing -= 1
+        return False
+
+
+def _check_no_transfer(what: str) -> None:
+    if is_capturing():
+        raise StreamCaptureUnsupported(f"{DEVICE}: {what}: {_CAPTURE_REFUSED}")
+
+
+def _check_no_cublas(name: str) -> None:
+    if is_capturing() and name in CUBLAS_FUNCTIONS:
+        raise NotImplementedError(f"{DEVICE}: {name}: {_CUBLAS_REFUSED}")
+
+
 def _check_dtype(dt: np.dtype) -> None:
     if dt.name in DECLINED or dt.kind in "OUSV":
         raise TypeError(f"{DEVICE} arrays cannot hold dtype {dt}")
@@ -78,34 +121,42 @@ class FakeArray:
         raise TypeError(_IMPLICIT)
 
     def get(self, stream=None, order="C", out=None):
+        _check_no_transfer("a copy to the host (.get())")
         return self._a.copy()
 
     def item(self, *args):
         _check_use("read")
+        _check_no_transfer("a read on the host (.item())")
         return self._a.item(*args)
 
     def tolist(self):
         _check_use("read")
+        _check_no_transfer("a read on the host (tolist())")
         return self._a.tolist()
 
     def __bool__(self):
         _check_use("read")
+        _check_no_transfer("a read on the host (bool())")
         return bool(self._a)
 
     def __int__(self):
         _check_use("read")
+        _check_no_transfer("a read on the host (int())")
         return int(self._a)
 
     def __float__(self):
         _check_use("read")
+        _check_no_transfer("a read on the host (float())")
         return float(self._a)
 
     def __complex__(self):
         _check_use("read")
+        _check_no_transfer("a read on the host (complex())")
         return complex(self._a)
 
     def __index__(self):
         _check_use("read")
+        _check_no_transfer("a read on the host (an index)")
         return self._a.__index__()
 
     def __repr__(self):
@@ -153,6 +204,8 @@ class FakeArray:
     def __setitem__(self, index, value):
         _check_use()
         # CuPy accepts host values on assignment (it copies them to the device)
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            _check_no_transfer("a copy from the host (assignment of a NumPy array)")
         self._a[_unwrap_index(index)] = value._a if isinstance(value, FakeArray) else value
 
     # --- NumPy protocols: dispatch here, as NumPy does for CuPy -----------------------------
@@ -160,6 +213,7 @@ class FakeArray:
         if getattr(np, ufunc.__name__, None) is not ufunc:
             return NotImplemented  # a ufunc from elsewhere (scipy.special): CuPy refuses it too
         _check_use()
+        _check_no_cublas(ufunc.__name__)
         out = kwargs.get("out")
         args = _unwrap(inputs, strict=True)
         kw = _unwrap(kwargs, strict=True)
@@ -170,6 +224,7 @@ class FakeArray:
 
     def __array_function__(self, func, types_, args, kwargs):
         _check_use()
+        _check_no_cublas(func.__name__)
         res = func(*_unwrap(args, strict=True), **_unwrap(kwargs, strict=True))
         return _wrap(res)
 
@@ -260,6 +315,12 @@ def _unwrap(obj, strict: bool = False):
     return obj
 
 
+def _has_host_array(args, kwargs) -> bool:
+    vals = list(args) + list(kwargs.values())
+    return any(isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and _has_host_array(v, {}))
+               for v in vals)
+
+
 def _unwrap_index(index):
     if isinstance(index, tuple):
         return tuple(_unwrap_index(i) for i in index)
@@ -304,6 +365,9 @@ class _Namespace:
         creator = name in _CREATORS
 
         def call(*args, **kwargs):
+            _check_no_cublas(name)
+            if creator and _has_host_array(args, kwargs):
+                _check_no_transfer(f"{name} of a NumPy array (a copy from the host)")
             if creator:
                 res = attr(*_unwrap(args), **_unwrap(kwargs))
             else:
@@ -313,8 +377,13 @@ class _Namespace:
         return call
 
 
-# CuPy's ufunc.at exists for these only (its scatter operations)
-_AT_UFUNCS = frozenset({"add", "subtract", "maximum", "minimum"})
+# CuPy's ufunc.at exists for these only (its scatter operations), and only for these target
+# dtypes (CuPy 14.2's scatter_add / scatter_max / scatter_min tables): anything else raises
+# TypeError there, so it raises here too
+_AT_BASE = frozenset({"int32", "int64", "uint32", "uint64", "float32", "float64"})
+AT_DTYPES = {"add": _AT_BASE | {"float16"}, "subtract": _AT_BASE | {"float16"},
+             "maximum": _AT_BASE, "minimum": _AT_BASE}
+_AT_UFUNCS = frozenset(AT_DTYPES)
 
 
 class _UFunc:
@@ -325,6 +394,7 @@ class _UFunc:
         self.__name__ = uf.__name__
 
     def __call__(self, *args, **kwargs):
+        _check_no_cublas(self.__name__)
         out = kwargs.get("out")
         res = self._uf(*_unwrap(args, strict=True), **_unwrap(kwargs, strict=True))
         return out if out is not None else _wrap(res)
@@ -335,6 +405,8 @@ class _UFunc:
             raise NotImplementedError(f"{DEVICE}: {self.__name__}.at is not supported (as in CuPy)")
         if not isinstance(a, FakeArray):
             raise TypeError(f"{self.__name__}.at: the target must be a {DEVICE} array")
+        if a.dtype.name not in AT_DTYPES[self.__name__]:
+            raise TypeError(f"{DEVICE}: {self.__name__}.at does not support dtype {a.dtype} (as in CuPy)")
         args = (a._a, _unwrap_index(indices)) + (() if b is None else (_unwrap(b, strict=True),))
         self._uf.at(*args)
 
@@ -466,6 +538,7 @@ class FakeDeviceExecutionProvider(ExecutionProvider):
             raise TypeError(f"from_host got a {DEVICE} array (the value is already on the device)")
         if not isinstance(value, (np.ndarray, np.generic)):
             raise TypeError(f"from_host got a {type(value).__name__}, expected a NumPy array")
+        _check_no_transfer("from_host")
         self.copies_from_host += 1
         return FakeArray(np.array(value, copy=True))
 

@@ -287,11 +287,33 @@ def export(name: str) -> str:
         args = tuple(torch.from_numpy(v) for v in make_inputs(name, batch=2).values())
         tmp = path + ".part"
         with torch.no_grad():
-            torch.onnx.export(model, args, tmp, dynamo=False, opset_version=OPSET,
-                              input_names=input_names(name), output_names=output_names(name),
-                              dynamic_axes=_dynamic_axes(name), do_constant_folding=True)
+            export_with_fallbacks(torch.onnx.export, model, args, tmp, opset_version=OPSET,
+                                  input_names=input_names(name), output_names=output_names(name),
+                                  dynamic_axes=_dynamic_axes(name), do_constant_folding=True)
         os.replace(tmp, path)
     return path
+
+
+def export_with_fallbacks(export, model, args, path, **kwargs) -> str:
+    """torch.onnx.export with the TorchScript exporter (``dynamo=False``: what the committed
+    tests were written against); on a torch whose export has no ``dynamo`` argument (older),
+    without it; on a torch whose TorchScript exporter fails or is gone (newer), with the
+    dynamo exporter (it takes ``dynamic_axes`` too).  Returns which one wrote `path`."""
+    try:
+        export(model, args, path, dynamo=False, **kwargs)
+        return "torchscript"
+    except TypeError as e:
+        if "dynamo" not in str(e):
+            raise
+        export(model, args, path, **kwargs)
+        return "default"
+    except Exception as first:  # noqa: BLE001 - the TorchScript path is deprecated upstream
+        dynamo_kwargs = {k: v for k, v in kwargs.items() if k != "do_constant_folding"}
+        try:
+            export(model, args, path, dynamo=True, **dynamo_kwargs)
+        except Exception as second:
+            raise second from first
+        return "dynamo"
 
 
 def torch_outputs(name: str, feed: dict[str, np.ndarray], model=None, device: str = "cpu") -> list[np.ndarray]:

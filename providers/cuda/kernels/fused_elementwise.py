@@ -247,11 +247,23 @@ def kernel_names() -> tuple[str, ...]:
 # ---------------------------------------------------------------- compiled modules (GPU only)
 
 _lock = threading.Lock()
-_modules: dict[tuple[int, str], object] = {}
+_modules: dict[tuple[int, str], "CompiledProgram"] = {}
 
 
-def compiled_module(program_text: str):
-    """The CuPy RawModule of a program on the current device, compiled on first use.
+class CompiledProgram:
+    """A program's RawModule and its kernels, looked up once: ``RawModule.get_function`` makes
+    a new Function (a ``cuModuleGetFunction``) per call, too slow for every launch."""
+
+    def __init__(self, module, names):
+        self.module = module
+        self.functions = {name: module.get_function(name) for name in names}  # compiles now
+
+    def get_function(self, name: str):
+        return self.functions[name]
+
+
+def compiled_module(program_text: str) -> CompiledProgram:
+    """The compiled kernels of a program on the current device, compiled on first use.
     Never run on a GPU."""
     import cupy
 
@@ -261,11 +273,9 @@ def compiled_module(program_text: str):
         with _lock:
             mod = _modules.get(key)
             if mod is None:
-                mod = cupy.RawModule(code=cuda_source(program_text), options=cu.OPTIONS,
+                raw = cupy.RawModule(code=cuda_source(program_text), options=cu.OPTIONS,
                                      name_expressions=list(kernel_names()))
-                for name in kernel_names():   # compile now, not at the first launch
-                    mod.get_function(name)
-                _modules[key] = mod
+                mod = _modules[key] = CompiledProgram(raw, kernel_names())
     return mod
 
 

@@ -1,10 +1,14 @@
 """Raw CUDA launchers for Gather, GatherND and ScatterND (source: gather.cu).
 
 Out-of-range indices: the kernels check every index as they use it and raise a flag on
-the device; the launcher reads the flag back after the launch (one small device-to-host
-copy, which waits for the kernel) and raises the shared kernels' IndexError, so an
-invalid index fails the run on the GPU as it does on the CPU.  That read is the one
-synchronization these ops add.
+the device.  Run by a provider, the launcher defers the flag to the provider's
+``ErrorFlags`` (providers/cuda/error_flags.py), which reads all flags of the run in one
+copy when the run ends and raises the shared kernels' IndexError naming the node: no sync
+per launch, and the launches can be captured into a CUDA graph.  Called without a
+provider (``flags=None``), the launcher reads its flag back at once.  So the raw launches
+are capturable; a node they do not take (an empty output, an index type they lack) runs
+the shared kernel, which reads indices on the host: a capture meeting one fails and the
+graph id runs eagerly (ortgpu.graph_capture, one warning).
 
 Duplicate indices in ScatterND (documented as onnxruntime documents its CUDA kernel):
 without reduction, which of the duplicate updates lands is unspecified (the ONNX spec
@@ -26,12 +30,13 @@ import math
 import numpy as np
 
 from ortgpu.providers.base import host_array
+from ortgpu.providers.cuda.error_flags import flags_of
 from ortgpu.providers.cuda.kernels import copy as cu_copy
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import indexing as shared
 from ortgpu.providers.kernels.shape_ops import norm_axis
 from ortgpu.providers.dtype_sets import CUPY, INDEX
-from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
+from ortgpu.providers.registry import kernel
 
 SOURCE = "gather.cu"
 INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))    # Gather's; read by width at run time
@@ -103,6 +108,14 @@ def _error_flag():
     return cupy.zeros(3, dtype=np.int64)
 
 
+def report_flag(flag, flags, node: str) -> None:
+    """Defer `flag` to the run's ErrorFlags, or (none) read it now."""
+    if flags is not None:
+        flags.defer(flag, node)
+    else:
+        raise_on_bad_index(flag)
+
+
 def raise_on_bad_index(flag) -> None:
     """Raise the shared kernels' IndexError when a kernel flagged an out-of-range index
     (reads the flag back: waits for the kernel)."""
@@ -113,7 +126,7 @@ def raise_on_bad_index(flag) -> None:
 
 # ---------------------------------------------------------------- launches
 
-def run_gather(data, indices, axis: int):
+def run_gather(data, indices, axis: int, flags=None, node: str = ""):
     """Gather on the GPU, or None when not handled here."""
     if data.ndim == 0 or not cu.movable(data.dtype) or indices.dtype not in INDEX_TYPES:
         return None
@@ -133,11 +146,11 @@ def run_gather(data, indices, axis: int):
     fn = cu.function(GATHER_UNIT, gather_name(data.itemsize, offset))
     cu.launch_elementwise(fn, n, (x, idx, out, np.int64(n), np.int64(axis_len), np.int64(idx.size),
                                   np.int64(inner), np.int32(idx.itemsize == 8), flag))
-    raise_on_bad_index(flag)
+    report_flag(flag, flags, node)
     return out
 
 
-def run_gather_nd(data, indices, batch_dims: int):
+def run_gather_nd(data, indices, batch_dims: int, flags=None, node: str = ""):
     """GatherND on the GPU, or None when not handled here."""
     if (not cu.movable(data.dtype) or indices.dtype != np.int64 or indices.ndim == 0
             or not 0 <= batch_dims < min(data.ndim, indices.ndim)):
@@ -161,11 +174,11 @@ def run_gather_nd(data, indices, batch_dims: int):
     cu.launch_elementwise(fn, n, (x, idx, out, np.int64(n), np.int64(math.prod(indices.shape[b:-1])),
                                   np.int64(slice_), np.int64(math.prod(dims) * slice_),
                                   indexed_dims(dims, slice_), flag))
-    raise_on_bad_index(flag)
+    report_flag(flag, flags, node)
     return out
 
 
-def run_scatter_nd(data, indices, updates, reduction: str):
+def run_scatter_nd(data, indices, updates, reduction: str, flags=None, node: str = ""):
     """ScatterND on the GPU, or None when not handled here."""
     dt = data.dtype
     if updates.dtype != dt or indices.dtype != np.int64 or indices.ndim == 0:
@@ -201,44 +214,44 @@ def run_scatter_nd(data, indices, updates, reduction: str):
         fn = cu.function(SCATTER_UNIT, reduce_name(dt))
         args = (out, idx, upd, np.int64(n), np.int64(slice_), dims, np.int32(REDUCTIONS[reduction]), flag)
     cu.launch_elementwise(fn, n, args)
-    raise_on_bad_index(flag)
+    report_flag(flag, flags, node)
     return out
 
 
 # ---------------------------------------------------------------- registrations
 
 @kernel("Gather", since=(1, 11, 13), provider="cuda", types={"T": CUPY, "Tind": INDEX},
-        capturable=HOST_ROUND_TRIP)
+        capturable=True)
 def Gather(ctx, data, indices, *, axis=0):
     """Take slices of `data` along `axis` at `indices` (raw CUDA; indices checked on the device)."""
     if cu.on_device(ctx, data, indices):
-        out = run_gather(data, indices, axis)
+        out = run_gather(data, indices, axis, flags_of(ctx), ctx.node_name)
         if out is not None:
             return out
     return shared.Gather(ctx, data, indices, axis=axis)
 
 
-@kernel("GatherND", since=11, provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
+@kernel("GatherND", since=11, provider="cuda", types={"T": CUPY}, capturable=True)
 def GatherND_11(ctx, data, indices):
     """Gather slices addressed by the last dim of `indices` (raw CUDA)."""
     return GatherND(ctx, data, indices, batch_dims=0)
 
 
-@kernel("GatherND", since=(12, 13), provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
+@kernel("GatherND", since=(12, 13), provider="cuda", types={"T": CUPY}, capturable=True)
 def GatherND(ctx, data, indices, *, batch_dims=0):
     """Gather slices addressed by the last dim of `indices` after batch_dims shared dims (raw CUDA)."""
     if cu.on_device(ctx, data, indices):
-        out = run_gather_nd(data, indices, batch_dims)
+        out = run_gather_nd(data, indices, batch_dims, flags_of(ctx), ctx.node_name)
         if out is not None:
             return out
     return shared.GatherND(ctx, data, indices, batch_dims=batch_dims)
 
 
-@kernel("ScatterND", since=(11, 13, 16, 18), provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
+@kernel("ScatterND", since=(11, 13, 16, 18), provider="cuda", types={"T": CUPY}, capturable=True)
 def ScatterND(ctx, data, indices, updates, *, reduction="none"):
     """Copy of `data` with the addressed slices replaced or reduced (raw CUDA, atomic reductions)."""
     if cu.on_device(ctx, data, indices, updates):
-        out = run_scatter_nd(data, indices, updates, reduction)
+        out = run_scatter_nd(data, indices, updates, reduction, flags_of(ctx), ctx.node_name)
         if out is not None:
             return out
     return shared.ScatterND(ctx, data, indices, updates, reduction=reduction)

@@ -27,7 +27,7 @@ __device__ __forceinline__ void axis_sample(double pos, int size, int& low, int&
 template <typename T>
 __global__ void roi_align(const T* __restrict__ x, const T* __restrict__ rois,
                           const long long* __restrict__ batch, T* __restrict__ out, i64 n,
-                          int channels, int height, int width, int out_h, int out_w,
+                          i64 images, int channels, int height, int width, int out_h, int out_w,
                           double scale, int half_pixel, int sampling_ratio, int use_max) {
     typedef typename Compute<T>::type C;
     for (i64 i = grid_start(); i < n; i += grid_step()) {
@@ -48,11 +48,12 @@ __global__ void roi_align(const T* __restrict__ x, const T* __restrict__ rois,
         const double bin_h = roi_h / out_h, bin_w = roi_w / out_w;
         const int gh = sampling_ratio > 0 ? sampling_ratio : static_cast<int>(ceil(roi_h / out_h));
         const int gw = sampling_ratio > 0 ? sampling_ratio : static_cast<int>(ceil(roi_w / out_w));
-        if (gh <= 0 || gw <= 0) {
+        const i64 b = batch[r];
+        if (gh <= 0 || gw <= 0 || b < 0 || b >= images) {  // a bad batch index: flagged by the launcher, never read
             out[i] = store<T>(C(0));
             continue;
         }
-        const T* img = x + (batch[r] * channels + c) * static_cast<i64>(height) * width;
+        const T* img = x + (b * channels + c) * static_cast<i64>(height) * width;
         C acc = use_max ? neg_infinity<C>() : C(0);
         for (int iy = 0; iy < gh; ++iy) {
             int ylo, yhi;

@@ -7,7 +7,7 @@ import numpy as np
 from onnx import helper
 
 from ortgpu.quantization.graph_edit import MS, Graph, ensure_domain
-from ortgpu.quantization.quant_types import scale_zero_point
+from ortgpu.quantization.quant_types import quantize_array, scale_zero_point
 from ortgpu.quantization.weights import channel_axis, quantize_bias, quantize_weight
 
 # Ops that move or select values only: run on the quantized tensor, keep its scale.
@@ -53,9 +53,14 @@ class QOperatorWriter:
 
     def _operand(self, node, idx, out):
         x = node.input[idx]
-        if x in self.g.inits:
-            return self._w(node, idx, per_channel_ok=False)[:3]
-        return self._q(x, out)
+        if x not in self.g.inits:
+            return self._q(x, out)
+        # a constant operand of an elementwise op shares the activation type (the op's T)
+        c = self.g.const(x)
+        scale, zp = scale_zero_point(c.min(), c.max(), self.s.activation_type, self.s.activation_symmetric)
+        self.report.append({"node": node.name, "tensor": x, "kind": "constant", "scale": scale, "zero_point": zp})
+        return (self.g.add_init(f"{x}_quantized", quantize_array(c, scale, zp, self.s.activation_type)),
+                self.g.add_init(f"{x}_scale", scale), self.g.add_init(f"{x}_zero_point", zp))
 
     def _out(self, node):
         y = node.output[0]

@@ -12,7 +12,7 @@ QDQ_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "AveragePool
            "Transpose", "Squeeze", "Unsqueeze", "Resize", "Gather", "Relu", "Clip", "Where", "Split")
 QOPERATOR_OPS = ("Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool", "AveragePool", "Sigmoid",
                  "LeakyRelu", "Concat", "MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
-DYNAMIC_OPS = ("MatMul", "Gemm", "Conv", "Gather")
+DYNAMIC_OPS = ("MatMul", "Conv", "Gather")
 
 
 class QuantConfig:

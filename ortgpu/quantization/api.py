@@ -36,7 +36,7 @@ def calibration_targets(model: onnx.ModelProto, settings) -> list[str]:
         if not settings.wants(n):
             continue
         for x in list(n.input) + list(n.output):
-            if x and x not in inits and types.get(x, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT \
+            if x and x not in inits and types.get(x) == onnx.TensorProto.FLOAT \
                     and x not in names:
                 names.append(x)
     return names

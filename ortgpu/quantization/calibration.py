@@ -36,8 +36,13 @@ class CalibrationDataReader(abc.ABC):
 
 def float_tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every value the graph names (shape inference fills the intermediates)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    declared = {o.domain for o in probe.opset_import}
+    for domain in sorted({n.domain for n in probe.graph.node} - declared - {"ai.onnx"}):
+        probe.opset_import.append(helper.make_opsetid(domain, 1))   # onnxruntime tolerates the omission
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = shape_inference.infer_shapes(probe)
     except Exception:  # shape inference refuses some contrib graphs; fall back to what is declared
         inferred = model
     g = inferred.graph
@@ -169,7 +174,7 @@ def compute_ranges(values: dict, method, extra: dict) -> dict[str, tuple[float, 
             lo, hi = _percentile(arrays, float(extra.get("CalibPercentile", 99.999)),
                                  bool(extra.get("CalibTensorRangeSymmetric", True)))
         elif method == CalibrationMethod.Entropy:
-            lo, hi = _entropy(arrays, int(extra.get("CalibNumBins", 128) if extra.get("CalibNumBins") else 2048),
+            lo, hi = _entropy(arrays, int(extra.get("CalibNumBins", 128)),
                               int(extra.get("CalibNumQuantizedBins", 128)))
         else:
             lo, hi = _distribution(arrays)

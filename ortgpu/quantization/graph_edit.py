@@ -34,6 +34,12 @@ def ensure_domain(model: onnx.ModelProto, domain: str, version: int = 1):
 def qdq_domain(model: onnx.ModelProto, qtypes, extra: dict) -> str:
     """Q/DQ of 16- and 4-bit types need opset 21 (float8 19); older models use the contrib ones."""
     need = 13
+    if QuantType.QFLOAT8E4M3FN in qtypes and opset(model) < 19:
+        # the contrib Q/DQ take no float8; raise the default opset as onnxruntime's tool does
+        for o in model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = 19
+        model.ir_version = max(model.ir_version, 9)
     for qt in qtypes:
         if qt in (QuantType.QInt16, QuantType.QUInt16, QuantType.QInt4, QuantType.QUInt4):
             need = max(need, 21)

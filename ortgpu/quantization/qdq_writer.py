@@ -6,7 +6,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from ortgpu.quantization.graph_edit import Graph, qdq_domain
-from ortgpu.quantization.quant_types import scale_zero_point
+from ortgpu.quantization.quant_types import quantize_array, scale_zero_point
 from ortgpu.quantization.weights import channel_axis, quantize_bias, quantize_weight
 
 WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "MatMul": 1, "Gemm": 1}
@@ -134,5 +134,19 @@ class QDQWriter:
         for i, x in enumerate(orig.input):
             if i in (widx, bidx) or x not in self.g.inits or not self._is_float(x):
                 continue
-            if orig.op_type in ("Add", "Mul", "Concat", "Where", "Gather") and self.g.const(x).size > 1:
-                new.input[i] = self._weight(orig, i, head)[0]
+            if self.g.const(x).size > 1:
+                new.input[i] = self._const_activation(orig, x, head)
+
+    def _const_activation(self, node, name, head) -> str:
+        """A constant read where an activation is expected (an Add operand, an embedding table):
+        stored in the activation type with its own range, behind a DequantizeLinear."""
+        c = self.g.const(name)
+        qt = self.s.activation_type
+        scale, zp = scale_zero_point(c.min(), c.max(), qt, self.s.activation_symmetric)
+        qn = self.g.add_init(f"{name}_quantized", quantize_array(c, scale, zp, qt))
+        sn, zn = self.g.add_init(f"{name}_scale", scale), self.g.add_init(f"{name}_zero_point", zp)
+        out = self.g.fresh(f"{name}_DequantizeLinear_Output")
+        head.append(helper.make_node("DequantizeLinear", [qn, sn, zn], [out], name=self.g.fresh(f"{name}_DQ"),
+                                     domain=self.domain))
+        self.report.append({"node": node.name, "tensor": name, "kind": "constant", "scale": scale, "zero_point": zp})
+        return out

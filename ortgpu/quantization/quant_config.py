@@ -9,7 +9,8 @@ from ortgpu.quantization.quant_types import CalibrationMethod, QuantFormat, Quan
 # The op types each format quantizes when op_types_to_quantize is not given.
 QDQ_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "AveragePool", "MaxPool",
            "GlobalAveragePool", "Concat", "Sigmoid", "LeakyRelu", "Softmax", "Flatten", "Reshape",
-           "Transpose", "Squeeze", "Unsqueeze", "Resize", "Gather", "Relu", "Clip", "Where", "Split")
+           "Transpose", "Squeeze", "Unsqueeze", "Resize", "Gather", "Relu", "Clip", "Where", "Split",
+           "EmbedLayerNormalization")
 QOPERATOR_OPS = ("Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool", "AveragePool", "Sigmoid",
                  "LeakyRelu", "Concat", "MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
 DYNAMIC_OPS = ("MatMul", "Conv", "Gather")

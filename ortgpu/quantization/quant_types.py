@@ -76,13 +76,16 @@ def is_signed(qt: QuantType) -> bool:
 
 
 def qrange(qt: QuantType, reduce_range: bool = False, symmetric: bool = False) -> tuple[int, int]:
-    """Integer range used for the scale; a symmetric signed range drops the lowest value so that
-    zero sits in the middle, reduce_range keeps one bit free (for int8 CPUs without VNNI)."""
-    bits = _BITS[qt] - (1 if reduce_range and _BITS[qt] == 8 else 0)
+    """Integer range used for the scale. reduce_range halves it (one bit kept free, for int8
+    CPUs without VNNI); a symmetric 8- or 16-bit signed range drops the lowest value so zero is
+    centred exactly; 4-bit types keep their full range either way (onnxruntime's choices)."""
+    bits = _BITS[qt]
     if is_signed(qt):
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        return (-hi, hi) if symmetric else (lo, hi)
-    return 0, (1 << bits) - 1
+        if reduce_range:
+            return (lo // 2, hi // 2) if bits == 4 else (lo // 2, -(lo // 2))
+        return (-hi, hi) if symmetric and bits in (8, 16) else (lo, hi)
+    return 0, ((1 << bits) - 1) >> (1 if reduce_range else 0)
 
 
 def scale_zero_point(rmin, rmax, qt: QuantType, symmetric=False, reduce_range=False):
@@ -102,7 +105,7 @@ def scale_zero_point(rmin, rmax, qt: QuantType, symmetric=False, reduce_range=Fa
     tiny = scale < np.finfo(np.float32).tiny
     scale = np.where(tiny, 1.0, scale).astype(np.float32)
     if symmetric:
-        zp = np.full(scale.shape, (qmin + qmax + 1) // 2 if not is_signed(qt) else 0, np.float64)
+        zp = np.full(scale.shape, np.rint(qmin + (qmax - qmin) / 2) + 0.0, np.float64)
     else:
         zp = np.clip(np.round(qmin - rmin / scale.astype(np.float64)), qmin, qmax)
     zp = np.where(tiny, 0 if is_signed(qt) else zp, zp)

@@ -118,3 +118,14 @@ class Reader:
 def cosine(a, b) -> float:
     a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+class TokenReader(Reader):
+    """Token-id feeds (ids below vocab, full attention mask, zero token types)."""
+
+    def __init__(self, names, shape, vocab, batches=4, seed=1):
+        rng = np.random.default_rng(seed)
+        fill = {"attention_mask": 1, "token_type_ids": 0}
+        self.feeds = [{n: (np.full(shape, fill[n]) if n in fill else rng.integers(0, vocab, shape)).astype(np.int64)
+                       for n in names} for _ in range(batches)]
+        self.i = 0

@@ -198,8 +198,12 @@ def main(argv=None) -> int:
     cv.add_argument("--keep-io-types", action="store_true", help="keep float32 graph inputs and outputs")
     cv.add_argument("--op-block-list", help="comma-separated op types kept in float32, besides the defaults")
     cv.add_argument("--node-block-list", help="comma-separated node names kept in float32")
+    from ortgpu.quantization import cli as quantize_cli
+    quantize_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
+        if args.command == "quantize":
+            return quantize_cli.run(args)
         if args.command == "demo":
             import ortgpu
             print(f"ortgpu {ortgpu.__version__}; available providers: {', '.join(ortgpu.get_available_providers())}")

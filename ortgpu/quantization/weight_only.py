@@ -44,12 +44,13 @@ def quantize_blocks(w: np.ndarray, block_size: int, bits: int, symmetric: bool):
     return codes, scale.astype(np.float32), zp.astype(np.uint8)
 
 
-def pack(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Pack along the last axis, low bits first (two 4-bit codes per byte)."""
+def pack(codes: np.ndarray, bits: int, pad: int = 0) -> np.ndarray:
+    """Pack along the last axis, low bits first (two 4-bit codes per byte); an odd count is
+    completed with `pad` (the default zero point for zero-point rows, as onnxruntime reads them)."""
     if bits == 8:
         return codes
     if codes.shape[-1] % 2:
-        codes = np.concatenate([codes, np.zeros(codes.shape[:-1] + (1,), np.uint8)], axis=-1)
+        codes = np.concatenate([codes, np.full(codes.shape[:-1] + (1,), pad, np.uint8)], axis=-1)
     return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
 
 
@@ -81,7 +82,7 @@ class MatMulNBitsQuantizer:
         inputs = [node.input[0], g.add_init(f"{name}_Q{self.bits}", pack(codes, self.bits)),
                   g.add_init(f"{name}_scales", scales)]
         if not self.is_symmetric:
-            inputs.append(g.add_init(f"{name}_zero_points", pack(zps, self.bits)))
+            inputs.append(g.add_init(f"{name}_zero_points", pack(zps, self.bits, pad=1 << (self.bits - 1))))
         attrs = {"K": k, "N": n, "bits": self.bits, "block_size": self.block_size}
         if self.accuracy_level is not None:
             attrs["accuracy_level"] = int(self.accuracy_level)

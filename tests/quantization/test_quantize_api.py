@@ -186,3 +186,28 @@ def test_cli_quantize(args, tmp_path, capsys):
     assert "bytes" in printed
     if "--report" in args:
         assert "rel_rms_err" in printed
+
+
+def test_rounding_at_half_codes_matches_onnxruntime():
+    """The docs/design.md claim behind the PP-OCR differences: fed the same floats, ortgpu's
+    QuantizeLinear and DynamicQuantizeLinear give onnxruntime's codes on exact .5 boundaries and
+    at saturation."""
+    from onnx import TensorProto, helper
+    scale = np.float32(0.25)
+    x = (np.arange(-300, 300, dtype=np.float32) + 0.5) * scale        # every value is k + 0.5 codes
+    x = np.concatenate([x, np.array([1e6, -1e6], np.float32)])[None]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q8"]),
+             helper.make_node("QuantizeLinear", ["x", "s", "zu"], ["qu8"]),
+             helper.make_node("DynamicQuantizeLinear", ["x"], ["dq", "ds", "dz"])]
+    inits = [numpy_helper.from_array(np.array(scale), "s"), numpy_helper.from_array(np.array(3, np.int8), "z"),
+             numpy_helper.from_array(np.array(128, np.uint8), "zu")]
+    outs = [helper.make_tensor_value_info(n, t, None) for n, t in
+            (("q8", TensorProto.INT8), ("qu8", TensorProto.UINT8), ("dq", TensorProto.UINT8),
+             ("ds", TensorProto.FLOAT), ("dz", TensorProto.UINT8))]
+    m = helper.make_model(helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                                            outs, inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    ours = ortgpu.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    theirs = onnxruntime.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert len(np.unique(theirs[0])) > 100
+    for o, t in zip(ours, theirs):
+        assert np.array_equal(o, t)

@@ -54,6 +54,7 @@ def quantize_static(model_input, model_output, calibration_data_reader, quant_fo
     settings = make_settings(activation_type, weight_type, op_types_to_quantize,
                              QDQ_OPS if fmt == QuantFormat.QDQ else QOPERATOR_OPS, per_channel, reduce_range,
                              nodes_to_quantize, nodes_to_exclude, extra_options)
+    settings.constants = frozenset(i.name for i in model.graph.initializer)
     names = calibration_targets(model, settings)
     ranges = calibration.calibrate(model, names, calibration_data_reader, calibrate_method, settings.extra,
                                    calibration_providers)

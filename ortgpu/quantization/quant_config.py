@@ -64,6 +64,7 @@ class Settings:
     nodes_to_quantize: tuple = ()
     nodes_to_exclude: tuple = ()
     extra: dict = field(default_factory=dict)
+    constants: frozenset = frozenset()       # initializer names of the model being quantized
 
     @property
     def activation_symmetric(self) -> bool:
@@ -79,6 +80,9 @@ class Settings:
         if node.op_type not in self.op_types:
             return False
         if self.nodes_to_quantize and node.name not in self.nodes_to_quantize:
+            return False
+        if (node.op_type == "MatMul" and self.extra.get("MatMulConstBOnly", False)
+                and node.input[1] not in self.constants):
             return False
         return node.name not in self.nodes_to_exclude
 

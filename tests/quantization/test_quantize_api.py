@@ -88,6 +88,17 @@ def test_nodes_to_exclude_and_op_types(tmp_path):
     assert "ln2_scale" not in inits(mm_only) and "y_scale" not in inits(mm_only)
 
 
+def test_matmul_const_b_only(tmp_path):
+    """The attention score MatMuls (both operands activations) lose their Q/DQ inputs."""
+    def qdq_inputs(model, node_name):
+        node = next(n for n in model.graph.node if n.name == node_name)
+        return [x for x in node.input if x.endswith("_DequantizeLinear_Output")]
+    full = _static(tmp_path, op_types_to_quantize=["MatMul"])
+    const_only = _static(tmp_path, op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+    assert len(qdq_inputs(full, "mm_qk")) == 2 and qdq_inputs(const_only, "mm_qk") == []
+    assert len(qdq_inputs(const_only, "mm_o")) == 2
+
+
 def test_weight_symmetric_and_activation_symmetric_options(tmp_path):
     m = _static(tmp_path, activation_type=oq.QuantType.QUInt8, weight_type=oq.QuantType.QUInt8,
                 extra_options={"WeightSymmetric": True, "ActivationSymmetric": True})

@@ -267,11 +267,15 @@ def main(argv=None) -> int:
     sv.add_argument("repository")
     from ortgpu.serving.cli import add_arguments as _serve_arguments  # noqa: PLC0415 - no server imports here
     _serve_arguments(sv)
+    from ortgpu.quantization import cli as quantize_cli
+    quantize_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":  # outside the catch-all below: a server reports its own errors
         from ortgpu.serving.cli import run as _serve
         return _serve(args)
     try:
+        if args.command == "quantize":
+            return quantize_cli.run(args)
         if args.command == "demo":
             from ortgpu.demo import run_demo
             return run_demo(_providers_arg(args.providers), args.runs)

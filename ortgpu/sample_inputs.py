@@ -107,4 +107,4 @@ def _value(name: str, dtype, shape, rng) -> np.ndarray:
         return np.zeros(shape, dtype=dtype)
     if dtype == object:
         return np.array(["a"] * int(np.prod(shape)), dtype=object).reshape(shape)
-    return (0.5 * rng.standard_normal(shape)).astype(np.float32).astype(dtype)
+    return rng.standard_normal(shape).astype(np.float32).astype(dtype)

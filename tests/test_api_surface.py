@@ -32,7 +32,14 @@ def kind(obj) -> str:
 
 
 def public(module) -> list[str]:
-    return sorted(n for n in dir(module) if not n.startswith("_")) + ["__version__"] * hasattr(module, "__version__")
+    """Public names, less subpackages that appear only once something imports them
+    (onnxruntime.quantization, onnxruntime.transformers, ...: ortgpu has its own where it has one)."""
+    def loaded_subpackage(n):
+        v = getattr(module, n)
+        return isinstance(v, types.ModuleType) and v.__name__.startswith(module.__name__ + ".") and \
+            n not in ("capi",)
+    return sorted(n for n in dir(module) if not n.startswith("_") and not loaded_subpackage(n)) + \
+        ["__version__"] * hasattr(module, "__version__")
 
 
 def test_oracle_is_the_pinned_version():

@@ -63,7 +63,7 @@ def check_fusion(model, feed, fused_op, rtol=1e-5, atol=1e-6, count=1, domain=No
     assert_close(fused.run(None, feed), want, rtol, atol)
     assert_close(session(model, "ORT_DISABLE_ALL").run(None, feed), want, rtol, atol)
     saved = saved_model(fused, model)
-    if not _old_layer_norm(saved):
+    if not old_layer_norm(saved):
         onnx.checker.check_model(saved, full_check=True)
     assert_close(onnxruntime_run(saved, feed), want, rtol, atol)
     written = written_model(model, **kw)
@@ -94,7 +94,7 @@ def check_vocabulary(saved: onnx.ModelProto) -> None:
     assert {f.name for f in saved.functions} == {n.op_type for n in saved.graph.node if n.domain == DOMAIN}
 
 
-def _old_layer_norm(model: onnx.ModelProto) -> bool:
+def old_layer_norm(model: onnx.ModelProto) -> bool:
     """ai.onnx LayerNormalization below opset 17, which onnxruntime runs (and its optimizer writes)
     but onnx.checker rejects."""
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

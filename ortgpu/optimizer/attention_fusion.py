@@ -1,6 +1,10 @@
 """AttentionFusion (extended level): multi-head self-attention as exporters write it (BERT,
-GPT-2 with a KV cache, ViT) becomes one ``ortgpu::Attention`` node
-(providers/kernels/fused_attention.py has its definition).
+GPT-2 with a KV cache, ViT) becomes one Attention node: onnxruntime's
+``com.microsoft::Attention`` for float32 (past key and value stacked into its ``past``, its
+``present`` split back, an attention bias expanded to (B|1, N|1, S, T) by ai.onnx nodes
+around it), else ``ortgpu::Attention`` (providers/kernels/fused_attention.py; a function
+body): for other types, and for an attention bias together with a past, which onnxruntime's
+op refuses.
 
 Pattern, from the Softmax outwards (operands of Add and Mul in either order)::
 

@@ -150,7 +150,7 @@ def test_float16():
                  domain="ortgpu")
 
 
-def _gpt2(casts=1, dtype=np.float32):
+def _gpt2(casts=1, dtype=np.float32, mask=True):
     """Reshape -> Gemm -> Reshape -> Split, a KV cache, a no-op Cast after the Softmax."""
     g = _G(dtype)
     t = F16 if dtype == np.float16 else F32
@@ -166,11 +166,11 @@ def _gpt2(casts=1, dtype=np.float32):
     g.nodes.append(helper.make_node("Concat", ["past_key", k], ["present_key"], axis=-2))
     g.nodes.append(helper.make_node("Concat", ["past_value", v], ["present_value"], axis=-2))
     kt = g.add("Transpose", ["present_key"], perm=[0, 1, 3, 2])
-    o = g.core(q, kt, "present_value", "mul", True, casts=casts)
+    o = g.core(q, kt, "present_value", "mul", mask, casts=casts)
     g.nodes.append(helper.make_node("Reshape", [o, g.target((o, o), [-1], "dynamic")], ["out"]))
     past = ["batch", N, "past", D]
-    inputs = [("x", t, ["batch", S, H]), ("mask", t, ["batch", 1, 1, "total"]),
-              ("past_key", t, past), ("past_value", t, past)]
+    inputs = [("x", t, ["batch", S, H])] + ([("mask", t, ["batch", 1, 1, "total"])] if mask else []) + \
+        [("past_key", t, past), ("past_value", t, past)]
     outputs = [("out", t, ["batch", S, H]), ("present_key", t, ["batch", N, "total", D]),
                ("present_value", t, ["batch", N, "total", D])]
     return make_model(g.nodes, inputs, outputs, g.inits, opset=17)
@@ -184,6 +184,15 @@ def test_gpt2_layout_with_kv_cache_fuses_and_returns_the_present(casts):
     assert node.outputs == ["out", "present_key", "present_value"]
     assert node.inputs[3:] == ["mask", "past_key", "past_value"]
     assert ops(sess).count("Gemm") == 0 and ops(sess).count("Split") == 0
+
+
+def test_gpt2_layout_with_kv_cache_and_no_mask_is_onnxruntime_attention():
+    """past_key / past_value stacked into onnxruntime's past (2, B, N, P, D); its present split
+    back into present_key / present_value (graph outputs) by Gathers."""
+    sess = check_fusion(_gpt2(mask=False), _feed(past=True, mask=False), "Attention", rtol=1e-5, atol=1e-5, domain=MS)
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "Attention")
+    assert node.inputs[3] == "" and node.inputs[4] and len(node.inputs) == 5 and len(node.outputs) == 2
+    assert sorted(ops(sess)) == sorted(["Unsqueeze", "Unsqueeze", "Concat", "Attention", "Gather", "Gather"])
 
 
 def test_gpt2_layout_float16():

@@ -108,7 +108,27 @@ def graph_to_proto(graph: Graph, typed_inputs_above: int | None = None,
             continue
         inits.append(numpy_helper.from_array(value, name))
     return onnx.helper.make_graph([node_to_proto(n, overloads) for n in graph.nodes], graph.name,
-                                  list(graph.inputs) + extra_inputs, list(graph.outputs), inits)
+                                  list(graph.inputs) + extra_inputs, list(graph.outputs), inits,
+                                  value_info=_contrib_value_info(graph))
+
+
+def _contrib_value_info(graph: Graph) -> list[onnx.ValueInfoProto]:
+    """The types of the values that nodes outside onnx's domains (com.microsoft, ortgpu)
+    produce, as known to the graph: onnx's shape inference cannot type them, and a reader
+    (a subgraph reading one from the outer scope, a loader) needs them, as in the models
+    onnxruntime's optimizer writes."""
+    from ortgpu.graph_query import tensor_type  # noqa: PLC0415
+    listed = {v.name for v in graph.outputs}
+    out = []
+    for n in graph.nodes:
+        if n.domain in ("", "ai.onnx", "ai.onnx.ml"):
+            continue
+        for o in n.outputs:
+            tp = graph.types.get(o) if o and o not in listed else None
+            if tp is not None and tensor_type(tp) is not None:
+                out.append(onnx.helper.make_value_info(o, tp))
+                listed.add(o)
+    return out
 
 
 def _type_of(value: np.ndarray) -> onnx.TypeProto:

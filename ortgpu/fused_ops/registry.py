@@ -16,6 +16,39 @@ import onnx
 DOMAIN = "ortgpu"
 DOMAIN_VERSION = 1
 
+# onnxruntime's contrib domain: a fusion whose result onnxruntime defines as an op there
+# (Gelu, FastGelu, BiasGelu, SkipLayerNormalization, Attention, FusedConv, FusedGemm) writes
+# that op, with onnxruntime's inputs, attributes and outputs, so a saved optimized model runs
+# in onnxruntime as it is (no function body); the ortgpu domain is for the rest.
+MS_DOMAIN = "com.microsoft"
+MS_VERSION = 1
+
+
+def ms_takes(elem_type: int | None) -> bool:
+    """Whether a fusion over tensors of `elem_type` writes onnxruntime's op: float32, the type
+    onnxruntime's CPU provider runs every one of these ops for, so the saved model runs in any
+    onnxruntime.  Other float types keep the ortgpu op, whose function body onnxruntime inlines."""
+    return elem_type == onnx.TensorProto.FLOAT
+
+# The activations onnxruntime's FusedConv (MLAS activation kinds) and FusedGemm (its
+# element-wise activation functors) take; a fusion with another activation (HardSwish, and
+# Clip for Gemm) keeps the ortgpu op, which has a function body.
+MS_CONV_ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip"})
+MS_GEMM_ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"})
+
+
+def ms_activation_attrs(op_type: str, activation: str, params) -> dict | None:
+    """The activation attributes of onnxruntime's com.microsoft `op_type` (FusedConv:
+    ``activation_params``; FusedGemm: ``activation_alpha`` / ``activation_beta``), or None
+    when onnxruntime's op does not take that activation."""
+    params = [float(p) for p in params or ()]
+    if op_type == "FusedConv" and activation in MS_CONV_ACTIVATIONS:
+        return {"activation": activation, **({"activation_params": params} if params else {})}
+    if op_type == "FusedGemm" and activation in MS_GEMM_ACTIVATIONS:
+        names = ("activation_alpha", "activation_beta")
+        return {"activation": activation, **dict(zip(names, params))}
+    return None
+
 # op type -> function returning the op's body; the builder takes the node (for its
 # attributes and input/output counts) and the model's ai.onnx opset version.
 FUNCTIONS: dict[str, Callable[..., onnx.FunctionProto]] = {}

@@ -1,6 +1,10 @@
 """AttentionFusion (extended level): multi-head self-attention as exporters write it (BERT,
-GPT-2 with a KV cache, ViT) becomes one ``ortgpu::Attention`` node
-(providers/kernels/fused_attention.py has its definition).
+GPT-2 with a KV cache, ViT) becomes one Attention node: onnxruntime's
+``com.microsoft::Attention`` for float32 (past key and value stacked into its ``past``, its
+``present`` split back, an attention bias expanded to (B|1, N|1, S, T) by ai.onnx nodes
+around it), else ``ortgpu::Attention`` (providers/kernels/fused_attention.py; a function
+body): for other types, and for an attention bias together with a past, which onnxruntime's
+op refuses.
 
 Pattern, from the Softmax outwards (operands of Add and Mul in either order)::
 
@@ -32,9 +36,9 @@ import dataclasses
 
 import numpy as np
 
-from ortgpu.fused_ops import DOMAIN, body_supports
+from ortgpu.fused_ops import DOMAIN, MS_DOMAIN, body_supports, ms_takes
 from ortgpu.graph import Graph, Node
-from ortgpu.graph_query import add_initializer, elem_type
+from ortgpu.graph_query import add_initializer, elem_type, unique_name
 from ortgpu.optimizer.graph_tools.matching import GraphView, apply, make_node, provider_runs
 from ortgpu.optimizer.graph_tools.shape_patterns import element_keeps_dim, keeps_leading_dims, shape_elements
 
@@ -67,12 +71,10 @@ def fuse_attention(graph: Graph, providers, overridable: set[str]) -> int:
     for sm in graph.nodes:
         if sm.op_type != "Softmax" or sm.domain != "":
             continue
-        m = _match(graph, view, sm)
+        m = _match(graph, providers, view, sm)
         if m is None or any(id(n) in claimed for n in m[1]):
             continue
         fused, nodes, extra, weight, bias = m
-        if not provider_runs(graph, providers, sm, fused):
-            continue
         _commit(graph, fused, weight, bias)
         claimed.update(id(n) for n in nodes)
         removed += nodes
@@ -84,7 +86,7 @@ def fuse_attention(graph: Graph, providers, overridable: set[str]) -> int:
 
 # ----------------------------------------------------------------------------- matching
 
-def _match(graph: Graph, view: GraphView, sm: Node):
+def _match(graph: Graph, providers, view: GraphView, sm: Node):
     axis = sm.attrs.get("axis", -1 if sm.opset >= 13 else 1)
     if axis not in (-1, 3) or view.rank(sm.inputs[0]) not in (None, 4):
         return None
@@ -111,7 +113,6 @@ def _match(graph: Graph, view: GraphView, sm: Node):
     x, weight, bias, proj_nodes, proj_values = proj
     hidden = q.heads * q.size
     if weight.shape != (weight.shape[0], 3 * hidden) or not _float_of(view, x, weight) \
-            or not body_supports(elem_type(view.graph, x), graph.opsets.get("", 1)) \
             or (mask and view.rank(mask) not in (None, 1, 2, 3, 4)):
         return None
     # values whose dims 0 and 1 are (B, S): dims of any of them may build the Reshape targets
@@ -125,12 +126,105 @@ def _match(graph: Graph, view: GraphView, sm: Node):
     inner = [v for v in inner if v not in (present_key, present_value)]
     if not all(_same_split(view, h, x, family) for h in (q, k, v)) or not view.contained(inner, nodes):
         return None
+    attrs = {"num_heads": q.heads, "scale": float(scale)}
+    extra = [keep] if keep is not None else []
+    ms = _ms_attention(graph, view, sm, x, mask, (past_key, past_value), (present_key, present_value),
+                       out, attrs) if scale and ms_takes(elem_type(view.graph, x)) and not (mask and past_key) \
+        else None
+    if ms is not None and provider_runs(graph, providers, sm, ms[0]):
+        return ms[0], nodes, extra + ms[1], weight, bias
+    if not body_supports(elem_type(view.graph, x), graph.opsets.get("", 1)):
+        return None
     inputs = [x, "", "", mask or "", past_key or "", past_value or ""]
     outputs = [out, present_key or "", present_value or ""]   # a function call names every output
-    fused = make_node("Attention", DOMAIN, graph, inputs, outputs,
-                      {"num_heads": q.heads, "scale": float(scale)}, sm)
-    extra = [keep] if keep is not None else []
+    fused = make_node("Attention", DOMAIN, graph, inputs, outputs, attrs, sm)
+    if not provider_runs(graph, providers, sm, fused):
+        return None
     return fused, nodes, extra, weight, bias
+
+
+# ----------------------------------------------------------------------------- onnxruntime's op
+
+def _ms_attention(graph: Graph, view: GraphView, sm: Node, x: str, mask: str | None, past, present,
+                  out: str, attrs: dict):
+    """onnxruntime's ``com.microsoft::Attention`` for the match, with the ai.onnx nodes that
+    adapt its inputs and outputs: past key and value stacked into ``past`` (2, B, N, P, D),
+    ``present`` split back into the present key and value, and the attention bias expanded to
+    (B|1, N|1, S, T) (onnxruntime takes no other shape).  Returns (node, adapter nodes), or
+    None below opset 8 (no Expand)."""
+    opset = graph.opsets.get("", 1)
+    if opset < 8:
+        return None
+    names = _Names(graph, sm.name or out)
+    extra: list[Node] = []
+
+    def node(op, inputs, outputs, **kw):
+        n = make_node(op, "", graph, inputs, outputs, kw, sm)
+        extra.append(n)
+        return outputs[0]
+
+    def const(base, value):
+        return add_initializer(graph, names.new(base), np.asarray(value, np.int64))
+
+    past_key, past_value = past
+    stacked = ""
+    if past_key:
+        parts = []
+        for p in (past_key, past_value):
+            if opset >= 13:
+                parts.append(node("Unsqueeze", [p, const("axis0", [0])], [names.new("past_part")]))
+            else:
+                parts.append(node("Unsqueeze", [p], [names.new("past_part")], axes=[0]))
+        stacked = node("Concat", parts, [names.new("past")], axis=0)
+    bias = ""
+    if mask:
+        bias = mask if _exact_bias(view, x, mask, bool(past_key)) else _expanded_bias(node, const, names, x, mask,
+                                                                                          past_key)
+    inputs = [x, "", "", "", stacked, bias]
+    while not inputs[-1]:
+        inputs.pop()
+    outputs = [out]
+    if any(present):
+        outputs.append(names.new("present"))
+        for i, name in enumerate(present):
+            if name:
+                node("Gather", [outputs[1], const("index", i)], [name], axis=0)
+    fused = make_node("Attention", MS_DOMAIN, graph, inputs, outputs, attrs, sm)
+    return fused, extra
+
+
+class _Names:
+    """Fresh value names for the adapter nodes of one fusion."""
+
+    def __init__(self, graph: Graph, base: str):
+        self.graph, self.base, self.used = graph, base, set()
+
+    def new(self, hint: str) -> str:
+        name = unique_name(self.graph, f"{self.base}/{hint}")
+        while name in self.used:
+            name = unique_name(self.graph, f"{name}_")
+        self.used.add(name)
+        return name
+
+
+def _exact_bias(view: GraphView, x: str, mask: str, with_past: bool) -> bool:
+    """Whether the attention bias is known to be (B|1, N|1, S, S) already (no past)."""
+    m, xs = view.shape(mask), view.shape(x)
+    return (not with_past and m is not None and xs is not None and len(m) == 4 and len(xs) == 3
+            and xs[1] is not None and m[2] == xs[1] and m[3] == xs[1])
+
+
+def _expanded_bias(node, const, names, x: str, mask: str, past_key: str | None) -> str:
+    """Expand(mask, [1, 1, S, T]): S from x's shape, T = S (+ the past's length)."""
+    seq = node("Gather", [node("Shape", [x], [names.new("x_shape")]), const("seq_axis", [1])],
+               [names.new("seq")], axis=0)
+    total = seq
+    if past_key:
+        past_len = node("Gather", [node("Shape", [past_key], [names.new("past_shape")]), const("past_axis", [2])],
+                        [names.new("past_len")], axis=0)
+        total = node("Add", [past_len, seq], [names.new("total")])
+    target = node("Concat", [const("ones", [1, 1]), seq, total], [names.new("bias_shape")], axis=0)
+    return node("Expand", [mask, target], [names.new("attention_bias")])
 
 
 def _float_of(view: GraphView, x: str, weight: np.ndarray) -> bool:

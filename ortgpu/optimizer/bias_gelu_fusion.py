@@ -1,20 +1,23 @@
 """BiasGeluFusion (extended level): a bias Add feeding a GELU becomes one node.
 
 Pattern: ``Gelu(Add(x, bias))`` (Add operands in either order) where the Gelu is ai.onnx
-Gelu or the ``ortgpu::Gelu`` / ``ortgpu::FastGelu`` (without bias) that GeluFusion creates.
+Gelu or the com.microsoft (or ortgpu) ``Gelu`` / ``FastGelu`` (without bias) that GeluFusion
+creates.
 
 Rules: bias is a 1-D constant and x is not a constant; the Add's output is read only by the
-Gelu.  The erf form becomes ``ortgpu::BiasGelu(x, bias)``, the tanh form
-``ortgpu::FastGelu(x, bias)``; both add in x's type first, as the Add did.  Below opset 15
-only float32 fuses (their function bodies' constants are float32 there).  The provider that
+Gelu.  The erf form becomes onnxruntime's ``com.microsoft::BiasGelu(x, bias)``, the tanh form
+``com.microsoft::FastGelu(x, bias)``, for float32 x when the bias spans x's last axis (as
+onnxruntime requires) and the provider has those kernels; otherwise the ortgpu ops of the same
+names (function bodies; float32 only below opset 15, where their constants are float32).  Both
+add in x's type first, as the Add did.  The provider that
 would run the Gelu must have a kernel for the result.
 """
 from __future__ import annotations
 
-from ortgpu.fused_ops import DOMAIN, body_supports
+from ortgpu.fused_ops import DOMAIN, MS_DOMAIN, body_supports, ms_takes
 from ortgpu.graph import Graph, Node
 from ortgpu.graph_query import elem_type
-from ortgpu.optimizer.graph_tools.matching import GraphView, apply, make_node, provider_runs
+from ortgpu.optimizer.graph_tools.matching import GraphView, apply, first_runnable, make_node
 
 
 def fuse_bias_gelu(graph: Graph, providers, overridable: set[str]) -> int:
@@ -31,11 +34,18 @@ def fuse_bias_gelu(graph: Graph, providers, overridable: set[str]) -> int:
         if add is None or not view.private(a) or len(add.inputs) != 2:
             continue
         x, bias = _x_and_bias(view, add)
-        if x is None or not view.is_float(x) or not body_supports(elem_type(view.graph, x), opset):
+        if x is None or not view.is_float(x):
             continue
         op = "BiasGelu" if approximate == "none" else "FastGelu"
-        fused = make_node(op, DOMAIN, graph, [x, bias], gelu.outputs, {}, gelu)
-        if not provider_runs(graph, providers, gelu, fused):
+        body_ok = body_supports(elem_type(view.graph, x), opset)
+        x_shape = view.shape(x)
+        ms_ok = (ms_takes(elem_type(view.graph, x)) and bool(x_shape)
+                 and x_shape[-1] == view.const(bias).shape[0])  # onnxruntime: bias (hidden,)
+        fused = first_runnable(
+            graph, providers, gelu,
+            lambda: make_node(op, MS_DOMAIN, graph, [x, bias], gelu.outputs, {}, gelu) if ms_ok else None,
+            lambda: make_node(op, DOMAIN, graph, [x, bias], gelu.outputs, {}, gelu) if body_ok else None)
+        if fused is None:
             continue
         removed += [add, gelu]
         added.append(fused)
@@ -48,9 +58,10 @@ def _gelu_form(node: Node) -> str | None:
     """'none' or 'tanh' for a Gelu this pass can extend, else None."""
     if node.domain == "" and node.op_type == "Gelu":
         return node.attrs.get("approximate", "none")
-    if node.domain == DOMAIN and node.op_type == "Gelu":
+    if node.domain in (DOMAIN, MS_DOMAIN) and node.op_type == "Gelu":
         return "none"
-    if node.domain == DOMAIN and node.op_type == "FastGelu" and len([i for i in node.inputs if i]) == 1:
+    if node.domain in (DOMAIN, MS_DOMAIN) and node.op_type == "FastGelu" \
+            and len([i for i in node.inputs if i]) == 1:
         return "tanh"
     return None
 

@@ -1,4 +1,5 @@
 """ConvActivationFusion (extended level): Conv followed by an activation becomes one
+FusedConv, onnxruntime's ``com.microsoft`` op where it takes the activation, else
 ``ortgpu::FusedConv`` (its kernel runs the activation on the convolution's result).
 
 Rules: the Conv (ai.onnx, float output) has one output, read only by the activation and

@@ -1,5 +1,7 @@
 """ConvAddActivationFusion (extended level): Conv, a residual Add and an activation (the end
-of a ResNet block) become one ``ortgpu::FusedConv`` with the residual as its input Z.
+of a ResNet block) become one FusedConv with the residual as its input Z: onnxruntime's
+``com.microsoft::FusedConv`` when Z has the result's shape and onnxruntime takes the activation,
+else ``ortgpu::FusedConv`` (which broadcasts Z as the Add did and has a function body).
 
 Pattern: ``act(Add(Conv(X, W, B?), Z))`` (Add operands in either order).
 
@@ -12,18 +14,16 @@ after ConvActivationFusion, which takes the Convs followed directly by an activa
 """
 from __future__ import annotations
 
-from ortgpu.fused_ops import DOMAIN, body_supports
 from ortgpu.graph import Graph
 from ortgpu.graph_query import elem_type
-from ortgpu.optimizer.graph_tools.activation_patterns import activation_of
-from ortgpu.optimizer.graph_tools.matching import GraphView, Rewrite, make_node, provider_runs
+from ortgpu.optimizer.graph_tools.activation_patterns import activation_of, fused_activation_node
+from ortgpu.optimizer.graph_tools.matching import GraphView, Rewrite
 
 
 def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> int:
     """Fuse every Conv + residual Add + activation; returns the number of fusions."""
     view = GraphView(graph, overridable)
     rewrite = Rewrite()
-    opset = graph.opsets.get("", 1)
     for conv in graph.nodes:
         if conv.op_type != "Conv" or conv.domain != "" or len(conv.outputs) != 1 or rewrite.claimed(conv):
             continue
@@ -37,14 +37,11 @@ def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> 
         if act is None or act_node.inputs[0] != add.outputs[0] or rewrite.claimed(act_node):
             continue
         name, params = act
-        if name == "Clip" and opset >= 11 and not body_supports(elem_type(view.graph, y), opset):
-            continue
         inputs = [conv.inputs[0], conv.inputs[1], conv.inputs[2] if len(conv.inputs) > 2 else "", z]
-        attrs = dict(conv.attrs, activation=name)
-        if params:
-            attrs["activation_params"] = params
-        fused = make_node("FusedConv", DOMAIN, graph, inputs, act_node.outputs, attrs, conv)
-        if not provider_runs(graph, providers, conv, fused):
+        fused = fused_activation_node(graph, providers, conv, "FusedConv", inputs, act_node.outputs,
+                                      conv.attrs, name, params, elem_type(view.graph, y),
+                                      ms_ok=view.same_shape(z, y) and elem_type(view.graph, z) == elem_type(view.graph, y))
+        if fused is None:
             continue
         nodes = [conv, add, act_node]
         rewrite.replace(nodes, fused)

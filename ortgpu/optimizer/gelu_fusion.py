@@ -11,15 +11,16 @@ same arrangements of the final product.
 
 Both: every intermediate value is read only inside the pattern; x is a float tensor.  The
 result is ai.onnx Gelu (approximate 'none' / 'tanh') when the model imports opset 20 or
-later, else ``ortgpu::Gelu`` / ``ortgpu::FastGelu`` (for float32 only below opset 15, where
-their function bodies cannot type their constants).  The provider that would run the Erf
+later, else, for float32, onnxruntime's ``com.microsoft::Gelu`` / ``com.microsoft::FastGelu``;
+for other types (or where the provider has no kernel of those), ``ortgpu::Gelu`` / ``ortgpu::FastGelu``
+(for float32 only below opset 15, where their function bodies cannot type their constants).  The provider that would run the Erf
 (or Tanh) must have a kernel for the result.
 """
 from __future__ import annotations
 
 import math
 
-from ortgpu.fused_ops import DOMAIN, body_supports
+from ortgpu.fused_ops import DOMAIN, MS_DOMAIN, body_supports, ms_takes
 from ortgpu.graph import Graph, Node
 from ortgpu.graph_query import elem_type
 from ortgpu.optimizer.graph_tools.matching import GraphView, Rewrite, make_node, provider_runs
@@ -54,20 +55,27 @@ def _fuse(graph, providers, overridable, core_op, match_input, approximate) -> i
         nodes = inner + [core] + outer
         if rewrite.claimed(*nodes):
             continue
-        fused = _gelu_node(graph, view, x, out_node.outputs[0], approximate, core)
+        fused = _gelu_node(graph, providers, view, x, out_node.outputs[0], approximate, core)
         if fused is None or not provider_runs(graph, providers, core, fused):
             continue
         rewrite.replace(nodes, fused)
     return rewrite.finish(graph)
 
 
-def _gelu_node(graph, view, x, out, approximate, anchor) -> Node | None:
+def _gelu_node(graph, providers, view, x, out, approximate, anchor) -> Node | None:
+    """ai.onnx Gelu from opset 20; below it onnxruntime's com.microsoft Gelu / FastGelu, or
+    ortgpu's (function bodies) where the provider has no kernel for those (bfloat16)."""
     opset = graph.opsets.get("", 1)
     if opset >= GELU_OPSET:
         return make_node("Gelu", "", graph, [x], [out], {"approximate": approximate}, anchor)
-    if not body_supports(elem_type(view.graph, x), opset):
-        return None
     op = "Gelu" if approximate == "none" else "FastGelu"
+    elem = elem_type(view.graph, x)
+    if ms_takes(elem):
+        ms = make_node(op, MS_DOMAIN, graph, [x], [out], {}, anchor)
+        if provider_runs(graph, providers, anchor, ms):
+            return ms
+    if not body_supports(elem, opset):
+        return None
     return make_node(op, DOMAIN, graph, [x], [out], {}, anchor)
 
 

@@ -1,4 +1,5 @@
 """GemmActivationFusion (extended level): Gemm followed by an activation becomes one
+FusedGemm, onnxruntime's ``com.microsoft`` op where it takes the activation, else
 ``ortgpu::FusedGemm`` (its kernel runs the activation on the Gemm's result).
 
 Rules: the Gemm (ai.onnx, float output) has one output, read only by the activation and

@@ -12,18 +12,21 @@ Rules: both ReduceMeans keep dims and reduce the same trailing axes (negative ax
 positive ones with the rank known); epsilon, gamma and beta are constants, gamma and beta
 of the normalized shape (a missing gamma becomes ones, which needs that shape known);
 every intermediate is read only inside the pattern; x is a float tensor.  The result is
-ai.onnx LayerNormalization (axis = the first reduced axis, as a negative number) from opset
-17 on, else ``ortgpu::LayerNormalization`` (float32 only below opset 15).  The provider that
+ai.onnx LayerNormalization (axis = the first reduced axis, as a negative number), below
+opset 17 too for float32, as onnxruntime's optimizer writes it (onnxruntime registers the op
+in ai.onnx from version 1, so the saved model runs there, though onnx.checker rejects it);
+other types below opset 17 (or no kernel for that) get ``ortgpu::LayerNormalization``
+(a function body; float32 only below opset 15).  The provider that
 would run the first ReduceMean must have a kernel for it.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ortgpu.fused_ops import DOMAIN, body_supports
+from ortgpu.fused_ops import DOMAIN, body_supports, ms_takes
 from ortgpu.graph import Graph, Node
 from ortgpu.graph_query import add_initializer, elem_type
-from ortgpu.optimizer.graph_tools.matching import GraphView, apply, make_node, provider_runs
+from ortgpu.optimizer.graph_tools.matching import GraphView, apply, first_runnable, make_node
 
 LAYER_NORM_OPSET = 17
 
@@ -37,8 +40,8 @@ def fuse_layer_norm(graph: Graph, providers, overridable: set[str]) -> int:
         if m is None:
             continue
         x, axis, eps, gamma, beta, out, nodes = m
-        fused = _layer_norm_node(graph, view, x, axis, eps, gamma, beta, out, r1)
-        if fused is None or not provider_runs(graph, providers, r1, fused):
+        fused = _layer_norm_node(graph, providers, view, x, axis, eps, gamma, beta, out, r1)
+        if fused is None:
             continue
         _finish_inputs(graph, view, fused, axis)
         removed += nodes
@@ -137,14 +140,20 @@ def _normalized_param(graph: Graph, view: GraphView, name: str, axis: int) -> st
     return add_initializer(graph, f"{name}_normalized", v.reshape(v.shape[v.ndim + axis:]))
 
 
-def _layer_norm_node(graph, view, x, axis, eps, gamma, beta, out, anchor) -> Node | None:
+def _layer_norm_node(graph, providers, view, x, axis, eps, gamma, beta, out, anchor) -> Node | None:
+    """ai.onnx LayerNormalization (below opset 17 as onnxruntime's own optimizer writes it: the
+    op onnxruntime registers in the ai.onnx domain from version 1) for float32; other types
+    below opset 17, or no kernel for that, ``ortgpu::LayerNormalization`` (a function body)."""
     attrs = {"axis": axis, "epsilon": eps}
     opset = graph.opsets.get("", 1)
-    if opset >= LAYER_NORM_OPSET:
-        return make_node("LayerNormalization", "", graph, [x, gamma or "", beta or ""], [out], attrs, anchor)
-    if not body_supports(elem_type(view.graph, x), opset):
-        return None
-    return make_node("LayerNormalization", DOMAIN, graph, [x, gamma or "", beta or ""], [out], attrs, anchor)
+    ins = [x, gamma or "", beta or ""]
+    elem = elem_type(view.graph, x)
+    body_ok = opset < LAYER_NORM_OPSET and body_supports(elem, opset)
+    onnx_ok = opset >= LAYER_NORM_OPSET or ms_takes(elem)
+    return first_runnable(
+        graph, providers, anchor,
+        lambda: make_node("LayerNormalization", "", graph, ins, [out], attrs, anchor) if onnx_ok else None,
+        lambda: make_node("LayerNormalization", DOMAIN, graph, ins, [out], attrs, anchor) if body_ok else None)
 
 
 def _finish_inputs(graph: Graph, view: GraphView, node: Node, axis: int) -> None:

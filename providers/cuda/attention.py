@@ -24,9 +24,10 @@ from ortgpu.providers.cuda import blas
 from ortgpu.providers.cuda.cudnn import cudnn_and_handle, frontend_installed, note_fallback
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.cuda.kernels.softmax import run_softmax
+from ortgpu.providers.kernels import fused as shared_fused
 from ortgpu.providers.kernels import fused_attention as shared
-from ortgpu.providers.dtype_sets import FLOAT
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.dtype_sets import FLOAT, INDEX
+from ortgpu.providers.registry import KernelContext, kernel
 
 SDPA_DTYPES = frozenset({np.dtype(np.float16)})
 SDPA_MAX_HEAD = 128
@@ -185,3 +186,36 @@ def Attention(ctx, input, weight, bias=None, attention_bias=None, past_key=None,
                              functools.partial(_cublas_matmul, tf32=blas.use_tf32(ctx)),
                              lambda x: run_softmax(x, x.shape[0], x.shape[1], False))
     return (out, present_key, present_value)[:max(ctx.num_outputs, 1)]
+
+
+def AttentionMS(ctx, input, weights, bias=None, mask_index=None, past=None, attention_bias=None,
+                past_sequence_length=None, *, num_heads, qkv_hidden_sizes=None, unidirectional=0,
+                mask_filter_value=-10000.0, scale=0.0, do_rotary=0, past_present_share_buffer=0,
+                rotary_embedding_dim=0):
+    """onnxruntime's com.microsoft Attention as the optimizer writes it (no mask_index, past
+    stacked as (2, B, N, P, D), the attention bias (B|1, N|1, S, T)): the kernel above, with
+    past and present split and stacked; any other form runs the shared contrib kernel."""
+    from ortgpu.providers.kernels import contrib_attention  # noqa: PLC0415
+    plain = (mask_index is None and not unidirectional and not qkv_hidden_sizes and not do_rotary
+             and not past_present_share_buffer and past_sequence_length is None
+             and (past is None or attention_bias is None) and weights.ndim == 2 and weights.shape[1] % 3 == 0
+             and (past is None or (past.ndim == 5 and past.shape[0] == 2)))
+    if not plain:
+        return contrib_attention.Attention(
+            ctx, input, weights, bias, mask_index, past, attention_bias, past_sequence_length,
+            num_heads=num_heads, qkv_hidden_sizes=qkv_hidden_sizes, unidirectional=unidirectional,
+            mask_filter_value=mask_filter_value, scale=scale, do_rotary=do_rotary,
+            past_present_share_buffer=past_present_share_buffer, rotary_embedding_dim=rotary_embedding_dim)
+    head = weights.shape[1] // 3 // max(int(num_heads), 1)
+    three = KernelContext(ctx.xp, ctx.provider, ctx.node_name, ctx.op_type, ctx.opset, 3, (True,) * 3,
+                          ctx.input_types, (), ctx.ep)
+    out, present_key, present_value = Attention(
+        three, input, weights, bias, attention_bias, None if past is None else past[0],
+        None if past is None else past[1], num_heads=num_heads,
+        scale=float(scale) if scale else 1.0 / float(np.sqrt(head)))
+    if ctx.num_outputs > 1 and ctx.output_present[1]:
+        return out, ctx.xp.stack([present_key, present_value])
+    return out if ctx.num_outputs == 1 else (out, None)
+
+
+shared_fused.register_unless_taken("Attention", shared_fused.MS_DOMAIN, "cuda", {"T": FLOAT, "M": INDEX}, AttentionMS)

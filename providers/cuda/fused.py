@@ -27,7 +27,7 @@ from ortgpu.providers.cuda.kernels import layernorm as raw_ln
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import fused as shared
 from ortgpu.providers.dtype_sets import FLOAT, INDEX
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.registry import KernelContext, kernel
 
 DOMAIN = shared.DOMAIN
 
@@ -124,3 +124,36 @@ def SkipLayerNormalization(ctx, input, skip, gamma, beta=None, bias=None, *, eps
         if res is not None:
             return (res[0], s) if ctx.num_outputs > 1 else res[0]
     return shared.SkipLayerNormalization(ctx, input, skip, gamma, beta, bias, epsilon=epsilon)
+
+
+# ----------------------------------------------------------------------------- onnxruntime's names
+# The optimizer writes onnxruntime's com.microsoft ops where onnxruntime has one; the kernels
+# above serve them too (unless a dedicated CUDA kernel of that op was registered first).
+MS = shared.MS_DOMAIN
+
+
+def FusedGemmMS(ctx, A, B, C=None, *, activation="Relu", activation_alpha=None, activation_beta=None,
+                activation_gamma=None, alpha=1.0, beta=1.0, transA=0, transB=0):
+    """com.microsoft FusedGemm: Gemm on cuBLAS, then the activation (parameters activation_alpha / _beta)."""
+    return FusedGemm(ctx, A, B, C, activation=activation,
+                     activation_params=shared.gemm_activation_params(activation, activation_alpha, activation_beta),
+                     alpha=alpha, beta=beta, transA=transA, transB=transB)
+
+
+def SkipLayerNormalizationMS(ctx, input, skip, gamma, beta=None, bias=None, *, epsilon=1e-12):
+    """com.microsoft SkipLayerNormalization (outputs: output, mean, inv_std_var, the sum): the raw
+    kernel above when mean and inv_std_var are not asked for, else the shared contrib kernel."""
+    from ortgpu.providers.kernels import contrib_normalization  # noqa: PLC0415
+    if any(ctx.output_present[1:3]):
+        return contrib_normalization.SkipLayerNormalization(ctx, input, skip, gamma, beta, bias, epsilon=epsilon)
+    two = KernelContext(ctx.xp, ctx.provider, ctx.node_name, ctx.op_type, ctx.opset, 2, (True, True),
+                        ctx.input_types, ctx.output_types[:1] + ctx.output_types[3:4], ctx.ep)
+    y, s = SkipLayerNormalization(two, input, skip, gamma, beta, bias, epsilon=epsilon)
+    return y if ctx.num_outputs == 1 else (y, None, None, s)[:ctx.num_outputs]
+
+
+for _op, _fn, _types in (("FusedConv", FusedConv, {"*": FLOAT}), ("FusedGemm", FusedGemmMS, {"*": FLOAT}),
+                         ("Gelu", Gelu, {"*": FLOAT}), ("FastGelu", FastGelu, {"*": FLOAT}),
+                         ("BiasGelu", BiasGelu, {"*": FLOAT}),
+                         ("SkipLayerNormalization", SkipLayerNormalizationMS, {"*": FLOAT})):
+    shared.register_unless_taken(_op, MS, "cuda", _types, _fn)

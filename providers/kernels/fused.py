@@ -1,5 +1,6 @@
-"""Kernels of the fused ops the optimizer creates in the ``ortgpu`` domain (shared: NumPy and
-CuPy).  Each computes exactly what the subgraph it replaces computes, step by step in the
+"""Kernels of the fused ops of the ``ortgpu`` domain (shared: NumPy and CuPy).  The optimizer
+writes onnxruntime's com.microsoft ops where onnxruntime has one (their kernels are
+contrib_*.py's); these serve the fusions onnxruntime has no op for and models saved before.  Each computes exactly what the subgraph it replaces computes, step by step in the
 same precision (a float16 intermediate is rounded where the unfused graph rounds it), so a
 fusion changes results by float rounding at most.
 
@@ -26,6 +27,29 @@ from ortgpu.providers.dtype_sets import FLOATS, INDEX
 from ortgpu.providers.registry import KernelContext, kernel
 
 DOMAIN = "ortgpu"
+MS_DOMAIN = "com.microsoft"   # onnxruntime's names of these ops, which the optimizer writes
+
+
+def register_unless_taken(op_type: str, domain: str, provider: str, types: dict, fn, since: int = 1):
+    """Register `fn` as the `provider` kernel of ``domain::op_type`` unless a kernel holds that
+    slot already: a provider's fast kernels of the ortgpu-domain fused ops also serve
+    onnxruntime's com.microsoft names of them, but a dedicated kernel registered earlier (a
+    module imported before) keeps its place."""
+    from ortgpu.providers.registry import registered  # noqa: PLC0415
+    if any((k.op_type, k.domain, k.since, k.provider) == (op_type, domain, since, provider) for k in registered()):
+        return fn
+    return kernel(op_type, since, domain=domain, provider=provider, types=types)(fn)
+
+
+def gemm_activation_params(activation: str, activation_alpha=None, activation_beta=None) -> list[float]:
+    """onnxruntime FusedGemm's activation_alpha / activation_beta as the activation_params of
+    these kernels (LeakyRelu [alpha], HardSigmoid [alpha, beta]; the ops' defaults when absent)."""
+    if activation == "LeakyRelu":
+        return [0.01 if activation_alpha is None else float(activation_alpha)]
+    if activation == "HardSigmoid":
+        return [0.2 if activation_alpha is None else float(activation_alpha),
+                0.5 if activation_beta is None else float(activation_beta)]
+    return []
 
 
 def _clip(ctx, y, params):

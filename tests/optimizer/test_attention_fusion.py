@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from support.fusion_cases import F16, F32, check_fusion, check_unfused, const, make_model, ops, randn, session
+from support.fusion_cases import F16, F32, MS, check_fusion, check_unfused, const, make_model, ops, randn, session
+
+# the nodes that expand an attention mask to (B|1, N|1, S, T) for onnxruntime's Attention
+MASK_ADAPTER = ["Shape", "Gather", "Concat", "Expand"]
 
 pytest.importorskip("onnxruntime")
 
@@ -116,9 +119,12 @@ def _feed(mask=True, dtype=np.float32, past=False, cross=False):
 @pytest.mark.parametrize("style", ["dynamic", "constant", "minus_one"])
 @pytest.mark.parametrize("scale", ["mul", "div", "none"])
 def test_bert_layout_fuses(style, scale):
-    sess = check_fusion(_bert(style, scale), _feed(), "Attention", rtol=1e-5, atol=1e-5)
-    assert ops(sess) == ["Attention"]    # the shape computations of the Reshapes go with it
-    node = sess._core.plan.graph.nodes[0]
+    sess = check_fusion(_bert(style, scale), _feed(), "Attention", rtol=1e-5, atol=1e-5, domain=MS)
+    # the shape computations of the Reshapes go with it; the (B, 1, 1, S) mask is expanded to
+    # (B, 1, S, S), the attention bias onnxruntime's Attention takes
+    assert sorted(ops(sess)) == sorted(MASK_ADAPTER + ["Attention"])
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "Attention")
+    assert node.inputs[3:] == ["", "", node.inputs[5]] and node.inputs[5] != "mask"
     assert node.attrs["num_heads"] == N
     np.testing.assert_allclose(node.attrs["scale"], 1 / np.sqrt(D) if scale != "none" else 1.0, rtol=1e-6)
 
@@ -128,20 +134,23 @@ def test_projections_as_gemms_between_reshapes_fuse(style):
     # ReshapeFusion would first turn the Shape-built Reshape targets into constants, a form
     # AttentionFusion does not match yet when the projections are Gemms (a known gap).
     sess = check_fusion(_bert(style, gemm=True), _feed(), "Attention", rtol=1e-5, atol=1e-5,
-                        disabled_optimizers=["ReshapeFusion"])
-    assert ops(sess) == ["Attention"]
+                        disabled_optimizers=["ReshapeFusion"], domain=MS)
+    assert sorted(ops(sess)) == sorted(MASK_ADAPTER + ["Attention"])
 
 
 def test_vit_layout_without_mask_and_keys_transposed_after_the_heads():
-    sess = check_fusion(_bert(mask=False, k_perm="0132"), _feed(mask=False), "Attention", rtol=1e-5, atol=1e-5)
+    sess = check_fusion(_bert(mask=False, k_perm="0132"), _feed(mask=False), "Attention", rtol=1e-5, atol=1e-5,
+                        domain=MS)
     assert ops(sess) == ["Attention"]
 
 
 def test_float16():
-    check_fusion(_bert(dtype=np.float16), _feed(dtype=np.float16), "Attention", rtol=5e-3, atol=5e-3)
+    # onnxruntime's CPU provider has no float16 Attention: ortgpu's op, with its function body
+    check_fusion(_bert(dtype=np.float16), _feed(dtype=np.float16), "Attention", rtol=5e-3, atol=5e-3,
+                 domain="ortgpu")
 
 
-def _gpt2(casts=1, dtype=np.float32):
+def _gpt2(casts=1, dtype=np.float32, mask=True):
     """Reshape -> Gemm -> Reshape -> Split, a KV cache, a no-op Cast after the Softmax."""
     g = _G(dtype)
     t = F16 if dtype == np.float16 else F32
@@ -157,11 +166,11 @@ def _gpt2(casts=1, dtype=np.float32):
     g.nodes.append(helper.make_node("Concat", ["past_key", k], ["present_key"], axis=-2))
     g.nodes.append(helper.make_node("Concat", ["past_value", v], ["present_value"], axis=-2))
     kt = g.add("Transpose", ["present_key"], perm=[0, 1, 3, 2])
-    o = g.core(q, kt, "present_value", "mul", True, casts=casts)
+    o = g.core(q, kt, "present_value", "mul", mask, casts=casts)
     g.nodes.append(helper.make_node("Reshape", [o, g.target((o, o), [-1], "dynamic")], ["out"]))
     past = ["batch", N, "past", D]
-    inputs = [("x", t, ["batch", S, H]), ("mask", t, ["batch", 1, 1, "total"]),
-              ("past_key", t, past), ("past_value", t, past)]
+    inputs = [("x", t, ["batch", S, H])] + ([("mask", t, ["batch", 1, 1, "total"])] if mask else []) + \
+        [("past_key", t, past), ("past_value", t, past)]
     outputs = [("out", t, ["batch", S, H]), ("present_key", t, ["batch", N, "total", D]),
                ("present_value", t, ["batch", N, "total", D])]
     return make_model(g.nodes, inputs, outputs, g.inits, opset=17)
@@ -169,11 +178,21 @@ def _gpt2(casts=1, dtype=np.float32):
 
 @pytest.mark.parametrize("casts", [0, 2])
 def test_gpt2_layout_with_kv_cache_fuses_and_returns_the_present(casts):
-    sess = check_fusion(_gpt2(casts), _feed(past=True), "Attention", rtol=1e-5, atol=1e-5)
+    # onnxruntime's Attention takes no attention bias together with a past: ortgpu's op
+    sess = check_fusion(_gpt2(casts), _feed(past=True), "Attention", rtol=1e-5, atol=1e-5, domain="ortgpu")
     node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "Attention")
     assert node.outputs == ["out", "present_key", "present_value"]
     assert node.inputs[3:] == ["mask", "past_key", "past_value"]
     assert ops(sess).count("Gemm") == 0 and ops(sess).count("Split") == 0
+
+
+def test_gpt2_layout_with_kv_cache_and_no_mask_is_onnxruntime_attention():
+    """past_key / past_value stacked into onnxruntime's past (2, B, N, P, D); its present split
+    back into present_key / present_value (graph outputs) by Gathers."""
+    sess = check_fusion(_gpt2(mask=False), _feed(past=True, mask=False), "Attention", rtol=1e-5, atol=1e-5, domain=MS)
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "Attention")
+    assert node.inputs[3] == "" and node.inputs[4] and len(node.inputs) == 5 and len(node.outputs) == 2
+    assert sorted(ops(sess)) == sorted(["Unsqueeze", "Unsqueeze", "Concat", "Attention", "Gather", "Gather"])
 
 
 def test_gpt2_layout_float16():

@@ -26,21 +26,21 @@ def _feed(**extra):
 
 
 def test_erf_gelu_with_bias_becomes_bias_gelu():
-    sess = check_fusion(_model(_erf_gelu()), _feed(), "BiasGelu", rtol=1e-5, atol=1e-6)
+    sess = check_fusion(_model(_erf_gelu()), _feed(), "BiasGelu", rtol=1e-5, atol=1e-6, domain="com.microsoft")
     assert ops(sess) == ["MatMul", "BiasGelu"]
 
 
 def test_onnx_gelu_with_bias_becomes_bias_gelu_at_opset_20():
     nodes = [helper.make_node("Gelu", ["x"], ["y"])]
-    check_fusion(_model(nodes, opset=20), _feed(), "BiasGelu")
+    check_fusion(_model(nodes, opset=20), _feed(), "BiasGelu", domain="com.microsoft")
 
 
 def test_tanh_gelu_with_bias_becomes_fast_gelu_with_bias():
-    sess = check_fusion(_model(_tanh_gelu()), _feed(), "FastGelu")
+    sess = check_fusion(_model(_tanh_gelu()), _feed(), "FastGelu", domain="com.microsoft")
     node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "FastGelu")
     assert node.inputs == ["h", "bias"]
     sess = check_fusion(_model([helper.make_node("Gelu", ["x"], ["y"], approximate="tanh")], opset=20),
-                        _feed(), "FastGelu")
+                        _feed(), "FastGelu", domain="com.microsoft")
 
 
 @pytest.mark.parametrize("case", ["bias_not_constant", "bias_2d", "sum_used_elsewhere"])

@@ -7,7 +7,7 @@ from onnx import helper
 
 import ortgpu
 from support.fusion_cases import (F16, F32, assert_close, check_fusion, check_unfused, const, make_model, onnxruntime_run, ops,
-                          randn, session)
+                          randn, session, written_model)
 from ortgpu.providers.cpu import CPUExecutionProvider
 
 pytest.importorskip("onnxruntime")
@@ -45,18 +45,21 @@ def _conv(act, opset, dtype=np.float32, conv_out_used=False, bias=True):
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_conv_with_activation_fuses(name):
     act, opset = ACTIVATIONS[name]
-    sess = check_fusion(_conv(act, opset), {"x": randn(1, 3, 6, 7, scale=2)}, "FusedConv", rtol=1e-5, atol=1e-6)
+    # onnxruntime's FusedConv takes every activation but HardSwish (ortgpu's op, a function body)
+    domain = "ortgpu" if name.startswith("HardSwish") else "com.microsoft"
+    sess = check_fusion(_conv(act, opset), {"x": randn(1, 3, 6, 7, scale=2)}, "FusedConv", rtol=1e-5, atol=1e-6,
+                        domain=domain)
     assert ops(sess) == ["FusedConv"]
 
 
 def test_conv_without_bias_and_float16():
     act, opset = ACTIVATIONS["HardSigmoid"]
-    check_fusion(_conv(act, opset, bias=False), {"x": randn(1, 3, 6, 7)}, "FusedConv")
+    check_fusion(_conv(act, opset, bias=False), {"x": randn(1, 3, 6, 7)}, "FusedConv", domain="com.microsoft")
     act, opset = ACTIVATIONS["Clip_inputs"]
     feed = {"x": randn(1, 3, 6, 7, dtype=np.float16, scale=3)}
     model = _conv(lambda y, z: [const("lo", 0.0, np.float16), const("hi", 6.0, np.float16),
                                 helper.make_node("Clip", [y, "lo", "hi"], [z])], 15, dtype=np.float16)
-    check_fusion(model, feed, "FusedConv", rtol=2e-3, atol=2e-3)
+    check_fusion(model, feed, "FusedConv", rtol=2e-3, atol=2e-3, domain="ortgpu")   # float16: ortgpu's op
 
 
 def test_float16_clip_below_opset_15_is_left_alone():
@@ -84,10 +87,10 @@ def test_near_misses_do_not_fuse(case):
 
 
 class _NoFusedKernels(CPUExecutionProvider):
-    """A CPU provider that has every kernel except the ortgpu-domain fused ones."""
+    """A CPU provider that has every kernel except the fused ones (ortgpu's and onnxruntime's)."""
 
     def kernel_for(self, op_type, domain, opset):
-        return None if domain == "ortgpu" else super().kernel_for(op_type, domain, opset)
+        return None if domain in ("ortgpu", "com.microsoft") else super().kernel_for(op_type, domain, opset)
 
 
 def test_a_provider_without_the_fused_kernel_keeps_the_pattern():
@@ -102,7 +105,7 @@ def test_disabled_by_name():
     assert ops(session(model, disabled_optimizers=["ConvActivationFusion"])) == ["Conv", "Relu"]
 
 
-def test_fuses_inside_subgraphs_and_the_model_imports_the_domain():
+def test_fuses_inside_subgraphs_and_the_model_imports_the_domain(tmp_path):
     branch = lambda name: helper.make_graph(  # noqa: E731
         [helper.make_node("Conv", ["x", "W"], [name + "_c"]), helper.make_node("Relu", [name + "_c"], [name])],
         name, [], [helper.make_tensor_value_info(name, F32, [1, 4, 4, 5])])
@@ -112,6 +115,11 @@ def test_fuses_inside_subgraphs_and_the_model_imports_the_domain():
     sess = session(model)
     inner = [op for _, op, _ in sess.get_provider_assignment(include_subgraphs=True)]
     assert inner.count("FusedConv") == 2 and "Relu" not in inner
-    assert sess._core.plan.graph.opsets["ortgpu"] == 1
+    assert sess._core.plan.graph.opsets["com.microsoft"] == 1 and "ortgpu" not in sess._core.plan.graph.opsets
     feed = {"cond": np.array(False), "x": randn(1, 3, 6, 7)}
     assert_close(sess.run(None, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)
+    saved = written_model(model)   # com.microsoft::FusedConv in both branches, no function body
+    assert ("com.microsoft", 1) in {(o.domain, o.version) for o in saved.opset_import} and not saved.functions
+    branches = [a.g for a in saved.graph.node[0].attribute]
+    assert [(n.domain, n.op_type) for g in branches for n in g.node] == [("com.microsoft", "FusedConv")] * 2
+    assert_close(onnxruntime_run(saved, feed), onnxruntime_run(model, feed), 1e-5, 1e-6)

@@ -24,10 +24,22 @@ def _residual_block(add_out_used=False, z_first=False, act="Relu"):
 @pytest.mark.parametrize("act", ["Relu", "Clip_inputs"])
 def test_conv_add_activation_fuses_with_the_residual_as_z(z_first, act):
     sess = check_fusion(_residual_block(z_first=z_first, act=act), {"x": randn(1, 3, 6, 7)}, "FusedConv",
-                        count=2)
+                        count=2, domain="com.microsoft")
     assert ops(sess) == ["FusedConv", "FusedConv"]
     z_node = [n for n in sess._core.plan.graph.nodes if len(n.inputs) == 4]
     assert len(z_node) == 1 and z_node[0].inputs[3] == "short"
+
+
+def test_broadcast_residual_keeps_the_ortgpu_op():
+    """onnxruntime's FusedConv takes a Z of the result's shape only: a broadcast Z (a per-channel
+    shift) makes ortgpu's FusedConv, which broadcasts as the Add did."""
+    inits = {"W": randn(4, 3, 3, 3, seed=1, scale=0.4), "Z": randn(1, 4, 1, 1, seed=4)}
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Add", ["c", "Z"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    model = make_model(nodes, [("x", F32, [1, 3, 6, 7])], [("y", F32, [1, 4, 6, 7])], inits, opset=13)
+    sess = check_fusion(model, {"x": randn(1, 3, 6, 7)}, "FusedConv", domain="ortgpu",
+                        disabled_optimizers=["ConvAddFusion"])
+    assert sess._core.plan.graph.nodes[0].inputs[3] == "Z"
 
 
 def test_conv_add_whose_sum_is_read_elsewhere_keeps_the_add():

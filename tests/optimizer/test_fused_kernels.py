@@ -114,3 +114,65 @@ def test_skip_layer_norm_with_a_bad_gamma_fails_naming_it():
     model.opset_import.append(helper.make_opsetid("ortgpu", 1))
     with pytest.raises(RuntimeException, match="gamma has shape"):
         ortgpu.InferenceSession(model.SerializeToString()).run(None, {"x": randn(2, 4), "s": randn(2, 4)})
+
+
+# ------------------------------------------------------------- the CUDA kernels under onnxruntime's names
+
+def _ctx(op, outputs=1, present=None):
+    from ortgpu.providers.registry import KernelContext  # noqa: PLC0415
+    return KernelContext(np, "cuda", op, op, 1, outputs, tuple(present or (True,) * outputs))
+
+
+def _contrib(op):
+    from ortgpu.providers.registry import lookup  # noqa: PLC0415
+    return lookup(op, "com.microsoft", 1, ("shared",)).fn
+
+
+def _cuda_ms(op):
+    from ortgpu.providers.registry import registered  # noqa: PLC0415
+    return next(k.fn for k in registered() if (k.op_type, k.domain, k.provider) == (op, "com.microsoft", "cuda"))
+
+
+@pytest.mark.parametrize("activation,alpha,beta", [("LeakyRelu", 0.3, None), ("HardSigmoid", 0.3, 0.6),
+                                                   ("HardSigmoid", None, None), ("Tanh", None, None)])
+def test_cuda_fused_gemm_under_onnxruntime_name_maps_activation_alpha_and_beta(activation, alpha, beta, monkeypatch):
+    """The CUDA provider's com.microsoft FusedGemm (the ortgpu kernel behind an adapter) equals
+    the contrib CPU kernel, which tests/contrib checks against onnxruntime (cuBLAS replaced by
+    the shared Gemm, the rest as on the device)."""
+    from ortgpu.providers.kernels import linalg  # noqa: PLC0415
+    monkeypatch.setattr(cuda_fused.blas, "Gemm", linalg.Gemm)
+    a, b, c = randn(3, 4, seed=1, scale=3), randn(4, 5, seed=2), randn(5, seed=3)
+    kw = {k: v for k, v in (("activation_alpha", alpha), ("activation_beta", beta)) if v is not None}
+    got = _cuda_ms("FusedGemm")(_ctx("FusedGemm"), a, b, c, activation=activation, **kw)
+    want = _contrib("FusedGemm")(_ctx("FusedGemm"), a, b, c, activation=activation, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("present", [(True,), (True, False, False, True), (True, True, True, True)])
+def test_cuda_skip_layer_norm_under_onnxruntime_name_puts_the_sum_last(present):
+    x, skip = randn(2, 3, 8, seed=1), randn(2, 3, 8, seed=2)
+    gamma, beta, bias = randn(8, seed=3), randn(8, seed=4), randn(8, seed=5)
+    got = _cuda_ms("SkipLayerNormalization")(_ctx("SkipLayerNormalization", len(present), present),
+                                             x, skip, gamma, beta, bias, epsilon=1e-5)
+    want = _contrib("SkipLayerNormalization")(_ctx("SkipLayerNormalization", len(present), present),
+                                              x, skip, gamma, beta, bias, epsilon=1e-5)
+    got, want = (got,) if len(present) == 1 else got, (want,) if len(present) == 1 else want
+    for g, w, p in zip(got, want, present):
+        if p:
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["plain", "attention_bias", "past", "mask_index"])
+def test_cuda_attention_under_onnxruntime_name_stacks_past_and_present(form):
+    """com.microsoft Attention on the CUDA provider: past (2, B, N, P, D) split for the ortgpu
+    kernel and present stacked back; forms the adapter does not take run the contrib kernel."""
+    b, s, h, n, p = 2, 3, 8, 2, 4
+    x, w, bias = randn(b, s, h, seed=1), randn(h, 3 * h, seed=2, scale=0.4), randn(3 * h, seed=3)
+    past = randn(2, b, n, p, h // n, seed=4) if form == "past" else None
+    ab = randn(b, 1, s, s, seed=5) if form == "attention_bias" else None
+    mask = np.array([3, 2], np.int32) if form == "mask_index" else None
+    ctx = lambda: _ctx("Attention", 2)  # noqa: E731
+    got = _cuda_ms("Attention")(ctx(), x, w, bias, mask, past, ab, num_heads=n)
+    want = _contrib("Attention")(ctx(), x, w, bias, mask, past, ab, num_heads=n)
+    for g, wv in zip(got, want):
+        np.testing.assert_allclose(g, wv, rtol=1e-5, atol=1e-5)

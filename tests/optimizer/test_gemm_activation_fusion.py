@@ -15,11 +15,20 @@ def _gemm(act, opset, trans_b=1):
     return make_model(nodes, [("x", F32, [3, 6])], [("y", F32, [3, 5])], inits, opset=opset)
 
 
-@pytest.mark.parametrize("name", ["Relu", "LeakyRelu", "Sigmoid", "Clip_inputs", "HardSwish", "HardSwish_written_out"])
+@pytest.mark.parametrize("name", ["Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip_inputs", "HardSwish",
+                                  "HardSwish_written_out"])
 def test_gemm_with_activation_fuses(name):
+    """onnxruntime's FusedGemm (parameters as activation_alpha / activation_beta) for the
+    activations it takes; ortgpu's op, with a function body, for Clip and HardSwish."""
     act, opset = ACTIVATIONS[name]
-    sess = check_fusion(_gemm(act, opset), {"x": randn(3, 6, scale=2)}, "FusedGemm", rtol=1e-5, atol=1e-6)
+    domain = "ortgpu" if name.startswith(("HardSwish", "Clip")) else "com.microsoft"
+    sess = check_fusion(_gemm(act, opset), {"x": randn(3, 6, scale=2)}, "FusedGemm", rtol=1e-5, atol=1e-6,
+                        domain=domain)
     assert ops(sess) == ["FusedGemm"]
+    node = sess._core.plan.graph.nodes[0]
+    if name == "HardSigmoid":
+        assert (node.attrs["activation_alpha"], node.attrs["activation_beta"]) == pytest.approx((0.3, 0.4))
+    assert ("activation_params" in node.attrs) == (name == "Clip_inputs")
 
 
 def test_disabled_by_name():

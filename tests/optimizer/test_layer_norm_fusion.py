@@ -49,11 +49,19 @@ def _decomposed(opset=12, square="pow", axes=(-1,), axes2=None, beta=True, gamma
 
 @pytest.mark.parametrize("square", ["pow", "mul"])
 @pytest.mark.parametrize("beta", [True, False], ids=["beta", "no_beta"])
-def test_opset_12_fuses_into_ortgpu_layer_norm(square, beta):
+def test_opset_12_fuses_into_layer_norm_as_onnxruntime_writes_it(square, beta):
+    """Below opset 17: ai.onnx LayerNormalization, which onnxruntime registers from version 1."""
     feed = {"x": randn(*SHAPE, scale=2) + 1}
-    sess = check_fusion(_decomposed(square=square, beta=beta), feed, "LayerNormalization", rtol=1e-4, atol=1e-5)
+    sess = check_fusion(_decomposed(square=square, beta=beta), feed, "LayerNormalization", rtol=1e-4, atol=1e-5,
+                        domain="")
     node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "LayerNormalization")
-    assert node.domain == "ortgpu" and node.attrs["axis"] == -1
+    assert node.opset == 12 and node.attrs["axis"] == -1
+
+
+def test_opset_15_float16_keeps_the_ortgpu_layer_norm():
+    feed = {"x": (randn(*SHAPE, scale=2) + 1).astype(np.float16)}
+    check_fusion(_decomposed(dtype=np.float16, opset=15), feed, "LayerNormalization", rtol=3e-3, atol=3e-3,
+                 domain="ortgpu")
 
 
 def test_two_trailing_axes_given_as_positive_numbers_fuse_with_axis_minus_2():

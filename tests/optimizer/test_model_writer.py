@@ -188,9 +188,10 @@ def test_fused_op_whose_kernel_this_provider_lacks_runs_its_body(tmp_path, mulad
 def test_fused_nodes_of_one_op_with_different_attributes_call_their_own_overloads(tmp_path):
     rng = np.random.default_rng(0)
     w1, w2 = rng.standard_normal((4, 4, 3, 3)).astype(np.float32), rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
-    m = model([helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+    # HardSwish: onnxruntime's FusedConv does not take it, so these are ortgpu's, with bodies
+    m = model([helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("HardSwish", ["a"], ["b"]),
                helper.make_node("Conv", ["b", "w2"], ["c"], pads=[1, 1, 1, 1], group=2),
-               helper.make_node("Relu", ["c"], ["y"])],
+               helper.make_node("HardSwish", ["c"], ["y"])],
               [("x", 1, [1, 4, 5, 5])], [("y", 1, None)], [init("w1", w1), init("w2", w2)])
     sess, path = _saved(m, tmp_path)
     saved = onnx.load(path)
@@ -200,3 +201,32 @@ def test_fused_nodes_of_one_op_with_different_attributes_call_their_own_overload
     assert sorted(f.overload for f in saved.functions) == sorted(n.overload for n in fused)
     assert (DOMAIN, 1) in {(o.domain, o.version) for o in saved.opset_import}
     _same_everywhere(sess, path, {"x": f32(1, 4, 5, 5)})
+
+
+def test_onnxruntime_fused_ops_are_written_as_onnxruntime_writes_them(tmp_path):
+    """com.microsoft FusedConv / FusedGemm: the domain imported, no function body, the file runs
+    in onnxruntime and in ortgpu (which keeps the nodes) with the unfused model's results."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((80, 5)).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w"], ["a"]), helper.make_node("LeakyRelu", ["a"], ["b"], alpha=0.3),
+               helper.make_node("Flatten", ["b"], ["f"]), helper.make_node("Gemm", ["f", "g"], ["h"]),
+               helper.make_node("HardSigmoid", ["h"], ["y"], alpha=0.3, beta=0.6)],
+              [("x", 1, [2, 3, 6, 7])], [("y", 1, None)], [init("w", w), init("g", g)])
+    sess, path = _saved(m, tmp_path)
+    saved = onnx.load(path)
+    assert [(n.domain, n.op_type) for n in saved.graph.node] == \
+        [("com.microsoft", "FusedConv"), ("", "Flatten"), ("com.microsoft", "FusedGemm")]
+    assert not saved.functions and ("com.microsoft", 1) in {(o.domain, o.version) for o in saved.opset_import}
+    gemm = saved.graph.node[2]
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in gemm.attribute}["activation"] == b"HardSigmoid"
+    feed = {"x": f32(2, 3, 6, 7)}
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    want = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    got_ort = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    reloaded = ortgpu.InferenceSession(path)
+    assert step_ops(reloaded) == ["FusedConv", "Flatten", "FusedGemm"]
+    for got in (got_ort, reloaded.run(None, feed)[0], sess.run(None, feed)[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

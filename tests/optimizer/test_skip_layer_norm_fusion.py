@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from support.fusion_cases import F16, F32, check_fusion, check_unfused, make_model, ops, randn, session
+from support.fusion_cases import F16, F32, MS, check_fusion, check_unfused, make_model, ops, randn, session
 
 pytest.importorskip("onnxruntime")
 
@@ -41,29 +41,42 @@ def _feed(dtype=np.float32, skip_shape=(B, S, H)):
 
 @pytest.mark.parametrize("bias_first", [True, False])
 def test_bias_and_residual_fuse(bias_first):
-    sess = check_fusion(_model(bias_first=bias_first), _feed(), "SkipLayerNormalization", rtol=1e-4, atol=1e-5)
+    sess = check_fusion(_model(bias_first=bias_first), _feed(), "SkipLayerNormalization", rtol=1e-4, atol=1e-5,
+                        domain=MS)
     assert ops(sess) == ["MatMul", "SkipLayerNormalization"]
     node = sess._core.plan.graph.nodes[1]
-    assert len(node.inputs) == 5 and node.outputs == ["y", ""]
+    assert len(node.inputs) == 5 and node.outputs == ["y"]
 
 
-def test_sum_read_again_becomes_the_second_output():
-    sess = check_fusion(_model(bias=False, sum_reused=True), _feed(), "SkipLayerNormalization", rtol=1e-4, atol=1e-5)
+def test_sum_read_again_becomes_the_sum_output():
+    """onnxruntime's op gives the sum as its fourth output (input_skip_bias_sum)."""
+    sess = check_fusion(_model(bias=False, sum_reused=True), _feed(), "SkipLayerNormalization", rtol=1e-4, atol=1e-5,
+                        domain=MS)
     node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "SkipLayerNormalization")
-    assert node.outputs == ["y", "s"] and len(node.inputs) == 4
+    assert node.outputs == ["y", "", "", "s"] and len(node.inputs) == 4
+
+
+def test_broadcast_skip_with_its_sum_read_keeps_the_ortgpu_op():
+    """A skip broadcast over the batch is not onnxruntime's form: ortgpu's op (outputs y, sum)."""
+    sess = check_fusion(_model(bias=False, sum_reused=True, skip_shape=(1, S, H)), _feed(skip_shape=(1, S, H)),
+                        "SkipLayerNormalization", rtol=1e-4, atol=1e-5, domain="ortgpu")
+    node = next(n for n in sess._core.plan.graph.nodes if n.op_type == "SkipLayerNormalization")
+    assert node.outputs == ["y", "s"]
 
 
 def test_broadcast_skip_fuses_and_matches():
     feed = _feed(skip_shape=(1, S, H))
-    check_fusion(_model(skip_shape=(1, S, H)), feed, "SkipLayerNormalization", rtol=1e-4, atol=1e-5)
+    check_fusion(_model(skip_shape=(1, S, H)), feed, "SkipLayerNormalization", rtol=1e-4, atol=1e-5,
+                 domain="ortgpu")
 
 
 def test_float16():
-    check_fusion(_model(dtype=np.float16), _feed(np.float16), "SkipLayerNormalization", rtol=3e-3, atol=3e-3)
+    check_fusion(_model(dtype=np.float16), _feed(np.float16), "SkipLayerNormalization", rtol=3e-3, atol=3e-3,
+                 domain="ortgpu")
 
 
 def test_after_layer_norm_fusion_below_opset_17():
-    """ortgpu::LayerNormalization (from LayerNormFusion) is extended too."""
+    """The ai.onnx LayerNormalization below opset 17 (from LayerNormFusion) is extended too."""
     from test_layer_norm_fusion import _decomposed
     model = _decomposed(opset=12)
     g = model.graph

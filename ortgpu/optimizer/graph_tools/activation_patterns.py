@@ -1,5 +1,6 @@
 """Recognize an activation node that ConvActivationFusion and GemmActivationFusion can fold
-into their fused op: its name and parameters as the fused kernels take them
+into their fused op, and make that op (onnxruntime's com.microsoft FusedConv / FusedGemm
+where it takes the activation, ortgpu's otherwise): its name and parameters as the fused kernels take them
 (providers/kernels/fused.py ACTIVATIONS).
 
 Rules: Relu, Sigmoid, Tanh, HardSwish have no parameters; LeakyRelu takes [alpha] and
@@ -79,12 +80,35 @@ def _clip_bounds(view: GraphView, node: Node):
     return "Clip", bounds
 
 
+def fused_activation_node(graph, providers, anchor: Node, fused_op: str, inputs, outputs, base_attrs: dict,
+                          name: str, params, elem: int | None, ms_ok: bool = True):
+    """The fused node of `anchor` + activation `name`: onnxruntime's ``com.microsoft::fused_op``
+    where onnxruntime's op takes that activation and the provider runs it, else
+    ``ortgpu::fused_op`` (attributes ``activation``/``activation_params``, with a function
+    body); None when neither can be made or run.  `ms_ok` False: the inputs are outside what
+    onnxruntime's op accepts (FusedConv's Z of another shape than the result)."""
+    from ortgpu.fused_ops import DOMAIN, MS_DOMAIN, body_supports, ms_activation_attrs, ms_takes  # noqa: PLC0415
+    from ortgpu.optimizer.graph_tools.matching import make_node, provider_runs  # noqa: PLC0415
+    ms_attrs = ms_activation_attrs(fused_op, name, params) if ms_ok and ms_takes(elem) else None
+    if ms_attrs is not None:
+        fused = make_node(fused_op, MS_DOMAIN, graph, inputs, outputs, dict(base_attrs, **ms_attrs), anchor)
+        if provider_runs(graph, providers, anchor, fused):
+            return fused
+    opset = graph.opsets.get("", 1)
+    if name == "Clip" and 11 <= opset and not body_supports(elem, opset):
+        return None
+    attrs = dict(base_attrs, activation=name)
+    if params:  # (an empty list has no attribute type in a saved model)
+        attrs["activation_params"] = list(params)
+    fused = make_node(fused_op, DOMAIN, graph, inputs, outputs, attrs, anchor)
+    return fused if provider_runs(graph, providers, anchor, fused) else None
+
+
 def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: str) -> int:
-    """Fold the activation that alone reads a float `op_type` node's output into one
-    ``ortgpu::fused_op`` node (the op's attributes plus ``activation``/``activation_params``);
-    returns the number of fusions."""
-    from ortgpu.fused_ops import DOMAIN, body_supports  # noqa: PLC0415
-    from ortgpu.optimizer.graph_tools.matching import apply, make_node, provider_runs  # noqa: PLC0415
+    """Fold the activation that alone reads a float `op_type` node's output into one fused
+    node (:func:`fused_activation_node`: onnxruntime's com.microsoft op where it takes the
+    activation, else ortgpu's); returns the number of fusions."""
+    from ortgpu.optimizer.graph_tools.matching import apply  # noqa: PLC0415
     view = GraphView(graph, overridable)
     removed, added = [], []
     for node in graph.nodes:
@@ -104,14 +128,9 @@ def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: 
                 continue
             (act_nodes, out), act = found, ("HardSwish", [])
         name, params = act
-        opset = graph.opsets.get("", 1)
-        if name == "Clip" and 11 <= opset and not body_supports(elem_type(view.graph, y), opset):
-            continue
-        attrs = dict(node.attrs, activation=name)
-        if params:  # (an empty list has no attribute type in a saved model)
-            attrs["activation_params"] = params
-        fused = make_node(fused_op, DOMAIN, graph, node.inputs, [out], attrs, node)
-        if not provider_runs(graph, providers, node, fused):
+        fused = fused_activation_node(graph, providers, node, fused_op, node.inputs, [out], node.attrs,
+                                      name, params, elem_type(view.graph, y))
+        if fused is None:
             continue
         removed += [node] + act_nodes
         added.append(fused)

@@ -107,6 +107,13 @@ class GraphView:
         s = self.shape(name)
         return None if s is None else len(s)
 
+    def same_shape(self, a: str, b: str) -> bool:
+        """Whether `a` and `b` are known to have one shape (every dim known, equal numbers or
+        equal symbolic names)."""
+        sa, sb = self.shape(a), self.shape(b)
+        return (sa is not None and sb is not None and len(sa) == len(sb)
+                and all(x is not None and x == y for x, y in zip(sa, sb)))
+
     def is_float(self, name: str) -> bool:
         return elem_type(self.graph, name) in FLOAT_TYPES
 
@@ -184,10 +191,13 @@ def fused_name(anchor: Node, op_type: str) -> str:
 
 
 def make_node(op_type: str, domain: str, graph: Graph, inputs, outputs, attrs: dict, anchor: Node) -> Node:
-    """A new node of `graph` (opset from the graph's imports, adding ortgpu's when needed)."""
-    from ortgpu.fused_ops.registry import DOMAIN, DOMAIN_VERSION  # noqa: PLC0415
+    """A new node of `graph` (opset from the graph's imports, adding ortgpu's or
+    com.microsoft's when needed)."""
+    from ortgpu.fused_ops.registry import DOMAIN, DOMAIN_VERSION, MS_DOMAIN, MS_VERSION  # noqa: PLC0415
     if domain == DOMAIN:
         graph.opsets.setdefault(DOMAIN, DOMAIN_VERSION)
+    elif domain == MS_DOMAIN:
+        graph.opsets.setdefault(MS_DOMAIN, MS_VERSION)
     return Node(fused_name(anchor, op_type), op_type, domain, graph.opsets[domain], list(inputs),
                 list(outputs), dict(attrs), None)
 
@@ -202,6 +212,17 @@ def provider_runs(graph: Graph, providers, anchor: Node, fused: Node) -> bool:
         return lookup(fused.op_type, fused.domain, fused.opset, (SHARED,)) is not None
     owner = provider_of(anchor, graph, providers)
     return owner is not None and runs(owner, fused, graph.types) is not None
+
+
+def first_runnable(graph: Graph, providers, anchor: Node, *makers) -> Node | None:
+    """The first node made by `makers` (callables returning a fused node or None) that the
+    provider of `anchor` runs (:func:`provider_runs`): onnxruntime's op first, ortgpu's
+    fallback after it."""
+    for make in makers:
+        node = make()
+        if node is not None and provider_runs(graph, providers, anchor, node):
+            return node
+    return None
 
 
 class Rewrite:

@@ -14,7 +14,6 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 import onnx
@@ -26,19 +25,7 @@ from ortgpu.sample_inputs import make_inputs
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import git_commit, machine, write_json  # noqa: E402
-
-
-def timed_runs(fn, runs: int, warmup: int) -> list[float]:
-    """Wall times of `runs` calls of `fn` (seconds) after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+from common import git_commit, machine, timed_runs, write_json  # noqa: E402
 
 
 def light_models() -> dict[str, str]:

@@ -14,8 +14,8 @@ import subprocess
 import time
 
 
-def median_time(fn, runs: int, warmup: int) -> float:
-    """Median wall time of one call of ``fn`` in seconds, over ``runs`` calls after ``warmup``."""
+def timed_runs(fn, runs: int, warmup: int) -> list[float]:
+    """Wall times of ``runs`` calls of ``fn`` (seconds) after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -23,7 +23,12 @@ def median_time(fn, runs: int, warmup: int) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn, runs: int, warmup: int) -> float:
+    """Median wall time of one call of ``fn`` in seconds, over ``runs`` calls after ``warmup``."""
+    return statistics.median(timed_runs(fn, runs, warmup))
 
 
 def cuda_problem(install_hint: str = "") -> str | None:

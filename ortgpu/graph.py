@@ -214,21 +214,7 @@ def topological_order(graph: Graph, outer: Iterable[str] = ()) -> list[Node]:
                 raise InvalidGraph(f"This is an invalid model. Node '{n.name}' ({n.op_type}) input "
                                    f"'{x}' is not a graph input, initializer, or output of a previous node.")
         deps.append(d)
-    users: list[list[int]] = [[] for _ in graph.nodes]
-    indeg = [len(d) for d in deps]
-    for i, d in enumerate(deps):
-        for j in d:
-            users[j].append(i)
-    ready = [i for i, k in enumerate(indeg) if k == 0]  # a heap: keep the file's order among ready nodes
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for u in users[i]:
-            indeg[u] -= 1
-            if indeg[u] == 0:
-                heapq.heappush(ready, u)
+    order, indeg = kahn_order(deps)
     if len(order) != len(graph.nodes):
         stuck = [graph.nodes[i].name or graph.nodes[i].op_type for i in range(len(graph.nodes)) if indeg[i] > 0]
         raise InvalidGraph(f"This is an invalid model. Graph '{graph.name}' has a cycle through nodes {stuck[:5]}")
@@ -249,3 +235,25 @@ def attrs_with_defaults(node: Node, opsets) -> dict:
             if name not in attrs and a.default_value.type != 0:
                 attrs[name] = attribute_value(a.default_value, opsets, {})
     return attrs
+
+
+def kahn_order(deps: list) -> tuple[list[int], list[int]]:
+    """A topological order of nodes given each node's producers (`deps[i]`: indices), keeping
+    the file's order among ready nodes, and each node's count of unfinished producers (nonzero
+    only on a cycle, where the order is short)."""
+    users: list[list[int]] = [[] for _ in deps]
+    indeg = [len(d) for d in deps]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    ready = [i for i, k in enumerate(indeg) if k == 0]  # a heap: the file's order among ready nodes
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                heapq.heappush(ready, u)
+    return order, indeg

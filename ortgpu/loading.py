@@ -5,7 +5,6 @@ InvalidArgument, InvalidGraph, Fail), never a traceback from deep inside onnx.
 """
 from __future__ import annotations
 
-import heapq
 import math
 import os
 import re
@@ -20,6 +19,7 @@ from onnx import external_data_helper
 
 from ortgpu import external_initializers
 from ortgpu.errors import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile, NotImplemented  # noqa: A004
+from ortgpu.graph import kahn_order
 from ortgpu.graph_query import tensor_type
 from ortgpu.ort_format import refuse_ort_format
 
@@ -288,21 +288,7 @@ def _in_order(model: onnx.ModelProto) -> onnx.ModelProto:
     deps = [{producer[x] for x in n.input if x in producer} for n in g.node]
     if all(all(j < i for j in d) for i, d in enumerate(deps)):
         return model
-    users: list[list[int]] = [[] for _ in g.node]
-    indeg = [len(d) for d in deps]
-    for i, d in enumerate(deps):
-        for j in d:
-            users[j].append(i)
-    ready = [i for i, k in enumerate(indeg) if k == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for u in users[i]:
-            indeg[u] -= 1
-            if indeg[u] == 0:
-                heapq.heappush(ready, u)
+    order, _ = kahn_order(deps)
     if len(order) != len(g.node):
         return model  # a cycle: refused elsewhere
     copy = onnx.ModelProto()

@@ -108,7 +108,7 @@ def _check_tensor(name: str, value, tt: onnx.TypeProto.Tensor, keep_device: bool
                                       f"from the given {type(value).__name__} ({e})") from None
         else:
             raise InvalidArgument(f"Input '{name}' must be a numpy array, got {type(value).__name__}")
-    if value.dtype.kind in "US" or (expected == object and value.dtype == object):
+    if value.dtype.kind in "US" or (expected == object and value.dtype.kind in "OV"):
         value = as_string_array(name, value)
     check_tensor_meta(name, value.dtype, value.shape, tt)
     return value
@@ -145,10 +145,13 @@ def check_dims(kind: str, name: str, got: tuple, expected) -> None:
 
 
 def as_string_array(name: str, value: np.ndarray) -> np.ndarray:
-    """`value` (a U, S or object array fed for a string input) as an object array of str."""
+    """`value` (a U, S, V or object array fed for a string input) as an object array of str."""
     if value.dtype.kind == "U":
         return value.astype(object)
-    flat = value.ravel().tolist() if value.dtype.kind in "SO" else None
+    if value.dtype.kind == "V":  # raw byte records (np.void), as onnxruntime takes them: bytes
+        flat = [bytes(v) for v in value.ravel()]
+    else:
+        flat = value.ravel().tolist() if value.dtype.kind in "SO" else None
     if flat is None:
         return value  # a numeric array: the type check that follows refuses it
     if value.dtype.kind == "O" and all(type(v) is str for v in flat):

@@ -348,8 +348,12 @@ def _log_placement(plan) -> None:
 
 
 def _to_user(value):
-    if isinstance(value, np.ndarray) or value is None:
+    if value is None:
         return value
+    if isinstance(value, np.ndarray):
+        # as onnxruntime's run() results, an array that views the buffer the run produced
+        # (``result.base`` is that buffer; the memory is the caller's alone either way)
+        return value if value.base is not None else value.view()
     if isinstance(value, np.generic):
         return np.asarray(value)
     if isinstance(value, list):

@@ -429,3 +429,14 @@ def test_models_onnxruntime_runs_still_run(case):
     assert not isinstance(got, Exception), got
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_string_feed_of_void_records_is_read_as_bytes_like_onnxruntime():
+    g = h.make_graph([h.make_node("Identity", ["x"], ["y"])], "g",
+                          [h.make_tensor_value_info("x", T.STRING, [2, 2])],
+                          [h.make_tensor_value_info("y", T.STRING, [2, 2])])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17)]).SerializeToString()
+    x = np.array([b"must", b"have", b"same", b"size"], dtype=np.void).reshape((2, 2))
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ortgpu.InferenceSession(model).run(None, {"x": x})[0]
+    assert got.dtype == object and got.tolist() == want.tolist() == [["must", "have"], ["same", "size"]]

@@ -69,7 +69,8 @@ def _placement(sess) -> str:
 def run_demo(providers=None, runs: int = 1, out=print) -> int:
     """The demo; 0 when the text read is the text drawn, 1 otherwise."""
     import ortgpu
-    out(f"ortgpu {ortgpu.__version__}; available providers: {', '.join(ortgpu.get_available_providers())}")
+    out(f"ortgpu {ortgpu.__ortgpu_version__} (onnxruntime API {ortgpu.__version__}); "
+        f"available providers: {', '.join(ortgpu.get_available_providers())}")
     image = demo_image()
     det = ortgpu.InferenceSession(model_path("det"), providers=providers)
     rec = ortgpu.InferenceSession(model_path("rec"), providers=providers)

@@ -25,6 +25,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import ortgpu
+from support.harness import compare
 
 onnxruntime.set_default_logger_severity(3)
 CPU = ["CPUExecutionProvider"]
@@ -106,22 +107,6 @@ def _ort_run(case: Case):
         return data, sess.run(None, case.feeds)
     except Exception:  # onnxruntime refuses this configuration: not counted
         return data, None
-
-
-def _compare(case: Case, expected, got):
-    assert len(got) == len(expected), f"{len(got)} outputs, onnxruntime has {len(expected)}"
-    for k, (e, g) in enumerate(zip(expected, got)):
-        g = np.asarray(g)
-        assert g.dtype == e.dtype, f"output {k}: dtype {g.dtype}, onnxruntime {e.dtype}"
-        assert g.shape == e.shape, f"output {k}: shape {g.shape}, onnxruntime {e.shape}"
-        if e.dtype.kind == "f":
-            rtol, atol = TOL.get(e.dtype, (1e-4, 1e-5))
-            rtol = case.rtol if case.rtol is not None else rtol
-            atol = case.atol if case.atol is not None else atol
-            np.testing.assert_allclose(g.astype(F64), e.astype(F64), rtol=rtol, atol=atol,
-                                       equal_nan=True, err_msg=f"output {k}")
-        else:
-            np.testing.assert_array_equal(g, e, err_msg=f"output {k}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -905,7 +890,7 @@ def test_matches_onnxruntime(op):
         ran += 1
         try:
             got = ortgpu.InferenceSession(data, providers=CPU).run(None, case.feeds)
-            _compare(case, expected, got)
+            compare(case, expected, got, TOL)
         except Exception as e:  # noqa: BLE001 - every disagreement is reported with its config
             failures.append(f"{op} config {i} (seed [{seed}, {i}]): {case.describe()}\n    "
                             f"{type(e).__name__}: {str(e)[:600]}")

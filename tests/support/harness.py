@@ -95,14 +95,17 @@ def ortgpu_run(case: Case):
     return sess.run(None, case.feeds)
 
 
-def compare(case: Case, expected, got):
+def compare(case: Case, expected, got, tol=None):
+    """Outputs `got` against onnxruntime's `expected`: dtype, shape, then values within the
+    case's tolerance or `tol` ({dtype: (rtol, atol)}, this module's TOL by default)."""
+    tol = TOL if tol is None else tol
     assert len(got) == len(expected), f"{len(got)} outputs, onnxruntime has {len(expected)}"
     for k, (e, g) in enumerate(zip(expected, got)):
         g = np.asarray(g)
         assert g.dtype == e.dtype, f"output {k}: dtype {g.dtype}, onnxruntime {e.dtype}"
         assert g.shape == e.shape, f"output {k}: shape {g.shape}, onnxruntime {e.shape}"
         if e.dtype.kind == "f":
-            rtol, atol = TOL.get(e.dtype, (1e-4, 1e-5))
+            rtol, atol = tol.get(e.dtype, (1e-4, 1e-5))
             rtol = case.rtol if case.rtol is not None else rtol
             atol = case.atol if case.atol is not None else atol
             np.testing.assert_allclose(g.astype(F64), e.astype(F64), rtol=rtol, atol=atol,

@@ -11,6 +11,7 @@ of their own, bound at run time to the outer-scope values they read, keyed by
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 import threading
@@ -91,11 +92,13 @@ def _make_gather(ins):
     return operator.itemgetter(*ins)
 
 
+@functools.lru_cache(maxsize=4096)
 def _accepted_params(fn):
+    """The parameter names a kernel takes by keyword (None: it takes any, **kwargs)."""
     sig = inspect.signature(fn)
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return None
-    return {n for n, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return frozenset(n for n, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 class Plan:

@@ -92,14 +92,7 @@ def _element_type_name(tp) -> str | None:
     while tp is not None:
         kind = tp.WhichOneof("value")
         if kind in ("tensor_type", "sparse_tensor_type"):
-            code = getattr(tp, kind).elem_type
-            if not code:
-                return None
-            from ortgpu.dtypes import np_dtype  # noqa: PLC0415
-            try:
-                return np_dtype(code).name
-            except TypeError:
-                return None
+            return _dtype_name(getattr(tp, kind).elem_type)
         if kind == "sequence_type":
             tp = tp.sequence_type.elem_type
         elif kind == "optional_type":
@@ -107,6 +100,18 @@ def _element_type_name(tp) -> str | None:
         else:
             return None
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype_name(code: int) -> str | None:
+    """NumPy dtype name of an ONNX element type code; None for 0 or a type NumPy has no dtype for."""
+    if not code:
+        return None
+    from ortgpu.dtypes import np_dtype  # noqa: PLC0415
+    try:
+        return np_dtype(code).name
+    except TypeError:
+        return None
 
 
 _REGISTRY: dict[tuple[str, str, int, str], KernelDef] = {}

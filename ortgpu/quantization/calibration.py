@@ -34,6 +34,23 @@ class CalibrationDataReader(abc.ABC):
         raise NotImplementedError
 
 
+class FeedListReader(CalibrationDataReader):
+    """A reader over a list of feed dicts (``self.feeds``), from the start again after rewind()."""
+
+    def __init__(self, feeds: list):
+        self.feeds = list(feeds)
+        self.i = 0
+
+    def get_next(self) -> dict | None:
+        if self.i >= len(self.feeds):
+            return None
+        self.i += 1
+        return self.feeds[self.i - 1]
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
 def float_tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every value the graph names (shape inference fills the intermediates)."""
     probe = onnx.ModelProto()

@@ -7,33 +7,24 @@ import os
 
 import numpy as np
 
-from ortgpu.quantization.calibration import CalibrationDataReader
+from ortgpu.quantization.calibration import FeedListReader
 
 
-class FeedReader(CalibrationDataReader):
+class FeedReader(FeedListReader):
     """Feeds from .npz files (one array per input name), or `count` generated ones."""
 
     def __init__(self, model_path: str, npz_paths, count: int, seed: int = 0):
         if npz_paths:
-            self.feeds = []
+            feeds = []
             for p in npz_paths:
                 with np.load(p, allow_pickle=False) as data:
-                    self.feeds.append({k: data[k] for k in data.files})
+                    feeds.append({k: data[k] for k in data.files})
         else:
             import ortgpu
             from ortgpu.sample_inputs import make_inputs
             sess = ortgpu.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-            self.feeds = [make_inputs(sess, seed=seed + i) for i in range(count)]
-        self.i = 0
-
-    def get_next(self):
-        if self.i >= len(self.feeds):
-            return None
-        self.i += 1
-        return self.feeds[self.i - 1]
-
-    def rewind(self):
-        self.i = 0
+            feeds = [make_inputs(sess, seed=seed + i) for i in range(count)]
+        super().__init__(feeds)
 
 
 def add_parser(sub):

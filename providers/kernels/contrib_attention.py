@@ -280,10 +280,15 @@ def _gqa_split(op, query, key, value, n, n_kv):
     return q.reshape(b, s, n, d), k.reshape(b, s, n_kv, d), v.reshape(b, s, n_kv, d)
 
 
-@kernel("GroupQueryAttention", since=1, domain=MS,
-        types={"T": FLOAT, "T_CACHE": FLOAT, "M": frozenset({"int32"}), "P": frozenset({"int64"}),
-               "S": frozenset({"float32"})},
-        host_inputs=(5, 6), capturable=False)
+# GroupQueryAttention's declaration, shared by its CUDA launcher: element types per constraint,
+# and seqlens_k / total_sequence_length read on the host
+GQA_TYPES = {"T": FLOAT, "T_CACHE": FLOAT, "M": frozenset({"int32"}), "P": frozenset({"int64"}),
+             "S": frozenset({"float32"})}
+GQA_HOST_INPUTS = (5, 6)
+
+
+@kernel("GroupQueryAttention", since=1, domain=MS, types=GQA_TYPES, host_inputs=GQA_HOST_INPUTS,
+        capturable=False)
 def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_value=None, seqlens_k=None,
                         total_sequence_length=None, cos_cache=None, sin_cache=None, position_ids=None,
                         attention_bias=None, head_sink=None, k_scale=None, v_scale=None, *, num_heads,

@@ -7,6 +7,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ortgpu.quantization.calibration import FeedListReader
+
 F = TensorProto.FLOAT
 
 
@@ -96,23 +98,13 @@ def bert_layer(seed=0, hidden=128, heads=4, ffn=512, seq=16):
                   [helper.make_tensor_value_info("y", F, ["b", seq, hidden])], inits)
 
 
-class Reader:
+class Reader(FeedListReader):
     """Seeded calibration feeds usable by both tools (ortgpu's and onnxruntime's readers only
     need get_next)."""
 
     def __init__(self, name, shape, batches=4, seed=1):
         rng = np.random.default_rng(seed)
-        self.feeds = [{name: rng.normal(size=shape).astype(np.float32)} for _ in range(batches)]
-        self.i = 0
-
-    def get_next(self):
-        if self.i >= len(self.feeds):
-            return None
-        self.i += 1
-        return self.feeds[self.i - 1]
-
-    def rewind(self):
-        self.i = 0
+        super().__init__([{name: rng.normal(size=shape).astype(np.float32)} for _ in range(batches)])
 
 
 def cosine(a, b) -> float:

@@ -22,7 +22,6 @@ import numpy as np
 from ortgpu.providers.base import host_array
 from ortgpu.providers.cuda.kernels import contrib_rotary
 from ortgpu.providers.cuda.kernels import module as cu
-from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.kernels import contrib_attention as shared
 from ortgpu.providers.registry import kernel
 
@@ -132,10 +131,8 @@ def run_gqa(cupy, query, key, value, past_key, past_value, seqlens_k, total_sequ
     return y, presents[0], presents[1]
 
 
-@kernel("GroupQueryAttention", since=1, domain=MS, provider="cuda",
-        types={"T": FLOAT, "T_CACHE": FLOAT, "M": frozenset({"int32"}), "P": frozenset({"int64"}),
-               "S": frozenset({"float32"})},
-        host_inputs=(5, 6), capturable=False)
+@kernel("GroupQueryAttention", since=1, domain=MS, provider="cuda", types=shared.GQA_TYPES,
+        host_inputs=shared.GQA_HOST_INPUTS, capturable=False)
 def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_value=None, seqlens_k=None,
                         total_sequence_length=None, cos_cache=None, sin_cache=None, position_ids=None,
                         attention_bias=None, head_sink=None, k_scale=None, v_scale=None, *, num_heads,

@@ -8,7 +8,8 @@ onnxruntime's default, every core this process may run on, less the cores other 
 busy when the run starts (at least one): OpenBLAS threads wait for each other at every GEMM,
 so one of them descheduled by another process stalls the rest; on the 2-core development
 machine under load, a 64x576x3025 GEMM took a median 29-52 ms on 2 threads and 2-6 ms on
-one.  An explicit bound is kept whatever the load.  Sessions with
+one.  An explicit bound is kept whatever the load, except that a BLAS library has one thread
+count per process: runs in progress together all run with the smallest of their shares.  Sessions with
 ``use_per_session_threads = False`` take their bound from ``set_global_thread_pool_sizes``.
 """
 from __future__ import annotations
@@ -48,15 +49,21 @@ def intra_op_threads(sess_options) -> int:
 
 
 class ThreadBudget:
-    """The BLAS threads of the runs in progress.  Each run, when it starts, gets the smallest of
-    its bound and the cores divided by the runs then in progress (at least one), set for its
-    own thread (OpenBLAS's thread-local setting where the library has it) and given back
-    when it ends; a run keeps its share to its end."""
+    """The BLAS threads of the runs in progress.  Each run, when it starts, gets its share: the
+    smallest of its bound and the cores divided by the runs then in progress (at least one).
+    A BLAS library's thread count is one setting for the whole process (OpenBLAS built with
+    pthreads, as NumPy's wheels are, has no per-thread count), so while runs are in progress
+    the libraries run with the smallest share among them, set again whenever a run starts or
+    ends; the count the caller had is given back when the last run ends."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._active = 0
-        self._blas = None              # (setter, original count) per BLAS library, found on first use
+        self._shares: dict[int, int] = {}   # run token -> its share
+        self._next_token = 0
+        self._blas = None              # the BLAS libraries (_Blas), found on first use
+        self._original: list[int] = []  # their counts before the first run in progress started
+        self._counts: list[int] = []    # their counts now
         self._cores = available_cores()
         self.busy = runnable_elsewhere   # () -> threads other work has running now
 
@@ -66,16 +73,19 @@ class ThreadBudget:
         with self._lock:
             self._active += 1
             share = self.share(bound)
-        libraries = self._libraries()
-        for set_threads, _ in libraries:
-            set_threads(share)
+            token, self._next_token = self._next_token, self._next_token + 1
+            if not self._shares:
+                self._original = [lib.num_threads for lib in self._libraries()]
+                self._counts = list(self._original)
+            self._shares[token] = share
+            self._apply()
         try:
             yield share
         finally:
             with self._lock:
                 self._active -= 1
-            for set_threads, original in libraries:
-                set_threads(original)
+                del self._shares[token]
+                self._apply()
 
     def share(self, bound: int) -> int:
         """The BLAS threads a run with `bound` (0: the idle cores) gets now."""
@@ -84,12 +94,22 @@ class ThreadBudget:
             bound = self._cores - others
         return max(1, min(bound, self._cores // max(1, self._active)))
 
+    def _apply(self) -> None:
+        """Set the BLAS libraries to the smallest share in progress, or back to the caller's
+        counts when no run is in progress (called with the lock held)."""
+        want = min(self._shares.values(), default=0)
+        for i, (lib, original) in enumerate(zip(self._libraries(), self._original)):
+            count = want or original
+            if self._counts[i] != count:
+                lib.set(count)
+                self._counts[i] = count
+
     def _libraries(self) -> list:
         if self._blas is None:
             try:
                 from threadpoolctl import ThreadpoolController  # noqa: PLC0415
                 libs = ThreadpoolController().select(user_api="blas").lib_controllers
-                self._blas = [(_thread_setter(lib), lib.num_threads) for lib in libs]
+                self._blas = [_Blas(lib) for lib in libs]
             except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive: leave BLAS as it is
                 self._blas = []
         return self._blas
@@ -105,22 +125,38 @@ def runnable_elsewhere() -> int:
         return 0
 
 
-def _thread_setter(lib):
-    """How to set a BLAS library's thread count from any thread.  OpenBLAS ignores
-    ``openblas_set_num_threads`` called from another thread than the one that last set it
-    (seen with 0.3.31); its ``openblas_set_num_threads_local`` (0.3.26 and newer) sets the
-    count of the calling thread's BLAS calls, which is what a run wants: it is preferred where
-    the library exports it."""
-    if getattr(lib, "internal_api", "") == "openblas":
-        import ctypes  # noqa: PLC0415
-        try:
-            fn = getattr(ctypes.CDLL(lib.filepath), "openblas_set_num_threads_local")
-        except (OSError, AttributeError):
-            fn = None
-        if fn is not None:
-            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-            return fn
-    return lib.set_num_threads
+class _Blas:
+    """One BLAS library's thread count, read through threadpoolctl and set from any thread.
+    threadpoolctl lets only one thread of the process set OpenBLAS's (pthreads) count and
+    silently ignores the others, while runs start on whichever thread calls them; so for
+    OpenBLAS the library's own setter is called (the exported names differ between builds:
+    NumPy's wheels prefix them)."""
+
+    _OPENBLAS_SETTERS = ("openblas_set_num_threads_local", "openblas_set_num_threads",
+                         "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_")
+
+    def __init__(self, lib):
+        self._lib = lib
+        self._set = lib.set_num_threads
+        if getattr(lib, "internal_api", "") == "openblas" and getattr(lib, "threading_layer", "") != "openmp":
+            import ctypes  # noqa: PLC0415
+            try:
+                dynlib = ctypes.CDLL(lib.filepath)
+            except OSError:
+                return
+            for name in self._OPENBLAS_SETTERS:
+                fn = getattr(dynlib, name, None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = [ctypes.c_int], None
+                    self._set = fn
+                    return
+
+    @property
+    def num_threads(self) -> int:
+        return self._lib.num_threads
+
+    def set(self, count: int) -> None:
+        self._set(count)
 
 
 BUDGET = ThreadBudget()

@@ -22,7 +22,7 @@ def _blas_threads() -> list[int]:
 
 class _SeesBlasThreads(CPUExecutionProvider):
     """The CPU, whose MatMul kernel records the BLAS thread counts it runs under; with a
-    barrier, runs wait for each other inside MatMul (so that they overlap)."""
+    barrier, runs meet inside MatMul before and after reading (so both read while both run)."""
 
     def __init__(self, barrier=None):
         super().__init__()
@@ -38,6 +38,8 @@ class _SeesBlasThreads(CPUExecutionProvider):
             if provider.barrier is not None:
                 provider.barrier.wait(timeout=30)
             provider.seen.append(_blas_threads())
+            if provider.barrier is not None:
+                provider.barrier.wait(timeout=30)
             return k.fn(ctx, *args, **attrs)
         return dataclasses.replace(k, fn=observed)
 
@@ -76,24 +78,26 @@ def test_intra_op_num_threads_1_runs_blas_on_one_thread_and_gives_the_threads_ba
     assert _blas_threads() == before  # outside runs, BLAS is as the caller left it
 
 
-def test_a_run_started_while_another_runs_gets_a_share_of_the_cores(monkeypatch):
+def test_runs_in_progress_together_share_the_cores_and_the_count_comes_back(monkeypatch):
     if not _blas_threads():
         pytest.skip("threadpoolctl sees no BLAS library")
     budget = type(BUDGET)()  # this test's runs only, whatever else runs in the process
     budget.busy = lambda: 0  # as on a machine with nothing else running
     monkeypatch.setattr("ortgpu.run_core.BUDGET", budget)
+    before = _blas_threads()
+    alone = _SeesBlasThreads()
+    _session(alone).run(None, _feed())  # intra_op_num_threads = 0: every core for a run alone
+    assert alone.seen == [[available_cores()] * len(before)]
     prov = _SeesBlasThreads(threading.Barrier(2))
-    sess = _session(prov)  # intra_op_num_threads = 0: every core for a run alone
-    first = threading.Thread(target=sess.run, args=(None, _feed()))
-    first.start()
-    while budget._active == 0:  # the first run is in progress (waiting inside its MatMul)
-        threading.Event().wait(0.001)
-    second = threading.Thread(target=sess.run, args=(None, _feed()))
-    second.start()
-    first.join(60)
-    second.join(60)
-    assert all(len(set(seen)) == 1 for seen in prov.seen)  # every BLAS library of the process alike
-    assert sorted(seen[0] for seen in prov.seen) == sorted([available_cores(), max(1, available_cores() // 2)])
+    sess = _session(prov)
+    runs = [threading.Thread(target=sess.run, args=(None, _feed())) for _ in range(2)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(60)
+    half = max(1, available_cores() // 2)
+    assert prov.seen == [[half] * len(before)] * 2  # BLAS's one count per process: the smaller share
+    assert _blas_threads() == before  # given back when the last run ends
 
 
 def test_sessions_without_per_session_threads_use_the_global_sizes():

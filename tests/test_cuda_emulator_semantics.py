@@ -367,3 +367,48 @@ def test_install_skips_without_gxx(monkeypatch):
     monkeypatch.setattr(build, "compiler", lambda: None)
     with pytest.raises(pytest.skip.Exception, match="g\\+\\+"):
         install(monkeypatch)
+
+
+FTZ = r"""
+__global__ void mul(const float* a, const float* b, float* out, i64 n) {
+    for (i64 i = grid_start(); i < n; i += grid_step()) out[i] = a[i] * b[i];
+}
+__global__ void copy_f(const float* a, float* out, i64 n) {
+    for (i64 i = grid_start(); i < n; i += grid_step()) out[i] = a[i];
+}
+"""
+_SUBNORMAL = np.float32(1e-40)
+
+
+def _ftz_run(options, name, *arrays):
+    module = RawModule(code=COMMON + FTZ, options=options, name_expressions=["mul", "copy_f"])
+    out = device_memory.empty(arrays[0].shape, np.float32)
+    module.get_function(name)((1,), (32,), tuple(device_memory.to_device(a) for a in arrays)
+                              + (out, np.int64(arrays[0].size)))
+    return out.get()
+
+
+def test_float32_subnormals_flush_to_zero_as_with_cupys_ftz():
+    """CuPy compiles with -ftz=true: a product that is a float32 subnormal is 0 on the GPU, and
+    a subnormal input reads as 0; a copy keeps it.  With -ftz=false the subnormal stays."""
+    a = np.array([1e-20, 1e-20, _SUBNORMAL, -1e-20, 3.0], np.float32)
+    b = np.array([1e-20, 1e-19, 1.0, 1e-20, 2.0], np.float32)
+    want = a * b
+    assert 0 < abs(want[0]) < np.finfo(np.float32).tiny and want[2] == _SUBNORMAL   # NumPy keeps them
+    got = _ftz_run(cu.OPTIONS, "mul", a, b)
+    np.testing.assert_array_equal(got, [0, 0, 0, 0, 6])
+    assert np.signbit(got[3]), "a flushed result keeps its sign"
+    np.testing.assert_array_equal(_ftz_run(cu.OPTIONS + ("-ftz=false",), "mul", a, b), want)
+    np.testing.assert_array_equal(_ftz_run(cu.OPTIONS, "copy_f", a), a)
+
+
+def test_assert_close_takes_a_flushed_float32_subnormal_only():
+    from support.cuda_checks import assert_close, flush_float32
+    want = np.array([1e-40, -1e-40, 1.0], np.float32)
+    np.testing.assert_array_equal(flush_float32(want), [0, 0, 1])
+    assert_close(np.array([0, -0.0, 1.0], np.float32), want, rtol=0, atol=0)
+    assert_close(want.copy(), want, rtol=0, atol=0)
+    with pytest.raises(AssertionError):
+        assert_close(np.array([0, 0, 0], np.float32), want, rtol=0, atol=0)
+    with pytest.raises(AssertionError):    # only a subnormal may come back as zero
+        assert_close(np.array([0, 0], np.float64), np.array([1e-310, 0]), rtol=0, atol=0)

@@ -153,6 +153,17 @@ def test_binary_on_views(dtype, kinds, emulated_cuda):
         assert len(names) == 1
 
 
+def test_float32_subnormal_products_flush_to_zero(emulated_cuda):
+    """CuPy's -ftz=true, modelled by the emulator: Mul's float32 subnormal products are 0 from
+    the raw kernel where NumPy keeps them; the exact comparison allows exactly that."""
+    a = np.array([1e-20, -1e-20, 2.0, 1e-38], np.float32)
+    b = np.array([1e-20, 1e-20, 3.0, 0.5], np.float32)
+    got, want, names = run_both(emulated_cuda, "Mul", 14, (a, b))
+    assert names and np.count_nonzero((want != 0) & (np.abs(want) < np.finfo(np.float32).tiny)) == 3
+    np.testing.assert_array_equal(got, [0, -0.0, 6, 0])
+    assert_close(got, want, **tolerance(F32, "exact"))
+
+
 def test_binary_wide_index_path(monkeypatch, emulated_cuda):
     monkeypatch.setattr(cu, "index_ctype", lambda plan: "long long")
     rng = np.random.default_rng(2)

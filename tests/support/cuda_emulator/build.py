@@ -10,6 +10,7 @@ Rules:
   it becomes a pointer to the emulator's dynamic shared buffer.
 * Entry ``i`` belongs to ``names[i]``: ``ortgpu_emu_launch_i(LaunchArgs*)`` and
   ``ortgpu_emu_params_i(ParamInfo*, capacity)``.
+* Flush-to-zero as on the GPU (cuda_host.h): on unless the options say ``-ftz=false``.
 * UBSan checks are compiled in trap mode (no runtime library): an out-of-bounds index into
   a fixed-size array, signed overflow, a misaligned or null pointer, a bad shift stops the
   launch with an error instead of passing silently.
@@ -70,6 +71,16 @@ def cache_dir() -> pathlib.Path:
     raise EmulatorBuildError("no writable cache folder for the CUDA emulator (set ORTGPU_EMU_CACHE)")
 
 
+def ftz_flags(options) -> tuple[str, ...]:
+    """``-DORTGPU_EMU_FTZ`` unless the options ask for ``-ftz=false``: CuPy compiles every
+    kernel with -ftz=true (float32 subnormals flush to zero), so the emulator does too."""
+    ftz = True
+    for opt in options:
+        if opt.startswith(("-ftz=", "--ftz=")):
+            ftz = opt.split("=", 1)[1].strip().lower() == "true"
+    return ("-DORTGPU_EMU_FTZ",) if ftz else ()
+
+
 def std_flag(options) -> str:
     """The g++ -std flag matching NVRTC's --std option (c++17 when none is given)."""
     for opt in options:
@@ -116,7 +127,7 @@ def build(code: str, names, options=()) -> ctypes.CDLL:
     if cxx is None:
         raise EmulatorBuildError("g++ not found (set CXX)")
     names = tuple(names)
-    flags = (std_flag(options),) + FLAGS
+    flags = (std_flag(options),) + ftz_flags(options) + FLAGS
     text = translation_unit(code, names)
     key = hashlib.sha256("\0".join((text, HEADER.read_text(), " ".join(flags),
                                     _compiler_version(cxx))).encode()).hexdigest()[:32]

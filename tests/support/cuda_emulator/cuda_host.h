@@ -18,9 +18,16 @@
 //     names the block and thread.  A memory fault (a guard page of the emulator's device
 //     arrays, a null pointer), an integer division by zero or a trapped UBSan check
 //     inside a kernel fails the launch the same way instead of killing the process.
+//   * Flush-to-zero: CuPy compiles every kernel with -ftz=true, so on the GPU float32
+//     subnormal inputs of arithmetic read as zero and subnormal results are written as zero.
+//     With ORTGPU_EMU_FTZ defined (the builder defines it unless the options say
+//     -ftz=false) a launch sets the SSE control bits FTZ and DAZ, which do the same on the
+//     host.  The host switch also covers float64, which the GPU does not flush: a float64
+//     subnormal reads as zero here only.  Plain copies (no arithmetic) keep subnormals on
+//     both.
 //   * Not modelled: the GPU memory model and real warp scheduling (warps do not run in
-//     lockstep here), FMA contraction, flush-to-zero, the accuracy of CUDA's math library
-//     (glibc's is used), register and shared-memory limits, performance.
+//     lockstep here), FMA contraction, the accuracy of CUDA's math library (glibc's is
+//     used), register and shared-memory limits, performance.
 #pragma once
 
 #include <math.h>
@@ -37,6 +44,9 @@
 
 #include <sys/mman.h>
 #include <ucontext.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 #include <unistd.h>
 
 #define ORTGPU_HOST_EMULATION 1
@@ -389,6 +399,16 @@ struct LaunchArgs {
 };
 
 // Run body(closure) as every thread of every block; 0 on success, else 1 with a message.
+// The SSE control bits of -ftz=true for one launch: FTZ (results) and DAZ (inputs), put
+// back when the launch ends.
+struct FlushToZero {
+#if defined(ORTGPU_EMU_FTZ) && defined(__SSE__)
+    unsigned saved = _mm_getcsr();
+    FlushToZero() { _mm_setcsr(saved | 0x8040u); }
+    ~FlushToZero() { _mm_setcsr(saved); }
+#endif
+};
+
 inline int run(LaunchArgs& la, void (*body)(const void*), const void* closure) {
     g.failed = false;
     g.message[0] = 0;
@@ -404,6 +424,7 @@ inline int run(LaunchArgs& la, void (*body)(const void*), const void* closure) {
         gridDim = dim3(la.grid[0], la.grid[1], la.grid[2]);
         blockDim = dim3(la.block[0], la.block[1], la.block[2]);
         g.in_launch = true;
+        const FlushToZero ftz;   // fibers made from here on inherit the control bits
         install_fault_handlers();
         for (unsigned z = 0; z < la.grid[2] && !g.failed; ++z) {
             for (unsigned y = 0; y < la.grid[1] && !g.failed; ++y) {

@@ -18,6 +18,20 @@ Rules:
   request, the limit, the bytes in use and reserved; nothing changed, so smaller requests
   still succeed afterwards.
 
+Stream order (what a device needs; a host backend ignores it):
+
+* A block is taken on a *stream* (``allocate(n, stream=...)``, or the stream a thread bound
+  with ``on_stream``; None: no stream, as on a host backend).  Work on that stream may still
+  read or write the block after its lease is released, so the release records an event on
+  that stream (``stream.record()``) and the free block keeps it.
+* A request on the same stream takes such a block at once: the stream runs its work in
+  order.  A request on another stream takes it only after ordering that stream after the
+  event (``stream.wait_event(event)``, no host wait); a request with no stream waits for the
+  event on the host (``event.synchronize()``).  Events already complete (``event.done``) are
+  dropped.  Merged free blocks keep the events of both halves (the latest per stream).
+* Streams and events are duck-typed as CuPy's (``record``, ``wait_event``, ``synchronize``,
+  ``ptr``; ``done``, ``synchronize``); the device double of the tests models them.
+
 The backend is any object with ``malloc(nbytes) -> (ptr, handle)`` (raising ``MemoryError``
 when it cannot) and ``free(handle)``; memory/backends.py has a host one for tests and a CuPy
 one.  Blocks are released from finalizers on any thread: see memory/locking.py.
@@ -25,7 +39,9 @@ one.  Blocks are released from finalizers on any thread: see memory/locking.py.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
+import threading
 
 from ortgpu.errors import RuntimeException
 from ortgpu.memory.locking import DeferringLock
@@ -49,6 +65,40 @@ class ArenaOutOfMemory(RuntimeException):
 
 def round_up(nbytes: int, alignment: int) -> int:
     return -(-nbytes // alignment) * alignment
+
+
+_BOUND = object()   # allocate's default: the stream bound by on_stream
+
+
+def _stream_key(stream):
+    """One key per stream: its handle where it has one (CuPy: ``ptr``), else the object."""
+    ptr = getattr(stream, "ptr", None)
+    return ("ptr", ptr) if ptr is not None else ("id", id(stream))
+
+
+def _record(stream):
+    """An event after the work queued on ``stream`` so far (None without a stream).  If the
+    event cannot be recorded (a finalizer at interpreter exit), the stream is waited for."""
+    if stream is None:
+        return None
+    try:
+        return stream.record()
+    except Exception:  # noqa: BLE001
+        stream.synchronize()
+        return None
+
+
+def _order_after(events: dict, stream) -> None:
+    """Make work on ``stream`` (the host when None) come after the events of a free block that
+    were recorded on other streams and are not complete yet."""
+    key = _stream_key(stream) if stream is not None else None
+    for k, (_, _, event) in events.items():
+        if k == key or event.done:
+            continue
+        if stream is None:
+            event.synchronize()
+        else:
+            stream.wait_event(event)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +135,14 @@ class Block:
     ``ptr``, ``size`` (rounded), ``requested``, ``owner`` (what keeps the memory valid) and
     ``release()`` (once)."""
 
-    __slots__ = ("region", "ptr", "size", "requested", "free", "prev", "next")
+    __slots__ = ("region", "ptr", "size", "requested", "free", "prev", "next", "stream", "events")
 
-    def __init__(self, region, ptr, size, free, prev=None, next=None):
+    def __init__(self, region, ptr, size, free, prev=None, next=None, events=None):
         self.region, self.ptr, self.size, self.free = region, ptr, size, free
         self.requested = 0
         self.prev, self.next = prev, next
+        self.stream = None        # the stream the lease was taken on (None: no stream)
+        self.events = events or {}   # free: stream key -> (seq, stream, event) of work that may use it
 
     @property
     def owner(self):
@@ -125,14 +177,19 @@ class Arena:
         self._free_at: dict[int, Block] = {}     # ptr -> free block
         self._pressure: list = []
         self._lock = DeferringLock()
+        self._bound = threading.local()          # on_stream: the stream of this thread's requests
+        self._seq = 0                            # orders events recorded on one stream
         self._in_use = self._max_in_use = self._reserved = self._max_reserved = 0
         self._allocs = self._frees = self._reserves = self._shrinks = self._max_alloc = 0
 
     # --- public -------------------------------------------------------------------------
-    def allocate(self, nbytes: int) -> Block:
-        """A block of at least ``nbytes`` (see the rules), or ArenaOutOfMemory."""
+    def allocate(self, nbytes: int, stream=_BOUND) -> Block:
+        """A block of at least ``nbytes`` (see the rules), or ArenaOutOfMemory; ``stream``: the
+        stream that will use it (default: the one bound by ``on_stream``, else None)."""
         if nbytes < 0:
             raise ValueError(f"cannot allocate a negative size ({nbytes})")
+        if stream is _BOUND:
+            stream = getattr(self._bound, "stream", None)
         size = round_up(max(int(nbytes), 1), self.alignment)
         for relieve in (True, False):
             with self._lock:
@@ -140,14 +197,26 @@ class Arena:
                 if block is None:
                     block = self._extend(size)
                 if block is not None:
-                    return self._take(block, size, nbytes)
+                    return self._take(block, size, nbytes, stream)
             if not relieve or not self.relieve_pressure():
                 break
         raise self._refusal(nbytes, size)
 
+    @contextlib.contextmanager
+    def on_stream(self, stream):
+        """This thread's requests are made for ``stream`` until the block ends (nests)."""
+        previous = getattr(self._bound, "stream", None)
+        self._bound.stream = stream
+        try:
+            yield self
+        finally:
+            self._bound.stream = previous
+
     def release(self, block: Block) -> None:
-        """Give a block back (any thread; deferred while this thread is inside the arena)."""
-        self._lock.call(self._release, block)
+        """Give a block back (any thread; deferred while this thread is inside the arena).  The
+        work its stream queued so far is marked by an event that a later taker on another
+        stream is ordered after (see the module docstring)."""
+        self._lock.call(self._release, block, _record(block.stream))
 
     def add_pressure_callback(self, fn) -> None:
         """``fn()`` is called (without the arena's lock) before a request is refused; it returns
@@ -230,15 +299,19 @@ class Arena:
             return region.first
         return None
 
-    def _take(self, block: Block, size: int, requested: int) -> Block:
+    def _take(self, block: Block, size: int, requested: int, stream=None) -> Block:
         self._unindex(block)
         if block.size - size >= self.alignment:
-            rest = Block(block.region, block.ptr + size, block.size - size, True, block, block.next)
+            rest = Block(block.region, block.ptr + size, block.size - size, True, block, block.next,
+                         dict(block.events))
             if block.next is not None:
                 block.next.prev = rest
             block.next = rest
             block.size = size
             self._index(rest)
+        _order_after(block.events, stream)
+        block.events = {}
+        block.stream = stream
         block.free = False
         block.requested = requested
         self._in_use += block.size
@@ -247,9 +320,13 @@ class Arena:
         self._max_alloc = max(self._max_alloc, requested)
         return block
 
-    def _release(self, block: Block) -> None:
+    def _release(self, block: Block, event=None) -> None:
         if block.free or block.region.arena is not self or block.region not in self._regions:
             raise RuntimeError(f"{self.name}: release of a block that is not allocated here: {block!r}")
+        if event is not None:
+            self._seq += 1
+            block.events = {_stream_key(block.stream): (self._seq, block.stream, event)}
+        block.stream = None
         block.free = True
         self._in_use -= block.size
         self._frees += 1
@@ -266,6 +343,9 @@ class Arena:
 
     @staticmethod
     def _absorb(left: Block, right: Block) -> None:
+        for key, entry in right.events.items():
+            if key not in left.events or left.events[key][0] < entry[0]:
+                left.events[key] = entry
         left.size += right.size
         left.next = right.next
         if right.next is not None:

@@ -34,15 +34,18 @@ class DeviceMemory:
                    name=f"CUDA arena (device {config.device_id})")
 
     @contextlib.contextmanager
-    def run(self, key=None):
-        """Yields the allocation source of one run; ``key`` None: the arena, no pattern.  When
-        the run raises, the locals of its finished frames are cleared (release_frames), so
-        that its buffers return to the arena now rather than when the caller drops the
-        exception: a session that ran out of memory serves the next, smaller run."""
+    def run(self, key=None, stream=None):
+        """Yields the allocation source of one run; ``key`` None: the arena, no pattern.
+        ``stream``: the stream the run queues its work on; the arena's blocks are taken for it
+        (stream-ordered reuse, see memory/arena.py).  When the run raises, the locals of its
+        finished frames are cleared (release_frames), so that its buffers return to the arena
+        now rather than when the caller drops the exception: a session that ran out of memory
+        serves the next, smaller run."""
         source = self.patterns.begin(key)
         ok = False
         try:
-            yield source
+            with self.arena.on_stream(stream):
+                yield source
             ok = True
         except BaseException as e:
             release_frames(e)

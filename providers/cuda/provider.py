@@ -219,7 +219,8 @@ class CUDAExecutionProvider(ExecutionProvider):
         stream current (CuPy kernels, cuBLAS and cuDNN calls then queue on it), applies
         use_tf32 to CuPy's float32 matmul, tells the kernels which provider runs them, and
         routes this thread's CuPy allocations to the session's arena (``using_allocator`` is
-        thread-local and scoped: CuPy's global allocator is untouched).  ``pattern_key`` (an
+        thread-local and scoped: CuPy's global allocator is untouched), taken for the session
+        stream (a block another stream freed is reused after that stream's work on it).  ``pattern_key`` (an
         input signature, ortgpu.memory.pattern_key) lets the run record or replay a memory
         pattern.  When the run raises, its device buffers go back to the arena at once
         (DeviceMemory.run clears the locals of its finished frames)."""
@@ -229,7 +230,7 @@ class CUDAExecutionProvider(ExecutionProvider):
         self._depth.n = getattr(self._depth, "n", 0) + 1
         try:
             with self._device(), self.stream, _tf32_scope(self.config.use_tf32), \
-                    self.memory.run(pattern_key) as source, \
+                    self.memory.run(pattern_key, self.stream) as source, \
                     cupy.cuda.using_allocator(CupyAllocator(source, self.config.device_id)):
                 try:
                     yield self

@@ -101,6 +101,66 @@ def _check_no_cublas(name: str) -> None:
         raise NotImplementedError(f"{DEVICE}: {name}: {_CUBLAS_REFUSED}")
 
 
+# --- streams and events (stream-ordered memory reuse) ----------------------------------------
+# A CUDA stream runs its work in order; work on two streams is unordered unless one waits on an
+# event of the other.  FakeStream counts the work queued on it (``launch``) and the work that
+# has run (``synchronize`` runs all of it); an event marks a position in a stream's queue and is
+# done once the stream's work up to it ran.  ``wait_event`` notes the event a stream's later
+# work is ordered after, and running a stream (``synchronize``) first runs what it waits on.
+# The surface is CuPy's: Stream.record/wait_event/synchronize/ptr, Event.done/synchronize.
+class FakeEvent:
+    def __init__(self, stream: "FakeStream", position: int):
+        self.stream, self.position = stream, position
+
+    @property
+    def done(self) -> bool:
+        return self.stream.completed >= self.position
+
+    def synchronize(self) -> None:
+        self.stream.run_until(self.position)
+
+
+class FakeStream:
+    _next_ptr = 0x1000
+
+    def __init__(self, name: str = "stream"):
+        FakeStream._next_ptr += 0x10
+        self.ptr, self.name = FakeStream._next_ptr, name
+        self.queued = self.completed = 0
+        self.waits: list[tuple[int, FakeEvent]] = []   # (queue position when waited, event)
+        self.host_waits = 0
+
+    def launch(self, n: int = 1) -> int:
+        """Queue ``n`` pieces of work; the position of the last."""
+        self.queued += n
+        return self.queued
+
+    def record(self, event=None) -> FakeEvent:
+        return FakeEvent(self, self.queued)
+
+    def wait_event(self, event: FakeEvent) -> None:
+        self.waits.append((self.queued, event))
+
+    def run_until(self, position: int) -> None:
+        for at, event in self.waits:
+            if at < position:
+                event.synchronize()
+        self.completed = max(self.completed, min(position, self.queued))
+        self.host_waits += 1
+
+    def synchronize(self) -> None:
+        self.run_until(self.queued)
+
+    def ordered_after(self, other: "FakeStream", position: int) -> bool:
+        """Whether work queued on this stream from now on runs after ``other``'s work up to
+        ``position`` (done already, or waited on through an event at or past it)."""
+        return other.completed >= position or any(
+            e.stream is other and e.position >= position for _, e in self.waits)
+
+    def __repr__(self):
+        return f"FakeStream({self.name}, queued={self.queued}, completed={self.completed})"
+
+
 def _check_dtype(dt: np.dtype) -> None:
     if dt.name in DECLINED or dt.kind in "OUSV":
         raise TypeError(f"{DEVICE} arrays cannot hold dtype {dt}")

@@ -471,3 +471,53 @@ def test_reduce_empty_axis_and_strided_input(emulated_cuda):
     got, names = run_cuda(emulated_cuda, "ReduceMean", 13, (device_view(cp, y, "strided"),), {"axes": [0]})
     np.testing.assert_allclose(got, y.mean(axis=0, keepdims=True), rtol=1e-12)
     assert names == ["strided_copy<unsigned long long, int>", "reduce_columns<double>"]
+
+
+# ---------------------------------------------------------------- Resize tables uploaded once
+
+@pytest.mark.parametrize("mode, scales, kernel", [
+    ("nearest", [1, 1, 2.0, 0.5], "resize_nearest"), ("linear", [1, 1, 1.5, 0.7], "resize_taps"),
+    ("linear", [1, 2, 1, 1], None),   # the channel axis grows: the shared kernel, same uploads
+])
+def test_resize_uploads_its_tables_once_per_session(emulated_cuda, monkeypatch, mode, scales, kernel):
+    """Issue 12 item 2 (Resize): the index/weight tables go to the device once per content
+    through the provider's DeviceTables, so a warmed-up launch copies nothing from the host
+    and Resize can run inside a CUDA-graph capture (declared capturable)."""
+    from types import SimpleNamespace
+    from ortgpu.providers import registry
+    from ortgpu.providers.cuda.device_tables import DeviceTables
+    from ortgpu.providers.registry import KernelContext
+    cp = emulated_cuda.cupy
+    fn = registry.lookup("Resize", "", 13, ("cuda",)).fn
+    assert registry.lookup("Resize", "", 13, ("cuda",)).capturable
+    ep = SimpleNamespace(device_tables=DeviceTables(), error_flags=None)
+    x = random(np.random.default_rng(16), (1, 2, 5, 6), F32)
+    dev_x = cp.asarray(x)
+    uploads = []
+    real = cp.asarray
+    monkeypatch.setattr(cp, "asarray", lambda a, *k, **kw: uploads.append(type(a)) or real(a, *k, **kw))
+    ctx = KernelContext(cp, "CUDAExecutionProvider", "r", "Resize", 13, ep=ep)
+    first = fn(ctx, dev_x, None, np.array(scales, np.float32), mode=mode)
+    first_uploads, first_launches = len(uploads), len(emulated_cuda.launches)
+    assert first_uploads >= (1 if kernel else 0) and ep.device_tables.uploads == first_uploads
+    second = fn(ctx, dev_x, None, np.array(scales, np.float32), mode=mode)
+    assert len(uploads) == first_uploads, f"a warmed-up Resize copied from the host: {uploads[first_uploads:]}"
+    want = run_shared("Resize", 13, (x, None, np.array(scales, np.float32)), {"mode": mode})
+    for got in (first, second):
+        assert_close(got.get(), want, **tolerance(F32, "exact" if mode == "nearest" else "math"))
+    names = [launch.name for launch in emulated_cuda.launches[:first_launches]]
+    assert launched(names, kernel) if kernel else not names
+
+
+def test_device_tables_are_keyed_by_content_and_bounded():
+    from ortgpu.providers.cuda.device_tables import CachedUploads, DeviceTables
+    from support.device_double import fake_xp
+    tables = DeviceTables(max_entries=2)
+    a = tables.upload(fake_xp, np.arange(4))
+    assert tables.upload(fake_xp, np.arange(4)) is a and tables.uploads == 1
+    assert tables.upload(fake_xp, np.arange(4), np.float32) is not a     # another dtype: another table
+    tables.upload(fake_xp, np.arange(5))
+    assert len(tables) == 2 and tables.uploads == 3                       # full: uploaded, not kept
+    xp = CachedUploads(fake_xp, tables)
+    assert xp.asarray(np.arange(4)) is a and xp.asarray(a) is not None and tables.uploads == 3
+    assert xp.asarray(2.5, dtype=np.float32).get() == 2.5 and tables.uploads == 4

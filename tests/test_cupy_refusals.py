@@ -438,3 +438,40 @@ def test_roi_align_defers_its_batch_index_check_to_the_run(emulated_cuda):
     fn(ctx, x, rois, cp.asarray(np.array([0, 2], np.int64)))  # no raise at launch
     with pytest.raises(IndexError, match=r"RoiAlign: a batch index is outside \[0, 2\) \(node 'roi'\)"):
         ep.error_flags.check_pending(cp)
+
+
+# --- item 2/9 (shared index kernels): the range check is a device flag, read when the run ends --
+@pytest.mark.parametrize("op,opset,make_args,attrs", [
+    ("Gather", 13, lambda d, i: (d, i), {"axis": 1}),
+    ("GatherElements", 13, lambda d, i: (d, i), {"axis": 1}),
+    ("ScatterElements", 18, lambda d, i: (d, i, d[:, :2] * 0 + 1), {"axis": 1, "reduction": "add"}),
+    ("GatherND", 13, lambda d, i: (d, i[:, :1].reshape(3, 1)), {}),
+])
+def test_shared_index_kernels_defer_their_range_check_on_the_device(op, opset, make_args, attrs):
+    """On a provider with error flags, the shared index kernels read nothing on the host (they
+    run inside a capture window of the double, where a host read raises) and the run's one
+    flag check raises the shared kernels' IndexError, naming the node; in-range negative
+    indices give the CPU result."""
+    from support.device_double import capturing
+    from ortgpu.providers import registry
+    from ortgpu.providers.registry import KernelContext
+    fn = registry.lookup(op, "", opset, (registry.SHARED,)).fn
+    host = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ok = np.array([[-1, 0], [2, -4], [1, 1]], np.int64)
+    bad = ok.copy()
+    bad[1, 0] = 5 if op != "GatherND" else -4
+    bad[0, 0] = 4 if op != "GatherND" else 3
+    data = fake_xp.asarray(host)
+    ep = _FlagsEp()
+    ctx = KernelContext(fake_xp, "FakeDeviceExecutionProvider", "n1", op, opset, ep=ep)
+    ok_args, bad_args = make_args(data, fake_xp.asarray(ok)), make_args(data, fake_xp.asarray(bad))
+    with capturing():
+        got = fn(ctx, *ok_args, **attrs)
+        fn(ctx, *bad_args, **attrs)     # no raise, no host read
+    want = fn(KernelContext(np, "CPUExecutionProvider", "n1", op, opset), *make_args(host, ok), **attrs)
+    np.testing.assert_array_equal(got.get(), want)
+    assert len(ep.error_flags._pending()) >= 2
+    with pytest.raises(IndexError, match=r"index (4|3) is out of bounds for a dimension of size (4|3) \(node 'n1'\)"):
+        ep.error_flags.check_pending(fake_xp)
+    with pytest.raises(IndexError):   # the host path raises at once, as before
+        fn(KernelContext(np, "CPUExecutionProvider", "n1", op, opset), *make_args(host, bad), **attrs)

@@ -252,9 +252,12 @@ def test_kernels_with_host_round_trips_control_flow_or_data_dependent_shapes_are
         return next(k for k in registered() if k.op_type == op and k.provider == provider and k.since == since)
     for op, provider, since, why in [("If", SHARED, 21, "control flow"), ("Loop", SHARED, 21, "control flow"),
                                      ("NonZero", SHARED, 13, "output shape"), ("Compress", SHARED, 11, "output shape"),
-                                     ("Resize", CUDA, 19, "on the host")]:
+                                     ("GatherElements", SHARED, 13, "on the host"),
+                                     ("RotaryEmbedding", CUDA, 1, "on the host")]:
         k = declared(op, provider, since)
         assert not k.capturable and why in k.not_capturable_because, (op, provider)
+    # Resize uploads its tables once per session now (providers/cuda/device_tables.py)
+    assert all(declared(op, CUDA, since).capturable for op, since in (("Resize", 19), ("Upsample", 9)))
     assert declared("Relu", CUDA, 14).capturable and declared("MatMul", CUDA, 13).capturable
     # their index flags are read once per run, not in the launcher (issue 12, items 2 and 9)
     assert all(declared(op, CUDA, since).capturable for op, since in (("Gather", 13), ("GatherND", 13),
@@ -269,12 +272,28 @@ def _resize_model():
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
 
 
+def _gather_elements_model():
+    node = helper.make_node("GatherElements", ["x", "i"], ["y"], name="ge", axis=1)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                                        helper.make_tensor_value_info("i", TensorProto.INT64, [2, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+
+
 def test_cuda_graphs_refuse_a_kernel_that_reads_device_values_on_the_host_naming_the_node():
     from ortgpu.errors import Fail
     from ortgpu.providers.cuda.provider import CUDAExecutionProvider
     cuda = CUDAExecutionProvider({"enable_cuda_graph": "1"}, device_count=None)
-    with pytest.raises(Fail, match=r"cannot use the CUDA Graph feature.*Resize 'up' \(it reads device values"):
-        ortgpu.InferenceSession(_resize_model().SerializeToString(), providers=[cuda, "CPUExecutionProvider"])
+    with pytest.raises(Fail, match=r"cannot use the CUDA Graph feature.*GatherElements 'ge' \(it reads device values"):
+        ortgpu.InferenceSession(_gather_elements_model().SerializeToString(),
+                                providers=[cuda, "CPUExecutionProvider"])
+    # Resize uploads its tables once (warm-up runs), so a capture copies nothing: accepted
+    cuda = CUDAExecutionProvider({"enable_cuda_graph": "1"}, device_count=None)
+    from ortgpu.graph import from_proto
+    from ortgpu.graph_capture import capture_partition
+    from ortgpu.providers.cpu import CPUExecutionProvider
+    part = capture_partition(from_proto(_resize_model().graph, {"": 18}), [cuda, CPUExecutionProvider()], cuda)
+    assert [it.node.op_type for it in part.items if getattr(it, "node", None) is not None] == ["Resize"]
     # an embedding Gather passes the check now (its index flag is read once, when the run ends)
     from ortgpu.graph import from_proto
     from ortgpu.graph_capture import capture_partition

@@ -15,6 +15,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ortgpu.providers.base import ExecutionProvider
+from ortgpu.providers.cuda.device_tables import DeviceTables
 from ortgpu.providers.cuda.error_flags import ErrorFlags
 from ortgpu.providers.cuda.options import default_option_strings, parse_cuda_options
 from ortgpu.providers.registry import SHARED, KernelDef
@@ -128,6 +129,7 @@ class CUDAExecutionProvider(ExecutionProvider):
         self._stream = None
         self._memory = None
         self.error_flags = ErrorFlags()      # device error flags of the runs, read once per run
+        self.device_tables = DeviceTables()  # host tables uploaded once (Resize), capture-safe
         self._depth = threading.local()      # run_context nesting per thread (flags: outermost only)
 
     def parse_options(self, options: dict) -> dict:

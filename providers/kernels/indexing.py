@@ -8,12 +8,23 @@ from ortgpu.providers.dtype_sets import (
 from ortgpu.providers.registry import DATA_DEPENDENT, HOST_ROUND_TRIP, kernel
 
 
-def _wrap_negative(xp, idx, dim):
-    """Indices in [-dim, dim) as [0, dim); anything else raises (as onnxruntime does)."""
+def _deferral(ctx, mod):
+    """(the provider's error flags, node name) when `ctx` runs on a device whose provider
+    checks error flags once per run (the CUDA provider: providers/cuda/error_flags.py), else
+    None: the range check then reads the indices on the host at once."""
+    flags = getattr(getattr(ctx, "ep", None), "error_flags", None)
+    return None if flags is None or mod is np else (flags, ctx.node_name)
+
+
+def _wrap_negative(xp, idx, dim, defer=None):
+    """Indices in [-dim, dim) as [0, dim); anything else raises (as onnxruntime does): at once,
+    or with `defer` (_deferral) when the run ends, from a device flag (no host read here)."""
     idx = xp.asarray(idx)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"indices must be integers, got {idx.dtype}")
     idx = idx.astype(np.int64, copy=False)
+    if idx.size and defer is not None:
+        return _wrap_on_device(xp, idx, dim, *defer)
     if idx.size:
         lo, hi = int(idx.min()), int(idx.max())
         if lo < -dim or hi >= dim:
@@ -22,6 +33,18 @@ def _wrap_negative(xp, idx, dim):
         if lo < 0:
             idx = xp.where(idx < 0, idx + dim, idx)
     return idx
+
+
+def _wrap_on_device(xp, idx, dim, flags, node):
+    """Wrapped indices, clipped into [0, dim) so that the gather or scatter stays in bounds,
+    and a device flag (found, first bad index, dim) that the provider reads when the run ends."""
+    bad = ((idx < -dim) | (idx >= dim)).reshape(-1)
+    flag = xp.zeros(3, dtype=np.int64)
+    flag[0] = bad.any()
+    flag[1] = idx.reshape(-1)[bad.argmax()]
+    flag[2] = dim
+    flags.defer(flag, node)
+    return xp.clip(xp.where(idx < 0, idx + dim, idx), 0, dim - 1)
 
 
 def _module(xp, a):
@@ -42,7 +65,7 @@ def Gather(ctx, data, indices, *, axis=0):
     """Take slices of `data` along `axis` at `indices` (negative indices count from the end)."""
     mod = _module(ctx.xp, data)
     axis = norm_axis(axis, data.ndim)
-    idx = _wrap_negative(mod, indices, data.shape[axis])
+    idx = _wrap_negative(mod, indices, data.shape[axis], _deferral(ctx, mod))
     return mod.asarray(mod.take(data, idx, axis=axis))
 
 
@@ -54,10 +77,10 @@ def GatherElements(ctx, data, indices, *, axis=0):
     if indices.ndim != data.ndim:
         raise ValueError(f"GatherElements: indices rank {indices.ndim} differs from data rank {data.ndim}")
     # indices may be smaller than data off the axis, so no take_along_axis (it broadcasts)
-    return data[_elements_index(mod, indices, axis, data.shape[axis])]
+    return data[_elements_index(mod, indices, axis, data.shape[axis], _deferral(ctx, mod))]
 
 
-def _nd_index(xp, data_shape, indices, batch_dims):
+def _nd_index(xp, data_shape, indices, batch_dims, defer=None):
     """Advanced-index tuple addressing data (with its batch dims flattened) by `indices`."""
     k = indices.shape[-1]
     if k > len(data_shape) - batch_dims:
@@ -68,15 +91,15 @@ def _nd_index(xp, data_shape, indices, batch_dims):
         xp.zeros((nbatch, 0, k), dtype=np.int64)
     parts = [xp.arange(nbatch).reshape(nbatch, 1)]
     for j in range(k):
-        parts.append(_wrap_negative(xp, idx[:, :, j], data_shape[batch_dims + j]))
+        parts.append(_wrap_negative(xp, idx[:, :, j], data_shape[batch_dims + j], defer))
     return tuple(parts)
 
 
-def _gather_nd(xp, data, indices, batch_dims):
+def _gather_nd(xp, data, indices, batch_dims, defer=None):
     batch_shape = data.shape[:batch_dims]
     k = indices.shape[-1]
     flat = xp.reshape(data, (-1,) + data.shape[batch_dims:]) if batch_dims else data[None]
-    picked = flat[_nd_index(xp, data.shape, indices, batch_dims)]
+    picked = flat[_nd_index(xp, data.shape, indices, batch_dims, defer)]
     return xp.reshape(picked, tuple(batch_shape) + tuple(indices.shape[batch_dims:-1])
                       + tuple(data.shape[batch_dims + k:]))
 
@@ -84,13 +107,15 @@ def _gather_nd(xp, data, indices, batch_dims):
 @kernel("GatherND", since=11, types={"T": CUPY | STRING}, capturable=HOST_ROUND_TRIP)
 def GatherND_11(ctx, data, indices):
     """Gather slices addressed by the last dim of `indices` (no batch dims)."""
-    return _gather_nd(_module(ctx.xp, data), data, indices, 0)
+    mod = _module(ctx.xp, data)
+    return _gather_nd(mod, data, indices, 0, _deferral(ctx, mod))
 
 
 @kernel("GatherND", since=(12, 13), types={"T": STANDARD}, capturable=HOST_ROUND_TRIP)
 def GatherND(ctx, data, indices, *, batch_dims=0):
     """Gather slices addressed by the last dim of `indices`, the first batch_dims dims shared."""
-    return _gather_nd(_module(ctx.xp, data), data, indices, batch_dims)
+    mod = _module(ctx.xp, data)
+    return _gather_nd(mod, data, indices, batch_dims, _deferral(ctx, mod))
 
 
 # --- scatter ---------------------------------------------------------------------------
@@ -144,9 +169,9 @@ def _at_widened(out, reduction):
     return out.astype(wider)
 
 
-def _elements_index(xp, indices, axis, dim):
+def _elements_index(xp, indices, axis, dim, defer=None):
     """The full advanced index of ScatterElements: coordinates of `indices`, `axis` replaced."""
-    idx = _wrap_negative(xp, indices, dim)
+    idx = _wrap_negative(xp, indices, dim, defer)
     grids = []
     for d, n in enumerate(indices.shape):
         if d == axis:
@@ -163,7 +188,7 @@ def _scatter_elements(ctx, data, indices, updates, axis, reduction):
     axis = norm_axis(axis, data.ndim)
     if tuple(indices.shape) != tuple(updates.shape):
         raise ValueError(f"indices shape {indices.shape} differs from updates shape {updates.shape}")
-    index = _elements_index(mod, indices, axis, data.shape[axis])
+    index = _elements_index(mod, indices, axis, data.shape[axis], _deferral(ctx, mod))
     return _scatter_into(mod, data, index, updates, reduction)
 
 
@@ -187,7 +212,8 @@ def ScatterND(ctx, data, indices, updates, *, reduction="none"):
     k = indices.shape[-1]
     if k > data.ndim:
         raise ValueError(f"ScatterND: indices' last dim {k} exceeds the data rank {data.ndim}")
-    index = tuple(_wrap_negative(mod, indices[..., j], data.shape[j]) for j in range(k))
+    defer = _deferral(ctx, mod)
+    index = tuple(_wrap_negative(mod, indices[..., j], data.shape[j], defer) for j in range(k))
     expected = tuple(indices.shape[:-1]) + tuple(data.shape[k:])
     if tuple(updates.shape) != expected:
         raise ValueError(f"ScatterND: updates shape {updates.shape}, expected {expected}")

@@ -10,21 +10,25 @@ float types (float16 computed in float32).  Other cases (integer interpolation, 
 axes resized) go to the shared kernel.
 
 The tables are small (output length x taps per axis), cached on the host per geometry and
-copied to the device at each call.
+uploaded once per session and content (providers/cuda/device_tables.py): after the warm-up
+runs a launch copies nothing from the host, so Resize and Upsample run inside a CUDA-graph
+capture.  The shared kernel, where it takes over, runs with the same cached uploads.
 
 Never run on a GPU yet: written, compile-checked and run on the host emulator only.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
 import numpy as np
 
+from ortgpu.providers.cuda.device_tables import CachedUploads, tables_of
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import resize as shared
 from ortgpu.providers.dtype_sets import BOOL, CUPY, FLOAT, INDEX
-from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
+from ortgpu.providers.registry import kernel
 
 SOURCE = "resize.cu"
 
@@ -104,12 +108,14 @@ def _hw(shape):
 
 # ---------------------------------------------------------------- launch
 
-def run_resize(X, plan: shared.ResizePlan, p: dict):
-    """X resized by ``plan`` on the GPU, or None when not handled here."""
+def run_resize(X, plan: shared.ResizePlan, p: dict, tables=None):
+    """X resized by ``plan`` on the GPU, or None when not handled here; ``tables``: the
+    DeviceTables its index and weight tables are uploaded through."""
     if not handles(plan, X.shape, X.dtype, p):
         return None
     import cupy
 
+    up = functools.partial((tables if tables is not None else tables_of(None)).upload, cupy)
     dt = X.dtype
     if X.size == 0 or math.prod(plan.out_shape) == 0:
         return None   # nothing to compute: the shared kernel's empty (or error) result
@@ -131,12 +137,12 @@ def run_resize(X, plan: shared.ResizePlan, p: dict):
         bits = np.dtype(f"u{dt.itemsize}")
         fill = np.asarray(p["extrapolation_value"]).astype(dt).reshape(1).view(bits)[0]
         fn = cu.function(UNIT, nearest_name(dt.itemsize))
-        args = head + (cupy.asarray(yidx[:, 0]), cupy.asarray(xidx[:, 0]), fill)
+        args = head + (up(yidx[:, 0]), up(xidx[:, 0]), fill)
     else:
         cdt = cu.compute_scalar(dt, 0).dtype
         fn = cu.function(UNIT, taps_name(dt))
-        args = head + (cupy.asarray(yidx), cupy.asarray(yw.astype(cdt)), np.int32(yidx.shape[1]),
-                       cupy.asarray(xidx), cupy.asarray(xw.astype(cdt)), np.int32(xidx.shape[1]),
+        args = head + (up(yidx), up(yw, cdt), np.int32(yidx.shape[1]),
+                       up(xidx), up(xw, cdt), np.int32(xidx.shape[1]),
                        cu.compute_scalar(dt, p["extrapolation_value"]))
     cu.launch_elementwise(fn, n, args)
     return out
@@ -147,20 +153,30 @@ def _resize(ctx, X, roi, scales, sizes, p, axes=None, keep_aspect_ratio_policy="
     if not cu.on_device(ctx, X):
         return None
     plan = shared.resize_plan(X.shape, roi, scales, sizes, p, axes, keep_aspect_ratio_policy)
-    return run_resize(X, plan, p)
+    return run_resize(X, plan, p, tables_of(ctx))
+
+
+def _uploading_once(ctx):
+    """``ctx`` for the shared kernel: on the device, its host tables go through the
+    provider's DeviceTables (uploaded once, so the fallback is capturable too)."""
+    if ctx.xp is np:
+        return ctx
+    out = copy.copy(ctx)
+    out.xp = CachedUploads(ctx.xp, tables_of(ctx))
+    return out
 
 
 # ---------------------------------------------------------------- registrations
 
-@kernel("Resize", since=10, provider="cuda", types={"T": CUPY}, host_inputs=(1,), capturable=HOST_ROUND_TRIP)
+@kernel("Resize", since=10, provider="cuda", types={"T": CUPY}, host_inputs=(1,), capturable=True)
 def Resize_10(ctx, X, scales, *, mode="nearest"):
     """Resize-10: asymmetric coordinates, legacy nearest rounding (raw CUDA for H, W)."""
     y = _resize(ctx, X, None, scales, None, shared._params(mode, "asymmetric", "legacy"))
-    return y if y is not None else shared.Resize_10(ctx, X, scales, mode=mode)
+    return y if y is not None else shared.Resize_10(_uploading_once(ctx), X, scales, mode=mode)
 
 
 @kernel("Resize", since=(11, 13), provider="cuda", types={"T1": CUPY, "T2": FLOAT}, host_inputs=(1, 2, 3),
-        capturable=HOST_ROUND_TRIP)
+        capturable=True)
 def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transformation_mode="half_pixel",
               cubic_coeff_a=-0.75, exclude_outside=0, extrapolation_value=0.0, mode="nearest",
               nearest_mode="round_prefer_floor"):
@@ -170,13 +186,14 @@ def Resize_11(ctx, X, roi=None, scales=None, sizes=None, *, coordinate_transform
     y = _resize(ctx, X, roi, scales, sizes, p)
     if y is not None:
         return y
-    return shared.Resize_11(ctx, X, roi, scales, sizes, coordinate_transformation_mode=coordinate_transformation_mode,
+    return shared.Resize_11(_uploading_once(ctx), X, roi, scales, sizes,
+                            coordinate_transformation_mode=coordinate_transformation_mode,
                             cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
                             extrapolation_value=extrapolation_value, mode=mode, nearest_mode=nearest_mode)
 
 
 @kernel("Resize", since=(18, 19), provider="cuda", types={"T1": CUPY, "T2": FLOAT}, host_inputs=(1, 2, 3),
-        capturable=HOST_ROUND_TRIP)
+        capturable=True)
 def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",
@@ -187,33 +204,33 @@ def Resize(ctx, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
     y = _resize(ctx, X, roi, scales, sizes, p, axes, keep_aspect_ratio_policy)
     if y is not None:
         return y
-    return shared.Resize(ctx, X, roi, scales, sizes, antialias=antialias, axes=axes,
+    return shared.Resize(_uploading_once(ctx), X, roi, scales, sizes, antialias=antialias, axes=axes,
                          coordinate_transformation_mode=coordinate_transformation_mode,
                          cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
                          extrapolation_value=extrapolation_value, keep_aspect_ratio_policy=keep_aspect_ratio_policy,
                          mode=mode, nearest_mode=nearest_mode)
 
 
-@kernel("Upsample", since=1, provider="cuda", types={"T": FLOAT | INDEX | BOOL}, capturable=HOST_ROUND_TRIP)
+@kernel("Upsample", since=1, provider="cuda", types={"T": FLOAT | INDEX | BOOL}, capturable=True)
 def Upsample_1(ctx, X, *, height_scale, width_scale, mode="nearest"):
     """Upsample-1: NCHW scaled by height_scale and width_scale (raw CUDA)."""
     scales = np.array([1.0, 1.0, height_scale, width_scale], dtype=np.float32)
     y = _resize(ctx, X, None, scales, None, shared._params(mode, "asymmetric", "legacy"))
-    return y if y is not None else shared.Upsample_1(ctx, X, height_scale=height_scale,
+    return y if y is not None else shared.Upsample_1(_uploading_once(ctx), X, height_scale=height_scale,
                                                      width_scale=width_scale, mode=mode)
 
 
-@kernel("Upsample", since=7, provider="cuda", types={"T": CUPY}, capturable=HOST_ROUND_TRIP)
+@kernel("Upsample", since=7, provider="cuda", types={"T": CUPY}, capturable=True)
 def Upsample_7(ctx, X, *, mode="nearest", scales=()):
     """Upsample-7: scales as an attribute (raw CUDA when only H and W change)."""
     y = _resize(ctx, X, None, np.asarray(scales, dtype=np.float32), None,
                 shared._params(mode, "asymmetric", "legacy"))
-    return y if y is not None else shared.Upsample_7(ctx, X, mode=mode, scales=scales)
+    return y if y is not None else shared.Upsample_7(_uploading_once(ctx), X, mode=mode, scales=scales)
 
 
 @kernel("Upsample", since=(9, 10), provider="cuda", types={"T": CUPY}, host_inputs=(1,),
-        capturable=HOST_ROUND_TRIP)
+        capturable=True)
 def Upsample(ctx, X, scales, *, mode="nearest"):
     """Upsample-9/10: scales as an input (raw CUDA when only H and W change)."""
     y = _resize(ctx, X, None, scales, None, shared._params(mode, "asymmetric", "legacy"))
-    return y if y is not None else shared.Upsample(ctx, X, scales, mode=mode)
+    return y if y is not None else shared.Upsample(_uploading_once(ctx), X, scales, mode=mode)

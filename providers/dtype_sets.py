@@ -47,6 +47,11 @@ NON_STRING = ALL - STRING
 STANDARD = NUMERIC | BOOL | COMPLEX | STRING
 # What a CuPy array holds: a CUDA launcher (and a shared kernel on CuPy) runs no other type.
 CUPY = BOOL | INTEGER | FLOAT | COMPLEX
+# CuPy 14 also holds ml_dtypes.bfloat16 arrays: its ufuncs, casts, reductions and matmul take
+# them; its ufunc.at, sorting (thrust) and cupyx.scipy.special do not.  A CUDA registration
+# declares bfloat16 (with these, or FLOATS) only where its body handles it: moved as 16-bit
+# words, or computed in float32 and cast back.
+CUPY_BF16 = CUPY | BFLOAT16
 
 # The names above, in the order the coverage table abbreviates declarations with them.
 NAMED = {"ALL": ALL, "NON_STRING": NON_STRING, "STANDARD": STANDARD, "CUPY": CUPY,

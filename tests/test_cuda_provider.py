@@ -208,7 +208,7 @@ def test_accepts_the_types_cupy_holds():
     assert _accepts("SequenceLength", [helper.make_sequence_type_proto(_tensor(TensorProto.FLOAT))])
 
 
-@pytest.mark.parametrize("elem", [TensorProto.BFLOAT16, TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E5M2,
+@pytest.mark.parametrize("elem", [TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E5M2,
                                   TensorProto.INT4, TensorProto.UINT4, TensorProto.FLOAT4E2M1,
                                   TensorProto.STRING])
 def test_declines_types_cupy_cannot_hold(elem):
@@ -218,10 +218,20 @@ def test_declines_types_cupy_cannot_hold(elem):
     assert not _accepts("Identity", [helper.make_sequence_type_proto(_tensor(elem))])
 
 
+def test_bfloat16_only_through_kernels_that_declare_it():
+    """CuPy 14 holds bfloat16: a CUDA registration that declares it takes it, and so do the
+    shared view/copy kernels of BF16_SHARED_OPS; another shared kernel does not."""
+    bf = [_tensor(TensorProto.BFLOAT16)]
+    assert _accepts("Relu", bf) and _accepts("Identity", bf) and _accepts("MatMul", bf + bf)
+    assert _accepts("Identity", [helper.make_sequence_type_proto(bf[0])])
+    assert not _accepts("ArgMax", bf)
+    assert not _accepts("MaxPool", bf)            # its CUDA registration declares no bfloat16
+
+
 def test_declines_attributes_that_produce_such_types():
     f = [_tensor(TensorProto.FLOAT)]
     assert _accepts("Cast", f, {"to": TensorProto.FLOAT16})
-    assert not _accepts("Cast", f, {"to": TensorProto.BFLOAT16})
+    assert _accepts("Cast", f, {"to": TensorProto.BFLOAT16})     # the CUDA Cast declares bfloat16
     assert not _accepts("Cast", f, {"to": TensorProto.STRING})
     assert not _accepts("RandomNormal", [], {"dtype": TensorProto.BFLOAT16})
     i64 = [_tensor(TensorProto.INT64)]
@@ -501,10 +511,10 @@ def test_gpu_conv_via_cudnn_matches_numpy(xs, ws, kw, dtype, tol):
 
 def test_holds_and_declined_dtypes_for_the_partitioner():
     p = make()
-    assert {"bfloat16", "float8_e4m3fn", "int4", "uint4", "float4_e2m1fn", "object"} <= p.declined_dtypes
-    assert not {"float16", "float32", "float64", "int64", "bool", "uint8"} & p.declined_dtypes
+    assert {"float8_e4m3fn", "int4", "uint4", "float4_e2m1fn", "object"} <= p.declined_dtypes
+    assert not {"float16", "float32", "float64", "int64", "bool", "uint8", "bfloat16"} & p.declined_dtypes
     assert p.holds(_tensor(TensorProto.FLOAT16)) and p.holds(None)
     assert p.holds(helper.make_sequence_type_proto(_tensor(TensorProto.INT64)))
-    assert not p.holds(_tensor(TensorProto.BFLOAT16))
+    assert p.holds(_tensor(TensorProto.BFLOAT16))      # CuPy 14 holds ml_dtypes.bfloat16
     assert not p.holds(helper.make_optional_type_proto(_tensor(TensorProto.STRING)))
     assert not p.holds(helper.make_map_type_proto(TensorProto.STRING, _tensor(TensorProto.FLOAT)))

@@ -97,10 +97,14 @@ def test_declared_types_are_among_those_the_schema_allows():
 
 
 def test_cuda_launchers_declare_only_what_cupy_holds():
-    wrong = [f"{_label(ks)}: '{c}' declares {sorted(set(n) - dtype_sets.CUPY)}"
+    """CuPy 14 holds bfloat16 too (CUPY_BF16); nothing else beyond CUPY."""
+    wrong = [f"{_label(ks)}: '{c}' declares {sorted(set(n) - dtype_sets.CUPY_BF16)}"
              for ks in _groups().values() if ks[0].provider == CUDA
-             for c, n in ks[0].types.items() if set(n) - dtype_sets.CUPY]
+             for c, n in ks[0].types.items() if set(n) - dtype_sets.CUPY_BF16]
     assert not wrong, "\n".join(wrong)
+    bf16 = {ks[0].op_type for ks in _groups().values() if ks[0].provider == CUDA
+            for n in ks[0].types.values() if "bfloat16" in n}
+    assert {"MatMul", "Gemm", "Add", "Relu", "Softmax", "LayerNormalization", "Cast", "Transpose"} <= bf16
 
 
 def test_a_registration_without_types_fails_at_import_naming_the_op():

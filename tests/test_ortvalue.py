@@ -257,8 +257,10 @@ def test_ortvalues_on_the_device_double():
     w = OG.ortvalue_from_shape_and_type([2, 3], np.float32, "fakedev")
     w.update_inplace(v)  # device to device
     np.testing.assert_array_equal(w.numpy(), a * 2)
-    with pytest.raises(RuntimeError, match="cannot hold tensor\\(bfloat16\\)"):
-        OG.ortvalue_from_shape_and_type([2], TensorProto.BFLOAT16, "fakedev")
+    with pytest.raises(RuntimeError, match="cannot hold tensor\\(float8e4m3fn\\)"):
+        OG.ortvalue_from_shape_and_type([2], TensorProto.FLOAT8E4M3FN, "fakedev")
+    # CuPy 14 (and so the double) holds bfloat16
+    assert OG.ortvalue_from_shape_and_type([2], TensorProto.BFLOAT16, "fakedev").shape() == [2]
 
 
 def test_cuda_values_need_cupy():
@@ -287,4 +289,5 @@ def test_the_cuda_kind_recognizes_cupy_arrays_without_importing_cupy():
     fake_cupy_array = type("ndarray", (), {"__module__": "cupy._core.core", "__cuda_array_interface__": {}})()
     assert cuda.owns(fake_cupy_array) and kind_of(fake_cupy_array) is cuda
     assert not cuda.owns(np.zeros(2)) and kind_of(np.zeros(2)).name == "cpu"
-    assert cuda.holds(np.float16) and not cuda.holds(ml_dtypes.bfloat16)
+    assert cuda.holds(np.float16) and cuda.holds(ml_dtypes.bfloat16)        # CuPy 14 holds bfloat16
+    assert not cuda.holds(ml_dtypes.float8_e4m3fn)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.options import config_of
 from ortgpu.providers.kernels import linalg as shared_linalg
-from ortgpu.providers.dtype_sets import FLOAT, INDEX
+from ortgpu.providers.dtype_sets import FLOAT, FLOATS, INDEX
 from ortgpu.providers.registry import kernel
 
 GEMM_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
@@ -225,11 +225,21 @@ def use_tf32(ctx) -> bool:
 
 # ----------------------------------------------------------------------------- kernels
 
+def _bfloat16(*operands) -> bool:
+    """Whether a GEMM's operands are bfloat16: it then runs as the float32 GEMM on float32
+    copies and rounds once to bfloat16 at the end (what onnxruntime's CUDA kernels compute:
+    float32 accumulation), with use_tf32 as for float32."""
+    return all(v is None or np.dtype(v.dtype).name == "bfloat16" for v in operands)
+
+
 @kernel("MatMul", since=(1, 9, 13), provider="cuda",
-        types={"T": FLOAT | INDEX | frozenset({"uint32", "uint64"})})
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"})})
 def MatMul(ctx, A, B):
-    """numpy.matmul semantics on cuBLAS (float16/32/64); other types use the shared kernel."""
+    """numpy.matmul semantics on cuBLAS (float16/32/64; bfloat16 in float32, see _bfloat16);
+    other types use the shared kernel."""
     xp = ctx.xp
+    if _bfloat16(A, B):
+        return MatMul(ctx, A.astype(np.float32), B.astype(np.float32)).astype(A.dtype)
     if A.dtype != B.dtype or np.dtype(A.dtype) not in GEMM_DTYPES or A.ndim == 0 or B.ndim == 0:
         return shared_linalg.MatMul(ctx, A, B)
     a3, b3, ta, tb, out_shape = plan_matmul(xp, A, B)
@@ -242,10 +252,15 @@ def MatMul(ctx, A, B):
 
 
 @kernel("Gemm", since=(1, 6, 7, 9, 11, 13), provider="cuda",
-        types={"T": FLOAT | INDEX | frozenset({"uint32", "uint64"})})
+        types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"})})
 def Gemm(ctx, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
-    """Y = alpha * A' B' + beta * C with C broadcast into the output first (cuBLAS beta)."""
+    """Y = alpha * A' B' + beta * C with C broadcast into the output first (cuBLAS beta);
+    bfloat16 in float32 (_bfloat16)."""
     xp = ctx.xp
+    if _bfloat16(A, B, C):
+        up = [None if v is None else v.astype(np.float32) for v in (A, B, C)]
+        return Gemm(ctx, *up, alpha=alpha, beta=beta, transA=transA, transB=transB,
+                    broadcast=broadcast).astype(A.dtype)
     if A.dtype != B.dtype or np.dtype(A.dtype) not in GEMM_DTYPES or A.ndim != 2 or B.ndim != 2 \
             or (C is not None and C.dtype != A.dtype):
         return shared_linalg.Gemm(ctx, A, B, C, alpha=alpha, beta=beta, transA=transA, transB=transB,

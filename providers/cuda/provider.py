@@ -11,6 +11,7 @@ import contextlib
 import functools
 import threading
 
+import ml_dtypes
 import numpy as np
 from onnx import TensorProto
 
@@ -22,14 +23,24 @@ from ortgpu.providers.registry import SHARED, KernelDef
 
 CUDA = "cuda"
 
-# Element types a CuPy array can hold (ONNX TensorProto codes).  Strings, bfloat16, the
+# Element types a CuPy array can hold (ONNX TensorProto codes).  Strings, the
 # float8/float6/float4 types and the sub-byte integers have no CuPy dtype: nodes that read
-# or write them stay on the CPU.
+# or write them stay on the CPU.  bfloat16 is held as ml_dtypes.bfloat16 (CuPy 14), but
+# only kernels that declare it take it (see BF16_SHARED_OPS).
 CUPY_ELEM_TYPES = frozenset({
     TensorProto.BOOL, TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
     TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64,
-    TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE,
+    TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.BFLOAT16,
     TensorProto.COMPLEX64, TensorProto.COMPLEX128,
+})
+
+# Shared kernels that may run on bfloat16 CuPy arrays: they only view, reshape or copy their
+# data, which CuPy 14 does for bfloat16.  Other shared kernels may call what CuPy lacks for it
+# (ufunc.at, sorting, cupyx.scipy.special): a bfloat16 node reaches the GPU only through a
+# CUDA registration that declares bfloat16, or one of these.
+BF16_SHARED_OPS = frozenset({
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Size", "Expand", "Tile",
+    "DepthToSpace", "SpaceToDepth",
 })
 
 
@@ -48,7 +59,7 @@ def _declined_dtype_names() -> frozenset:
 
 CUPY_DTYPES = frozenset(np.dtype(t) for t in (
     np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-    np.float16, np.float32, np.float64, np.complex64, np.complex128))
+    np.float16, np.float32, np.float64, np.complex64, np.complex128, ml_dtypes.bfloat16))
 
 # Domains whose shared kernels stay on the CPU (domain -> reason); single ops say it in their
 # registration (``@kernel(..., host_only="why")``).  A CUDA registration always wins over both.
@@ -100,6 +111,26 @@ def type_on_device(tp) -> bool:
     return True
 
 
+def _has_bfloat16(tp) -> bool:
+    """Whether an onnx TypeProto is (or holds) a bfloat16 tensor."""
+    if tp is None:
+        return False
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        return tp.tensor_type.elem_type == TensorProto.BFLOAT16
+    if which == "sequence_type":
+        return _has_bfloat16(tp.sequence_type.elem_type)
+    if which == "optional_type":
+        return _has_bfloat16(tp.optional_type.elem_type)
+    return False
+
+
+def takes_bfloat16(kernel: KernelDef) -> bool:
+    """Whether `kernel` may run a bfloat16 node on CuPy: a CUDA registration (its declared
+    types decide), or a shared kernel of BF16_SHARED_OPS."""
+    return kernel.provider != SHARED or kernel.op_type in BF16_SHARED_OPS
+
+
 def host_only_reason(kernel: KernelDef) -> str | None:
     """Why a shared kernel must stay on the CPU (its ``host_only`` declaration, or its
     domain's entry in HOST_DOMAINS), or None."""
@@ -146,9 +177,10 @@ class CUDAExecutionProvider(ExecutionProvider):
         return type_on_device(tp)
 
     def accepts(self, node, kernel: KernelDef, input_types, output_types=None) -> bool:
-        """Declines a node whose values CuPy cannot hold (bfloat16, float8, int4, strings,
-        maps, ...), whose attributes ask for such an output type, or whose only kernel is a
-        shared one declared host only (host_only_reason).  ``output_types`` (onnx TypeProtos) is optional."""
+        """Declines a node whose values CuPy cannot hold (float8, int4, strings, maps, ...),
+        whose attributes ask for such an output type, whose only kernel is a shared one
+        declared host only (host_only_reason), or that has bfloat16 values and a shared kernel
+        outside BF16_SHARED_OPS (takes_bfloat16).  ``output_types`` (onnx TypeProtos) is optional."""
         if not super().accepts(node, kernel, input_types, output_types):
             return False
         if host_only_reason(kernel) is not None:
@@ -156,15 +188,19 @@ class CUDAExecutionProvider(ExecutionProvider):
         for tp in list(input_types) + list(output_types or ()):
             if not type_on_device(tp):
                 return False
+            if _has_bfloat16(tp) and not takes_bfloat16(kernel):
+                return False
         attrs = getattr(node, "attrs", None) or {}
         for name in _TYPE_ATTRS:
             code = attrs.get(name)
             if isinstance(code, (int, np.integer)) and not isinstance(code, bool) and code \
-                    and int(code) not in CUPY_ELEM_TYPES:
+                    and (int(code) not in CUPY_ELEM_TYPES
+                         or (int(code) == TensorProto.BFLOAT16 and not takes_bfloat16(kernel))):
                 return False
         for name in _VALUE_ATTRS:
             v = attrs.get(name)
-            if isinstance(v, np.ndarray) and v.dtype not in CUPY_DTYPES:
+            if isinstance(v, np.ndarray) and (v.dtype not in CUPY_DTYPES
+                                              or (v.dtype.name == "bfloat16" and not takes_bfloat16(kernel))):
                 return False
         return True
 

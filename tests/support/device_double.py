@@ -6,8 +6,9 @@ without saying so, or a missing copy, fails loudly.  NumPy functions and ufuncs 
 it dispatch to it (``__array_function__`` / ``__array_ufunc__``) as they do for CuPy; a
 raw NumPy array mixed into such a call is refused, as CuPy refuses it.  ``.get()``,
 ``.item()``, ``.tolist()``, ``int()``/``float()``/``bool()`` are the explicit transfers
-CuPy allows.  Arrays of dtypes CuPy lacks (bfloat16, float8, int4/int2/float4, object
-strings) cannot be made.
+CuPy allows.  Arrays of dtypes CuPy lacks (float8, int4/int2/float4, object strings)
+cannot be made.  bfloat16 arrays can (CuPy 14 holds ml_dtypes.bfloat16), but what CuPy 14
+lacks for them is refused: ufunc.at, sorting (thrust), scipy.special (cupyx).
 
 ``FakeDeviceExecutionProvider`` runs the shared kernels on ``fake_xp`` (device
 "fakedev") and counts its copies; ``FAKE_KIND`` registers the double as a device kind of
@@ -30,10 +31,15 @@ from ortgpu.providers.registry import SHARED
 DEVICE = "fakedev"
 
 # dtypes CuPy has no arrays of (kinds: V = ml_dtypes' small floats and ints, O = objects/strings)
-DECLINED = frozenset({
-    "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+NO_ARRAYS = frozenset({
+    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
     "int4", "uint4", "int2", "uint2", "float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "object",
 })
+# what the double's default provider declines: those, and bfloat16 (Bf16FakeDeviceExecutionProvider
+# takes it where the CUDA provider would)
+DECLINED = NO_ARRAYS | {"bfloat16"}
+# CuPy 14 functions with no bfloat16 loop (thrust's sort dispatch has none)
+BF16_REFUSED = frozenset({"sort", "argsort", "lexsort", "partition", "argpartition", "msort"})
 
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
              "Please use `.get()` to construct a NumPy array explicitly.")
@@ -162,8 +168,19 @@ class FakeStream:
 
 
 def _check_dtype(dt: np.dtype) -> None:
-    if dt.name in DECLINED or dt.kind in "OUSV":
+    if dt.name in NO_ARRAYS or (dt.kind in "OUSV" and dt.name != "bfloat16"):
         raise TypeError(f"{DEVICE} arrays cannot hold dtype {dt}")
+
+
+def _is_bf16(v) -> bool:
+    return isinstance(v, FakeArray) and v.dtype.name == "bfloat16"
+
+
+def _check_bf16(name: str, args, kwargs=None) -> None:
+    """CuPy 14 has no bfloat16 loop for ``name`` (sorting, cupyx.scipy.special): TypeError."""
+    vals = list(args) + list((kwargs or {}).values())
+    if any(_is_bf16(v) or (isinstance(v, (list, tuple)) and any(_is_bf16(x) for x in v)) for v in vals):
+        raise TypeError(f"{DEVICE}: {name} does not support bfloat16 (as in CuPy 14)")
 
 
 class FakeArray:
@@ -253,6 +270,8 @@ class FakeArray:
 
         def call(*args, **kwargs):
             _check_use()
+            if name in BF16_REFUSED:
+                _check_bf16(name, (self,))
             return _wrap(method(*_unwrap(args), **_unwrap(kwargs)))
         return call
 
@@ -285,6 +304,8 @@ class FakeArray:
     def __array_function__(self, func, types_, args, kwargs):
         _check_use()
         _check_no_cublas(func.__name__)
+        if func.__name__ in BF16_REFUSED:
+            _check_bf16(func.__name__, args, kwargs)
         res = func(*_unwrap(args, strict=True), **_unwrap(kwargs, strict=True))
         return _wrap(res)
 
@@ -426,6 +447,8 @@ class _Namespace:
 
         def call(*args, **kwargs):
             _check_no_cublas(name)
+            if name in BF16_REFUSED:
+                _check_bf16(name, args, kwargs)
             if creator and _has_host_array(args, kwargs):
                 _check_no_transfer(f"{name} of a NumPy array (a copy from the host)")
             if creator:
@@ -499,7 +522,11 @@ class _SpecialNamespace(_Namespace):
 
     def __getattr__(self, name):
         attr = getattr(self._base, name)
-        return lambda *a, **k: _wrap(attr(*_unwrap(a, strict=True), **_unwrap(k, strict=True)))
+
+        def call(*a, **k):
+            _check_bf16(f"scipy.special.{name}", a, k)   # cupyx.scipy.special has no bfloat16 loops
+            return _wrap(attr(*_unwrap(a, strict=True), **_unwrap(k, strict=True)))
+        return call
 
 
 def _scipy_special():
@@ -610,6 +637,29 @@ class FakeDeviceExecutionProvider(ExecutionProvider):
         return value.get()
 
 
+class Bf16FakeDeviceExecutionProvider(FakeDeviceExecutionProvider):
+    """The double taking bfloat16 nodes where the CUDA provider takes them (a CUDA registration
+    for the op that declares bfloat16, or a shared kernel of its BF16_SHARED_OPS); it runs
+    the shared kernels, which is what those CUDA launchers fall back to for bfloat16."""
+
+    name = "Bf16FakeDeviceExecutionProvider"
+    declined_dtypes = NO_ARRAYS
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        from ortgpu.providers.cuda.provider import CUDAExecutionProvider
+        self.cuda = CUDAExecutionProvider(device_count=None)
+
+    def accepts(self, node, kernel, input_types, output_types=()) -> bool:
+        if not super().accepts(node, kernel, input_types, output_types):
+            return False
+        from ortgpu.providers.cuda.provider import _has_bfloat16
+        if not any(_has_bfloat16(tp) for tp in list(input_types) + list(output_types or ())):
+            return True
+        k = self.cuda.kernel_for(kernel.op_type, kernel.domain, kernel.since)
+        return k is not None and self.cuda.accepts(node, k, input_types, output_types)
+
+
 class FakeDeviceKind(DeviceKind):
     """The double's arrays as a device kind (ortgpu.devices): OrtValues and IOBinding can hold
     them as values on device "fakedev".  Its own copies (test setup, reading results) are
@@ -626,7 +676,7 @@ class FakeDeviceKind(DeviceKind):
 
     def holds(self, dtype) -> bool:
         dt = np.dtype(dtype)
-        return dt.name not in DECLINED and dt.kind not in "OUSV"
+        return dt.name == "bfloat16" or (dt.name not in DECLINED and dt.kind not in "OUSV")
 
     def empty(self, shape, dtype, device_id):
         return FakeArray(np.empty(shape, dtype))

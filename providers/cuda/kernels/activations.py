@@ -15,7 +15,7 @@ import numpy as np
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import activations as shared
 from ortgpu.providers.kernels import elementwise as shared_elementwise
-from ortgpu.providers.dtype_sets import FLOAT, INTEGER, SIGNED
+from ortgpu.providers.dtype_sets import FLOAT, FLOATS, INTEGER, SIGNED
 from ortgpu.providers.registry import kernel
 
 SOURCE = "activations.cu"
@@ -72,31 +72,31 @@ def _unary(ctx, op, X, fallback, p0=0.0, p1=0.0):
     return fallback()
 
 
-@kernel("Relu", since=(1, 6, 13, 14), provider="cuda", types={"T": FLOAT | SIGNED})
+@kernel("Relu", since=(1, 6, 13, 14), provider="cuda", types={"T": FLOATS | SIGNED})
 def Relu(ctx, X, **_legacy):
     """max(X, 0) (raw CUDA for float types, int32 and int64)."""
     return _unary(ctx, "Relu", X, lambda: shared.Relu(ctx, X))
 
 
-@kernel("LeakyRelu", since=(1, 6, 16), provider="cuda", types={"T": FLOAT})
+@kernel("LeakyRelu", since=(1, 6, 16), provider="cuda", types={"T": FLOATS})
 def LeakyRelu(ctx, X, *, alpha=0.01, **_legacy):
     """X for X >= 0, alpha * X below (raw CUDA)."""
     return _unary(ctx, "LeakyRelu", X, lambda: shared.LeakyRelu(ctx, X, alpha=alpha), alpha)
 
 
-@kernel("Sigmoid", since=(1, 6, 13), provider="cuda", types={"T": FLOAT})
+@kernel("Sigmoid", since=(1, 6, 13), provider="cuda", types={"T": FLOATS})
 def Sigmoid(ctx, X, **_legacy):
     """1 / (1 + exp(-X)) (raw CUDA)."""
     return _unary(ctx, "Sigmoid", X, lambda: shared.Sigmoid(ctx, X))
 
 
-@kernel("Tanh", since=(1, 6, 13), provider="cuda", types={"T": FLOAT})
+@kernel("Tanh", since=(1, 6, 13), provider="cuda", types={"T": FLOATS})
 def Tanh(ctx, input, **_legacy):
     """Hyperbolic tangent (raw CUDA)."""
     return _unary(ctx, "Tanh", input, lambda: shared.Tanh(ctx, input))
 
 
-@kernel("Gelu", since=20, provider="cuda", types={"T": FLOAT})
+@kernel("Gelu", since=20, provider="cuda", types={"T": FLOATS})
 def Gelu(ctx, X, *, approximate="none"):
     """X * Phi(X), exact or approximate='tanh' (raw CUDA)."""
     op = {"none": "GeluErf", "tanh": "GeluTanh"}.get(approximate)
@@ -104,32 +104,32 @@ def Gelu(ctx, X, *, approximate="none"):
     return fallback() if op is None else _unary(ctx, op, X, fallback)
 
 
-@kernel("Erf", since=(9, 13), provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Erf", since=(9, 13), provider="cuda", types={"T": INTEGER | FLOATS})
 def Erf(ctx, input):
     """The Gauss error function (raw CUDA for float types)."""
     return _unary(ctx, "Erf", input, lambda: shared_elementwise.Erf(ctx, input))
 
 
-@kernel("HardSigmoid", since=(1, 6, 22), provider="cuda", types={"T": FLOAT})
+@kernel("HardSigmoid", since=(1, 6, 22), provider="cuda", types={"T": FLOATS})
 def HardSigmoid(ctx, X, *, alpha=0.2, beta=0.5, **_legacy):
     """max(0, min(1, alpha * X + beta)) (raw CUDA)."""
     return _unary(ctx, "HardSigmoid", X,
                   lambda: shared.HardSigmoid(ctx, X, alpha=alpha, beta=beta), alpha, beta)
 
 
-@kernel("HardSwish", since=(14, 22), provider="cuda", types={"T": FLOAT})
+@kernel("HardSwish", since=(14, 22), provider="cuda", types={"T": FLOATS})
 def HardSwish(ctx, X):
     """X * max(0, min(1, X / 6 + 1 / 2)) (raw CUDA)."""
     return _unary(ctx, "HardSwish", X, lambda: shared.HardSwish(ctx, X))
 
 
-@kernel("Softplus", since=(1, 22), provider="cuda", types={"T": FLOAT})
+@kernel("Softplus", since=(1, 22), provider="cuda", types={"T": FLOATS})
 def Softplus(ctx, X):
     """log(1 + exp(X)) without overflow (raw CUDA)."""
     return _unary(ctx, "Softplus", X, lambda: shared.Softplus(ctx, X))
 
 
-@kernel("Elu", since=(1, 6, 22), provider="cuda", types={"T": FLOAT})
+@kernel("Elu", since=(1, 6, 22), provider="cuda", types={"T": FLOATS})
 def Elu(ctx, X, *, alpha=1.0, **_legacy):
     """X for X >= 0, alpha * (exp(X) - 1) below (raw CUDA)."""
     return _unary(ctx, "Elu", X, lambda: shared.Elu(ctx, X, alpha=alpha), alpha)
@@ -179,7 +179,7 @@ def ClipWithAttributes(ctx, input, *, min=None, max=None, **_legacy):
     return shared_elementwise.ClipWithAttributes(ctx, input, min=min, max=max, **_legacy)
 
 
-@kernel("Clip", since=(11, 12, 13), provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Clip", since=(11, 12, 13), provider="cuda", types={"T": INTEGER | FLOATS})
 def Clip(ctx, input, min=None, max=None):
     """Clamp to [min, max] given as optional one-element inputs (raw CUDA for float types)."""
     if cu.on_device(ctx, input, min, max):

@@ -16,7 +16,7 @@ from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import elementwise as shared
 from ortgpu.providers.kernels import logic as shared_logic
 from ortgpu.providers.kernels.elementwise import legacy_broadcast
-from ortgpu.providers.dtype_sets import BOOL, COMPLEX, CUPY, FLOAT, INDEX, INTEGER
+from ortgpu.providers.dtype_sets import BOOL, COMPLEX, CUPY, CUPY_BF16, FLOAT, FLOATS, INDEX, INTEGER
 from ortgpu.providers.registry import kernel
 
 SOURCE = "elementwise_binary.cu"
@@ -92,32 +92,32 @@ def _binary(ctx, op, A, B, broadcast, axis, fallback):
 _ARITH = (1, 6, 7, 13, 14)
 
 
-@kernel("Add", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Add", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOATS})
 def Add(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A + B (raw CUDA; integers wrap)."""
     return _binary(ctx, "Add", A, B, broadcast, axis, shared.Add)
 
 
-@kernel("Sub", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Sub", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOATS})
 def Sub(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A - B (raw CUDA; integers wrap)."""
     return _binary(ctx, "Sub", A, B, broadcast, axis, shared.Sub)
 
 
-@kernel("Mul", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Mul", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOATS})
 def Mul(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A * B (raw CUDA; integers wrap)."""
     return _binary(ctx, "Mul", A, B, broadcast, axis, shared.Mul)
 
 
-@kernel("Div", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Div", since=_ARITH, provider="cuda", types={"T": INTEGER | FLOATS})
 def Div(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
     """A / B (raw CUDA); integer division truncates toward zero, a zero divisor gives 0."""
     return _binary(ctx, "Div", A, B, broadcast, axis, shared.Div)
 
 
 @kernel("Pow", since=(1, 7, 12, 13, 15), provider="cuda",
-        types={"T": FLOAT | INDEX, "T1": INTEGER | FLOAT})
+        types={"T": FLOATS | INDEX, "T1": INTEGER | FLOATS})
 def Pow(ctx, X, Y, *, broadcast=0, axis=None):
     """X ** Y (raw CUDA when X and Y share a float type)."""
     return _binary(ctx, "Pow", X, Y, broadcast, axis, shared.Pow)
@@ -137,43 +137,43 @@ def _fold(ctx, op, inputs, fallback):
     return fallback(ctx, *inputs)
 
 
-@kernel("Max", since=(1, 6, 8, 12, 13), provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Max", since=(1, 6, 8, 12, 13), provider="cuda", types={"T": INTEGER | FLOATS})
 def Max(ctx, *data_0, **_legacy):
     """Element-wise maximum of the inputs (raw CUDA; NaN propagates)."""
     return _fold(ctx, "Max", data_0, shared.Max)
 
 
-@kernel("Min", since=(1, 6, 8, 12, 13), provider="cuda", types={"T": INTEGER | FLOAT})
+@kernel("Min", since=(1, 6, 8, 12, 13), provider="cuda", types={"T": INTEGER | FLOATS})
 def Min(ctx, *data_0, **_legacy):
     """Element-wise minimum of the inputs (raw CUDA; NaN propagates)."""
     return _fold(ctx, "Min", data_0, shared.Min)
 
 
-@kernel("Equal", since=(1, 7, 11, 13, 19), provider="cuda", types={"T": CUPY - COMPLEX, "T1": BOOL})
+@kernel("Equal", since=(1, 7, 11, 13, 19), provider="cuda", types={"T": CUPY_BF16 - COMPLEX, "T1": BOOL})
 def Equal(ctx, A, B, *, broadcast=0, axis=None):
     """A == B (raw CUDA for numbers; bool elsewhere)."""
     return _binary(ctx, "Equal", A, B, broadcast, axis, shared_logic.Equal)
 
 
-@kernel("Greater", since=(1, 7, 9, 13), provider="cuda", types={"T": INTEGER | FLOAT, "T1": BOOL})
+@kernel("Greater", since=(1, 7, 9, 13), provider="cuda", types={"T": INTEGER | FLOATS, "T1": BOOL})
 def Greater(ctx, A, B, *, broadcast=0, axis=None):
     """A > B (raw CUDA)."""
     return _binary(ctx, "Greater", A, B, broadcast, axis, shared_logic.Greater)
 
 
-@kernel("Less", since=(1, 7, 9, 13), provider="cuda", types={"T": INTEGER | FLOAT, "T1": BOOL})
+@kernel("Less", since=(1, 7, 9, 13), provider="cuda", types={"T": INTEGER | FLOATS, "T1": BOOL})
 def Less(ctx, A, B, *, broadcast=0, axis=None):
     """A < B (raw CUDA)."""
     return _binary(ctx, "Less", A, B, broadcast, axis, shared_logic.Less)
 
 
-@kernel("GreaterOrEqual", since=(12, 16), provider="cuda", types={"T": INTEGER | FLOAT, "T1": BOOL})
+@kernel("GreaterOrEqual", since=(12, 16), provider="cuda", types={"T": INTEGER | FLOATS, "T1": BOOL})
 def GreaterOrEqual(ctx, A, B):
     """A >= B (raw CUDA)."""
     return _binary(ctx, "GreaterOrEqual", A, B, 0, None, shared_logic.GreaterOrEqual)
 
 
-@kernel("LessOrEqual", since=(12, 16), provider="cuda", types={"T": INTEGER | FLOAT, "T1": BOOL})
+@kernel("LessOrEqual", since=(12, 16), provider="cuda", types={"T": INTEGER | FLOATS, "T1": BOOL})
 def LessOrEqual(ctx, A, B):
     """A <= B (raw CUDA)."""
     return _binary(ctx, "LessOrEqual", A, B, 0, None, shared_logic.LessOrEqual)

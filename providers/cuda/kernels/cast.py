@@ -8,7 +8,7 @@ Never run on a GPU yet: written and compile-checked without a device.
 from __future__ import annotations
 
 from ortgpu.providers.cuda.kernels import module as cu
-from ortgpu.providers.dtype_sets import COMPLEX, CUPY
+from ortgpu.providers.dtype_sets import COMPLEX, CUPY, CUPY_BF16
 from ortgpu.providers.kernels import cast as shared
 from ortgpu.providers.registry import kernel
 
@@ -41,7 +41,7 @@ def run_cast(x_in, dt):
 
 
 @kernel("Cast", since=(1, 6, 9, 13, 19, 21, 23, 24, 25, 28), provider="cuda",
-        types={"T1": CUPY - COMPLEX, "T2": CUPY - COMPLEX})
+        types={"T1": CUPY_BF16 - COMPLEX, "T2": CUPY_BF16 - COMPLEX})
 def Cast(ctx, input, *, to, saturate=1, round_mode="up"):
     """Convert to element type `to` (raw CUDA between CuPy's types)."""
     if cu.on_device(ctx, input):
@@ -52,7 +52,7 @@ def Cast(ctx, input, *, to, saturate=1, round_mode="up"):
 
 
 @kernel("CastLike", since=(15, 19, 21, 23, 24, 25), provider="cuda",
-        types={"T1": CUPY - COMPLEX, "T2": CUPY - COMPLEX})
+        types={"T1": CUPY_BF16 - COMPLEX, "T2": CUPY_BF16 - COMPLEX})
 def CastLike(ctx, input, target_type, *, saturate=1, round_mode="up"):
     """Convert to the element type of `target_type` (raw CUDA between CuPy's types)."""
     if cu.on_device(ctx, input, target_type):

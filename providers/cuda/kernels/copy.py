@@ -23,7 +23,7 @@ import numpy as np
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import shape_ops as shared
 from ortgpu.providers.kernels.shape_ops import norm_axis
-from ortgpu.providers.dtype_sets import CUPY, FLOAT, INDEX
+from ortgpu.providers.dtype_sets import CUPY, CUPY_BF16, FLOAT, FLOATS, INDEX
 from ortgpu.providers.registry import kernel
 
 SOURCE = "copy.cu"
@@ -190,13 +190,13 @@ def _materialized(ctx, result, inputs):
     return tuple(one(v) for v in result) if isinstance(result, tuple) else one(result)
 
 
-@kernel("Transpose", since=(1, 13, 21, 23, 24, 25), provider="cuda", types={"T": CUPY})
+@kernel("Transpose", since=(1, 13, 21, 23, 24, 25), provider="cuda", types={"T": CUPY_BF16})
 def Transpose(ctx, data, *, perm=None):
     """Permute the dims by `perm` (reversed when absent), written contiguously (raw CUDA)."""
     return _materialized(ctx, shared.Transpose(ctx, data, perm=perm), (data,))
 
 
-@kernel("Concat", since=(1, 4, 11, 13), provider="cuda", types={"T": CUPY})
+@kernel("Concat", since=(1, 4, 11, 13), provider="cuda", types={"T": CUPY_BF16})
 def Concat(ctx, *inputs, axis=1):
     """Join the inputs along `axis` (raw CUDA: one strided copy per input)."""
     if len(inputs) > 1 and cu.on_device(ctx, *inputs):
@@ -218,13 +218,13 @@ def Split_2(ctx, input, *, split=None, axis=0):
     return _materialized(ctx, shared.Split_2(ctx, input, split=split, axis=axis), (input,))
 
 
-@kernel("Split", since=13, provider="cuda", types={"T": CUPY}, host_inputs=(1,))
+@kernel("Split", since=13, provider="cuda", types={"T": CUPY_BF16}, host_inputs=(1,))
 def Split_13(ctx, input, split=None, *, axis=0):
     """Split along `axis` by the `split` input, else equally (raw CUDA copies)."""
     return _materialized(ctx, shared.Split_13(ctx, input, split, axis=axis), (input,))
 
 
-@kernel("Split", since=18, provider="cuda", types={"T": CUPY}, host_inputs=(1,))
+@kernel("Split", since=18, provider="cuda", types={"T": CUPY_BF16}, host_inputs=(1,))
 def Split(ctx, input, split=None, *, axis=0, num_outputs=None):
     """Split by the `split` input, else into num_outputs parts (raw CUDA copies)."""
     return _materialized(ctx, shared.Split(ctx, input, split, axis=axis, num_outputs=num_outputs),
@@ -237,7 +237,7 @@ def Slice_1(ctx, data, *, starts, ends, axes=None):
     return _materialized(ctx, shared.Slice_1(ctx, data, starts=starts, ends=ends, axes=axes), (data,))
 
 
-@kernel("Slice", since=(10, 11, 13), provider="cuda", types={"T": CUPY, "Tind": INDEX},
+@kernel("Slice", since=(10, 11, 13), provider="cuda", types={"T": CUPY_BF16, "Tind": INDEX},
         host_inputs=(1, 2, 3, 4))
 def Slice(ctx, data, starts, ends, axes=None, steps=None):
     """Slice with starts/ends/axes/steps inputs, written contiguously (raw CUDA)."""

@@ -35,7 +35,7 @@ from ortgpu.providers.cuda.kernels import copy as cu_copy
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import indexing as shared
 from ortgpu.providers.kernels.shape_ops import norm_axis
-from ortgpu.providers.dtype_sets import CUPY, INDEX
+from ortgpu.providers.dtype_sets import CUPY, CUPY_BF16, INDEX
 from ortgpu.providers.registry import kernel
 
 SOURCE = "gather.cu"
@@ -220,7 +220,7 @@ def run_scatter_nd(data, indices, updates, reduction: str, flags=None, node: str
 
 # ---------------------------------------------------------------- registrations
 
-@kernel("Gather", since=(1, 11, 13), provider="cuda", types={"T": CUPY, "Tind": INDEX},
+@kernel("Gather", since=(1, 11, 13), provider="cuda", types={"T": CUPY_BF16, "Tind": INDEX},
         capturable=True)
 def Gather(ctx, data, indices, *, axis=0):
     """Take slices of `data` along `axis` at `indices` (raw CUDA; indices checked on the device)."""
@@ -237,7 +237,7 @@ def GatherND_11(ctx, data, indices):
     return GatherND(ctx, data, indices, batch_dims=0)
 
 
-@kernel("GatherND", since=(12, 13), provider="cuda", types={"T": CUPY}, capturable=True)
+@kernel("GatherND", since=(12, 13), provider="cuda", types={"T": CUPY_BF16}, capturable=True)
 def GatherND(ctx, data, indices, *, batch_dims=0):
     """Gather slices addressed by the last dim of `indices` after batch_dims shared dims (raw CUDA)."""
     if cu.on_device(ctx, data, indices):
@@ -247,7 +247,7 @@ def GatherND(ctx, data, indices, *, batch_dims=0):
     return shared.GatherND(ctx, data, indices, batch_dims=batch_dims)
 
 
-@kernel("ScatterND", since=(11, 13, 16, 18), provider="cuda", types={"T": CUPY}, capturable=True)
+@kernel("ScatterND", since=(11, 13, 16, 18), provider="cuda", types={"T": CUPY_BF16}, capturable=True)
 def ScatterND(ctx, data, indices, updates, *, reduction="none"):
     """Copy of `data` with the addressed slices replaced or reduced (raw CUDA, atomic reductions)."""
     if cu.on_device(ctx, data, indices, updates):

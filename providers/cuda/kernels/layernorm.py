@@ -16,7 +16,7 @@ import numpy as np
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import normalization as shared
 from ortgpu.providers.kernels.reduce import float_work_dtype, normalize_axes
-from ortgpu.providers.dtype_sets import FLOAT
+from ortgpu.providers.dtype_sets import FLOAT, FLOATS
 from ortgpu.providers.registry import kernel
 
 SOURCE = "layernorm.cu"
@@ -68,8 +68,8 @@ def run_layernorm(X, Scale, B, a: int, epsilon: float, want_mean: bool, want_inv
     return y, mean, inv
 
 
-@kernel("LayerNormalization", since=17, provider="cuda", types={"T": FLOAT, "U": frozenset({"float32"})})
-@kernel("LayerNormalization", since=1, provider="cuda", types={"*": FLOAT})  # onnxruntime's pre-17 op
+@kernel("LayerNormalization", since=17, provider="cuda", types={"T": FLOATS, "U": frozenset({"float32"})})
+@kernel("LayerNormalization", since=1, provider="cuda", types={"*": FLOATS})  # onnxruntime's pre-17 op
 def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1):
     """Normalize over the axes from `axis` on (raw CUDA); outputs Y, Mean, InvStdDev."""
     if cu.on_device(ctx, X, Scale, B) and X.ndim > 0:

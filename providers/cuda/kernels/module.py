@@ -45,9 +45,9 @@ WIDTH_CTYPE = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "u
 
 def movable(dtype) -> bool:
     """True for the element types a width-instantiated kernel moves: bool, the integers and
-    the float types of 1, 2, 4 or 8 bytes."""
+    the float types of 1, 2, 4 or 8 bytes, bfloat16 (ml_dtypes; 16-bit words to the kernels)."""
     dt = np.dtype(dtype)
-    return dt.kind in "biuf" and dt.itemsize in WIDTH_CTYPE
+    return (dt.kind in "biuf" or dt.name == "bfloat16") and dt.itemsize in WIDTH_CTYPE
 
 
 def compute_scalar(dtype, value):

@@ -25,7 +25,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import copy as cu_copy
 from ortgpu.providers.cuda.kernels import module as cu
-from ortgpu.providers.dtype_sets import CUPY
+from ortgpu.providers.dtype_sets import CUPY, CUPY_BF16
 from ortgpu.providers.kernels import reduce as shared
 from ortgpu.providers.kernels.reduce import normalize_axes
 from ortgpu.providers.registry import kernel
@@ -150,8 +150,8 @@ def _register(name: str, attr_versions, input_versions):
         fn.__name__ = fn.__qualname__ = f"{name}_{fn.__name__}"
         fn.__doc__ = f"{name} with {how} (raw CUDA)."
     attr_types, input_types = shared.TYPES[name]
-    kernel(name, since=attr_versions, provider="cuda", types={"T": attr_types & CUPY})(with_axes_attribute)
-    kernel(name, since=input_versions, provider="cuda", types={"T": input_types & CUPY},
+    kernel(name, since=attr_versions, provider="cuda", types={"T": attr_types & CUPY_BF16})(with_axes_attribute)
+    kernel(name, since=input_versions, provider="cuda", types={"T": input_types & CUPY_BF16},
            host_inputs=(1,))(with_axes_input)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import normalization as shared
 from ortgpu.providers.kernels.reduce import normalize_axes
-from ortgpu.providers.dtype_sets import FLOAT
+from ortgpu.providers.dtype_sets import FLOAT, FLOATS
 from ortgpu.providers.registry import kernel
 
 SOURCE = "softmax.cu"
@@ -60,14 +60,14 @@ def _softmax(ctx, input, axis, log):
     return None if split is None else run_softmax(input, *split, log)
 
 
-@kernel("Softmax", since=(1, 11, 13), provider="cuda", types={"T": FLOAT})
+@kernel("Softmax", since=(1, 11, 13), provider="cuda", types={"T": FLOATS})
 def Softmax(ctx, input, *, axis=-1):
     """exp(x) / sum(exp(x)) over the trailing axes (raw CUDA)."""
     y = _softmax(ctx, input, axis, log=False)
     return y if y is not None else shared.Softmax(ctx, input, axis=axis)
 
 
-@kernel("LogSoftmax", since=(1, 11, 13), provider="cuda", types={"T": FLOAT})
+@kernel("LogSoftmax", since=(1, 11, 13), provider="cuda", types={"T": FLOATS})
 def LogSoftmax(ctx, input, *, axis=-1):
     """log(softmax(x)) over the trailing axes (raw CUDA)."""
     y = _softmax(ctx, input, axis, log=True)

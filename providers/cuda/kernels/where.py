@@ -10,7 +10,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import elementwise as shared
-from ortgpu.providers.dtype_sets import BOOL, CUPY
+from ortgpu.providers.dtype_sets import BOOL, CUPY, CUPY_BF16
 from ortgpu.providers.registry import kernel
 
 SOURCE = "where.cu"
@@ -64,7 +64,7 @@ def run_where(condition, X, Y):
     return out
 
 
-@kernel("Where", since=(9, 16), provider="cuda", types={"B": BOOL, "T": CUPY})
+@kernel("Where", since=(9, 16), provider="cuda", types={"B": BOOL, "T": CUPY_BF16})
 def Where(ctx, condition, X, Y):
     """X where condition is true, else Y, with broadcasting (raw CUDA)."""
     if cu.on_device(ctx, condition, X, Y):

@@ -27,7 +27,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.options import config_of
 from ortgpu.providers.kernels import linalg as shared_linalg
-from ortgpu.providers.dtype_sets import FLOAT, FLOATS, INDEX
+from ortgpu.providers.dtype_sets import FLOATS, INDEX
 from ortgpu.providers.registry import kernel
 
 GEMM_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))

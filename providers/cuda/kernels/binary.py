@@ -16,7 +16,7 @@ from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import elementwise as shared
 from ortgpu.providers.kernels import logic as shared_logic
 from ortgpu.providers.kernels.elementwise import legacy_broadcast
-from ortgpu.providers.dtype_sets import BOOL, COMPLEX, CUPY, CUPY_BF16, FLOAT, FLOATS, INDEX, INTEGER
+from ortgpu.providers.dtype_sets import BOOL, COMPLEX, CUPY_BF16, FLOATS, INDEX, INTEGER
 from ortgpu.providers.registry import kernel
 
 SOURCE = "elementwise_binary.cu"

@@ -8,7 +8,7 @@ Never run on a GPU yet: written and compile-checked without a device.
 from __future__ import annotations
 
 from ortgpu.providers.cuda.kernels import module as cu
-from ortgpu.providers.dtype_sets import COMPLEX, CUPY, CUPY_BF16
+from ortgpu.providers.dtype_sets import COMPLEX, CUPY_BF16
 from ortgpu.providers.kernels import cast as shared
 from ortgpu.providers.registry import kernel
 

@@ -283,6 +283,21 @@ __device__ __forceinline__ void broadcast_offsets(const BroadcastOf<K>& b, I lin
 __device__ __forceinline__ i64 grid_start() { return static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ i64 grid_step() { return static_cast<i64>(gridDim.x) * blockDim.x; }
 
+// The coordinates of flat index e in a row-major (n0, n1, n2, n3) array (n0 is implied).
+struct Index4 {
+    i64 i0, i1, i2, i3;
+};
+__device__ __forceinline__ Index4 unflatten4(i64 e, i64 n1, i64 n2, i64 n3) {
+    Index4 ix;
+    ix.i3 = e % n3;
+    e /= n3;
+    ix.i2 = e % n2;
+    e /= n2;
+    ix.i1 = e % n1;
+    ix.i0 = e / n1;
+    return ix;
+}
+
 // ------------------------------------------------------------------ limits
 
 // Limits<C>::lowest() / highest(): the identities of max and min (infinities for floats).

@@ -18,8 +18,6 @@ from ortgpu.providers.kernels import contrib_activations as shared
 from ortgpu.providers.registry import kernel
 
 SOURCE = "contrib_gelu.cu"
-MS = "com.microsoft"
-KERNEL_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
 ERF, TANH, QUICK = 0, 1, 2
 
 
@@ -27,7 +25,7 @@ def _names(ctype: str) -> list[str]:
     return [f"gelu_bias<{ctype}>", f"bias_split_gelu<{ctype}>"]
 
 
-UNITS = {dt: cu.declare(SOURCE, cu.CTYPE[dt], _names(cu.CTYPE[dt])) for dt in KERNEL_TYPES}
+UNITS = cu.declare_per_type(SOURCE, _names)
 
 
 def _bias_ok(x, bias) -> bool:
@@ -66,35 +64,35 @@ def run_bias_split_gelu(x, bias):
     return y
 
 
-@kernel("Gelu", since=1, domain=MS, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
+@kernel("Gelu", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
 def Gelu(ctx, X):
     """x * Phi(x) with the error function (raw CUDA)."""
     y = run_gelu(X, None, ERF) if cu.on_device(ctx, X) else None
     return shared.Gelu(ctx, X) if y is None else y
 
 
-@kernel("BiasGelu", since=1, domain=MS, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
+@kernel("BiasGelu", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
 def BiasGelu(ctx, A, B):
     """Erf GELU of A + B, B a bias over the last axis (raw CUDA)."""
     y = run_gelu(A, B, ERF) if cu.on_device(ctx, A, B) else None
     return shared.BiasGelu(ctx, A, B) if y is None else y
 
 
-@kernel("FastGelu", since=1, domain=MS, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
+@kernel("FastGelu", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
 def FastGelu(ctx, X, bias=None):
     """The tanh approximation of GELU of X (+ bias over the last axis) (raw CUDA)."""
     y = run_gelu(X, bias, TANH) if cu.on_device(ctx, X, bias) else None
     return shared.FastGelu(ctx, X, bias) if y is None else y
 
 
-@kernel("QuickGelu", since=1, domain=MS, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
+@kernel("QuickGelu", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
 def QuickGelu(ctx, X, *, alpha=1.702):
     """x * sigmoid(alpha * x) (raw CUDA)."""
     y = run_gelu(X, None, QUICK, alpha) if cu.on_device(ctx, X) else None
     return shared.QuickGelu(ctx, X, alpha=alpha) if y is None else y
 
 
-@kernel("BiasSplitGelu", since=1, domain=MS, provider="cuda", types={"*": FLOAT}, host_inputs=(),
+@kernel("BiasSplitGelu", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT}, host_inputs=(),
         capturable=True)
 def BiasSplitGelu(ctx, X, bias):
     """(X + bias) split in halves along the last axis: left * Gelu(right) (raw CUDA)."""

@@ -16,14 +16,9 @@ __global__ void gqa_present(const T* __restrict__ past, const T* __restrict__ kv
                             T* __restrict__ present, i64 batch, i64 kv_heads, i64 present_len, i64 head_size,
                             i64 past_len, i64 seq) {
     const i64 total = batch * kv_heads * present_len * head_size;
-    const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
-    for (i64 e = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
-        const i64 d = e % head_size;
-        i64 rest = e / head_size;
-        const i64 j = rest % present_len;
-        rest /= present_len;
-        const i64 h = rest % kv_heads;
-        const i64 b = rest / kv_heads;
+    for (i64 e = grid_start(); e < total; e += grid_step()) {
+        const Index4 ix = unflatten4(e, kv_heads, present_len, head_size);
+        const i64 b = ix.i0, h = ix.i1, j = ix.i2, d = ix.i3;
         const i64 p = pasts[b];
         T v = store<T>(0.0f);
         if (j < p) v = past[((b * kv_heads + h) * past_len + j) * head_size + d];

@@ -26,15 +26,13 @@ from ortgpu.providers.kernels import contrib_attention as shared
 from ortgpu.providers.registry import kernel
 
 SOURCE = "contrib_gqa.cu"
-MS = "com.microsoft"
-KERNEL_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def _names(ctype: str) -> list[str]:
     return [f"gqa_present<{ctype}>", f"gqa_attention_rows<{ctype}>"]
 
 
-UNITS = {dt: cu.declare(SOURCE, cu.CTYPE[dt], _names(cu.CTYPE[dt])) for dt in KERNEL_TYPES}
+UNITS = cu.declare_per_type(SOURCE, _names)
 
 
 def _row_lengths(seqlens_k, total_sequence_length, b, s, past_key):
@@ -131,7 +129,7 @@ def run_gqa(cupy, query, key, value, past_key, past_value, seqlens_k, total_sequ
     return y, presents[0], presents[1]
 
 
-@kernel("GroupQueryAttention", since=1, domain=MS, provider="cuda", types=shared.GQA_TYPES,
+@kernel("GroupQueryAttention", since=1, domain=cu.MS_DOMAIN, provider="cuda", types=shared.GQA_TYPES,
         host_inputs=shared.GQA_HOST_INPUTS, capturable=False)
 def GroupQueryAttention(ctx, query, key=None, value=None, past_key=None, past_value=None, seqlens_k=None,
                         total_sequence_length=None, cos_cache=None, sin_cache=None, position_ids=None,

@@ -20,7 +20,6 @@ from ortgpu.providers.kernels import contrib_normalization as shared
 from ortgpu.providers.registry import kernel
 
 SOURCE = "contrib_groupnorm.cu"
-MS = "com.microsoft"
 F32, F16 = np.dtype(np.float32), np.dtype(np.float16)
 PAIRS = ((F32, F32), (F16, F16), (F16, F32))   # (X's type, gamma/beta's type)
 
@@ -75,7 +74,7 @@ def run_group_norm(X, gamma, beta, skip, bias, *, epsilon, groups, activation, c
     return y, total
 
 
-@kernel("GroupNorm", since=1, domain=MS, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
+@kernel("GroupNorm", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT}, host_inputs=(), capturable=True)
 def GroupNorm(ctx, X, gamma, beta, *, activation, epsilon=1e-5, groups, channels_last=1):
     """Group normalization of an NHWC input, then SiLU when activation=1 (raw CUDA)."""
     if cu.on_device(ctx, X, gamma, beta):
@@ -87,7 +86,7 @@ def GroupNorm(ctx, X, gamma, beta, *, activation, epsilon=1e-5, groups, channels
                             channels_last=channels_last)
 
 
-@kernel("SkipGroupNorm", since=1, domain=MS, provider="cuda", types={"*": FLOAT}, host_inputs=(),
+@kernel("SkipGroupNorm", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT}, host_inputs=(),
         capturable=True)
 def SkipGroupNorm(ctx, X, gamma, beta, skip, bias=None, *, activation, epsilon=1e-5, groups, channels_last=1):
     """GroupNorm of X + skip (+ bias); the second output is that sum (raw CUDA)."""

@@ -22,15 +22,13 @@ from ortgpu.providers.kernels.reduce import float_work_dtype
 from ortgpu.providers.registry import kernel
 
 SOURCE = "contrib_layernorm.cu"
-MS = "com.microsoft"
-KERNEL_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def kernel_name(ctype: str) -> str:
     return f"skip_layernorm_rows<{ctype}>"
 
 
-UNITS = {dt: cu.declare(SOURCE, cu.CTYPE[dt], [kernel_name(cu.CTYPE[dt])]) for dt in KERNEL_TYPES}
+UNITS = cu.declare_per_type(SOURCE, lambda ctype: [kernel_name(ctype)])
 
 
 def _skip_rows(input, skip) -> int | None:
@@ -87,7 +85,7 @@ def _finish(outs):
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-@kernel("SkipLayerNormalization", since=1, domain=MS, provider="cuda", types={"*": FLOAT},
+@kernel("SkipLayerNormalization", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT},
         host_inputs=(), capturable=True)
 def SkipLayerNormalization(ctx, input, skip, gamma, beta=None, bias=None, *, epsilon=1e-12):
     """LayerNormalization of input + skip (+ bias) over the hidden axis (raw CUDA)."""
@@ -98,7 +96,7 @@ def SkipLayerNormalization(ctx, input, skip, gamma, beta=None, bias=None, *, eps
     return shared.SkipLayerNormalization(ctx, input, skip, gamma, beta, bias, epsilon=epsilon)
 
 
-@kernel("SkipSimplifiedLayerNormalization", since=1, domain=MS, provider="cuda", types={"*": FLOAT},
+@kernel("SkipSimplifiedLayerNormalization", since=1, domain=cu.MS_DOMAIN, provider="cuda", types={"*": FLOAT},
         host_inputs=(), capturable=True)
 def SkipSimplifiedLayerNormalization(ctx, input, skip, gamma, bias=None, *, epsilon=1e-12):
     """RMS normalization of input + skip (+ bias) over the hidden axis (raw CUDA)."""

@@ -21,15 +21,13 @@ from ortgpu.providers.kernels import contrib_quant_nbits as shared
 from ortgpu.providers.registry import kernel
 
 SOURCE = "contrib_matmul_nbits.cu"
-MS = "com.microsoft"
-KERNEL_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def _names(ctype: str) -> list[str]:
     return [f"nbits_gemv<{ctype}>", f"nbits_dequantize<{ctype}>"]
 
 
-UNITS = {dt: cu.declare(SOURCE, cu.CTYPE[dt], _names(cu.CTYPE[dt])) for dt in KERNEL_TYPES}
+UNITS = cu.declare_per_type(SOURCE, _names)
 
 
 def _zero_points(zero_points, dt, n, k_blocks, bits):
@@ -98,7 +96,7 @@ def run_matmul_nbits(A, B, scales, zero_points, g_idx, bias, *, K, N, bits, bloc
     return y.astype(dt)
 
 
-@kernel("MatMulNBits", since=1, domain=MS, provider="cuda",
+@kernel("MatMulNBits", since=1, domain=cu.MS_DOMAIN, provider="cuda",
         types={"*": frozenset({"float32", "float16", "uint8", "int32"})},   # CuPy has no bfloat16
         host_inputs=(), capturable=True)
 def MatMulNBits(ctx, A, B, scales, zero_points=None, g_idx=None, bias=None, *, K, N, bits=4,

@@ -18,15 +18,10 @@ __global__ void rotary_embedding(const T* __restrict__ x, const long long* __res
                                  int interleaved) {
     typedef typename Compute<T>::type C;
     const i64 n_total = batch * seq * heads * head_size;
-    const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
     const i64 half = rotary_dim / 2;
-    for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_total; i += stride) {
-        const i64 d = i % head_size;
-        i64 rest = i / head_size;
-        const i64 n = rest % heads;
-        rest /= heads;
-        const i64 s = rest % seq;
-        const i64 b = rest / seq;
+    for (i64 i = grid_start(); i < n_total; i += grid_step()) {
+        const Index4 ix = unflatten4(i, seq, heads, head_size);
+        const i64 b = ix.i0, s = ix.i1, n = ix.i2, d = ix.i3;
         const i64 base = b * stride_b + s * stride_s + n * stride_n;
         if (d >= rotary_dim) {
             y[base + d] = x[base + d];

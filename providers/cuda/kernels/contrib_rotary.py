@@ -18,15 +18,13 @@ from ortgpu.providers.kernels import contrib_attention as shared
 from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
 
 SOURCE = "contrib_rotary.cu"
-MS = "com.microsoft"
-KERNEL_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def kernel_name(ctype: str) -> str:
     return f"rotary_embedding<{ctype}>"
 
 
-UNITS = {dt: cu.declare(SOURCE, cu.CTYPE[dt], [kernel_name(cu.CTYPE[dt])]) for dt in KERNEL_TYPES}
+UNITS = cu.declare_per_type(SOURCE, lambda ctype: [kernel_name(ctype)])
 
 
 def _layout(input, num_heads, cos_cache):
@@ -87,7 +85,7 @@ def run_rotary(input, position_ids, cos_cache, sin_cache, interleaved, num_heads
     return y
 
 
-@kernel("RotaryEmbedding", since=1, domain=MS, provider="cuda",
+@kernel("RotaryEmbedding", since=1, domain=cu.MS_DOMAIN, provider="cuda",
         types={"T": FLOAT, "M": frozenset({"int64"})}, host_inputs=(), capturable=HOST_ROUND_TRIP)
 def RotaryEmbedding(ctx, input, position_ids, cos_cache, sin_cache, *, interleaved=0, num_heads=0,
                     rotary_embedding_dim=0, scale=1.0, is_packed_batching=0):

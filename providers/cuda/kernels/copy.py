@@ -23,7 +23,7 @@ import numpy as np
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import shape_ops as shared
 from ortgpu.providers.kernels.shape_ops import norm_axis
-from ortgpu.providers.dtype_sets import CUPY, CUPY_BF16, FLOAT, FLOATS, INDEX
+from ortgpu.providers.dtype_sets import CUPY, CUPY_BF16, FLOAT, INDEX
 from ortgpu.providers.registry import kernel
 
 SOURCE = "copy.cu"

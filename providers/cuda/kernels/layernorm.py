@@ -16,7 +16,7 @@ import numpy as np
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import normalization as shared
 from ortgpu.providers.kernels.reduce import float_work_dtype, normalize_axes
-from ortgpu.providers.dtype_sets import FLOAT, FLOATS
+from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.registry import kernel
 
 SOURCE = "layernorm.cu"

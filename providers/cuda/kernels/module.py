@@ -83,6 +83,18 @@ def declare(source: str, key: str, names) -> Unit:
     return unit
 
 
+# The com.microsoft launchers (contrib_*.py): their domain and the element types their raw
+# kernels are instantiated for (float64 and bfloat16 go to the shared kernels).
+MS_DOMAIN = "com.microsoft"
+CONTRIB_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+def declare_per_type(source: str, names_of, types=CONTRIB_TYPES) -> dict:
+    """One unit of ``source`` per element type, keyed by its C type, with the name expressions
+    ``names_of(ctype)``: ``{dtype: Unit}``, what a launcher looks its unit up in."""
+    return {dt: declare(source, CTYPE[dt], list(names_of(CTYPE[dt]))) for dt in types}
+
+
 def units() -> list[Unit]:
     """Every declared unit, in a stable order."""
     return [_UNITS[k] for k in sorted(_UNITS)]

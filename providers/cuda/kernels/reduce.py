@@ -25,7 +25,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import copy as cu_copy
 from ortgpu.providers.cuda.kernels import module as cu
-from ortgpu.providers.dtype_sets import CUPY, CUPY_BF16
+from ortgpu.providers.dtype_sets import CUPY_BF16
 from ortgpu.providers.kernels import reduce as shared
 from ortgpu.providers.kernels.reduce import normalize_axes
 from ortgpu.providers.registry import kernel

@@ -10,7 +10,7 @@ import numpy as np
 
 from ortgpu.providers.cuda.kernels import module as cu
 from ortgpu.providers.kernels import elementwise as shared
-from ortgpu.providers.dtype_sets import BOOL, CUPY, CUPY_BF16
+from ortgpu.providers.dtype_sets import BOOL, CUPY_BF16
 from ortgpu.providers.registry import kernel
 
 SOURCE = "where.cu"

@@ -78,8 +78,14 @@ def _stream_key(stream):
 
 def _record(stream):
     """An event after the work queued on ``stream`` so far (None without a stream).  If the
-    event cannot be recorded (a finalizer at interpreter exit), the stream is waited for."""
+    event cannot be recorded (a finalizer at interpreter exit), the stream is waited for.
+    While the stream captures a CUDA graph nothing is recorded (an event recorded into a
+    capture never completes on its own, and a capture cannot wait on the host): the block is
+    then ordered for its own stream only, which is the stream a capture's runs use."""
     if stream is None:
+        return None
+    capturing = getattr(stream, "is_capturing", None)
+    if capturing is not None and capturing():
         return None
     try:
         return stream.record()

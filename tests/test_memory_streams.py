@@ -93,3 +93,13 @@ def test_a_release_whose_event_cannot_be_recorded_waits_for_the_stream(fail):
     pending = A.launch()
     x.release()
     assert (A.completed >= pending) == fail
+
+
+def test_a_release_while_the_stream_captures_records_nothing_and_waits_for_nothing():
+    a, A = arena(), FakeStream("A")
+    x = a.allocate(KiB, stream=A)
+    A.launch()
+    A.capturing = True
+    A.record = None               # recording would fail the test
+    x.release()
+    assert A.host_waits == 0 and a.blocks()[0].free and a.blocks()[0].events == {}

@@ -135,6 +135,10 @@ class FakeStream:
         self.queued = self.completed = 0
         self.waits: list[tuple[int, FakeEvent]] = []   # (queue position when waited, event)
         self.host_waits = 0
+        self.capturing = False
+
+    def is_capturing(self) -> bool:
+        return self.capturing
 
     def launch(self, n: int = 1) -> int:
         """Queue ``n`` pieces of work; the position of the last."""

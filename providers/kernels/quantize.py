@@ -231,7 +231,8 @@ def QLinearMatMul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sca
     acc = int_matmul(xp, a, a_zero_point, b, b_zero_point)
     a_s = row_zero_point(a_scale, a).astype(np.float32)
     mult = a_s * b_scale.astype(np.float32) / y_scale.astype(np.float32)
-    return quantize(xp, acc * mult.astype(np.float64), y_zero_point.dtype, y_zero_point)
+    work = np.float32 if acc.dtype == np.float32 else np.float64
+    return quantize(xp, acc * mult.astype(work), y_zero_point.dtype, y_zero_point)
 
 
 def int_conv(ctx, x, x_zp, w, w_zp, auto_pad, dilations, group, kernel_shape, pads, strides):
@@ -265,9 +266,17 @@ def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
     acc = int_conv(ctx, x, x_zero_point, w, w_zero_point, auto_pad, dilations, group, kernel_shape, pads,
                    strides)
     if B is not None:
-        acc = acc.astype(np.float64) + B.astype(np.float64).reshape((1, -1) + (1,) * nd)
+        b = B.reshape((1, -1) + (1,) * nd)
+        big = not isinstance(B, np.ndarray) or int(np.abs(B.astype(np.int64)).max(initial=0)) \
+            + int(np.prod(w.shape[1:])) * shifted_bound(x.dtype, x_zero_point) * shifted_bound(w.dtype, w_zero_point) \
+            > FLOAT32_EXACT
+        if acc.dtype == np.float32 and not big:
+            acc += b.astype(np.float32)
+        else:
+            acc = acc.astype(np.float64) + b.astype(np.float64)
     ws = w_scale.astype(np.float32)
     if ws.ndim == 1:
         ws = ws.reshape((-1,) + (1,) * nd)
     mult = x_scale.astype(np.float32) * ws / y_scale.astype(np.float32)
-    return quantize(xp, acc * mult.astype(np.float64), y_zero_point.dtype, y_zero_point)
+    acc *= mult.astype(acc.dtype)   # requantize in the accumulator's type (float32 as onnxruntime's)
+    return quantize(xp, acc, y_zero_point.dtype, y_zero_point)

@@ -64,7 +64,7 @@ class QDQWriter:
         out = self.g.fresh(f"{name}_DequantizeLinear_Output")
         attrs = {"axis": 0} if np.ndim(scale) else {}
         nodes_out.append(helper.make_node("DequantizeLinear", [qn, sn, zn], [out], name=self.g.fresh(f"{name}_DQ"),
-                                          **attrs))
+                                          domain=self.domain, **attrs))   # (axis needs opset 13 or the contrib op)
         return out
 
     def _qdq_targets(self, nodes) -> set:

@@ -262,7 +262,8 @@ def _quantized(tool, name, tmp_path):
                     "mlp": (Q.mlp(), (8, 128))}[name]
     src, dst = tmp_path / f"{name}.onnx", tmp_path / f"{name}_{tool}.onnx"
     onnx.save(model, src)
-    lib = ortgpu.quantization if tool == "ortgpu" else __import__("onnxruntime.quantization", fromlist=["x"])
+    from ortgpu import quantization as oq
+    lib = oq if tool == "ortgpu" else __import__("onnxruntime.quantization", fromlist=["x"])
     lib.quantize_static(str(src), str(dst), Q.Reader("x", shape, 2), quant_format=lib.QuantFormat.QDQ,
                         activation_type=lib.QuantType.QUInt8, weight_type=lib.QuantType.QInt8, per_channel=True)
     return onnx.load(dst), Q.Reader("x", shape, 1, seed=9).feeds[0]

@@ -200,15 +200,16 @@ def int_matmul(xp, a, a_zp, b, b_zp):
     """(a - a_zp) @ (b - b_zp), exact (an integer-valued float32 or float64 array, int64 past
     float64's range, which 8-bit operands never reach): the float
     type and K slicing come from the operands' ranges (:func:`exact_matmul`)."""
-    bound = shifted_bound(a.dtype, a_zp) * shifted_bound(b.dtype, b_zp)
-    dt, step = exact_slice(bound, a.shape[-1])
+    integers = is_int(a.dtype) and is_int(b.dtype)   # (float8 operands: float64 as they are)
+    bound = shifted_bound(a.dtype, a_zp) * shifted_bound(b.dtype, b_zp) if integers else 0
+    dt = exact_slice(bound, a.shape[-1])[0] if integers else np.float64
     af = a.astype(dt)
     bf = b.astype(dt)
     if a_zp is not None:
         af -= row_zero_point(a_zp, a).astype(dt)
     if b_zp is not None:
         bf -= b_zp.astype(dt)
-    return exact_matmul(xp, af, bf, bound)
+    return exact_matmul(xp, af, bf, bound) if integers else xp.matmul(af, bf)
 
 
 @kernel("MatMulInteger", since=10,
@@ -231,8 +232,19 @@ def QLinearMatMul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sca
     acc = int_matmul(xp, a, a_zero_point, b, b_zero_point)
     a_s = row_zero_point(a_scale, a).astype(np.float32)
     mult = a_s * b_scale.astype(np.float32) / y_scale.astype(np.float32)
-    work = np.float32 if acc.dtype == np.float32 else np.float64
-    return quantize(xp, acc * mult.astype(work), y_zero_point.dtype, y_zero_point)
+    work = requant_type(a.dtype, b.dtype, a.shape[-1])
+    return quantize(xp, acc.astype(work, copy=False) * mult.astype(work), y_zero_point.dtype, y_zero_point)
+
+
+def requant_type(a_dtype, b_dtype, k: int):
+    """The float type QLinearMatMul requantizes in: float32 when every int32 sum is exact in it
+    whatever the zero points (K * range(a) * range(b) <= 2**24: K <= 258 for 8-bit types), else
+    float64.  From types and K only, so the CUDA kernel (quant_gemm_int8.cu) decides alike
+    without reading the zero points."""
+    if not (is_int(a_dtype) and is_int(b_dtype)):
+        return np.float64
+    (alo, ahi), (blo, bhi) = int_range(a_dtype), int_range(b_dtype)
+    return np.float32 if k * (ahi - alo) * (bhi - blo) <= FLOAT32_EXACT else np.float64
 
 
 def int_conv(ctx, x, x_zp, w, w_zp, auto_pad, dilations, group, kernel_shape, pads, strides):

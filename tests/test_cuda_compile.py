@@ -227,8 +227,8 @@ def test_every_name_a_launcher_asks_for_is_declared():
 def test_cuda_registrations_mirror_the_shared_versions():
     cuda = [k for k in registry.registered() if k.provider == "cuda"
             and k.fn.__module__.startswith("ortgpu.providers.cuda.kernels")]
-    assert len({k.op_type for k in cuda if k.domain != "com.microsoft"}) == 56   # FusedElementwise included
-    # (56: QLinearMatMul and MatMulInteger of quant_gemm_int8.py among them)
+    assert len({k.op_type for k in cuda if k.domain != "com.microsoft"}) == 57   # FusedElementwise included
+    # (57: QLinearMatMul, MatMulInteger and QLinearConv of quant_gemm_int8.py among them)
     assert len({k.op_type for k in cuda if k.domain == "com.microsoft"}) == 12   # contrib_*.py
     shared = {(k.domain, k.op_type, k.since) for k in registry.registered() if k.provider == registry.SHARED}
     for k in cuda:

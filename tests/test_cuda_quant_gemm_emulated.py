@@ -149,3 +149,68 @@ def test_qlinear_matmul_float64_epilogue(emulated_cuda):
     theirs = _onnxruntime("QLinearMatMul", dict(zip(("a", "a_s", "a_z", "b", "b_s", "b_z", "y_s", "y_z"), inputs)),
                           np.uint8, 21)
     assert np.abs(got.astype(np.int32) - theirs.astype(np.int32)).max() <= 1
+
+
+# ---------------------------------------------------------------- QLinearConv: im2col + the GEMM
+
+# (x shape, w shape, attributes)
+CONV_CASES = [((1, 3, 6, 5), (4, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
+              ((2, 4, 7, 6), (6, 2, 3, 2), {"group": 2, "strides": [2, 1], "pads": [1, 0, 1, 1]}),
+              ((1, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "dilations": [2, 1], "pads": [2, 1, 2, 1]}),
+              ((1, 3, 5, 6), (2, 3, 2, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+              ((1, 16, 4, 4), (5, 16, 1, 1), {})]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attrs", CONV_CASES, ids=str)
+@pytest.mark.parametrize("types", [(np.uint8, np.int8, np.uint8), (np.int8, np.int8, np.int8)],
+                         ids=lambda t: "-".join(np.dtype(x).name for x in t))
+@pytest.mark.parametrize("per_channel,bias", [(True, True), (False, False)])
+def test_qlinear_conv(x_shape, w_shape, attrs, types, per_channel, bias, emulated_cuda):
+    tx, tw, ty = (np.dtype(t) for t in types)
+    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
+    co = w_shape[0]
+    x, w = _ints(rng, x_shape, tx), _ints(rng, w_shape, tw)
+    chans = (co,) if per_channel else ()
+    w_scale = np.asarray(rng.random(chans) * 0.01 + 0.005, np.float32)
+    w_zp = np.zeros(chans, tw)   # onnxruntime takes symmetric int8 weights only
+    k = int(np.prod(w_shape[1:]))
+    inputs = [x, np.array(0.03, np.float32), _ints(rng, (), tx), w, w_scale, w_zp,
+              np.array(0.03 * 0.01 * np.sqrt(k) * 60, np.float32), _ints(rng, (), ty)]
+    if bias:
+        inputs.append(np.asarray(rng.integers(-3000, 3000, co), np.int32))
+    k_cuda = registry.lookup("QLinearConv", "", 10, ("cuda",))
+    assert k_cuda.fn.__module__ == qg.__name__ and k_cuda.host_inputs == ()
+    cp = emulated_cuda.cupy
+    first = len(emulated_cuda.launches)
+    got = k_cuda.fn(_ctx(cp, "QLinearConv"), *[cp.asarray(v) for v in inputs], **attrs).get()
+    names = emulated_cuda.names()[first:]
+    group = attrs.get("group", 1)
+    assert names.count(f"qconv_im2col<{qg.cu.CTYPE[tx]}>") == group and len(names) == 2 * group
+    want = registry.lookup("QLinearConv", "", 10, (registry.SHARED,)).fn(_ctx(np, "QLinearConv"), *inputs, **attrs)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= max(1, diff.size // 100)   # a rare tie (docstring)
+    assert np.count_nonzero(got != inputs[7]) > 0
+    names_in = ["x", "x_s", "x_z", "w", "w_s", "w_z", "y_s", "y_z"] + (["b"] if bias else [])
+    ort = pytest.importorskip("onnxruntime")
+    graph = helper.make_graph(
+        [helper.make_node("QLinearConv", names_in, ["y"], **attrs)], "g",
+        [helper.make_tensor_value_info(nm, ONNX_TYPE[np.dtype(v.dtype)], v.shape) for nm, v in zip(names_in, inputs)],
+        [helper.make_tensor_value_info("y", ONNX_TYPE[ty], None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    theirs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, dict(zip(names_in, inputs)))[0]
+    assert np.abs(got.astype(np.int32) - theirs.astype(np.int32)).max() <= 1
+
+
+def test_qlinear_conv_of_other_ranks_goes_to_the_shared_kernel(emulated_cuda):
+    rng = np.random.default_rng(3)
+    inputs = [_ints(rng, (1, 2, 9), np.uint8), np.array(0.1, np.float32), np.array(3, np.uint8),
+              _ints(rng, (3, 2, 3), np.int8), np.array(0.05, np.float32), np.array(0, np.int8),
+              np.array(0.5, np.float32), np.array(128, np.uint8)]
+    cp = emulated_cuda.cupy
+    got = registry.lookup("QLinearConv", "", 10, ("cuda",)).fn(_ctx(cp, "QLinearConv"),
+                                                                 *[cp.asarray(v) for v in inputs]).get()
+    assert emulated_cuda.names() == []
+    want = registry.lookup("QLinearConv", "", 10, (registry.SHARED,)).fn(_ctx(np, "QLinearConv"), *inputs)
+    np.testing.assert_array_equal(got, want)

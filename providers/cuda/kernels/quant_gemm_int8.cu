@@ -2,7 +2,7 @@
 // MatMulInteger (launcher: quant_gemm_int8.py; the same results as
 // providers/kernels/quantize.py computes on the host).
 //
-// y[m, n] = sum_k (a[m, k] - a_zp) * (b[k, n] - b_zp[n])       (int32, exact while
+// y[m, n] = sum_k (a[m, k] - a_zp) * (b[k, n] - b_zp[n]) (+ bias[n])   (int32, exact while
 //           K * max|a - a_zp| * max|b - b_zp| < 2^31, which the launcher checks)
 // then, TY = int: y is stored as it is (MatMulInteger);
 //       TY = 8-bit: q = round_half_even(y * mult[n]) + y_zp, clamped to TY's range, where
@@ -41,7 +41,8 @@ template <typename TA, typename TB, typename TY>
 __global__ void __launch_bounds__(QGEMM_TILE * QGEMM_TILE) qgemm_int8(
         const TA* __restrict__ a, const TB* __restrict__ b, const TA* __restrict__ a_zp,
         const TB* __restrict__ b_zp, int b_zp_per_column, const float* __restrict__ mult, int mult_per_column,
-        const TY* __restrict__ y_zp, TY* __restrict__ y, i64 m_total, i64 n_total, i64 k_total, int wide) {
+        const TY* __restrict__ y_zp, const int* __restrict__ bias, TY* __restrict__ y, i64 m_total, i64 n_total,
+        i64 k_total, int wide) {
     __shared__ int a_tile[QGEMM_TILE][QGEMM_TILE];
     __shared__ int b_tile[QGEMM_TILE][QGEMM_TILE + 1];   // +1: no bank conflicts on the column reads
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -61,6 +62,30 @@ __global__ void __launch_bounds__(QGEMM_TILE * QGEMM_TILE) qgemm_int8(
         __syncthreads();
     }
     if (row < m_total && col < n_total) {
+        if (bias != nullptr) acc += bias[col];
         y[row * n_total + col] = qgemm_epilogue<TY>(acc, mult, col, mult_per_column, y_zp, wide);
+    }
+}
+
+// QLinearConv through the GEMM (quant_gemm_int8.py): the 2-D input patches of one group as rows,
+// col[p, k] for output position p = (image, out_y, out_x) and k = (channel in group, ky, kx),
+// row-major; a position in the padding holds x's zero point, so it adds nothing after the GEMM
+// subtracts it (grid-stride over P * K).
+template <typename T>
+__global__ void qconv_im2col(const T* __restrict__ x, const T* __restrict__ x_zp, T* __restrict__ col,
+                             i64 images, i64 channels, i64 channel0, i64 group_channels, i64 height, i64 width,
+                             i64 kernel_h, i64 kernel_w, i64 out_h, i64 out_w, i64 stride_h, i64 stride_w,
+                             i64 pad_h, i64 pad_w, i64 dilation_h, i64 dilation_w) {
+    const i64 k_total = group_channels * kernel_h * kernel_w;
+    const i64 total = images * out_h * out_w * k_total;
+    const T zero = x_zp != nullptr ? x_zp[0] : static_cast<T>(0);
+    const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
+    for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const i64 k = i % k_total, p = i / k_total;
+        const i64 kx = k % kernel_w, ky = (k / kernel_w) % kernel_h, c = k / (kernel_w * kernel_h);
+        const i64 ox = p % out_w, oy = (p / out_w) % out_h, img = p / (out_w * out_h);
+        const i64 iy = oy * stride_h - pad_h + ky * dilation_h, ix = ox * stride_w - pad_w + kx * dilation_w;
+        const bool inside = iy >= 0 && iy < height && ix >= 0 && ix < width;
+        col[i] = inside ? x[((img * channels + channel0 + c) * height + iy) * width + ix] : zero;
     }
 }

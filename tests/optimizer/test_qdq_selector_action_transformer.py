@@ -309,3 +309,17 @@ def _onnxruntime(ort, model, feed, level):
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+
+def test_fused_groups_run_on_the_device_provider_that_owns_them(tmp_path):
+    """With the device double first (shared kernels on a CuPy-like array module), the quantized ops
+    are placed on it and give the CPU's fused results: the integer kernels never pull a device
+    value to the host."""
+    from support.device_double import providers as double_providers
+    model, feed = _quantized("ortgpu", "cnn", tmp_path)
+    sess = ortgpu.InferenceSession(model.SerializeToString(), providers=double_providers())
+    placed = {op: provider for _, op, provider in sess.get_provider_assignment()}
+    for op in ("QLinearConv", "QLinearAdd", "QGemm"):
+        assert placed[op] == "FakeDeviceExecutionProvider", placed
+    step = _output_step(model)
+    assert np.abs(sess.run(None, feed)[0] - session(model).run(None, feed)[0]).max() <= step * 1.001

@@ -7,7 +7,11 @@ timed on ortgpu's CPU provider and on onnxruntime's CPU provider.
 
 Models: the ResNet-style CNN, the BERT-shaped encoder layer and the MLP of
 tests/quantization/qmodels.py (random weights); --ppocr adds the PP-OCR classifier when
-tests/model_zoo.py has it cached. CUDA is not measured by this script (no int8 CUDA kernels yet).
+tests/model_zoo.py has it cached; --models picks some (resnet_cnn,bert_layer,mlp). For the int8
+static QDQ rows, "unfused ms" is ortgpu with its QDQ fusions (QDQSelectorActionTransformer,
+ReluQuantFusion) disabled: the speed effect of running the quantized ops instead of
+dequantize / float op / quantize.  CUDA is not measured by this script (the int8 CUDA GEMM
+kernel has only run on the host emulator).
 """
 from __future__ import annotations
 
@@ -26,7 +30,12 @@ import common  # noqa: E402
 import qmodels as Q  # noqa: E402
 
 
-def _session(lib, path):
+QDQ_FUSIONS = ["QDQSelectorActionTransformer", "ReluQuantFusion"]
+
+
+def _session(lib, path, disabled=()):
+    if disabled:   # ortgpu without its QDQ fusions: dequantize / float op / quantize as written
+        return lib.InferenceSession(path, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
     return lib.InferenceSession(path, providers=["CPUExecutionProvider"])
 
 
@@ -73,7 +82,8 @@ def bench_model(name, model, shape, input_name, runs, tmp):
         rows += [(k, tag, p) for k, p in _variants(lib, src, tmp, f"{name}_{tag}", shape, input_name).items()]
     results = []
     print(f"\n{name}: input {shape}")
-    print(f"  {'variant':18s} {'tool':12s} {'bytes':>9s} {'cosine':>9s} {'ortgpu ms':>10s} {'onnxrt ms':>10s}")
+    print(f"  {'variant':18s} {'tool':12s} {'bytes':>9s} {'cosine':>9s} {'ortgpu ms':>10s} {'onnxrt ms':>10s}"
+          f" {'unfused ms':>10s}")
     for variant, tool, path in rows:
         row = {"model": name, "variant": variant, "tool": tool, "bytes": os.path.getsize(path)}
         for rt, lib in (("ortgpu", ortgpu), ("onnxruntime", onnxruntime)):
@@ -85,10 +95,13 @@ def bench_model(name, model, shape, input_name, runs, tmp):
             except Exception as e:  # noqa: BLE001 - a runtime that cannot run a variant is reported
                 row[f"{rt}_ms"] = None
                 row[f"{rt}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+        if "QDQ" in variant:   # the speed effect of the QDQ fusions: ortgpu with them off
+            s = _session(ortgpu, path, QDQ_FUSIONS)
+            row["ortgpu_unfused_ms"] = 1e3 * common.median_time(lambda: s.run(None, feed), runs, 2)
         results.append(row)
         fmt = lambda v: f"{v:10.3f}" if v is not None else f"{'n/a':>10s}"
         print(f"  {variant:18s} {tool:12s} {row['bytes']:9d} {row.get('cosine', float('nan')):9.6f} "
-              f"{fmt(row['ortgpu_ms'])} {fmt(row['onnxruntime_ms'])}")
+              f"{fmt(row['ortgpu_ms'])} {fmt(row['onnxruntime_ms'])} {fmt(row.get('ortgpu_unfused_ms'))}")
     return results
 
 
@@ -97,12 +110,15 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--json")
     ap.add_argument("--ppocr", action="store_true")
+    ap.add_argument("--models", help="comma-separated subset of resnet_cnn,bert_layer,mlp")
     args = ap.parse_args()
     import logging
     logging.disable(logging.WARNING)
     print(f"machine: {common.machine()}  commit: {common.git_commit()}  (CPU provider only; CUDA not measured)")
     models = [("resnet_cnn", Q.resnet_cnn(), (8, 3, 32, 32), "x"), ("bert_layer", Q.bert_layer(), (4, 16, 128), "x"),
               ("mlp", Q.mlp(), (64, 128), "x")]
+    if args.models:
+        models = [m for m in models if m[0] in args.models.split(",")]
     if args.ppocr:
         sys.path.insert(0, os.path.join(HERE, "..", "tests"))
         from support.model_zoo import model_path  # noqa: PLC0415

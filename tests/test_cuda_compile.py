@@ -59,13 +59,15 @@ UNITS = cu.units()
 # com.microsoft ops (tests/test_cuda_contrib_kernels_emulated.py runs them)
 CONTRIB_SOURCES = {"contrib_layernorm.cu", "contrib_gelu.cu", "contrib_rotary.cu", "contrib_matmul_nbits.cu",
                    "contrib_groupnorm.cu", "contrib_gqa.cu"}
+# the int8 GEMM (tests/test_cuda_quant_gemm_emulated.py runs it)
+QUANT_SOURCES = {"quant_gemm_int8.cu"}
 
 
 def test_units_are_declared():
     sources = {u.source for u in UNITS}
     assert sources == {"elementwise_binary.cu", "activations.cu", "softmax.cu", "layernorm.cu",
                        "where.cu", "cast.cu", "copy.cu", "gather.cu", "resize.cu", "pool.cu", "reduce.cu",
-                       "roi_align.cu"} | CONTRIB_SOURCES
+                       "roi_align.cu"} | CONTRIB_SOURCES | QUANT_SOURCES
     assert sources == {p.name for p in cu.KERNEL_DIR.glob("*.cu")}, "a .cu file no unit compiles"
 
 
@@ -225,7 +227,8 @@ def test_every_name_a_launcher_asks_for_is_declared():
 def test_cuda_registrations_mirror_the_shared_versions():
     cuda = [k for k in registry.registered() if k.provider == "cuda"
             and k.fn.__module__.startswith("ortgpu.providers.cuda.kernels")]
-    assert len({k.op_type for k in cuda if k.domain != "com.microsoft"}) == 54   # FusedElementwise included
+    assert len({k.op_type for k in cuda if k.domain != "com.microsoft"}) == 57   # FusedElementwise included
+    # (57: QLinearMatMul, MatMulInteger and QLinearConv of quant_gemm_int8.py among them)
     assert len({k.op_type for k in cuda if k.domain == "com.microsoft"}) == 12   # contrib_*.py
     shared = {(k.domain, k.op_type, k.since) for k in registry.registered() if k.provider == registry.SHARED}
     for k in cuda:

@@ -36,6 +36,8 @@ from ortgpu.optimizer.layer_norm_fusion import fuse_layer_norm
 from ortgpu.optimizer.matmul_add_fusion import fuse_matmul_add
 from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc
 from ortgpu.optimizer.noop_elimination import eliminate_noop
+from ortgpu.optimizer.qdq_selector_action_transformer import fuse_qdq_groups
+from ortgpu.optimizer.relu_quant_fusion import fuse_relu_quant
 from ortgpu.optimizer.reshape_fusion import fuse_reshape
 from ortgpu.optimizer.skip_layer_norm_fusion import fuse_skip_layer_norm
 from ortgpu.optimizer.slice_elimination import eliminate_slice
@@ -62,11 +64,13 @@ BASIC_PASSES = {
     "ConstantFolding": fold_constants,
     "MatMulAddFusion": fuse_matmul_add,
     "ReshapeFusion": fuse_reshape,
+    "ReluQuantFusion": fuse_relu_quant,
     "DeadNodeElimination": eliminate_dead_nodes,
     "UnusedInitializerElimination": remove_unused_initializers,
 }
 # Fusions applied to the nodes a provider owns (same signature as the basic passes).
 EXTENDED_PASSES: dict = {
+    "QDQSelectorActionTransformer": fuse_qdq_groups,   # first: DQ -> op -> Q groups to quantized ops
     "GeluFusion": fuse_gelu,
     "FastGeluFusion": fuse_fast_gelu,
     "LayerNormFusion": fuse_layer_norm,

@@ -13,6 +13,8 @@ every run checks.
 
 Never folded: random ops and Dropout, nodes with subgraphs, nodes whose output is a graph
 output or input, and nodes whose run fails (they fail at run time with the node named).
+DequantizeLinear is not folded either, as in onnxruntime: a quantized weight stays quantized
+for the QDQ fusions (QDQSelectorActionTransformer) to hand to an integer kernel.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ FOLD_LIMIT_BYTES = 64 << 20
 _NOT_FOLDABLE = {
     ("", "RandomUniform"), ("", "RandomNormal"), ("", "RandomUniformLike"), ("", "RandomNormalLike"),
     ("", "Multinomial"), ("", "Bernoulli"), ("", "Dropout"),
+    ("", "DequantizeLinear"), ("com.microsoft", "DequantizeLinear"),   # kept for the QDQ fusions
 }
 
 

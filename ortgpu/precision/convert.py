@@ -28,7 +28,8 @@ from ortgpu.dtypes import elem_name, type_str
 from ortgpu.graph_query import proto_names, proto_reads, proto_subgraphs, tensor_type
 from ortgpu.precision.attributes import narrow_typed_attributes
 from ortgpu.precision.block_lists import DEFAULT_OP_BLOCK_LIST
-from ortgpu.precision.proto_edits import rename_definition, rename_uses, with_types
+from ortgpu.optimizer.graph_tools.proto_rename import rename_definition, rename_uses
+from ortgpu.precision.proto_edits import with_types
 from ortgpu.precision.node_rules import is_float, plan_node
 from ortgpu.precision.tensors import FLOAT16_MAX_FINITE, FLOAT16_MIN_POSITIVE, TARGET_DTYPES, lower_tensor
 from ortgpu.providers.registry import schema_for

@@ -1,41 +1,11 @@
-"""The float16 converter's edits of protobufs: renaming a value's uses and definition
-across an ONNX graph and its subgraphs, and filling in value types.  What the converter asks
-of a GraphProto (its subgraphs, its names) is :mod:`ortgpu.graph_query`'s."""
+"""The float16 converter's edits of protobufs: filling in value types.  Renaming a value's
+uses and definition is :mod:`ortgpu.optimizer.graph_tools.proto_rename`'s (shared with the
+quantization tool).  What the converter asks of a GraphProto (its subgraphs, its names) is
+:mod:`ortgpu.graph_query`'s."""
 from __future__ import annotations
 
 import onnx
 from onnx import TensorProto
-
-from ortgpu.graph_query import proto_subgraphs
-
-
-def rename_uses(g: onnx.GraphProto, renames: dict[str, str]) -> None:
-    """Every read of a name in `renames` in `g` and its subgraphs (node inputs, subgraph
-    outputs) reads its new name instead."""
-    for n in g.node:
-        for i, name in enumerate(n.input):
-            if name in renames:
-                n.input[i] = renames[name]
-        for sub in proto_subgraphs(n):
-            rename_uses(sub, renames)
-            for vi in sub.output:
-                if vi.name in renames:
-                    vi.name = renames[vi.name]
-
-
-def rename_definition(g, old: str, new: str) -> None:
-    """The node output or initializer of `g` named `old` is renamed `new`."""
-    for n in g.node:
-        for j, name in enumerate(n.output):
-            if name == old:
-                n.output[j] = new
-                return
-    for t in g.initializer:
-        if t.name == old:
-            t.name = new
-            return
-    # a graph input passed straight through: a Cast reads it under its own name
-    raise ValueError(f"graph output '{old}' is a graph input of another type; cannot convert it")
 
 
 def with_types(model: onnx.ModelProto) -> onnx.ModelProto:

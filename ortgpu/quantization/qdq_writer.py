@@ -3,8 +3,10 @@ quantized node, weights stored quantized behind a DequantizeLinear, biases as in
 from __future__ import annotations
 
 import numpy as np
+import onnx
 from onnx import TensorProto, helper
 
+from ortgpu.optimizer.graph_tools.proto_rename import rename_definition, rename_uses
 from ortgpu.quantization.graph_edit import Graph, qdq_domain
 from ortgpu.quantization.quant_types import quantize_array, scale_zero_point
 from ortgpu.quantization.weights import channel_axis, quantize_bias, quantize_weight
@@ -62,7 +64,7 @@ class QDQWriter:
         out = self.g.fresh(f"{name}_DequantizeLinear_Output")
         attrs = {"axis": 0} if np.ndim(scale) else {}
         nodes_out.append(helper.make_node("DequantizeLinear", [qn, sn, zn], [out], name=self.g.fresh(f"{name}_DQ"),
-                                          **attrs))
+                                          domain=self.domain, **attrs))   # (axis needs opset 13 or the contrib op)
         return out
 
     def _qdq_targets(self, nodes) -> set:
@@ -108,10 +110,14 @@ class QDQWriter:
         for t in sorted(targets):
             if t in self.g.inputs:
                 head.extend(pairs[t][0])
-        for n in original:
-            new = helper.make_node(n.op_type, [consumer_map.get(x, x) for x in n.input],
-                                   [producer_map.get(y, y) for y in n.output], name=n.name, domain=n.domain)
-            new.attribute.extend(n.attribute)
+        renamed = _copies(original)   # readers read the DQ outputs; graph outputs' makers a new name
+        scratch = helper.make_graph(renamed, g.name, [], [])
+        rename_uses(scratch, consumer_map)
+        made = {y for n in original for y in n.output}
+        for old, new_name in producer_map.items():
+            if old in made:
+                rename_definition(scratch, old, new_name)
+        for n, new in zip(original, scratch.node):
             if self.s.wants(n):
                 self._quantize_constants(n, new, head)
             body.append(new)
@@ -150,3 +156,12 @@ class QDQWriter:
                                      domain=self.domain))
         self.report.append({"node": node.name, "tensor": name, "kind": "constant", "scale": scale, "zero_point": zp})
         return out
+
+
+def _copies(nodes) -> list:
+    out = []
+    for n in nodes:
+        c = onnx.NodeProto()
+        c.CopyFrom(n)
+        out.append(c)
+    return out

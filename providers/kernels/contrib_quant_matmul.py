@@ -1,7 +1,7 @@
 """Integer matrix products of onnxruntime's com.microsoft domain that end in float (or requantized)
 values: MatMulIntegerToFloat, DynamicQuantizeMatMul and QGemm.
 
-The integer products are exact (accumulated in float64, as quantize.int_matmul does); the scales
+The integer products are exact (float32 or float64 BLAS by the operands' ranges: quantize.int_matmul); the scales
 are applied in float32 afterwards, as onnxruntime's kernels do.
 """
 from __future__ import annotations

@@ -1,8 +1,16 @@
 """Quantization: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
 QLinearMatMul, ConvInteger's quantized sibling QLinearConv.
 
-Integer accumulations are done in float64, which is exact for these sizes (and runs on
-BLAS); requantization multiplies by a float32 scale and rounds half to even.
+Integer products run on floating-point BLAS, which is exact as long as every partial sum is
+an integer the float type represents: with |a - a_zp| <= A and |b - b_zp| <= B, a dot product
+of length K stays below K * A * B, exact in float32 when K * A * B <= 2**24 and in float64
+when K * A * B <= 2**53.  For 8-bit operands (A, B <= 255, so A * B <= 65025) that is
+K <= 258 for float32 and K <= 2**53 / 65025 (about 1.4e11) for float64; int8 weights with a
+zero point of 0 (B <= 128) next to uint8 activations give K <= 514 for float32.
+:func:`exact_matmul` splits K into float32-exact slices summed in float64 (float32 BLAS is
+about twice as fast as float64 and 5-100x NumPy's integer matmul, which has no BLAS), and
+falls back to int64 arithmetic past the float64 bound.  Requantization multiplies by a
+float32 scale and rounds half to even.
 """
 from __future__ import annotations
 
@@ -140,15 +148,68 @@ def row_zero_point(zp, a):
     return zp
 
 
+FLOAT32_EXACT = 2 ** 24   # integers up to this magnitude are exact in float32
+FLOAT64_EXACT = 2 ** 53   # ... and in float64
+
+
+def shifted_bound(dtype, zp) -> int:
+    """The largest |q - zp| an integer of `dtype` can reach with zero point(s) `zp` (from the
+    type's range, so no pass over the data)."""
+    lo, hi = int_range(dtype)
+    if zp is None or zp.size == 0:
+        return max(-lo, hi)
+    if not isinstance(zp, np.ndarray):   # a device array: no host round trip, assume the worst
+        return hi - lo
+    z = zp.astype(np.int64)
+    return int(max(hi - z.min(), z.max() - lo))
+
+
+def exact_slice(bound_product: int, k: int) -> tuple[type, int]:
+    """(float type, K slice length) for an exact dot product of length `k` whose terms are at
+    most `bound_product` in magnitude: float32 in slices of 2**24 // bound_product when one slice
+    is enough or float32 slices beat float64 (a few), float64 in slices of 2**53 // bound_product
+    otherwise (one slice for any real model)."""
+    bound_product = max(1, bound_product)
+    k32 = FLOAT32_EXACT // bound_product
+    if k32 >= 1 and -(-k // k32) <= 4:
+        return np.float32, k32
+    return np.float64, max(1, FLOAT64_EXACT // bound_product)
+
+
+def exact_matmul(xp, af, bf, bound_product: int):
+    """af @ bf for integer-valued float arrays whose products are at most `bound_product` in
+    magnitude: exact, as float32 (one float32-exact slice of K) or float64 (float32 slices
+    summed in float64, or one float64 product); int64 arithmetic (an int64 result) past
+    float64's range."""
+    k = af.shape[-1]
+    dt, step = exact_slice(bound_product, k)
+    af = af.astype(dt, copy=False)
+    bf = bf.astype(dt, copy=False)
+    if step >= k:
+        return xp.matmul(af, bf)
+    if dt == np.float64:   # K * bound past 2**53: no float type is exact
+        return xp.matmul(af.astype(np.int64), bf.astype(np.int64))
+    acc = None
+    for s in range(0, k, step):
+        part = xp.matmul(af[..., s:s + step], bf[..., s:s + step, :]).astype(np.float64)
+        acc = part if acc is None else acc + part
+    return acc
+
+
 def int_matmul(xp, a, a_zp, b, b_zp):
-    """(a - a_zp) @ (b - b_zp), exact, as float64."""
-    af = a.astype(np.float64)
-    bf = b.astype(np.float64)
+    """(a - a_zp) @ (b - b_zp), exact (an integer-valued float32 or float64 array, int64 past
+    float64's range, which 8-bit operands never reach): the float
+    type and K slicing come from the operands' ranges (:func:`exact_matmul`)."""
+    integers = is_int(a.dtype) and is_int(b.dtype)   # (float8 operands: float64 as they are)
+    bound = shifted_bound(a.dtype, a_zp) * shifted_bound(b.dtype, b_zp) if integers else 0
+    dt = exact_slice(bound, a.shape[-1])[0] if integers else np.float64
+    af = a.astype(dt)
+    bf = b.astype(dt)
     if a_zp is not None:
-        af = af - row_zero_point(a_zp, a).astype(np.float64)
+        af -= row_zero_point(a_zp, a).astype(dt)
     if b_zp is not None:
-        bf = bf - b_zp.astype(np.float64)
-    return xp.matmul(af, bf)
+        bf -= b_zp.astype(dt)
+    return exact_matmul(xp, af, bf, bound) if integers else xp.matmul(af, bf)
 
 
 @kernel("MatMulInteger", since=10,
@@ -171,7 +232,36 @@ def QLinearMatMul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sca
     acc = int_matmul(xp, a, a_zero_point, b, b_zero_point)
     a_s = row_zero_point(a_scale, a).astype(np.float32)
     mult = a_s * b_scale.astype(np.float32) / y_scale.astype(np.float32)
-    return quantize(xp, acc * mult.astype(np.float64), y_zero_point.dtype, y_zero_point)
+    work = requant_type(a.dtype, b.dtype, a.shape[-1])
+    return quantize(xp, acc.astype(work, copy=False) * mult.astype(work), y_zero_point.dtype, y_zero_point)
+
+
+def requant_type(a_dtype, b_dtype, k: int):
+    """The float type QLinearMatMul requantizes in: float32 when every int32 sum is exact in it
+    whatever the zero points (K * range(a) * range(b) <= 2**24: K <= 258 for 8-bit types), else
+    float64.  From types and K only, so the CUDA kernel (quant_gemm_int8.cu) decides alike
+    without reading the zero points."""
+    if not (is_int(a_dtype) and is_int(b_dtype)):
+        return np.float64
+    (alo, ahi), (blo, bhi) = int_range(a_dtype), int_range(b_dtype)
+    return np.float32 if k * (ahi - alo) * (bhi - blo) <= FLOAT32_EXACT else np.float64
+
+
+def int_conv(ctx, x, x_zp, w, w_zp, auto_pad, dilations, group, kernel_shape, pads, strides):
+    """The convolution of (x - x_zp) and (w - w_zp) (w_zp per output channel or one), exact: in
+    float32 when each output's dot product (K = input channels per group x kernel size) stays
+    within 2**24, else float64 (exact to K <= 2**53 / 65025 for 8-bit operands)."""
+    k = int(np.prod(w.shape[1:]))
+    bound = shifted_bound(x.dtype, x_zp) * shifted_bound(w.dtype, w_zp)
+    dt = np.float32 if k * bound <= FLOAT32_EXACT else np.float64
+    xf = x.astype(dt)
+    if x_zp is not None:
+        xf -= x_zp.astype(dt)   # padding then adds exact zeros
+    wf = w.astype(dt)
+    if w_zp is not None:
+        wzp = w_zp.astype(dt)
+        wf -= wzp.reshape((-1,) + (1,) * (w.ndim - 1)) if wzp.ndim == 1 and wzp.size > 1 else wzp.reshape(())
+    return conv_float(ctx, xf, wf, None, auto_pad, dilations, group, kernel_shape, pads, strides)
 
 
 @kernel("QLinearConv", since=10,
@@ -185,12 +275,20 @@ def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
     """Quantized convolution: exact integer conv (+ int32 bias), requantized per output channel."""
     xp = ctx.xp
     nd = x.ndim - 2
-    xf = x.astype(np.float64) - x_zero_point.astype(np.float64)
-    wzp = w_zero_point.astype(np.float64)
-    wf = w.astype(np.float64) - (wzp.reshape((-1,) + (1,) * (w.ndim - 1)) if wzp.ndim == 1 else wzp)
-    acc = conv_float(ctx, xf, wf, B, auto_pad, dilations, group, kernel_shape, pads, strides)
+    acc = int_conv(ctx, x, x_zero_point, w, w_zero_point, auto_pad, dilations, group, kernel_shape, pads,
+                   strides)
+    if B is not None:
+        b = B.reshape((1, -1) + (1,) * nd)
+        big = not isinstance(B, np.ndarray) or int(np.abs(B.astype(np.int64)).max(initial=0)) \
+            + int(np.prod(w.shape[1:])) * shifted_bound(x.dtype, x_zero_point) * shifted_bound(w.dtype, w_zero_point) \
+            > FLOAT32_EXACT
+        if acc.dtype == np.float32 and not big:
+            acc += b.astype(np.float32)
+        else:
+            acc = acc.astype(np.float64) + b.astype(np.float64)
     ws = w_scale.astype(np.float32)
     if ws.ndim == 1:
         ws = ws.reshape((-1,) + (1,) * nd)
     mult = x_scale.astype(np.float32) * ws / y_scale.astype(np.float32)
-    return quantize(xp, acc * mult.astype(np.float64), y_zero_point.dtype, y_zero_point)
+    acc *= mult.astype(acc.dtype)   # requantize in the accumulator's type (float32 as onnxruntime's)
+    return quantize(xp, acc, y_zero_point.dtype, y_zero_point)

@@ -121,8 +121,8 @@ def saved_model(sess, original: onnx.ModelProto) -> onnx.ModelProto:
     graph = sess._core.plan.graph
     nodes, functions = [], {}
     for n in graph.nodes:
-        if n.proto is not None:
-            nodes.append(n.proto)
+        if n.proto is not None and list(n.proto.input) == n.inputs and list(n.proto.output) == n.outputs:
+            nodes.append(n.proto)   # (a pass that renamed a node's inputs left its proto stale)
             continue
         attrs = [a for a in (_attr(k, v) for k, v in n.attrs.items()) if a is not None]
         p = helper.make_node(n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain)

@@ -37,3 +37,5 @@ from ortgpu.providers.cuda.kernels import contrib_rotary  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_matmul_nbits  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_groupnorm  # noqa: F401,E402
 from ortgpu.providers.cuda.kernels import contrib_gqa  # noqa: F401,E402
+# the int8 GEMM with requantization in its epilogue (QLinearMatMul, MatMulInteger)
+from ortgpu.providers.cuda.kernels import quant_gemm_int8  # noqa: F401,E402

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import sys
-import threading
 import time
 
 import numpy as np
@@ -21,7 +21,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import git_commit, machine, write_json  # noqa: E402
+from common import concurrent_calls, git_commit, load_average, machine, write_json  # noqa: E402
 
 
 def _case(name: str):
@@ -42,26 +42,9 @@ def _throughput(sess, feed, runs: int, threads: int):
     t0 = time.perf_counter()
     serial = [sess.run(None, feed) for _ in range(runs)]
     t_serial = time.perf_counter() - t0
-    results: list = [None] * runs
-    nxt = iter(range(runs))
-    lock = threading.Lock()
-
-    def worker():
-        while True:
-            with lock:
-                i = next(nxt, None)
-            if i is None:
-                return
-            results[i] = sess.run(None, feed)
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    t0 = time.perf_counter()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    t_threaded = time.perf_counter() - t0
-    same = all(all(np.array_equal(a, b) for a, b in zip(r, s)) for r, s in zip(results, serial))
-    return runs / t_serial, runs / t_threaded, same
+    done = concurrent_calls(lambda: functools.partial(sess.run, None, feed), runs, threads)
+    same = all(all(np.array_equal(a, b) for a, b in zip(r, s)) for r, s in zip(done.results, serial))
+    return runs / t_serial, runs / done.seconds, same
 
 
 def main(argv=None) -> int:
@@ -78,6 +61,8 @@ def main(argv=None) -> int:
     quiet = ort.SessionOptions()
     quiet.log_severity_level = 3
     out = {}
+    load = {"before": load_average()}
+    print(f"model {args.model}, load before: {load['before']}")
     for name, sess in (("ortgpu", ortgpu.InferenceSession(path, providers=["CPUExecutionProvider"])),
                        ("onnxruntime", ort.InferenceSession(path, quiet, providers=["CPUExecutionProvider"]))):
         one, many, same = _throughput(sess, feed, args.runs, args.threads)
@@ -87,11 +72,12 @@ def main(argv=None) -> int:
         if not same:
             print(f"error: {name}'s threaded outputs differ from its serial ones", file=sys.stderr)
             return 1
+    load["after"] = load_average()
     ratio = out["ortgpu"]["threaded_runs_per_s"] / out["onnxruntime"]["threaded_runs_per_s"]
-    print(f"{args.threads} threads, ortgpu / onnxruntime throughput: {ratio:.2f}x")
+    print(f"{args.threads} threads, ortgpu / onnxruntime throughput: {ratio:.2f}x (load after: {load['after']})")
     if args.json:
         write_json(args.json, {"date": datetime.date.today().isoformat(), "commit": git_commit(),
-                               "machine": machine(), "model": args.model, "threads": args.threads,
+                               "machine": machine(), "load": load, "model": args.model, "threads": args.threads,
                                "runs": args.runs, "results": out, "ratio_vs_onnxruntime": ratio}, indent=2)
     return 0
 

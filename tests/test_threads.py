@@ -2,6 +2,7 @@
 (checked with threadpoolctl from inside a running kernel; no timing)."""
 import dataclasses
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -128,7 +129,7 @@ def test_each_run_gets_the_cores_divided_by_the_runs_in_progress():
 
 def test_the_default_leaves_the_cores_other_work_keeps_busy_and_a_bound_is_kept():
     budget = type(BUDGET)()
-    budget._cores, budget._blas = 8, []
+    budget._cores, budget._blas, budget.BUSY_TTL_S = 8, [], 0.0  # every run reads the load
     running = {"n": 0}
     budget.busy = lambda: running["n"]
     for elsewhere, want in ((0, 8), (3, 5), (7, 1), (20, 1)):
@@ -153,3 +154,63 @@ def test_runnable_threads_are_read_from_proc_loadavg():
         pytest.skip("no /proc/loadavg")
     assert runnable_elsewhere() >= 1  # this thread is running
     assert int(fields[3].split("/")[0]) >= 1
+
+
+def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait():
+    budget = type(BUDGET)(cores=2)
+    budget._blas, budget.busy = [], lambda: 0
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def one_run():
+        with budget.run(0):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.05)
+            with lock:
+                now[0] -= 1
+    runs = [threading.Thread(target=one_run) for _ in range(6)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(30)
+    assert most[0] == 2
+    assert budget._active == 0 and all(not g.locked() for g in budget._gates)
+
+
+def test_a_run_inside_a_run_does_not_wait_and_no_run_waits_past_the_limit(monkeypatch):
+    budget = type(BUDGET)(cores=1)
+    budget._blas, budget.busy = [], lambda: 0
+    t0 = time.perf_counter()
+    with budget.run(0), budget.run(0) as nested:  # a session run from inside a kernel: same thread
+        assert nested == 1
+    assert time.perf_counter() - t0 < 0.5
+    monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 0.2)
+    inside, release = threading.Event(), threading.Event()
+
+    def holder():
+        with budget.run(0):
+            inside.set()
+            release.wait(30)
+    t = threading.Thread(target=holder)
+    t.start()
+    assert inside.wait(30)
+    t0 = time.perf_counter()
+    with budget.run(0):  # the only core is taken by a run that waits for this one: it starts anyway
+        waited = time.perf_counter() - t0
+    release.set()
+    t.join(30)
+    assert 0.15 <= waited < 10
+    assert budget._active == 0
+
+
+def test_the_load_is_read_once_per_interval():
+    budget = type(BUDGET)(cores=4)
+    budget._blas = []
+    reads = []
+    budget.busy = lambda: reads.append(1) or 1
+    budget.BUSY_TTL_S = 60.0
+    for _ in range(5):
+        with budget.run(0) as share:
+            assert share == 4
+    assert len(reads) == 1

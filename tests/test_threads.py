@@ -214,3 +214,40 @@ def test_the_load_is_read_once_per_interval():
         with budget.run(0) as share:
             assert share == 4
     assert len(reads) == 1
+
+
+def _conv_net():
+    rng = np.random.default_rng(1)
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, [8, 3, 3, 3], rng.standard_normal(216).astype(np.float32)),
+             helper.make_tensor("m", TensorProto.FLOAT, [8, 16], rng.standard_normal(128).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MatMul", ["r", "m"], ["mm"]),
+             helper.make_node("Softmax", ["mm"], ["y"], axis=-1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_eight_threads_sharing_a_session_get_what_serial_runs_get():
+    import onnxruntime
+    so = ortgpu.SessionOptions()
+    so.intra_op_num_threads = 1  # the same BLAS threads serially and concurrently: bit-identical sums
+    sess = ortgpu.InferenceSession(_conv_net(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(64)]
+    serial = [sess.run(None, f)[0] for f in feeds]
+    got = [None] * len(feeds)
+
+    def worker(k):
+        for i in range(k, len(feeds), 8):
+            got[i] = sess.run(None, feeds[i])[0]
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    for i, (a, b) in enumerate(zip(got, serial)):
+        assert a is not None and np.array_equal(a, b), i
+    oracle = onnxruntime.InferenceSession(_conv_net(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(serial[0], oracle.run(None, feeds[0])[0], rtol=1e-4, atol=1e-5)

@@ -90,6 +90,10 @@ class RunCore:
         self.output_index = {n: i for i, n in enumerate(self.output_names)}
         self.init_values = {n: graph.initializers[n] for n in self.input_names if n in graph.initializers}
         self.constant_roots = _constant_roots(graph)
+        # per input, the (dtype, shape) of host arrays already accepted: such a feed passes again
+        # without its checks (a few microseconds a run on a small model)
+        self._accepted: dict[str, set] = {n: set() for n in self.input_names}
+        self._scoped = any(hasattr(p, "run_context") for p in self.providers)
 
     # --- what a run asks for -----------------------------------------------------------------
     def output_positions(self, output_names) -> list[int]:
@@ -161,7 +165,9 @@ class RunCore:
         plan = None if self.graphs is not None else self.plan_for(tuple(in_devs), tuple(out_devs))
         rec = self.recorder
         t0 = perf_counter_ns() if rec is not None else 0
-        with BUDGET.run(self.intra_op_threads), run_scope(self.providers, inputs if self.mem_pattern else None):
+        scope = (run_scope(self.providers, inputs if self.mem_pattern else None) if self._scoped
+                 else contextlib.nullcontext())
+        with BUDGET.run(self.intra_op_threads), scope:
             if plan is None:
                 results = self.graphs.run(graph_id, inputs)
             elif rec is None:
@@ -188,6 +194,9 @@ class RunCore:
         for i, v in enumerate(outputs):
             if type(v) is not np.ndarray:
                 continue
+            if (v.base is None and v.flags.writeable and id(v) not in self.constant_roots
+                    and not any(v is x for x in inputs)):
+                continue  # an array the run made (no view of anything): the caller's already
             if shared is None:
                 shared = self.constant_roots | {id(_memory_root(x)) for x in inputs if type(x) is np.ndarray}
             if id(_memory_root(v)) in shared or not v.flags.writeable:
@@ -202,9 +211,19 @@ class RunCore:
         for name in self.input_names:
             if name in feeds:
                 value = feeds[name]
+                if type(value) is np.ndarray and (value.dtype, value.shape) in self._accepted[name]:
+                    inputs.append(value)  # as an array of this type and shape checked before
+                    devices.append(HOST)
+                    continue
                 if isinstance(value, OrtValue) and on_devices:
                     value = value._value
+                fed = value
                 value = check_feed(name, value, meta[name].type, keep_device=on_devices)
+                if value is fed and type(value) is np.ndarray and value.dtype.kind not in "OUSV":
+                    seen = self._accepted[name]
+                    if len(seen) >= 64:  # bounded: a model fed ever new shapes keeps checking them
+                        seen.clear()
+                    seen.add((value.dtype, value.shape))
                 inputs.append(value)
                 devices.append(self.device_key(device_of(value), f"input '{name}'") if on_devices else HOST)
             else:  # an omitted optional input, or an initializer that was not overridden

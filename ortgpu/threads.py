@@ -153,12 +153,18 @@ class ThreadBudget:
         """Set the BLAS libraries to the smallest share in progress, or back to the caller's
         counts when no run is in progress (called with the lock held)."""
         shares = self._shares
-        want = (min(shares.values()) if len(shares) > 1 else next(iter(shares.values()))) if shares else 0
-        for i, (lib, original) in enumerate(zip(self._libraries(), self._original)):
-            count = want or original
-            if self._counts[i] != count:
+        if not shares:
+            want = 0
+        elif len(shares) == 1:
+            want = next(iter(shares.values()))
+        else:
+            want = min(shares.values())
+        counts = self._counts
+        for i, lib in enumerate(self._libraries()):
+            count = want or self._original[i]
+            if counts[i] != count:
                 lib.set(count)
-                self._counts[i] = count
+                counts[i] = count
 
     def _libraries(self) -> list:
         if self._blas is None:

@@ -33,7 +33,8 @@ from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions
 from ortgpu.partition import ANY
 from ortgpu.placement import HOST
-from ortgpu.threads import BUDGET
+from ortgpu.parallel_run import ParallelRunner
+from ortgpu.threads import BUDGET, available_cores
 from ortgpu.values import OrtValue, device_of
 
 DISABLE_SYNC = "disable_synchronize_execution_providers"  # onnxruntime's run config key
@@ -74,7 +75,7 @@ class RunCore:
     profiling recorder and its intra-op thread bound (ortgpu.threads); ``run`` executes it."""
 
     def __init__(self, graph: Graph, providers, io: ModelIO, recorder=None, mem_pattern: bool = True,
-                 intra_op_threads: int = 0):
+                 intra_op_threads: int = 0, inter_op_threads: int = 1):
         graph_provider = next((p for p in providers if getattr(p, "graph_capture_enabled", False)), None)
         # a model that cannot be captured is refused before anything touches the device
         capture_part = capture_partition(graph, providers, graph_provider) if graph_provider else None
@@ -94,6 +95,10 @@ class RunCore:
         # without its checks (a few microseconds a run on a small model)
         self._accepted: dict[str, set] = {n: set() for n in self.input_names}
         self._scoped = any(hasattr(p, "run_context") for p in self.providers)
+        # ORT_PARALLEL: ready steps run at once; each then has its part of the cores for BLAS
+        self.parallel = ParallelRunner(inter_op_threads) if inter_op_threads > 1 else None
+        if self.parallel is not None and intra_op_threads <= 0:
+            self.intra_op_threads = max(1, available_cores() // inter_op_threads)
 
     # --- what a run asks for -----------------------------------------------------------------
     def output_positions(self, output_names) -> list[int]:
@@ -171,7 +176,8 @@ class RunCore:
             if plan is None:
                 results = self.graphs.run(graph_id, inputs)
             elif rec is None:
-                results = plan.run(inputs, stop=run_options)
+                results = (plan.run(inputs, stop=run_options) if self.parallel is None
+                           else self.parallel.run(plan, inputs, stop=run_options))
             else:
                 results = plan.run_profiled(inputs, rec, stop=run_options)
             outputs = [self._deliver(results[pos], target, self.output_names[pos], plan is None)

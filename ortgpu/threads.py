@@ -60,6 +60,17 @@ def intra_op_threads(sess_options) -> int:
     return sess_options.intra_op_num_threads
 
 
+def inter_op_threads(sess_options) -> int:
+    """The steps a session's run may run at once: 1 unless ``execution_mode`` is ORT_PARALLEL,
+    then ``inter_op_num_threads`` (the global size without per-session threads; 0: every core)."""
+    from ortgpu.options import ExecutionMode  # noqa: PLC0415 - options imports nothing of ours at import
+    if sess_options.execution_mode != ExecutionMode.ORT_PARALLEL:
+        return 1
+    n = (_GLOBAL_SIZES["inter_op_num_threads"] if not sess_options.use_per_session_threads
+         else sess_options.inter_op_num_threads)
+    return n if n > 0 else available_cores()
+
+
 class ThreadBudget:
     """The BLAS threads of the runs in progress.  Each run, when it starts, gets its share: the
     smallest of its bound and the cores divided by the runs then in progress (at least one).

@@ -94,7 +94,7 @@ class RunCore:
         # per input, the (dtype, shape) of host arrays already accepted: such a feed passes again
         # without its checks (a few microseconds a run on a small model)
         self._accepted: dict[str, set] = {n: set() for n in self.input_names}
-        self._scoped = any(hasattr(p, "run_context") for p in self.providers)
+        self._scoped = any(hasattr(p, "run_context") for p in self.providers)  # a device provider
         # ORT_PARALLEL: ready steps run at once; each then has its part of the cores for BLAS
         self.parallel = ParallelRunner(inter_op_threads) if inter_op_threads > 1 else None
         if self.parallel is not None and intra_op_threads <= 0:
@@ -172,7 +172,7 @@ class RunCore:
         t0 = perf_counter_ns() if rec is not None else 0
         scope = (run_scope(self.providers, inputs if self.mem_pattern else None) if self._scoped
                  else contextlib.nullcontext())
-        with BUDGET.run(self.intra_op_threads), scope:
+        with BUDGET.run(self.intra_op_threads, gate=not self._scoped), scope:
             if plan is None:
                 results = self.graphs.run(graph_id, inputs)
             elif rec is None:

@@ -100,18 +100,19 @@ class ThreadBudget:
         self._local = threading.local()  # per thread: runs in progress (nested ones skip the gate), gate
         self._gate_of = itertools.count()
 
-    def run(self, bound: int) -> "_Run":
+    def run(self, bound: int, gate: bool = True) -> "_Run":
         """A context manager around one run that may use `bound` BLAS threads (0: every core),
-        giving the run's share; the run first waits (at most GATE_WAIT_S) until fewer runs
-        than cores are in progress."""
-        return _Run(self, bound)
+        giving the run's share; with `gate` the run first waits (at most GATE_WAIT_S) until
+        fewer runs than cores are in progress (runs of sessions with a device provider do not:
+        they mostly wait for their device, with the GIL given back)."""
+        return _Run(self, bound, gate)
 
-    def _enter_gate(self):
-        """The gate lock this thread's run holds (None: nested, or it waited too long)."""
+    def _enter_gate(self, gate: bool = True):
+        """The gate lock this thread's run holds (None: nested, ungated, or it waited too long)."""
         local = self._local
         depth = getattr(local, "depth", 0)
         local.depth = depth + 1
-        if depth:
+        if depth or not gate:
             return None
         for gate in self._gates:  # a free core
             if gate.acquire(False):
@@ -192,14 +193,14 @@ class _Run:
     """``with budget.run(bound) as share``: through the gate, then counted in (a class rather
     than a generator: it is entered on every run)."""
 
-    __slots__ = ("_budget", "_bound", "_gate", "_token")
+    __slots__ = ("_budget", "_bound", "_gated", "_gate", "_token")
 
-    def __init__(self, budget: ThreadBudget, bound: int):
-        self._budget, self._bound = budget, bound
+    def __init__(self, budget: ThreadBudget, bound: int, gated: bool):
+        self._budget, self._bound, self._gated = budget, bound, gated
 
     def __enter__(self) -> int:
         budget = self._budget
-        self._gate = budget._enter_gate()
+        self._gate = budget._enter_gate(self._gated)
         try:
             self._token, share = budget._start(self._bound)
         except BaseException:

@@ -176,6 +176,22 @@ def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait():
         t.join(30)
     assert most[0] == 2
     assert budget._active == 0 and all(not g.locked() for g in budget._gates)
+    now[0] = most[0] = 0
+
+    def ungated_run():  # a session with a device provider: its runs do not take a core's turn
+        with budget.run(0, gate=False):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.2)
+            with lock:
+                now[0] -= 1
+    runs = [threading.Thread(target=ungated_run) for _ in range(4)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(30)
+    assert most[0] == 4
 
 
 def test_a_run_inside_a_run_does_not_wait_and_no_run_waits_past_the_limit(monkeypatch):

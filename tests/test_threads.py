@@ -156,17 +156,20 @@ def test_runnable_threads_are_read_from_proc_loadavg():
     assert int(fields[3].split("/")[0]) >= 1
 
 
-def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait():
+def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait(monkeypatch):
+    monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 60.0)  # no run gives up waiting, however loaded
     budget = type(BUDGET)(cores=2)
     budget._blas, budget.busy = [], lambda: 0
     lock, now, most = threading.Lock(), [0], [0]
+    pairs = threading.Barrier(2, timeout=20)  # two runs are in progress together, whatever the load
 
     def one_run():
         with budget.run(0):
             with lock:
                 now[0] += 1
                 most[0] = max(most[0], now[0])
-            time.sleep(0.05)
+            pairs.wait()
+            time.sleep(0.05)  # room for a third run to come in, if the gate let it
             with lock:
                 now[0] -= 1
     runs = [threading.Thread(target=one_run) for _ in range(6)]
@@ -178,12 +181,14 @@ def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait():
     assert budget._active == 0 and all(not g.locked() for g in budget._gates)
     now[0] = most[0] = 0
 
+    four = threading.Barrier(4, timeout=20)  # met only if all four runs are in progress at once
+
     def ungated_run():  # a session with a device provider: its runs do not take a core's turn
         with budget.run(0, gate=False):
             with lock:
                 now[0] += 1
                 most[0] = max(most[0], now[0])
-            time.sleep(0.2)
+            four.wait()
             with lock:
                 now[0] -= 1
     runs = [threading.Thread(target=ungated_run) for _ in range(4)]

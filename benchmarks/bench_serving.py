@@ -85,7 +85,6 @@ def stop_server(proc) -> None:
 def run_cell(port: int, model: str, feeds: dict, concurrency: int, requests: int, seconds: float) -> dict:
     """`concurrency` client threads, each with its own tritonclient HTTP client (one connection),
     sending the same binary request until `requests` are sent or `seconds` have passed."""
-    import threading
     import tritonclient.http as httpclient
 
     def make_inputs():
@@ -99,36 +98,21 @@ def run_cell(port: int, model: str, feeds: dict, concurrency: int, requests: int
     for _ in range(4):                                  # warm-up, not timed
         warm.infer(model, make_inputs())
     warm.close()
-    latencies, errors, sent = [], [0], [0]
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
 
-    def worker():
-        client = httpclient.InferenceServerClient(f"{HOST}:{port}", network_timeout=120.0)
-        inputs = make_inputs()
-        while True:
-            with lock:
-                if sent[0] >= requests or time.perf_counter() >= deadline:
-                    break
-                sent[0] += 1
-            t0 = time.perf_counter()
-            try:
-                client.infer(model, inputs)
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-            except Exception:  # noqa: BLE001 - counted (503 when the queue is full)
-                with lock:
-                    errors[0] += 1
-        client.close()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    lat = sorted(latencies)
-    return {"requests": len(lat), "errors": errors[0], "seconds": round(wall, 3),
+    class Caller:  # one client per thread
+        def __init__(self):
+            self.client = httpclient.InferenceServerClient(f"{HOST}:{port}", network_timeout=120.0)
+            self.inputs = make_inputs()
+
+        def __call__(self):
+            return self.client.infer(model, self.inputs)
+
+        def close(self):
+            self.client.close()
+    # failures are counted (503 when the queue is full)
+    done = common.concurrent_calls(Caller, requests, concurrency, seconds=seconds, count_errors=True)
+    lat, wall = sorted(done.latencies), done.seconds
+    return {"requests": len(lat), "errors": done.errors, "seconds": round(wall, 3),
             "throughput": round(len(lat) / wall, 1) if wall else 0.0,
             "p50_ms": round(1e3 * statistics.median(lat), 2) if lat else None,
             "p99_ms": round(1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2) if lat else None}

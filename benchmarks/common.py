@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import subprocess
+import threading
 import time
 
 
@@ -29,6 +30,81 @@ def timed_runs(fn, runs: int, warmup: int) -> list[float]:
 def median_time(fn, runs: int, warmup: int) -> float:
     """Median wall time of one call of ``fn`` in seconds, over ``runs`` calls after ``warmup``."""
     return statistics.median(timed_runs(fn, runs, warmup))
+
+
+def load_average() -> str:
+    """The machine's load as /proc/loadavg gives it (1, 5 and 15-minute averages and
+    runnable/total threads), "" where there is none: every timing on a shared machine is
+    reported with it."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return " ".join(f.read().split()[:4])
+    except OSError:
+        return ""
+
+
+class Concurrent:
+    """The outcome of ``concurrent_calls``: each call's result by its index (None for a call
+    that failed or was not made), the wall time of each successful call, the failures counted
+    and the wall time of the whole."""
+
+    def __init__(self, calls: int):
+        self.results: list = [None] * calls
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.seconds = 0.0
+
+
+def concurrent_calls(make_call, calls: int, threads: int, seconds: float | None = None,
+                     count_errors: bool = False) -> Concurrent:
+    """Make up to ``calls`` calls spread over ``threads`` caller threads, each thread taking the
+    next call index until none is left or ``seconds`` have passed.  ``make_call()`` runs once
+    per thread and returns what that thread calls (a client of its own, say); a ``close``
+    attribute of it is called when the thread ends.  A failing call is counted with
+    ``count_errors`` (a server answering 503 when its queue is full) and raised after the
+    threads end otherwise."""
+    out = Concurrent(calls)
+    lock = threading.Lock()
+    taken = [0]
+    failures: list[BaseException] = []
+    deadline = time.perf_counter() + seconds if seconds is not None else None
+
+    def worker():
+        call = make_call()
+        try:
+            while True:
+                with lock:
+                    i = taken[0]
+                    if i >= calls or (deadline is not None and time.perf_counter() >= deadline):
+                        return
+                    taken[0] += 1
+                t0 = time.perf_counter()
+                try:
+                    result = call()
+                except Exception as e:  # noqa: BLE001 - counted, or raised by the caller below
+                    with lock:
+                        out.errors += 1
+                        failures.append(e)
+                    if not count_errors:
+                        return
+                    continue
+                with lock:
+                    out.latencies.append(time.perf_counter() - t0)
+                out.results[i] = result
+        finally:
+            close = getattr(call, "close", None)
+            if close is not None:
+                close()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.seconds = time.perf_counter() - t0
+    if failures and not count_errors:
+        raise failures[0]
+    return out
 
 
 def cuda_problem(install_hint: str = "") -> str | None:

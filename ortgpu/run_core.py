@@ -33,7 +33,8 @@ from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions
 from ortgpu.partition import ANY
 from ortgpu.placement import HOST
-from ortgpu.threads import BUDGET
+from ortgpu.parallel_run import ParallelRunner
+from ortgpu.threads import BUDGET, available_cores
 from ortgpu.values import OrtValue, device_of
 
 DISABLE_SYNC = "disable_synchronize_execution_providers"  # onnxruntime's run config key
@@ -74,7 +75,7 @@ class RunCore:
     profiling recorder and its intra-op thread bound (ortgpu.threads); ``run`` executes it."""
 
     def __init__(self, graph: Graph, providers, io: ModelIO, recorder=None, mem_pattern: bool = True,
-                 intra_op_threads: int = 0):
+                 intra_op_threads: int = 0, inter_op_threads: int = 1):
         graph_provider = next((p for p in providers if getattr(p, "graph_capture_enabled", False)), None)
         # a model that cannot be captured is refused before anything touches the device
         capture_part = capture_partition(graph, providers, graph_provider) if graph_provider else None
@@ -90,6 +91,14 @@ class RunCore:
         self.output_index = {n: i for i, n in enumerate(self.output_names)}
         self.init_values = {n: graph.initializers[n] for n in self.input_names if n in graph.initializers}
         self.constant_roots = _constant_roots(graph)
+        # per input, the (dtype, shape) of host arrays already accepted: such a feed passes again
+        # without its checks (a few microseconds a run on a small model)
+        self._accepted: dict[str, set] = {n: set() for n in self.input_names}
+        self._scoped = any(hasattr(p, "run_context") for p in self.providers)  # a device provider
+        # ORT_PARALLEL: ready steps run at once; each then has its part of the cores for BLAS
+        self.parallel = ParallelRunner(inter_op_threads) if inter_op_threads > 1 else None
+        if self.parallel is not None and intra_op_threads <= 0:
+            self.intra_op_threads = max(1, available_cores() // inter_op_threads)
 
     # --- what a run asks for -----------------------------------------------------------------
     def output_positions(self, output_names) -> list[int]:
@@ -161,11 +170,14 @@ class RunCore:
         plan = None if self.graphs is not None else self.plan_for(tuple(in_devs), tuple(out_devs))
         rec = self.recorder
         t0 = perf_counter_ns() if rec is not None else 0
-        with BUDGET.run(self.intra_op_threads), run_scope(self.providers, inputs if self.mem_pattern else None):
+        scope = (run_scope(self.providers, inputs if self.mem_pattern else None) if self._scoped
+                 else contextlib.nullcontext())
+        with BUDGET.run(self.intra_op_threads, gate=not self._scoped), scope:
             if plan is None:
                 results = self.graphs.run(graph_id, inputs)
             elif rec is None:
-                results = plan.run(inputs, stop=run_options)
+                results = (plan.run(inputs, stop=run_options) if self.parallel is None
+                           else self.parallel.run(plan, inputs, stop=run_options))
             else:
                 results = plan.run_profiled(inputs, rec, stop=run_options)
             outputs = [self._deliver(results[pos], target, self.output_names[pos], plan is None)
@@ -188,6 +200,9 @@ class RunCore:
         for i, v in enumerate(outputs):
             if type(v) is not np.ndarray:
                 continue
+            if (v.base is None and v.flags.writeable and id(v) not in self.constant_roots
+                    and not any(v is x for x in inputs)):
+                continue  # an array the run made (no view of anything): the caller's already
             if shared is None:
                 shared = self.constant_roots | {id(_memory_root(x)) for x in inputs if type(x) is np.ndarray}
             if id(_memory_root(v)) in shared or not v.flags.writeable:
@@ -202,9 +217,19 @@ class RunCore:
         for name in self.input_names:
             if name in feeds:
                 value = feeds[name]
+                if type(value) is np.ndarray and (value.dtype, value.shape) in self._accepted[name]:
+                    inputs.append(value)  # as an array of this type and shape checked before
+                    devices.append(HOST)
+                    continue
                 if isinstance(value, OrtValue) and on_devices:
                     value = value._value
+                fed = value
                 value = check_feed(name, value, meta[name].type, keep_device=on_devices)
+                if value is fed and type(value) is np.ndarray and value.dtype.kind not in "OUSV":
+                    seen = self._accepted[name]
+                    if len(seen) >= 64:  # bounded: a model fed ever new shapes keeps checking them
+                        seen.clear()
+                    seen.add((value.dtype, value.shape))
                 inputs.append(value)
                 devices.append(self.device_key(device_of(value), f"input '{name}'") if on_devices else HOST)
             else:  # an omitted optional input, or an initializer that was not overridden

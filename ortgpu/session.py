@@ -30,7 +30,7 @@ from ortgpu.profiling.recorder import Recorder
 from ortgpu.providers.base import ExecutionProvider
 from ortgpu.providers.registry import schema_for
 from ortgpu.run_core import HOST_TARGET, RunCore, Target, check_run_options
-from ortgpu.threads import intra_op_threads
+from ortgpu.threads import inter_op_threads, intra_op_threads
 from ortgpu.session_extensions import SessionExtensions
 from ortgpu.values import OrtValue
 
@@ -157,7 +157,8 @@ class InferenceSession(SessionExtensions):
             save_optimized_model(self._model, graph, so.optimized_model_filepath, so._config)
         expand_unimplemented(graph, created)  # ops no provider runs, by their function bodies
         t_plan = perf_counter_ns()
-        core = RunCore(graph, created, self._io, self._recorder, so.enable_mem_pattern, intra_op_threads(so))
+        core = RunCore(graph, created, self._io, self._recorder, so.enable_mem_pattern, intra_op_threads(so),
+                       inter_op_threads(so))
         if self._recorder is not None:  # the set-up phases, in the session_initialization event's args
             self._recorder.setup_us.update(convert_us=(t_opt - t_start) // 1000,
                                            optimize_us=(t_plan - t_opt) // 1000,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import zlib
 
-from ortgpu.profiling.summary import SUFFIX, Summary, format_table, kind_label
+from ortgpu.profiling.summary import SUFFIX, Summary, format_table, kind_label, memory_rows
 from ortgpu.profiling.trace import read_trace
 
 _PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
@@ -198,6 +198,16 @@ def _cell(text: str) -> str:
     return f"<td{attr}>{html.escape(text)}</td>"
 
 
+def _memory_section(s: Summary) -> str:
+    """The memory section as a table (nothing for a trace without a memory event)."""
+    rows = memory_rows(s)
+    if not rows:
+        return ""
+    body = "".join(f'<tr><td>{html.escape(label)}</td><td data-v="{v}">'
+                   f'{f"{v / 2**20:.2f} MiB" if is_bytes else v}</td></tr>' for label, v, is_bytes in rows)
+    return f'<h2>Memory</h2><table class="memory"><tr><th>what</th><th>size</th></tr>{body}</table>\n'
+
+
 def render_html(summary: Summary, trace, title: str = "ortgpu profile") -> str:
     """The report as one HTML string (`trace`: the trace's path or its events)."""
     events = read_trace(trace)
@@ -211,6 +221,7 @@ def render_html(summary: Summary, trace, title: str = "ortgpu profile") -> str:
             f"<h2>Timeline</h2><p>{html.escape(caption)}. Zoom: "
             f'<input id="zoom" type="range" min="1" max="40" step="0.5" value="1"></p>'
             f'<div class="legend">{legend}</div><div class="scroll">{timeline}</div>\n'
+            f"{_memory_section(summary)}"
             f"<h2>Time per op type</h2>{_op_chart(summary, colors)}\n"
             f'<h2>Nodes</h2><p>Filter: <input id="filter" type="search" placeholder="name, op type or shape">'
             f" (click a column head to sort)</p>{_node_table(summary)}\n"

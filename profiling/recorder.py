@@ -97,9 +97,11 @@ class Recorder:
         self.probe = None
         self.sampler = None
         self.path: str | None = None
+        self._providers: list = []
 
     def attach(self, providers) -> None:
         """Device timing and telemetry for these providers (called when the plan is built)."""
+        self._providers = list(providers)
         self.probe, notes = probe_for(providers)
         self.notes.extend(n for n in notes if n not in self.notes)
         if self.sampler is None:
@@ -152,19 +154,25 @@ class Recorder:
 
     def events(self) -> list[dict]:
         out = []
-        scopes: dict[int, list] = {}   # per thread: (step infos, slot -> meta) of each plan run in progress
+        scopes: dict[int, list] = {}   # per thread: (step infos, slot -> meta, memory) of each plan run in progress
         templates: dict[int, dict] = {}  # per plan: slot -> meta of its initializers
+        memory: list[PlanMemory] = []    # the top-level plan runs' values
+        init_args = None
         for rec in self._records:
             head = rec[0]
             if isinstance(head, str):
                 name, t0, t1, tid = rec
                 args = dict(self.setup_us) if name == "session_initialization" else {}
+                if name == "session_initialization":
+                    init_args = args
                 out.append(self._event("Session", name, t0, t1, tid, args))
                 if name == "SequentialExecutor::Execute" and scopes.get(tid):
                     scopes[tid].pop()
             elif isinstance(head, int):
-                infos, slots = scopes[rec[3]][-1]
+                infos, slots, mem = scopes[rec[3]][-1]
                 self._node_events(out, infos[head], rec, slots)
+                if mem is not None:
+                    mem.step(head, slots)
             else:  # a plan run begins
                 plan, tid, fed = rec
                 if id(plan) not in templates:
@@ -172,7 +180,13 @@ class Recorder:
                                            if m is not None}
                 slots = dict(templates[id(plan)])
                 slots.update(fed)
-                scopes.setdefault(tid, []).append((step_infos(plan), slots))
+                mem = None
+                if not scopes.get(tid):  # a run's own plan, not a subgraph's
+                    mem = PlanMemory(plan, templates[id(plan)], fed)
+                    memory.append(mem)
+                scopes.setdefault(tid, []).append((step_infos(plan), slots, mem))
+        if memory and init_args is not None:  # in the set-up event's args: no event onnxruntime lacks
+            init_args["memory"] = self._memory_args(memory)
         notes = list(self.notes)
         if self.dropped_runs or self.dropped_spans:
             notes.append(f"profiling stopped recording after {self.max_records} records (onnxruntime stops "
@@ -189,6 +203,28 @@ class Recorder:
             for t, values in self.sampler.samples:
                 out.append(self._event("Telemetry", "gpu", t, t, 0, values, "C"))
         return out
+
+    def _memory_args(self, runs: list["PlanMemory"]) -> dict:
+        """The memory event's args: the largest run's values (bytes), and the arena counters of
+        each provider that has an arena."""
+        top = max(runs, key=lambda m: m.peak)
+        args = {"runs": len(runs), "planned_peak_bytes": top.peak, "naive_bytes": top.naive,
+                "parameter_bytes": top.parameters, "input_bytes": top.inputs}
+        for p in self._providers:
+            stats = getattr(p, "memory_stats", None)
+            if stats is None:
+                continue
+            try:
+                got = stats()
+            except Exception:  # noqa: BLE001 - a report leaves out what it cannot read
+                continue
+            arena = {k: int(got[k]) for k in ARENA_FIELDS if isinstance(got.get(k), (int, float))}
+            last = (got.get("mem_pattern") or {}).get("last_plan")
+            if isinstance(last, dict):
+                arena.update({f"pattern_{k}": int(v) for k, v in last.items() if isinstance(v, (int, float))})
+            if arena:
+                args[f"arena {p.name}"] = arena
+        return args
 
     def _node_events(self, out: list, info: StepInfo, rec: tuple, slots: dict) -> None:
         _, t0, t1, tid, meta, token = rec
@@ -211,6 +247,50 @@ class Recorder:
                 self.sampler.stop()
             self.path = write_trace(self.events(), file_path(self.prefix, self.start_ns))
         return self.path
+
+
+ARENA_FIELDS = ("bytes_in_use", "max_bytes_in_use", "bytes_reserved", "bytes_limit", "num_allocs")
+# ops whose output views their input (NumPy): no new memory, in the planned and the naive count
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+class PlanMemory:
+    """The bytes of one plan run's values, replayed from its records: ``peak``, the most bytes
+    of values made by its steps alive at once as the plan releases them (each value after the
+    step that reads it last), against ``naive``, every value kept to the end of the run (no
+    reuse at all); ``parameters`` and ``inputs`` (held whatever the plan does).  Views (VIEW_OPS)
+    add nothing and keep their base alive while the plan releases it first (a view whose base
+    lives on is not followed further); a value a kernel wrote into its input is counted as new.
+    Tensors only: sequences and maps are left out."""
+
+    __slots__ = ("plan", "live", "now", "peak", "naive", "parameters", "inputs")
+
+    def __init__(self, plan, template: dict, fed):
+        self.plan = plan
+        self.live: dict[int, int] = {}
+        self.now = self.peak = self.naive = 0
+        self.parameters = sum(_nbytes(m) for m in template.values() if m is not None)
+        self.inputs = sum(_nbytes(m) for _, m in fed if m is not None)
+
+    def step(self, i: int, slots: dict) -> None:
+        st = self.plan.steps[i]
+        if st.node.op_type in VIEW_OPS:
+            # a view keeps its base's memory: when the base is released here, the view holds it
+            base = st.ins[0] if st.ins else -1
+            for s in st.outs:
+                if s >= 0:
+                    self.live[s] = self.live.pop(base, 0) if base in st.frees else 0
+        else:
+            for s in st.outs:
+                meta = slots.get(s) if s >= 0 else None
+                if meta is not None:
+                    b = _nbytes(meta)
+                    self.live[s] = b
+                    self.now += b
+                    self.naive += b
+        self.peak = max(self.peak, self.now)
+        for s in st.frees:
+            self.now -= self.live.pop(s, 0)
 
 
 def _node_args(info: StepInfo, ins, outs) -> dict:

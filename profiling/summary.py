@@ -86,6 +86,7 @@ class Summary:
     peaks: dict[str, Peak]
     gpu: dict = dataclasses.field(default_factory=dict)  # device, driver, mem_total_mib (NVML)
     setup: dict = dataclasses.field(default_factory=dict)  # set-up phase -> us (ortgpu traces)
+    memory: dict = dataclasses.field(default_factory=dict)  # session_initialization's memory args (ortgpu traces)
 
     def run_spread(self) -> dict[str, float] | None:
         """Run-to-run spread of the counted runs, us: min, median, p90, max (None without runs).
@@ -171,7 +172,9 @@ def summarize(trace, skip_runs: int = 0, peaks: dict[str, Peak] | None = None) -
                    [e["dur"] for e in counted], total, node_rows, op_rows, kinds, device_total,
                    session, notes, _telemetry(events), peaks,
                    next((dict(e.get("args", {})) for e in events if e.get("cat") == "Telemetry"
-                         and e.get("name") == "gpu_device"), {}), setup)
+                         and e.get("name") == "gpu_device"), {}), setup,
+                   next((dict(e["args"]["memory"]) for e in x if e.get("cat") == "Session"
+                         and e["name"] == "session_initialization" and "memory" in e.get("args", {})), {}))
 
 
 def _inside_any(e: dict, runs: list[dict]) -> bool:
@@ -275,6 +278,7 @@ def format_table(s: Summary, top: int = 15) -> str:
         lines.append(f"{name}: {_ms(us)} ms")
     if s.setup:
         lines.append("set-up: " + ", ".join(f"{k[:-3].replace('_', '/')} {_ms(v)} ms" for k, v in s.setup.items()))
+    lines.extend(memory_lines(s))
     lines.append("")
     lines.append(f"top {min(top, len(s.nodes))} nodes (ms per run; rates from shapes over "
                  f"{'device' if s.device_us is not None else 'host'} time):")
@@ -306,6 +310,49 @@ def format_table(s: Summary, top: int = 15) -> str:
     for n in s.notes:
         lines.append(f"note: {n}")
     return "\n".join(lines)
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def memory_rows(s: Summary) -> list[tuple[str, int, bool]]:
+    """The trace's memory figures as (label, value, whether it is bytes) rows: the values of the largest
+    run as the plan releases them, against keeping every value (no reuse), parameters, inputs,
+    then each provider's arena counters (and its last memory pattern's peak against its lower
+    bound and naive sum).  Empty for a trace without one (onnxruntime's)."""
+    m = s.memory
+    if not m or "planned_peak_bytes" not in m:
+        return []
+    rows = [("values alive at once (planned release)", m["planned_peak_bytes"], True),
+            ("values if every one were kept (naive)", m["naive_bytes"], True),
+            ("parameters", m.get("parameter_bytes", 0), True), ("inputs", m.get("input_bytes", 0), True)]
+    for key, arena in m.items():
+        if key.startswith("arena ") and isinstance(arena, dict):
+            rows.extend((f"{key[6:]} arena: {k.replace('_', ' ')}", v,
+                         "bytes" in k or k.endswith(("peak", "lower_bound", "naive_sum")))
+                        for k, v in arena.items())
+    return rows
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def memory_lines(s: Summary) -> list[str]:
+    """The memory section as text lines (see memory_rows)."""
+    rows = memory_rows(s)
+    if not rows:
+        return []
+    peak, naive = rows[0][1], rows[1][1]
+    saved = f", {100 * (1 - peak / naive):.0f}% less" if naive else ""
+    lines = [f"memory: values alive at once at most {_mib(peak)} (planned release) against {_mib(naive)} "
+             f"with every value kept{saved}; parameters {_mib(rows[2][1])}, inputs {_mib(rows[3][1])}"]
+    arena = rows[4:]
+    if arena:
+        lines.append("memory arenas: " + ", ".join(f"{label} {_mib(v) if is_bytes else v}"
+                                                   for label, v, is_bytes in arena))
+    return lines
 
 
 def _short(name: str, width: int = 40) -> str:

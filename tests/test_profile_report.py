@@ -1,6 +1,7 @@
 """The profile report's "why is this slow" parts: run-to-run spread, input shapes per node,
-set-up phases, per-op-type comparison of two traces (ours and onnxruntime's), distinct colours
-and a sortable, filterable node table, FLOPs of fused attention ops, the CPU peak cached."""
+set-up phases, a memory section, per-op-type comparison of two traces (ours and onnxruntime's),
+distinct colours and a sortable, filterable node table, FLOPs of fused attention ops, the CPU
+peak cached."""
 from __future__ import annotations
 
 import json
@@ -57,17 +58,26 @@ def _theirs(tmp_path, runs=5):
     return sess.end_profiling()
 
 
+def _run_durations(path) -> list[int]:
+    """The model_run events' durations in the order the runs started."""
+    runs = sorted((e for e in json.load(open(path)) if e["name"] == "model_run"), key=lambda e: e["ts"])
+    return [e["dur"] for e in runs]
+
+
+def _op(summary, op_type):
+    return next(o for o in summary.ops if o.op_type == op_type)
+
+
 def test_run_spread_is_the_model_run_durations(tmp_path):
     path = _ours(tmp_path, runs=7)
     s = summarize(path, skip_runs=1)
-    durs = sorted(e["dur"] for e in json.load(open(path)) if e["name"] == "model_run")[:]
-    counted = [e["dur"] for e in sorted((e for e in json.load(open(path)) if e["name"] == "model_run"),
-                                        key=lambda e: e["ts"])][1:]
+    durs = _run_durations(path)
+    assert len(durs) == 7
+    counted = durs[1:]
     spread = s.run_spread()
     assert spread["min"] == min(counted) and spread["max"] == max(counted)
     assert spread["median"] == pytest.approx(np.median(counted))
     assert spread["p90"] == pytest.approx(np.percentile(counted, 90))
-    assert len(durs) == 7
     text = ortgpu.profiling.format_table(s)
     assert re.search(r"min [\d.]+ ms, median [\d.]+ ms, p90 [\d.]+ ms", text)
 
@@ -102,9 +112,8 @@ def test_compare_ours_with_onnxruntimes_trace(tmp_path, capsys):
     a, b, rows = compare_traces(a_path, b_path, skip_runs=1)
     assert {r.op_type for r in rows} == {"Add", "Reshape", "Conv", "Relu"}
     for r in rows:
-        oa = next(o for o in a.ops if o.op_type == r.op_type)
-        ob = next(o for o in b.ops if o.op_type == r.op_type)
-        assert r.a_us == pytest.approx(oa.host_us / a.runs) and r.b_us == pytest.approx(ob.host_us / b.runs)
+        assert r.a_us == pytest.approx(_op(a, r.op_type).host_us / a.runs)
+        assert r.b_us == pytest.approx(_op(b, r.op_type).host_us / b.runs)
         assert r.a_calls == r.b_calls == 1
         assert r.delta_us == pytest.approx(r.b_us - r.a_us)
     assert [abs(r.delta_us) for r in rows] == sorted((abs(r.delta_us) for r in rows), reverse=True)
@@ -179,3 +188,45 @@ def test_cpu_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(cost, "_PEAK_CACHE", {})
     cost.cached_cpu_peak()
     assert len(calls) == 2
+
+
+def test_memory_section_replays_the_plans_release_points(tmp_path):
+    """The model's values: Add 2x48, Reshape (a view of it), Conv 2x5x4x4, Relu 2x5x4x4, in
+    float32.  The plan releases the Add's value after Reshape (the view then holds it) and the
+    view after Conv, the Conv's value after Relu; the output stays."""
+    path = _ours(tmp_path, runs=3)
+    s = summarize(path)
+    add, conv = 2 * 48 * 4, 2 * 5 * 4 * 4 * 4
+    alive = [add, add, add + conv, conv + conv]  # bytes alive during each step, in plan order
+    assert s.memory["runs"] == 3
+    assert s.memory["planned_peak_bytes"] == max(alive)
+    assert s.memory["naive_bytes"] == add + conv + conv
+    assert s.memory["parameter_bytes"] == 48 * 4 + 4 * 8 + 5 * 3 * 3 * 3 * 4
+    assert s.memory["input_bytes"] == FEED["x"].nbytes
+    text = ortgpu.profiling.format_table(s)
+    assert re.search(r"memory: values alive at once at most 0\.00 MiB .* against 0\.00 MiB", text)
+    page = render_html(s, path)
+    assert "<h2>Memory</h2>" in page and f'data-v="{max(alive)}"' in page
+
+
+def test_memory_section_shows_a_providers_arena(tmp_path):
+    from ortgpu.providers.cpu import CPUExecutionProvider
+
+    class WithArena(CPUExecutionProvider):  # the counters a device provider's arena reports
+        def memory_stats(self):
+            return {"bytes_in_use": 0, "max_bytes_in_use": 3 << 20, "bytes_reserved": 4 << 20, "num_allocs": 7,
+                    "mem_pattern": {"last_plan": {"peak": 1 << 20, "lower_bound": 1 << 19, "naive_sum": 2 << 20,
+                                                  "tensors": 5}}}
+    so = ortgpu.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "arena")
+    sess = ortgpu.InferenceSession(_model().SerializeToString(), so, providers=[WithArena()])
+    sess.run(None, FEED)
+    s = summarize(sess.end_profiling())
+    arena = s.memory[f"arena {WithArena().name}"]
+    assert arena["max_bytes_in_use"] == 3 << 20 and arena["bytes_reserved"] == 4 << 20
+    assert arena["pattern_peak"] == 1 << 20 and arena["pattern_tensors"] == 5
+    text = ortgpu.profiling.format_table(s)
+    assert "max bytes in use 3.00 MiB" in text and "num allocs 7" in text
+    theirs = [e for e in json.load(open(s.trace)) if e.get("name") != "session_initialization"]
+    assert not summarize(theirs).memory and not ortgpu.profiling.summary.memory_lines(summarize(theirs))

@@ -157,3 +157,22 @@ def test_an_output_that_is_a_fresh_result_is_not_copied():
     core = sess._core
     y = np.ones(3, np.float32)
     assert core._unshared([y], [np.zeros(3, np.float32)])[0] is y
+
+
+def test_a_feed_checked_once_passes_again_and_a_wrong_one_is_still_refused():
+    """Feeds of a type and shape accepted before skip their checks; a different one is checked."""
+    import onnxruntime
+    m = _model([helper.make_node("Mul", ["x", "x"], ["y"])], [_f("x", ["n", 3])], [_f("y", ["n", 3])])
+    sess = ortgpu.InferenceSession(m, providers=["CPUExecutionProvider"])
+    oracle = onnxruntime.InferenceSession(m, providers=["CPUExecutionProvider"])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for _ in range(2):
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], oracle.run(None, {"x": x})[0])
+    with pytest.raises(ortgpu.capi.onnxruntime_pybind11_state.InvalidArgument, match="data type"):
+        sess.run(None, {"x": x.astype(np.float64)})
+    with pytest.raises(ortgpu.capi.onnxruntime_pybind11_state.InvalidArgument, match="index: 1"):
+        sess.run(None, {"x": np.zeros((2, 4), np.float32)})
+    x3 = np.ones((3, 3), np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x3})[0], oracle.run(None, {"x": x3})[0])
+    (y,) = sess.run(None, {"x": x})
+    assert not np.shares_memory(y, x) and y.flags.writeable

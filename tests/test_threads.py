@@ -2,6 +2,7 @@
 (checked with threadpoolctl from inside a running kernel; no timing)."""
 import dataclasses
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -128,7 +129,7 @@ def test_each_run_gets_the_cores_divided_by_the_runs_in_progress():
 
 def test_the_default_leaves_the_cores_other_work_keeps_busy_and_a_bound_is_kept():
     budget = type(BUDGET)()
-    budget._cores, budget._blas = 8, []
+    budget._cores, budget._blas, budget.BUSY_TTL_S = 8, [], 0.0  # every run reads the load
     running = {"n": 0}
     budget.busy = lambda: running["n"]
     for elsewhere, want in ((0, 8), (3, 5), (7, 1), (20, 1)):
@@ -153,3 +154,121 @@ def test_runnable_threads_are_read_from_proc_loadavg():
         pytest.skip("no /proc/loadavg")
     assert runnable_elsewhere() >= 1  # this thread is running
     assert int(fields[3].split("/")[0]) >= 1
+
+
+def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait(monkeypatch):
+    monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 60.0)  # no run gives up waiting, however loaded
+    budget = type(BUDGET)(cores=2)
+    budget._blas, budget.busy = [], lambda: 0
+    lock, now, most = threading.Lock(), [0], [0]
+    pairs = threading.Barrier(2, timeout=20)  # two runs are in progress together, whatever the load
+
+    def one_run():
+        with budget.run(0):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            pairs.wait()
+            time.sleep(0.05)  # room for a third run to come in, if the gate let it
+            with lock:
+                now[0] -= 1
+    runs = [threading.Thread(target=one_run) for _ in range(6)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(30)
+    assert most[0] == 2
+    assert budget._active == 0 and all(not g.locked() for g in budget._gates)
+    now[0] = most[0] = 0
+
+    four = threading.Barrier(4, timeout=20)  # met only if all four runs are in progress at once
+
+    def ungated_run():  # a session with a device provider: its runs do not take a core's turn
+        with budget.run(0, gate=False):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            four.wait()
+            with lock:
+                now[0] -= 1
+    runs = [threading.Thread(target=ungated_run) for _ in range(4)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(30)
+    assert most[0] == 4
+
+
+def test_a_run_inside_a_run_does_not_wait_and_no_run_waits_past_the_limit(monkeypatch):
+    budget = type(BUDGET)(cores=1)
+    budget._blas, budget.busy = [], lambda: 0
+    t0 = time.perf_counter()
+    with budget.run(0), budget.run(0) as nested:  # a session run from inside a kernel: same thread
+        assert nested == 1
+    assert time.perf_counter() - t0 < 0.5
+    monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 0.2)
+    inside, release = threading.Event(), threading.Event()
+
+    def holder():
+        with budget.run(0):
+            inside.set()
+            release.wait(30)
+    t = threading.Thread(target=holder)
+    t.start()
+    assert inside.wait(30)
+    t0 = time.perf_counter()
+    with budget.run(0):  # the only core is taken by a run that waits for this one: it starts anyway
+        waited = time.perf_counter() - t0
+    release.set()
+    t.join(30)
+    assert 0.15 <= waited < 10
+    assert budget._active == 0
+
+
+def test_the_load_is_read_once_per_interval():
+    budget = type(BUDGET)(cores=4)
+    budget._blas = []
+    reads = []
+    budget.busy = lambda: reads.append(1) or 1
+    budget.BUSY_TTL_S = 60.0
+    for _ in range(5):
+        with budget.run(0) as share:
+            assert share == 4
+    assert len(reads) == 1
+
+
+def _conv_net():
+    rng = np.random.default_rng(1)
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, [8, 3, 3, 3], rng.standard_normal(216).astype(np.float32)),
+             helper.make_tensor("m", TensorProto.FLOAT, [8, 16], rng.standard_normal(128).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MatMul", ["r", "m"], ["mm"]),
+             helper.make_node("Softmax", ["mm"], ["y"], axis=-1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_eight_threads_sharing_a_session_get_what_serial_runs_get():
+    import onnxruntime
+    so = ortgpu.SessionOptions()
+    so.intra_op_num_threads = 1  # the same BLAS threads serially and concurrently: bit-identical sums
+    sess = ortgpu.InferenceSession(_conv_net(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(64)]
+    serial = [sess.run(None, f)[0] for f in feeds]
+    got = [None] * len(feeds)
+
+    def worker(k):
+        for i in range(k, len(feeds), 8):
+            got[i] = sess.run(None, feeds[i])[0]
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    for i, (a, b) in enumerate(zip(got, serial)):
+        assert a is not None and np.array_equal(a, b), i
+    oracle = onnxruntime.InferenceSession(_conv_net(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(serial[0], oracle.run(None, feeds[0])[0], rtol=1e-4, atol=1e-5)

@@ -1,18 +1,32 @@
-"""Mixture of experts of onnxruntime's com.microsoft domain (MoE): each token goes through the
-top-k experts of its router, mixed by their routing weights.
+"""Mixture of experts of onnxruntime's com.microsoft domain (MoE, and QMoE with uint8-packed
+expert weights): each token goes through the top-k experts of its router, mixed by their routing
+weights.
 
 Routing weights are the softmax of router_probs over all experts; the top k are taken (ties to
 the lower expert), renormalized to sum 1 when normalize_routing_weights=1.  An expert is
 act(x W1^T + b1) W2^T + b2 with onnxruntime's weight layouts fc1 (E, inter, hidden) and fc2
 (E, hidden, inter); gelu is the tanh form, as onnxruntime computes it.
+
+QMoE routes as onnxruntime 1.32's CPU kernel does: the top k of the raw router logits (ties to
+the higher expert index), weighted by the softmax of those k logits, whatever
+normalize_routing_weights says.  Expert weights are uint8 rows of 8- or 4-bit values (two per
+byte, low nibble first), dequantized as (q - zero_point) * scale with one scale per row, or per
+block of block_size along the row; the zero point defaults to 2^(bits-1), given ones are packed
+like the weights.  The products run in float32 on the dequantized weights.  (onnxruntime 1.32
+quantizes the activations to int8 for 8-bit blocked weights, so its results there differ from
+these by that rounding.)
 """
 from __future__ import annotations
 
+import numpy as np
+
+from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
 from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.kernels import activations
 from ortgpu.providers.kernels.elementwise import work_dtype
 from ortgpu.providers.kernels.normalization import softmax
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.kernels.contrib_quant_nbits import unpack_bits
+from ortgpu.providers.registry import declare_formals, kernel
 
 MS = "com.microsoft"
 
@@ -71,4 +85,129 @@ def MoE(ctx, input, router_probs, fc1_experts_weights, fc1_experts_bias=None, fc
         if fc2_experts_bias is not None:
             y = y + fc2_experts_bias[e].astype(dt)
         out[rows] += weights[rows, slot][:, None] * y   # a token picks an expert at most once
+    return out.reshape(input.shape).astype(input.dtype)
+
+
+def _qmoe_weights(xp, name, w, scales, zero_points, *, bits, block, rows, cols):
+    """float32 (E, rows, cols) from QMoE's packed uint8 (E, rows, cols * bits / 8)."""
+    per = 8 // bits
+    n_exp = w.shape[0]
+    if w.ndim != 3 or w.shape[1] != rows or w.shape[2] * per != cols:
+        raise InvalidArgument(f"QMoE: input {name}_experts_weights has shape {tuple(w.shape)}, expected "
+                              f"({n_exp}, {rows}, {cols // per})")
+    n_groups = cols // block if block else 1
+    want = (n_exp, rows, n_groups) if block else (n_exp, rows)
+    if tuple(scales.shape) != want:
+        raise InvalidArgument(f"QMoE: input {name}_scales has shape {tuple(scales.shape)}, expected {want}")
+    q = unpack_bits(xp, w, bits, cols).astype(xp.float32)
+    s = scales.astype(xp.float32).reshape(n_exp, rows, n_groups)
+    if zero_points is not None:
+        want_zp = n_exp * rows * -(-n_groups // per) if block else n_exp * -(-rows // per)
+        if zero_points.size != want_zp:
+            raise InvalidArgument(f"QMoE: input {name}_zero_points has {zero_points.size} bytes, expected {want_zp}")
+    if zero_points is None:
+        z = xp.full(s.shape, float(1 << (bits - 1)), xp.float32)
+    else:
+        if block:   # (E, rows, groups / per): packed along each row's groups
+            z = unpack_bits(xp, zero_points.reshape(n_exp, rows, -1), bits, n_groups)
+        else:       # (E, rows / per): one per row, packed along the rows
+            z = unpack_bits(xp, zero_points.reshape(n_exp, -1), bits, rows)[..., None]
+        z = z.astype(xp.float32)
+    group = block if block else cols
+    q = q.reshape(n_exp, rows, n_groups, group)
+    return ((q - z[..., None]) * s[..., None]).reshape(n_exp, rows, cols)
+
+
+def _qmoe_activation(xp, name, h, inter, fusion, alpha, beta, limit):
+    """Expert activation; swiglu takes gate and linear halves of h (interleaved or concatenated)."""
+    if name != "swiglu":
+        if name == "relu":
+            return xp.maximum(h, 0)
+        if name == "gelu":   # the tanh form, as onnxruntime computes it
+            return 0.5 * h * (1.0 + xp.tanh(0.7978845608 * (h + 0.044715 * h * h * h)))
+        if name == "silu":
+            return h * activations._sigmoid(xp, h)
+        if name == "identity":
+            return h
+        raise InvalidArgument(f"QMoE: activation_type '{name}' is not one of relu, gelu, silu, swiglu, identity")
+    if fusion == 1:
+        gate, linear = h[:, 0::2], h[:, 1::2]
+    elif fusion == 2:
+        gate, linear = h[:, :inter], h[:, inter:]
+    else:
+        raise NotImplemented("QMoE: swiglu with separate fc3 weights (swiglu_fusion=0) is not supported")
+    if limit is not None:
+        gate = xp.minimum(gate, limit)
+        linear = xp.clip(linear, -limit, limit)
+    return gate * activations._sigmoid(xp, alpha * gate) * (linear + beta)
+
+
+def _top_k_routes(xp, logits, k):
+    """(experts, weights) per token: the k largest logits (ties to the higher expert index) and
+    the softmax over those k."""
+    n_exp = logits.shape[1]
+    rev = xp.argsort(-logits[:, ::-1], axis=1, kind="stable")[:, :k]
+    top = (n_exp - 1) - rev
+    chosen = xp.take_along_axis(logits, top, axis=1)
+    e = xp.exp(chosen - chosen.max(axis=1, keepdims=True))
+    return top, e / e.sum(axis=1, keepdims=True)
+
+
+declare_formals(MS, "QMoE", ("T", "T", "T1", "T2", "T", "T1", "T2", "T", "T1", "T2", "T", "T1", "T1", "T1"),
+                ("T",))
+_HALF_FLOAT = frozenset({"float32", "float16"})
+
+
+@kernel("QMoE", since=1, domain=MS, types={"T": _HALF_FLOAT, "T1": frozenset({"uint8"}), "T2": _HALF_FLOAT})
+def QMoE(ctx, input, router_probs, fc1_experts_weights, fc1_scales, fc1_experts_bias=None,
+         fc2_experts_weights=None, fc2_scales=None, fc2_experts_bias=None, fc3_experts_weights=None,
+         fc3_scales=None, fc3_experts_bias=None, fc1_zero_points=None, fc2_zero_points=None,
+         fc3_zero_points=None, *, activation_type="relu", k=1, normalize_routing_weights=0,
+         use_sparse_mixer=0, expert_weight_bits=4, block_size=0, swiglu_fusion=0, activation_alpha=1.0,
+         activation_beta=0.0, swiglu_limit=None):
+    """sum over the token's top-k experts of weight * (act(x W1^T + b1) W2^T + b2), W1 and W2
+    dequantized from their packed uint8 rows."""
+    xp = ctx.xp
+    if fc3_experts_weights is not None or fc3_scales is not None or fc3_experts_bias is not None:
+        raise NotImplemented("QMoE: fc3 (a separate gate projection) is not supported, as on onnxruntime's CPU")
+    if use_sparse_mixer:
+        raise NotImplemented("QMoE: use_sparse_mixer=1 is not supported")
+    if expert_weight_bits not in (4, 8):
+        raise InvalidArgument(f"QMoE: expert_weight_bits must be 4 or 8, got {expert_weight_bits}")
+    if fc2_experts_weights is None or fc2_scales is None:
+        raise InvalidArgument("QMoE: inputs 'fc2_experts_weights' and 'fc2_scales' are required")
+    hidden = input.shape[-1]
+    x = input.reshape(-1, hidden).astype(xp.float32)
+    n_exp = fc1_experts_weights.shape[0]
+    logits = router_probs.reshape(-1, router_probs.shape[-1]).astype(xp.float32)
+    if logits.shape != (x.shape[0], n_exp):
+        raise InvalidArgument(f"QMoE: input router_probs has shape {tuple(router_probs.shape)}, expected "
+                              f"({x.shape[0]}, {n_exp}) for {x.shape[0]} tokens and {n_exp} experts")
+    if not 1 <= k <= n_exp:
+        raise InvalidArgument(f"QMoE: k={k} must be in [1, {n_exp}]")
+    per = 8 // expert_weight_bits
+    inter = fc2_experts_weights.shape[-1] * per
+    fused = 2 if activation_type == "swiglu" else 1
+    if block_size and (hidden % block_size or inter % block_size):
+        raise InvalidArgument(f"QMoE: block_size {block_size} must divide hidden_size {hidden} and "
+                              f"inter_size {inter}")
+    w1 = _qmoe_weights(xp, "fc1", fc1_experts_weights, fc1_scales, fc1_zero_points, bits=expert_weight_bits,
+                       block=block_size, rows=fused * inter, cols=hidden)
+    w2 = _qmoe_weights(xp, "fc2", fc2_experts_weights, fc2_scales, fc2_zero_points, bits=expert_weight_bits,
+                       block=block_size, rows=hidden, cols=inter)
+    top, weights = _top_k_routes(xp, logits, k)
+    limit = None if swiglu_limit is None else float(swiglu_limit)
+    out = xp.zeros_like(x)
+    for e in range(n_exp):
+        rows, slot = xp.nonzero(top == e)
+        if rows.size == 0:
+            continue
+        h = x[rows] @ w1[e].T
+        if fc1_experts_bias is not None:
+            h = h + fc1_experts_bias[e].astype(xp.float32)
+        h = _qmoe_activation(xp, activation_type, h, inter, swiglu_fusion, activation_alpha, activation_beta, limit)
+        y = h @ w2[e].T
+        if fc2_experts_bias is not None:
+            y = y + fc2_experts_bias[e].astype(xp.float32)
+        out[rows] += weights[rows, slot][:, None] * y
     return out.reshape(input.shape).astype(input.dtype)

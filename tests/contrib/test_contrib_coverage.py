@@ -8,7 +8,6 @@ from onnxruntime.capi import _pybind_state as ort_c
 from ortgpu.coverage import ORT_CPU_MS_OPS, contrib_rows
 
 LEFT_OUT = {
-    "WhisperBeamSearch": "encoder-decoder generation loop (model_type 2): ortgpu's BeamSearch runs decoder-only models",
     "CausalConvWithState": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "VarlenCausalConvWithState": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "GatedDeltaNet": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",

@@ -100,7 +100,7 @@ def ScaledSiLU(ctx, X, scale=None, *, alpha=1.0):
     return (z * sig).astype(X.dtype)
 
 
-@kernel("GatedAdd", since=1, domain=MS, types={"T": _T16})
+@kernel("GatedAdd", since=1, domain=MS, types={"*": _T16})
 def GatedAdd(ctx, X, Y, gate, gate_weight=None):
     """X + T(Y * gate), gate (..., 1) per row (plain mode).  The projected mode (gate_weight
     given) exists only on onnxruntime's CUDA provider for bfloat16, and is refused here."""

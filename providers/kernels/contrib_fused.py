@@ -89,7 +89,7 @@ def NhwcConv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, k
     return ctx.xp.ascontiguousarray(y.transpose((0,) + tuple(range(2, y.ndim)) + (1,)))
 
 
-@kernel("NhwcMaxPool", since=1, domain=MS, types={"T": frozenset({"int8", "uint8"})})
+@kernel("NhwcMaxPool", since=1, domain=MS, types={"*": frozenset({"int8", "uint8"})})
 def NhwcMaxPool(ctx, x, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, dilations=None, pads=None,
                 strides=None):
     """Max over the spatial windows of channels-last x (N, D1.., C); output channels-last."""

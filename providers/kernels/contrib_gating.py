@@ -54,7 +54,7 @@ def _rms_norm(xp, x, scale, epsilon):
     return x / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + np.float32(epsilon)) * _f32(xp, scale)
 
 
-@kernel("EngramGate", since=1, domain=MS, types={"T": _T16})
+@kernel("EngramGate", since=1, domain=MS, types={"*": _T16})
 def EngramGate(ctx, key, query, value, key_norm_scale, query_norm_scale, conv_norm_scale=None, *, epsilon=1e-5):
     """gate = sigmoid(sign(d) * sqrt(max(|d|, 1e-6))), d = <RMSNorm(key), RMSNorm(query)> / sqrt(H),
     per hyper-connection; output gate * value (B, S, hc, H); gated_value_normed its RMSNorm

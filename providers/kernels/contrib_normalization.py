@@ -265,7 +265,7 @@ def _rms(xp, x, epsilon):
     return x / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + np.float32(epsilon))
 
 
-@kernel("GatedRMSNorm", since=1, domain=MS, types={"T": _T16})
+@kernel("GatedRMSNorm", since=1, domain=MS, types={"*": _T16})
 def GatedRMSNorm(ctx, X, scale, gate, *, activation="silu", epsilon=1e-5):
     """RMS norm over each group of len(scale) trailing values, times scale and the activated gate
     (silu / swish or sigmoid), all in float32 (Mamba2 / gated DeltaNet outputs)."""

@@ -8,10 +8,8 @@ from onnxruntime.capi import _pybind_state as ort_c
 from ortgpu.coverage import ORT_CPU_MS_OPS, contrib_rows
 
 LEFT_OUT = {
-    "CausalConvWithState": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "VarlenCausalConvWithState": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "GatedDeltaNet": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
-    "LinearAttention": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "MRotaryEmbedding": "new in onnxruntime 1.32, not yet built",
     "MoEGroupRouter": "new in onnxruntime 1.32, not yet built",
     "GatherPacked": "new in onnxruntime 1.32, not yet built",

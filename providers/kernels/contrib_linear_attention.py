@@ -1,0 +1,157 @@
+"""Recurrent-state blocks of onnxruntime's com.microsoft domain that Gated DeltaNet / Mamba-style
+exports (Qwen3.5 and the like) write, as onnxruntime 1.32's CPU provider registers them:
+LinearAttention (the linear / gated / delta / gated-delta recurrences over packed (B, T, H*D)
+heads with a (B, H_kv, D_k, D_v) state) and CausalConvWithState (a causal depthwise 1-D
+convolution that carries its last (k - 1) * dilation positions from call to call).
+
+Both compute in float32 and round once at the end.  Semantics are from the schemas' documentation
+in onnxruntime 1.32; attributes that only select onnxruntime's chunked / compact-update
+implementations and change no value (chunk_size) are accepted, the others that change the
+layout of state updates are refused with NotImplemented.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.errors import NotImplemented  # noqa: A004
+from ortgpu.providers.kernels import activations
+from ortgpu.providers.registry import declare_formals, kernel
+
+MS = "com.microsoft"
+_T16 = frozenset({"float32", "float16", "bfloat16"})
+_RULES = ("linear", "gated", "delta", "gated_delta")
+
+
+def _heads(op, name, x, heads, size=None):
+    """(B, T, H*D) -> (B, T, H, D) float32, D checked against size when given."""
+    if x.ndim != 3 or x.shape[-1] % heads:
+        raise ValueError(f"{op}: input {name} must be (batch, seq, {heads} * head_size), got {tuple(x.shape)}")
+    d = x.shape[-1] // heads
+    if size is not None and d != size:
+        raise ValueError(f"{op}: input {name} has head size {d}, expected {size}")
+    return x.reshape(x.shape[:2] + (heads, d)).astype(np.float32)
+
+
+def _per_head(op, name, x, shape, dk):
+    """decay / beta (B, T, H) -> (B, T, H, 1); decay may also be per key dim (B, T, H*Dk) -> (B, T, H, Dk)."""
+    b, t, h = shape
+    if x.shape == (b, t, h):
+        return x.astype(np.float32)[..., None]
+    if name == "decay" and x.shape == (b, t, h * dk):
+        return x.astype(np.float32).reshape(b, t, h, dk)
+    want = f"({b}, {t}, {h})" + (f" or ({b}, {t}, {h * dk})" if name == "decay" else "")
+    raise ValueError(f"{op}: input {name} has shape {tuple(x.shape)}, expected {want}")
+
+
+declare_formals(MS, "LinearAttention", ("T", "T", "T", "S", "T", "T"), ("T", "S"))
+
+
+@kernel("LinearAttention", since=1, domain=MS, types={"T": _T16, "S": _T16})
+def LinearAttention(ctx, query, key, value, past_state=None, decay=None, beta=None, *, q_num_heads,
+                    kv_num_heads, update_rule="gated_delta", scale=0.0, chunk_size=64, state_window=0):
+    """Token by token: S = exp(g) S (gated rules); S += k (x) v (linear, gated) or
+    S += beta k (x) (v - S^T k) (delta rules); o = scale q^T S, each query head reading the state
+    of its key/value head (q_num_heads / kv_num_heads query heads share one)."""
+    xp = ctx.xp
+    op = "LinearAttention"
+    if update_rule not in _RULES:
+        raise ValueError(f"{op}: update_rule must be one of {', '.join(_RULES)}, got '{update_rule}'")
+    if state_window:
+        raise NotImplemented(f"{op}: state_window={state_window} is not supported")
+    if q_num_heads % kv_num_heads:
+        raise ValueError(f"{op}: q_num_heads {q_num_heads} must be a multiple of kv_num_heads {kv_num_heads}")
+    q = _heads(op, "query", query, q_num_heads)
+    dk = q.shape[-1]
+    k = _heads(op, "key", key, kv_num_heads, dk)
+    v = _heads(op, "value", value, kv_num_heads)
+    b, t, h, dv = v.shape
+    if k.shape[:2] != (b, t) or q.shape[:2] != (b, t):
+        raise ValueError(f"{op}: query {tuple(query.shape)}, key {tuple(key.shape)} and value {tuple(value.shape)} "
+                         f"must share batch and sequence")
+    if past_state is None:
+        state = xp.zeros((b, h, dk, dv), xp.float32)
+    elif tuple(past_state.shape) != (b, h, dk, dv):
+        raise ValueError(f"{op}: input past_state has shape {tuple(past_state.shape)}, expected {(b, h, dk, dv)}")
+    else:
+        state = past_state.astype(xp.float32)
+    gated, delta = "gated" in update_rule, "delta" in update_rule
+    if gated and decay is None:
+        raise ValueError(f"{op}: update_rule '{update_rule}' needs input decay")
+    if delta and beta is None:
+        raise ValueError(f"{op}: update_rule '{update_rule}' needs input beta")
+    g = _per_head(op, "decay", decay, (b, t, h), dk) if gated else None
+    bt = _per_head(op, "beta", beta, (b, t, h), dk) if delta else None
+    sc = np.float32(scale if scale else 1.0 / np.sqrt(dk))
+    group = q_num_heads // kv_num_heads
+    out = xp.zeros((b, t, h, group, dv), xp.float32)
+    for i in range(t):
+        if gated:
+            state = state * xp.exp(g[:, i])[..., None]
+        kt, vt = k[:, i], v[:, i]
+        if delta:
+            pred = xp.einsum("bhkv,bhk->bhv", state, kt)
+            state = state + bt[:, i][..., None] * kt[..., None] * (vt - pred)[:, :, None, :]
+        else:
+            state = state + kt[..., None] * vt[:, :, None, :]
+        out[:, i] = sc * xp.einsum("bhgk,bhkv->bhgv", q[:, i].reshape(b, h, group, dk), state)
+    y = out.reshape(b, t, q_num_heads * dv).astype(query.dtype)
+    s_dtype = past_state.dtype if past_state is not None else query.dtype
+    return (y, state.astype(s_dtype)) if ctx.num_outputs > 1 else y
+
+
+@kernel("CausalConvWithState", since=1, domain=MS, types={"*": _T16})
+def CausalConvWithState(ctx, input, weight, bias=None, past_state=None, *, ndim=1, dilation=1, activation="none",
+                        channels_last=0, state_channels_last=-1, state_update_capacity=0, state_window=0,
+                        state_length=0, input_channel_offset=0, input_channels=0):
+    """Depthwise causal 1-D convolution: out[c, t] = bias[c] + sum_j w[c, j] x[c, t - (k-1-j) * dilation]
+    over the past state followed by the input; present_state the last (k-1) * dilation positions;
+    activation silu / swish optional.  channels_last=1: activations and state are
+    (batch, seq, channel axes...) instead of (batch, channels, seq)."""
+    xp = ctx.xp
+    op = "CausalConvWithState"
+    if ndim != 1:
+        raise NotImplemented(f"{op}: ndim={ndim} is not supported (1-D only)")
+    if state_update_capacity or state_window or state_length or input_channel_offset or input_channels:
+        raise NotImplemented(f"{op}: the state-update / windowed-state / channel-slice attributes are not supported")
+    if state_channels_last not in (-1, channels_last):
+        raise NotImplemented(f"{op}: state_channels_last={state_channels_last} different from channels_last is not supported")
+    if activation not in ("none", "silu", "swish"):
+        raise ValueError(f"{op}: activation must be none, silu or swish, got '{activation}'")
+    if channels_last:
+        bsz, seq = input.shape[:2]
+        chan_shape = tuple(input.shape[2:])
+        x = input.reshape(bsz, seq, -1).transpose(0, 2, 1)
+    else:
+        if input.ndim != 3:
+            raise ValueError(f"{op}: input must be (batch, channels, seq), got {tuple(input.shape)}")
+        x = input
+    bsz, chans, seq = x.shape
+    if weight.ndim != 3 or weight.shape[:2] != (chans, 1):
+        raise ValueError(f"{op}: weight must be ({chans}, 1, k), got {tuple(weight.shape)}")
+    taps = weight.shape[2]
+    keep = (taps - 1) * dilation
+    if past_state is None:
+        past = xp.zeros((bsz, chans, keep), xp.float32)
+    else:
+        past = past_state.reshape(bsz, keep, -1).transpose(0, 2, 1) if channels_last else past_state
+        if tuple(past.shape) != (bsz, chans, keep):
+            raise ValueError(f"{op}: input past_state has shape {tuple(past_state.shape)}, expected "
+                             f"{(bsz, keep) + chan_shape if channels_last else (bsz, chans, keep)}")
+    full = xp.concatenate([past.astype(xp.float32), x.astype(xp.float32)], axis=2)
+    w = weight.reshape(chans, taps).astype(xp.float32)
+    y = xp.zeros((bsz, chans, seq), xp.float32)
+    for j in range(taps):
+        start = j * dilation
+        y = y + w[None, :, j, None] * full[:, :, start:start + seq]
+    if bias is not None:
+        y = y + bias.astype(xp.float32).reshape(1, chans, 1)
+    if activation != "none":
+        y = y * activations._sigmoid(xp, y)
+    present = full[:, :, full.shape[2] - keep:]
+    if channels_last:
+        y = y.transpose(0, 2, 1).reshape((bsz, seq) + chan_shape)
+        present = present.transpose(0, 2, 1).reshape((bsz, keep) + chan_shape)
+    y, present = y.astype(input.dtype), present.astype(input.dtype)
+    if ctx.num_outputs == 1:
+        return y
+    return (y, present) + (None,) * (ctx.num_outputs - 2)

@@ -211,3 +211,59 @@ def QMoE(ctx, input, router_probs, fc1_experts_weights, fc1_scales, fc1_experts_
             y = y + fc2_experts_bias[e].astype(xp.float32)
         out[rows] += weights[rows, slot][:, None] * y
     return out.reshape(input.shape).astype(input.dtype)
+
+
+declare_formals(MS, "MoEGroupRouter", ("T", "TF", "T"), ("T", "TF", "TF"))
+
+
+@kernel("MoEGroupRouter", since=1, domain=MS, types={"T": frozenset({"float32", "float16", "bfloat16"}),
+                                                       "TF": frozenset({"float32"})})
+def MoEGroupRouter(ctx, logits, expert_bias, projection_weight=None, *, top_k, n_group=1, topk_group=1,
+                   group_topk=2, router_sentinel=-10000.0):
+    """Group-limited sigmoid routing (DeepSeek-V3 noaux_tc): s = sigmoid(logits); groups ranked by
+    the sum of their group_topk largest s + expert_bias, the topk_group best kept; within them the
+    top_k experts by s + expert_bias get log(max(s, 1e-20)), the others router_sentinel
+    (router_probs).  Or, full-score outputs: selection_scores = s + expert_bias and
+    router_weights = s, float32, with logits optionally projected by projection_weight first."""
+    xp = ctx.xp
+    op = "MoEGroupRouter"
+    n_exp = expert_bias.size
+    present = list(ctx.output_present) + [False] * (3 - len(ctx.output_present))
+    if projection_weight is not None:
+        if logits.ndim != 2 or tuple(projection_weight.shape) != (n_exp, logits.shape[1]):
+            raise ValueError(f"{op}: projection_weight {tuple(projection_weight.shape)} must be (num_experts={n_exp}, "
+                             f"width) for activations {tuple(logits.shape)}")
+        z = logits.astype(xp.float32) @ projection_weight.astype(xp.float32).T
+    else:
+        if logits.shape[-1] != n_exp:
+            raise ValueError(f"{op}: logits {tuple(logits.shape)} must end in num_experts={n_exp} (expert_bias)")
+        z = logits.reshape(-1, n_exp).astype(xp.float32)
+    s = activations._sigmoid(xp, z)
+    biased = s + expert_bias.astype(xp.float32).reshape(1, -1)
+    if present[1] or present[2]:
+        if present[0]:
+            raise ValueError(f"{op}: router_probs cannot be combined with the full-score outputs")
+        if n_group != 1 or topk_group != 1:
+            raise ValueError(f"{op}: full-score outputs need n_group = topk_group = 1")
+        return (None, biased, s)[:max(ctx.num_outputs, 1)]
+    if projection_weight is not None:
+        raise ValueError(f"{op}: projection_weight needs the full-score outputs")
+    if n_group < 1 or n_exp % n_group or not 1 <= topk_group <= n_group:
+        raise ValueError(f"{op}: n_group={n_group} must divide num_experts={n_exp} and topk_group={topk_group} "
+                         f"lie in [1, n_group]")
+    per_group = n_exp // n_group
+    if not 1 <= top_k <= topk_group * per_group:
+        raise ValueError(f"{op}: top_k={top_k} must lie in [1, {topk_group * per_group}]")
+    tokens = biased.shape[0]
+    grouped = biased.reshape(tokens, n_group, per_group)
+    g_k = min(max(group_topk, 1), per_group)
+    group_score = -xp.sort(-grouped, axis=2)[:, :, :g_k].sum(axis=2)
+    keep = xp.argsort(-group_score, axis=1, kind="stable")[:, :topk_group]
+    allowed = xp.zeros((tokens, n_group), bool)
+    xp.put_along_axis(allowed, keep, True, axis=1)
+    masked = xp.where(xp.repeat(allowed, per_group, axis=1), biased, -xp.inf)
+    chosen = xp.argsort(-masked, axis=1, kind="stable")[:, :top_k]
+    out = xp.full((tokens, n_exp), router_sentinel, xp.float32)
+    xp.put_along_axis(out, chosen, xp.take_along_axis(xp.log(xp.maximum(s, 1e-20)), chosen, axis=1), axis=1)
+    probs = out.astype(logits.dtype)
+    return probs if ctx.num_outputs == 1 else (probs, None, None)[:ctx.num_outputs]

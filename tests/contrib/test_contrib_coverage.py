@@ -10,7 +10,6 @@ from ortgpu.coverage import ORT_CPU_MS_OPS, contrib_rows
 LEFT_OUT = {
     "VarlenCausalConvWithState": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "GatedDeltaNet": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
-    "MoEGroupRouter": "new in onnxruntime 1.32, not yet built",
     "GatherPacked": "new in onnxruntime 1.32, not yet built",
     "NGramHashMapping": "new in onnxruntime 1.32, not yet built",
     "VarlenNGramHashMapping": "new in onnxruntime 1.32, not yet built",

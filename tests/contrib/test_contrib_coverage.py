@@ -11,7 +11,6 @@ LEFT_OUT = {
     "VarlenCausalConvWithState": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "GatedDeltaNet": "new in onnxruntime 1.32 (linear-attention / Mamba family), not yet built",
     "GatherPacked": "new in onnxruntime 1.32, not yet built",
-    "NGramHashMapping": "new in onnxruntime 1.32, not yet built",
     "VarlenNGramHashMapping": "new in onnxruntime 1.32, not yet built",
 }
 

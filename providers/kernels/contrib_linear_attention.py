@@ -1,8 +1,9 @@
 """Recurrent-state blocks of onnxruntime's com.microsoft domain that Gated DeltaNet / Mamba-style
 exports (Qwen3.5 and the like) write, as onnxruntime 1.32's CPU provider registers them:
 LinearAttention (the linear / gated / delta / gated-delta recurrences over packed (B, T, H*D)
-heads with a (B, H_kv, D_k, D_v) state) and CausalConvWithState (a causal depthwise 1-D
-convolution that carries its last (k - 1) * dilation positions from call to call).
+heads with a (B, H_kv, D_k, D_v) state), CausalConvWithState (a causal depthwise 1-D
+convolution that carries its last (k - 1) * dilation positions from call to call) and
+VarlenCausalConvWithState (the same over token-major packed requests).
 
 Both compute in float32 and round once at the end.  Semantics are from the schemas' documentation
 in onnxruntime 1.32; attributes that only select onnxruntime's chunked / compact-update
@@ -15,6 +16,7 @@ import numpy as np
 
 from ortgpu.errors import NotImplemented  # noqa: A004
 from ortgpu.providers.kernels import activations
+from ortgpu.providers.kernels.contrib_ngram import packed_ranges
 from ortgpu.providers.registry import declare_formals, kernel
 
 MS = "com.microsoft"
@@ -99,6 +101,24 @@ def LinearAttention(ctx, query, key, value, past_state=None, decay=None, beta=No
     return (y, state.astype(s_dtype)) if ctx.num_outputs > 1 else y
 
 
+def _causal_conv(xp, x, weight, bias, past, dilation, activation):
+    """(output, present state), float32, of x (B, C, L) after past (B, C, keep)."""
+    chans, taps = weight.shape[0], weight.shape[2]
+    seq = x.shape[2]
+    keep = (taps - 1) * dilation
+    full = xp.concatenate([past.astype(xp.float32), x.astype(xp.float32)], axis=2)
+    w = weight.reshape(chans, taps).astype(xp.float32)
+    y = xp.zeros(x.shape, xp.float32)
+    for j in range(taps):
+        start = j * dilation
+        y = y + w[None, :, j, None] * full[:, :, start:start + seq]
+    if bias is not None:
+        y = y + bias.astype(xp.float32).reshape(1, chans, 1)
+    if activation != "none":
+        y = y * activations._sigmoid(xp, y)
+    return y, full[:, :, full.shape[2] - keep:]
+
+
 @kernel("CausalConvWithState", since=1, domain=MS, types={"*": _T16})
 def CausalConvWithState(ctx, input, weight, bias=None, past_state=None, *, ndim=1, dilation=1, activation="none",
                         channels_last=0, state_channels_last=-1, state_update_capacity=0, state_window=0,
@@ -137,17 +157,7 @@ def CausalConvWithState(ctx, input, weight, bias=None, past_state=None, *, ndim=
         if tuple(past.shape) != (bsz, chans, keep):
             raise ValueError(f"{op}: input past_state has shape {tuple(past_state.shape)}, expected "
                              f"{(bsz, keep) + chan_shape if channels_last else (bsz, chans, keep)}")
-    full = xp.concatenate([past.astype(xp.float32), x.astype(xp.float32)], axis=2)
-    w = weight.reshape(chans, taps).astype(xp.float32)
-    y = xp.zeros((bsz, chans, seq), xp.float32)
-    for j in range(taps):
-        start = j * dilation
-        y = y + w[None, :, j, None] * full[:, :, start:start + seq]
-    if bias is not None:
-        y = y + bias.astype(xp.float32).reshape(1, chans, 1)
-    if activation != "none":
-        y = y * activations._sigmoid(xp, y)
-    present = full[:, :, full.shape[2] - keep:]
+    y, present = _causal_conv(xp, x, weight, bias, past, dilation, activation)
     if channels_last:
         y = y.transpose(0, 2, 1).reshape((bsz, seq) + chan_shape)
         present = present.transpose(0, 2, 1).reshape((bsz, keep) + chan_shape)
@@ -155,3 +165,41 @@ def CausalConvWithState(ctx, input, weight, bias=None, past_state=None, *, ndim=
     if ctx.num_outputs == 1:
         return y
     return (y, present) + (None,) * (ctx.num_outputs - 2)
+
+
+declare_formals(MS, "VarlenCausalConvWithState", ("T", "T", "M", "T", "T", "M", "T", "T"), ("T", "T", "T"))
+
+
+@kernel("VarlenCausalConvWithState", since=1, domain=MS, types={"T": _T16, "M": frozenset({"int32"})},
+        host_inputs=(2, 5))
+def VarlenCausalConvWithState(ctx, input, weight, cumulative_sequence_length, bias=None, initial_state=None,
+                              capture_count=None, kernel_delta=None, previous_mask=None, *, dilation=1,
+                              activation="none", state_update_capacity=0, delta_offset=0, group_size=1):
+    """CausalConvWithState over packed requests: input (total_tokens, channels), request r owns
+    rows [cu[r], cu[r + 1]) and continues from initial_state[r] (B, C, (k-1) * dilation)."""
+    xp = ctx.xp
+    op = "VarlenCausalConvWithState"
+    if state_update_capacity or capture_count is not None or kernel_delta is not None or previous_mask is not None:
+        raise NotImplemented(f"{op}: compact state updates and the dynamic kernel deltas are not supported")
+    if activation not in ("none", "silu", "swish"):
+        raise ValueError(f"{op}: activation must be none, silu or swish, got '{activation}'")
+    if input.ndim != 2:
+        raise ValueError(f"{op}: input must be (total_tokens, channels), got {tuple(input.shape)}")
+    chans = input.shape[1]
+    if weight.ndim != 3 or weight.shape[:2] != (chans, 1):
+        raise ValueError(f"{op}: weight must be ({chans}, 1, k), got {tuple(weight.shape)}")
+    ranges = packed_ranges(op, cumulative_sequence_length, input.shape[0])
+    keep = (weight.shape[2] - 1) * dilation
+    if initial_state is None or tuple(initial_state.shape) != (len(ranges), chans, keep):
+        got = None if initial_state is None else tuple(initial_state.shape)
+        raise ValueError(f"{op}: input initial_state is required with shape {(len(ranges), chans, keep)}, got {got}")
+    out = xp.zeros(input.shape, xp.float32)
+    final = xp.zeros(initial_state.shape, xp.float32)
+    for r, (a, b) in enumerate(ranges):
+        y, present = _causal_conv(xp, input[a:b].T[None], weight, bias, initial_state[r:r + 1], dilation, activation)
+        out[a:b] = y[0].T
+        final[r] = present[0]
+    y, final = out.astype(input.dtype), final.astype(input.dtype)
+    if ctx.num_outputs == 1:
+        return y
+    return (y, final) + (None,) * (ctx.num_outputs - 2)

@@ -85,3 +85,24 @@ def test_causal_conv_with_state(i):
         attrs["channels_last"] = 1
     got, want = run_both(model("CausalConvWithState", order, feeds, consts, n_outputs=2, attrs=attrs), feeds)
     _close(got, want, dtype, f"case {i} {attrs} {x_shape}")
+
+
+@pytest.mark.parametrize("i", range(12))
+def test_varlen_causal_conv_with_state(i):
+    rng = rng_for("VarlenCausalConvWithState", i)
+    dtype = np.float16 if i % 5 == 4 else np.float32
+    lens = rng.integers(1, 6, int(rng.integers(1, 4)))
+    chans, taps = int(rng.integers(1, 6)), int(rng.integers(1, 5))
+    dilation = int(rng.choice([1, 1, 2]))
+    keep = (taps - 1) * dilation
+    feeds = {"x": rng.normal(size=(int(lens.sum()), chans)).astype(dtype),
+             "state": rng.normal(size=(lens.size, chans, keep)).astype(dtype)}
+    consts = {"w": rng.normal(size=(chans, 1, taps)).astype(dtype),
+              "cu": np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)}
+    order = ["x", "w", "cu", "", "state"]
+    if rng.random() < 0.6:
+        consts["bias"] = rng.normal(size=chans).astype(dtype)
+        order[3] = "bias"
+    attrs = {"dilation": dilation, "activation": ["none", "silu", "swish"][i % 3]}
+    got, want = run_both(model("VarlenCausalConvWithState", order, feeds, consts, n_outputs=2, attrs=attrs), feeds)
+    _close(got, want, dtype, f"case {i} {attrs} lens {lens.tolist()}")

@@ -2,8 +2,10 @@
 exports (Qwen3.5 and the like) write, as onnxruntime 1.32's CPU provider registers them:
 LinearAttention (the linear / gated / delta / gated-delta recurrences over packed (B, T, H*D)
 heads with a (B, H_kv, D_k, D_v) state), CausalConvWithState (a causal depthwise 1-D
-convolution that carries its last (k - 1) * dilation positions from call to call) and
-VarlenCausalConvWithState (the same over token-major packed requests).
+convolution that carries its last (k - 1) * dilation positions from call to call),
+VarlenCausalConvWithState (the same over token-major packed requests) and GatedDeltaNet (the
+delta-rule recurrence over token-major, possibly ragged requests with fused gate activations and
+a V-major float32 state).
 
 Both compute in float32 and round once at the end.  Semantics are from the schemas' documentation
 in onnxruntime 1.32; attributes that only select onnxruntime's chunked / compact-update
@@ -200,6 +202,131 @@ def VarlenCausalConvWithState(ctx, input, weight, cumulative_sequence_length, bi
         out[a:b] = y[0].T
         final[r] = present[0]
     y, final = out.astype(input.dtype), final.astype(input.dtype)
+    if ctx.num_outputs == 1:
+        return y
+    return (y, final) + (None,) * (ctx.num_outputs - 2)
+
+
+declare_formals(MS, "GatedDeltaNet", ("T", "T", "T", "TI", "TG", "TG", "TS", "TS", "TS", "TI", "TI"),
+                ("T", "TS", "TS"))
+_GATES = {"none": "none", "softplus": "softplus", "qwen": "softplus", "sigmoid": "sigmoid", "kda": "sigmoid"}
+
+
+def _gdn_split(op, query, key, value, initial_state):
+    """(q (N, Hq, Dk), k (N, Hq, Dk), v (N, Hv, Dv), leading token shape) from separate inputs or
+    packed QKV (key and value absent; head counts from initial_state)."""
+    if key is None:
+        if initial_state is None:
+            raise ValueError(f"{op}: packed QKV (key and value absent) needs initial_state for the head counts")
+        _, hv, dv, dk = initial_state.shape
+        width = query.shape[-1]
+        hq2 = width - hv * dv
+        if hq2 <= 0 or hq2 % (2 * dk):
+            raise ValueError(f"{op}: packed QKV width {width} does not fit value heads {hv}x{dv} and key size {dk}")
+        hq = hq2 // (2 * dk)
+        flat = query.reshape(-1, width)
+        q = flat[:, :hq * dk].reshape(-1, hq, dk)
+        k = flat[:, hq * dk:2 * hq * dk].reshape(-1, hq, dk)
+        v = flat[:, 2 * hq * dk:].reshape(-1, hv, dv)
+        return q, k, v, tuple(query.shape[:-1])
+    if query.ndim == 4:
+        lead = tuple(query.shape[:2])
+    elif query.ndim == 3:
+        lead = tuple(query.shape[:1])
+    else:
+        raise ValueError(f"{op}: query must be (tokens, heads, head_size) or (batch, seq, heads, head_size), "
+                         f"got {tuple(query.shape)}")
+    q = query.reshape((-1,) + tuple(query.shape[-2:]))
+    k = key.reshape((-1,) + tuple(key.shape[-2:]))
+    v = value.reshape((-1,) + tuple(value.shape[-2:]))
+    if k.shape != q.shape or v.shape[0] != q.shape[0] or v.shape[1] % q.shape[1]:
+        raise ValueError(f"{op}: query {tuple(query.shape)}, key {tuple(key.shape)} and value {tuple(value.shape)} "
+                         f"must share tokens, key heads = query heads, value heads a multiple of them")
+    return q, k, v, lead
+
+
+def _gdn_gate(xp, op, decay, a_log, dt_bias, gate, lower, hv, dk):
+    """Effective log decay g (N, Hv, 1 or Dk), float32."""
+    d = decay.astype(xp.float32)
+    per_dim = d.shape[-1] == dk and d.ndim >= 3 and d.shape[-2] == hv
+    d = d.reshape(-1, hv, dk if per_dim else 1)
+    if gate == "none":
+        return d
+    if a_log is None or dt_bias is None:
+        raise ValueError(f"{op}: gate_activation needs inputs a_log and dt_bias")
+    bias = dt_bias.astype(xp.float32).reshape(hv, -1)
+    x = d + bias[None]
+    a = xp.exp(a_log.astype(xp.float32).reshape(1, hv, 1))
+    if gate == "softplus":
+        return -a * (xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))))
+    return np.float32(lower) * activations._sigmoid(xp, a * x)
+
+
+@kernel("GatedDeltaNet", since=1, domain=MS,
+        types={"T": _T16, "TG": _T16, "TS": frozenset({"float32"}), "TI": frozenset({"int32"})},
+        host_inputs=(3, 9, 10))
+def GatedDeltaNet(ctx, query, key=None, value=None, cu_seqlens=None, decay=None, beta=None, initial_state=None,
+                  a_log=None, dt_bias=None, capture_count=None, state_update_active=None, *,
+                  update_rule="gated_delta", scale=0.0, qk_l2_norm=0, gate_activation="none",
+                  beta_activation="none", gate_lower_bound=-5.0, chunk_size=64, state_update_capacity=0):
+    """Token-major gated delta network: per request (cu_seqlens, else uniform over initial_state's
+    batch), per value head, S = exp(g) S + k (beta (v - exp(g) S^T k))^T, o = scale S^T q, with
+    the state kept V-major (B, Hv, Dv, Dk) in float32."""
+    xp = ctx.xp
+    op = "GatedDeltaNet"
+    if state_update_capacity or capture_count is not None:
+        raise NotImplemented(f"{op}: compact state updates (state_update_capacity) are not supported")
+    if update_rule not in _RULES:
+        raise ValueError(f"{op}: update_rule must be one of {', '.join(_RULES)}, got '{update_rule}'")
+    if gate_activation not in _GATES or beta_activation not in ("none", "sigmoid"):
+        raise ValueError(f"{op}: gate_activation '{gate_activation}' or beta_activation '{beta_activation}' unknown")
+    q, k, v, lead = _gdn_split(op, query, key, value, initial_state)
+    n, hq, dk = q.shape
+    hv, dv = v.shape[1:]
+    q, k, v = q.astype(xp.float32), k.astype(xp.float32), v.astype(xp.float32)
+    if qk_l2_norm:
+        q = q / xp.sqrt(xp.maximum((q * q).sum(-1, keepdims=True), np.float32(1e-12)))
+        k = k / xp.sqrt(xp.maximum((k * k).sum(-1, keepdims=True), np.float32(1e-12)))
+    rep = hv // hq
+    q, k = xp.repeat(q, rep, axis=1), xp.repeat(k, rep, axis=1)
+    gated, delta = "gated" in update_rule, "delta" in update_rule
+    g = _gdn_gate(xp, op, decay, a_log, dt_bias, _GATES[gate_activation], gate_lower_bound, hv, dk) if gated else None
+    bt = None
+    if delta:
+        if beta is None:
+            raise ValueError(f"{op}: update_rule '{update_rule}' needs input beta")
+        bt = beta.astype(xp.float32).reshape(n, hv)
+        if beta_activation == "sigmoid":
+            bt = activations._sigmoid(xp, bt)
+    if cu_seqlens is not None:
+        ranges = packed_ranges(op, cu_seqlens, n)
+    else:
+        if initial_state is None:
+            raise ValueError(f"{op}: without cu_seqlens, initial_state is required for the batch size")
+        batch = initial_state.shape[0]
+        if n % batch:
+            raise ValueError(f"{op}: {n} tokens do not split evenly over batch {batch}")
+        ranges = [(i * (n // batch), (i + 1) * (n // batch)) for i in range(batch)]
+    if initial_state is not None and tuple(initial_state.shape) != (len(ranges), hv, dv, dk):
+        raise ValueError(f"{op}: input initial_state has shape {tuple(initial_state.shape)}, expected "
+                         f"{(len(ranges), hv, dv, dk)}")
+    sc = np.float32(scale if scale else 1.0 / np.sqrt(dk))
+    out = xp.zeros((n, hv, dv), xp.float32)
+    final = xp.zeros((len(ranges), hv, dv, dk), xp.float32)
+    for r, (a, b) in enumerate(ranges):
+        state = xp.zeros((hv, dk, dv), xp.float32) if initial_state is None else \
+            initial_state[r].astype(xp.float32).transpose(0, 2, 1)
+        for t in range(a, b):
+            if gated:
+                state = state * xp.exp(g[t])[..., None]
+            if delta:
+                pred = xp.einsum("hkv,hk->hv", state, k[t])
+                state = state + k[t][..., None] * (bt[t][:, None] * (v[t] - pred))[:, None, :]
+            else:
+                state = state + k[t][..., None] * v[t][:, None, :]
+            out[t] = sc * xp.einsum("hkv,hk->hv", state, q[t])
+        final[r] = state.transpose(0, 2, 1)
+    y = out.reshape(lead + (hv, dv)).astype(query.dtype)
     if ctx.num_outputs == 1:
         return y
     return (y, final) + (None,) * (ctx.num_outputs - 2)

@@ -8,8 +8,6 @@ from onnxruntime.capi import _pybind_state as ort_c
 from ortgpu.coverage import ORT_CPU_MS_OPS, contrib_rows
 
 LEFT_OUT = {
-    "GatedDeltaNet": "new in onnxruntime 1.32: packed QKV, ragged cu_seqlens, in-op gate activations and "
-                     "compact state updates; LinearAttention covers its recurrence, the packing is not built",
     "GatherPacked": "new in onnxruntime 1.32: its block-packed byte layouts are defined in onnxruntime's "
                     "PackedWeightFormats.md, which is not in the stored reference material",
 }

@@ -290,7 +290,8 @@ def MRotaryEmbedding(ctx, input, position_ids, cos_cache, sin_cache, *, mrope_se
     section = [int(v) for v in mrope_section]
     half = cos_cache.shape[1]
     if len(section) != 3 or min(section) < 0 or sum(section) != half:
-        raise ValueError(f"{op}: mrope_section {section} must be 3 non-negative sizes summing to the cache width {half}")
+        raise ValueError(f"{op}: mrope_section {section} must be 3 non-negative sizes summing to the cache "
+                         f"width {half}")
     if mrope_layout not in (0, 1):
         raise ValueError(f"{op}: mrope_layout must be 0 or 1, got {mrope_layout}")
     if input.ndim == 4:

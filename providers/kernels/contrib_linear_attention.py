@@ -136,7 +136,8 @@ def CausalConvWithState(ctx, input, weight, bias=None, past_state=None, *, ndim=
     if state_update_capacity or state_window or state_length or input_channel_offset or input_channels:
         raise NotImplemented(f"{op}: the state-update / windowed-state / channel-slice attributes are not supported")
     if state_channels_last not in (-1, channels_last):
-        raise NotImplemented(f"{op}: state_channels_last={state_channels_last} different from channels_last is not supported")
+        raise NotImplemented(f"{op}: state_channels_last={state_channels_last} different from channels_last "
+                             f"is not supported")
     if activation not in ("none", "silu", "swish"):
         raise ValueError(f"{op}: activation must be none, silu or swish, got '{activation}'")
     if channels_last:

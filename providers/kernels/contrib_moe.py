@@ -18,8 +18,6 @@ these by that rounding.)
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
 from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.kernels import activations

@@ -1,6 +1,7 @@
-"""NGramHashMapping and VarlenNGramHashMapping (packed requests) of onnxruntime's com.microsoft domain (Engram n-gram embeddings, registered by
-onnxruntime 1.32's CPU provider): for each n in 2..max_ngram_size, the token ids of the last n
-positions, each times its multiplier, xor-ed together, modulo each head's vocabulary size.
+"""NGramHashMapping and VarlenNGramHashMapping (packed requests) of onnxruntime's com.microsoft
+domain (Engram n-gram embeddings, registered by onnxruntime 1.32's CPU provider): for each n in
+2..max_ngram_size, the token ids of the last n positions, each times its multiplier, xor-ed
+together, modulo each head's vocabulary size.
 
 The history before the current chunk comes from past_ids (right-aligned), else pad_id (or
 eos_token_id when given); reset_on_eos replaces every history position at or before the latest
@@ -106,7 +107,8 @@ def packed_ranges(op, cumulative_sequence_length, total):
     """[(start, end)] of each request from the (batch + 1) prefix sums, checked."""
     cu = [int(v) for v in np.asarray(cumulative_sequence_length).reshape(-1)]
     if len(cu) < 2 or cu[0] != 0 or cu[-1] != total or any(b <= a for a, b in zip(cu, cu[1:])):
-        raise ValueError(f"{op}: cumulative_sequence_length {cu} must rise strictly from 0 to the {total} packed tokens")
+        raise ValueError(f"{op}: cumulative_sequence_length {cu} must rise strictly from 0 to the {total} "
+                         f"packed tokens")
     return list(zip(cu, cu[1:]))
 
 

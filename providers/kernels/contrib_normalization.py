@@ -1,7 +1,8 @@
 """Normalizations of onnxruntime's contrib domain: SkipLayerNormalization,
-SkipSimplifiedLayerNormalization, EmbedLayerNormalization, GroupNorm, SkipGroupNorm and
-BiasSoftmax, GatedRMSNorm and BranchwiseRMSNorm (com.microsoft), and the LayerNormalization-1 / SimplifiedLayerNormalization-1 that onnxruntime
-registers in the ai.onnx domain for models older than opset 17.
+SkipSimplifiedLayerNormalization, EmbedLayerNormalization, GroupNorm, SkipGroupNorm,
+BiasSoftmax, GatedRMSNorm and BranchwiseRMSNorm (com.microsoft), and the LayerNormalization-1 /
+SimplifiedLayerNormalization-1 that onnxruntime registers in the ai.onnx domain for models older
+than opset 17.
 
 Statistics run in float32 for float16 inputs (float64 stays float64), as onnxruntime's CPU
 kernels compute them; the residual sum input + skip (+ bias) is computed in that precision too

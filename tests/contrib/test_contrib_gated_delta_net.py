@@ -62,7 +62,8 @@ def _case(i):
     order.append("g" if "gated" in rule else "")
     if "delta" in rule:
         sig = rng.random() < 0.5
-        feeds["beta"] = (rng.normal(size=tok_shape + (hv,)) if sig else rng.random(size=tok_shape + (hv,))).astype(dtype)
+        raw = rng.normal(size=tok_shape + (hv,)) if sig else rng.random(size=tok_shape + (hv,))
+        feeds["beta"] = raw.astype(dtype)
         if sig:
             attrs["beta_activation"] = "sigmoid"
     order.append("beta" if "delta" in rule else "")

@@ -35,7 +35,8 @@ def test_linear_attention(i):
     hkv, group = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     dk, dv = int(rng.integers(2, 5)), int(rng.integers(2, 5))
     hq = hkv * group
-    feeds = {"q": rng.normal(size=(b, t, hq * dk)).astype(dtype), "k": (rng.normal(size=(b, t, hkv * dk)) * 0.5).astype(dtype),
+    feeds = {"q": rng.normal(size=(b, t, hq * dk)).astype(dtype),
+             "k": (rng.normal(size=(b, t, hkv * dk)) * 0.5).astype(dtype),
              "v": rng.normal(size=(b, t, hkv * dv)).astype(dtype)}
     order = ["q", "k", "v", ""]
     if rng.random() < 0.5:

@@ -9,7 +9,8 @@ act(x W1^T + b1) W2^T + b2 with onnxruntime's weight layouts fc1 (E, inter, hidd
 
 QMoE routes as onnxruntime 1.32's CPU kernel does: the top k of the raw router logits (ties to
 the higher expert index), weighted by the softmax of those k logits, whatever
-normalize_routing_weights says.  Expert weights are uint8 rows of 8- or 4-bit values (two per
+normalize_routing_weights says; given router_weights, the weights are instead those entries
+(renormalized over the k when normalize_routing_weights=1).  Expert weights are uint8 rows of 8- or 4-bit values (two per
 byte, low nibble first), dequantized as (q - zero_point) * scale with one scale per row, or per
 block of block_size along the row; the zero point defaults to 2^(bits-1), given ones are packed
 like the weights.  The products run in float32 on the dequantized weights.  (onnxruntime 1.32
@@ -151,27 +152,42 @@ def _top_k_routes(xp, logits, k):
     return top, e / e.sum(axis=1, keepdims=True)
 
 
-declare_formals(MS, "QMoE", ("T", "T", "T1", "T2", "T", "T1", "T2", "T", "T1", "T2", "T", "T1", "T1", "T1"),
-                ("T",))
+declare_formals(MS, "QMoE", ("T", "T", "T1", "T2", "T", "T1", "T2", "T", "T1", "T2", "T", "T1", "T1", "T1", "T",
+                            "T4", "T4", "T4", "T4", "T2", "T2"), ("T",))
 _HALF_FLOAT = frozenset({"float32", "float16"})
 
 
-@kernel("QMoE", since=1, domain=MS, types={"T": _HALF_FLOAT, "T1": frozenset({"uint8"}), "T2": _HALF_FLOAT})
+@kernel("QMoE", since=1, domain=MS,
+        types={"T": _HALF_FLOAT, "T1": frozenset({"uint8"}), "T2": _HALF_FLOAT, "T4": frozenset({"float32"})})
 def QMoE(ctx, input, router_probs, fc1_experts_weights, fc1_scales, fc1_experts_bias=None,
          fc2_experts_weights=None, fc2_scales=None, fc2_experts_bias=None, fc3_experts_weights=None,
          fc3_scales=None, fc3_experts_bias=None, fc1_zero_points=None, fc2_zero_points=None,
-         fc3_zero_points=None, *, activation_type="relu", k=1, normalize_routing_weights=0,
-         use_sparse_mixer=0, expert_weight_bits=4, block_size=0, swiglu_fusion=0, activation_alpha=1.0,
-         activation_beta=0.0, swiglu_limit=None):
+         fc3_zero_points=None, router_weights=None, *fp_scales, activation_type="relu", k=1,
+         normalize_routing_weights=0, use_sparse_mixer=0, expert_weight_bits=4, block_size=0, swiglu_fusion=0,
+         activation_alpha=1.0, activation_beta=0.0, swiglu_limit=None, quant_type="int", weights_prepacked=-1,
+         accuracy_level=0, swiglu_limit_after_activation=0, fc1_expert_weight_bits=None,
+         fc2_expert_weight_bits=None, fc3_expert_weight_bits=None):
     """sum over the token's top-k experts of weight * (act(x W1^T + b1) W2^T + b2), W1 and W2
-    dequantized from their packed uint8 rows."""
+    dequantized from their packed uint8 rows; router_weights, when given, supplies the mixing
+    weights of the experts router_probs selects.  Integer quantization only (quant_type 'int');
+    accuracy_level only lets onnxruntime use int8 activations, this kernel stays in float32."""
     xp = ctx.xp
     if fc3_experts_weights is not None or fc3_scales is not None or fc3_experts_bias is not None:
         raise NotImplemented("QMoE: fc3 (a separate gate projection) is not supported, as on onnxruntime's CPU")
     if use_sparse_mixer:
         raise NotImplemented("QMoE: use_sparse_mixer=1 is not supported")
-    if expert_weight_bits not in (4, 8):
-        raise InvalidArgument(f"QMoE: expert_weight_bits must be 4 or 8, got {expert_weight_bits}")
+    if quant_type != "int" or any(x is not None for x in fp_scales):
+        raise NotImplemented(f"QMoE: quant_type '{quant_type}' and the global / activation scale inputs of the FP4 "
+                             f"and FP8 modes are not supported (integer quantization only)")
+    if weights_prepacked == 1:
+        raise NotImplemented("QMoE: execution-provider prepacked expert weights (weights_prepacked=1) are not supported")
+    bits1 = expert_weight_bits if fc1_expert_weight_bits is None else fc1_expert_weight_bits
+    bits2 = expert_weight_bits if fc2_expert_weight_bits is None else fc2_expert_weight_bits
+    if bits1 not in (4, 8) or bits2 not in (4, 8):
+        raise InvalidArgument(f"QMoE: expert weight bits must be 4 or 8, got fc1 {bits1}, fc2 {bits2}")
+    if bits1 != bits2 or swiglu_limit_after_activation:
+        raise NotImplemented("QMoE: mixed fc1/fc2 bit widths and swiglu_limit_after_activation are not supported "
+                             "(onnxruntime 1.32 runs neither on its CPU provider)")
     if fc2_experts_weights is None or fc2_scales is None:
         raise InvalidArgument("QMoE: inputs 'fc2_experts_weights' and 'fc2_scales' are required")
     hidden = input.shape[-1]
@@ -183,17 +199,24 @@ def QMoE(ctx, input, router_probs, fc1_experts_weights, fc1_scales, fc1_experts_
                               f"({x.shape[0]}, {n_exp}) for {x.shape[0]} tokens and {n_exp} experts")
     if not 1 <= k <= n_exp:
         raise InvalidArgument(f"QMoE: k={k} must be in [1, {n_exp}]")
-    per = 8 // expert_weight_bits
-    inter = fc2_experts_weights.shape[-1] * per
+    inter = fc2_experts_weights.shape[-1] * (8 // bits2)
     fused = 2 if activation_type == "swiglu" else 1
     if block_size and (hidden % block_size or inter % block_size):
         raise InvalidArgument(f"QMoE: block_size {block_size} must divide hidden_size {hidden} and "
                               f"inter_size {inter}")
-    w1 = _qmoe_weights(xp, "fc1", fc1_experts_weights, fc1_scales, fc1_zero_points, bits=expert_weight_bits,
+    w1 = _qmoe_weights(xp, "fc1", fc1_experts_weights, fc1_scales, fc1_zero_points, bits=bits1,
                        block=block_size, rows=fused * inter, cols=hidden)
-    w2 = _qmoe_weights(xp, "fc2", fc2_experts_weights, fc2_scales, fc2_zero_points, bits=expert_weight_bits,
+    w2 = _qmoe_weights(xp, "fc2", fc2_experts_weights, fc2_scales, fc2_zero_points, bits=bits2,
                        block=block_size, rows=hidden, cols=inter)
     top, weights = _top_k_routes(xp, logits, k)
+    if router_weights is not None:
+        mix = router_weights.reshape(-1, router_weights.shape[-1]).astype(xp.float32)
+        if mix.shape != logits.shape:
+            raise InvalidArgument(f"QMoE: input router_weights has shape {tuple(router_weights.shape)}, expected "
+                                  f"{tuple(logits.shape)} like router_probs")
+        weights = xp.take_along_axis(mix, top, axis=1)
+        if normalize_routing_weights:
+            weights = weights / weights.sum(axis=1, keepdims=True)
     limit = None if swiglu_limit is None else float(swiglu_limit)
     out = xp.zeros_like(x)
     for e in range(n_exp):

@@ -10,8 +10,8 @@ act(x W1^T + b1) W2^T + b2 with onnxruntime's weight layouts fc1 (E, inter, hidd
 QMoE routes as onnxruntime 1.32's CPU kernel does: the top k of the raw router logits (ties to
 the higher expert index), weighted by the softmax of those k logits, whatever
 normalize_routing_weights says; given router_weights, the weights are instead those entries
-(renormalized over the k when normalize_routing_weights=1).  Expert weights are uint8 rows of 8- or 4-bit values (two per
-byte, low nibble first), dequantized as (q - zero_point) * scale with one scale per row, or per
+(renormalized over the k when normalize_routing_weights=1).  Expert weights are uint8 rows of
+8- or 4-bit values (two per byte, low nibble first), dequantized as (q - zero_point) * scale with one scale per row, or per
 block of block_size along the row; the zero point defaults to 2^(bits-1), given ones are packed
 like the weights.  The products run in float32 on the dequantized weights.  (onnxruntime 1.32
 quantizes the activations to int8 for 8-bit blocked weights, so its results there differ from

@@ -51,7 +51,12 @@ QEmbedLayerNormalization QGemm QLinearAdd QLinearConv QLinearLeakyRelu QLinearMu
 QLinearSoftmax QLinearWhere QMoE QuantizeLinear QuickGelu Range RotaryEmbedding SampleOp Sampling
 SkipLayerNormalization SkipSimplifiedLayerNormalization SparseAttention SparseToDenseMatMul
 Tokenizer TransposeMatMul Trilu UnfoldTensor Unique WhisperBeamSearch WordConvEmbedding
-""".split())
+""".split()) + tuple("""
+BranchwiseRMSNorm CausalConvWithState EngramGate GatedAdd GatedDeltaNet GatedRMSNorm GatherPacked
+HyperConnectionPostMix HyperConnectionPreMix LinearAttention LinearAttentionGate MRotaryEmbedding
+MoEGroupRouter NGramHashMapping QLinearAveragePool QLinearConcat QLinearGlobalAveragePool ScaledSiLU
+VarlenCausalConvWithState VarlenNGramHashMapping
+""".split())   # registered by onnxruntime 1.32's CPU provider (get_all_opkernel_def) but not in that doc
 ORT_CUDA_ONLY_MS_OPS = ("BiasAdd", "BiasSoftmax", "BiasSplitGelu", "GroupNorm", "NhwcConv", "SkipGroupNorm")
 # The com.microsoft ops that onnxruntime's CUDA execution provider registers (its
 # docs/OperatorKernels.md, CUDAExecutionProvider section, com.microsoft rows, read 2026-12).

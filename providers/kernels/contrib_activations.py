@@ -1,17 +1,19 @@
 """GELU family and bias adds of onnxruntime's com.microsoft domain: Gelu, FastGelu, BiasGelu,
-QuickGelu, BiasAdd and BiasSplitGelu.
+QuickGelu, BiasAdd and BiasSplitGelu; ScaledSiLU and GatedAdd.
 
 The formulas are the ai.onnx activation kernels (activations.py): the erf GELU, the tanh GELU,
 x * sigmoid(alpha * x); float16 runs in float32 and rounds once at the end.  BiasAdd and
 BiasSplitGelu exist only on onnxruntime's CUDA provider (Stable Diffusion's UNet); their
-semantics are from its ContribOperators.md.
+semantics are from its ContribOperators.md.  ScaledSiLU and GatedAdd round to the tensor type
+after each step, as their schemas specify.
 """
 from __future__ import annotations
 
 from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.kernels import activations
 from ortgpu.providers.kernels.elementwise import compute_in
-from ortgpu.providers.registry import kernel
+from ortgpu.errors import NotImplemented  # noqa: A004
+from ortgpu.providers.registry import declare_formals, kernel
 
 MS = "com.microsoft"
 
@@ -80,3 +82,36 @@ def BiasSplitGelu(ctx, X, bias):
         return left * activations.Gelu(ctx, right, approximate="none")
 
     return compute_in(ctx, fn, X, bias, widen_half=True)
+
+
+_T16 = frozenset({"float32", "float16", "bfloat16"})
+declare_formals(MS, "ScaledSiLU", ("T", "M"), ("T",))
+
+
+@kernel("ScaledSiLU", since=1, domain=MS, types={"T": _T16, "M": _T16}, host_inputs=(1,))
+def ScaledSiLU(ctx, X, scale=None, *, alpha=1.0):
+    """z = T(s * x), y = T(z * T(sigmoid(z))), s the scalar input scale when given, else alpha."""
+    xp = ctx.xp
+    if scale is not None and scale.size != 1:
+        raise ValueError(f"ScaledSiLU: input scale must be a scalar, got shape {tuple(scale.shape)}")
+    s = xp.float32(float(scale.reshape(-1)[0]) if scale is not None else alpha)
+    z = (X.astype(xp.float32) * s).astype(X.dtype).astype(xp.float32)
+    sig = activations._sigmoid(xp, z).astype(X.dtype).astype(xp.float32)
+    return (z * sig).astype(X.dtype)
+
+
+@kernel("GatedAdd", since=1, domain=MS, types={"*": _T16})
+def GatedAdd(ctx, X, Y, gate, gate_weight=None):
+    """X + T(Y * gate), gate (..., 1) per row (plain mode).  The projected mode (gate_weight
+    given) exists only on onnxruntime's CUDA provider for bfloat16, and is refused here."""
+    xp = ctx.xp
+    if gate_weight is not None:
+        raise NotImplemented("GatedAdd: the projected mode (input gate_weight) is not supported on the CPU, "
+                             "as on onnxruntime's CPU provider")
+    if tuple(Y.shape) != tuple(X.shape):
+        raise ValueError(f"GatedAdd: input Y has shape {tuple(Y.shape)}, expected X's {tuple(X.shape)}")
+    if tuple(gate.shape) != tuple(X.shape[:-1]) + (1,):
+        raise ValueError(f"GatedAdd: input gate has shape {tuple(gate.shape)}, expected "
+                         f"{tuple(X.shape[:-1]) + (1,)}")
+    prod = (Y.astype(xp.float32) * gate.astype(xp.float32)).astype(X.dtype)
+    return (X.astype(xp.float32) + prod.astype(xp.float32)).astype(X.dtype)

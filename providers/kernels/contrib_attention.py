@@ -1,6 +1,6 @@
 """Attention family of onnxruntime's com.microsoft domain: Attention (BERT/GPT-2 with packed
 QKV weights), MultiHeadAttention, GroupQueryAttention (KV cache with per-row lengths, rotary,
-local window, softcap) and RotaryEmbedding.
+local window, softcap), RotaryEmbedding and MRotaryEmbedding (multimodal rotary).
 
 Semantics from onnxruntime's ContribOperators.md: masked keys get ``mask_filter_value``
 (default -10000) added to their scores in Attention and MultiHeadAttention, as onnxruntime does,
@@ -250,6 +250,67 @@ def RotaryEmbedding(ctx, input, position_ids, cos_cache, sin_cache, *, interleav
     pos = xp.broadcast_to(pos, (b, s))
     cos = _w(_cache_rows(op, cos_cache, pos), wdt)
     sin = _w(_cache_rows(op, sin_cache, pos), wdt)
+    y = rotate(xp, _w(x, wdt), cos, sin, interleaved, rotary_embedding_dim).astype(input.dtype)
+    return y.transpose(0, 2, 1, 3) if input.ndim == 4 else y.reshape(input.shape)
+
+
+def _mrope_table(xp, op, cache, pos, section, layout):
+    """(B, S, half) cos or sin rows for M-RoPE: pos (3, B, S) holds the temporal, height and width
+    positions; layout 0 takes section[0] columns from the temporal rows, then section[1] from the
+    height rows, then section[2] from the width rows; layout 1 starts from the temporal rows and
+    overwrites column 1 + 3j (j < section[1]) from the height rows, 2 + 3j (j < section[2]) from
+    the width rows."""
+    rows = [_cache_rows(op, cache, pos[i]) for i in range(3)]
+    half = cache.shape[1]
+    if layout == 0:
+        bounds = np.cumsum([0] + list(section))
+        return xp.concatenate([rows[i][..., bounds[i]:bounds[i + 1]] for i in range(3)], axis=-1)
+    table = rows[0].copy()
+    for stream, offset in ((1, 1), (2, 2)):
+        cols = np.arange(offset, min(3 * section[stream], half), 3)
+        cols = cols[cols < half]
+        table[..., cols] = rows[stream][..., cols]
+    return table
+
+
+declare_formals(MS, "MRotaryEmbedding", ("T", "M", "T", "T"), ("T",))
+
+
+@kernel("MRotaryEmbedding", since=1, domain=MS, types={"T": frozenset({"float32", "float16"}),
+                                                         "M": frozenset({"int64"})})
+def MRotaryEmbedding(ctx, input, position_ids, cos_cache, sin_cache, *, mrope_section, interleaved=0, num_heads=0,
+                     rotary_embedding_dim=0, mrope_layout=0, scale=1.0, is_packed_batching=0):
+    """Multimodal rotary embedding (Qwen2-VL and later): RotaryEmbedding whose per-token cos/sin
+    row is assembled from three position streams (temporal, height, width; position_ids
+    (3, B, S)) by mrope_section and mrope_layout."""
+    xp = ctx.xp
+    op = "MRotaryEmbedding"
+    if is_packed_batching:
+        raise NotImplementedError(f"{op}: is_packed_batching is not supported")
+    section = [int(v) for v in mrope_section]
+    half = cos_cache.shape[1]
+    if len(section) != 3 or min(section) < 0 or sum(section) != half:
+        raise ValueError(f"{op}: mrope_section {section} must be 3 non-negative sizes summing to the cache "
+                         f"width {half}")
+    if mrope_layout not in (0, 1):
+        raise ValueError(f"{op}: mrope_layout must be 0 or 1, got {mrope_layout}")
+    if input.ndim == 4:
+        b, _, s, _ = input.shape
+        x = input.transpose(0, 2, 1, 3)
+    elif input.ndim == 3:
+        b, s, h = input.shape
+        d = (h // num_heads) if num_heads else 2 * half
+        if h % d:
+            raise ValueError(f"{op}: hidden size {h} is not a multiple of the head size {d}")
+        x = input.reshape(b, s, h // d, d)
+    else:
+        raise ValueError(f"{op}: input must be 3-D or 4-D, got shape {tuple(input.shape)}")
+    pos = position_ids.astype(np.int64)
+    if tuple(pos.shape) != (3, b, s):
+        raise ValueError(f"{op}: position_ids has shape {tuple(pos.shape)}, expected (3, {b}, {s})")
+    wdt = np.float32
+    cos = _w(_mrope_table(xp, op, cos_cache, pos, section, mrope_layout), wdt)
+    sin = _w(_mrope_table(xp, op, sin_cache, pos, section, mrope_layout), wdt)
     y = rotate(xp, _w(x, wdt), cos, sin, interleaved, rotary_embedding_dim).astype(input.dtype)
     return y.transpose(0, 2, 1, 3) if input.ndim == 4 else y.reshape(input.shape)
 

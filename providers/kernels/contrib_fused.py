@@ -1,17 +1,18 @@
 """Fused linear ops of onnxruntime's com.microsoft domain: FusedConv, FusedGemm, FusedMatMul,
-TransposeMatMul, NhwcConv and ConvTransposeWithDynamicPads.
+TransposeMatMul, NhwcConv, NhwcMaxPool and ConvTransposeWithDynamicPads.
 
 FusedConv and FusedGemm are the ortgpu-domain fused kernels (fused.py) under onnxruntime's
 names and attributes (FusedGemm names its activation's parameters activation_alpha / _beta);
 FusedMatMul is alpha * op(A) @ op(B), where op may move A's (B's) first axis behind the batch
 axes (transBatchA/B) and swap the last two; NhwcConv is Conv on channels-last input and
-weights (M, kH, kW, C/group), as onnxruntime's NhwcConv fusion writes them.
+weights (M, kH, kW, C/group), as onnxruntime's NhwcConv fusion writes them; NhwcMaxPool is
+MaxPool on channels-last int8/uint8 input (what onnxruntime's QDQ layout transformer writes).
 """
 from __future__ import annotations
 
 from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.kernels import fused
-from ortgpu.providers.kernels import conv
+from ortgpu.providers.kernels import conv, pool
 from ortgpu.providers.kernels.conv import conv_float
 from ortgpu.providers.kernels.elementwise import work_dtype
 from ortgpu.providers.registry import declare_formals, kernel
@@ -86,6 +87,25 @@ def NhwcConv(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, k
     y = conv_float(ctx, X.transpose(to_first), W.transpose(to_first), B, auto_pad, dilations, group,
                    kernel_shape, pads, strides)
     return ctx.xp.ascontiguousarray(y.transpose((0,) + tuple(range(2, y.ndim)) + (1,)))
+
+
+@kernel("NhwcMaxPool", since=1, domain=MS, types={"*": frozenset({"int8", "uint8"})})
+def NhwcMaxPool(ctx, x, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, dilations=None, pads=None,
+                strides=None):
+    """Max over the spatial windows of channels-last x (N, D1.., C); output channels-last."""
+    xp = ctx.xp
+    if x.ndim < 3:
+        raise ValueError(f"NhwcMaxPool: input x must be (N, spatial.., C), got shape {tuple(x.shape)}")
+    if len(kernel_shape) != x.ndim - 2:
+        raise ValueError(f"NhwcMaxPool: kernel_shape {list(kernel_shape)} must have one entry per spatial "
+                         f"axis of x {tuple(x.shape)}")
+    geom = pool.pool_geometry(x.shape[1:-1], kernel_shape, strides, dilations, auto_pad, pads, ceil_mode)
+    first = x.transpose((0, x.ndim - 1) + tuple(range(1, x.ndim - 1)))
+    xpad = pool.padded(xp, first, geom, pool.lowest(x.dtype))
+    best = None
+    for _, sl in pool.window_slices(geom):
+        best = xpad[sl].copy() if best is None else xp.maximum(best, xpad[sl])
+    return xp.ascontiguousarray(best.transpose((0,) + tuple(range(2, best.ndim)) + (1,)))
 
 
 declare_formals(MS, "ConvTransposeWithDynamicPads", ("T", "T", "P", "T"), ("T",))

@@ -1,5 +1,6 @@
 """Generation loops of onnxruntime's com.microsoft domain over a GPT-style decoder subgraph:
-GreedySearch and BeamSearch (model_type 0, decoder only).
+GreedySearch and BeamSearch (model_type 0, decoder only); and WhisperBeamSearch over an
+encoder subgraph and a decoder subgraph (model_type 2).
 
 The decoder subgraph has onnxruntime's GPT-2 interface: inputs input_ids (B, S) int32,
 position_ids (B, S) int32, attention_mask (B, T) int32 and one past per layer
@@ -9,6 +10,13 @@ tokens with the presents of the step before.  Positions count the prompt's unmas
 (left padding gets position 0).  Scores pass through onnxruntime's logits processors in its
 order: repetition penalty, no-repeat n-gram, vocabulary mask, prefix mask (first step), minimum
 length.
+
+WhisperBeamSearch runs the encoder subgraph once on the audio features and the decoder's start
+tokens (decoder_input_ids, else decoder_start_token_id): it returns the first logits, the
+encoder's hidden states and each layer's self- and cross-attention caches.  Each later step
+feeds the decoder subgraph the chosen tokens (or the whole sequences, when its input_ids are not
+(B, 1)), the hidden states when it takes them, and the caches: the self caches it returns
+replace the old ones, the cross caches stay.  Beam scoring is BeamSearch's.
 """
 from __future__ import annotations
 
@@ -263,36 +271,64 @@ def BeamSearch(ctx, input_ids, max_length, min_length=None, num_beams=None, num_
                           prefix_vocab_mask=prefix_vocab_mask, group=beams)
     past_shape, layers = _past_shape(decoder, b * beams)
     mask, positions = _first_feeds(ids, attention_mask, pad_token_id)
-    mask, positions = np.repeat(mask, beams, 0), np.repeat(positions, beams, 0)
-    sequences = np.repeat(ids, beams, 0)
-    pasts = [np.zeros(past_shape, np.float32) for _ in range(layers)]
+    state = {"mask": np.repeat(mask, beams, 0), "positions": np.repeat(positions, beams, 0),
+             "pasts": [np.zeros(past_shape, np.float32) for _ in range(layers)], "feed": np.repeat(ids, beams, 0)}
+
+    def step_logits(step, sequences):
+        logits, state["pasts"] = _run_decoder(decoder, state["feed"], state["positions"], state["mask"],
+                                              state["pasts"])
+        return logits[:, -1, :]
+
+    def reorder(rows, tokens):
+        state["pasts"] = [p[:, rows] for p in state["pasts"]]
+        state["positions"] = state["positions"][rows][:, -1:] + 1
+        state["mask"] = np.concatenate([state["mask"][rows], np.ones((b * beams, 1), np.int32)], axis=1)
+        state["feed"] = tokens[:, None]
+
+    out, out_scores = _beam_loop(np.repeat(ids, beams, 0), b, beams, max_len, n_ret, process, step_logits,
+                                 reorder, eos=eos_token_id, pad=pad_token_id, length_penalty=lp,
+                                 early_stopping=early_stopping)
+    outs = [out, out_scores]
+    return tuple(outs[:ctx.num_outputs]) if ctx.num_outputs > 1 else out
+
+
+def _beam_loop(sequences, b, beams, max_len, n_ret, process, step_logits, reorder, *, eos, pad,
+               length_penalty, early_stopping):
+    """onnxruntime's beam search over (b * beams) rows of `sequences`: step_logits(step, sequences)
+    gives each row's next-token logits (rows, V); reorder(rows, tokens) moves the caller's state
+    (caches, masks) to the chosen beams.  Returns the best n_ret sequences per prompt, padded to
+    max_len with pad, and their length-penalized scores."""
     beam_scores = np.full((b, beams), -1e9, np.float32)
     beam_scores[:, 0] = 0
     beam_scores = beam_scores.reshape(-1)
-    hyps = [_Hypotheses(beams, lp, early_stopping) for _ in range(b)]
+    hyps = [_Hypotheses(beams, length_penalty, early_stopping) for _ in range(b)]
     finished = np.zeros(b, bool)
-    feed, step = sequences, 0
+    step = 0
     while sequences.shape[1] < max_len:
-        logits, pasts = _run_decoder(decoder, feed, positions, mask, pasts)
-        scores = _log_softmax(logits[:, -1, :].astype(np.float32))
+        scores = _log_softmax(step_logits(step, sequences).astype(np.float32))
         scores = process(scores, sequences, step) + beam_scores[:, None]
         vocab = scores.shape[-1]
         flat = scores.reshape(b, beams * vocab)
         top = np.argsort(-flat, axis=1, kind="stable")[:, :2 * beams]
+        # onnxruntime 1.32 decides whether prompt i is done from the largest of the candidate
+        # scores at [i * beams, i * beams + 2 * beams) of all prompts' top-2*beams lists laid end to
+        # end (not prompt i's own list when beams > 1); the same window is used here, so that
+        # the same prompts stop early and the outputs agree
+        window = np.take_along_axis(flat, top, axis=1).reshape(-1)
         next_scores = np.zeros(b * beams, np.float32)
         next_tokens = np.zeros(b * beams, np.int32)
         next_rows = np.zeros(b * beams, np.int64)
         for i in range(b):
             if finished[i]:
                 next_scores[i * beams:(i + 1) * beams] = 0
-                next_tokens[i * beams:(i + 1) * beams] = pad_token_id
+                next_tokens[i * beams:(i + 1) * beams] = pad
                 next_rows[i * beams:(i + 1) * beams] = i * beams
                 continue
             k = 0
             for rank, idx in enumerate(top[i]):
                 row, tok = i * beams + int(idx) // vocab, int(idx) % vocab
                 score = float(flat[i, idx])
-                if tok == eos_token_id:
+                if tok == eos:
                     if rank < beams:
                         hyps[i].add(sequences[row].copy(), score)
                     continue
@@ -300,13 +336,10 @@ def BeamSearch(ctx, input_ids, max_length, min_length=None, num_beams=None, num_
                 k += 1
                 if k == beams:
                     break
-            finished[i] = hyps[i].done(float(flat[i, top[i, 0]]), sequences.shape[1])
+            finished[i] = hyps[i].done(float(window[i * beams:i * beams + 2 * beams].max()), sequences.shape[1])
         sequences = np.concatenate([sequences[next_rows], next_tokens[:, None]], axis=1)
         beam_scores = next_scores
-        pasts = [p[:, next_rows] for p in pasts]
-        positions = positions[next_rows][:, -1:] + 1
-        mask = np.concatenate([mask[next_rows], np.ones((b * beams, 1), np.int32)], axis=1)
-        feed = next_tokens[:, None]
+        reorder(next_rows, next_tokens)
         step += 1
         if finished.all():
             break
@@ -314,15 +347,113 @@ def BeamSearch(ctx, input_ids, max_length, min_length=None, num_beams=None, num_
         if not finished[i]:
             for k in range(beams):
                 hyps[i].add(sequences[i * beams + k].copy(), float(beam_scores[i * beams + k]))
-    out = np.full((b, n_ret, max_len), pad_token_id, np.int32)
+    out = np.full((b, n_ret, max_len), pad, np.int32)
     out_scores = np.zeros((b, n_ret), np.float32)
     for i in range(b):
         best = sorted(hyps[i].items, key=lambda it: it[0], reverse=True)[:n_ret]
         for j, (score, tokens) in enumerate(best):
             out[i, j, :len(tokens)] = tokens
             out_scores[i, j] = score
-    outs = [out, out_scores]
-    return tuple(outs[:ctx.num_outputs]) if ctx.num_outputs > 1 else out
+    return out, out_scores
+
+
+def _graph_io(op, name, graph_fn):
+    graph = getattr(getattr(graph_fn, "plan", None), "graph", None)
+    if graph is None:
+        raise ValueError(f"{op}: the {name} subgraph is missing")
+    return [i.name for i in graph.inputs], graph
+
+
+def _whisper_start(op, features, decoder_input_ids, start_token, batch):
+    if decoder_input_ids is not None:
+        ids = np.asarray(decoder_input_ids).astype(np.int32)
+        if ids.ndim != 2 or ids.shape[0] != batch:
+            raise ValueError(f"{op}: decoder_input_ids must be ({batch}, length), got {tuple(ids.shape)}")
+        return ids
+    if start_token < 0:
+        raise ValueError(f"{op}: give decoder_input_ids or the decoder_start_token_id attribute")
+    return np.full((batch, 1), start_token, np.int32)
+
+
+declare_formals(MS, "WhisperBeamSearch", ("F", "I", "I", "I", "I", "T", "T", "M", "M", "I", "I", "I", "I", "I", "T"),
+                ("I", "T", "T", "V", "T"))
+
+
+@kernel("WhisperBeamSearch", since=1, domain=MS, provider="cpu",
+        types={"F": frozenset({"float32"}), "I": _I32, "M": _I32, "T": frozenset({"float32"}),
+               "V": frozenset({"float32"})},
+        host_inputs=tuple(range(15)), capturable=False)
+def WhisperBeamSearch(ctx, input_ids, max_length, min_length=None, num_beams=None, num_return_sequences=None,
+                      length_penalty=None, repetition_penalty=None, vocab_mask=None, prefix_vocab_mask=None,
+                      attention_mask=None, decoder_input_ids=None, logits_processor=None, cross_qk_layer_head=None,
+                      extra_decoding_ids=None, temperature=None, *, decoder, encoder=None, eos_token_id,
+                      pad_token_id, decoder_start_token_id=-1, model_type=2, no_repeat_ngram_size=0,
+                      early_stopping=0, vocab_size=-1, init_decoder=None, decoder_output_cross_qk=0,
+                      translate_token_id=-1, transcribe_token_id=-1, start_of_lm_token_id=-1,
+                      no_timestamps_token_id=-1, beginning_timestamp_token_id=-1, no_speech_token_id=-1):
+    """Beam search over a Whisper-style encoder-decoder: input_ids are the audio features
+    (B, feature_size, frames); returns the best num_return_sequences token sequences (starting
+    with the decoder's start tokens, padded with pad_token_id) and their scores."""
+    op = "WhisperBeamSearch"
+    if model_type != 2 or encoder is None:
+        raise ValueError(f"{op}: model_type must be 2 with an encoder subgraph, got model_type={model_type}")
+    if _scalar(logits_processor, 0):
+        raise NotImplementedError(f"{op}: the Whisper timestamp logits processor (logits_processor=1) is not supported")
+    if decoder_output_cross_qk or cross_qk_layer_head is not None or extra_decoding_ids is not None:
+        raise NotImplementedError(f"{op}: cross_qk outputs and extra_decoding_ids are not supported")
+    if any(ctx.output_present[2:]):
+        raise NotImplementedError(f"{op}: the scores, cross_qk and non_speech_probs outputs are not supported")
+    if attention_mask is not None:
+        raise NotImplementedError(f"{op}: an attention_mask input is not supported")
+    temp = _scalar(temperature, 1.0, float)
+    feats = np.asarray(input_ids, np.float32)
+    b = feats.shape[0]
+    start = _whisper_start(op, feats, decoder_input_ids, decoder_start_token_id, b)
+    max_len = _scalar(max_length, start.shape[1] + 1)
+    beams = _scalar(num_beams, 1)
+    n_ret = _scalar(num_return_sequences, 1)
+    if not 1 <= n_ret <= beams:
+        raise ValueError(f"{op}: num_return_sequences {n_ret} must be in [1, num_beams={beams}]")
+    if max_len <= start.shape[1]:
+        raise ValueError(f"{op}: max_length {max_len} must exceed the decoder's start length {start.shape[1]}")
+    dec_inputs, dec_graph = _graph_io(op, "decoder", decoder)
+    with_hidden = len(dec_inputs) > 1 and dec_inputs[1] == "encoder_hidden_states"
+    ids_dims = dec_graph.inputs[0].type.tensor_type.shape.dim
+    one_token = len(ids_dims) == 2 and ids_dims[1].HasField("dim_value") and ids_dims[1].dim_value == 1
+    n_self = len(dec_graph.outputs) - 1          # present k/v of the self attentions
+    process = _Processors(eos=eos_token_id, min_length=_scalar(min_length, 0),
+                          repetition_penalty=_scalar(repetition_penalty, 1.0, float),
+                          no_repeat_ngram_size=no_repeat_ngram_size, vocab_mask=vocab_mask,
+                          prefix_vocab_mask=prefix_vocab_mask, group=beams)
+    enc_out = [np.asarray(o) for o in encoder(np.repeat(feats, beams, 0), np.repeat(start, beams, 0))]
+    if len(enc_out) < 6 or (len(enc_out) - 2) % 4:
+        raise ValueError(f"{op}: the encoder subgraph must return logits, encoder_hidden_states and 4 caches "
+                         f"per layer, got {len(enc_out)} outputs")
+    state = {"first": enc_out[0], "hidden": enc_out[1], "caches": enc_out[2:], "tokens": None}
+
+    def step_logits(step, sequences):
+        if step == 0:
+            logits = state["first"]
+        else:
+            feed = state["tokens"][:, None] if one_token else sequences
+            extra = [state["hidden"]] if with_hidden else []
+            outs = decoder(feed.astype(np.int32), *extra, *state["caches"])
+            logits = np.asarray(outs[0])
+            state["caches"] = [np.asarray(o) for o in outs[1:1 + n_self]] + state["caches"][n_self:]
+        last = logits[:, -1, :].astype(np.float32)
+        return last / np.float32(temp) if temp != 1.0 else last
+
+    def reorder(rows, tokens):
+        state["caches"] = [c[rows] for c in state["caches"]]
+        state["hidden"] = state["hidden"][rows]
+        state["tokens"] = tokens
+
+    out, out_scores = _beam_loop(np.repeat(start, beams, 0), b, beams, max_len, n_ret, process, step_logits,
+                                 reorder, eos=eos_token_id, pad=pad_token_id,
+                                 length_penalty=_scalar(length_penalty, 1.0, float), early_stopping=early_stopping)
+    if ctx.num_outputs == 1:
+        return out
+    return (out, out_scores) + (None,) * (ctx.num_outputs - 2)
 
 
 declare_formals(MS, "NGramRepeatBlock", ("Tid", "T"), ("T",))

@@ -1,6 +1,6 @@
 """Tensor utilities of onnxruntime's com.microsoft domain: Trilu, Range, Pad, Unique, ExpandDims,
 GatherND, GridSample, Inverse, CDist, MurmurHash3, SampleOp, UnfoldTensor, CropAndResize,
-DynamicTimeWarping and MaxpoolWithMask.
+DynamicTimeWarping, MaxpoolWithMask and SparseToDenseMatMul.
 
 Most are older twins of ai.onnx ops and call those kernels with onnxruntime's argument forms
 (Range's optional delta, Pad's pads of shape (2 * rank) or (1, 2 * rank), Unique's outputs in
@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 
+from ortgpu.errors import InvalidArgument
 from ortgpu.providers.base import host_array
 from ortgpu.providers.dtype_sets import ALL, FLOAT, INDEX, NUMERIC, STRING
 from ortgpu.providers.kernels import grid, indexing, layout, shape_ops, sorting
@@ -393,3 +394,41 @@ def WordConvEmbedding(ctx, Sequence, W, B, C, *, embedding_size=-1, conv_window_
     valid = xp.arange(windows).reshape(1, -1) < xp.maximum(lengths - k + 1, 1).reshape(-1, 1)
     conv = xp.where(valid[..., None], conv, -xp.inf)
     return conv.max(axis=1).astype(np.float32).reshape(Sequence.shape[:-1] + (f,))
+
+
+declare_formals(MS, "SparseToDenseMatMul", ("T", "T1"), ("T1",))
+_SPARSE_MATMUL = frozenset({"float32", "float64", "int32", "int64", "uint32", "uint64"})
+
+
+def _sparse_operand(A):
+    """The dense 2-D array of SparseToDenseMatMul's A: an ortgpu SparseTensor (COO with 2-D or
+    flat indices, CSR) or a dense array."""
+    if getattr(A, "_is_sparse_tensor", False):
+        if A.format() == 4:   # OrtSparseFormat.ORT_SPARSE_BLOCK_SPARSE
+            raise InvalidArgument("SparseToDenseMatMul: input A must be COO or CSR, not block-sparse")
+        if A.values().size == 0:   # an empty CSR has empty outer indices too (onnxruntime's rule)
+            return np.zeros(tuple(A.dense_shape()), dtype=A.values().dtype)
+        A = A.to_dense()
+    if A.ndim != 2:
+        raise InvalidArgument(f"SparseToDenseMatMul: input A must be 2-D, got shape {tuple(A.shape)}")
+    return A
+
+
+@kernel("SparseToDenseMatMul", since=1, domain=MS, provider="cpu", types={"T": _SPARSE_MATMUL, "T1": _SPARSE_MATMUL},
+        capturable="a sparse input")
+def SparseToDenseMatMul(ctx, A, B, *, alpha=1.0, transA=0, transB=0):
+    """alpha * op(A) @ op(B) for a sparse 2-D A and a dense 2-D B (op: transpose when transA /
+    transB), computed densely in B's type (integers wrap as in onnxruntime).  onnxruntime 1.32
+    applies alpha to float32 only and ignores it for the other types; so does this kernel."""
+    A = _sparse_operand(A)
+    if B.ndim != 2:
+        raise InvalidArgument(f"SparseToDenseMatMul: input B must be 2-D, got shape {tuple(B.shape)}")
+    a = A.T if transA else A
+    b = B.T if transB else B
+    if a.shape[1] != b.shape[0]:
+        raise InvalidArgument(f"SparseToDenseMatMul: op(A) {tuple(a.shape)} and op(B) {tuple(b.shape)} do not "
+                              f"multiply (transA={transA}, transB={transB})")
+    y = np.matmul(a.astype(B.dtype), b)
+    if alpha != 1.0 and B.dtype == np.float32:
+        y = y * np.float32(alpha)
+    return y

@@ -1,7 +1,8 @@
 """Normalizations of onnxruntime's contrib domain: SkipLayerNormalization,
-SkipSimplifiedLayerNormalization, EmbedLayerNormalization, GroupNorm, SkipGroupNorm and
-BiasSoftmax (com.microsoft), and the LayerNormalization-1 / SimplifiedLayerNormalization-1 that onnxruntime
-registers in the ai.onnx domain for models older than opset 17.
+SkipSimplifiedLayerNormalization, EmbedLayerNormalization, GroupNorm, SkipGroupNorm,
+BiasSoftmax, GatedRMSNorm and BranchwiseRMSNorm (com.microsoft), and the LayerNormalization-1 /
+SimplifiedLayerNormalization-1 that onnxruntime registers in the ai.onnx domain for models older
+than opset 17.
 
 Statistics run in float32 for float16 inputs (float64 stays float64), as onnxruntime's CPU
 kernels compute them; the residual sum input + skip (+ bias) is computed in that precision too
@@ -255,3 +256,60 @@ def BiasSoftmax(ctx, data, bias, *, axis=1, is_inner_broadcast):
     wdt = float_work_dtype(data.dtype)
     y = softmax(ctx.xp, _as(data, wdt) + _as(bias, wdt), tuple(range(a, nd)))
     return _as(y, data.dtype)
+
+
+_T16 = frozenset({"float32", "float16", "bfloat16"})
+
+
+def _rms(xp, x, epsilon):
+    """x * rsqrt(mean(x^2) + epsilon) over the last axis, float32."""
+    return x / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + np.float32(epsilon))
+
+
+@kernel("GatedRMSNorm", since=1, domain=MS, types={"*": _T16})
+def GatedRMSNorm(ctx, X, scale, gate, *, activation="silu", epsilon=1e-5):
+    """RMS norm over each group of len(scale) trailing values, times scale and the activated gate
+    (silu / swish or sigmoid), all in float32 (Mamba2 / gated DeltaNet outputs)."""
+    xp = ctx.xp
+    c = scale.size
+    if X.ndim < 1 or c == 0 or X.shape[-1] % c:
+        raise ValueError(f"GatedRMSNorm: the last axis of X {tuple(X.shape)} must be a multiple of the length "
+                         f"of scale ({c})")
+    if tuple(gate.shape) != tuple(X.shape):
+        raise ValueError(f"GatedRMSNorm: input gate has shape {tuple(gate.shape)}, expected X's {tuple(X.shape)}")
+    if activation not in ("silu", "swish", "sigmoid"):
+        raise ValueError(f"GatedRMSNorm: activation must be silu, swish or sigmoid, got '{activation}'")
+    x = X.astype(xp.float32).reshape(X.shape[:-1] + (X.shape[-1] // c, c))
+    g = gate.astype(xp.float32).reshape(x.shape)
+    act = activations._sigmoid(xp, g)
+    if activation != "sigmoid":
+        act = g * act
+    y = _rms(xp, x, epsilon) * scale.astype(xp.float32).reshape(-1) * act
+    return y.reshape(X.shape).astype(X.dtype)
+
+
+declare_formals(MS, "BranchwiseRMSNorm", ("T", "M"), ("T",))
+
+
+@kernel("BranchwiseRMSNorm", since=1, domain=MS, types={"T": _T16, "M": _T16})
+def BranchwiseRMSNorm(ctx, X, scale=None, *, num_branches=0, epsilon=1e-5):
+    """RMS norm of each branch: over the last axis H of X (..., C, H), or of each of the
+    num_branches slices of a flattened last axis (..., C * H); scale (C*H), (C, H) or (H)."""
+    xp = ctx.xp
+    if num_branches:
+        if X.shape[-1] % num_branches:
+            raise ValueError(f"BranchwiseRMSNorm: the last axis of X {tuple(X.shape)} must be a multiple of "
+                             f"num_branches={num_branches}")
+        x = X.reshape(X.shape[:-1] + (num_branches, X.shape[-1] // num_branches))
+    else:
+        if X.ndim < 2:
+            raise ValueError(f"BranchwiseRMSNorm: X {tuple(X.shape)} must be (..., C, H) without num_branches")
+        x = X
+    c, h = x.shape[-2:]
+    y = _rms(xp, x.astype(xp.float32), epsilon)
+    if scale is not None:
+        if scale.size not in (c * h, h):
+            raise ValueError(f"BranchwiseRMSNorm: input scale has shape {tuple(scale.shape)}, expected ({c * h}), "
+                             f"({c}, {h}) or ({h})")
+        y = y * scale.astype(xp.float32).reshape((c, h) if scale.size == c * h else (h,))
+    return y.reshape(X.shape).astype(X.dtype)

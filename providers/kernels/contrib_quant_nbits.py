@@ -1,6 +1,7 @@
 """Block-quantized weights of onnxruntime's com.microsoft domain: MatMulNBits (2/4/8-bit packed
-weights times a float input, as LLM exports write them) and GatherBlockQuantized (an embedding
-table stored the same way).
+weights times a float input, as LLM exports write them), GatherBlockQuantized (an embedding
+table stored the same way), MatMulBnb4 (FP4/NF4 codes) and MatMulFpQ4 (MLAS's older int4 blob,
+scales and zero points inline).
 
 A block holds `block_size` consecutive values along the quantized axis with one scale and one
 zero point; packed bytes keep their first value in the low bits.  The weights are dequantized
@@ -12,7 +13,7 @@ import numpy as np
 
 from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
 from ortgpu.providers.dtype_sets import FLOAT8, INDEX
-from ortgpu.providers.registry import kernel
+from ortgpu.providers.registry import declare_formals, kernel
 
 MS = "com.microsoft"
 _FLOATS = frozenset({"float32", "float16", "bfloat16"})
@@ -172,3 +173,51 @@ def MatMulBnb4(ctx, A, B, absmax, *, K, N, block_size, quant_type, transB=1, tra
     w = (table[codes] * scale).reshape(N, K)
     y = xp.matmul(A.astype(xp.float32), w.T)
     return y.astype(A.dtype)
+
+
+# MatMulFpQ4's blob (MLAS's int4 block format): for each of the N columns of B [K, N], for each
+# block of 32 values down the column: a float32 scale, then (type BlkQ4Zp8 only) a uint8 zero
+# point, then 16 bytes whose byte l holds value l in its low nibble and value l + 16 in its high.
+# onnxruntime 1.32 reads blk_quant_type 0 as BlkQ4Sym (zero point 8) and every other value,
+# the spec's 2 (blocks of 64) included, as BlkQ4Zp8; this kernel does the same.
+_FPQ4_BLOCK = 32
+
+
+def _fpq4_weight(xp, blob, K, N, with_zero_point):
+    """The float32 B [K, N] of a MatMulFpQ4 blob."""
+    k_blocks = -(-K // _FPQ4_BLOCK)
+    head = 5 if with_zero_point else 4
+    size = head + _FPQ4_BLOCK // 2
+    if blob.size != N * k_blocks * size:
+        raise InvalidArgument(f"MatMulFpQ4: input B has {blob.size} bytes, expected {N * k_blocks * size} "
+                              f"({N} columns x {k_blocks} blocks x {size} bytes) for B_shape ({K}, {N}) and "
+                              f"{'BlkQ4Zp8' if with_zero_point else 'BlkQ4Sym'}")
+    b = blob.reshape(N, k_blocks, size)
+    scale = xp.ascontiguousarray(b[..., :4]).view(xp.float32)[..., 0]
+    zero = b[..., 4].astype(xp.float32) if with_zero_point else xp.full((N, k_blocks), 8.0, xp.float32)
+    data = b[..., head:]
+    q = xp.concatenate([data & 0x0F, data >> 4], axis=-1).astype(xp.float32)   # [N, k_blocks, 32]
+    w = (q - zero[..., None]) * scale[..., None]
+    return w.reshape(N, k_blocks * _FPQ4_BLOCK)[:, :K].T
+
+
+declare_formals(MS, "MatMulFpQ4", ("T1", "T2", "T3"), ("T1",))
+
+
+@kernel("MatMulFpQ4", since=1, domain=MS, host_inputs=(2,),
+        types={"T1": frozenset({"float32"}), "T2": frozenset({"uint8"}), "T3": frozenset({"int64"})})
+def MatMulFpQ4(ctx, A, B, B_shape, *, blk_quant_type=1):
+    """A @ B with B [K, N] (from B_shape) dequantized from MLAS's int4 blob; A broadcasts as
+    in MatMul (its batch axes lead, B is one matrix)."""
+    xp = ctx.xp
+    shape = [int(v) for v in np.asarray(B_shape).reshape(-1)]
+    if len(shape) != 2:
+        raise InvalidArgument(f"MatMulFpQ4: input B_shape must hold 2 dims (K, N), got {shape}")
+    if B.ndim != 1:
+        raise InvalidArgument(f"MatMulFpQ4: input B must be a 1-D blob, got shape {tuple(B.shape)}")
+    K, N = shape
+    if A.ndim < 1 or A.shape[-1] != K:
+        raise InvalidArgument(f"MatMulFpQ4: input A {tuple(A.shape)} does not fit B_shape ({K}, {N}): "
+                              f"its last axis must be {K}")
+    w = _fpq4_weight(xp, B, K, N, with_zero_point=blk_quant_type != 0)
+    return xp.matmul(A, w.astype(A.dtype))

@@ -469,8 +469,10 @@ class Plan:
 def _passes_through(st: Step) -> bool:
     """Whether a step's kernel returns its one input itself (the shared Identity kernel):
     the run then moves the value without a call."""
+    fn = st.fn
     return (st.node.op_type == "Identity" and st.unary and st.single and not st.attrs
-            and getattr(st.fn, "__name__", "") == "Identity" and st.fn.__module__.endswith("kernels.basic"))
+            and getattr(fn, "__name__", "") == "Identity" and not hasattr(fn, "__wrapped__")
+            and getattr(fn, "__module__", "").endswith("providers.kernels.basic"))
 
 
 def _store(st: Step, vals: list, res) -> None:

@@ -329,8 +329,8 @@ class Plan:
                     for f in frees:
                         vals[f] = None
                     continue
-                if arg is None:
-                    res = self._call_with_subgraphs(st, vals, stop=stop)
+                if arg is None:  # a node with subgraphs: fn binds them (_subgraph_call)
+                    res = fn(vals, stop)
                 elif type(arg) is int:
                     res = fn(ctx, vals[arg], **attrs) if attrs else fn(ctx, vals[arg])
                 else:
@@ -353,7 +353,8 @@ class Plan:
         function for several, None for a node with subgraphs; its attributes, its output slot
         (-1: several outputs), the slots released after it); `fetch`: vals -> the outputs."""
         self.program = tuple(
-            (st, None if _passes_through(st) else st.fn, st.ctx, None if st.subplans else st.ins[0] if st.unary else st.gather,
+            (st, _subgraph_call(st) if st.subplans else None if _passes_through(st) else st.fn,
+             st.ctx, None if st.subplans else st.ins[0] if st.unary else st.gather,
              st.attrs, st.outs[0] if st.single else -1, st.frees)
             for st in self.steps)
         outs = tuple(self.output_slots)
@@ -464,6 +465,19 @@ class Plan:
                     lines.append(f"{indent}  {attr}:")
                     lines.extend(p.describe(indent + "    "))
         return lines
+
+
+def _subgraph_call(st: Step):
+    """fn(vals, stop) -> the result of a node with subgraphs, each bound to this run's values
+    (Plan._call_with_subgraphs; a direct closure for the common one-subgraph node)."""
+    if st.one_graph is None:
+        return lambda vals, stop: Plan._call_with_subgraphs(st, vals, stop=stop)
+    fn, ctx, gather = st.fn, st.ctx, st.gather
+    name, plan, pairs = st.one_graph
+
+    def call(vals, stop):
+        return fn(ctx, *gather(vals), **{name: BoundGraph(plan, vals, pairs, stop)})
+    return call
 
 
 def _passes_through(st: Step) -> bool:

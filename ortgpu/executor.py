@@ -81,7 +81,7 @@ class BoundGraph:
         reads the terminate flag once per call (a body of no steps still stops)."""
         plan, stop = self.plan, self.stop
         vals, run = self._seeded(), plan.run_steps
-        s_i, s_cond, *s_carried = plan.input_slots
+        s_i, s_cond, s_carried = plan.loop_slots
         if len(s_carried) == 1:  # the common case, without the loop
             s_v = s_carried[0]
 
@@ -297,6 +297,8 @@ class Plan:
             st.frees = tuple(frees.get(i, ()))
         outs = set(self.output_slots)
         self.used_inputs = tuple(s in last or s in outs for s in self.input_slots)
+        ins = self.input_slots  # a Loop body's: iteration number, condition, carried values
+        self.loop_slots = (ins[0], ins[1], tuple(ins[2:])) if len(ins) >= 2 else None
 
     def seed(self, inputs, outer: dict | None) -> list:
         """A run's value slots: the initializers, then the outer-scope values and the inputs."""

@@ -43,12 +43,9 @@ def _trip_count(M):
     return int(np.asarray(M).reshape(-1)[0])
 
 
-def _loop_runner(body):
-    """(fn(i, cond, carried) -> outputs, uses i, uses cond): an executor-bound body gives its
-    fast runner (executor.BoundGraph.loop_runner); any other callable is called plainly."""
-    make = getattr(body, "loop_runner", None)
-    if make is not None:
-        return make()
+def _plain_runner(body):
+    """(fn(i, cond, carried) -> outputs, uses i, uses cond) for a body that is a plain callable
+    (an executor-bound body gives its own fast one: executor.BoundGraph.loop_runner)."""
     return (lambda i, c, carried: body(i, c, *carried)), True, True
 
 
@@ -86,19 +83,19 @@ def Loop(ctx, M=None, cond=None, *v_initial, body):
     The hot loop does per iteration only what the body needs: the iteration number and the
     condition are built as tensors only when the body uses them, a condition passed through
     unchanged is not read again, and the body's value list is reused (executor.BoundGraph)."""
-    xp = ctx.xp
     if type(M) is np.ndarray and M.size == 1:  # scalars read directly: the hot path
         limit = M.item()
     else:
         limit = _trip_count(M)
         if limit is None:
             limit = sys.maxsize
-    keep_going = True if cond is None else _truth(xp, cond)
+    keep_going = True if cond is None else _truth(ctx.xp, cond)
     n_carried = len(v_initial)
     n_scan = ctx.num_outputs - n_carried
     scans: list[list] = [[] for _ in range(n_scan)] if n_scan else []
     carried = v_initial
-    run, with_i, with_cond = _loop_runner(body)
+    make = getattr(body, "loop_runner", None)
+    run, with_i, with_cond = make() if make is not None else _plain_runner(body)
     c_in = _TRUE if with_cond else None  # the condition while the loop runs
     i = 0
     while keep_going and i < limit:
@@ -106,7 +103,7 @@ def Loop(ctx, M=None, cond=None, *v_initial, body):
                    c_in, carried)
         c_out = outs[0]
         if c_out is not c_in:
-            keep_going = _truth(xp, c_out)
+            keep_going = _truth(ctx.xp, c_out)
         if n_scan:
             carried = outs[1:1 + n_carried]
             for k in range(n_scan):
@@ -116,7 +113,7 @@ def Loop(ctx, M=None, cond=None, *v_initial, body):
         i += 1
     if not n_scan:
         return carried if type(carried) is tuple else tuple(carried)
-    stacked = [xp.stack(s) if s else _empty_like_type(ctx, n_carried + k) for k, s in enumerate(scans)]
+    stacked = [ctx.xp.stack(s) if s else _empty_like_type(ctx, n_carried + k) for k, s in enumerate(scans)]
     return (*carried, *stacked)
 
 

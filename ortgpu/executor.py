@@ -132,11 +132,12 @@ class ProfiledBoundGraph:
 
 
 class Step:
-    __slots__ = ("fn", "ctx", "ins", "outs", "attrs", "frees", "node", "provider",
+    __slots__ = ("_fn", "ctx", "ins", "outs", "attrs", "frees", "node", "provider", "plan",
                  "subplans", "outer_slots", "bindings", "one_graph", "single", "unary", "gather", "fetch_outputs")
 
     def __init__(self, fn, ctx, ins, outs, attrs, node, provider, subplans, outer_slots):
-        self.fn, self.ctx, self.ins, self.outs, self.attrs = fn, ctx, ins, outs, attrs
+        self.plan = None  # the Plan whose program holds this step (set when it is compiled)
+        self._fn, self.ctx, self.ins, self.outs, self.attrs = fn, ctx, ins, outs, attrs
         self.node, self.provider = node, provider
         self.subplans = subplans        # [(attribute name, Plan | [Plan])]
         self.outer_slots = outer_slots  # [(name, slot)] the subgraphs read from this scope
@@ -155,6 +156,19 @@ class Step:
         self.unary = len(ins) == 1 and ins[0] >= 0
         self.gather = _make_gather(ins)
         self.fetch_outputs = _make_gather(tuple(s for s in outs if s >= 0))  # for the profiler
+
+
+    @property
+    def fn(self):
+        return self._fn
+
+    @fn.setter
+    def fn(self, value):
+        """A kernel swapped in (a tracing wrapper, ortgpu.memory.lifetimes) is what the plan's
+        program calls from then on."""
+        self._fn = value
+        if self.plan is not None:
+            self.plan._compile_program()
 
 
 def _pairs(plan: "Plan", where: dict) -> tuple:
@@ -354,6 +368,8 @@ class Plan:
         """`program`: per step (step, kernel, context, its input: a slot for one, a gather
         function for several, None for a node with subgraphs; its attributes, its output slot
         (-1: several outputs), the slots released after it); `fetch`: vals -> the outputs."""
+        for st in self.steps:
+            st.plan = self
         self.program = tuple(
             (st, _subgraph_call(st) if st.subplans else None if _passes_through(st) else st.fn,
              st.ctx, None if st.subplans else st.ins[0] if st.unary else st.gather,

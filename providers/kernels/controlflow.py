@@ -1,7 +1,7 @@
 """Control flow: If, Loop, Scan, SequenceMap.
 
 Subgraph attributes arrive as callables (executor.BoundGraph) already bound to the
-outer-scope values they read: ``body(*inputs) -> list of outputs``.
+outer-scope values they read: ``body(*inputs) -> sequence of outputs``.
 """
 import sys
 
@@ -81,8 +81,9 @@ def Loop(ctx, M=None, cond=None, *v_initial, body):
     """Run `body` while iterations < M and cond holds; carried values and stacked scan outputs.
 
     The hot loop does per iteration only what the body needs: the iteration number and the
-    condition are built as tensors only when the body uses them, a condition passed through
-    unchanged is not read again, and the body's value list is reused (executor.BoundGraph)."""
+    condition are handed over only when the body uses them (shared read-only tensors, a fresh
+    one past the cached iteration numbers), a condition passed through unchanged is not read
+    again, and the body's value list is reused (executor.BoundGraph.loop_runner)."""
     if type(M) is np.ndarray and M.size == 1:  # scalars read directly: the hot path
         limit = M.item()
     else:

@@ -29,14 +29,22 @@ TERMINATED = "Exiting due to terminate flag being set to true."  # onnxruntime's
 
 class BoundGraph:
     """A subgraph attribute as a kernel sees it: call it with its inputs, get its outputs.
-    `stop` is the enclosing run's RunOptions (its terminate flag is read at every step)."""
 
-    __slots__ = ("plan", "outer", "stop")
+    Bound once per run of its node to the enclosing run's value list (`outer_vals`) and the
+    pairs (slot here, slot there) of the outer-scope values it reads.  Its own value list
+    (initializers and outer-scope values) is seeded on the first call and reused by every
+    later call, a Loop's iterations or a Scan's steps: a call only sets the inputs (the plan
+    never releases the slots the seed fills).  `stop` is the enclosing run's RunOptions (its
+    terminate flag is read at every step and every iteration)."""
 
-    def __init__(self, plan: "Plan", outer: dict, stop=None):
+    __slots__ = ("plan", "outer_vals", "pairs", "stop", "_vals")
+
+    def __init__(self, plan: "Plan", outer_vals: list, pairs, stop=None):
         self.plan = plan
-        self.outer = outer
+        self.outer_vals = outer_vals
+        self.pairs = pairs
         self.stop = stop
+        self._vals = None
 
     @property
     def input_names(self) -> list[str]:
@@ -46,33 +54,103 @@ class BoundGraph:
     def output_names(self) -> list[str]:
         return self.plan.output_names
 
+    def reads_input(self, k: int) -> bool:
+        """Whether input `k` is used at all (read by a step or passed to an output): a Loop
+        builds no iteration-number tensor for a body that ignores it."""
+        return self.plan.used_inputs[k]
+
+    def _seeded(self) -> list:
+        vals = self._vals
+        if vals is None:
+            vals = self._vals = self.plan.template.copy()
+            outer = self.outer_vals
+            for mine, theirs in self.pairs:
+                vals[mine] = outer[theirs]
+        return vals
+
     def __call__(self, *inputs):
-        return self.plan.run_steps(self.plan.seed(inputs, self.outer), self.stop)
+        vals = self._seeded()
+        for s, v in zip(self.plan.input_slots, inputs):
+            vals[s] = v
+        return self.plan.run_steps(vals, self.stop)
+
+    def loop_runner(self):
+        """(fn, uses i, uses cond) for a Loop's iterations: fn(iteration number, condition,
+        carried values) -> outputs, with everything a call needs looked up once, and whether
+        the body uses its first two inputs at all (a Loop builds no tensor it ignores).  fn
+        reads the terminate flag once per call (a body of no steps still stops)."""
+        plan, stop = self.plan, self.stop
+        vals, run = self._seeded(), plan.run_steps
+        s_i, s_cond, s_carried = plan.loop_slots
+        if len(s_carried) == 1:  # the common case, without the loop
+            s_v = s_carried[0]
+
+            def once(i, cond, carried):
+                if stop is not None and stop.terminate:
+                    raise Fail(TERMINATED)
+                vals[s_i] = i
+                vals[s_cond] = cond
+                vals[s_v] = carried[0]
+                return run(vals, stop)
+        else:
+            def once(i, cond, carried):
+                if stop is not None and stop.terminate:
+                    raise Fail(TERMINATED)
+                vals[s_i] = i
+                vals[s_cond] = cond
+                for s, v in zip(s_carried, carried):
+                    vals[s] = v
+                return run(vals, stop)
+        used = plan.used_inputs
+        return once, used[0], used[1]
 
 
-class ProfiledBoundGraph(BoundGraph):
-    """A subgraph bound inside a profiled run: its steps are recorded too."""
+class ProfiledBoundGraph:
+    """A subgraph bound inside a profiled run: its steps are recorded too (a fresh value list
+    per call, as the profiled loop seeds its own)."""
 
-    __slots__ = ("recorder",)
+    __slots__ = ("plan", "outer", "recorder", "stop")
 
     def __init__(self, plan: "Plan", outer: dict, recorder, stop=None):
-        super().__init__(plan, outer, stop)
-        self.recorder = recorder
+        self.plan, self.outer, self.recorder, self.stop = plan, outer, recorder, stop
+
+    input_names = BoundGraph.input_names
+    output_names = BoundGraph.output_names
+    reads_input = BoundGraph.reads_input
 
     def __call__(self, *inputs):
         return self.plan.run_profiled(list(inputs), self.recorder, self.outer, self.stop)
 
+    def loop_runner(self):
+        stop = self.stop
+
+        def once(i, cond, carried):
+            if stop is not None and stop.terminate:
+                raise Fail(TERMINATED)
+            return self(i, cond, *carried)
+        return once, True, True
+
 
 class Step:
-    __slots__ = ("fn", "ctx", "ins", "outs", "attrs", "frees", "node", "provider",
-                 "subplans", "outer_slots", "single", "unary", "gather", "fetch_outputs")
+    __slots__ = ("_fn", "ctx", "ins", "outs", "attrs", "frees", "node", "provider", "plan",
+                 "subplans", "outer_slots", "bindings", "one_graph", "single", "unary", "gather", "fetch_outputs")
 
     def __init__(self, fn, ctx, ins, outs, attrs, node, provider, subplans, outer_slots):
-        self.fn, self.ctx, self.ins, self.outs, self.attrs = fn, ctx, ins, outs, attrs
+        self.plan = None  # the Plan whose program holds this step (set when it is compiled)
+        self._fn, self.ctx, self.ins, self.outs, self.attrs = fn, ctx, ins, outs, attrs
         self.node, self.provider = node, provider
         self.subplans = subplans        # [(attribute name, Plan | [Plan])]
         self.outer_slots = outer_slots  # [(name, slot)] the subgraphs read from this scope
-        self.single = len(outs) == 1
+        # per subgraph attribute: (name, (plan, pairs) or a list of them), pairs being the
+        # (slot in the subgraph, slot here) of each outer-scope value it reads
+        where = dict(outer_slots)
+        self.bindings = tuple(
+            (name, [(q, _pairs(q, where)) for q in p] if isinstance(p, list) else (p, _pairs(p, where)))
+            for name, p in subplans)
+        self.one_graph = None
+        if len(self.bindings) == 1 and not attrs and type(self.bindings[0][1]) is tuple:
+            self.one_graph = (self.bindings[0][0], *self.bindings[0][1])
+        self.single = len(outs) == 1 and outs[0] >= 0
         self.frees = ()
         # Fast argument fetch: one slot read, or a C-level itemgetter returning a tuple.
         self.unary = len(ins) == 1 and ins[0] >= 0
@@ -80,12 +158,29 @@ class Step:
         self.fetch_outputs = _make_gather(tuple(s for s in outs if s >= 0))  # for the profiler
 
 
+    @property
+    def fn(self):
+        return self._fn
+
+    @fn.setter
+    def fn(self, value):
+        """A kernel swapped in (a tracing wrapper, ortgpu.memory.lifetimes) is what the plan's
+        program calls from then on."""
+        self._fn = value
+        if self.plan is not None:
+            self.plan._compile_program()
+
+
+def _pairs(plan: "Plan", where: dict) -> tuple:
+    """(slot in `plan`, slot in the enclosing plan) of each outer-scope value `plan` reads."""
+    return tuple((s, where[k]) for k, s in plan.outer_slots)
+
+
 def _make_gather(ins):
-    """vals -> tuple of input values (None where the optional input is omitted)."""
+    """vals -> tuple of input values.  An omitted optional input has slot -1, which indexes the
+    last slot of every value list: a plan's spare slot that always holds None (Plan.template)."""
     if not ins:
         return lambda vals: ()
-    if any(i < 0 for i in ins):
-        return lambda vals: tuple(vals[i] if i >= 0 else None for i in ins)
     if len(ins) == 1:
         i0 = ins[0]
         return lambda vals: (vals[i0],)
@@ -144,7 +239,7 @@ class Plan:
         self.outer_slots = [(k, slots[k]) for k in part.outer_keys]
         self.input_slots = [slots[n] for n in self.input_names]
         self.output_slots = [slot(k) for k in part.output_keys]
-        self.template = [None] * len(slots)
+        self.template = [None] * (len(slots) + 1)  # the last: slot -1, always None (_make_gather)
         for n, v in graph.initializers.items():
             self.template[slots[n]] = v
         cache = init_cache if init_cache is not None else {}
@@ -154,6 +249,7 @@ class Plan:
                 cache[ck] = prov.copy_from_host(graph.initializers[n])
             self.template[slots[k]] = cache[ck]
         self._plan_lifetimes(is_subgraph)
+        self._compile_program()
 
     def _compile_node(self, placed: Placed, graph: Graph, providers, slot, init_cache) -> Step:
         node, prov, kdef = placed.node, placed.provider, placed.kernel
@@ -189,8 +285,14 @@ class Plan:
         return Step(kdef.fn, ctx, ins, outs, attrs, node, prov, compiled, outer_slots)
 
     def _plan_lifetimes(self, is_subgraph: bool) -> None:
-        """Release each value after the step that reads it last (graph outputs are kept)."""
+        """Release each value after the step that reads it last.  Graph outputs are kept, and
+        so are the slots the seed fills (initializers, their device copies, outer-scope values:
+        the template or the enclosing run holds them anyway), so that a subgraph's value list
+        can be reused from one call to the next.  Also notes which inputs are used at all."""
         keep = set(self.output_slots)
+        input_set = set(self.input_slots)
+        keep.update(s for _, s in self.outer_slots)
+        keep.update(s for s, v in enumerate(self.template) if v is not None and s not in input_set)
         last: dict[int, int] = {}
         for i, st in enumerate(self.steps):
             for s in st.ins:
@@ -207,6 +309,10 @@ class Plan:
                 frees.setdefault(i, []).append(s)
         for i, st in enumerate(self.steps):
             st.frees = tuple(frees.get(i, ()))
+        outs = set(self.output_slots)
+        self.used_inputs = tuple(s in last or s in outs for s in self.input_slots)
+        ins = self.input_slots  # a Loop body's: iteration number, condition, carried values
+        self.loop_slots = (ins[0], ins[1], tuple(ins[2:])) if len(ins) >= 2 else None
 
     def seed(self, inputs, outer: dict | None) -> list:
         """A run's value slots: the initializers, then the outer-scope values and the inputs."""
@@ -223,33 +329,55 @@ class Plan:
         position.  `stop` (a RunOptions) ends the run with Fail once its terminate flag is set."""
         # inf and NaN are values in ONNX: no floating-point warnings from NumPy during a run
         with np.errstate(all="ignore"):
-            return self.run_steps(self.seed(inputs, outer), stop)
+            return list(self.run_steps(self.seed(inputs, outer), stop))
 
-    def run_steps(self, vals: list, stop=None) -> list:
-        """The steps over seeded value slots (inside the caller's np.errstate); the outputs."""
+    def run_steps(self, vals: list, stop=None):
+        """The steps over seeded value slots (inside the caller's np.errstate); the outputs, a
+        tuple.  The hot loop of every run and every subgraph call: it walks `program`, each
+        step's fields unpacked at once, and reads the terminate flag before each step."""
         st = None
         try:
-            for st in self.steps:
+            for st, fn, ctx, arg, attrs, out, frees in self.program:
                 if stop is not None and stop.terminate:
                     raise Fail(TERMINATED)
-                if st.subplans:
-                    res = self._call_with_subgraphs(st, vals, stop=stop)
-                elif st.unary:
-                    res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
+                if fn is None:  # a pass-through (Identity): the value itself, no call
+                    vals[out] = vals[arg]
+                    for f in frees:
+                        vals[f] = None
+                    continue
+                if arg is None:  # a node with subgraphs: fn binds them (_subgraph_call)
+                    res = fn(vals, stop)
+                elif type(arg) is int:
+                    res = fn(ctx, vals[arg], **attrs) if attrs else fn(ctx, vals[arg])
                 else:
-                    res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
-                if st.single:
-                    vals[st.outs[0]] = res if type(res) is not tuple else res[0]
+                    res = fn(ctx, *arg(vals), **attrs) if attrs else fn(ctx, *arg(vals))
+                if out >= 0:
+                    vals[out] = res if type(res) is not tuple else res[0]
                 else:
                     _store(st, vals, res)
-                for f in st.frees:
+                for f in frees:
                     vals[f] = None
         except Exception as e:
             err = _node_error(st, e)
             if err is e:
                 raise
             raise err from e
-        return [vals[s] for s in self.output_slots]
+        return self.fetch(vals)
+
+    def _compile_program(self) -> None:
+        """`program`: per step (step, kernel, context, its input: a slot for one, a gather
+        function for several, None for a node with subgraphs; its attributes, its output slot
+        (-1: several outputs), the slots released after it); `fetch`: vals -> the outputs."""
+        for st in self.steps:
+            st.plan = self
+        self.program = tuple(
+            (st, _subgraph_call(st) if st.subplans else None if _passes_through(st) else st.fn,
+             st.ctx, None if st.subplans else st.ins[0] if st.unary else st.gather,
+             st.attrs, st.outs[0] if st.single else -1, st.frees)
+            for st in self.steps)
+        outs = tuple(self.output_slots)
+        self.fetch = (lambda vals: ()) if not outs else (
+            (lambda vals: (vals[outs[0]],)) if len(outs) == 1 else operator.itemgetter(*outs))
 
     def run_profiled(self, inputs: list, recorder, outer: dict | None = None, stop=None) -> list:
         """``run`` with each step timed into `recorder` (ortgpu.profiling.Recorder): host time,
@@ -302,15 +430,28 @@ class Plan:
 
     @staticmethod
     def _call_with_subgraphs(st: Step, vals: list, recorder=None, stop=None):
+        """Run a node with subgraph attributes, each bound to this run's values (no copy of
+        them: a bound subgraph seeds its own value list from `vals` on its first call)."""
+        if recorder is not None:
+            return Plan._call_profiled(st, vals, recorder, stop)
+        if st.one_graph is not None:  # one subgraph attribute and no other (Loop, Scan)
+            name, plan, pairs = st.one_graph
+            return st.fn(st.ctx, *st.gather(vals), **{name: BoundGraph(plan, vals, pairs, stop)})
+        kw = st.attrs.copy()
+        for name, b in st.bindings:
+            if type(b) is tuple:
+                kw[name] = BoundGraph(b[0], vals, b[1], stop)
+            else:
+                kw[name] = [BoundGraph(p, vals, pairs, stop) for p, pairs in b]
+        return st.fn(st.ctx, *st.gather(vals), **kw)
+
+    @staticmethod
+    def _call_profiled(st: Step, vals: list, recorder, stop):
         attrs = dict(st.attrs)
         scope = {key: vals[s] for key, s in st.outer_slots}
-
-        def bind(p):
-            if recorder is None:
-                return BoundGraph(p, scope, stop)
-            return ProfiledBoundGraph(p, scope, recorder, stop)
         for name, p in st.subplans:
-            attrs[name] = bind(p) if not isinstance(p, list) else [bind(q) for q in p]
+            attrs[name] = (ProfiledBoundGraph(p, scope, recorder, stop) if not isinstance(p, list)
+                           else [ProfiledBoundGraph(q, scope, recorder, stop) for q in p])
         return st.fn(st.ctx, *st.gather(vals), **attrs)
 
     def placement(self, include_subgraphs: bool = False, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -342,6 +483,28 @@ class Plan:
                     lines.append(f"{indent}  {attr}:")
                     lines.extend(p.describe(indent + "    "))
         return lines
+
+
+def _subgraph_call(st: Step):
+    """fn(vals, stop) -> the result of a node with subgraphs, each bound to this run's values
+    (Plan._call_with_subgraphs; a direct closure for the common one-subgraph node)."""
+    if st.one_graph is None:
+        return lambda vals, stop: Plan._call_with_subgraphs(st, vals, stop=stop)
+    fn, ctx, gather = st.fn, st.ctx, st.gather
+    name, plan, pairs = st.one_graph
+
+    def call(vals, stop):
+        return fn(ctx, *gather(vals), **{name: BoundGraph(plan, vals, pairs, stop)})
+    return call
+
+
+def _passes_through(st: Step) -> bool:
+    """Whether a step's kernel returns its one input itself (the shared Identity kernel):
+    the run then moves the value without a call."""
+    fn = st.fn
+    return (st.node.op_type == "Identity" and st.unary and st.single and not st.attrs
+            and getattr(fn, "__name__", "") == "Identity" and not hasattr(fn, "__wrapped__")
+            and getattr(fn, "__module__", "").endswith("providers.kernels.basic"))
 
 
 def _store(st: Step, vals: list, res) -> None:

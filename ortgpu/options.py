@@ -68,6 +68,9 @@ def _check_field(owner: str, fields: dict, name: str, value):
     return value
 
 
+_MAX_KEY = 1024
+
+
 class _Options:
     """Typed public fields (a class-level `_FIELDS` of name -> type) plus string config entries."""
 
@@ -87,6 +90,8 @@ class _Options:
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"{self._KIND} config entry key and value must be str, got "
                             f"{type(key).__name__} and {type(value).__name__}")
+        if not key or len(key) > _MAX_KEY:  # onnxruntime's ConfigOptions limit (values have none)
+            raise RuntimeError(f"Config key is empty or longer than maximum length {_MAX_KEY}")
         self._config[key] = value
 
     def _get(self, key):
@@ -271,6 +276,9 @@ class RunOptions(_Options):
                              "(see ortgpu.lora)")
 
     def add_run_config_entry(self, key: str, value: str) -> None:
+        """A run config entry.  Any key is accepted, as onnxruntime accepts it; those that
+        act in ortgpu (docs/design.md, "Run config entries"): disable_synchronize_execution_providers,
+        gpu_graph_id and memory.enable_memory_arena_shrinkage (ortgpu.run_core)."""
         self._add(key, value)
 
     def get_run_config_entry(self, key: str) -> str:

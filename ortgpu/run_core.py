@@ -12,13 +12,16 @@ targets.
 
 A run "on devices" (OrtValue feeds) first orders the device streams after the caller's work
 and, after the run, synchronizes them (onnxruntime's default) unless the run config entry
-``disable_synchronize_execution_providers`` is "1".
+``disable_synchronize_execution_providers`` is "1".  The entry
+``memory.enable_memory_arena_shrinkage`` ("gpu:0", "cpu:0;gpu:0") is checked before the run
+and returns the free regions of the named device arenas after it (``arenas_to_shrink``).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import functools
+import re
 from time import perf_counter_ns
 
 import numpy as np
@@ -28,7 +31,7 @@ from ortgpu.errors import Fail, InvalidArgument
 from ortgpu.executor import Plan
 from ortgpu.feeds import ModelIO, check_dims, check_feed
 from ortgpu.graph import Graph
-from ortgpu.graph_capture import DEFAULT_ID, GraphRunner, capture_partition, graph_id_of
+from ortgpu.graph_capture import DEFAULT_ID, GPU_GRAPH_ID, GraphRunner, capture_partition, graph_id_of
 from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions
 from ortgpu.partition import ANY
@@ -37,7 +40,9 @@ from ortgpu.parallel_run import ParallelRunner
 from ortgpu.threads import BUDGET, available_cores
 from ortgpu.values import OrtValue, device_of
 
-DISABLE_SYNC = "disable_synchronize_execution_providers"  # onnxruntime's run config key
+DISABLE_SYNC = "disable_synchronize_execution_providers"  # onnxruntime's run config keys
+SHRINK_ARENAS = "memory.enable_memory_arena_shrinkage"
+_INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +69,8 @@ def check_run_options(run_options) -> int:
     if not isinstance(run_options, RunOptions):
         raise TypeError(f"run_options must be an ortgpu RunOptions, not {type(run_options).__name__}")
     graph_id = graph_id_of(run_options)
+    if not _INT32[0] <= graph_id <= _INT32[1]:  # onnxruntime parses the id as a 32-bit int
+        raise InvalidArgument(f"Failed to parse the cuda graph annotation id: {run_options._config[GPU_GRAPH_ID]}")
     if run_options.terminate:
         raise Fail("Exiting due to terminate flag being set to true.")
     return graph_id
@@ -75,7 +82,7 @@ class RunCore:
     profiling recorder and its intra-op thread bound (ortgpu.threads); ``run`` executes it."""
 
     def __init__(self, graph: Graph, providers, io: ModelIO, recorder=None, mem_pattern: bool = True,
-                 intra_op_threads: int = 0, inter_op_threads: int = 1):
+                 intra_op_threads: int = 0, inter_op_threads: int = 1, cpu_arena: bool = True):
         graph_provider = next((p for p in providers if getattr(p, "graph_capture_enabled", False)), None)
         # a model that cannot be captured is refused before anything touches the device
         capture_part = capture_partition(graph, providers, graph_provider) if graph_provider else None
@@ -86,6 +93,7 @@ class RunCore:
                 Plan(graph, providers, part=capture_part, init_cache=self.init_cache), graph_provider)
         self.graph, self.providers, self.io = graph, list(providers), io
         self.recorder, self.mem_pattern, self.intra_op_threads = recorder, mem_pattern, intra_op_threads
+        self.cpu_arena = cpu_arena  # SessionOptions.enable_cpu_mem_arena: "cpu:0" may be shrunk
         self.plans: dict = {}
         self.input_names, self.output_names = self.plan.input_names, self.plan.output_names
         self.output_index = {n: i for i, n in enumerate(self.output_names)}
@@ -168,20 +176,26 @@ class RunCore:
                 if wait is not None:
                     wait()
         plan = None if self.graphs is not None else self.plan_for(tuple(in_devs), tuple(out_devs))
+        shrink = self.arenas_to_shrink(run_options)
         rec = self.recorder
         t0 = perf_counter_ns() if rec is not None else 0
         scope = (run_scope(self.providers, inputs if self.mem_pattern else None) if self._scoped
                  else contextlib.nullcontext())
-        with BUDGET.run(self.intra_op_threads, gate=not self._scoped), scope:
-            if plan is None:
-                results = self.graphs.run(graph_id, inputs)
-            elif rec is None:
-                results = (plan.run(inputs, stop=run_options) if self.parallel is None
-                           else self.parallel.run(plan, inputs, stop=run_options))
-            else:
-                results = plan.run_profiled(inputs, rec, stop=run_options)
-            outputs = [self._deliver(results[pos], target, self.output_names[pos], plan is None)
-                       for pos, target in fetch]
+        try:
+            with BUDGET.run(self.intra_op_threads, gate=not self._scoped), scope:
+                if plan is None:
+                    results = self.graphs.run(graph_id, inputs)
+                elif rec is None:
+                    results = (plan.run(inputs, stop=run_options) if self.parallel is None
+                               else self.parallel.run(plan, inputs, stop=run_options))
+                else:
+                    results = plan.run_profiled(inputs, rec, stop=run_options)
+                outputs = [self._deliver(results[pos], target, self.output_names[pos], plan is None)
+                           for pos, target in fetch]
+                del results
+        finally:  # after a failed run too, as onnxruntime does
+            for memory in shrink:
+                memory.shrink()
         outputs = self._unshared(outputs, inputs)
         if rec is not None:
             rec.span("model_run", t0, perf_counter_ns())
@@ -191,6 +205,48 @@ class RunCore:
                 if sync is not None:
                     sync()
         return outputs
+
+    def arenas_to_shrink(self, run_options) -> list:
+        """The device memories (ortgpu.memory.DeviceMemory) named by the run config entry
+        ``memory.enable_memory_arena_shrinkage``: "device:id" items separated by ';', device
+        "cpu" or "gpu" (an id left out is 0).  ortgpu has no CPU arena (NumPy allocates and
+        frees), so "cpu:0" is accepted where onnxruntime accepts it (the session's
+        enable_cpu_mem_arena is on) and shrinks nothing; "gpu:N" is the arena of this session's
+        device provider on device N.  Anything else is onnxruntime's InvalidArgument."""
+        entry = run_options._config.get(SHRINK_ARENAS) if run_options is not None else None
+        if not entry:
+            return []
+        items = entry.split(";")
+        if items[-1] == "":  # a trailing ';' ends the list
+            items.pop()
+        found = []
+        for item in items:
+            device, _, rest = item.partition(":")
+            if item and device not in ("cpu", "gpu"):
+                raise InvalidArgument(f"Unsupported device specified in the memory arena shrink list: {device}")
+            text = rest.split(":")[0]
+            if text and not _DIGITS.fullmatch(text):
+                raise InvalidArgument(f"Unsupported device id in the memory arena shrink list: {text}")
+            device_id = int(text) if text else 0
+            memory = self._arena(device, device_id) if item else None
+            if memory is None:
+                raise InvalidArgument("Did not find an arena based allocator registered for device-id "
+                                      f"combination in the memory arena shrink list: {item}")
+            if memory is not _NO_CPU_ARENA and memory not in found:
+                found.append(memory)
+        return found
+
+    def _arena(self, device: str, device_id: int):
+        """The memory to shrink for ("cpu" | "gpu", id); _NO_CPU_ARENA for an accepted "cpu:0";
+        None when this session has no such arena."""
+        if device == "cpu":
+            return _NO_CPU_ARENA if self.cpu_arena and device_id == 0 else None
+        for p in self.providers:
+            if p.device != HOST and getattr(p, "device_id", 0) == device_id:
+                memory = getattr(p, "memory", None)
+                if memory is not None and hasattr(memory, "shrink"):
+                    return memory
+        return None
 
     def _unshared(self, outputs: list, inputs: list) -> list:
         """`outputs` with a private, writable copy of each host array that shares memory with a
@@ -274,6 +330,10 @@ class RunCore:
         if device != HOST:
             value = self.provider_on(device).copy_from_host(value)
         return value
+
+
+_DIGITS = re.compile(r"-?[0-9]+")
+_NO_CPU_ARENA = object()
 
 
 def _memory_root(a: np.ndarray) -> np.ndarray:

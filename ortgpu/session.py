@@ -158,7 +158,7 @@ class InferenceSession(SessionExtensions):
         expand_unimplemented(graph, created)  # ops no provider runs, by their function bodies
         t_plan = perf_counter_ns()
         core = RunCore(graph, created, self._io, self._recorder, so.enable_mem_pattern, intra_op_threads(so),
-                       inter_op_threads(so))
+                       inter_op_threads(so), cpu_arena=so.enable_cpu_mem_arena)
         if self._recorder is not None:  # the set-up phases, in the session_initialization event's args
             self._recorder.setup_us.update(convert_us=(t_opt - t_start) // 1000,
                                            optimize_us=(t_plan - t_opt) // 1000,

@@ -1,8 +1,10 @@
 """Control flow: If, Loop, Scan, SequenceMap.
 
 Subgraph attributes arrive as callables (executor.BoundGraph) already bound to the
-outer-scope values they read: ``body(*inputs) -> list of outputs``.
+outer-scope values they read: ``body(*inputs) -> sequence of outputs``.
 """
+import sys
+
 import numpy as np
 
 from ortgpu.errors import Fail
@@ -24,9 +26,40 @@ def _empty_like_type(ctx, i):
 
 
 def _truth(xp, cond) -> bool:
+    """A condition's truth: its one element (a NumPy scalar read directly, the hot path)."""
+    if type(cond) is np.ndarray and cond.size == 1:
+        return bool(cond.item())
     if cond is None:
         return True
     return bool(np.asarray(cond).reshape(-1)[0])
+
+
+def _trip_count(M):
+    """Loop's maximum trip count as an int (None: no limit)."""
+    if M is None:
+        return None
+    if type(M) is np.ndarray and M.size == 1:
+        return int(M.item())
+    return int(np.asarray(M).reshape(-1)[0])
+
+
+def _plain_runner(body):
+    """(fn(i, cond, carried) -> outputs, uses i, uses cond) for a body that is a plain callable
+    (an executor-bound body gives its own fast one: executor.BoundGraph.loop_runner)."""
+    return (lambda i, c, carried: body(i, c, *carried)), True, True
+
+
+def _frozen(value):
+    a = np.array(value)
+    a.flags.writeable = False
+    return a
+
+
+# Tensors a Loop hands its body, shared by every iteration and every run: read-only, so that
+# no kernel can change them and a run copies one before returning it (RunCore._unshared).
+_TRUE = _frozen(True)
+_N_CACHED = 1024
+_ITERATION = tuple(_frozen(np.int64(k)) for k in range(_N_CACHED))
 
 
 @kernel("If", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "B": BOOL}, host_inputs=(0,),
@@ -45,24 +78,44 @@ def If(ctx, cond, *, then_branch, else_branch):
 @kernel("Loop", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "I": frozenset({"int64"}), "B": BOOL},
         host_inputs=(0, 1), capturable=CONTROL_FLOW)
 def Loop(ctx, M=None, cond=None, *v_initial, body):
-    """Run `body` while iterations < M and cond holds; carried values and stacked scan outputs."""
-    xp = ctx.xp
-    trip = int(np.asarray(M).reshape(-1)[0]) if M is not None else None
-    keep_going = _truth(xp, cond)
-    carried = list(v_initial)
-    n_carried = len(carried)
+    """Run `body` while iterations < M and cond holds; carried values and stacked scan outputs.
+
+    The hot loop does per iteration only what the body needs: the iteration number and the
+    condition are handed over only when the body uses them (shared read-only tensors, a fresh
+    one past the cached iteration numbers), a condition passed through unchanged is not read
+    again, and the body's value list is reused (executor.BoundGraph.loop_runner)."""
+    if type(M) is np.ndarray and M.size == 1:  # scalars read directly: the hot path
+        limit = M.item()
+    else:
+        limit = _trip_count(M)
+        if limit is None:
+            limit = sys.maxsize
+    keep_going = True if cond is None else _truth(ctx.xp, cond)
+    n_carried = len(v_initial)
     n_scan = ctx.num_outputs - n_carried
-    scans: list[list] = [[] for _ in range(n_scan)]
+    scans: list[list] = [[] for _ in range(n_scan)] if n_scan else []
+    carried = v_initial
+    make = getattr(body, "loop_runner", None)
+    run, with_i, with_cond = make() if make is not None else _plain_runner(body)
+    c_in = _TRUE if with_cond else None  # the condition while the loop runs
     i = 0
-    while keep_going and (trip is None or i < trip):
-        outs = body(np.array(i, dtype=np.int64), np.array(keep_going, dtype=bool), *carried)
-        keep_going = _truth(xp, outs[0])
-        carried = list(outs[1:1 + n_carried])
-        for k in range(n_scan):
-            scans[k].append(outs[1 + n_carried + k])
+    while keep_going and i < limit:
+        outs = run((_ITERATION[i] if i < _N_CACHED else np.array(i, dtype=np.int64)) if with_i else None,
+                   c_in, carried)
+        c_out = outs[0]
+        if c_out is not c_in:
+            keep_going = _truth(ctx.xp, c_out)
+        if n_scan:
+            carried = outs[1:1 + n_carried]
+            for k in range(n_scan):
+                scans[k].append(outs[1 + n_carried + k])
+        else:
+            carried = outs[1:]
         i += 1
-    stacked = [xp.stack(s) if s else _empty_like_type(ctx, n_carried + k) for k, s in enumerate(scans)]
-    return tuple(carried + stacked)
+    if not n_scan:
+        return carried if type(carried) is tuple else tuple(carried)
+    stacked = [ctx.xp.stack(s) if s else _empty_like_type(ctx, n_carried + k) for k, s in enumerate(scans)]
+    return (*carried, *stacked)
 
 
 def _scan(ctx, body, states, scan_inputs, in_axes, in_dirs, out_axes, out_dirs):

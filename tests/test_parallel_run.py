@@ -138,3 +138,49 @@ def test_a_parallel_run_terminated_in_the_middle_fails_and_starts_no_more_steps(
     with pytest.raises(Exception, match="terminate flag"):
         sess.run(None, {"x": np.zeros((8, 16), np.float32)}, ro)
     assert prov.concats == 0
+
+
+def _branches_with_subgraphs():
+    """Two branches that run subgraphs side by side: a Loop summing x over 3 iterations (its
+    body reads the outer `w`) and an If choosing Tanh or Neg of x, then an Add of both."""
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["acc_in", "w"], ["m"]),
+         helper.make_node("Add", ["m", "x"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [4, 4])])
+    then = helper.make_graph([helper.make_node("Tanh", ["x"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, [4, 4])])
+    other = helper.make_graph([helper.make_node("Neg", ["x"], ["n"])], "else", [],
+                              [helper.make_tensor_value_info("n", TensorProto.FLOAT, [4, 4])])
+    w = np.random.default_rng(3).standard_normal((4, 4)).astype(np.float32) / 4
+    g = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "", "x"], ["looped"], body=body, name="loop"),
+         helper.make_node("If", ["c"], ["chosen"], then_branch=then, else_branch=other, name="if"),
+         helper.make_node("Add", ["looped", "chosen"], ["y"], name="add")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4]),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor("trips", TensorProto.INT64, [], [3]),
+         helper.make_tensor("w", TensorProto.FLOAT, [4, 4], w.ravel())])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize("cond", [True, False])
+def test_parallel_runs_with_loop_and_if_branches_equal_sequential_ones_and_onnxruntime(cond):
+    import onnxruntime
+    model = _branches_with_subgraphs()
+    feed = {"x": np.random.default_rng(4).standard_normal((4, 4)).astype(np.float32),
+            "c": np.array(cond)}
+    par = ortgpu.InferenceSession(model, _options(True, 2), providers=["CPUExecutionProvider"])
+    seq = ortgpu.InferenceSession(model, _options(False), providers=["CPUExecutionProvider"])
+    (got,) = par.run(None, feed)
+    np.testing.assert_array_equal(got, seq.run(None, feed)[0])
+    np.testing.assert_array_equal(got, par.run(None, feed)[0])
+    (want,) = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feed)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

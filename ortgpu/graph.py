@@ -179,7 +179,9 @@ def from_proto(g: onnx.GraphProto, opsets: dict[str, int], outer_types: dict | N
     inits = {}
     for t in g.initializer:
         inits[t.name] = tensor_to_array(t)
-        if t.name not in types:
+        # a constant's type is its tensor's, whatever a graph output of its name declares
+        # (onnxruntime runs such a model); a fed initializer keeps its input's declaration
+        if t.name not in types or t.name not in fed:
             types[t.name] = onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims))
     for sp in g.sparse_initializer:
         inits[sp.values.name] = sparse_to_array(sp)

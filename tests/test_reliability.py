@@ -440,3 +440,24 @@ def test_string_feed_of_void_records_is_read_as_bytes_like_onnxruntime():
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = ortgpu.InferenceSession(model).run(None, {"x": x})[0]
     assert got.dtype == object and got.tolist() == want.tolist() == [["must", "have"], ["same", "size"]]
+
+
+def test_a_graph_output_declaring_another_type_than_its_initializer_runs_like_onnxruntime():
+    """Fuzz seeds 2403/6061/8827/9380/9986: an output renamed onto an int64 initializer that a
+    Loop reads, declared float; onnxruntime keeps the initializer's type and runs."""
+    body = h.make_graph([h.make_node("Identity", ["c_in"], ["c_out"]),
+                         h.make_node("Add", ["v_in", "x"], ["v_out"])], "body",
+                        [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("c_in", T.BOOL, []),
+                         h.make_tensor_value_info("v_in", T.FLOAT, [3])],
+                        [h.make_tensor_value_info("c_out", T.BOOL, []), h.make_tensor_value_info("v_out", T.FLOAT, [3])])
+    g = h.make_graph([h.make_node("Loop", ["M", "", "x"], ["v"], body=body)], "g",
+                     [h.make_tensor_value_info("x", T.FLOAT, [3])],
+                     [h.make_tensor_value_info("M", T.FLOAT, [3]), h.make_tensor_value_info("v", T.FLOAT, [3])],
+                     [h.make_tensor("M", T.INT64, [], [3])])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17)]).SerializeToString()
+    feed = {"x": np.array([1.0, 2.0, 3.0], np.float32)}
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feed)
+    got = ortgpu.InferenceSession(model).run(None, feed)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)

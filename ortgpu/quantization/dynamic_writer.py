@@ -90,13 +90,42 @@ class DynamicWriter:
                                     name=self.g.fresh(f"{node.name}_DequantizeLinear")))
         return True
 
+    def _gemm_as_matmul(self, nodes) -> list:
+        """onnxruntime's quantize_dynamic first rewrites every plain Gemm (alpha = beta = 1, A not
+        transposed) as MatMul, plus an Add of C when there is one, with a constant B transposed
+        into a new `<B>_Transposed` initializer where transB is set; the MatMul rule then
+        quantizes it. The same here, so both tools write the same graph for Gemm models."""
+        out = []
+        for n in nodes:
+            a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+            if (n.op_type != "Gemm" or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0
+                    or a.get("transA", 0)):
+                out.append(n)
+                continue
+            b = n.input[1]
+            if a.get("transB", 0):
+                w = self.g.const(b)
+                if w is None:
+                    t = self.g.fresh(f"{b}_Transposed")
+                    out.append(helper.make_node("Transpose", [b], [t], name=self.g.fresh(f"{n.name}_Transpose")))
+                else:
+                    t = self.g.add_init(f"{b}_Transposed", np.ascontiguousarray(w.T))
+                    self.g.inits[t] = self.g.new_inits[-1]
+                b = t
+            has_c = len(n.input) > 2 and n.input[2]
+            y = self.g.fresh(f"{n.output[0]}_MatMul") if has_c else n.output[0]
+            out.append(helper.make_node("MatMul", [n.input[0], b], [y], name=self.g.fresh(f"{n.name}_MatMul")))
+            if has_c:
+                out.append(helper.make_node("Add", [y, n.input[2]], list(n.output), name=self.g.fresh(f"{n.name}_Add")))
+        return out
+
     def write(self):
         if self.s.weight_type not in (QuantType.QInt8, QuantType.QUInt8):
             from ortgpu.errors import InvalidArgument
             raise InvalidArgument(f"weight_type: dynamic quantization takes QInt8 or QUInt8, got {self.s.weight_type.name}")
         handlers = {"MatMul": self._matmul, "Conv": self._conv, "Gather": self._gather}
         out = []
-        for n in self.g.model.graph.node:
+        for n in self._gemm_as_matmul(list(self.g.model.graph.node)):
             h = handlers.get(n.op_type)
             if h is None or not self.s.wants(n) or not h(n, out):
                 out.append(n)

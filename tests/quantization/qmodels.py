@@ -121,3 +121,61 @@ class TokenReader(Reader):
         self.feeds = [{n: (np.full(shape, fill[n]) if n in fill else rng.integers(0, vocab, shape)).astype(np.int64)
                        for n in names} for _ in range(batches)]
         self.i = 0
+
+
+def gpt2_block(seed=0, hidden=64, heads=4, ffn=256, seq=16, vocab=96):
+    """A GPT-2-shaped decoder (opset 20): pre-norm LayerNormalization, one Gemm making Q, K and V
+    (on the [b*seq, hidden] view, as GPT-2's Conv1D exports), causal self-attention (future
+    positions pushed down by 30 before Softmax: far below any score, yet a range the activation
+    quantizers can still cover), output projection and residual, pre-norm
+    MLP with tanh Gelu, residual, final LayerNormalization and a MatMul LM head to `vocab` logits.
+    The input is the embedded sequence [b, seq, hidden]. The causal mask is an added constant
+    (0 on and below the diagonal, -30 above), as older GPT-2 exports write it: with a Where there,
+    onnxruntime 1.32's QOperator writer fails on its own output (QLinearWhere leaves an unknown
+    tensor), so a Where mask would keep the QOperator comparison from running."""
+    rng = np.random.default_rng(seed)
+    n = helper.make_node
+    d = hidden // heads
+    const = lambda name, a: numpy_helper.from_array(np.asarray(a), name)
+    inits = [_w(rng, "w_qkv", (hidden, 3 * hidden)), _w(rng, "b_qkv", (3 * hidden,), 0.05),
+             _w(rng, "w_o", (hidden, hidden)), _w(rng, "b_o", (hidden,), 0.05),
+             _w(rng, "w_fc", (hidden, ffn)), _w(rng, "b_fc", (ffn,), 0.05),
+             _w(rng, "w_proj", (ffn, hidden)), _w(rng, "b_proj", (hidden,), 0.05),
+             _w(rng, "w_lm", (hidden, vocab))]
+    for ln in ("ln1", "ln2", "lnf"):
+        inits += [const(f"{ln}_g", (1 + 0.1 * rng.normal(size=hidden)).astype(np.float32)),
+                  const(f"{ln}_b", (0.05 * rng.normal(size=hidden)).astype(np.float32))]
+    inits += [const("flat_shape", np.array([-1, hidden], np.int64)),
+              const("qkv_shape", np.array([-1, seq, 3, heads, d], np.int64)),
+              const("merge_shape", np.array([0, 0, hidden], np.int64)),
+              const("causal", np.triu(np.full((seq, seq), -30.0, np.float32), 1)),
+              const("inv_sqrt_d", np.array(1 / np.sqrt(d), np.float32))]
+    nodes = [n("LayerNormalization", ["x", "ln1_g", "ln1_b"], ["h_ln1"], axis=-1, name="ln1"),
+             n("Reshape", ["h_ln1", "flat_shape"], ["h_flat"], name="flatten"),
+             n("Gemm", ["h_flat", "w_qkv", "b_qkv"], ["qkv_flat"], name="gemm_qkv"),
+             n("Reshape", ["qkv_flat", "qkv_shape"], ["qkv5"], name="split_heads"),
+             n("Transpose", ["qkv5"], ["qkv_t"], perm=[2, 0, 3, 1, 4], name="tr_qkv"),
+             n("Split", ["qkv_t"], ["q1", "k1", "v1"], axis=0, num_outputs=3, name="split_qkv")]
+    for p in "qkv":
+        nodes.append(n("Squeeze", [f"{p}1", "axis0"], [f"{p}2"], name=f"squeeze_{p}"))
+    inits.append(const("axis0", np.array([0], np.int64)))
+    nodes += [n("Transpose", ["k2"], ["kT"], perm=[0, 1, 3, 2], name="tr_k"),
+              n("MatMul", ["q2", "kT"], ["sc0"], name="mm_qk"), n("Mul", ["sc0", "inv_sqrt_d"], ["sc1"], name="scale"),
+              n("Add", ["sc1", "causal"], ["sc2"], name="causal_mask"),
+              n("Softmax", ["sc2"], ["pr"], axis=-1, name="softmax"), n("MatMul", ["pr", "v2"], ["ctx0"], name="mm_pv"),
+              n("Transpose", ["ctx0"], ["ctx1"], perm=[0, 2, 1, 3], name="tr_ctx"),
+              n("Reshape", ["ctx1", "merge_shape"], ["ctx2"], name="merge_heads"),
+              n("MatMul", ["ctx2", "w_o"], ["o0"], name="mm_o"), n("Add", ["o0", "b_o"], ["o1"], name="add_o"),
+              n("Add", ["o1", "x"], ["r1"], name="res1"),
+              n("LayerNormalization", ["r1", "ln2_g", "ln2_b"], ["h_ln2"], axis=-1, name="ln2"),
+              n("MatMul", ["h_ln2", "w_fc"], ["f0"], name="mm_fc"), n("Add", ["f0", "b_fc"], ["f1"], name="add_fc"),
+              n("Gelu", ["f1"], ["f2"], approximate="tanh", name="gelu"),
+              n("MatMul", ["f2", "w_proj"], ["f3"], name="mm_proj"), n("Add", ["f3", "b_proj"], ["f4"], name="add_proj"),
+              n("Add", ["f4", "r1"], ["r2"], name="res2"),
+              n("LayerNormalization", ["r2", "lnf_g", "lnf_b"], ["h_f"], axis=-1, name="ln_f"),
+              n("MatMul", ["h_f", "w_lm"], ["logits"], name="lm_head")]
+    m = helper.make_model(helper.make_graph(nodes, "gpt2", [helper.make_tensor_value_info("x", F, ["b", seq, hidden])],
+                                            [helper.make_tensor_value_info("logits", F, ["b", seq, vocab])], inits),
+                          opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
+    onnx.checker.check_model(m, full_check=True)
+    return m

@@ -19,7 +19,8 @@ import qmodels as Q
 COS_MARGIN = 1e-3          # ortgpu's cosine to float may be at most this much below onnxruntime's
 SIZE_MARGIN = 0.05
 
-MODELS = {"mlp": (Q.mlp, (8, 128)), "cnn": (Q.resnet_cnn, (4, 3, 32, 32)), "bert": (Q.bert_layer, (2, 16, 128))}
+MODELS = {"mlp": (Q.mlp, (8, 128)), "cnn": (Q.resnet_cnn, (4, 3, 32, 32)), "bert": (Q.bert_layer, (2, 16, 128)),
+          "gpt2": (Q.gpt2_block, (2, 16, 64))}
 MODES = {
     "dynamic_s8": dict(dynamic=True, weight_type="QInt8"),
     "dynamic_u8": dict(dynamic=True, weight_type="QUInt8"),

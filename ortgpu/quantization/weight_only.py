@@ -18,7 +18,8 @@ class DefaultWeightOnlyQuantConfig:
 
 def quantize_blocks(w: np.ndarray, block_size: int, bits: int, symmetric: bool):
     """w [K, N] -> (codes [N, blocks, block_size] uint8, scales [N, blocks] float32, zero points
-    [N, blocks] uint8). Blocks run along K; a short last block is padded with zeros."""
+    [N, blocks] uint8). Blocks run along K; a short last block is padded (zeros for the range, code 0
+    stored)."""
     if block_size < 16 or block_size & (block_size - 1):
         raise InvalidArgument(f"block_size: expected a power of two >= 16, got {block_size}")
     k, n = w.shape
@@ -41,6 +42,8 @@ def quantize_blocks(w: np.ndarray, block_size: int, bits: int, symmetric: bool):
         zp = np.clip(np.rint(-lo / safe), 0, levels)
     safe = np.where(scale == 0, 1.0, scale)
     codes = np.clip(np.rint(b / safe[..., None]) + zp[..., None], 0, levels).astype(np.uint8)
+    if k % block_size:   # rows past K are never read; code 0 there, as onnxruntime's quantizer writes
+        codes[:, -1, k % block_size:] = 0
     return codes, scale.astype(np.float32), zp.astype(np.uint8)
 
 

@@ -9,7 +9,8 @@ Checked: both files run in both runtimes; their sizes are within 5% of each othe
 third of the float model's); on eight other words, the text each decodes (greedy CTC) agrees
 with the float model's on at most one word fewer than onnxruntime's file does and on at least 6
 of 8 (one word in eight flips between the tools' files either way: their calibrated ranges differ
-in the last digits), and the cosine of the class probabilities to the float model's is at least onnxruntime's file's
+in the last digits), each file reads the same text on ortgpu as on onnxruntime with under 1% of
+its class probabilities apart (not within one output step: see the test), and the cosine of the class probabilities to the float model's is at least onnxruntime's file's
 minus 0.01 and at least 0.8 (per-tensor uint8 activations cost SVTR's attention about 0.15 of
 cosine with either tool).  About 10 s on two cores: default tier."""
 import os
@@ -82,14 +83,21 @@ def test_both_tools_quantize_the_recognizer_alike(models):
     assert max(sizes.values()) < os.path.getsize(models["float"]) / 3, sizes
     score = {}
     for tool in ("ortgpu", "onnxruntime"):
-        texts = {}
+        texts, outs = {}, {}
         for runtime in (ortgpu, ort):   # every file runs in both runtimes
             _, probs = _run(runtime, models[tool])
+            outs[runtime.__name__] = probs
             texts[runtime.__name__] = {w: ocr.ctc_decode(p[0], chars)[0] for w, p in probs.items()}
             if runtime is ort:
                 score[tool] = (sum(texts["onnxruntime"][w] == w for w in WORDS),
                                min(_cosine(probs[w], reference[w]) for w in WORDS))
         assert texts["ortgpu"] == texts["onnxruntime"], (tool, texts)   # both runtimes read the same text
+        # Not one output step: the recognizer is ~100 quantized layers deep, and a code that flips
+        # at a rounding boundary (the two runtimes' float sums differ in the last bit) moves the
+        # layers after it (docs/design.md, quantization). Stated bound: under 1% of the class
+        # probabilities differ by more than 1e-6 (measured <= 0.4%), and the text read is the same.
+        off = np.mean([np.mean(np.abs(outs["ortgpu"][w] - outs["onnxruntime"][w]) > 1e-6) for w in WORDS])
+        assert off < 0.01, (tool, off)
     ours, theirs = score["ortgpu"], score["onnxruntime"]
     print("words read, worst cosine:", score)
     assert ours[0] >= theirs[0] - 1 and ours[0] >= 6, score

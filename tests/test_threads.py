@@ -1,6 +1,5 @@
 """intra_op_num_threads bounds the BLAS threads of a run, and concurrent runs share the cores
 (checked with threadpoolctl from inside a running kernel; no timing)."""
-import dataclasses
 import threading
 import time
 
@@ -10,8 +9,8 @@ from onnx import TensorProto, helper
 from threadpoolctl import threadpool_info
 
 import ortgpu
-from ortgpu.providers.cpu import CPUExecutionProvider
 from ortgpu.threads import BUDGET, available_cores
+from support.observed_cpu import ObservedCPU
 
 
 def _blas_threads() -> list[int]:
@@ -21,28 +20,21 @@ def _blas_threads() -> list[int]:
             if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
 
 
-class _SeesBlasThreads(CPUExecutionProvider):
+class _SeesBlasThreads(ObservedCPU):
     """The CPU, whose MatMul kernel records the BLAS thread counts it runs under; with a
     barrier, runs meet inside MatMul before and after reading (so both read while both run)."""
+    observed = ("MatMul",)
 
     def __init__(self, barrier=None):
         super().__init__()
         self.seen, self.barrier = [], barrier
 
-    def kernel_for(self, op_type, domain, opset):
-        k = super().kernel_for(op_type, domain, opset)
-        if k is None or op_type != "MatMul":
-            return k
-        provider = self
-
-        def observed(ctx, *args, **attrs):
-            if provider.barrier is not None:
-                provider.barrier.wait(timeout=30)
-            provider.seen.append(_blas_threads())
-            if provider.barrier is not None:
-                provider.barrier.wait(timeout=30)
-            return k.fn(ctx, *args, **attrs)
-        return dataclasses.replace(k, fn=observed)
+    def observe(self, op_type):
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)
+        self.seen.append(_blas_threads())
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)
 
 
 def _matmul_model():

@@ -271,6 +271,18 @@ __device__ __forceinline__ RowStats<C> row_norm_stats(Value value, i64 cols, boo
     return RowStats<C>{mean, C(1) / m_sqrt(var + epsilon)};
 }
 
+// ------------------------------------------------------------------ planes of (h, w)
+
+// Where element i of a contiguous (planes, h, w) array stands: its plane, row and column
+// (pool.cu, resize.cu: one thread an output element).
+struct PlaneYX { i64 p, y, x; };
+
+__device__ __forceinline__ PlaneYX plane_yx(i64 i, i64 h, i64 w) {
+    const i64 rest = i / w;
+    const i64 p = rest / h;
+    return PlaneYX{p, rest - p * h, i - rest * w};
+}
+
 // ------------------------------------------------------------------ broadcasting
 
 // Output shape and per-operand strides (in elements, 0 along broadcast dims) of up to K

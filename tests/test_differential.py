@@ -25,7 +25,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import ortgpu
-from support.harness import compare
+from support.harness import compare, draw
 
 onnxruntime.set_default_logger_severity(3)
 CPU = ["CPUExecutionProvider"]
@@ -89,12 +89,7 @@ def op_cases(*ops, count=12, minimum=8):
 
 def _draw(op: str, i: int) -> Case:
     gen = GENERATORS[op][0]
-    rng = np.random.default_rng([zlib.crc32(op.encode()), i])
-    for _ in range(100):
-        case = gen(rng, op)
-        if case is not None:
-            return case
-    raise AssertionError(f"{op}: generator found no valid configuration")
+    return draw(lambda rng: gen(rng, op), op, i)
 
 
 def _ort_run(case: Case):

@@ -148,47 +148,42 @@ def test_runnable_threads_are_read_from_proc_loadavg():
     assert int(fields[3].split("/")[0]) >= 1
 
 
+def _most_at_once(budget, runs: int, gate: bool, meet) -> int:
+    """How many of `runs` threads were inside ``budget.run(0, gate=gate)`` at once, each calling
+    `meet()` there (a barrier: who it waits for is the test's point)."""
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def one_run():
+        with budget.run(0, gate=gate):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            meet()
+            with lock:
+                now[0] -= 1
+    threads = [threading.Thread(target=one_run) for _ in range(runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return most[0]
+
+
 def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait(monkeypatch):
     monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 60.0)  # no run gives up waiting, however loaded
     budget = type(BUDGET)(cores=2)
     budget._blas, budget.busy = [], lambda: 0
-    lock, now, most = threading.Lock(), [0], [0]
     pairs = threading.Barrier(2, timeout=20)  # two runs are in progress together, whatever the load
 
-    def one_run():
-        with budget.run(0):
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            pairs.wait()
-            time.sleep(0.05)  # room for a third run to come in, if the gate let it
-            with lock:
-                now[0] -= 1
-    runs = [threading.Thread(target=one_run) for _ in range(6)]
-    for t in runs:
-        t.start()
-    for t in runs:
-        t.join(30)
-    assert most[0] == 2
+    def pair_then_linger():
+        pairs.wait()
+        time.sleep(0.05)  # room for a third run to come in, if the gate let it
+    assert _most_at_once(budget, 6, True, pair_then_linger) == 2
     assert budget._active == 0 and all(not g.locked() for g in budget._gates)
-    now[0] = most[0] = 0
 
+    # a session with a device provider: its runs do not take a core's turn
     four = threading.Barrier(4, timeout=20)  # met only if all four runs are in progress at once
-
-    def ungated_run():  # a session with a device provider: its runs do not take a core's turn
-        with budget.run(0, gate=False):
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            four.wait()
-            with lock:
-                now[0] -= 1
-    runs = [threading.Thread(target=ungated_run) for _ in range(4)]
-    for t in runs:
-        t.start()
-    for t in runs:
-        t.join(30)
-    assert most[0] == 4
+    assert _most_at_once(budget, 4, False, four.wait) == 4
 
 
 def test_a_run_inside_a_run_does_not_wait_and_no_run_waits_past_the_limit(monkeypatch):

@@ -13,19 +13,16 @@ knobs (chunk sizes, dead bytes per chunk) have no counterpart in ortgpu's arena 
 """
 from __future__ import annotations
 
-import enum
 import threading
 
 from ortgpu.device_info import OrtMemoryInfo, device_kind_name
+from ortgpu.enums import OrtEnum
 
 
-class ArenaExtendStrategy(enum.IntEnum):
+class ArenaExtendStrategy(OrtEnum):
     """How an arena grows: by powers of two or by exactly the request."""
     kNextPowerOfTwo = 0
     kSameAsRequested = 1
-
-    def __str__(self):
-        return f"ArenaExtendStrategy.{self.name}"
 
 
 kNextPowerOfTwo = ArenaExtendStrategy.kNextPowerOfTwo

@@ -7,8 +7,7 @@ be built; the information types exist so that code importing them keeps working.
 """
 from __future__ import annotations
 
-import enum
-
+from ortgpu.enums import OrtEnum
 from ortgpu.errors import NotImplemented
 
 _WHY = ("ortgpu's providers compile no EP context binaries (these are native engines of onnxruntime's "
@@ -16,13 +15,10 @@ _WHY = ("ortgpu's providers compile no EP context binaries (these are native eng
         "and use SessionOptions.optimized_model_filepath to save the optimized graph")
 
 
-class OrtCompileApiFlags(enum.IntEnum):
+class OrtCompileApiFlags(OrtEnum):
     NONE = 0
     ERROR_IF_NO_NODES_COMPILED = 1
     ERROR_IF_OUTPUT_FILE_EXISTS = 2
-
-    def __str__(self):
-        return f"OrtCompileApiFlags.{self.name}"
 
 
 class ModelCompiler:

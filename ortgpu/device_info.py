@@ -10,17 +10,11 @@ vendor_id, device_id)``, ``mem_type()``, ``vendor_id()``).
 """
 from __future__ import annotations
 
-import enum
-
+from ortgpu.enums import OrtEnum
 from ortgpu.errors import InvalidArgument
 
 
-class _Enum(enum.IntEnum):
-    def __str__(self):
-        return f"{type(self).__name__}.{self.name}"
-
-
-class OrtMemType(_Enum):
+class OrtMemType(OrtEnum):
     """Which memory of a device an allocator serves (onnxruntime's OrtMemType)."""
     CPU_INPUT = -2
     CPU_OUTPUT = -1
@@ -28,18 +22,18 @@ class OrtMemType(_Enum):
     DEFAULT = 0
 
 
-class OrtAllocatorType(_Enum):
+class OrtAllocatorType(OrtEnum):
     INVALID = -1
     ORT_DEVICE_ALLOCATOR = 0
     ORT_ARENA_ALLOCATOR = 1
 
 
-class OrtDeviceMemoryType(_Enum):
+class OrtDeviceMemoryType(OrtEnum):
     DEFAULT = 0
     HOST_ACCESSIBLE = 5
 
 
-class OrtDeviceVendorId(_Enum):
+class OrtDeviceVendorId(OrtEnum):
     """PCI vendor ids, as onnxruntime's ortdevice.h lists them."""
     NONE = 0x0000
     AMD = 0x1002
@@ -51,7 +45,7 @@ class OrtDeviceVendorId(_Enum):
     INTEL = 0x8086
 
 
-class OrtMemoryInfoDeviceType(_Enum):
+class OrtMemoryInfoDeviceType(OrtEnum):
     CPU = 0
     GPU = 1
     FPGA = 2

@@ -7,25 +7,19 @@ in Python and cannot load them, so registering one raises NotImplemented with th
 """
 from __future__ import annotations
 
-import enum
-
 from ortgpu.device_info import OrtAllocatorType, OrtDeviceMemoryType, OrtDeviceVendorId, OrtMemoryInfo
+from ortgpu.enums import OrtEnum
 from ortgpu.errors import Fail, NotImplemented
 from ortgpu.version import API_VERSION
 
 
-class _Enum(enum.IntEnum):
-    def __str__(self):
-        return f"{type(self).__name__}.{self.name}"
-
-
-class OrtHardwareDeviceType(_Enum):
+class OrtHardwareDeviceType(OrtEnum):
     CPU = 0
     GPU = 1
     NPU = 2
 
 
-class OrtExecutionProviderDevicePolicy(_Enum):
+class OrtExecutionProviderDevicePolicy(OrtEnum):
     DEFAULT = 0
     PREFER_CPU = 1
     PREFER_NPU = 2
@@ -35,14 +29,14 @@ class OrtExecutionProviderDevicePolicy(_Enum):
     MIN_OVERALL_POWER = 6
 
 
-class OrtCompiledModelCompatibility(_Enum):
+class OrtCompiledModelCompatibility(OrtEnum):
     EP_NOT_APPLICABLE = 0
     EP_SUPPORTED_OPTIMAL = 1
     EP_SUPPORTED_PREFER_RECOMPILATION = 2
     EP_UNSUPPORTED = 3
 
 
-class OrtDeviceEpIncompatibilityReason(_Enum):
+class OrtDeviceEpIncompatibilityReason(OrtEnum):
     NONE = 0
     DRIVER_INCOMPATIBLE = 1
     DEVICE_INCOMPATIBLE = 2

@@ -354,14 +354,11 @@ class Plan:
                 if out >= 0:
                     vals[out] = res if type(res) is not tuple else res[0]
                 else:
-                    _store(st, vals, res)
+                    store_outputs(st, vals, res)
                 for f in frees:
                     vals[f] = None
         except Exception as e:
-            err = _node_error(st, e)
-            if err is e:
-                raise
-            raise err from e
+            raise_node_error(st, e)
         return self.fetch(vals)
 
     def _compile_program(self) -> None:
@@ -398,12 +395,7 @@ class Plan:
                         raise Fail(TERMINATED)
                     token = probe.begin(infos[i].name) if probe is not None else None
                     t0 = clock()
-                    if st.subplans:
-                        res = self._call_with_subgraphs(st, vals, recorder, stop)
-                    elif st.unary:
-                        res = st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
-                    else:
-                        res = st.fn(st.ctx, *st.gather(vals), **st.attrs)
+                    res = call_step(st, vals, stop, recorder)
                     t1 = clock()
                     if probe is not None:
                         token = probe.end(token)
@@ -414,16 +406,13 @@ class Plan:
                         except AttributeError:  # a sequence, a map, an empty optional
                             meta = None
                     else:
-                        _store(st, vals, res)
+                        store_outputs(st, vals, res)
                         meta = tensor_metas(infos[i].outputs(vals))
                     record((i, t0, t1, tid, meta, token))
                     for f in st.frees:
                         vals[f] = None
         except Exception as e:
-            err = _node_error(st, e)
-            if err is e:
-                raise
-            raise err from e
+            raise_node_error(st, e)
         finally:
             recorder.span("SequentialExecutor::Execute", t_start, clock())
         return [vals[s] for s in self.output_slots]
@@ -507,8 +496,26 @@ def _passes_through(st: Step) -> bool:
             and getattr(fn, "__module__", "").endswith("providers.kernels.basic"))
 
 
-def _store(st: Step, vals: list, res) -> None:
-    """Put a multi-output kernel's result into its output slots."""
+# ---- the per-step surface of every step loop: run_steps (the hot loop, which inlines the
+# one-output store), run_profiled and ortgpu.parallel_run's data-flow loop.
+
+def call_step(st: Step, vals: list, stop=None, recorder=None):
+    """One step's kernel on its inputs in `vals` (a node with subgraphs gets them bound to this
+    run, timed into `recorder` when one is given); the kernel's result.  Call it inside
+    np.errstate(all="ignore"), as the run loops do."""
+    if st.subplans:
+        return Plan._call_with_subgraphs(st, vals, recorder, stop)
+    if st.unary:
+        return st.fn(st.ctx, vals[st.ins[0]], **st.attrs)
+    return st.fn(st.ctx, *st.gather(vals), **st.attrs)
+
+
+def store_outputs(st: Step, vals: list, res) -> None:
+    """Put a kernel's result into the step's output slots: one output takes the value (or the
+    first of a tuple), several take a tuple, one each."""
+    if st.single:
+        vals[st.outs[0]] = res if type(res) is not tuple else res[0]
+        return
     if type(res) is not tuple:
         raise Fail(f"kernel returned {type(res).__name__}, expected a tuple of {len(st.outs)} outputs")
     for s, r in zip(st.outs, res):
@@ -516,17 +523,17 @@ def _store(st: Step, vals: list, res) -> None:
             vals[s] = r
 
 
-def _node_error(st: Step | None, e: Exception) -> Exception:
-    """The exception to raise for `e` from step `st`: onnxruntime's message naming the node,
-    or `e` itself when there is no step or the message names one already."""
+def raise_node_error(st: Step | None, e: BaseException):
+    """Raise `e`, which step `st` raised, as onnxruntime does: a message naming the node (`e`
+    as its cause), or `e` itself when there is no step or its message names one already."""
     if st is None:
-        return e
+        raise e
     where = f"Non-zero status code returned while running {st.node.op_type} node. Name:'{st.node.name}'"
     if isinstance(e, _OrtError):
         if "while running" in e.message:
-            return e
-        return type(e)(f"{where} Status Message: {e.message}")
-    return RuntimeException(f"{where} Status Message: {type(e).__name__}: {e}")
+            raise e
+        raise type(e)(f"{where} Status Message: {e.message}") from e
+    raise RuntimeException(f"{where} Status Message: {type(e).__name__}: {e}") from e
 
 
 def _copy_step(item: Copy, slot) -> Step:

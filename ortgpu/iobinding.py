@@ -135,10 +135,7 @@ class IOBinding:
     def bind_input(self, name, device_type, device_id, element_type, shape, buffer_ptr) -> None:
         """Bind input `name` to memory the caller owns at `buffer_ptr` on a device (a CuPy
         array's ``data.ptr``, a torch tensor's ``data_ptr()``, a NumPy array's ``ctypes.data``)."""
-        kind = device_kind(device_type)
-        dtype, dims = element_dtype(element_type), tensor_shape(shape)
-        array = kind.from_pointer(int(buffer_ptr), dims, dtype, check_device_id(device_id))
-        self._iobinding.bind_input(name, OrtValue(array))
+        self._iobinding.bind_input(name, _at_pointer(buffer_ptr, device_type, device_id, element_type, shape))
 
     def bind_ortvalue_input(self, name, ortvalue) -> None:
         _need_ortvalue("bind_ortvalue_input", name, ortvalue)
@@ -156,10 +153,7 @@ class IOBinding:
             return
         if element_type is None or shape is None:
             raise ValueError("`element_type` and `shape` are to be provided if pre-allocated memory is provided")
-        kind = device_kind(device_type)
-        array = kind.from_pointer(int(buffer_ptr), tensor_shape(shape), element_dtype(element_type),
-                                  check_device_id(device_id))
-        self._iobinding.bind_ortvalue_output(name, OrtValue(array))
+        self._iobinding.bind_ortvalue_output(name, _at_pointer(buffer_ptr, device_type, device_id, element_type, shape))
 
     def bind_ortvalue_output(self, name, ortvalue) -> None:
         _need_ortvalue("bind_ortvalue_output", name, ortvalue)
@@ -186,6 +180,13 @@ class IOBinding:
 
     def clear_binding_outputs(self) -> None:
         self._iobinding.clear_binding_outputs()
+
+
+def _at_pointer(buffer_ptr, device_type, device_id, element_type, shape) -> OrtValue:
+    """An OrtValue over memory the caller owns at `buffer_ptr` on a device (bind_input, and
+    bind_output with a buffer)."""
+    kind, dtype, dims = device_kind(device_type), element_dtype(element_type), tensor_shape(shape)
+    return OrtValue(kind.from_pointer(int(buffer_ptr), dims, dtype, check_device_id(device_id)))
 
 
 def _need_ortvalue(what: str, name, value) -> None:

@@ -4,20 +4,16 @@ variant selection is written for onnxruntime's plugin EPs; load the variant's .o
 InferenceSession instead."""
 from __future__ import annotations
 
-import enum
-
+from ortgpu.enums import OrtEnum
 from ortgpu.errors import NotImplemented
 
 _WHY = ("ortgpu does not read or write onnxruntime model packages (variant selection targets "
         "onnxruntime's plugin execution providers); open the package's .onnx variant with InferenceSession")
 
 
-class ModelPackageWriteMode(enum.IntEnum):
+class ModelPackageWriteMode(OrtEnum):
     PRESERVE = 0
     DENSE = 1
-
-    def __str__(self):
-        return f"ModelPackageWriteMode.{self.name}"
 
 
 class _Refused:

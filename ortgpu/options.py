@@ -5,35 +5,27 @@ import enum
 
 import numpy as np
 
+from ortgpu.enums import OrtEnum
 from ortgpu.errors import InvalidArgument, NotImplemented
 
 
-class GraphOptimizationLevel(enum.IntEnum):
+class GraphOptimizationLevel(OrtEnum):
     ORT_DISABLE_ALL = 0
     ORT_ENABLE_BASIC = 1
     ORT_ENABLE_EXTENDED = 2
     ORT_ENABLE_LAYOUT = 3
     ORT_ENABLE_ALL = 99
 
-    def __str__(self):
-        return f"GraphOptimizationLevel.{self.name}"
 
-
-class ExecutionMode(enum.IntEnum):
+class ExecutionMode(OrtEnum):
     ORT_SEQUENTIAL = 0
     ORT_PARALLEL = 1
 
-    def __str__(self):
-        return f"ExecutionMode.{self.name}"
 
-
-class ExecutionOrder(enum.IntEnum):
+class ExecutionOrder(OrtEnum):
     DEFAULT = 0
     PRIORITY_BASED = 1
     MEMORY_EFFICIENT = 2
-
-    def __str__(self):
-        return f"ExecutionOrder.{self.name}"
 
 
 def _as_enum(enum_cls, name: str, value):

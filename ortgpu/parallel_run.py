@@ -20,7 +20,7 @@ import queue
 import numpy as np
 
 from ortgpu.errors import Fail
-from ortgpu.executor import TERMINATED, Plan, _node_error, _store
+from ortgpu.executor import TERMINATED, Plan, call_step, raise_node_error, store_outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +53,6 @@ def _flow(plan: Plan) -> _Flow:
     keep = frozenset(plan.output_slots) | frozenset(plan.input_slots) | frozenset(
         s for s, v in enumerate(plan.template) if v is not None)
     return _Flow(tuple(waits), tuple(tuple(c) for c in consumers), reads, roots, keep)
-
-
-def _execute(st, vals: list, stop):
-    """One step's kernel on its inputs (as the sequential loop calls it)."""
-    with np.errstate(all="ignore"):
-        if st.subplans:
-            return Plan._call_with_subgraphs(st, vals, stop=stop)
-        return st.fn(st.ctx, *st.gather(vals), **st.attrs)
 
 
 class ParallelRunner:
@@ -96,7 +88,9 @@ class ParallelRunner:
 
         def task(i):
             try:
-                done.put((i, _execute(steps[i], vals, stop), None))
+                with np.errstate(all="ignore"):  # per thread, as the sequential run's
+                    res = call_step(steps[i], vals, stop)
+                done.put((i, res, None))
             except BaseException as e:  # noqa: BLE001 - handed to the run's thread, raised there
                 done.put((i, None, e))
 
@@ -116,10 +110,7 @@ class ParallelRunner:
                     failed = failed or (i, err)
                     continue
                 st = steps[i]
-                if st.single:
-                    vals[st.outs[0]] = res if type(res) is not tuple else res[0]
-                else:
-                    _store(st, vals, res)
+                store_outputs(st, vals, res)
                 self._release(st, vals, reads, flow.keep)
                 for j in flow.consumers[i]:
                     waits[j] -= 1
@@ -132,11 +123,7 @@ class ParallelRunner:
                 running -= 1
             raise
         if failed is not None:
-            i, e = failed
-            err = _node_error(steps[i], e)
-            if err is e:
-                raise e
-            raise err from e
+            raise_node_error(steps[failed[0]], failed[1])
         return [vals[s] for s in plan.output_slots]
 
     @staticmethod

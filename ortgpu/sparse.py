@@ -8,23 +8,19 @@ OrtValue fed to a session is refused there with the input's name.
 """
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
 from ortgpu.device_info import OrtDevice, device_kind_name
 from ortgpu.devices import device_kind, kind_of
 from ortgpu.dtypes import onnx_code, tensor_type_str
+from ortgpu.enums import OrtEnum
 
 
-class OrtSparseFormat(enum.IntEnum):
+class OrtSparseFormat(OrtEnum):
     ORT_SPARSE_UNDEFINED = 0
     ORT_SPARSE_COO = 1
     ORT_SPARSE_CSRC = 2
     ORT_SPARSE_BLOCK_SPARSE = 4
-
-    def __str__(self):
-        return f"OrtSparseFormat.{self.name}"
 
 
 class _View:

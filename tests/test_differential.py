@@ -25,7 +25,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import ortgpu
-from support.harness import compare
+from support.harness import compare, draw, pick, rnd
 
 onnxruntime.set_default_logger_severity(3)
 CPU = ["CPUExecutionProvider"]
@@ -89,12 +89,7 @@ def op_cases(*ops, count=12, minimum=8):
 
 def _draw(op: str, i: int) -> Case:
     gen = GENERATORS[op][0]
-    rng = np.random.default_rng([zlib.crc32(op.encode()), i])
-    for _ in range(100):
-        case = gen(rng, op)
-        if case is not None:
-            return case
-    raise AssertionError(f"{op}: generator found no valid configuration")
+    return draw(lambda rng: gen(rng, op), op, i)
 
 
 def _ort_run(case: Case):
@@ -110,16 +105,6 @@ def _ort_run(case: Case):
 
 
 # --------------------------------------------------------------------------- helpers
-
-def rnd(rng, shape, dtype=F32, scale=1.0):
-    if np.dtype(dtype).kind in "iu":
-        return rng.integers(-5, 6, size=shape).astype(dtype)
-    return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-def pick(rng, seq):
-    return seq[int(rng.integers(len(seq)))]
-
 
 def ints(rng, lo, hi, n):
     """n integers in [lo, hi] as a Python list."""

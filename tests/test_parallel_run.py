@@ -1,6 +1,5 @@
 """execution_mode = ORT_PARALLEL: independent branches run at the same time (seen from inside
 the kernels, no timing) and a parallel run returns what a sequential one does, bit for bit."""
-import dataclasses
 import os
 import threading
 
@@ -10,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import ortgpu
-from ortgpu.providers.cpu import CPUExecutionProvider
+from support.observed_cpu import ObservedCPU
 
 
 def _options(parallel: bool, threads: int = 4):
@@ -37,25 +36,18 @@ def _branches(n: int = 4):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-class _MeetingTanh(CPUExecutionProvider):
+class _MeetingTanh(ObservedCPU):
     """The CPU, whose Tanh kernels wait for each other at a barrier: runs only if `parties`
     of them are in progress at the same time (a sequential run breaks the barrier)."""
+    observed = ("Tanh",)
 
     def __init__(self, parties):
         super().__init__()
         self.barrier, self.threads = threading.Barrier(parties, timeout=20), set()
 
-    def kernel_for(self, op_type, domain, opset):
-        k = super().kernel_for(op_type, domain, opset)
-        if k is None or op_type != "Tanh":
-            return k
-        provider = self
-
-        def meeting(ctx, *args, **attrs):
-            provider.barrier.wait()
-            provider.threads.add(threading.get_ident())
-            return k.fn(ctx, *args, **attrs)
-        return dataclasses.replace(k, fn=meeting)
+    def observe(self, op_type):
+        self.barrier.wait()
+        self.threads.add(threading.get_ident())
 
 
 def test_independent_branches_run_at_the_same_time():
@@ -109,26 +101,19 @@ def test_an_error_in_one_branch_names_its_node_and_the_session_runs_again():
     np.testing.assert_array_equal(y, x + np.maximum(x, 0))
 
 
-class _TerminatingTanh(CPUExecutionProvider):
+class _TerminatingTanh(ObservedCPU):
     """The CPU, whose Tanh kernels set the run's terminate flag (as another thread would)."""
+    observed = ("Tanh", "Concat")
 
     def __init__(self, run_options):
         super().__init__()
         self.run_options, self.concats = run_options, 0
 
-    def kernel_for(self, op_type, domain, opset):
-        k = super().kernel_for(op_type, domain, opset)
-        if k is None or op_type not in ("Tanh", "Concat"):
-            return k
-        provider = self
-
-        def observed(ctx, *args, **attrs):
-            if op_type == "Tanh":
-                provider.run_options.terminate = True
-            else:
-                provider.concats += 1
-            return k.fn(ctx, *args, **attrs)
-        return dataclasses.replace(k, fn=observed)
+    def observe(self, op_type):
+        if op_type == "Tanh":
+            self.run_options.terminate = True
+        else:
+            self.concats += 1
 
 
 def test_a_parallel_run_terminated_in_the_middle_fails_and_starts_no_more_steps():

@@ -35,27 +35,25 @@ def _model():
 FEED = {"x": np.ones((2, 48), np.float32)}
 
 
-def _ours(tmp_path, runs=5):
-    so = ortgpu.SessionOptions()
+def _profiled(rt, prefix, runs):
+    """A profile written by runtime `rt` (ortgpu or onnxruntime) over `runs` runs of the model,
+    without graph optimizations; its path."""
+    so = rt.SessionOptions()
     so.enable_profiling = True
-    so.profile_file_prefix = str(tmp_path / "ours")
-    so.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ortgpu.InferenceSession(_model().SerializeToString(), so, providers=["CPUExecutionProvider"])
+    so.profile_file_prefix = str(prefix)
+    so.graph_optimization_level = rt.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = rt.InferenceSession(_model().SerializeToString(), so, providers=["CPUExecutionProvider"])
     for _ in range(runs):
         sess.run(None, FEED)
     return sess.end_profiling()
+
+
+def _ours(tmp_path, runs=5):
+    return _profiled(ortgpu, tmp_path / "ours", runs)
 
 
 def _theirs(tmp_path, runs=5):
-    ort = pytest.importorskip("onnxruntime")
-    so = ort.SessionOptions()
-    so.enable_profiling = True
-    so.profile_file_prefix = str(tmp_path / "theirs")
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(_model().SerializeToString(), so, providers=["CPUExecutionProvider"])
-    for _ in range(runs):
-        sess.run(None, FEED)
-    return sess.end_profiling()
+    return _profiled(pytest.importorskip("onnxruntime"), tmp_path / "theirs", runs)
 
 
 def _run_durations(path) -> list[int]:

@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ortgpu
 from support.device_double import FakeDeviceExecutionProvider
+from support.observed_cpu import ObservedCPU
 from ortgpu.providers.cpu import CPUExecutionProvider
 
 
@@ -33,7 +34,7 @@ def _counting_loop(iterations_note):
                   [helper.make_tensor_value_info("M", TensorProto.INT64, []), _f("v0", [1])], [_f("v", [1])])
 
 
-class _SetsTerminate(CPUExecutionProvider):
+class _SetsTerminate(ObservedCPU):
     """The CPU, whose Tanh kernel sets the run's terminate flag (from inside the run) after
     `after` calls, and counts every kernel call."""
 
@@ -41,19 +42,10 @@ class _SetsTerminate(CPUExecutionProvider):
         super().__init__()
         self.run_options, self.after, self.calls = run_options, after, 0
 
-    def kernel_for(self, op_type, domain, opset):
-        k = super().kernel_for(op_type, domain, opset)
-        if k is None:
-            return None
-        provider = self
-
-        def counted(ctx, *args, **attrs):
-            provider.calls += 1
-            if provider.calls == provider.after:
-                provider.run_options.terminate = True
-            return k.fn(ctx, *args, **attrs)
-        import dataclasses
-        return dataclasses.replace(k, fn=counted)
+    def observe(self, op_type):
+        self.calls += 1
+        if self.calls == self.after:
+            self.run_options.terminate = True
 
 
 def test_terminate_set_during_a_run_stops_it_before_the_next_node():

@@ -1,6 +1,5 @@
 """intra_op_num_threads bounds the BLAS threads of a run, and concurrent runs share the cores
 (checked with threadpoolctl from inside a running kernel; no timing)."""
-import dataclasses
 import threading
 import time
 
@@ -10,8 +9,8 @@ from onnx import TensorProto, helper
 from threadpoolctl import threadpool_info
 
 import ortgpu
-from ortgpu.providers.cpu import CPUExecutionProvider
 from ortgpu.threads import BUDGET, available_cores
+from support.observed_cpu import ObservedCPU
 
 
 def _blas_threads() -> list[int]:
@@ -21,28 +20,21 @@ def _blas_threads() -> list[int]:
             if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
 
 
-class _SeesBlasThreads(CPUExecutionProvider):
+class _SeesBlasThreads(ObservedCPU):
     """The CPU, whose MatMul kernel records the BLAS thread counts it runs under; with a
     barrier, runs meet inside MatMul before and after reading (so both read while both run)."""
+    observed = ("MatMul",)
 
     def __init__(self, barrier=None):
         super().__init__()
         self.seen, self.barrier = [], barrier
 
-    def kernel_for(self, op_type, domain, opset):
-        k = super().kernel_for(op_type, domain, opset)
-        if k is None or op_type != "MatMul":
-            return k
-        provider = self
-
-        def observed(ctx, *args, **attrs):
-            if provider.barrier is not None:
-                provider.barrier.wait(timeout=30)
-            provider.seen.append(_blas_threads())
-            if provider.barrier is not None:
-                provider.barrier.wait(timeout=30)
-            return k.fn(ctx, *args, **attrs)
-        return dataclasses.replace(k, fn=observed)
+    def observe(self, op_type):
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)
+        self.seen.append(_blas_threads())
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)
 
 
 def _matmul_model():
@@ -156,47 +148,42 @@ def test_runnable_threads_are_read_from_proc_loadavg():
     assert int(fields[3].split("/")[0]) >= 1
 
 
+def _most_at_once(budget, runs: int, gate: bool, meet) -> int:
+    """How many of `runs` threads were inside ``budget.run(0, gate=gate)`` at once, each calling
+    `meet()` there (a barrier: who it waits for is the test's point)."""
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def one_run():
+        with budget.run(0, gate=gate):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            meet()
+            with lock:
+                now[0] -= 1
+    threads = [threading.Thread(target=one_run) for _ in range(runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return most[0]
+
+
 def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait(monkeypatch):
     monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 60.0)  # no run gives up waiting, however loaded
     budget = type(BUDGET)(cores=2)
     budget._blas, budget.busy = [], lambda: 0
-    lock, now, most = threading.Lock(), [0], [0]
     pairs = threading.Barrier(2, timeout=20)  # two runs are in progress together, whatever the load
 
-    def one_run():
-        with budget.run(0):
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            pairs.wait()
-            time.sleep(0.05)  # room for a third run to come in, if the gate let it
-            with lock:
-                now[0] -= 1
-    runs = [threading.Thread(target=one_run) for _ in range(6)]
-    for t in runs:
-        t.start()
-    for t in runs:
-        t.join(30)
-    assert most[0] == 2
+    def pair_then_linger():
+        pairs.wait()
+        time.sleep(0.05)  # room for a third run to come in, if the gate let it
+    assert _most_at_once(budget, 6, True, pair_then_linger) == 2
     assert budget._active == 0 and all(not g.locked() for g in budget._gates)
-    now[0] = most[0] = 0
 
+    # a session with a device provider: its runs do not take a core's turn
     four = threading.Barrier(4, timeout=20)  # met only if all four runs are in progress at once
-
-    def ungated_run():  # a session with a device provider: its runs do not take a core's turn
-        with budget.run(0, gate=False):
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            four.wait()
-            with lock:
-                now[0] -= 1
-    runs = [threading.Thread(target=ungated_run) for _ in range(4)]
-    for t in runs:
-        t.start()
-    for t in runs:
-        t.join(30)
-    assert most[0] == 4
+    assert _most_at_once(budget, 4, False, four.wait) == 4
 
 
 def test_a_run_inside_a_run_does_not_wait_and_no_run_waits_past_the_limit(monkeypatch):

@@ -99,26 +99,26 @@ def activation(b: _Body, name: str, params, x: str, out: str) -> str:
     raise ValueError(f"no function body for activation '{name}'")
 
 
+def _op_then_activation(node, opset: int, op: str, formals: list[str]) -> onnx.FunctionProto:
+    """`op` on the first two formals (and the third when the node has it), plus the fourth
+    when the node has it (FusedConv's Z), then the node's activation into Y."""
+    b = _Body(opset)
+    op_attrs = {k: v for k, v in node.attrs.items() if not k.startswith("activation")}
+    y = b.add(op, formals[:3] if _present(node, 2) else formals[:2], **op_attrs)
+    if len(formals) > 3 and _present(node, 3):
+        y = b.add("Add", [y, formals[3]])
+    activation(b, node.attrs["activation"], node.attrs.get("activation_params"), y, "Y")
+    return _function(node, opset, formals, ["Y"], b)
+
+
 @register("FusedConv")
 def fused_conv(node, opset: int) -> onnx.FunctionProto:
-    b = _Body(opset)
-    conv_attrs = {k: v for k, v in node.attrs.items() if not k.startswith("activation")}
-    ins = ["X", "W"] + (["B"] if _present(node, 2) else [])
-    y = b.add("Conv", ins, **conv_attrs)
-    if _present(node, 3):
-        y = b.add("Add", [y, "Z"])
-    activation(b, node.attrs["activation"], node.attrs.get("activation_params"), y, "Y")
-    return _function(node, opset, ["X", "W", "B", "Z"], ["Y"], b)
+    return _op_then_activation(node, opset, "Conv", ["X", "W", "B", "Z"])
 
 
 @register("FusedGemm")
 def fused_gemm(node, opset: int) -> onnx.FunctionProto:
-    b = _Body(opset)
-    gemm_attrs = {k: v for k, v in node.attrs.items() if not k.startswith("activation")}
-    ins = ["A", "B"] + (["C"] if _present(node, 2) else [])
-    y = b.add("Gemm", ins, **gemm_attrs)
-    activation(b, node.attrs["activation"], node.attrs.get("activation_params"), y, "Y")
-    return _function(node, opset, ["A", "B", "C"], ["Y"], b)
+    return _op_then_activation(node, opset, "Gemm", ["A", "B", "C"])
 
 
 # ----------------------------------------------------------------------------- Gelu family

@@ -94,35 +94,30 @@ def cuda_available() -> bool:
         return False
 
 
+def _held_type(tp):
+    """The type a sequence or optional TypeProto holds, however nested (`tp` for any other)."""
+    which = None if tp is None else tp.WhichOneof("value")
+    while which in ("sequence_type", "optional_type"):
+        tp = getattr(tp, which).elem_type
+        which = tp.WhichOneof("value")
+    return tp
+
+
 def type_on_device(tp) -> bool:
     """Can a value of this onnx TypeProto live in CuPy arrays?  Unknown types are allowed."""
-    if tp is None:
-        return True
-    which = tp.WhichOneof("value")
+    tp = _held_type(tp)
+    which = None if tp is None else tp.WhichOneof("value")
     if which == "tensor_type":
         code = tp.tensor_type.elem_type
         return code == 0 or code in CUPY_ELEM_TYPES
-    if which == "sequence_type":
-        return type_on_device(tp.sequence_type.elem_type)
-    if which == "optional_type":
-        return type_on_device(tp.optional_type.elem_type)
-    if which in ("map_type", "sparse_tensor_type"):
-        return False
-    return True
+    return which not in ("map_type", "sparse_tensor_type")
 
 
 def _has_bfloat16(tp) -> bool:
     """Whether an onnx TypeProto is (or holds) a bfloat16 tensor."""
-    if tp is None:
-        return False
-    which = tp.WhichOneof("value")
-    if which == "tensor_type":
-        return tp.tensor_type.elem_type == TensorProto.BFLOAT16
-    if which == "sequence_type":
-        return _has_bfloat16(tp.sequence_type.elem_type)
-    if which == "optional_type":
-        return _has_bfloat16(tp.optional_type.elem_type)
-    return False
+    tp = _held_type(tp)
+    return (tp is not None and tp.WhichOneof("value") == "tensor_type"
+            and tp.tensor_type.elem_type == TensorProto.BFLOAT16)
 
 
 def takes_bfloat16(kernel: KernelDef) -> bool:

@@ -205,40 +205,33 @@ class FakeArray:
         _check_no_transfer("a copy to the host (.get())")
         return self._a.copy()
 
-    def item(self, *args):
+    def _host_read(self, what: str):
+        """The array, for a read on the host (`what`), refused where it cannot happen: in a
+        host kernel (a missing copy) or while a stream captures."""
         _check_use("read")
-        _check_no_transfer("a read on the host (.item())")
-        return self._a.item(*args)
+        _check_no_transfer(f"a read on the host ({what})")
+        return self._a
+
+    def item(self, *args):
+        return self._host_read(".item()").item(*args)
 
     def tolist(self):
-        _check_use("read")
-        _check_no_transfer("a read on the host (tolist())")
-        return self._a.tolist()
+        return self._host_read("tolist()").tolist()
 
     def __bool__(self):
-        _check_use("read")
-        _check_no_transfer("a read on the host (bool())")
-        return bool(self._a)
+        return bool(self._host_read("bool()"))
 
     def __int__(self):
-        _check_use("read")
-        _check_no_transfer("a read on the host (int())")
-        return int(self._a)
+        return int(self._host_read("int()"))
 
     def __float__(self):
-        _check_use("read")
-        _check_no_transfer("a read on the host (float())")
-        return float(self._a)
+        return float(self._host_read("float()"))
 
     def __complex__(self):
-        _check_use("read")
-        _check_no_transfer("a read on the host (complex())")
-        return complex(self._a)
+        return complex(self._host_read("complex()"))
 
     def __index__(self):
-        _check_use("read")
-        _check_no_transfer("a read on the host (an index)")
-        return self._a.__index__()
+        return self._host_read("an index").__index__()
 
     def __repr__(self):
         return f"FakeArray({self._a!r})"

@@ -69,6 +69,8 @@ class Case:
 
 
 def draw(gen, name: str, i: int) -> Case:
+    """Case `i` of `name`: the first configuration `gen(rng)` does not refuse (None), from a
+    generator seeded by both, so every run draws the same cases."""
     rng = np.random.default_rng([zlib.crc32(name.encode()), i])
     for _ in range(100):
         case = gen(rng)

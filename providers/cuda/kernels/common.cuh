@@ -241,6 +241,48 @@ __device__ __forceinline__ C row_allreduce(C v, Op op, C identity, C* scratch) {
     return warp_allreduce(v, op);
 }
 
+// Layer-norm statistics of one row whose element j is value(j), j < cols, in the compute type
+// C, in two passes (layernorm.cu, contrib_layernorm.cu): mean = sum / cols (left 0 when not
+// centred: RMS norm), inv = 1 / sqrt(sum((v - mean)^2) / cols + epsilon).  Threads of a row
+// past the end (valid false) add nothing but still take part in the reductions, so every
+// thread of the block must call it, as row_allreduce.
+template <typename C> struct RowStats { C mean, inv; };
+
+template <typename C, typename Value>
+__device__ __forceinline__ RowStats<C> row_norm_stats(Value value, i64 cols, bool valid, bool centred,
+                                                      C epsilon, C* scratch) {
+    const C count = static_cast<C>(cols);
+    C mean = C(0);
+    if (centred) {
+        C s = C(0);
+        if (valid) {
+            for (i64 j = threadIdx.x; j < cols; j += blockDim.x) s += value(j);
+        }
+        mean = row_allreduce(s, SumOp<C>(), C(0), scratch) / count;
+    }
+    C ss = C(0);
+    if (valid) {
+        for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
+            const C d = value(j) - mean;
+            ss += d * d;
+        }
+    }
+    const C var = row_allreduce(ss, SumOp<C>(), C(0), scratch) / count;
+    return RowStats<C>{mean, C(1) / m_sqrt(var + epsilon)};
+}
+
+// ------------------------------------------------------------------ planes of (h, w)
+
+// Where element i of a contiguous (planes, h, w) array stands: its plane, row and column
+// (pool.cu, resize.cu: one thread an output element).
+struct PlaneYX { i64 p, y, x; };
+
+__device__ __forceinline__ PlaneYX plane_yx(i64 i, i64 h, i64 w) {
+    const i64 rest = i / w;
+    const i64 p = rest / h;
+    return PlaneYX{p, rest - p * h, i - rest * w};
+}
+
 // ------------------------------------------------------------------ broadcasting
 
 // Output shape and per-operand strides (in elements, 0 along broadcast dims) of up to K

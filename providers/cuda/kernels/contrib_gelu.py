@@ -21,11 +21,7 @@ SOURCE = "contrib_gelu.cu"
 ERF, TANH, QUICK = 0, 1, 2
 
 
-def _names(ctype: str) -> list[str]:
-    return [f"gelu_bias<{ctype}>", f"bias_split_gelu<{ctype}>"]
-
-
-UNITS = cu.declare_per_type(SOURCE, _names)
+UNITS = cu.declare_templates(SOURCE, "gelu_bias", "bias_split_gelu")
 
 
 def _bias_ok(x, bias) -> bool:
@@ -43,7 +39,7 @@ def run_gelu(x, bias, kind: int, alpha: float = 1.0):
     b = None if bias is None else cupy.ascontiguousarray(bias)
     y = cupy.empty(src.shape, dtype=dt)
     cols = x.shape[-1] if x.ndim else 1
-    fn = cu.function(UNITS[dt], f"gelu_bias<{cu.CTYPE[dt]}>")
+    fn = cu.template_function(UNITS, dt, "gelu_bias")
     cu.launch_elementwise(fn, x.size, (src, b, y, np.int64(x.size), np.int64(cols), np.int32(kind),
                                        cu.compute_scalar(dt, alpha)))
     return y
@@ -58,7 +54,7 @@ def run_bias_split_gelu(x, bias):
     dt = x.dtype
     half = x.shape[-1] // 2
     y = cupy.empty(x.shape[:-1] + (half,), dtype=dt)
-    fn = cu.function(UNITS[dt], f"bias_split_gelu<{cu.CTYPE[dt]}>")
+    fn = cu.template_function(UNITS, dt, "bias_split_gelu")
     cu.launch_elementwise(fn, y.size, (cupy.ascontiguousarray(x), cupy.ascontiguousarray(bias), y,
                                        np.int64(y.size), np.int64(half)))
     return y

@@ -28,11 +28,7 @@ from ortgpu.providers.registry import kernel
 SOURCE = "contrib_gqa.cu"
 
 
-def _names(ctype: str) -> list[str]:
-    return [f"gqa_present<{ctype}>", f"gqa_attention_rows<{ctype}>"]
-
-
-UNITS = cu.declare_per_type(SOURCE, _names)
+UNITS = cu.declare_templates(SOURCE, "gqa_present", "gqa_attention_rows")
 
 
 def _row_lengths(seqlens_k, total_sequence_length, b, s, past_key):
@@ -107,13 +103,12 @@ def run_gqa(cupy, query, key, value, past_key, past_value, seqlens_k, total_sequ
         k = None if q is None else _rotate(k, pos, cos_cache, sin_cache, rotary_interleaved, kv_num_heads)
         if q is None or k is None:
             return None
-    ctype = cu.CTYPE[dt]
     d_pasts, d_lens = cupy.asarray(pasts), cupy.asarray(lens)
     presents = []
     for past, new in ((past_key, k), (past_value, cupy.ascontiguousarray(v))):
         present = cupy.empty((b, kv_num_heads, present_len, d), dtype=dt)
         src = None if past is None or past_len == 0 else cupy.ascontiguousarray(past)
-        cu.launch_elementwise(cu.function(UNITS[dt], f"gqa_present<{ctype}>"), present.size,
+        cu.launch_elementwise(cu.template_function(UNITS, dt, "gqa_present"), present.size,
                               (src, new, d_pasts, present, np.int64(b), np.int64(kv_num_heads),
                                np.int64(present_len), np.int64(d), np.int64(past_len), np.int64(s)))
         presents.append(present)
@@ -121,7 +116,7 @@ def run_gqa(cupy, query, key, value, past_key, past_value, seqlens_k, total_sequ
     scores = cupy.empty((rows, present_len), dtype=cupy.float32)
     y = cupy.empty((b, s, num_heads * d), dtype=dt)
     threads = min(256, 32 * math.ceil(max(min(present_len, d), 1) / 32))
-    fn = cu.function(UNITS[dt], f"gqa_attention_rows<{ctype}>")
+    fn = cu.template_function(UNITS, dt, "gqa_attention_rows")
     fn((rows,), (threads, 1), (q, presents[0], presents[1], d_pasts, d_lens, scores, y, np.int64(s),
                                np.int64(num_heads), np.int64(kv_num_heads), np.int64(d), np.int64(present_len),
                                np.float32(scale if scale else 1.0 / math.sqrt(d)), np.float32(softcap),

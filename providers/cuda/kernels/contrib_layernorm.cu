@@ -33,25 +33,9 @@ __global__ void __launch_bounds__(1024) skip_layernorm_rows(
     const i64 r = valid ? row : 0;
     const T* xr = x + r * cols;
     const T* sr = skip + (r % skip_rows) * cols;
-    const C count = static_cast<C>(cols);
-
-    C mean = C(0);
-    if (!simplified) {
-        C s = C(0);
-        if (valid) {
-            for (i64 j = threadIdx.x; j < cols; j += blockDim.x) s += skip_sum(xr, sr, bias, j);
-        }
-        mean = row_allreduce(s, SumOp<C>(), C(0), scratch) / count;
-    }
-    C ss = C(0);
-    if (valid) {
-        for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
-            const C d = skip_sum(xr, sr, bias, j) - mean;
-            ss += d * d;
-        }
-    }
-    const C var = row_allreduce(ss, SumOp<C>(), C(0), scratch) / count;
-    const C inv = C(1) / m_sqrt(var + epsilon);
+    const RowStats<C> st = row_norm_stats([&](i64 j) { return skip_sum(xr, sr, bias, j); }, cols, valid,
+                                          !simplified, epsilon, scratch);
+    const C mean = st.mean, inv = st.inv;
 
     if (!valid) return;
     T* yr = y + row * cols;

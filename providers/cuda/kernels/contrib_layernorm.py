@@ -24,11 +24,7 @@ from ortgpu.providers.registry import kernel
 SOURCE = "contrib_layernorm.cu"
 
 
-def kernel_name(ctype: str) -> str:
-    return f"skip_layernorm_rows<{ctype}>"
-
-
-UNITS = cu.declare_per_type(SOURCE, lambda ctype: [kernel_name(ctype)])
+UNITS = cu.declare_templates(SOURCE, "skip_layernorm_rows")
 
 
 def _skip_rows(input, skip) -> int | None:
@@ -67,7 +63,7 @@ def run_skip_layernorm(ctx, input, skip, gamma, beta, bias, epsilon, simplified)
     inv = cupy.empty(stat_shape, dtype=cdt) if n_out > 2 else None
     total = cupy.empty(x.shape, dtype=dt) if n_out > 3 else None
     opt = [None if p is None else cupy.ascontiguousarray(p) for p in (beta, bias)]
-    fn = cu.function(UNITS[dt], kernel_name(cu.CTYPE[dt]))
+    fn = cu.template_function(UNITS, dt, "skip_layernorm_rows")
     grid, block = cu.row_launch_config(rows, hidden)
     fn(grid, block, (x, sk, cupy.ascontiguousarray(gamma), opt[0], opt[1], y, mean, inv, total,
                      np.int64(rows), np.int64(hidden), np.int64(skip_rows), np.int32(bool(simplified)),

@@ -23,11 +23,7 @@ from ortgpu.providers.registry import kernel
 SOURCE = "contrib_matmul_nbits.cu"
 
 
-def _names(ctype: str) -> list[str]:
-    return [f"nbits_gemv<{ctype}>", f"nbits_dequantize<{ctype}>"]
-
-
-UNITS = cu.declare_per_type(SOURCE, _names)
+UNITS = cu.declare_templates(SOURCE, "nbits_gemv", "nbits_dequantize")
 
 
 def _zero_points(zero_points, dt, n, k_blocks, bits):
@@ -80,16 +76,15 @@ def run_matmul_nbits(A, B, scales, zero_points, g_idx, bias, *, K, N, bits, bloc
               None if zp_float is None else cupy.ascontiguousarray(zp_float))
     sizes = (np.int64(N), np.int64(K), np.int64(k_blocks), np.int64(block_size), np.int32(bits),
              np.int64(zp_row))
-    ctype = cu.CTYPE[dt]
     if rows == 1:
         y = cupy.empty(A.shape[:-1] + (N,), dtype=dt)
-        fn = cu.function(UNITS[dt], f"nbits_gemv<{ctype}>")
+        fn = cu.template_function(UNITS, dt, "nbits_gemv")
         grid, block = cu.row_launch_config(N, K)
         b = None if bias is None else cupy.ascontiguousarray(bias)
         fn(grid, block, (cupy.ascontiguousarray(A), *packed[:2], *packed[2:], b, y, *sizes))
         return y
     w = cupy.empty((N, K), dtype=cupy.float32)
-    cu.launch_elementwise(cu.function(UNITS[dt], f"nbits_dequantize<{ctype}>"), N * K, (*packed, w, *sizes))
+    cu.launch_elementwise(cu.template_function(UNITS, dt, "nbits_dequantize"), N * K, (*packed, w, *sizes))
     y = cupy.matmul(A.astype(cupy.float32), w.T)
     if bias is not None:
         y = y + bias.astype(cupy.float32)

@@ -20,11 +20,7 @@ from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
 SOURCE = "contrib_rotary.cu"
 
 
-def kernel_name(ctype: str) -> str:
-    return f"rotary_embedding<{ctype}>"
-
-
-UNITS = cu.declare_per_type(SOURCE, lambda ctype: [kernel_name(ctype)])
+UNITS = cu.declare_templates(SOURCE, "rotary_embedding")
 
 
 def _layout(input, num_heads, cos_cache):
@@ -77,7 +73,7 @@ def run_rotary(input, position_ids, cos_cache, sin_cache, interleaved, num_heads
         return None   # the shared kernel raises its error naming the positions
     x = cupy.ascontiguousarray(input)
     y = cupy.empty(x.shape, dtype=dt)
-    fn = cu.function(UNITS[dt], kernel_name(cu.CTYPE[dt]))
+    fn = cu.template_function(UNITS, dt, "rotary_embedding")
     cu.launch_elementwise(fn, x.size, (x, pos, cupy.ascontiguousarray(cos_cache),
                                        cupy.ascontiguousarray(sin_cache), y, np.int64(b), np.int64(s),
                                        np.int64(n), np.int64(d), np.int64(sb), np.int64(ss), np.int64(sn),

@@ -19,23 +19,9 @@ __global__ void __launch_bounds__(1024) layernorm_rows(const T* __restrict__ x, 
     const i64 row = static_cast<i64>(blockIdx.x) * blockDim.y + threadIdx.y;
     const bool valid = row < rows;   // invalid threads still take part in the reductions
     const T* xr = x + (valid ? row : 0) * cols;
-    const C count = static_cast<C>(cols);
-
-    C s = C(0);
-    if (valid) {
-        for (i64 j = threadIdx.x; j < cols; j += blockDim.x) s += load(xr[j]);
-    }
-    const C mean = row_allreduce(s, SumOp<C>(), C(0), scratch) / count;
-
-    C ss = C(0);
-    if (valid) {
-        for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
-            const C d = load(xr[j]) - mean;
-            ss += d * d;
-        }
-    }
-    const C var = row_allreduce(ss, SumOp<C>(), C(0), scratch) / count;
-    const C inv = C(1) / m_sqrt(var + epsilon);
+    const RowStats<C> st = row_norm_stats([&](i64 j) { return load(xr[j]); }, cols, valid, true,
+                                          epsilon, scratch);
+    const C mean = st.mean, inv = st.inv;
 
     if (!valid) return;
     T* yr = y + row * cols;

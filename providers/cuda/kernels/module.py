@@ -89,10 +89,16 @@ MS_DOMAIN = "com.microsoft"
 CONTRIB_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
-def declare_per_type(source: str, names_of, types=CONTRIB_TYPES) -> dict:
-    """One unit of ``source`` per element type, keyed by its C type, with the name expressions
-    ``names_of(ctype)``: ``{dtype: Unit}``, what a launcher looks its unit up in."""
-    return {dt: declare(source, CTYPE[dt], list(names_of(CTYPE[dt]))) for dt in types}
+def declare_templates(source: str, *templates: str, types=CONTRIB_TYPES) -> dict:
+    """One unit of ``source`` per element type, with each of ``templates`` instantiated as
+    ``name<ctype>``: ``{dtype: Unit}``, what ``template_function`` looks a kernel up in."""
+    return {dt: declare(source, CTYPE[dt], [f"{t}<{CTYPE[dt]}>" for t in templates]) for dt in types}
+
+
+def template_function(units: dict, dtype, template: str):
+    """The compiled ``template<ctype of dtype>`` of ``units[dtype]`` (units from
+    ``declare_templates``), so a launcher names its kernel once."""
+    return function(units[dtype], f"{template}<{CTYPE[dtype]}>")
 
 
 def units() -> list[Unit]:

@@ -24,10 +24,7 @@ __global__ void pool2d(const T* __restrict__ x, T* __restrict__ y, i64 n, i64 in
                        i64 out_h, i64 out_w, PoolWindow w, int kind) {
     typedef typename Compute<T>::type C;
     for (i64 i = grid_start(); i < n; i += grid_step()) {
-        const i64 rest = i / out_w;
-        const i64 ox = i - rest * out_w;
-        const i64 p = rest / out_h;
-        const i64 oy = rest - p * out_h;
+        const auto [p, oy, ox] = plane_yx(i, out_h, out_w);
         const T* plane = x + p * in_h * in_w;
         const i64 y0 = oy * w.stride[0] - w.begin[0];
         const i64 x0 = ox * w.stride[1] - w.begin[1];

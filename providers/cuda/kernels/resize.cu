@@ -11,10 +11,7 @@ __global__ void resize_nearest(const B* __restrict__ in, B* __restrict__ out, i6
                                i64 out_h, i64 out_w, const long long* __restrict__ yidx,
                                const long long* __restrict__ xidx, B fill) {
     for (i64 i = grid_start(); i < n; i += grid_step()) {
-        const i64 rest = i / out_w;
-        const i64 x = i - rest * out_w;
-        const i64 p = rest / out_h;
-        const i64 y = rest - p * out_h;
+        const auto [p, y, x] = plane_yx(i, out_h, out_w);
         const i64 iy = yidx[y], ix = xidx[x];
         out[i] = (iy < 0 || ix < 0) ? fill : in[(p * in_h + iy) * in_w + ix];
     }
@@ -32,10 +29,7 @@ __global__ void resize_taps(const T* __restrict__ in, T* __restrict__ out, i64 n
                             typename Compute<T>::type fill) {
     typedef typename Compute<T>::type C;
     for (i64 i = grid_start(); i < n; i += grid_step()) {
-        const i64 rest = i / out_w;
-        const i64 x = i - rest * out_w;
-        const i64 p = rest / out_h;
-        const i64 y = rest - p * out_h;
+        const auto [p, y, x] = plane_yx(i, out_h, out_w);
         const long long* ys = yidx + y * ytaps;
         const long long* xs = xidx + x * xtaps;
         if (ys[0] < 0 || xs[0] < 0) {

@@ -38,10 +38,50 @@ def gelu_tanh(xp, x):
     return t
 
 
+# Chebyshev fit of erfc (Numerical Recipes' erfcc): erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2),
+# z >= 0, fractional error below 1.2e-7 in exact arithmetic; constant term first.
+_ERFC_FIT = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+             -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+_FAST_ERFC_MIN = 2048   # below this the fit's 30 ufunc calls cost more than scipy's one
+
+
+def _erfc_f32(x):
+    """erfc of a float32 NumPy array in about 30 vectorised float32 passes: scipy's erfc runs a
+    scalar double-precision routine per element, 2.4x slower on a (4, 32, 128) block (measured
+    100 us against 240 us).  Relative error against float64 erfc: at most 5 float32 ulps where
+    erfc > 1e-2, 11 ulps where erfc > 1e-7, 8e-6 in the far tail before float32 underflows
+    (scipy's: half an ulp); GELU's own float32 rounding is of the same order.  Negative z uses
+    erfc(z) = 2 - erfc(-z), blended arithmetically (np.where on a random mask is slower)."""
+    f32 = np.float32
+    z = np.abs(x)
+    t = z * f32(0.5)
+    t += 1
+    np.reciprocal(t, out=t)
+    p = t * f32(_ERFC_FIT[-1])
+    for c in _ERFC_FIT[-2:0:-1]:
+        p += f32(c)
+        p *= t
+    p += f32(_ERFC_FIT[0])
+    z *= z
+    p -= z
+    np.exp(p, out=p)
+    p *= t
+    neg = (x < 0).astype(f32)      # 2 - p where x < 0: p + neg * (2 - 2p)
+    q = p * f32(-2)
+    q += 2
+    q *= neg
+    q += p
+    return q
+
+
 def gelu_erf(xp, x):
     """Exact GELU, x * Phi(x) = 0.5 x erfc(-x / sqrt(2)) (no cancellation for negative x), with
     the products done in place on erfc's fresh result."""
-    t = xp.asarray(erfc(xp, x * -(1 / math.sqrt(2))))
+    z = x * -(1 / math.sqrt(2))
+    if xp is np and isinstance(z, np.ndarray) and z.dtype == np.float32 and z.size >= _FAST_ERFC_MIN:
+        t = _erfc_f32(z)
+    else:
+        t = xp.asarray(erfc(xp, z))
     t *= x
     t *= 0.5
     return t

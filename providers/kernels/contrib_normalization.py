@@ -174,14 +174,16 @@ def EmbedLayerNormalization(ctx, input_ids, segment_ids, word_embedding, positio
     hidden = word_embedding.shape[1]
     _check_hidden(op, hidden, gamma=gamma, beta=beta)
     wdt = float_work_dtype(word_embedding.dtype)
-    if position_ids is None:
-        pos = xp.broadcast_to(xp.arange(s).reshape(1, s), (b, s))
+    e = _as(_gather_rows(op, "input_ids", word_embedding, input_ids), wdt)   # fresh: add in place
+    if position_ids is None:   # positions 0..S-1: the table's first S rows, broadcast over the batch
+        if s > position_embedding.shape[0]:
+            raise ValueError(f"{op}: input 'position_ids' holds indices outside "
+                             f"[0, {position_embedding.shape[0]}), e.g. {position_embedding.shape[0]}")
+        e += _as(position_embedding[:s], wdt)
     else:
-        pos = xp.broadcast_to(position_ids, (b, s))
-    e = _as(_gather_rows(op, "input_ids", word_embedding, input_ids), wdt)
-    e = e + _as(_gather_rows(op, "position_ids", position_embedding, pos), wdt)
+        e += _as(_gather_rows(op, "position_ids", position_embedding, xp.broadcast_to(position_ids, (b, s))), wdt)
     if segment_embedding is not None and segment_ids is not None:
-        e = e + _as(_gather_rows(op, "segment_ids", segment_embedding, segment_ids), wdt)
+        e += _as(_gather_rows(op, "segment_ids", segment_embedding, segment_ids), wdt)
     y, _, _ = layer_norm(xp, e, (-1,), gamma, beta, epsilon)
     outs = [_as(y, word_embedding.dtype)]
     if ctx.num_outputs > 1:

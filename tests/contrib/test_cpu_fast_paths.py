@@ -167,3 +167,24 @@ def test_matmul_nbits_stacked_input(zero_points):
     (mine,), (theirs,) = _both(_model(node, feeds, [("Y", TensorProto.FLOAT)]), feeds)
     assert mine.shape == (3, 5, n)
     np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("data_shape, index, axis", [((3, 4), -1, 1), ((5,), 2, 0), ((2, 3), -2, 0), ((2, 3), 3, 1)])
+def test_gather_scalar_index(data_shape, index, axis):
+    """Gather with one index (a shape computation's): the host fast path against onnxruntime,
+    an index out of range included (both refuse it)."""
+    data = np.arange(int(np.prod(data_shape)), dtype=np.int64).reshape(data_shape)
+    feeds = {"d": data, "i": np.array(index, np.int64)}
+    node = helper.make_node("Gather", ["d", "i"], ["y"], axis=axis)
+    inputs = [helper.make_tensor_value_info("d", TensorProto.INT64, list(data_shape)),
+              helper.make_tensor_value_info("i", TensorProto.INT64, [])]
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 13)])
+    if not -data_shape[axis] <= index < data_shape[axis]:
+        for session in (ortgpu.InferenceSession, onnxruntime.InferenceSession):
+            with pytest.raises(Exception, match="out of|outside|range"):
+                session(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+        return
+    (mine,), (theirs,) = _both(model, feeds)
+    assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
+    np.testing.assert_array_equal(mine, theirs)

@@ -55,6 +55,9 @@ def test_erfc_fit_error_bounds():
         assert (np.abs(got - ref)[m] / ref[m]).max() < bound * ulp, floor
     assert np.all(np.isfinite(got)) and np.all(got >= 0) and np.all(got <= 2)
     assert _erfc_f32(np.array([0.0], F32))[0] == pytest.approx(1.0, rel=1e-7)
+    # past one cache-sized chunk, a shape that is no multiple of it: same values as element-wise
+    block = x[:3 * 20011].reshape(3, 20011)
+    np.testing.assert_array_equal(_erfc_f32(block), np.concatenate([_erfc_f32(r) for r in block]).reshape(3, 20011))
 
 
 @pytest.mark.parametrize("dtype", [F32, F16])

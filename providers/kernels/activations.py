@@ -22,20 +22,20 @@ def _sigmoid(xp, x):
 
 
 def gelu_tanh(xp, x):
-    """The tanh approximation of GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in one
-    fresh array updated in place (x is left alone): NumPy's float32 tanh is a vector loop, about
-    6x faster on a (4, 32, 128) block than the exp/where/divide of the sigmoid form it replaces
-    (measured 38 us against 228 us), and the result differs by a few float32 ulps."""
-    k = math.sqrt(2 / math.pi)
+    """The tanh approximation of GELU, 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
+    written as x / (1 + exp(-2u)): the same value with no cancellation for negative x (where
+    1 + tanh(u) would lose every digit), and without the np.where of a guarded sigmoid, which on
+    a random sign mask cost most of the time (measured 228 us against about 40 us for this on a
+    (4, 32, 128) float32 block).  exp overflows to inf for u < -44, giving the limit -0.  One
+    fresh array updated in place; x is left alone.  (Callers silence floating-point warnings.)"""
+    k = -2 * math.sqrt(2 / math.pi)
     t = xp.asarray(x * x)
     t *= 0.044715 * k
     t += k
-    t *= x
-    t = xp.asarray(xp.tanh(t))
+    t *= x                    # -2u
+    t = xp.asarray(xp.exp(t))
     t += 1
-    t *= x
-    t *= 0.5
-    return t
+    return xp.asarray(x / t)
 
 
 # Chebyshev fit of erfc (Numerical Recipes' erfcc): erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2),

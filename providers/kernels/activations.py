@@ -21,6 +21,87 @@ def _sigmoid(xp, x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def gelu_tanh(xp, x):
+    """The tanh approximation of GELU, 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
+    written as x / (1 + exp(-2u)): the same value with no cancellation for negative x (where
+    1 + tanh(u) would lose every digit), and without the np.where of a guarded sigmoid, which on
+    a random sign mask cost most of the time (measured 228 us against about 40 us for this on a
+    (4, 32, 128) float32 block).  exp overflows to inf for u < -44, giving the limit -0.  One
+    fresh array updated in place; x is left alone.  (Callers silence floating-point warnings.)"""
+    k = -2 * math.sqrt(2 / math.pi)
+    t = xp.asarray(x * x)
+    t *= 0.044715 * k
+    t += k
+    t *= x                    # -2u
+    t = xp.asarray(xp.exp(t))
+    t += 1
+    return xp.asarray(x / t)
+
+
+# Chebyshev fit of erfc (Numerical Recipes' erfcc): erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2),
+# z >= 0, fractional error below 1.2e-7 in exact arithmetic; constant term first.
+_ERFC_FIT = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+             -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+_FAST_ERFC_MIN = 2048   # below this the fit's 30 ufunc calls cost more than scipy's one
+
+
+_ERFC_CHUNK = 16384    # elements per block of passes: 64 KiB of float32 stays in the L2 cache
+
+
+def _erfc_f32(x):
+    """erfc of a float32 NumPy array, in cache-sized chunks (the fit makes ~30 passes; over a
+    block larger than the cache each would go to memory and the fit would lose to scipy)."""
+    if x.size <= _ERFC_CHUNK:
+        return _erfc_f32_block(x)
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, np.float32)
+    for start in range(0, flat.size, _ERFC_CHUNK):
+        out[start:start + _ERFC_CHUNK] = _erfc_f32_block(flat[start:start + _ERFC_CHUNK])
+    return out.reshape(x.shape)
+
+
+def _erfc_f32_block(x):
+    """erfc of a float32 NumPy array in about 30 vectorised float32 passes: scipy's erfc runs a
+    scalar double-precision routine per element, 2.4x slower on a (4, 32, 128) block (measured
+    100 us against 240 us).  Relative error against float64 erfc: at most 5 float32 ulps where
+    erfc > 1e-2, 11 ulps where erfc > 1e-7, 8e-6 in the far tail before float32 underflows
+    (scipy's: half an ulp); GELU's own float32 rounding is of the same order.  Negative z uses
+    erfc(z) = 2 - erfc(-z), blended arithmetically (np.where on a random mask is slower)."""
+    f32 = np.float32
+    z = np.abs(x)
+    t = z * f32(0.5)
+    t += 1
+    np.reciprocal(t, out=t)
+    p = t * f32(_ERFC_FIT[-1])
+    for c in _ERFC_FIT[-2:0:-1]:
+        p += f32(c)
+        p *= t
+    p += f32(_ERFC_FIT[0])
+    z *= z
+    p -= z
+    np.exp(p, out=p)
+    p *= t
+    neg = (x < 0).astype(f32)      # 2 - p where x < 0: p + neg * (2 - 2p)
+    q = p * f32(-2)
+    q += 2
+    q *= neg
+    q += p
+    return q
+
+
+def gelu_erf(xp, x):
+    """Exact GELU, x * Phi(x) = 0.5 x erfc(-x / sqrt(2)) (no cancellation for negative x), with
+    the products done in place on erfc's fresh result."""
+    z = x * -(1 / math.sqrt(2))
+    if xp is np and isinstance(z, np.ndarray) and z.dtype == np.float32 and z.size >= _FAST_ERFC_MIN:
+        t = _erfc_f32(z)
+    else:
+        t = xp.asarray(erfc(xp, z))
+    t *= x
+    t *= 0.5
+    return t
+
+
 def _softplus(xp, x):
     """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
     return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
@@ -118,13 +199,11 @@ def Softsign(ctx, input):
 def Gelu(ctx, X, *, approximate="none"):
     """X * Phi(X), exact (erfc form) or with approximate='tanh'; no cancellation for negative X."""
     xp = ctx.xp
-    if approximate == "tanh":   # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u)
-        c = 2 * math.sqrt(2 / math.pi)
-        # x * x * x rather than x ** 3: numpy has no fast path for a cube
-        return _act(ctx, lambda x: x * _sigmoid(xp, c * (x + 0.044715 * (x * x * x))), X)
+    if approximate == "tanh":
+        return _act(ctx, lambda x: gelu_tanh(xp, x), X)
     if approximate != "none":
         raise ValueError(f"Gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _act(ctx, lambda x: 0.5 * x * erfc(xp, x * -(1 / math.sqrt(2))), X)
+    return _act(ctx, lambda x: gelu_erf(xp, x), X)
 
 
 @kernel("Mish", since=(18, 22), types={"T": FLOATS})

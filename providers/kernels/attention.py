@@ -21,9 +21,11 @@ def _softmax_last(xp, x):
     """Softmax over the last axis; a row of all -inf gives zeros rather than NaN."""
     m = x.max(axis=-1, keepdims=True)
     m = xp.where((m == -np.inf), 0, m)
-    e = xp.exp(x - m)
+    e = x - m                 # fresh: exponent and division in place (one temporary, not three)
+    xp.exp(e, out=e)
     s = e.sum(axis=-1, keepdims=True)
-    return e / xp.where(s == 0, 1, s)
+    e /= xp.where(s == 0, 1, s)
+    return e
 
 
 def _grouped_matmul(xp, a, b, groups):

@@ -25,11 +25,6 @@ def _check_bias(op, name, bias, x):
                          f"the input), got {tuple(bias.shape)}")
 
 
-def _add_bias(ctx, x, bias):
-    """x + bias computed in float32 for float16 (one rounding, as onnxruntime's fused kernels)."""
-    return compute_in(ctx, lambda a, b: a + b, x, bias, widen_half=True)
-
-
 @kernel("Gelu", since=1, domain=MS, types={"*": FLOAT})
 def Gelu(ctx, X):
     """x * Phi(x) with the error function."""
@@ -39,17 +34,20 @@ def Gelu(ctx, X):
 @kernel("FastGelu", since=1, domain=MS, types={"*": FLOAT})
 def FastGelu(ctx, X, bias=None):
     """The tanh approximation of GELU of X (+ bias over the last axis)."""
-    if bias is not None:
-        _check_bias("FastGelu", "bias", bias, X)
-        X = _add_bias(ctx, X, bias)
-    return activations.Gelu(ctx, X, approximate="tanh")
+    xp = ctx.xp
+    if bias is None:
+        return activations.Gelu(ctx, X, approximate="tanh")
+    _check_bias("FastGelu", "bias", bias, X)
+    # one pass in the work dtype: float16 is widened once and rounded once
+    return compute_in(ctx, lambda a, b: activations.gelu_tanh(xp, a + b), X, bias, widen_half=True)
 
 
 @kernel("BiasGelu", since=1, domain=MS, types={"*": FLOAT})
 def BiasGelu(ctx, A, B):
     """Erf GELU of A + B, B a bias over the last axis."""
     _check_bias("BiasGelu", "B", B, A)
-    return activations.Gelu(ctx, _add_bias(ctx, A, B), approximate="none")
+    xp = ctx.xp
+    return compute_in(ctx, lambda a, b: activations.gelu_erf(xp, a + b), A, B, widen_half=True)
 
 
 @kernel("QuickGelu", since=1, domain=MS, types={"*": FLOAT})

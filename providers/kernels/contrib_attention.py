@@ -14,6 +14,7 @@ import numpy as np
 
 from ortgpu.providers.base import host_array
 from ortgpu.providers.dtype_sets import FLOAT, INDEX
+from ortgpu.providers.kernels.linalg import _matmul
 from ortgpu.providers.kernels.attention import _grouped_matmul, _softmax_last, _split_heads
 from ortgpu.providers.kernels.reduce import float_work_dtype
 from ortgpu.providers.registry import declare_formals, kernel
@@ -33,7 +34,10 @@ def _merge_heads(y):
 
 
 def _scores(xp, q, k, scale, groups):
-    return _grouped_matmul(xp, q, k.transpose(0, 1, 3, 2), groups) * q.dtype.type(scale)
+    """q k^T * scale, scaled in place on the product (a fresh array)."""
+    scores = xp.asarray(_grouped_matmul(xp, q, k.transpose(0, 1, 3, 2), groups))
+    scores *= q.dtype.type(scale)
+    return scores
 
 
 def _key_keep(xp, op, mask, b, s, t):
@@ -72,7 +76,10 @@ def _attend(xp, q, k, v, bias, scale, groups=1):
     """softmax(q k^T * scale + bias) v in the work dtype; returns (output, probs)."""
     scores = _scores(xp, q, k, scale, groups)
     if bias is not None:
-        scores = scores + bias
+        if np.broadcast_shapes(scores.shape, bias.shape) == scores.shape:
+            scores += bias   # fresh: in place
+        else:
+            scores = scores + bias
     probs = _softmax_last(xp, scores)
     return _grouped_matmul(xp, probs, v, groups), scores
 
@@ -108,9 +115,9 @@ def Attention(ctx, input, weights, bias=None, mask_index=None, past=None, attent
         raise ValueError(f"{op}: bias must have shape ({weights.shape[1]},), got {tuple(bias.shape)}")
     wdt = float_work_dtype(input.dtype)
     b, s, _ = input.shape
-    qkv = xp.matmul(_w(input, wdt), _w(weights, wdt))
+    qkv = xp.asarray(_matmul(xp, _w(input, wdt), _w(weights, wdt)))   # one GEMM over B*S rows
     if bias is not None:
-        qkv = qkv + _w(bias, wdt)
+        qkv += _w(bias, wdt)
     q = _split_heads(qkv[..., :sizes[0]], num_heads)
     k = _split_heads(qkv[..., sizes[0]:sizes[0] + sizes[1]], num_heads)
     v = _split_heads(qkv[..., sizes[0] + sizes[1]:], num_heads)
@@ -126,9 +133,9 @@ def Attention(ctx, input, weights, bias=None, mask_index=None, past=None, attent
         bias_all = _add(bias_all, _w(attention_bias, wdt))
     scale = float(scale) if scale else 1.0 / np.sqrt(sizes[0] // num_heads)
     y, _ = _attend(xp, q, k, v, bias_all, scale)
-    out = _merge_heads(y).astype(input.dtype)
+    out = _merge_heads(y).astype(input.dtype, copy=False)
     if ctx.num_outputs > 1:
-        return out, xp.stack([k, v]).astype(input.dtype)
+        return out, xp.stack([k, v]).astype(input.dtype, copy=False)
     return out
 
 

@@ -13,10 +13,14 @@ import numpy as np
 
 from ortgpu.errors import InvalidArgument, NotImplemented  # noqa: A004
 from ortgpu.providers.dtype_sets import FLOAT8, INDEX
+from ortgpu.providers.kernels.linalg import _matmul
 from ortgpu.providers.registry import declare_formals, kernel
 
 MS = "com.microsoft"
 _FLOATS = frozenset({"float32", "float16", "bfloat16"})
+
+
+_SHIFTS = {b: np.arange(8 // b, dtype=np.uint8) * np.uint8(b) for b in (1, 2, 4)}   # low bits first
 
 
 def unpack_bits(xp, packed, bits, count):
@@ -24,7 +28,7 @@ def unpack_bits(xp, packed, bits, count):
     if bits == 8:
         return packed[..., :count]
     per_byte = 8 // bits
-    shifts = (xp.arange(per_byte, dtype=xp.uint8) * bits).astype(xp.uint8)
+    shifts = _SHIFTS[bits] if xp is np else xp.asarray(_SHIFTS[bits])
     fields = (packed[..., None] >> shifts) & xp.uint8((1 << bits) - 1)
     return fields.reshape(packed.shape[:-1] + (packed.shape[-1] * per_byte,))[..., :count]
 
@@ -41,21 +45,24 @@ def _dequantized_weight(xp, B, scales, zero_points, g_idx, *, K, N, bits, block_
     if B.size != N * k_blocks * blob:
         raise InvalidArgument(f"MatMulNBits: input B has shape {tuple(B.shape)}, expected ({N}, {k_blocks}, {blob}) "
                          f"for K={K}, N={N}, bits={bits}, block_size={block_size}")
-    q = unpack_bits(xp, B.reshape(N, k_blocks, blob), bits, block_size).reshape(N, -1)[:, :K]
+    q = unpack_bits(xp, B.reshape(N, k_blocks, blob), bits, block_size)   # (N, k_blocks, block_size)
     s = scales.reshape(N, k_blocks).astype(xp.float32)
     if zero_points is None or (g_idx is not None and zero_points.dtype == np.uint8):
         # onnxruntime 1.32 reads no packed zero points when g_idx is given: the default applies
-        z = xp.full((N, k_blocks), float(1 << (bits - 1)), dtype=xp.float32)
+        z = xp.float32(1 << (bits - 1))
     elif zero_points.dtype == np.uint8:
         z = unpack_bits(xp, zero_points.reshape(N, -1), bits, k_blocks).astype(xp.float32)
     else:  # unpacked zero points in the scales' float type
         z = zero_points.reshape(N, k_blocks).astype(xp.float32)
     if g_idx is not None:  # act-order: the block of each k is listed
         g = g_idx.reshape(-1)[:K].astype(xp.int64)
-        return (q.astype(xp.float32) - z[:, g]) * s[:, g]
-    s = xp.repeat(s, block_size, axis=1)[:, :K]
-    z = xp.repeat(z, block_size, axis=1)[:, :K]
-    return (q.astype(xp.float32) - z) * s
+        q = q.reshape(N, -1)[:, :K].astype(xp.float32)
+        return (q - (z if z.ndim == 0 else z[:, g])) * s[:, g]
+    # one parameter per block: broadcast over the block's axis rather than repeating them
+    w = q.astype(xp.float32)
+    w -= z if z.ndim == 0 else z[:, :, None]
+    w *= s[:, :, None]
+    return w.reshape(N, -1)[:, :K]
 
 
 @kernel("MatMulNBits", since=1, domain=MS, types={"*": _FLOATS | {"uint8", "int32"}})
@@ -79,10 +86,10 @@ def MatMulNBits(ctx, A, B, scales, zero_points=None, g_idx=None, bias=None, *, K
         y = xp.zeros(out_shape, xp.float32)
     else:
         w = _dequantized_weight(xp, B, scales, zero_points, g_idx, K=K, N=N, bits=bits, block_size=block_size)
-        y = xp.matmul(A.astype(xp.float32), w.T)
+        y = _matmul(xp, A.astype(xp.float32, copy=False), w.T)
     if bias is not None:
-        y = y + bias.astype(xp.float32)
-    return y.astype(A.dtype)
+        y = y + bias.astype(xp.float32, copy=False)
+    return y.astype(A.dtype, copy=False)
 
 
 def _dequantize_blocks(xp, q, scales, zero_points, axis, block_size):

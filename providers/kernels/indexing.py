@@ -65,6 +65,11 @@ def Gather(ctx, data, indices, *, axis=0):
     """Take slices of `data` along `axis` at `indices` (negative indices count from the end)."""
     mod = _module(ctx.xp, data)
     axis = norm_axis(axis, data.ndim)
+    if mod is np and type(indices) is np.ndarray and indices.ndim == 0 and indices.dtype.kind in "iu":
+        # one host index (a shape computation's Gather): checked as a Python int, no array passes
+        i, dim = int(indices), data.shape[axis]
+        if -dim <= i < dim:
+            return np.asarray(np.take(data, i + dim if i < 0 else i, axis=axis))
     idx = _wrap_negative(mod, indices, data.shape[axis], _deferral(ctx, mod))
     return mod.asarray(mod.take(data, idx, axis=axis))
 

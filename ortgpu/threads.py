@@ -94,7 +94,7 @@ class ThreadBudget:
         self._original: list[int] = []  # their counts before the first run in progress started
         self._counts: list[int] = []    # their counts now
         self._cores = cores or available_cores()
-        self.busy = runnable_elsewhere   # () -> threads other work has running now
+        self.busy = runnable_elsewhere   # () -> threads other processes have running now
         self._busy_at, self._busy_seen = -1.0, 0
         self._gates = [threading.Lock() for _ in range(self._cores)]  # one run in progress per core
         self._local = threading.local()  # per thread: runs in progress (nested ones skip the gate), gate
@@ -150,7 +150,7 @@ class ThreadBudget:
     def share(self, bound: int) -> int:
         """The BLAS threads a run with `bound` (0: the idle cores) gets now."""
         if bound <= 0:
-            others = max(0, self._busy_now() - self._active)  # each run in progress has a thread running
+            others = self._busy_now()  # other processes' runnable threads (ours excluded)
             bound = self._cores - others
         return max(1, min(bound, self._cores // max(1, self._active)))
 
@@ -217,13 +217,36 @@ class _Run:
 
 
 def runnable_elsewhere() -> int:
-    """Threads the kernel has runnable now, machine-wide (the 4th field of /proc/loadavg,
-    'running/total'), the caller's own included; 0 where it cannot be read (not Linux)."""
+    """Threads of other processes runnable now: the machine's runnable threads (the 4th field
+    of /proc/loadavg, 'running/total') less this process's own (its threads in state R under
+    /proc/self/task).  This process's threads do not count: its BLAS workers, still spinning
+    after the last GEMM, would otherwise read as other work and halve the next run's threads
+    on an idle machine.  0 where it cannot be read (not Linux)."""
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
-            return int(f.read().split()[3].split("/")[0])
+            machine = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return 0
+    return max(0, machine - _runnable_here())
+
+
+def _runnable_here() -> int:
+    """This process's threads in state R (running or runnable)."""
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # the state follows the parenthesised command name, which may hold spaces or ')'
+        if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R":
+            count += 1
+    return count
 
 
 class _Blas:

@@ -125,27 +125,37 @@ def test_the_default_leaves_the_cores_other_work_keeps_busy_and_a_bound_is_kept(
     running = {"n": 0}
     budget.busy = lambda: running["n"]
     for elsewhere, want in ((0, 8), (3, 5), (7, 1), (20, 1)):
-        running["n"] = elsewhere + 1  # the caller's own thread is runnable too
+        running["n"] = elsewhere
         with budget.run(0) as share:
             assert share == want, elsewhere
         with budget.run(6) as bounded:  # an explicit intra_op_num_threads is kept under load
             assert bounded == 6
-    running["n"] = 2  # this run and one thread of other work
+    running["n"] = 1  # one thread of other work
     with budget.run(0) as first:
-        running["n"] = 3  # then a second run of ours starts
-        with budget.run(0) as second:
+        with budget.run(0) as second:  # then a second run of ours starts
             assert (first, second) == (7, 4)  # the second: 8 cores less 1 busy, halved for 2 runs
 
 
-def test_runnable_threads_are_read_from_proc_loadavg():
-    from ortgpu.threads import runnable_elsewhere
+def test_runnable_threads_elsewhere_count_another_process_and_not_this_one():
+    import subprocess
+    import sys
+    import time
+    from ortgpu.threads import _runnable_here, runnable_elsewhere
     try:
         with open("/proc/loadavg") as f:
-            fields = f.read().split()
+            f.read()
     except OSError:
         pytest.skip("no /proc/loadavg")
-    assert runnable_elsewhere() >= 1  # this thread is running
-    assert int(fields[3].split("/")[0]) >= 1
+    assert _runnable_here() >= 1  # this thread is running
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 20
+        while runnable_elsewhere() < 1:  # the spinning process is runnable all the time
+            assert time.monotonic() < deadline, "another process's running thread was never counted"
+            time.sleep(0.01)
+    finally:
+        spinner.kill()
+        spinner.wait(10)
 
 
 def _most_at_once(budget, runs: int, gate: bool, meet) -> int:
@@ -216,7 +226,7 @@ def test_the_load_is_read_once_per_interval():
     budget = type(BUDGET)(cores=4)
     budget._blas = []
     reads = []
-    budget.busy = lambda: reads.append(1) or 1
+    budget.busy = lambda: reads.append(1) or 0
     budget.BUSY_TTL_S = 60.0
     for _ in range(5):
         with budget.run(0) as share:

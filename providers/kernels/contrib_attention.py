@@ -220,6 +220,22 @@ def rotate(xp, x, cos, sin, interleaved, rotary_dim=0):
     return xp.concatenate([rotated, x[..., rd:]], axis=-1) if rd < d else rotated
 
 
+def _heads_last(op: str, input, num_heads: int, default_head_size: int):
+    """(batch, sequence, x as batch x sequence x heads x head size) of a rotary input given as
+    batch x heads x sequence x head size, or as batch x sequence x hidden split into
+    `num_heads` heads (0: heads of `default_head_size`, the rotary cache's width)."""
+    if input.ndim == 4:
+        b, _, s, _ = input.shape
+        return b, s, input.transpose(0, 2, 1, 3)
+    if input.ndim == 3:
+        b, s, h = input.shape
+        d = (h // num_heads) if num_heads else default_head_size
+        if h % d:
+            raise ValueError(f"{op}: hidden size {h} is not a multiple of the head size {d}")
+        return b, s, input.reshape(b, s, h // d, d)
+    raise ValueError(f"{op}: input must be 3-D or 4-D, got shape {tuple(input.shape)}")
+
+
 def _cache_rows(op, cache, pos):
     if bool((pos < 0).any()) or bool((pos >= cache.shape[0]).any()):
         raise ValueError(f"{op}: positions reach {int(pos.max())}, beyond the {cache.shape[0]} rows "
@@ -240,17 +256,7 @@ def RotaryEmbedding(ctx, input, position_ids, cos_cache, sin_cache, *, interleav
     if is_packed_batching:
         raise NotImplementedError(f"{op}: is_packed_batching is not supported")
     wdt = float_work_dtype(input.dtype)
-    if input.ndim == 4:
-        b, n, s, d = input.shape
-        x = input.transpose(0, 2, 1, 3)
-    elif input.ndim == 3:
-        b, s, h = input.shape
-        d = (h // num_heads) if num_heads else 2 * cos_cache.shape[1]
-        if h % d:
-            raise ValueError(f"{op}: hidden size {h} is not a multiple of the head size {d}")
-        x = input.reshape(b, s, h // d, d)
-    else:
-        raise ValueError(f"{op}: input must be 3-D or 4-D, got shape {tuple(input.shape)}")
+    b, s, x = _heads_last(op, input, num_heads, 2 * cos_cache.shape[1])
     pos = position_ids.astype(np.int64)
     if pos.size == 1:
         pos = pos.reshape(1, 1) + xp.arange(s).reshape(1, s)
@@ -301,17 +307,7 @@ def MRotaryEmbedding(ctx, input, position_ids, cos_cache, sin_cache, *, mrope_se
                          f"width {half}")
     if mrope_layout not in (0, 1):
         raise ValueError(f"{op}: mrope_layout must be 0 or 1, got {mrope_layout}")
-    if input.ndim == 4:
-        b, _, s, _ = input.shape
-        x = input.transpose(0, 2, 1, 3)
-    elif input.ndim == 3:
-        b, s, h = input.shape
-        d = (h // num_heads) if num_heads else 2 * half
-        if h % d:
-            raise ValueError(f"{op}: hidden size {h} is not a multiple of the head size {d}")
-        x = input.reshape(b, s, h // d, d)
-    else:
-        raise ValueError(f"{op}: input must be 3-D or 4-D, got shape {tuple(input.shape)}")
+    b, s, x = _heads_last(op, input, num_heads, 2 * half)
     pos = position_ids.astype(np.int64)
     if tuple(pos.shape) != (3, b, s):
         raise ValueError(f"{op}: position_ids has shape {tuple(pos.shape)}, expected (3, {b}, {s})")

@@ -112,15 +112,22 @@ def scale_zero_point(rmin, rmax, qt: QuantType, symmetric=False, reduce_range=Fa
     return scale, zp.astype(_NUMPY[qt])
 
 
-def quantize_array(x, scale, zp, qt: QuantType, axis=None):
-    """Round half to even and saturate, as QuantizeLinear does."""
-    x = np.asarray(x, np.float32)
+def _along(axis, ndim: int, scale, zp):
+    """Scale and zero point as float32, a per-channel pair (1-D with an axis) shaped to
+    broadcast along `axis` of an array of `ndim` dimensions."""
     scale = np.asarray(scale, np.float32)
     zp_f = np.asarray(zp).astype(np.float32)
     if axis is not None and scale.ndim == 1:
-        shape = [1] * x.ndim
+        shape = [1] * ndim
         shape[axis] = -1
         scale, zp_f = scale.reshape(shape), zp_f.reshape(shape)
+    return scale, zp_f
+
+
+def quantize_array(x, scale, zp, qt: QuantType, axis=None):
+    """Round half to even and saturate, as QuantizeLinear does."""
+    x = np.asarray(x, np.float32)
+    scale, zp_f = _along(axis, x.ndim, scale, zp)
     if qt == QuantType.QFLOAT8E4M3FN:
         return np.clip(x / scale, -FP8_MAX, FP8_MAX).astype(ml_dtypes.float8_e4m3fn)
     lo, hi = qrange(qt)
@@ -130,10 +137,5 @@ def quantize_array(x, scale, zp, qt: QuantType, axis=None):
 
 def dequantize_array(q, scale, zp, axis=None):
     q = np.asarray(q).astype(np.float32)
-    scale = np.asarray(scale, np.float32)
-    zp_f = np.asarray(zp).astype(np.float32)
-    if axis is not None and scale.ndim == 1:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zp_f = scale.reshape(shape), zp_f.reshape(shape)
+    scale, zp_f = _along(axis, q.ndim, scale, zp)
     return (q - zp_f) * scale

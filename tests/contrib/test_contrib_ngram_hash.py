@@ -18,6 +18,21 @@ N_CASES = 24
 EOS = 3
 
 
+def _model(op, order, feeds, consts, attrs, dt) -> bytes:
+    """One `op` node over the named inputs `order` (trailing omitted ones dropped): `feeds` as
+    graph inputs, `consts` as initializers, hash_ids and present_ids of `dt` as outputs."""
+    while order[-1] == "":
+        order.pop()
+    node = helper.make_node(op, order, ["hash_ids", "present_ids"], domain=MS, **attrs)
+    g = helper.make_graph([node], "ngram", [helper.make_tensor_value_info(k, onnx_code(v.dtype), list(v.shape))
+                                            for k, v in feeds.items()],
+                          [helper.make_tensor_value_info(n, onnx_code(np.dtype(dt)), None)
+                           for n in ("hash_ids", "present_ids")],
+                          initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(MS, 1)], ir_version=10)
+    return m.SerializeToString()
+
+
 def _case(i):
     rng = rng_for("NGramHashMapping", i)
     dt = np.int64 if i % 2 else np.int32
@@ -44,16 +59,7 @@ def _case(i):
     if rng.random() < 0.4:
         feeds["seg"] = np.cumsum(rng.random((b, s)) < 0.3, axis=1).astype(np.int32)
         order[6] = "seg"
-    while order[-1] == "":
-        order.pop()
-    node = helper.make_node("NGramHashMapping", order, ["hash_ids", "present_ids"], domain=MS, **attrs)
-    g = helper.make_graph([node], "ngram", [helper.make_tensor_value_info(k, onnx_code(v.dtype), list(v.shape))
-                                            for k, v in feeds.items()],
-                          [helper.make_tensor_value_info(n, onnx_code(np.dtype(dt)), None)
-                           for n in ("hash_ids", "present_ids")],
-                          initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(MS, 1)], ir_version=10)
-    return m.SerializeToString(), feeds, attrs
+    return _model("NGramHashMapping", order, feeds, consts, attrs, dt), feeds, attrs
 
 
 @pytest.mark.parametrize("i", range(N_CASES))
@@ -88,16 +94,7 @@ def _varlen_case(i):
     if rng.random() < 0.4:
         feeds["seg"] = np.cumsum(rng.random(ids.shape) < 0.3).astype(np.int32)
         order[7] = "seg"
-    while order[-1] == "":
-        order.pop()
-    node = helper.make_node("VarlenNGramHashMapping", order, ["hash_ids", "present_ids"], domain=MS, **attrs)
-    g = helper.make_graph([node], "ngram", [helper.make_tensor_value_info(k, onnx_code(v.dtype), list(v.shape))
-                                            for k, v in feeds.items()],
-                          [helper.make_tensor_value_info(n, onnx_code(np.dtype(dt)), None)
-                           for n in ("hash_ids", "present_ids")],
-                          initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(MS, 1)], ir_version=10)
-    return m.SerializeToString(), feeds, attrs
+    return _model("VarlenNGramHashMapping", order, feeds, consts, attrs, dt), feeds, attrs
 
 
 @pytest.mark.parametrize("i", range(16))

@@ -94,6 +94,9 @@ class ThreadBudget:
         self._original: list[int] = []  # their counts before the first run in progress started
         self._counts: list[int] = []    # their counts now
         self._cores = cores or available_cores()
+        # the threads a kernel of ours may split its work over now: the share the BLAS
+        # libraries run with while runs are in progress, every core otherwise
+        self.kernel_threads = self._cores
         self.busy = runnable_elsewhere   # () -> threads other processes have running now
         self._busy_at, self._busy_seen = -1.0, 0
         self._gates = [threading.Lock() for _ in range(self._cores)]  # one run in progress per core
@@ -171,6 +174,7 @@ class ThreadBudget:
             want = next(iter(shares.values()))
         else:
             want = min(shares.values())
+        self.kernel_threads = want or self._cores
         counts = self._counts
         for i, lib in enumerate(self._libraries()):
             count = want or self._original[i]

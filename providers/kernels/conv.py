@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ortgpu.providers.cpu import jit
+from ortgpu.providers.cpu.conv_compiled import depthwise_conv2d
 from ortgpu.providers.dtype_sets import COMPLEX, FLOATS, NUMERIC
 from ortgpu.providers.registry import kernel
 
@@ -102,6 +104,8 @@ def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
         y = xp.matmul(w.reshape(m, c), cols)
         return y.reshape((n, m) + tuple(out_shape))
     xpad = pad_spatial(xp, x, begins, ends)
+    if cg == 1 and nd == 2 and xp is np and jit.enabled():
+        return depthwise_conv2d(xpad, w, strides, dilations, out_shape)
     if group == 1 and m < c and all(s == 1 for s in strides):
         return _conv_kn2row(xp, xpad, w, kernel, dilations, out_shape)
     view = window_view(xp, xpad, kernel, strides, dilations, out_shape)

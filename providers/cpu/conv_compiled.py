@@ -1,0 +1,78 @@
+"""Compiled bodies of the convolutions NumPy does badly: depthwise (one input channel per
+group), where im2col builds a K-times larger column matrix for G tiny GEMMs.
+
+The inner loop reads the input row through a slice taken per kernel column: a unit-stride
+slice lets the compiler vectorise it (0.53 ms for a 5x5 on 240x12x80, 1.5-1.7 ms with an index
+computed from the stride), so stride 1 and larger strides are two bodies."""
+from __future__ import annotations
+
+import numpy as np
+
+from ortgpu.providers.cpu.jit import compiled, split_range
+
+
+@compiled
+def _depthwise_unit_stride(lo, hi, x, w, y, sh, dh, dw):
+    """Output planes lo..hi of y (N, M, OH, OW) from the padded x (N, C, H, W) and w (M, KH, KW),
+    output channel m reading input channel m // (M // C), width stride 1."""
+    m_all, oh_all, ow_all = y.shape[1], y.shape[2], y.shape[3]
+    mult = m_all // x.shape[1]
+    kh_all, kw_all = w.shape[1], w.shape[2]
+    acc = np.empty(ow_all, y.dtype)
+    for q in range(lo, hi):
+        n = q // m_all
+        m = q - n * m_all
+        c = m // mult
+        for oh in range(oh_all):
+            for ow in range(ow_all):
+                acc[ow] = 0
+            for i in range(kh_all):
+                row = x[n, c, oh * sh + i * dh]
+                for j in range(kw_all):
+                    wk = w[m, i, j]
+                    seg = row[j * dw: j * dw + ow_all]
+                    for ow in range(ow_all):
+                        acc[ow] += wk * seg[ow]
+            for ow in range(ow_all):
+                y[n, m, oh, ow] = acc[ow]
+
+
+@compiled
+def _depthwise_strided(lo, hi, x, w, y, sh, sw, dh, dw):
+    """As _depthwise_unit_stride, with width stride sw."""
+    m_all, oh_all, ow_all = y.shape[1], y.shape[2], y.shape[3]
+    mult = m_all // x.shape[1]
+    kh_all, kw_all = w.shape[1], w.shape[2]
+    acc = np.empty(ow_all, y.dtype)
+    span = (ow_all - 1) * sw + 1
+    for q in range(lo, hi):
+        n = q // m_all
+        m = q - n * m_all
+        c = m // mult
+        for oh in range(oh_all):
+            for ow in range(ow_all):
+                acc[ow] = 0
+            for i in range(kh_all):
+                row = x[n, c, oh * sh + i * dh]
+                for j in range(kw_all):
+                    wk = w[m, i, j]
+                    seg = row[j * dw: j * dw + span: sw]
+                    for ow in range(ow_all):
+                        acc[ow] += wk * seg[ow]
+            for ow in range(ow_all):
+                y[n, m, oh, ow] = acc[ow]
+
+
+def depthwise_conv2d(xpad: np.ndarray, w: np.ndarray, strides, dilations, out_shape) -> np.ndarray:
+    """2-D convolution with one input channel per group, on an already padded float x."""
+    n = xpad.shape[0]
+    m, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    y = np.empty((n, m) + tuple(out_shape), dtype=xpad.dtype)
+    x = np.ascontiguousarray(xpad)
+    k = np.ascontiguousarray(w.reshape(m, kh, kw), dtype=xpad.dtype)
+    work = out_shape[0] * out_shape[1] * kh * kw
+    if strides[1] == 1:
+        split_range(_depthwise_unit_stride, n * m, work, x, k, y, strides[0], dilations[0], dilations[1])
+    else:
+        split_range(_depthwise_strided, n * m, work, x, k, y, strides[0], strides[1], dilations[0], dilations[1])
+    return y

@@ -16,23 +16,23 @@ kernel keeps its NumPy body, which the tests also check against the same oracles
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ortgpu.threads import BUDGET, available_cores
 
-try:  # an optional speed-up: the NumPy bodies stay complete without it
-    import numba as _numba
-except ImportError:  # pragma: no cover - numba is a dependency, but a platform may lack a wheel
-    _numba = None
+# numba is imported when the first body compiles (importing it costs ~0.2 s); a platform
+# without a numba wheel keeps the NumPy bodies
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 MIN_WORK_PER_THREAD = 100_000  # multiply-adds below which another thread costs more than it saves
 
 
 def enabled() -> bool:
     """Whether compiled bodies are used: numba imports and ``ORTGPU_JIT`` is not ``0``."""
-    return _numba is not None and os.environ.get("ORTGPU_JIT", "1") != "0"
+    return _HAVE_NUMBA and os.environ.get("ORTGPU_JIT", "1") != "0"
 
 
 class compiled:  # noqa: N801 - used as a decorator
@@ -50,7 +50,8 @@ class compiled:  # noqa: N801 - used as a decorator
         if fn is None:
             with self._lock:
                 if self._fn is None:
-                    self._fn = _numba.njit(nogil=True, cache=True, error_model="numpy")(self.body)
+                    import numba  # noqa: PLC0415 - see _HAVE_NUMBA
+                    self._fn = numba.njit(nogil=True, cache=True, error_model="numpy")(self.body)
             fn = self._fn
         return fn(*args)
 

@@ -34,7 +34,6 @@ from ortgpu.optimizer.graph_tools.type_refresh import refresh_types
 from ortgpu.optimizer.identity_elimination import eliminate_identity
 from ortgpu.optimizer.layer_norm_fusion import fuse_layer_norm
 from ortgpu.optimizer.matmul_add_fusion import fuse_matmul_add
-from ortgpu.optimizer.matmul_scale_fusion import fuse_matmul_scale
 from ortgpu.optimizer.nhwc_transformer import transform_to_nhwc
 from ortgpu.optimizer.noop_elimination import eliminate_noop
 from ortgpu.optimizer.qdq_selector_action_transformer import fuse_qdq_groups
@@ -78,7 +77,6 @@ EXTENDED_PASSES: dict = {
     "AttentionFusion": fuse_attention,
     "SkipLayerNormFusion": fuse_skip_layer_norm,
     "BiasGeluFusion": fuse_bias_gelu,
-    "MatMulScaleFusion": fuse_matmul_scale,   # after AttentionFusion, which reads the scaling itself
     "ConvActivationFusion": fuse_conv_activation,
     "ConvAddActivationFusion": fuse_conv_add_activation,
     "GemmActivationFusion": fuse_gemm_activation,

@@ -1,0 +1,104 @@
+"""The benchmark's torch-exported all-MiniLM-L6 encoder runs on ortgpu as on onnxruntime.
+
+The model comes from its committed skeleton (benchmarks/models/, written by
+scripts/make_minilm_model.py) refilled by benchmarks/minilm.py's seeded rules: no torch needed.
+Both of torch's exporters are checked (the dynamo default and the TorchScript one that optimum
+and the hub's ONNX files use); the oracle is onnxruntime on the same refilled model.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+import ortgpu
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks")
+
+
+def _minilm_module():
+    spec = importlib.util.spec_from_file_location("bench_minilm", os.path.join(BENCH, "minilm.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+minilm = _minilm_module()
+
+
+@pytest.fixture(scope="module", params=["minilm_l6", "minilm_l6_torchscript"])
+def sessions(request):
+    model = minilm.load_minilm(request.param)
+    mine = ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"])
+    theirs = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return model, mine, theirs
+
+
+def _agree(mine, theirs, feed):
+    got = mine.run(["last_hidden_state"], feed)[0]
+    want = theirs.run(["last_hidden_state"], feed)[0]
+    assert got.shape == want.shape == feed["input_ids"].shape + (384,)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_benchmark_feed_agrees_with_onnxruntime(sessions):
+    """The benchmark's own case: batch 3, 10 tokens, full mask, one segment."""
+    model, mine, theirs = sessions
+    _agree(mine, theirs, minilm.minilm_feed(model))
+
+
+def test_padded_batch_of_another_shape_agrees(sessions):
+    """Dynamic axes and a padding mask (later tokens masked out, two segments)."""
+    model, mine, theirs = sessions
+    feed = minilm.minilm_feed(model, batch=2, sequence=7, seed=5)
+    feed["attention_mask"][1, 4:] = 0
+    feed["token_type_ids"][:, 3:] = 1
+    _agree(mine, theirs, feed)
+
+
+def test_unoptimized_graph_agrees_with_onnxruntime():
+    """ortgpu without its fusions computes the exported graph node by node, to the same result."""
+    model = minilm.load_minilm("minilm_l6")
+    so = ortgpu.SessionOptions()
+    so.graph_optimization_level = ortgpu.GraphOptimizationLevel.ORT_DISABLE_ALL
+    mine = ortgpu.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    theirs = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    _agree(mine, theirs, minilm.minilm_feed(model, seed=3))
+
+
+def test_refill_follows_the_table():
+    """Stripped tensors come back with their shapes; LayerNorm scales one, biases zero, weights
+    drawn with BERT's spread; the skeleton itself carries no weight data."""
+    with open(os.path.join(minilm.MODELS, "minilm_l6.refill.json"), encoding="utf-8") as f:
+        table = json.load(f)
+    model = minilm.load_minilm("minilm_l6")
+    arrays = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for entry in table["tensors"]:
+        a = arrays[entry["name"]]
+        assert list(a.shape) == entry["shape"]
+        if entry["init"] == "ones":
+            assert np.all(a == 1)
+        elif entry["init"] == "zeros":
+            assert np.all(a == 0)
+        elif a.size > 10_000:
+            assert abs(float(a.std()) - entry["std"]) < 0.1 * entry["std"]
+    assert os.path.getsize(os.path.join(minilm.MODELS, "minilm_l6.skeleton.onnx")) < 200_000
+
+
+def test_stale_refill_table_is_refused(tmp_path, monkeypatch):
+    """A table whose shape no longer matches the skeleton names the tensor instead of building
+    a wrong model."""
+    for suffix in ("skeleton.onnx", "refill.json"):
+        shutil.copy(os.path.join(minilm.MODELS, f"minilm_l6.{suffix}"), tmp_path / f"stale.{suffix}")
+    table = json.loads((tmp_path / "stale.refill.json").read_text())
+    table["tensors"][3]["shape"] = [7, 7]
+    (tmp_path / "stale.refill.json").write_text(json.dumps(table))
+    monkeypatch.setattr(minilm, "MODELS", str(tmp_path))
+    with pytest.raises(ValueError, match=table["tensors"][3]["name"]):
+        minilm.load_minilm("stale")

@@ -232,10 +232,12 @@ class KernelContext:
     (its stream and options) and facts about the node."""
 
     __slots__ = ("xp", "provider", "node_name", "op_type", "opset", "num_outputs",
-                 "output_present", "run_options", "input_types", "output_types", "ep")
+                 "output_present", "run_options", "input_types", "output_types", "ep",
+                 "constant_inputs", "constant_forms", "_forms")
 
     def __init__(self, xp, provider, node_name="", op_type="", opset=0, num_outputs=1,
-                 output_present=(True,), input_types=(), output_types=(), ep=None):
+                 output_present=(True,), input_types=(), output_types=(), ep=None,
+                 constant_inputs=(), constant_forms=None):
         self.xp = xp
         self.provider = provider                # the provider's name
         self.ep = ep                            # the ExecutionProvider running the node (stream, config)
@@ -247,6 +249,41 @@ class KernelContext:
         self.run_options = None
         self.input_types = input_types          # onnx TypeProto per input when known (else None)
         self.output_types = output_types        # onnx TypeProto per output when known (else None)
+        # per input: a constant of this session (an initializer no feed can replace, or an
+        # omitted optional input); the executor sets it, a context made elsewhere has none
+        self.constant_inputs = constant_inputs
+        self.constant_forms = constant_forms    # the session's ConstantForms (byte budget), or None
+        self._forms = {}                        # tag -> (source arrays, prepared form)
+
+    def is_constant(self, i: int) -> bool:
+        """Whether input `i` is a constant of this session: an initializer of the node's graph
+        that is not also a graph input (a feed cannot replace it), or an omitted optional input
+        (one past the node's last input too).  False for every input of a context the executor
+        did not make."""
+        c = self.constant_inputs
+        if i < len(c):
+            return c[i]
+        return self.constant_forms is not None
+
+    def prepared(self, tag, inputs: tuple, values: tuple, make):
+        """``make()``, a form derived from the node's inputs at positions `inputs` (their values
+        `values`) and from `tag` (any hashable: name the form and whatever else it depends on,
+        a dtype, a length).  When every one of those inputs is a constant of this session the
+        form is kept for the session's lifetime and served again while the inputs are the very
+        same arrays (providers/constant_forms.py); otherwise it is made on every call."""
+        entry = self._forms.get(tag)
+        if entry is not None:
+            seen = entry[0]
+            if len(seen) == 1:
+                if seen[0] is values[0]:
+                    return entry[1]
+            elif all(a is b for a, b in zip(seen, values)):
+                return entry[1]
+        form = make()
+        store = self.constant_forms
+        if store is not None and all(self.is_constant(i) for i in inputs):
+            store.keep(self._forms, tag, tuple(values), form)
+        return form
 
     def output_dtype(self, i=0):
         """NumPy dtype declared for output i by shape inference, or None."""

@@ -30,51 +30,55 @@ def _min_max(x):
     return lo, hi
 
 
+# Rounding half to even as float32 arithmetic: adding and taking away 1.5 * 2**23 leaves
+# |v| < 2**22 rounded to an integer by the FPU's own round-to-nearest-even, exactly rint(v); a
+# larger |v| stays far outside every 8- and 16-bit range and clamps alike.  Unlike np.rint
+# (a libm call per element here) it vectorises: 0.8 against 7.7 ns an element measured.
+_ROUNDER = np.float32(12582912.0)
+
+
 @compiled
-def _quantize(lo, hi, x, scale, zero, qmin, qmax, y):
-    """y[i] = clamp(rint(x[i] / scale) + zero, qmin, qmax) for i in lo..hi (float32 math)."""
+def _quantize(lo, hi, x, p, y):
+    """y[i] = clamp(rint(x[i] / scale) + zero, qmin, qmax) for i in lo..hi (float32 math), with
+    p = (scale, zero, qmin, qmax)."""
+    big = _ROUNDER
+    scale, zero, qmin, qmax = p[0], p[1], p[2], p[3]
     for i in range(lo, hi):
-        q = np.rint(x[i] / scale) + zero
-        if q != q:
-            y[i] = 0
-        elif q < qmin:
-            y[i] = qmin
-        elif q > qmax:
-            y[i] = qmax
-        else:
-            y[i] = q
+        q = ((x[i] / scale + big) - big) + zero
+        q = qmin if q < qmin else q
+        q = qmax if q > qmax else q
+        q = np.float32(0) if q != q else q
+        y[i] = np.int32(q)
 
 
 @compiled
-def _add(lo, hi, a, sa, za, b, sb, zb, sc, zc, qmin, qmax, y):
-    """QLinearAdd over equal-length vectors: quantize((a - za) * sa + (b - zb) * sb) by sc, zc."""
+def _add(lo, hi, a, b, p, y):
+    """QLinearAdd over equal-length vectors: quantize((a - za) * sa + (b - zb) * sb) by sc, zc,
+    with p = (sa, za, sb, zb, sc, zc, qmin, qmax)."""
+    big = _ROUNDER
+    sa, za, sb, zb, sc, zc, qmin, qmax = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
     for i in range(lo, hi):
         v = (np.float32(a[i]) - za) * sa + (np.float32(b[i]) - zb) * sb
-        q = np.rint(v / sc) + zc
-        if q != q:
-            y[i] = 0
-        elif q < qmin:
-            y[i] = qmin
-        elif q > qmax:
-            y[i] = qmax
-        else:
-            y[i] = q
+        q = ((v / sc + big) - big) + zc
+        q = qmin if q < qmin else q
+        q = qmax if q > qmax else q
+        q = np.float32(0) if q != q else q
+        y[i] = np.int32(q)
 
 
 @compiled
-def _mul(lo, hi, a, sa, za, b, sb, zb, sc, zc, qmin, qmax, y):
-    """QLinearMul over equal-length vectors: quantize((a - za) * sa * ((b - zb) * sb)) by sc, zc."""
+def _mul(lo, hi, a, b, p, y):
+    """QLinearMul over equal-length vectors: quantize((a - za) * sa * ((b - zb) * sb)) by sc, zc,
+    with p as in _add."""
+    big = _ROUNDER
+    sa, za, sb, zb, sc, zc, qmin, qmax = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
     for i in range(lo, hi):
         v = ((np.float32(a[i]) - za) * sa) * ((np.float32(b[i]) - zb) * sb)
-        q = np.rint(v / sc) + zc
-        if q != q:
-            y[i] = 0
-        elif q < qmin:
-            y[i] = qmin
-        elif q > qmax:
-            y[i] = qmax
-        else:
-            y[i] = q
+        q = ((v / sc + big) - big) + zc
+        q = qmin if q < qmin else q
+        q = qmax if q > qmax else q
+        q = np.float32(0) if q != q else q
+        y[i] = np.int32(q)
 
 
 def min_max(x: np.ndarray) -> tuple:
@@ -82,23 +86,25 @@ def min_max(x: np.ndarray) -> tuple:
     return _min_max(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))
 
 
-def quantize_per_tensor(x: np.ndarray, scale, zero, dtype, qmin: int, qmax: int) -> np.ndarray:
-    """clamp(rint(x / scale) + zero) as `dtype` (int8/uint8/int16/uint16), x float32, scale and
-    zero float32 scalars."""
+def parameters(*values) -> np.ndarray:
+    """Scales, zero points and the clamp range of a body, as the float32 vector it reads."""
+    return np.array(values, dtype=np.float32)
+
+
+def quantize_per_tensor(x: np.ndarray, p: np.ndarray, dtype) -> np.ndarray:
+    """clamp(rint(x / scale) + zero, qmin, qmax) as `dtype` (int8/uint8/int16/uint16), x float32,
+    p = parameters(scale, zero, qmin, qmax)."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     y = np.empty(flat.size, dtype)
-    split_range(_quantize, flat.size, 8, flat, np.float32(scale), np.float32(zero),
-                np.float32(qmin), np.float32(qmax), y)
+    split_range(_quantize, flat.size, 4, flat, p, y)
     return y.reshape(x.shape)
 
 
-def binary(op: str, a, sa, za, b, sb, zb, sc, zc, dtype, qmin: int, qmax: int) -> np.ndarray:
-    """QLinearAdd ("add") or QLinearMul ("mul") of two same-shape 8-bit tensors, per-tensor
-    float32 scales and zero points."""
+def binary(op: str, a, b, p: np.ndarray, dtype) -> np.ndarray:
+    """QLinearAdd ("add") or QLinearMul ("mul") of two same-shape 8-bit tensors, with
+    p = parameters(sa, za, sb, zb, sc, zc, qmin, qmax)."""
     fa = np.ascontiguousarray(a).reshape(-1)
     fb = np.ascontiguousarray(b).reshape(-1)
     y = np.empty(fa.size, dtype)
-    f32 = np.float32
-    split_range(_add if op == "add" else _mul, fa.size, 12, fa, f32(sa), f32(za), fb, f32(sb), f32(zb),
-                f32(sc), f32(zc), f32(qmin), f32(qmax), y)
+    split_range(_add if op == "add" else _mul, fa.size, 6, fa, fb, p, y)
     return y.reshape(a.shape)

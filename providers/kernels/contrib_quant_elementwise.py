@@ -50,18 +50,17 @@ def requant(xp, v, scale, zero_point, like, op=""):
     return quantize(xp, v / _scalar(xp, scale, "scale", op).astype(xp.float32), dtype, zp)
 
 
-def _scalars(*params):
-    """float32 scalars of per-tensor parameters (0 for an absent zero point); None when one
-    holds more than one value (the NumPy body then raises the error that names it)."""
-    out = []
-    for p in params:
-        if p is None:
-            out.append(np.float32(0))
-        elif p.size != 1:
-            return None
-        else:
-            out.append(np.float32(p.reshape(-1)[0]))
-    return tuple(out)
+def _binary_parameters(A, params):
+    """The compiled body's parameter vector (scales, zero points, clamp range) of a per-tensor
+    QLinearAdd/QLinearMul to an 8-bit type, or None when a parameter holds more than one value
+    or the output is not 8-bit (the NumPy body then runs, and names a wrong parameter)."""
+    if any(p is not None and p.size != 1 for p in params):
+        return None
+    zc = params[-1]
+    dtype = zc.dtype if zc is not None else A.dtype
+    if dtype not in _BYTES:
+        return None
+    return quant_compiled.parameters(*(0 if p is None else p.reshape(-1)[0] for p in params), *int_range(dtype))
 
 
 def _compiled_binary(ctx, op, A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point):
@@ -69,30 +68,24 @@ def _compiled_binary(ctx, op, A, A_scale, A_zero_point, B, B_scale, B_zero_point
     when the case is not that one (the NumPy body runs)."""
     if not (ctx.xp is np and A.shape == B.shape and A.dtype in _BYTES and B.dtype in _BYTES and jit.enabled()):
         return None
-    params = ctx.prepared("parameters", (1, 2, 4, 5, 6, 7),
-                          (A_scale, A_zero_point, B_scale, B_zero_point, C_scale, C_zero_point),
-                          lambda: _scalars(A_scale, A_zero_point, B_scale, B_zero_point, C_scale, C_zero_point))
-    if params is None:
+    params = (A_scale, A_zero_point, B_scale, B_zero_point, C_scale, C_zero_point)
+    p = ctx.prepared(("parameters", A.dtype), (1, 2, 4, 5, 6, 7), params, lambda: _binary_parameters(A, params))
+    if p is None:
         return None
-    dtype = C_zero_point.dtype if C_zero_point is not None else A.dtype
-    if dtype not in _BYTES:
-        return None
-    lo, hi = int_range(dtype)
-    sa, za, sb, zb, sc, zc = params
-    return quant_compiled.binary(op, A, sa, za, B, sb, zb, sc, zc, dtype, lo, hi)
+    return quant_compiled.binary(op, A, B, p, C_zero_point.dtype if C_zero_point is not None else A.dtype)
 
 
-def _lookup(ctx, X, at, params, body):
+def _lookup(ctx, X, at, params, body, tag="table"):
     """body(X) for an 8-bit X as a 256-entry table of body over every byte value, indexed by
     X's bytes (identical results: the table is the same element-wise body); kept for the
-    session when the parameters at input positions `at` are constants.  None when X is not
+    session under `tag` when the parameters at input positions `at` are constants.  None when X is not
     8-bit or is small and the table could not be kept."""
     if X.dtype not in _BYTES:
         return None
     xp = ctx.xp
     if X.size < _LUT_MIN_SIZE and not all(ctx.is_constant(i) for i in at):
         return None
-    table = ctx.prepared(("table", X.dtype), at, params,
+    table = ctx.prepared((tag, X.dtype), at, params,
                          lambda: body(xp.arange(256, dtype=xp.uint8).view(X.dtype)))
     return xp.take(table, X.view(xp.uint8))
 
@@ -180,6 +173,6 @@ def QLinearConcat(ctx, Y_scale, Y_zero_point, *inputs, axis):
 
         def body(v, s=s, z=z):
             return requant(xp, dequant(xp, v, s, z, "QLinearConcat"), ys, yz, v, "QLinearConcat")
-        part = _lookup(ctx, x, (0, 1, 3 + k, 4 + k), (Y_scale, Y_zero_point, s, z), body)
+        part = _lookup(ctx, x, (0, 1, 3 + k, 4 + k), (Y_scale, Y_zero_point, s, z), body, ("table", k))
         parts.append(body(x) if part is None else part)
     return xp.concatenate(parts, axis=axis)

@@ -117,9 +117,9 @@ def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=1, block_size=0, 
     work = np_dtype(precision) if precision else np.float32
     if (xp is np and y_scale.size == 1 and work == np.float32 and x.dtype == np.float32 and out_dt in _COMPILED_OUT
             and jit.enabled()):   # per tensor, to an integer type: one compiled pass
-        lo, hi = int_range(out_dt)
-        z = 0 if y_zero_point is None else y_zero_point.reshape(-1)[0]
-        return quant_compiled.quantize_per_tensor(x, y_scale.reshape(-1)[0], z, out_dt, lo, hi)
+        p = ctx.prepared(("parameters", out_dt), (1, 2), (y_scale, y_zero_point), lambda: quant_compiled.parameters(
+            y_scale.reshape(-1)[0], 0 if y_zero_point is None else y_zero_point.reshape(-1)[0], *int_range(out_dt)))
+        return quant_compiled.quantize_per_tensor(x, p, out_dt)
     scale = broadcast_param(xp, y_scale.astype(work), x.shape, axis, block_size)
     v = (x.astype(work) / scale).astype(np.float32)
     zp = None
@@ -169,7 +169,7 @@ def dynamic_quantize(x):
     if scale == 0:  # an all-zero input: scale 1, as onnxruntime
         scale = np.float32(1)
     zp = np.uint8(min(max(np.rint(-lo / scale), 0), 255))
-    y = quant_compiled.quantize_per_tensor(x, scale, np.float32(zp), np.uint8, 0, 255)
+    y = quant_compiled.quantize_per_tensor(x, quant_compiled.parameters(scale, zp, 0, 255), np.uint8)
     return y, np.asarray(scale, dtype=np.float32), np.asarray(zp)
 
 

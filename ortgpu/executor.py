@@ -211,12 +211,13 @@ class Plan:
 
     def __init__(self, graph: Graph, providers, is_subgraph: bool = False, *, input_devices=None,
                  output_devices=None, part: Partition | None = None, init_cache: dict | None = None,
-                 constant_forms: ConstantForms | None = None):
+                 constant_forms: ConstantForms | None = None, constant_outer: frozenset = frozenset()):
         if part is None:
             part = partition(graph, providers, input_devices, output_devices)
         self.graph = graph
         self.partition = part
         self.constant_forms = constant_forms if constant_forms is not None else ConstantForms()
+        self._constant_outer = constant_outer  # outer-scope keys that are constants of the enclosing plan
         self.input_names = [v.name for v in graph.inputs]
         self._fed = frozenset(self.input_names)
         self.output_names = [v.name for v in graph.outputs]
@@ -270,14 +271,16 @@ class Plan:
                     if name not in node.attrs:
                         del attrs[name]
         compiled = []
+        outer_const = frozenset(sub_key for sub_key, key in placed.outer_binding if self._is_constant_key(key, graph))
         for name, sub in placed.subparts:
             attrs.pop(name, None)
             if isinstance(sub, list):
                 compiled.append((name, [Plan(p.graph, providers, True, part=p, init_cache=init_cache,
-                                             constant_forms=self.constant_forms) for p in sub]))
+                                             constant_forms=self.constant_forms, constant_outer=outer_const)
+                                        for p in sub]))
             else:
                 compiled.append((name, Plan(sub.graph, providers, True, part=sub, init_cache=init_cache,
-                                            constant_forms=self.constant_forms)))
+                                            constant_forms=self.constant_forms, constant_outer=outer_const)))
         ctx = KernelContext(
             prov.xp, prov.name, node.name, node.op_type, node.opset, len(node.outputs),
             tuple(bool(o) for o in node.outputs),
@@ -295,12 +298,12 @@ class Plan:
     def _is_constant_key(self, key, graph: Graph) -> bool:
         """Whether a node input (its partition key) is fixed for the session: an omitted input,
         an initializer of this graph that is not also a graph input (an overridable initializer
-        may be fed), or the device copy of such an initializer.  Outer-scope values are not:
-        the enclosing graph may compute them."""
+        may be fed), the device copy of such an initializer, or an outer-scope value that is a
+        constant of the enclosing plan (a subgraph reading the model's weights)."""
         if key is None:
             return True
         if type(key) is tuple:
-            return key in self.partition.init_copies
+            return key in self.partition.init_copies or key in self._constant_outer
         return key in graph.initializers and key not in self._fed
 
     def _plan_lifetimes(self, is_subgraph: bool) -> None:

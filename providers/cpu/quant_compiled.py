@@ -81,6 +81,38 @@ def _mul(lo, hi, a, b, p, y):
         y[i] = np.int32(q)
 
 
+@compiled
+def _requantize_rows(lo, hi, acc, bias, mult, p, y):
+    """Rows lo..hi of y (N * M, S) = clamp(rint((acc + bias[c]) * mult[c]) + zero), c = row % M,
+    with p = (zero, qmin, qmax): a convolution's int32-exact float32 sums requantized per
+    output channel."""
+    m = bias.size
+    big = _ROUNDER
+    zero, qmin, qmax = p[0], p[1], p[2]
+    for r in range(lo, hi):
+        c = r % m
+        add = bias[c]
+        scale = mult[c]
+        row = acc[r]
+        out = y[r]
+        for j in range(row.size):
+            q = ((((row[j] + add) * scale) + big) - big) + zero
+            q = qmin if q < qmin else q
+            q = qmax if q > qmax else q
+            q = np.float32(0) if q != q else q
+            out[j] = np.int32(q)
+
+
+def requantize_channels(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, p: np.ndarray, dtype) -> np.ndarray:
+    """clamp(rint((acc + bias) * mult) + zero) as `dtype`, per output channel (axis 1) of a
+    float32 (N, M, ...) accumulator; bias and mult float32 (M,), p = parameters(zero, qmin, qmax)."""
+    rows = acc.shape[0] * acc.shape[1]
+    a = np.ascontiguousarray(acc).reshape(rows, -1)
+    y = np.empty(a.shape, dtype)
+    split_range(_requantize_rows, rows, a.shape[1] * 4, a, bias, mult, p, y)
+    return y.reshape(acc.shape)
+
+
 def min_max(x: np.ndarray) -> tuple:
     """(min(x, 0), max(x, 0)) of a float32 array as float32 scalars, NaNs skipped."""
     return _min_max(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))

@@ -355,11 +355,21 @@ def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
     nd = x.ndim - 2
     acc = int_conv(ctx, x, x_zero_point, w, w_zero_point, auto_pad, dilations, group, kernel_shape, pads,
                    strides, lambda tag, make: ctx.prepared(tag, (3, 5), (w, w_zero_point), make))
+    big = False
     if B is not None:
         b32, b64, b_max = ctx.prepared(("bias", nd), (8,), (B,), lambda: _conv_bias(B, nd))
         k = int(np.prod(w.shape[1:]))
         big = b_max is None or b_max + k * shifted_bound(x.dtype, x_zero_point) * shifted_bound(
             w.dtype, w_zero_point) > FLOAT32_EXACT
+    if (xp is np and acc.dtype == np.float32 and not big and acc.ndim >= 3 and y_zero_point.size == 1
+            and y_zero_point.dtype in _COMPILED_OUT and jit.enabled()):
+        # bias, multiplier and rounding in one compiled pass (the same float32 operations)
+        bias, mult, p = ctx.prepared(("requantize", acc.shape[1]), (1, 4, 6, 7, 8),
+                                     (x_scale, w_scale, y_scale, y_zero_point, B),
+                                     lambda: _requantize_parameters(x_scale, w_scale, y_scale, y_zero_point, B,
+                                                                    acc.shape[1]))
+        return quant_compiled.requantize_channels(acc, bias, mult, p, y_zero_point.dtype)
+    if B is not None:
         if acc.dtype == np.float32 and not big:
             acc += b32
         else:
@@ -368,6 +378,15 @@ def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
                         lambda: _conv_multiplier(x_scale, w_scale, y_scale, nd, acc.dtype))
     acc *= mult   # requantize in the accumulator's type (float32 as onnxruntime's)
     return quantize(xp, acc, y_zero_point.dtype, y_zero_point)
+
+
+def _requantize_parameters(x_scale, w_scale, y_scale, y_zero_point, B, m):
+    """(bias, multiplier, (zero, qmin, qmax)) of QLinearConv's compiled requantization, float32,
+    bias and multiplier one per output channel (M = m)."""
+    bias = np.zeros(m, np.float32) if B is None else B.reshape(-1).astype(np.float32)
+    mult = np.broadcast_to(_conv_multiplier(x_scale, w_scale, y_scale, 0, np.float32).reshape(-1), (m,))
+    return bias, np.ascontiguousarray(mult), quant_compiled.parameters(y_zero_point.reshape(-1)[0],
+                                                                      *int_range(y_zero_point.dtype))
 
 
 def _conv_bias(B, nd):

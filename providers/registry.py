@@ -10,7 +10,10 @@ is a sequence value; ``None`` is an empty optional).
 
 A kernel function may carry a ``prepare(ctx, **attrs)`` attribute: the executor calls it
 once per node while it builds the plan (session creation), for work that depends only on
-the node (compiling a generated kernel, checking an attribute).
+the node (compiling a generated kernel, checking an attribute).  Work that depends on the
+node's constant inputs (initializers) goes through ``ctx.prepared(...)`` at run time instead:
+the form is kept for the session while those inputs are the same arrays
+(providers/constant_forms.py).
 
 A registration declares what the kernel needs, where the placement and the capture check
 read it: ``types`` maps each type constraint of the schema ("T", "Tind", ...; "*" for an op

@@ -268,6 +268,15 @@ class KernelContext:
             return c[i]
         return self.constant_forms is not None
 
+    def would_keep(self, tag, nbytes: int) -> bool:
+        """Whether a form under `tag` is kept already, or one of `nbytes` bytes fits the
+        session's budget now: a kernel whose general path does less than making a form that
+        would not be kept (a huge table) asks before ``prepared``."""
+        if tag in self._forms:
+            return True
+        store = self.constant_forms
+        return store is not None and store.used + nbytes <= store.budget
+
     def prepared(self, tag, inputs: tuple, values: tuple, make):
         """``make()``, a form derived from the node's inputs at positions `inputs` (their values
         `values`) and from `tag` (any hashable: name the form and whatever else it depends on,
@@ -276,11 +285,10 @@ class KernelContext:
         same arrays (providers/constant_forms.py); otherwise it is made on every call."""
         entry = self._forms.get(tag)
         if entry is not None:
-            seen = entry[0]
-            if len(seen) == 1:
-                if seen[0] is values[0]:
-                    return entry[1]
-            elif all(a is b for a, b in zip(seen, values)):
+            for a, b in zip(entry[0], values):  # a plain loop: no generator on the hot path
+                if a is not b:
+                    break
+            else:
                 return entry[1]
         form = make()
         store = self.constant_forms

@@ -120,10 +120,13 @@ def GatherBlockQuantized(ctx, data, indices, scales, zero_points=None, *, bits=4
     an index out of range gives zeros (not an error, as onnxruntime)."""
     xp = ctx.xp
     r = data.ndim
-    if xp is np and ctx.is_constant(0) and ctx.is_constant(2) and ctx.is_constant(3):
-        # a constant table: dequantized whole once per session (the session's budget allowing),
-        # then each run is one take; indices in range are the common case, checked in two
-        # reductions (a negative or out-of-range index takes the general path below)
+    values = data.size * (8 // bits if data.dtype == np.uint8 and bits < 8 else 1)
+    if (xp is np and ctx.is_constant(0) and ctx.is_constant(2) and ctx.is_constant(3)
+            and ctx.would_keep("table", values * scales.dtype.itemsize)):
+        # a constant table: dequantized whole once per session (the session's budget allowing;
+        # past it the rows are gathered first and only they dequantized, per run), then each
+        # run is one take; indices in range are the common case, checked in two reductions
+        # (a negative or out-of-range index takes the general path below)
         table = ctx.prepared("table", (0, 2, 3), (data, scales, zero_points), lambda: _dequantized_table(
             xp, data, scales, zero_points, bits=bits, block_size=block_size, quantize_axis=quantize_axis))
         ga = gather_axis % r

@@ -202,3 +202,32 @@ def test_quantized_models_keep_forms_and_match_onnxruntime_run_after_run(name):
                 assert np.abs(a.astype(np.int64) - w.astype(np.int64)).max() <= 1
             else:
                 np.testing.assert_allclose(a, w, rtol=2e-2, atol=2e-2)
+
+
+def _gather_model(table, scales):
+    node = helper.make_node("GatherBlockQuantized", ["table", "ids", "scales"], ["y"], domain=MS, bits=4,
+                            block_size=16, gather_axis=0, quantize_axis=1)
+    g = helper.make_graph([node], "gbq", [helper.make_tensor_value_info("ids", TensorProto.INT64, None)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(table, "table"), numpy_helper.from_array(scales, "scales")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(MS, 1)],
+                             ir_version=10).SerializeToString()
+
+
+@pytest.mark.parametrize("budget_mb", ["1", "0"])
+def test_gather_block_quantized_table_kept_only_within_the_budget(budget_mb, monkeypatch):
+    """A table past the budget is not dequantized whole on every run: the rows are gathered first."""
+    monkeypatch.setenv("ORTGPU_CONSTANT_FORMS_MB", budget_mb)
+    rng = np.random.default_rng(11)
+    table = rng.integers(0, 256, (50, 16)).astype(np.uint8)          # 50 rows of 32 4-bit values
+    scales = (rng.random((50, 2)) * 0.1 + 0.01).astype(np.float32)
+    mine, theirs = _pair(_gather_model(table, scales))
+    for ids in (np.array([[0, 49, 7]]), np.array([3, -1, 60])):     # in range; negative and out of range
+        _close(mine.run(None, {"ids": ids})[0], theirs.run(None, {"ids": ids})[0])
+    step = mine._core.plan.steps[0]
+    assert ("table" in step.ctx._forms) == (budget_mb == "1")
+    calls = []
+    monkeypatch.setattr("ortgpu.providers.kernels.contrib_quant_nbits._dequantized_table",
+                        lambda *a, **k: calls.append(1))
+    mine.run(None, {"ids": np.array([1, 2])})
+    assert not calls   # kept and served, or never made past the budget

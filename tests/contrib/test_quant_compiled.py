@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from support.quant_oracle import MS, assert_close, model
+from support.quant_oracle import assert_close, model
 
 import ortgpu
 from ortgpu.providers.cpu import jit

@@ -25,7 +25,8 @@ from ortgpu.providers.dtype_sets import BFLOAT16, FLOAT8, FLOAT8_E8M0, INT4, SUB
 from ortgpu.providers.cpu import jit, quant_compiled
 from ortgpu.providers.registry import kernel
 
-_COMPILED_OUT = frozenset({np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16)})
+# the integer types the compiled per-tensor quantization writes
+COMPILED_INT_TYPES = frozenset({np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16)})
 
 def int_range(dtype):
     """(min, max) of an integer element type, the 2- and 4-bit ones included."""
@@ -115,8 +116,9 @@ def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=1, block_size=0, 
     else:
         out_dt = ctx.output_dtype(0) or np.dtype(np.uint8)
     work = np_dtype(precision) if precision else np.float32
-    if (xp is np and y_scale.size == 1 and work == np.float32 and x.dtype == np.float32 and out_dt in _COMPILED_OUT
-            and jit.enabled()):   # per tensor, to an integer type: one compiled pass
+    if (xp is np and y_scale.size == 1 and (y_zero_point is None or y_zero_point.size == 1) and work == np.float32
+            and x.dtype == np.float32 and out_dt in COMPILED_INT_TYPES and jit.enabled()):
+        # per tensor, to an 8/16-bit integer type: one compiled pass
         p = ctx.prepared(("parameters", out_dt), (1, 2), (y_scale, y_zero_point), lambda: quant_compiled.parameters(
             y_scale.reshape(-1)[0], 0 if y_zero_point is None else y_zero_point.reshape(-1)[0], *int_range(out_dt)))
         return quant_compiled.quantize_per_tensor(x, p, out_dt)
@@ -362,7 +364,7 @@ def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
         big = b_max is None or b_max + k * shifted_bound(x.dtype, x_zero_point) * shifted_bound(
             w.dtype, w_zero_point) > FLOAT32_EXACT
     if (xp is np and acc.dtype == np.float32 and not big and acc.ndim >= 3 and y_zero_point.size == 1
-            and y_zero_point.dtype in _COMPILED_OUT and jit.enabled()):
+            and y_zero_point.dtype in COMPILED_INT_TYPES and jit.enabled()):
         # bias, multiplier and rounding in one compiled pass (the same float32 operations)
         bias, mult, p = ctx.prepared(("requantize", acc.shape[1]), (1, 4, 6, 7, 8),
                                      (x_scale, w_scale, y_scale, y_zero_point, B),

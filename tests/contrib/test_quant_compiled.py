@@ -147,3 +147,16 @@ def test_qlinear_concat_by_tables(monkeypatch):
               attrs={"axis": 1})
     got = _compare(m, {"a": a, "b": b}, monkeypatch, steps=1)
     np.testing.assert_array_equal(got[0][:, :3], a)   # requantized to its own parameters: unchanged
+
+
+@pytest.mark.parametrize("zp_type", [np.uint8, np.int8, np.int16, np.uint16, None])
+def test_com_microsoft_quantize_linear_per_tensor(zp_type, monkeypatch):
+    rng = np.random.default_rng(7)
+    scale = np.float32(0.25)
+    x = _floats(rng, (4, 6), scale)
+    consts = {"s": np.array(scale)}
+    order = ["x", "s"]
+    if zp_type is not None:
+        consts["z"] = np.array(3, zp_type)
+        order.append("z")
+    _compare(model("QuantizeLinear", order, {"x": x}, consts), {"x": x}, monkeypatch)

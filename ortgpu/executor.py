@@ -22,6 +22,7 @@ from ortgpu.errors import Fail, InvalidGraph, NotImplemented, RuntimeException, 
 from ortgpu.graph import Graph, Node, attrs_with_defaults
 from ortgpu.partition import Copy, Partition, Placed, partition
 from ortgpu.profiling.recorder import clock, step_infos, tensor_metas, type_and_shape
+from ortgpu.providers.constant_forms import ConstantForms
 from ortgpu.providers.registry import KernelContext
 
 TERMINATED = "Exiting due to terminate flag being set to true."  # onnxruntime's message
@@ -204,15 +205,21 @@ class Plan:
     wanted (the host by default: a top-level plan returns host values; ``partition.ANY``
     leaves an output where it is produced).  A subgraph's plan is built from its partition
     (`part`) by the enclosing plan.  Plans of one graph for other devices share the device
-    copies of its initializers through `init_cache` ({(graph id, name, device): array})."""
+    copies of its initializers through `init_cache` ({(graph id, name, device): array}), and
+    the byte budget of the forms kernels prepare from their constant inputs through
+    `constant_forms` (providers/constant_forms.py; the subgraphs' plans share their parent's)."""
 
     def __init__(self, graph: Graph, providers, is_subgraph: bool = False, *, input_devices=None,
-                 output_devices=None, part: Partition | None = None, init_cache: dict | None = None):
+                 output_devices=None, part: Partition | None = None, init_cache: dict | None = None,
+                 constant_forms: ConstantForms | None = None, constant_outer: frozenset = frozenset()):
         if part is None:
             part = partition(graph, providers, input_devices, output_devices)
         self.graph = graph
         self.partition = part
+        self.constant_forms = constant_forms if constant_forms is not None else ConstantForms()
+        self._constant_outer = constant_outer  # outer-scope keys that are constants of the enclosing plan
         self.input_names = [v.name for v in graph.inputs]
+        self._fed = frozenset(self.input_names)
         self.output_names = [v.name for v in graph.outputs]
         slots: dict = {}
 
@@ -264,18 +271,22 @@ class Plan:
                     if name not in node.attrs:
                         del attrs[name]
         compiled = []
+        outer_const = frozenset(sub_key for sub_key, key in placed.outer_binding if self._is_constant_key(key, graph))
         for name, sub in placed.subparts:
             attrs.pop(name, None)
             if isinstance(sub, list):
-                compiled.append((name, [Plan(p.graph, providers, True, part=p, init_cache=init_cache)
+                compiled.append((name, [Plan(p.graph, providers, True, part=p, init_cache=init_cache,
+                                             constant_forms=self.constant_forms, constant_outer=outer_const)
                                         for p in sub]))
             else:
-                compiled.append((name, Plan(sub.graph, providers, True, part=sub, init_cache=init_cache)))
+                compiled.append((name, Plan(sub.graph, providers, True, part=sub, init_cache=init_cache,
+                                            constant_forms=self.constant_forms, constant_outer=outer_const)))
         ctx = KernelContext(
             prov.xp, prov.name, node.name, node.op_type, node.opset, len(node.outputs),
             tuple(bool(o) for o in node.outputs),
             tuple(graph.types.get(x) if x else None for x in node.inputs),
-            tuple(graph.types.get(x) if x else None for x in node.outputs), prov)
+            tuple(graph.types.get(x) if x else None for x in node.outputs), prov,
+            tuple(self._is_constant_key(k, graph) for k in placed.in_keys), self.constant_forms)
         ins = tuple(slot(k) if k is not None else -1 for k in placed.in_keys)
         outs = tuple(slot(k) if k is not None else -1 for k in placed.out_keys)
         outer_slots = [(sub_key, slot(key)) for sub_key, key in placed.outer_binding]
@@ -283,6 +294,17 @@ class Plan:
         if prepare is not None:  # work a kernel does once per node, at session creation
             prepare(ctx, **attrs)
         return Step(kdef.fn, ctx, ins, outs, attrs, node, prov, compiled, outer_slots)
+
+    def _is_constant_key(self, key, graph: Graph) -> bool:
+        """Whether a node input (its partition key) is fixed for the session: an omitted input,
+        an initializer of this graph that is not also a graph input (an overridable initializer
+        may be fed), the device copy of such an initializer, or an outer-scope value that is a
+        constant of the enclosing plan (a subgraph reading the model's weights)."""
+        if key is None:
+            return True
+        if type(key) is tuple:
+            return key in self.partition.init_copies or key in self._constant_outer
+        return key in graph.initializers and key not in self._fed
 
     def _plan_lifetimes(self, is_subgraph: bool) -> None:
         """Release each value after the step that reads it last.  Graph outputs are kept, and

@@ -36,6 +36,7 @@ from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions
 from ortgpu.partition import ANY
 from ortgpu.placement import HOST
+from ortgpu.providers.constant_forms import ConstantForms
 from ortgpu.parallel_run import ParallelRunner
 from ortgpu.threads import BUDGET, available_cores
 from ortgpu.values import OrtValue, device_of
@@ -87,10 +88,12 @@ class RunCore:
         # a model that cannot be captured is refused before anything touches the device
         capture_part = capture_partition(graph, providers, graph_provider) if graph_provider else None
         self.init_cache: dict = {}  # device copies of initializers, shared by every plan of this graph
+        self.constant_forms = ConstantForms()  # the byte budget of kernels' prepared constant inputs
         with run_scope(providers):  # initializers used on a device are copied there now
-            self.plan = Plan(graph, providers, init_cache=self.init_cache)
+            self.plan = Plan(graph, providers, init_cache=self.init_cache, constant_forms=self.constant_forms)
             self.graphs = None if capture_part is None else GraphRunner(
-                Plan(graph, providers, part=capture_part, init_cache=self.init_cache), graph_provider)
+                Plan(graph, providers, part=capture_part, init_cache=self.init_cache,
+                     constant_forms=self.constant_forms), graph_provider)
         self.graph, self.providers, self.io = graph, list(providers), io
         self.recorder, self.mem_pattern, self.intra_op_threads = recorder, mem_pattern, intra_op_threads
         self.cpu_arena = cpu_arena  # SessionOptions.enable_cpu_mem_arena: "cpu:0" may be shrunk
@@ -153,7 +156,8 @@ class RunCore:
         if plan is None:
             with run_scope(self.providers):
                 plan = Plan(self.graph, self.providers, input_devices=list(input_devices),
-                            output_devices=list(output_devices), init_cache=self.init_cache)
+                            output_devices=list(output_devices), init_cache=self.init_cache,
+                            constant_forms=self.constant_forms)
             self.plans[key] = plan
         return plan
 

@@ -10,7 +10,10 @@ is a sequence value; ``None`` is an empty optional).
 
 A kernel function may carry a ``prepare(ctx, **attrs)`` attribute: the executor calls it
 once per node while it builds the plan (session creation), for work that depends only on
-the node (compiling a generated kernel, checking an attribute).
+the node (compiling a generated kernel, checking an attribute).  Work that depends on the
+node's constant inputs (initializers) goes through ``ctx.prepared(...)`` at run time instead:
+the form is kept for the session while those inputs are the same arrays
+(providers/constant_forms.py).
 
 A registration declares what the kernel needs, where the placement and the capture check
 read it: ``types`` maps each type constraint of the schema ("T", "Tind", ...; "*" for an op
@@ -232,10 +235,12 @@ class KernelContext:
     (its stream and options) and facts about the node."""
 
     __slots__ = ("xp", "provider", "node_name", "op_type", "opset", "num_outputs",
-                 "output_present", "run_options", "input_types", "output_types", "ep")
+                 "output_present", "run_options", "input_types", "output_types", "ep",
+                 "constant_inputs", "constant_forms", "_forms")
 
     def __init__(self, xp, provider, node_name="", op_type="", opset=0, num_outputs=1,
-                 output_present=(True,), input_types=(), output_types=(), ep=None):
+                 output_present=(True,), input_types=(), output_types=(), ep=None,
+                 constant_inputs=(), constant_forms=None):
         self.xp = xp
         self.provider = provider                # the provider's name
         self.ep = ep                            # the ExecutionProvider running the node (stream, config)
@@ -247,6 +252,49 @@ class KernelContext:
         self.run_options = None
         self.input_types = input_types          # onnx TypeProto per input when known (else None)
         self.output_types = output_types        # onnx TypeProto per output when known (else None)
+        # per input: a constant of this session (an initializer no feed can replace, or an
+        # omitted optional input); the executor sets it, a context made elsewhere has none
+        self.constant_inputs = constant_inputs
+        self.constant_forms = constant_forms    # the session's ConstantForms (byte budget), or None
+        self._forms = {}                        # tag -> (source arrays, prepared form)
+
+    def is_constant(self, i: int) -> bool:
+        """Whether input `i` is a constant of this session: an initializer of the node's graph
+        that is not also a graph input (a feed cannot replace it), or an omitted optional input
+        (one past the node's last input too).  False for every input of a context the executor
+        did not make."""
+        c = self.constant_inputs
+        if i < len(c):
+            return c[i]
+        return self.constant_forms is not None
+
+    def would_keep(self, tag, nbytes: int) -> bool:
+        """Whether a form under `tag` is kept already, or one of `nbytes` bytes fits the
+        session's budget now: a kernel whose general path does less than making a form that
+        would not be kept (a huge table) asks before ``prepared``."""
+        if tag in self._forms:
+            return True
+        store = self.constant_forms
+        return store is not None and store.used + nbytes <= store.budget
+
+    def prepared(self, tag, inputs: tuple, values: tuple, make):
+        """``make()``, a form derived from the node's inputs at positions `inputs` (their values
+        `values`) and from `tag` (any hashable: name the form and whatever else it depends on,
+        a dtype, a length).  When every one of those inputs is a constant of this session the
+        form is kept for the session's lifetime and served again while the inputs are the very
+        same arrays (providers/constant_forms.py); otherwise it is made on every call."""
+        entry = self._forms.get(tag)
+        if entry is not None:
+            for a, b in zip(entry[0], values):  # a plain loop: no generator on the hot path
+                if a is not b:
+                    break
+            else:
+                return entry[1]
+        form = make()
+        store = self.constant_forms
+        if store is not None and all(self.is_constant(i) for i in inputs):
+            store.keep(self._forms, tag, tuple(values), form)
+        return form
 
     def output_dtype(self, i=0):
         """NumPy dtype declared for output i by shape inference, or None."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.errors import InvalidArgument
-from ortgpu.providers.kernels.quantize import broadcast_param, quantize
+from ortgpu.providers.cpu import jit, quant_compiled
+from ortgpu.providers.kernels.quantize import COMPILED_INT_TYPES, broadcast_param, int_range, quantize
 from ortgpu.providers.registry import kernel
 
 MS = "com.microsoft"
@@ -25,9 +26,16 @@ def _param(xp, p, x, axis, op, name):
 def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=None):
     """y = saturate(round_half_even(x / y_scale) + y_zero_point); uint8 without a zero point."""
     xp = ctx.xp
+    dtype = y_zero_point.dtype if y_zero_point is not None else np.dtype(np.uint8)
+    if (xp is np and y_scale.size == 1 and x.dtype == np.float32 and dtype in COMPILED_INT_TYPES
+            and (y_zero_point is None or y_zero_point.size == 1) and jit.enabled()
+            and (axis is None or (y_scale.ndim == 0 and (y_zero_point is None or y_zero_point.ndim == 0)))):
+        # per tensor to an 8/16-bit integer: one compiled pass
+        p = ctx.prepared("parameters", (1, 2), (y_scale, y_zero_point), lambda: quant_compiled.parameters(
+            y_scale.reshape(-1)[0], 0 if y_zero_point is None else y_zero_point.reshape(-1)[0], *int_range(dtype)))
+        return quant_compiled.quantize_per_tensor(x, p, dtype)
     scale = _param(xp, y_scale, x, axis, "QuantizeLinear", "y_scale").astype(xp.float32)
     zp = None if y_zero_point is None else _param(xp, y_zero_point, x, axis, "QuantizeLinear", "y_zero_point")
-    dtype = y_zero_point.dtype if y_zero_point is not None else np.dtype(np.uint8)
     return quantize(xp, (x.astype(xp.float32) / scale).astype(xp.float32), dtype, zp)
 
 

@@ -30,10 +30,13 @@ def DynamicQuantizeLSTM(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None
                         W_scale=None, W_zero_point=None, R_scale=None, R_zero_point=None, *,
                         activation_alpha=None, activation_beta=None, activations=None, clip=None,
                         direction="forward", hidden_size=None, input_forget=0):
-    """LSTM over dequantized weights (gates i, o, f, c as in ai.onnx LSTM)."""
+    """LSTM over dequantized weights (gates i, o, f, c as in ai.onnx LSTM), dequantized once per
+    session when they are initializers."""
     xp = ctx.xp
-    w = _dequantize_gates(xp, W, W_scale, W_zero_point, "W")
-    r = _dequantize_gates(xp, R, R_scale, R_zero_point, "R")
+    w = ctx.prepared("W", (1, 8, 9), (W, W_scale, W_zero_point),
+                     lambda: _dequantize_gates(xp, W, W_scale, W_zero_point, "W"))
+    r = ctx.prepared("R", (2, 10, 11), (R, R_scale, R_zero_point),
+                     lambda: _dequantize_gates(xp, R, R_scale, R_zero_point, "R"))
     return LSTM(ctx, X, w, r, B, sequence_lens, initial_h, initial_c, P, activation_alpha=activation_alpha,
                 activation_beta=activation_beta, activations=activations, clip=clip, direction=direction,
                 hidden_size=hidden_size, input_forget=input_forget)

@@ -23,16 +23,22 @@ def _column_param(xp, p, n, name, op):
     return p.reshape(()) if p.size == 1 else p.reshape(-1)
 
 
-def scaled_product(xp, A, a_zp, a_scale, B, b_zp, b_scale, bias, op):
-    """(A - a_zp) @ (B - b_zp) * a_scale * b_scale (+ bias), in float32."""
+def scaled_product(ctx, A, a_zp, a_scale, B, b_zp, b_scale, bias, op, at):
+    """(A - a_zp) @ (B - b_zp) * a_scale * b_scale (+ bias), in float32.  `at` holds the input
+    positions of B, b_zp, b_scale and bias: what derives from them alone (B - b_zp as float,
+    the column scales, the float bias) is made once per session when they are initializers."""
+    xp = ctx.xp
     n = B.shape[-1]
-    if b_zp is not None:
-        b_zp = _column_param(xp, b_zp, n, "b_zero_point", op)
-    acc = int_matmul(xp, A, None if a_zp is None else a_zp.reshape(()), B, b_zp)
-    scale = a_scale.astype(xp.float32).reshape(()) * _column_param(xp, b_scale.astype(xp.float32), n, "b_scale", op)
-    y = acc.astype(xp.float32) * scale
+    i_b, i_bzp, i_bs, i_bias = at
+    acc = int_matmul(xp, A, None if a_zp is None else a_zp.reshape(()), B,
+                     None if b_zp is None else _column_param(xp, b_zp, n, "b_zero_point", op),
+                     lambda tag, make: ctx.prepared(tag, (i_b, i_bzp), (B, b_zp), make))
+    b_s = ctx.prepared("b scale", (i_bs,), (b_scale,),
+                       lambda: _column_param(xp, b_scale.astype(xp.float32), n, "b_scale", op))
+    y = acc.astype(xp.float32)
+    y *= a_scale.astype(xp.float32).reshape(()) * b_s
     if bias is not None:
-        y = y + bias.astype(xp.float32)
+        y += ctx.prepared("bias", (i_bias,), (bias,), lambda: bias.astype(xp.float32))
     return y
 
 
@@ -42,7 +48,8 @@ def MatMulIntegerToFloat(ctx, A, B, a_scale, b_scale, a_zero_point=None, b_zero_
     if a_scale.size != 1 or (a_zero_point is not None and a_zero_point.size != 1):
         raise NotImplemented("MatMulIntegerToFloat: a_scale and a_zero_point must be scalars "
                                   f"(got {a_scale.size} and {None if a_zero_point is None else a_zero_point.size} values)")
-    y = scaled_product(ctx.xp, A, a_zero_point, a_scale, B, b_zero_point, b_scale, bias, "MatMulIntegerToFloat")
+    y = scaled_product(ctx, A, a_zero_point, a_scale, B, b_zero_point, b_scale, bias, "MatMulIntegerToFloat",
+                       (1, 5, 3, 6))
     return y.astype(a_scale.dtype)
 
 
@@ -51,24 +58,28 @@ def DynamicQuantizeMatMul(ctx, A, B, b_scale, b_zero_point=None, bias=None):
     """A is quantized to uint8 from its own range (DynamicQuantizeLinear), then multiplied with the
     quantized B as MatMulIntegerToFloat does."""
     qa, a_scale, a_zp = DynamicQuantizeLinear(ctx, A)
-    return scaled_product(ctx.xp, qa, a_zp, a_scale, B, b_zero_point, b_scale, bias, "DynamicQuantizeMatMul")
+    return scaled_product(ctx, qa, a_zp, a_scale, B, b_zero_point, b_scale, bias, "DynamicQuantizeMatMul",
+                          (1, 3, 2, 4))
 
 
 @kernel("QGemm", since=1, domain=MS, types={"*": _INT8 | {"float32", "int32"}})
 def QGemm(ctx, A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None, y_zero_point=None,
           *, alpha=1.0, transA=0, transB=0):
     """alpha * (A' - a_zp) @ (B' - b_zp) * a_scale * b_scale (+ C, an int32 in the same scale), as float,
-    or requantized by y_scale / y_zero_point when they are given."""
+    or requantized by y_scale / y_zero_point when they are given.  B' - b_zp, C as float and the
+    output scale are made once per session when their inputs are initializers."""
     xp = ctx.xp
     a = A.T if transA else A
     b = B.T if transB else B
     n = b.shape[1]
     b_zp = None if b_zero_point is None else _column_param(xp, b_zero_point, n, "b_zero_point", "QGemm")
-    acc = int_matmul(xp, a, a_zero_point.reshape(()), b, b_zp)
+    acc = int_matmul(xp, a, a_zero_point.reshape(()), b, b_zp,
+                     lambda tag, make: ctx.prepared(tag, (3, 5), (B, b_zero_point), make))
     if C is not None:
-        acc = acc + C.astype(np.float64)
-    scale = (np.float32(alpha) * a_scale.astype(xp.float32).reshape(()) *
-             _column_param(xp, b_scale.astype(xp.float32), n, "b_scale", "QGemm"))
+        acc = acc + ctx.prepared("C", (6,), (C,), lambda: C.astype(np.float64))
+    scale = ctx.prepared("scale", (1, 4), (a_scale, b_scale), lambda: (
+        np.float32(alpha) * a_scale.astype(xp.float32).reshape(()) *
+        _column_param(xp, b_scale.astype(xp.float32), n, "b_scale", "QGemm")))
     y = acc.astype(xp.float32) * scale
     if y_scale is None:
         return y

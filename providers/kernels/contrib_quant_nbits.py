@@ -85,10 +85,13 @@ def MatMulNBits(ctx, A, B, scales, zero_points=None, g_idx=None, bias=None, *, K
     if B.size == 0:  # an omitted projection: zeros, or the bias
         y = xp.zeros(out_shape, xp.float32)
     else:
-        w = _dequantized_weight(xp, B, scales, zero_points, g_idx, K=K, N=N, bits=bits, block_size=block_size)
-        y = _matmul(xp, A.astype(xp.float32, copy=False), w.T)
+        # the float32 weight, transposed to [K, N] and contiguous for BLAS: made once per
+        # session when B, scales, zero_points and g_idx are initializers
+        wt = ctx.prepared("weight", (1, 2, 3, 4), (B, scales, zero_points, g_idx), lambda: xp.ascontiguousarray(
+            _dequantized_weight(xp, B, scales, zero_points, g_idx, K=K, N=N, bits=bits, block_size=block_size).T))
+        y = _matmul(xp, A.astype(xp.float32, copy=False), wt)
     if bias is not None:
-        y = y + bias.astype(xp.float32, copy=False)
+        y += ctx.prepared("bias", (5,), (bias,), lambda: bias.astype(xp.float32, copy=False))
     return y.astype(A.dtype, copy=False)
 
 
@@ -116,6 +119,35 @@ def GatherBlockQuantized(ctx, data, indices, scales, zero_points=None, *, bits=4
     """Gather along gather_axis from a block-quantized table, dequantized to the scales' type;
     an index out of range gives zeros (not an error, as onnxruntime)."""
     xp = ctx.xp
+    r = data.ndim
+    values = data.size * (8 // bits if data.dtype == np.uint8 and bits < 8 else 1)
+    if (xp is np and ctx.is_constant(0) and ctx.is_constant(2) and ctx.is_constant(3)
+            and ctx.would_keep("table", values * scales.dtype.itemsize)):
+        # a constant table: dequantized whole once per session (the session's budget allowing;
+        # past it the rows are gathered first and only they dequantized, per run), then each
+        # run is one take; indices in range are the common case, checked in two reductions
+        # (a negative or out-of-range index takes the general path below)
+        table = ctx.prepared("table", (0, 2, 3), (data, scales, zero_points), lambda: _dequantized_table(
+            xp, data, scales, zero_points, bits=bits, block_size=block_size, quantize_axis=quantize_axis))
+        ga = gather_axis % r
+        flat = indices.reshape(-1)
+        if flat.size and int(flat.min()) >= 0 and int(flat.max()) < table.shape[ga]:
+            out = xp.take(table, flat, axis=ga)
+            return out.reshape(out.shape[:ga] + tuple(indices.shape) + out.shape[ga + 1:])
+    return _gather_quantized(xp, data, indices, scales, zero_points, bits=bits, block_size=block_size,
+                             gather_axis=gather_axis, quantize_axis=quantize_axis)
+
+
+def _dequantized_table(xp, data, scales, zero_points, *, bits, block_size, quantize_axis):
+    """The whole table of a GatherBlockQuantized node, dequantized to the scales' type."""
+    everything = xp.arange(data.shape[0], dtype=xp.int64)
+    return _gather_quantized(xp, data, everything, scales, zero_points, bits=bits, block_size=block_size,
+                             gather_axis=0, quantize_axis=quantize_axis)
+
+
+def _gather_quantized(xp, data, indices, scales, zero_points, *, bits, block_size, gather_axis, quantize_axis):
+    """GatherBlockQuantized computed from the quantized table (the rows gathered first when the
+    gather and quantize axes differ)."""
     r = data.ndim
     ga, qa = gather_axis % r, quantize_axis % r
     is_float = data.dtype.name in FLOAT8 or data.dtype.name.startswith("float4")

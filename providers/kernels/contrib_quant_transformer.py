@@ -82,10 +82,12 @@ def QAttention(ctx, input, weight, bias, input_scale, weight_scale, mask_index=N
                          f"divisible by num_heads={num_heads}")
     wzp = None if weight_zero_point is None else (weight_zero_point.reshape(()) if weight_zero_point.size == 1
                                                    else weight_zero_point.reshape(-1))
-    acc = int_matmul(xp, input, None if input_zero_point is None else input_zero_point.reshape(()), weight, wzp)
-    ws = weight_scale.astype(xp.float32)
-    ws = ws.reshape(()) if ws.size == 1 else ws.reshape(-1)
-    qkv = acc.astype(xp.float32) * (input_scale.astype(xp.float32).reshape(()) * ws) + bias.astype(xp.float32)
+    # weight - zero point as float, the weight scales and the bias: once per session when constant
+    acc = int_matmul(xp, input, None if input_zero_point is None else input_zero_point.reshape(()), weight, wzp,
+                     lambda tag, make: ctx.prepared(tag, (1, 7), (weight, weight_zero_point), make))
+    ws = ctx.prepared("weight scale", (4,), (weight_scale,), lambda: _per_column(xp, weight_scale))
+    b = ctx.prepared("bias", (2,), (bias,), lambda: bias.astype(xp.float32))
+    qkv = acc.astype(xp.float32) * (input_scale.astype(xp.float32).reshape(()) * ws) + b
     h = n3 // 3
     b, s = input.shape[0], input.shape[1]
     total = s + (0 if past is None else past.shape[3])
@@ -94,6 +96,12 @@ def QAttention(ctx, input, weight, bias, input_scale, weight_scale, mask_index=N
                                         allowed=allowed, causal=bool(unidirectional), past=past, scale=scale,
                                         mask_filter_value=mask_filter_value)
     return out.astype(xp.float32), present.astype(xp.float32)
+
+
+def _per_column(xp, scale):
+    """A float32 scale that is one value, or one per column."""
+    ws = scale.astype(xp.float32)
+    return ws.reshape(()) if ws.size == 1 else ws.reshape(-1)
 
 
 @kernel("QEmbedLayerNormalization", since=1, domain=MS,
@@ -105,22 +113,25 @@ def QEmbedLayerNormalization(ctx, input_ids, segment_ids, word_embedding_quant, 
                              segment_embedding_zero_point=None, gamma_zero_point=None, beta_zero_point=None, *,
                              epsilon=1e-12):
     """LayerNorm(word[ids] + position[0..S) (+ segment[segment_ids])) from dequantized tables, and
-    the number of unmasked tokens per sequence (int32; zeros without a mask)."""
+    the number of unmasked tokens per sequence (int32; zeros without a mask).  The tables are
+    dequantized once per session when they are initializers."""
     xp = ctx.xp
     op = "QEmbedLayerNormalization"
     b, s = input_ids.shape
-    word = dequant(xp, word_embedding_quant, word_embedding_scale, word_embedding_zero_point, op)
-    pos = dequant(xp, position_embedding_quant, position_embedding_scale, position_embedding_zero_point, op)
+    tables = (word_embedding_quant, position_embedding_quant, segment_embedding, gamma_quant, beta_quant)
+    scales = (word_embedding_scale, position_embedding_scale, segment_embedding_scale, gamma_scale, beta_scale)
+    zeros = (word_embedding_zero_point, position_embedding_zero_point, segment_embedding_zero_point,
+             gamma_zero_point, beta_zero_point)
+    word, pos, seg, gamma, beta = ctx.prepared(
+        "tables", (2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17), tables + scales + zeros,
+        lambda: tuple(None if t is None else dequant(xp, t, sc, z, op) for t, sc, z in zip(tables, scales, zeros)))
     _check_ids(xp, input_ids, word.shape[0], "input_ids")
     if s > pos.shape[0]:
         raise InvalidArgument(f"{op}: sequence length {s} exceeds the {pos.shape[0]} position embeddings")
     x = word[input_ids.astype(xp.int64)] + pos[None, :s]
     if segment_ids is not None:
-        seg = dequant(xp, segment_embedding, segment_embedding_scale, segment_embedding_zero_point, op)
         _check_ids(xp, segment_ids, seg.shape[0], "segment_ids")
         x = x + seg[segment_ids.astype(xp.int64)]
-    gamma = dequant(xp, gamma_quant, gamma_scale, gamma_zero_point, op)
-    beta = dequant(xp, beta_quant, beta_scale, beta_zero_point, op)
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
     y = (x - mean) / xp.sqrt(var + np.float32(epsilon)) * gamma + beta

@@ -22,7 +22,11 @@ import numpy as np
 from ortgpu.dtypes import np_dtype
 from ortgpu.providers.kernels.conv import conv_float
 from ortgpu.providers.dtype_sets import BFLOAT16, FLOAT8, FLOAT8_E8M0, INT4, SUB_BYTE
+from ortgpu.providers.cpu import jit, quant_compiled
 from ortgpu.providers.registry import kernel
+
+# the integer types the compiled per-tensor quantization writes
+COMPILED_INT_TYPES = frozenset({np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16)})
 
 def int_range(dtype):
     """(min, max) of an integer element type, the 2- and 4-bit ones included."""
@@ -112,6 +116,12 @@ def QuantizeLinear(ctx, x, y_scale, y_zero_point=None, *, axis=1, block_size=0, 
     else:
         out_dt = ctx.output_dtype(0) or np.dtype(np.uint8)
     work = np_dtype(precision) if precision else np.float32
+    if (xp is np and y_scale.size == 1 and (y_zero_point is None or y_zero_point.size == 1) and work == np.float32
+            and x.dtype == np.float32 and out_dt in COMPILED_INT_TYPES and jit.enabled()):
+        # per tensor, to an 8/16-bit integer type: one compiled pass
+        p = ctx.prepared(("parameters", out_dt), (1, 2), (y_scale, y_zero_point), lambda: quant_compiled.parameters(
+            y_scale.reshape(-1)[0], 0 if y_zero_point is None else y_zero_point.reshape(-1)[0], *int_range(out_dt)))
+        return quant_compiled.quantize_per_tensor(x, p, out_dt)
     scale = broadcast_param(xp, y_scale.astype(work), x.shape, axis, block_size)
     v = (x.astype(work) / scale).astype(np.float32)
     zp = None
@@ -145,10 +155,32 @@ def DequantizeLinear(ctx, x, x_scale, x_zero_point=None, *, axis=1, block_size=0
         types={"T1": frozenset({"float32"}), "T2": frozenset({"uint8"})})
 def DynamicQuantizeLinear(ctx, x):
     """uint8 quantization with scale and zero point chosen from the range of x (extended to 0)."""
-    xp = ctx.xp
+    if ctx.xp is np:
+        return dynamic_quantize(x)
+    return _dynamic_quantize_xp(ctx.xp, x)
+
+
+def dynamic_quantize(x):
+    """DynamicQuantizeLinear on the host: (y, scale, zero point), compiled when numba is on
+    (two passes: the range, then the quantization), else the NumPy body."""
+    if not (jit.enabled() and x.size):
+        return _dynamic_quantize_xp(np, x)
+    lo, hi = quant_compiled.min_max(x)
+    lo, hi = np.float32(lo), np.float32(hi)
+    scale = (hi - lo) / np.float32(255)
+    if scale == 0:  # an all-zero input: scale 1, as onnxruntime
+        scale = np.float32(1)
+    zp = np.uint8(min(max(np.rint(-lo / scale), 0), 255))
+    y = quant_compiled.quantize_per_tensor(x, quant_compiled.parameters(scale, zp, 0, 255), np.uint8)
+    return y, np.asarray(scale, dtype=np.float32), np.asarray(zp)
+
+
+def _dynamic_quantize_xp(xp, x):
+    """DynamicQuantizeLinear in NumPy or CuPy calls (several passes)."""
     xf = x.astype(np.float32)
-    lo = xp.minimum(xp.nanmin(xf), np.float32(0)) if xf.size else np.float32(0)
-    hi = xp.maximum(xp.nanmax(xf), np.float32(0)) if xf.size else np.float32(0)
+    # fmin/fmax: an all-NaN input has the range [0, 0] (scale 1, zero point 0), as onnxruntime
+    lo = xp.fmin(xp.nanmin(xf), np.float32(0)) if xf.size else np.float32(0)
+    hi = xp.fmax(xp.nanmax(xf), np.float32(0)) if xf.size else np.float32(0)
     scale = xp.asarray((hi - lo) / np.float32(255), dtype=np.float32)
     scale = xp.where(scale == 0, np.float32(1), scale)  # an all-zero input: scale 1, as onnxruntime
     zp = xp.clip(xp.rint(-lo / scale), 0, 255).astype(np.uint8)
@@ -175,6 +207,9 @@ def shifted_bound(dtype, zp) -> int:
         return max(-lo, hi)
     if not isinstance(zp, np.ndarray):   # a device array: no host round trip, assume the worst
         return hi - lo
+    if zp.size == 1:
+        z = int(zp.item())
+        return max(hi - z, z - lo)
     z = zp.astype(np.int64)
     return int(max(hi - z.min(), z.max() - lo))
 
@@ -211,19 +246,32 @@ def exact_matmul(xp, af, bf, bound_product: int):
     return acc
 
 
-def int_matmul(xp, a, a_zp, b, b_zp):
+def shifted(x, zp, dt):
+    """x - zp as float type dt (zp broadcasting; None: x as it is)."""
+    xf = x.astype(dt)
+    if zp is not None:
+        xf -= zp.astype(dt)
+    return xf
+
+
+def int_matmul(xp, a, a_zp, b, b_zp, prepare_b=None):
     """(a - a_zp) @ (b - b_zp), exact (an integer-valued float32 or float64 array, int64 past
     float64's range, which 8-bit operands never reach): the float
-    type and K slicing come from the operands' ranges (:func:`exact_matmul`)."""
+    type and K slicing come from the operands' ranges (:func:`exact_matmul`).
+
+    `prepare_b(tag, make)`, when given, is the kernel's ``ctx.prepared`` over its raw B and
+    b_zero_point inputs: b - b_zp (per float type) and its bound are then made once per session
+    when they are constants."""
     integers = is_int(a.dtype) and is_int(b.dtype)   # (float8 operands: float64 as they are)
-    bound = shifted_bound(a.dtype, a_zp) * shifted_bound(b.dtype, b_zp) if integers else 0
-    dt = exact_slice(bound, a.shape[-1])[0] if integers else np.float64
-    af = a.astype(dt)
-    bf = b.astype(dt)
-    if a_zp is not None:
-        af -= row_zero_point(a_zp, a).astype(dt)
-    if b_zp is not None:
-        bf -= b_zp.astype(dt)
+    if integers:
+        b_bound = (prepare_b("b bound", lambda: shifted_bound(b.dtype, b_zp)) if prepare_b is not None
+                   else shifted_bound(b.dtype, b_zp))
+        bound = shifted_bound(a.dtype, a_zp) * b_bound
+        dt = exact_slice(bound, a.shape[-1])[0]
+    else:
+        bound, dt = 0, np.float64
+    af = shifted(a, None if a_zp is None else row_zero_point(a_zp, a), dt)
+    bf = prepare_b(("b", dt), lambda: shifted(b, b_zp, dt)) if prepare_b is not None else shifted(b, b_zp, dt)
     return exact_matmul(xp, af, bf, bound) if integers else xp.matmul(af, bf)
 
 
@@ -233,7 +281,9 @@ def int_matmul(xp, a, a_zp, b, b_zp):
                "T3": frozenset({"int32"})})
 def MatMulInteger(ctx, A, B, a_zero_point=None, b_zero_point=None):
     """Integer matmul of zero-point-shifted inputs, int32 result (per-row / per-column zero points)."""
-    return int_matmul(ctx.xp, A, a_zero_point, B, b_zero_point).astype(np.int32)
+    acc = int_matmul(ctx.xp, A, a_zero_point, B, b_zero_point,
+                     lambda tag, make: ctx.prepared(tag, (1, 3), (B, b_zero_point), make))
+    return acc.astype(np.int32)
 
 
 @kernel("QLinearMatMul", since=(10, 21),
@@ -244,11 +294,15 @@ def MatMulInteger(ctx, A, B, a_zero_point=None, b_zero_point=None):
 def QLinearMatMul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """Quantized matmul: requantize the integer product by a_scale * b_scale / y_scale."""
     xp = ctx.xp
-    acc = int_matmul(xp, a, a_zero_point, b, b_zero_point)
-    a_s = row_zero_point(a_scale, a).astype(np.float32)
-    mult = a_s * b_scale.astype(np.float32) / y_scale.astype(np.float32)
+    acc = int_matmul(xp, a, a_zero_point, b, b_zero_point,
+                     lambda tag, make: ctx.prepared(tag, (3, 5), (b, b_zero_point), make))
     work = requant_type(a.dtype, b.dtype, a.shape[-1])
-    return quantize(xp, acc.astype(work, copy=False) * mult.astype(work), y_zero_point.dtype, y_zero_point)
+
+    def multiplier():
+        a_s = row_zero_point(a_scale, a).astype(np.float32)
+        return (a_s * b_scale.astype(np.float32) / y_scale.astype(np.float32)).astype(work)
+    mult = ctx.prepared(("multiplier", work, a.ndim >= 2), (1, 4, 6), (a_scale, b_scale, y_scale), multiplier)
+    return quantize(xp, acc.astype(work, copy=False) * mult, y_zero_point.dtype, y_zero_point)
 
 
 def requant_type(a_dtype, b_dtype, k: int):
@@ -262,20 +316,29 @@ def requant_type(a_dtype, b_dtype, k: int):
     return np.float32 if k * (ahi - alo) * (bhi - blo) <= FLOAT32_EXACT else np.float64
 
 
-def int_conv(ctx, x, x_zp, w, w_zp, auto_pad, dilations, group, kernel_shape, pads, strides):
-    """The convolution of (x - x_zp) and (w - w_zp) (w_zp per output channel or one), exact: in
-    float32 when each output's dot product (K = input channels per group x kernel size) stays
-    within 2**24, else float64 (exact to K <= 2**53 / 65025 for 8-bit operands)."""
-    k = int(np.prod(w.shape[1:]))
-    bound = shifted_bound(x.dtype, x_zp) * shifted_bound(w.dtype, w_zp)
-    dt = np.float32 if k * bound <= FLOAT32_EXACT else np.float64
-    xf = x.astype(dt)
-    if x_zp is not None:
-        xf -= x_zp.astype(dt)   # padding then adds exact zeros
+def shifted_weight(w, w_zp, dt):
+    """A convolution weight less its zero point (one, or one per output channel), as dt."""
     wf = w.astype(dt)
     if w_zp is not None:
         wzp = w_zp.astype(dt)
         wf -= wzp.reshape((-1,) + (1,) * (w.ndim - 1)) if wzp.ndim == 1 and wzp.size > 1 else wzp.reshape(())
+    return wf
+
+
+def int_conv(ctx, x, x_zp, w, w_zp, auto_pad, dilations, group, kernel_shape, pads, strides, prepare_w=None):
+    """The convolution of (x - x_zp) and (w - w_zp) (w_zp per output channel or one), exact: in
+    float32 when each output's dot product (K = input channels per group x kernel size) stays
+    within 2**24, else float64 (exact to K <= 2**53 / 65025 for 8-bit operands).
+    `prepare_w(tag, make)` (the kernel's ``ctx.prepared`` over its raw w and w_zero_point),
+    when given, keeps w - w_zp and its bound for the session when they are constants."""
+    k = int(np.prod(w.shape[1:]))
+    w_bound = (prepare_w("w bound", lambda: shifted_bound(w.dtype, w_zp)) if prepare_w is not None
+               else shifted_bound(w.dtype, w_zp))
+    bound = shifted_bound(x.dtype, x_zp) * w_bound
+    dt = np.float32 if k * bound <= FLOAT32_EXACT else np.float64
+    xf = shifted(x, x_zp, dt)   # padding then adds exact zeros
+    wf = (prepare_w(("w", dt), lambda: shifted_weight(w, w_zp, dt)) if prepare_w is not None
+          else shifted_weight(w, w_zp, dt))
     return conv_float(ctx, xf, wf, None, auto_pad, dilations, group, kernel_shape, pads, strides)
 
 
@@ -287,23 +350,58 @@ def int_conv(ctx, x, x_zp, w, w_zp, auto_pad, dilations, group, kernel_shape, pa
 def QLinearConv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
                 B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
                 strides=None):
-    """Quantized convolution: exact integer conv (+ int32 bias), requantized per output channel."""
+    """Quantized convolution: exact integer conv (+ int32 bias), requantized per output channel.
+    The weight less its zero point, the bias and the requantization multiplier are made once
+    per session when their inputs are initializers (KernelContext.prepared)."""
     xp = ctx.xp
     nd = x.ndim - 2
     acc = int_conv(ctx, x, x_zero_point, w, w_zero_point, auto_pad, dilations, group, kernel_shape, pads,
-                   strides)
+                   strides, lambda tag, make: ctx.prepared(tag, (3, 5), (w, w_zero_point), make))
+    big = False
     if B is not None:
-        b = B.reshape((1, -1) + (1,) * nd)
-        big = not isinstance(B, np.ndarray) or int(np.abs(B.astype(np.int64)).max(initial=0)) \
-            + int(np.prod(w.shape[1:])) * shifted_bound(x.dtype, x_zero_point) * shifted_bound(w.dtype, w_zero_point) \
-            > FLOAT32_EXACT
+        b32, b64, b_max = ctx.prepared(("bias", nd), (8,), (B,), lambda: _conv_bias(B, nd))
+        k = int(np.prod(w.shape[1:]))
+        big = b_max is None or b_max + k * shifted_bound(x.dtype, x_zero_point) * shifted_bound(
+            w.dtype, w_zero_point) > FLOAT32_EXACT
+    if (xp is np and acc.dtype == np.float32 and not big and acc.ndim >= 3 and y_zero_point.size == 1
+            and y_zero_point.dtype in COMPILED_INT_TYPES and jit.enabled()):
+        # bias, multiplier and rounding in one compiled pass (the same float32 operations)
+        bias, mult, p = ctx.prepared(("requantize", acc.shape[1]), (1, 4, 6, 7, 8),
+                                     (x_scale, w_scale, y_scale, y_zero_point, B),
+                                     lambda: _requantize_parameters(x_scale, w_scale, y_scale, y_zero_point, B,
+                                                                    acc.shape[1]))
+        return quant_compiled.requantize_channels(acc, bias, mult, p, y_zero_point.dtype)
+    if B is not None:
         if acc.dtype == np.float32 and not big:
-            acc += b.astype(np.float32)
+            acc += b32
         else:
-            acc = acc.astype(np.float64) + b.astype(np.float64)
+            acc = acc.astype(np.float64) + b64
+    mult = ctx.prepared(("multiplier", nd, acc.dtype), (1, 4, 6), (x_scale, w_scale, y_scale),
+                        lambda: _conv_multiplier(x_scale, w_scale, y_scale, nd, acc.dtype))
+    acc *= mult   # requantize in the accumulator's type (float32 as onnxruntime's)
+    return quantize(xp, acc, y_zero_point.dtype, y_zero_point)
+
+
+def _requantize_parameters(x_scale, w_scale, y_scale, y_zero_point, B, m):
+    """(bias, multiplier, (zero, qmin, qmax)) of QLinearConv's compiled requantization, float32,
+    bias and multiplier one per output channel (M = m)."""
+    bias = np.zeros(m, np.float32) if B is None else B.reshape(-1).astype(np.float32)
+    mult = np.broadcast_to(_conv_multiplier(x_scale, w_scale, y_scale, 0, np.float32).reshape(-1), (m,))
+    return bias, np.ascontiguousarray(mult), quant_compiled.parameters(y_zero_point.reshape(-1)[0],
+                                                                      *int_range(y_zero_point.dtype))
+
+
+def _conv_bias(B, nd):
+    """(float32, float64, max |B|) of an int32 conv bias shaped to broadcast over (N, M, ...);
+    max None for a device array (no host round trip: then float64 is used)."""
+    b = B.reshape((1, -1) + (1,) * nd)
+    b_max = int(np.abs(B.astype(np.int64)).max(initial=0)) if isinstance(B, np.ndarray) else None
+    return b.astype(np.float32), b.astype(np.float64), b_max
+
+
+def _conv_multiplier(x_scale, w_scale, y_scale, nd, dtype):
+    """x_scale * w_scale / y_scale per output channel (or one), shaped for (N, M, ...), as dtype."""
     ws = w_scale.astype(np.float32)
     if ws.ndim == 1:
         ws = ws.reshape((-1,) + (1,) * nd)
-    mult = x_scale.astype(np.float32) * ws / y_scale.astype(np.float32)
-    acc *= mult.astype(acc.dtype)   # requantize in the accumulator's type (float32 as onnxruntime's)
-    return quantize(xp, acc, y_zero_point.dtype, y_zero_point)
+    return (x_scale.astype(np.float32) * ws / y_scale.astype(np.float32)).astype(dtype)

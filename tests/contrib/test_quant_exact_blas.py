@@ -87,7 +87,8 @@ def test_matmul_integer_kernel_returns_exact_int32():
     from ortgpu.providers.kernels.quantize import MatMulInteger
     rng = np.random.default_rng(3)
     a, b = _extreme(rng, (4, 1500), np.uint8), _extreme(rng, (1500, 3), np.uint8)
-    ctx = type("Ctx", (), {"xp": np})()
+    from ortgpu.providers.registry import KernelContext
+    ctx = KernelContext(np, "CPUExecutionProvider", op_type="MatMulInteger", opset=10)
     got = MatMulInteger(ctx, a, b, np.array(0, np.uint8), np.array(255, np.uint8))
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, _oracle(a, np.array(0, np.uint8), b, np.array(255, np.uint8)))

@@ -23,7 +23,9 @@ WINDOWED = [  # (x shape, attributes)
     ((1, 2, 9, 9), {"kernel_shape": [1, 3], "strides": [1, 2], "auto_pad": "SAME_UPPER"}),
     ((1, 2, 9, 8), {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER"}),
     ((1, 2, 9, 8), {"kernel_shape": [3, 2], "auto_pad": "VALID"}),
-    ((1, 4, 6, 6), {"kernel_shape": [7, 7], "pads": [0, 0, 1, 1]}),
+    ((1, 4, 6, 6), {"kernel_shape": [7, 7], "pads": [0, 0, 1, 1]}),  # one window over the whole input
+    ((2, 3, 5, 5), {"kernel_shape": [6, 6], "pads": [1, 0, 0, 1]}),
+    ((1, 2, 7), {"kernel_shape": [7]}),
     ((1, 5, 3, 40), {"kernel_shape": [3, 2], "strides": [3, 2]}),
     ((2, 3, 20), {"kernel_shape": [3], "strides": [2], "pads": [1, 2]}),
     ((1, 2, 17), {"kernel_shape": [4], "strides": [3], "dilations": [2], "ceil_mode": 1}),
@@ -116,11 +118,8 @@ def test_average_pool_matches_onnxruntime_and_the_numpy_body(case, count_include
     np.testing.assert_allclose(numpy_body[0], got[0], rtol=1e-5, atol=1e-6)
 
 
-INDEXED = [c for c in WINDOWED if len(c[0]) == 4] + [WINDOWED[-4], WINDOWED[-2]]
-
-
 @pytest.mark.parametrize("storage_order", [0, 1])
-@pytest.mark.parametrize("case", INDEXED, ids=case_id)
+@pytest.mark.parametrize("case", WINDOWED, ids=case_id)
 def test_max_pool_indices_match_onnxruntime_and_the_numpy_body(case, storage_order, monkeypatch,
                                                                compiled_calls):
     shape, attrs = case

@@ -27,7 +27,8 @@ import numpy as np
 
 from ortgpu.providers.cpu.jit import compiled, split_range
 
-LANES = 16  # independent partial sums/maxima of a global pool: one or two vector registers
+LANES = 16  # independent partial sums/maxima of a global pool's plane: one or two vector registers
+WIDE = 64  # ... and of a long plane's, where 16 wait on each other (half the time on 56x56 planes)
 
 
 @compiled
@@ -243,16 +244,27 @@ def _max_with_indices(lo, hi, x, y, idx, k, s, d, begins, step, fill):
 
 
 @compiled
-def _planes_mean(lo, hi, x, y):
-    """y[p] = mean of the contiguous row x[p], for rows lo..hi."""
+def _planes_mean(lo, hi, x, y, divisor):
+    """y[p] = sum of the contiguous row x[p] / divisor, for rows lo..hi: partial sums in LANES
+    lanes (WIDE lanes first on a long row)."""
     size = x.shape[1]
+    wide = size - size % WIDE if size >= 4 * WIDE else 0
     whole = size - size % LANES
-    part = np.empty(LANES, x.dtype)
+    part = np.empty(WIDE, x.dtype)
     for p in range(lo, hi):
         row = x[p]
         for t in range(LANES):
             part[t] = 0
-        for b in range(0, whole, LANES):
+        if wide:
+            for t in range(LANES, WIDE):
+                part[t] = 0
+            for b in range(0, wide, WIDE):
+                seg = row[b: b + WIDE]
+                for t in range(WIDE):
+                    part[t] += seg[t]
+            for t in range(LANES):
+                part[t] += (part[t + LANES] + part[t + 2 * LANES]) + part[t + 3 * LANES]
+        for b in range(wide, whole, LANES):
             seg = row[b: b + LANES]
             for t in range(LANES):
                 part[t] += seg[t]
@@ -261,37 +273,43 @@ def _planes_mean(lo, hi, x, y):
         total = part[0]
         for t in range(1, LANES):
             total += part[t]
-        y[p] = total / size
+        y[p] = total / divisor
 
 
 @compiled
 def _planes_max(lo, hi, x, y):
-    """y[p] = max of the contiguous row x[p] (NaN if it holds one), for rows lo..hi."""
+    """y[p] = max of the contiguous float row x[p] (NaN if it holds one), for rows lo..hi."""
     size = x.shape[1]
+    wide = size - size % WIDE if size >= 4 * WIDE else 0
     whole = size - size % LANES
-    part = np.empty(LANES, x.dtype)
+    part = np.empty(WIDE, x.dtype)
     for p in range(lo, hi):
         row = x[p]
-        if whole == 0:
-            best = row[0]
-            for t in range(1, size):
-                v = row[t]
-                best = v if v > best or v != v else best
-            y[p] = best
-            continue
         for t in range(LANES):
-            part[t] = row[t]
-        for b in range(LANES, whole, LANES):
+            part[t] = -np.inf
+        if wide:
+            for t in range(LANES, WIDE):
+                part[t] = -np.inf
+            for b in range(0, wide, WIDE):
+                seg = row[b: b + WIDE]
+                for t in range(WIDE):
+                    v = seg[t]
+                    part[t] = v if v > part[t] or v != v else part[t]
+            for t in range(LANES):
+                for u in range(1, WIDE // LANES):
+                    v = part[t + u * LANES]
+                    part[t] = v if v > part[t] or v != v else part[t]
+        for b in range(wide, whole, LANES):
             seg = row[b: b + LANES]
             for t in range(LANES):
                 v = seg[t]
                 part[t] = v if v > part[t] or v != v else part[t]
+        for t in range(whole, size):
+            v = row[t]
+            part[t - whole] = v if v > part[t - whole] or v != v else part[t - whole]
         best = part[0]
         for t in range(1, LANES):
             v = part[t]
-            best = v if v > best or v != v else best
-        for t in range(whole, size):
-            v = row[t]
             best = v if v > best or v != v else best
         y[p] = best
 
@@ -349,8 +367,17 @@ def _work(v, out, k):
     return out[0] * (k[0] * k[1] + k[2] + 1) * out[1] * v.shape[4]
 
 
+def _one_window(x, geom) -> bool:
+    """Whether geom has one window, over all of x (then a pool is a global pool: the window
+    passes at every output row cost more than the pooling when the planes are small)."""
+    return all(o == 1 and d == 1 and k - b >= size for o, d, k, b, size in
+               zip(geom.out, geom.dilations, geom.kernel, geom.begins, x.shape[2:]))
+
+
 def max_pool(x: np.ndarray, geom) -> np.ndarray:
     """MaxPool of x (N, C, *S; float32, float64, int8 or uint8) over the windows of geom."""
+    if _one_window(x, geom) and x.dtype.kind == "f" and x.size:
+        return global_max(x)
     nd, k, s, d, b, out = _geometry(x, geom)
     v = _volume(x, nd)
     y = np.empty(v.shape[:2] + out, dtype=v.dtype)
@@ -383,22 +410,25 @@ def average_pool(x: np.ndarray, geom, count_include_pad: bool) -> np.ndarray:
     e = _as_3d(geom.ends, nd, 0)
     counts = [_counted(v.shape[2 + i], k[i], s[i], d[i], b[i], e[i], out[i], count_include_pad, v.dtype)
               for i in range(3)]
+    if _one_window(x, geom) and x.size:
+        divisor = math.prod(float(c[0]) for c in counts)
+        return _global(_planes_mean, x, x.dtype.type(divisor))
     y = np.empty(v.shape[:2] + out, dtype=v.dtype)
     split_range(_window_mean, v.shape[0] * v.shape[1], _work(v, out, k), v, y, k, s, d, b,
                 _padded_width(x, geom, out[2]), *counts)
     return y.reshape(x.shape[:2] + tuple(geom.out))
 
 
-def _global(body, x: np.ndarray) -> np.ndarray:
+def _global(body, x: np.ndarray, *args) -> np.ndarray:
     rows = np.ascontiguousarray(x).reshape(x.shape[0] * x.shape[1], -1)
     y = np.empty(rows.shape[0], dtype=x.dtype)
-    split_range(body, rows.shape[0], rows.shape[1], rows, y)
+    split_range(body, rows.shape[0], rows.shape[1], rows, y, *args)
     return y.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
 
 
 def global_mean(x: np.ndarray) -> np.ndarray:
     """GlobalAveragePool of x (N, C, *S; float32 or float64, S not empty): size-1 spatial axes."""
-    return _global(_planes_mean, x)
+    return _global(_planes_mean, x, x.dtype.type(math.prod(x.shape[2:])))
 
 
 def global_max(x: np.ndarray) -> np.ndarray:

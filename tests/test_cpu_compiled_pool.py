@@ -250,3 +250,31 @@ def test_work_split_over_threads_gives_the_one_thread_result(monkeypatch):
             outs.append(ortgpu.InferenceSession(model, so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0])
         np.testing.assert_array_equal(outs[0], outs[1])
         assert threads_used == [1, 2]
+
+
+@pytest.mark.parametrize("channels_last", [0, 1])
+@pytest.mark.parametrize("op", ["QLinearAveragePool", "QLinearGlobalAveragePool"])
+def test_quantized_pools_through_the_compiled_bodies(op, channels_last, monkeypatch, compiled_calls):
+    """com.microsoft's quantized average pools dequantize, pool with the float bodies and
+    requantize: within one quantization step of onnxruntime and of the NumPy bodies."""
+    from support.quant_oracle import model  # noqa: PLC0415
+
+    rng = np.random.default_rng(7)
+    shape = (2, 9, 11, 24) if channels_last else (2, 24, 9, 11)
+    feeds = {"X": rng.integers(0, 256, shape).astype(np.uint8)}
+    consts = {"x_scale": np.float32(0.05), "x_zp": np.uint8(120), "y_scale": np.float32(0.03), "y_zp": np.uint8(128)}
+    attrs = {"channels_last": channels_last}
+    if op == "QLinearAveragePool":
+        attrs.update(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 1], count_include_pad=1)
+    m = model(op, ["X", "x_scale", "x_zp", "y_scale", "y_zp"], feeds, consts, attrs=attrs)
+    want = ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = ortgpu.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    if op == "QLinearGlobalAveragePool" and channels_last:
+        assert not compiled_calls  # NumPy's mean over the spatial axes runs along C already
+    else:
+        assert compiled_calls
+    assert np.abs(got.astype(np.int64) - want).max() <= 1
+    monkeypatch.setenv("ORTGPU_JIT", "0")
+    numpy_body = ortgpu.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert np.abs(numpy_body.astype(np.int64) - got).max() <= 1  # sums in another order may round across a step
+    assert (numpy_body == got).mean() > 0.99

@@ -2,9 +2,11 @@
 provider, ortgpu's NumPy body (ORTGPU_JIT=0) and ortgpu's compiled body, timed in the same
 process and alternating, so that other work on the machine slows all three alike.
 
-    python benchmarks/bench_cpu_pools.py [--runs N]
+    python benchmarks/bench_cpu_pools.py [--runs N] [--models N]
 
-Prints min and median per run (ms) of each and the load average before and after.
+Prints min and median per run (ms) of each and the load average before and after; with
+--models, also whole runs of the light models whose pools these are (N runs each; they have no
+depthwise convolution, so ORTGPU_JIT=0 differs from the compiled run in the pools only).
 """
 from __future__ import annotations
 
@@ -61,11 +63,12 @@ def set_jit(on: bool) -> None:
     os.environ["ORTGPU_JIT"] = "1" if on else "0"
 
 
-def measure(case, runs: int) -> dict[str, list[float]]:
+def node_case(case):
     _, op, shape, attrs = case
-    model = one_node(op, shape, attrs)
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    feed = {"x": x}
+    return one_node(op, shape, attrs), {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+
+
+def measure(model, feed, runs: int) -> dict[str, list[float]]:
     ref = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     ours = ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"])
     contenders = {
@@ -86,17 +89,32 @@ def measure(case, runs: int) -> dict[str, list[float]]:
     return times
 
 
+def cells(times: dict[str, list[float]]) -> str:
+    return " | ".join(f"{min(v) * 1e3:.3f} / {statistics.median(v) * 1e3:.3f}" for v in times.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--models", type=int, default=0, help="runs of each whole light model (0: none)")
     args = ap.parse_args()
     print(f"load before: {load_average()}")
-    print("| model | op | input | onnxruntime min / median | NumPy body | compiled |")
+    print("| model | op | input | onnxruntime min / median (ms) | NumPy body | compiled |")
     print("|---|---|---|---|---|---|")
     for case in CASES:
-        t = measure(case, args.runs)
-        cells = [f"{min(v) * 1e3:.3f} / {statistics.median(v) * 1e3:.3f}" for v in t.values()]
-        print(f"| {case[0]} | {case[1]} | {'x'.join(map(str, case[2]))} | " + " | ".join(cells) + " |", flush=True)
+        t = measure(*node_case(case), args.runs)
+        print(f"| {case[0]} | {case[1]} | {'x'.join(map(str, case[2]))} | {cells(t)} |", flush=True)
+    if args.models:
+        import onnx.backend.test as suite  # noqa: PLC0415
+        from ortgpu.sample_inputs import make_inputs  # noqa: PLC0415
+        light = os.path.join(os.path.dirname(suite.__file__), "data", "light")
+        print("\n| whole model | onnxruntime min / median (ms) | NumPy pools | compiled pools |\n|---|---|---|---|")
+        for name in ("inception_v1", "resnet50", "squeezenet", "shufflenet", "densenet121"):
+            path = os.path.join(light, f"light_{name}.onnx")
+            feed = make_inputs(ortgpu.InferenceSession(path, providers=["CPUExecutionProvider"]))
+            with open(path, "rb") as f:
+                t = measure(f.read(), feed, args.models)
+            print(f"| light_{name} | {cells(t)} |", flush=True)
     print(f"load after: {load_average()}")
 
 

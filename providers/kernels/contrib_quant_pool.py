@@ -1,14 +1,16 @@
 """Spatial quantized ops of onnxruntime's com.microsoft domain: QLinearGlobalAveragePool,
 QLinearAveragePool and the com.microsoft QLinearConv, each with an optional channels-last layout.
 
-The pools average the dequantized input (the float AveragePool of pool.py) and requantize; the
+The pools average the dequantized input (the float AveragePool of pool.py, and on the CPU the
+compiled bodies of cpu/pool_compiled.py, as the float pools) and requantize; the
 convolution is ai.onnx QLinearConv's exact integer convolution (quantize.py).
 """
 from __future__ import annotations
 
 from ortgpu.errors import InvalidArgument
 from ortgpu.providers.kernels.contrib_quant_elementwise import dequant, requant
-from ortgpu.providers.kernels.pool import AveragePool
+from ortgpu.providers.cpu import pool_compiled
+from ortgpu.providers.kernels.pool import AveragePool, compiled_here
 from ortgpu.providers.kernels.quantize import QLinearConv as onnx_qlinear_conv
 from ortgpu.providers.registry import kernel
 
@@ -33,7 +35,11 @@ def QLinearGlobalAveragePool(ctx, X, x_scale, x_zero_point, y_scale, y_zero_poin
         raise InvalidArgument(f"QLinearGlobalAveragePool: input X needs rank >= 3, got shape {tuple(X.shape)}")
     axes = tuple(range(1, X.ndim - 1)) if channels_last else tuple(range(2, X.ndim))
     v = dequant(xp, X, x_scale, x_zero_point, "QLinearGlobalAveragePool")
-    return requant(xp, v.mean(axis=axes, keepdims=True), y_scale, y_zero_point, X, "QLinearGlobalAveragePool")
+    if compiled_here(xp) and not channels_last and v.size:  # (channels last: NumPy sums along C already)
+        mean = pool_compiled.global_mean(v)
+    else:
+        mean = v.mean(axis=axes, keepdims=True)
+    return requant(xp, mean, y_scale, y_zero_point, X, "QLinearGlobalAveragePool")
 
 
 @kernel("QLinearAveragePool", since=1, domain=MS, types={"*": _Q8})

@@ -1,7 +1,9 @@
 """Pooling: AveragePool, MaxPool (with Indices), LpPool, the Global* pools and MaxUnpool.
 
 Every windowed pool reduces the padded input with a loop over kernel offsets, each step one
-vectorized operation on a strided slice; no Python loop runs over output pixels.
+vectorized operation on a strided slice; no Python loop runs over output pixels.  On the CPU
+with numba, MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool run compiled bodies
+instead (providers/cpu/pool_compiled.py); these NumPy bodies stay the fallback and the oracle.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ortgpu.providers.cpu import jit, pool_compiled
 from ortgpu.providers.kernels.conv import compute_dtype, fill_spatial, pad_spatial, resolve_pads
 from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.registry import kernel
@@ -65,6 +68,14 @@ def window_sum(xp, xpad, geom):
     return acc
 
 
+COMPILED_MAX = frozenset(np.dtype(t) for t in ("float32", "float64", "int8", "uint8"))
+
+
+def compiled_here(xp) -> bool:
+    """Whether this call runs a compiled body: on the host with numba (and ORTGPU_JIT not 0)."""
+    return xp is np and jit.enabled()
+
+
 def lowest(dtype):
     dt = np.dtype(dtype)
     return np.iinfo(dt).min if dt.kind in "iu" else -np.inf
@@ -78,6 +89,9 @@ def AveragePool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, 
     nd = X.ndim - 2
     geom = pool_geometry(X.shape[2:], kernel_shape, strides, dilations, auto_pad, pads, ceil_mode)
     cdt = compute_dtype(X.dtype)
+    if compiled_here(xp) and pool_compiled.can_pool(X, geom):
+        y = pool_compiled.average_pool(X.astype(cdt, copy=False), geom, bool(count_include_pad))
+        return y.astype(X.dtype, copy=False)
     total = window_sum(xp, padded(xp, X.astype(cdt, copy=False), geom, 0), geom)
     # the divisor per output position: pool a mask of the positions that count
     ones = xp.ones((1, 1) + tuple(X.shape[2:]), dtype=cdt)
@@ -98,8 +112,16 @@ def MaxPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_sh
     nd = X.ndim - 2
     geom = pool_geometry(X.shape[2:], kernel_shape, strides, dilations, auto_pad, pads, ceil_mode)
     x = X if X.dtype.kind in "iuf" else X.astype(np.float32)  # bfloat16 / float8: compare in float32
-    xpad = padded(xp, x, geom, lowest(x.dtype))
     want_indices = ctx.num_outputs > 1 and ctx.output_present[1]
+    if compiled_here(xp) and pool_compiled.can_pool(X, geom):
+        if x.dtype not in COMPILED_MAX:  # float16: its values compare the same in float32
+            x = x.astype(np.float32)
+        if want_indices:
+            y, index = pool_compiled.max_pool_with_indices(x, geom, int(storage_order))
+            return y.astype(X.dtype, copy=False), index
+        y = pool_compiled.max_pool(x, geom).astype(X.dtype, copy=False)
+        return (y, None) if ctx.num_outputs > 1 else y
+    xpad = padded(xp, x, geom, lowest(x.dtype))
     best = arg = None
     for k, sl in window_slices(geom):
         v = xpad[sl]
@@ -148,13 +170,18 @@ def LpPool(ctx, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_sha
 @kernel("GlobalAveragePool", since=(1, 22), types={"T": FLOATS})
 def GlobalAveragePool(ctx, X):
     """Mean over all spatial axes, kept as size-1 axes."""
-    axes = tuple(range(2, X.ndim))
-    return X.astype(compute_dtype(X.dtype), copy=False).mean(axis=axes, keepdims=True).astype(X.dtype)
+    x = X.astype(compute_dtype(X.dtype), copy=False)
+    if compiled_here(ctx.xp) and X.ndim > 2 and X.size:
+        return pool_compiled.global_mean(x).astype(X.dtype, copy=False)
+    return x.mean(axis=tuple(range(2, X.ndim)), keepdims=True).astype(X.dtype)
 
 
 @kernel("GlobalMaxPool", since=(1, 22), types={"T": FLOATS})
 def GlobalMaxPool(ctx, X):
     """Max over all spatial axes, kept as size-1 axes."""
+    if compiled_here(ctx.xp) and X.ndim > 2 and X.size:
+        x = X if X.dtype in COMPILED_MAX else X.astype(np.float32)  # float16: exact in float32
+        return pool_compiled.global_max(x).astype(X.dtype, copy=False)
     return X.max(axis=tuple(range(2, X.ndim)), keepdims=True)
 
 

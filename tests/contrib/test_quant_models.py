@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from support.quant_oracle import run_both
+from support.quant_oracle import numpy_bodies, run_both
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "quantized"
 MODELS = sorted(p.stem for p in DATA.glob("*.onnx"))
@@ -59,14 +59,16 @@ def test_quantized_model_matches_onnxruntime(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_quantized_model_on_device_double(name):
     """The shared kernels are array-module clean: the model runs on the device double (arrays
-    that refuse implicit host conversion, tests/support/device_double.py) as on the CPU."""
+    that refuse implicit host conversion, tests/support/device_double.py) as on the CPU with the
+    same (NumPy) bodies."""
     from support.device_double import FakeDeviceExecutionProvider
     from support.device_double import providers as double_providers
 
     import ortgpu
     path = DATA / f"{name}.onnx"
     feeds = dict(np.load(DATA / f"{name}.npz"))
-    cpu = ortgpu.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    with numpy_bodies():
+        cpu = ortgpu.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
     sess = ortgpu.InferenceSession(str(path), providers=double_providers())
     placed = {op for _, op, prov in sess.get_provider_assignment() if prov == FakeDeviceExecutionProvider.name}
     m = onnx.load(path)

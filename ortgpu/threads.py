@@ -131,24 +131,42 @@ class ThreadBudget:
             gate.release()
 
     def _start(self, bound: int) -> tuple[int, int]:
-        """Count a run in; (its token, its share)."""
+        """Count a run in; (its token, its share).  A run that starts alone (the usual case)
+        reads the caller's counts and sets its share directly."""
         with self._lock:
             self._active += 1
             share = self.share(bound)
             token = self._next_token
             self._next_token = token + 1
-            if not self._shares:
-                self._original = [lib.num_threads for lib in self._libraries()]
-                self._counts = list(self._original)
-            self._shares[token] = share
-            self._apply()
+            shares = self._shares
+            shares[token] = share
+            if len(shares) == 1:
+                libs = self._blas if self._blas is not None else self._libraries()
+                self._original = original = [lib.num_threads for lib in libs]
+                self._counts = counts = list(original)
+                self.kernel_threads = share
+                for i, lib in enumerate(libs):
+                    if counts[i] != share:
+                        lib.set(share)
+                        counts[i] = share
+            else:
+                self._apply()
         return token, share
 
     def _end(self, token: int) -> None:
         with self._lock:
             self._active -= 1
-            del self._shares[token]
-            self._apply()
+            shares = self._shares
+            del shares[token]
+            if shares:
+                self._apply()
+                return
+            self.kernel_threads = self._cores  # the last run ended: the caller's counts again
+            counts, original = self._counts, self._original
+            for i, lib in enumerate(self._blas or ()):
+                if counts[i] != original[i]:
+                    lib.set(original[i])
+                    counts[i] = original[i]
 
     def share(self, bound: int) -> int:
         """The BLAS threads a run with `bound` (0: the idle cores) gets now."""

@@ -157,3 +157,31 @@ def test_reduce_mean_of_several_axes_and_of_all():
     data = np.random.default_rng(2).standard_normal((2, 3, 4)).astype(np.float32)
     _check("ReduceMean", data, [np.int64([0, 2])], {"keepdims": 1}, rtol=1e-6)
     _check("ReduceMean", data, [], rtol=1e-6)
+
+
+_EDGES = np.array([-2.5, -0.0, 0.0, 1e-30, 3.0, 1e30, np.inf, -np.inf, np.nan], np.float32)
+
+
+@pytest.mark.parametrize("op", ["Sqrt", "Relu", "Exp", "Neg", "Abs", "Tanh", "Sigmoid"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("shape", [(9,), (3, 3), ()], ids=["1d", "2d", "0d"])
+def test_unary_float_ops_computed_as_they_are(op, dtype, shape):
+    with np.errstate(over="ignore"):  # 1e30 is inf in float16
+        data = _EDGES.astype(dtype)
+    data = data.reshape(shape) if shape else data[4:5].reshape(())
+    _check(op, data, [], opset=14, rtol=1e-6 if dtype != np.float16 else 1e-3)
+
+
+@pytest.mark.parametrize("x_dtype,y_dtype", [(np.float32, np.float32), (np.float64, np.float64),
+                                             (np.float32, np.float64), (np.float32, np.int64),
+                                             (np.float16, np.float16), (np.int32, np.int32)])
+@pytest.mark.parametrize("y", [2, 0.5, -1, 3])
+def test_pow_of_same_and_mixed_types(x_dtype, y_dtype, y):
+    if np.dtype(y_dtype).kind == "i" and not float(y).is_integer():
+        pytest.skip("an integer exponent is whole")
+    x = np.array([-2, -0.5, 0, 0.5, 1.5, 3], np.float64).astype(x_dtype)
+    if np.dtype(x_dtype).kind == "i":
+        x = np.array([-2, 0, 1, 3], x_dtype)
+    rtol = 1e-3 if x_dtype == np.float16 else 1e-6
+    _check("Pow", x, [np.array(y, y_dtype)], opset=15, rtol=rtol)
+    _check("Pow", x[3:4].reshape(()), [np.array(y, y_dtype)], opset=15, rtol=rtol)

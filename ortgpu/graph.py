@@ -51,7 +51,7 @@ class Graph:
     initializers: dict[str, np.ndarray]
     types: dict[str, onnx.TypeProto]      # every value with a known type
     opsets: dict[str, int]
-    # a subgraph's view of the constants of its enclosing scopes (set by the optimizer, read by
+    # while the optimizer works on a subgraph: the constants of its enclosing scopes (read by
     # ConstantFolding: a Slice of an outer weight folds inside an If branch, as in onnxruntime)
     outer_constants: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 

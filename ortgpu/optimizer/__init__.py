@@ -143,6 +143,7 @@ def optimize(graph: Graph, level: int, providers, overridable: set[str],
             sub.outer_constants = visible
             for name, n in optimize(sub, level, providers, set(), disabled, True).items():
                 done[name] = done.get(name, 0) + n
+            sub.outer_constants = {}  # read while optimizing only: the plan holds no such view
             for domain, version in sub.opsets.items():  # a fused op's domain, imported by the model
                 graph.opsets.setdefault(domain, version)
     return done

@@ -170,10 +170,12 @@ class ThreadBudget:
 
     def share(self, bound: int) -> int:
         """The BLAS threads a run with `bound` (0: the idle cores) gets now."""
+        cores = self._cores
         if bound <= 0:
-            others = self._busy_now()  # other processes' runnable threads (ours excluded)
-            bound = self._cores - others
-        return max(1, min(bound, self._cores // max(1, self._active)))
+            bound = cores - self._busy_now()  # less other processes' runnable threads (ours excluded)
+        fair = cores // self._active if self._active > 1 else cores
+        share = bound if bound < fair else fair
+        return share if share > 1 else 1
 
     def _busy_now(self) -> int:
         """``busy()``, read again once the last reading is BUSY_TTL_S old."""
@@ -222,11 +224,11 @@ class _Run:
 
     def __enter__(self) -> int:
         budget = self._budget
-        self._gate = budget._enter_gate(self._gated)
+        gate = self._gate = budget._enter_gate(self._gated)
         try:
             self._token, share = budget._start(self._bound)
         except BaseException:
-            budget._leave_gate(self._gate)
+            budget._leave_gate(gate)
             raise
         return share
 
@@ -235,7 +237,9 @@ class _Run:
         try:
             budget._end(self._token)
         finally:
-            budget._leave_gate(self._gate)
+            budget._local.depth -= 1  # _leave_gate, inlined: every run leaves once
+            if self._gate is not None:
+                self._gate.release()
 
 
 def runnable_elsewhere() -> int:

@@ -498,7 +498,11 @@ class Plan:
 
 def _subgraph_call(st: Step):
     """fn(vals, stop) -> the result of a node with subgraphs, each bound to this run's values
-    (Plan._call_with_subgraphs; a direct closure for the common one-subgraph node)."""
+    (Plan._call_with_subgraphs; a direct closure for the common one-subgraph node, and for an
+    If, the chosen branch's plan run directly: _if_call)."""
+    if_call = _if_call(st)
+    if if_call is not None:
+        return if_call
     if st.one_graph is None:
         return lambda vals, stop: Plan._call_with_subgraphs(st, vals, stop=stop)
     fn, ctx, gather = st.fn, st.ctx, st.gather
@@ -506,6 +510,32 @@ def _subgraph_call(st: Step):
 
     def call(vals, stop):
         return fn(ctx, *gather(vals), **{name: BoundGraph(plan, vals, pairs, stop)})
+    return call
+
+
+def _if_call(st: Step):
+    """fn(vals, stop) for an If whose kernel names its branch selector (``branch_select``,
+    providers/kernels/controlflow.py): the condition picks a branch, whose value list is seeded
+    from its template and the outer-scope values it reads, and its steps run at once; the
+    outputs are the branch's, a tuple.  None for any other step (a kernel swapped in by a
+    tracer has no selector and takes the general path)."""
+    select = getattr(st.fn, "branch_select", None)
+    names = dict(st.bindings)
+    if (select is None or st.attrs or not st.unary or set(names) != {"then_branch", "else_branch"}
+            or any(type(b) is not tuple for b in names.values())):
+        return None
+    cond_slot = st.ins[0]
+    then_plan, then_pairs = names["then_branch"]
+    else_plan, else_pairs = names["else_branch"]
+    then_branch = (then_plan.template, then_pairs, then_plan.run_steps)
+    else_branch = (else_plan.template, else_pairs, else_plan.run_steps)
+
+    def call(vals, stop):
+        template, pairs, run = then_branch if select(vals[cond_slot]) else else_branch
+        sub = template.copy()
+        for mine, theirs in pairs:
+            sub[mine] = vals[theirs]
+        return run(sub, stop)
     return call
 
 

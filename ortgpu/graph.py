@@ -51,6 +51,9 @@ class Graph:
     initializers: dict[str, np.ndarray]
     types: dict[str, onnx.TypeProto]      # every value with a known type
     opsets: dict[str, int]
+    # while the optimizer works on a subgraph: the constants of its enclosing scopes (read by
+    # ConstantFolding: a Slice of an outer weight folds inside an If branch, as in onnxruntime)
+    outer_constants: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def outer_names(self) -> set[str]:
         """Names this graph (and its subgraphs) reads but does not define: its outer-scope uses."""

@@ -10,7 +10,6 @@ severity.  Records still propagate to Python logging, so ``caplog`` and user han
 """
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import datetime
 import logging
@@ -78,16 +77,27 @@ def is_verbose(*options) -> bool:
     return effective_severity(*options) <= VERBOSE
 
 
-@contextlib.contextmanager
-def scope(*options):
+class scope:  # noqa: N801 - used as a function: ``with scope(run_options, sess_options):``
     """Inside: messages are filtered by the threshold of `options` (see effective_severity)
-    and carry the first non-empty logid among them."""
-    logid = next((o.logid for o in options if getattr(o, "logid", "")), "")
-    token = _scope.set((effective_severity(*options), logid))
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+    and carry the first non-empty logid among them.  A class rather than a generator: every
+    run enters one."""
+
+    __slots__ = ("_options", "_token")
+
+    def __init__(self, *options):
+        self._options = options
+
+    def __enter__(self) -> None:
+        options = self._options
+        logid = ""
+        for o in options:
+            if getattr(o, "logid", ""):
+                logid = o.logid
+                break
+        self._token = _scope.set((effective_severity(*options), logid))
+
+    def __exit__(self, *exc) -> None:
+        _scope.reset(self._token)
 
 
 def _severity_of(levelno: int) -> int:

@@ -100,6 +100,7 @@ class RunCore:
         self.plans: dict = {}
         self.input_names, self.output_names = self.plan.input_names, self.plan.output_names
         self.output_index = {n: i for i, n in enumerate(self.output_names)}
+        self.fetch_all_on_host = tuple((i, HOST_TARGET) for i in range(len(self.output_names)))  # run(None, ...)
         self.init_values = {n: graph.initializers[n] for n in self.input_names if n in graph.initializers}
         self.constant_roots = _constant_roots(graph)
         # per input, the (dtype, shape) of host arrays already accepted: such a feed passes again
@@ -169,6 +170,10 @@ class RunCore:
         Without `on_devices` every feed is brought to the host and outputs not fetched stay
         where the host plan puts them; with it, feeds stay on their devices."""
         inputs, in_devs = self._inputs(feeds, on_devices)
+        if (not on_devices and self.graphs is None and self.recorder is None and self.parallel is None
+                and not self._scoped and all(target is HOST_TARGET for _, target in fetch)):
+            # the common run: host feeds, host outputs, the host plan (plan_for's first case)
+            return self._run_on_host(inputs, fetch, run_options)
         out_devs = [ANY if on_devices else HOST] * len(self.output_names)
         for pos, target in fetch:
             if target.device is not None:
@@ -209,6 +214,19 @@ class RunCore:
                 if sync is not None:
                     sync()
         return outputs
+
+    def _run_on_host(self, inputs: list, fetch: list, run_options) -> list:
+        """``run`` of the host plan, without a profiler, CUDA graphs, parallel steps or a device
+        provider: what ``run`` does for them, less the work that is nothing then (the plan
+        lookup, the device scopes, the delivery to targets)."""
+        shrink = self.arenas_to_shrink(run_options) if run_options is not None else ()
+        try:
+            with BUDGET.run(self.intra_op_threads):
+                results = self.plan.run(inputs, stop=run_options)
+        finally:  # after a failed run too, as onnxruntime does
+            for memory in shrink:
+                memory.shrink()
+        return self._unshared([results[pos] for pos, _ in fetch], inputs)
 
     def arenas_to_shrink(self, run_options) -> list:
         """The device memories (ortgpu.memory.DeviceMemory) named by the run config entry
@@ -260,9 +278,12 @@ class RunCore:
         for i, v in enumerate(outputs):
             if type(v) is not np.ndarray:
                 continue
-            if (v.base is None and v.flags.writeable and id(v) not in self.constant_roots
-                    and not any(v is x for x in inputs)):
-                continue  # an array the run made (no view of anything): the caller's already
+            if v.base is None and id(v) not in self.constant_roots and v.flags.writeable:
+                for x in inputs:
+                    if v is x:
+                        break
+                else:
+                    continue  # an array the run made (no view of anything): the caller's already
             if shared is None:
                 shared = self.constant_roots | {id(_memory_root(x)) for x in inputs if type(x) is np.ndarray}
             if id(_memory_root(v)) in shared or not v.flags.writeable:

@@ -244,7 +244,9 @@ class InferenceSession(SessionExtensions):
         if not isinstance(input_feed, dict):
             raise TypeError(f"input_feed must be a dict of input name to value, not {type(input_feed).__name__}")
         graph_id = check_run_options(run_options)
-        fetch = [(i, HOST_TARGET) for i in self._core.output_positions(output_names)]
+        core = self._core
+        fetch = (core.fetch_all_on_host if not output_names and core.output_names
+                 else [(i, HOST_TARGET) for i in core.output_positions(output_names)])
         self._io.check_feed_names(input_feed)
         with logger.scope(run_options, self._sess_options):
             return [_to_user(v) for v in self._core.run(input_feed, fetch, graph_id, run_options)]

@@ -131,31 +131,51 @@ class ThreadBudget:
             gate.release()
 
     def _start(self, bound: int) -> tuple[int, int]:
-        """Count a run in; (its token, its share)."""
+        """Count a run in; (its token, its share).  A run that starts alone (the usual case)
+        reads the caller's counts and sets its share directly."""
         with self._lock:
             self._active += 1
             share = self.share(bound)
             token = self._next_token
             self._next_token = token + 1
-            if not self._shares:
-                self._original = [lib.num_threads for lib in self._libraries()]
-                self._counts = list(self._original)
-            self._shares[token] = share
-            self._apply()
+            shares = self._shares
+            shares[token] = share
+            if len(shares) == 1:
+                libs = self._blas if self._blas is not None else self._libraries()
+                self._original = original = [lib.num_threads for lib in libs]
+                self._counts = counts = list(original)
+                self.kernel_threads = share
+                for i, lib in enumerate(libs):
+                    if counts[i] != share:
+                        lib.set(share)
+                        counts[i] = share
+            else:
+                self._apply()
         return token, share
 
     def _end(self, token: int) -> None:
         with self._lock:
             self._active -= 1
-            del self._shares[token]
-            self._apply()
+            shares = self._shares
+            del shares[token]
+            if shares:
+                self._apply()
+                return
+            self.kernel_threads = self._cores  # the last run ended: the caller's counts again
+            counts, original = self._counts, self._original
+            for i, lib in enumerate(self._blas or ()):
+                if counts[i] != original[i]:
+                    lib.set(original[i])
+                    counts[i] = original[i]
 
     def share(self, bound: int) -> int:
         """The BLAS threads a run with `bound` (0: the idle cores) gets now."""
+        cores = self._cores
         if bound <= 0:
-            others = self._busy_now()  # other processes' runnable threads (ours excluded)
-            bound = self._cores - others
-        return max(1, min(bound, self._cores // max(1, self._active)))
+            bound = cores - self._busy_now()  # less other processes' runnable threads (ours excluded)
+        fair = cores // self._active if self._active > 1 else cores
+        share = bound if bound < fair else fair
+        return share if share > 1 else 1
 
     def _busy_now(self) -> int:
         """``busy()``, read again once the last reading is BUSY_TTL_S old."""
@@ -204,11 +224,11 @@ class _Run:
 
     def __enter__(self) -> int:
         budget = self._budget
-        self._gate = budget._enter_gate(self._gated)
+        gate = self._gate = budget._enter_gate(self._gated)
         try:
             self._token, share = budget._start(self._bound)
         except BaseException:
-            budget._leave_gate(self._gate)
+            budget._leave_gate(gate)
             raise
         return share
 
@@ -217,7 +237,9 @@ class _Run:
         try:
             budget._end(self._token)
         finally:
-            budget._leave_gate(self._gate)
+            budget._local.depth -= 1  # _leave_gate, inlined: every run leaves once
+            if self._gate is not None:
+                self._gate.release()
 
 
 def runnable_elsewhere() -> int:

@@ -205,3 +205,71 @@ def test_a_loop_runs_again_after_a_failed_iteration():
     assert isinstance(info.value, ortgpu.errors._OrtError)
     feeds = {"M": np.array(3, np.int64), "v0": np.array(0, np.float32), "table": table}
     assert s.run(None, feeds)[0] == 6 == ort.InferenceSession(model).run(None, feeds)[0]
+
+
+def _if_model(cond_shape):
+    """y, z = If(c): then (x + w, x * w) reading two outer values; else (Neg(x), Identity(w)):
+    one branch output is an outer value handed through."""
+    then_g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["t"]), helper.make_node("Mul", ["x", "w"], ["t2"])],
+                               "then", [], [_v("t", F, [2]), _v("t2", F, [2])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["x"], ["e"]), helper.make_node("Identity", ["w"], ["e2"])],
+                               "else", [], [_v("e", F, [2]), _v("e2", F, [2])])
+    return _model([helper.make_node("If", ["c"], ["y", "z"], then_branch=then_g, else_branch=else_g)],
+                  [_v("c", B, cond_shape), _v("x", F, [2]), _v("w", F, [2])], [_v("y", F, [2]), _v("z", F, [2])])
+
+
+@pytest.mark.parametrize("cond_shape", [[], [1], [1, 1]])
+@pytest.mark.parametrize("cond", [True, False])
+def test_if_runs_the_branch_its_condition_picks(cond_shape, cond):
+    feeds = {"c": np.full(cond_shape, cond), "x": np.array([1, -2], np.float32), "w": np.array([3, 4], np.float32)}
+    got, _ = _both(_if_model(cond_shape), feeds, runs=3)
+    # the else-branch hands out the caller's own `w`: a copy, as onnxruntime returns
+    assert cond or not np.shares_memory(got[1], feeds["w"])
+
+
+@pytest.mark.parametrize("cond_shape", [[2], [0], [1, 2]])
+def test_if_refuses_a_condition_of_other_than_one_element(cond_shape):
+    model = _if_model(None)
+    feeds = {"c": np.ones(cond_shape, bool), "x": np.zeros(2, np.float32), "w": np.zeros(2, np.float32)}
+    with pytest.raises(Exception, match="exactly one element"):
+        ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    with pytest.raises(Fail, match="running If node.*If nodes condition input must have exactly one element"):
+        ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_nested_ifs_and_a_failing_branch_name_the_inner_node():
+    inner_then = helper.make_graph([helper.make_node("Gather", ["x", "k"], ["g"], name="inner_gather")],
+                                   "it", [], [_v("g", F, None)])
+    inner_else = helper.make_graph([helper.make_node("Neg", ["x"], ["n"])], "ie", [], [_v("n", F, None)])
+    outer_then = helper.make_graph([helper.make_node("If", ["c2"], ["r"], then_branch=inner_then,
+                                                     else_branch=inner_else, name="inner_if")],
+                                   "ot", [], [_v("r", F, None)])
+    outer_else = helper.make_graph([helper.make_node("Abs", ["x"], ["a"])], "oe", [], [_v("a", F, None)])
+    model = _model([helper.make_node("If", ["c1"], ["y"], then_branch=outer_then, else_branch=outer_else)],
+                   [_v("c1", B, []), _v("c2", B, []), _v("x", F, [3]), _v("k", I64, [])], [_v("y", F, None)])
+    x = np.array([1, -2, 3], np.float32)
+    for c1 in (True, False):
+        for c2 in (True, False):
+            _both(model, {"c1": np.array(c1), "c2": np.array(c2), "x": x, "k": np.array(-1, np.int64)})
+    with pytest.raises(ortgpu.errors._OrtError, match="inner_gather"):
+        ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"]).run(
+            None, {"c1": np.array(True), "c2": np.array(True), "x": x, "k": np.array(7, np.int64)})
+
+
+def test_if_with_a_traced_kernel_takes_the_general_path():
+    """A kernel swapped in on the step (a tracer wraps it) has no branch selector: the If still
+    runs, through the bound-subgraph path, with the same results."""
+    s = ortgpu.InferenceSession(_if_model([]), providers=["CPUExecutionProvider"])
+    step = s._core.plan.steps[0]
+    calls = []
+    original = step.fn
+
+    def traced(ctx, *args, **kw):
+        calls.append(ctx.op_type)
+        return original(ctx, *args, **kw)
+    step.fn = traced
+    feeds = {"c": np.array(True), "x": np.array([1, -2], np.float32), "w": np.array([3, 4], np.float32)}
+    got = s.run(None, feeds)
+    assert calls == ["If"]
+    for a, r in zip(got, ort.InferenceSession(_if_model([])).run(None, feeds)):
+        np.testing.assert_array_equal(a, r)

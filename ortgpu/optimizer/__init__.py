@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ortgpu.errors import Fail, _OrtError
 from ortgpu.graph import Graph
+from ortgpu.graph_query import constants
 from ortgpu import fused_ops  # noqa: F401  (registers the fused ops' function bodies)
 from ortgpu.optimizer.attention_fusion import fuse_attention
 from ortgpu.optimizer.bias_gelu_fusion import fuse_bias_gelu
@@ -136,10 +137,13 @@ def optimize(graph: Graph, level: int, providers, overridable: set[str],
                 break
             if not subgraph:
                 refresh_types(graph)
+    visible = {**graph.outer_constants, **constants(graph, overridable)}  # constants to its subgraphs
     for node in graph.nodes:
         for sub in node.subgraphs():
+            sub.outer_constants = visible
             for name, n in optimize(sub, level, providers, set(), disabled, True).items():
                 done[name] = done.get(name, 0) + n
+            sub.outer_constants = {}  # read while optimizing only: the plan holds no such view
             for domain, version in sub.opsets.items():  # a fused op's domain, imported by the model
                 graph.opsets.setdefault(domain, version)
     return done

@@ -11,6 +11,10 @@ constants becomes an initializer, even though the tensor it measures is computed
 time.  Static dims come from shape inference and from the inputs' declared dims, which
 every run checks.
 
+In a subgraph (an If branch, a Loop body) the constants of the enclosing scopes count as
+constants too, as onnxruntime reads outer-scope initializers: a Slice of an outer weight
+becomes an initializer of the branch instead of running at every call.
+
 Never folded: random ops and Dropout, nodes with subgraphs, nodes whose output is a graph
 output or input, and nodes whose run fails (they fail at run time with the node named).
 DequantizeLinear is not folded either, as in onnxruntime: a quantized weight stays quantized
@@ -43,7 +47,7 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
     they are not constants."""
     host = [p for p in providers if p.device == "cpu"]  # fold on the host: no device round trip
     pinned = {v.name for v in graph.outputs} | {v.name for v in graph.inputs}
-    consts = constants(graph, overridable)
+    consts = _visible_constants(graph, overridable)
     shapes = ShapeValues(graph, consts)
     kept, folded = [], 0
     for node in graph.nodes:
@@ -64,6 +68,19 @@ def fold_constants(graph: Graph, providers, overridable: set[str]) -> int:
         folded += 1
     graph.nodes = kept
     return folded
+
+
+def _visible_constants(graph: Graph, overridable: set[str]) -> dict:
+    """The constants `graph` reads: its own, and in a subgraph those of the enclosing scopes
+    (Graph.outer_constants) that it does not define again itself."""
+    own = constants(graph, overridable)
+    if not graph.outer_constants:
+        return own
+    local = {v.name for v in graph.inputs} | set(graph.initializers)
+    local.update(o for n in graph.nodes for o in n.outputs if o)
+    seen = {k: v for k, v in graph.outer_constants.items() if k not in local}
+    seen.update(own)
+    return seen
 
 
 def _run(node: Node, graph: Graph, consts: dict, host) -> list | None:

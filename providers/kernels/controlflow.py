@@ -62,17 +62,29 @@ _N_CACHED = 1024
 _ITERATION = tuple(_frozen(np.int64(k)) for k in range(_N_CACHED))
 
 
-@kernel("If", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "B": BOOL}, host_inputs=(0,),
-        capturable=CONTROL_FLOW)
-def If(ctx, cond, *, then_branch, else_branch):
-    """Run one branch; its outputs are the node's outputs.  The condition must hold exactly one
-    element (onnxruntime's Fail otherwise; a tensor of several is not a truth value)."""
+def if_takes_then(cond) -> bool:
+    """Whether an If with condition `cond` runs its then-branch.  The condition must hold
+    exactly one element (onnxruntime's Fail otherwise; a tensor of several is not a truth
+    value).  The executor calls this directly and runs the chosen branch's plan itself
+    (executor._if_call): no bound subgraph is built for the branch it does not run."""
+    if type(cond) is np.ndarray and cond.size == 1:  # the hot path: one host bool
+        return bool(cond.item())
     size = int(np.prod(getattr(cond, "shape", ())))
     if size != 1:
         raise Fail(f"If nodes condition input must have exactly one element; it has shape "
                    f"{list(getattr(cond, 'shape', ()))}")
-    branch = then_branch if _truth(ctx.xp, cond) else else_branch
+    return _truth(np, cond)
+
+
+@kernel("If", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "B": BOOL}, host_inputs=(0,),
+        capturable=CONTROL_FLOW)
+def If(ctx, cond, *, then_branch, else_branch):
+    """Run one branch; its outputs are the node's outputs (see if_takes_then)."""
+    branch = then_branch if if_takes_then(cond) else else_branch
     return tuple(branch())
+
+
+If.branch_select = if_takes_then  # the executor's fast path for this kernel (executor._if_call)
 
 
 @kernel("Loop", since=_CF_VERSIONS, types={"V": ALL - FLOAT6, "I": frozenset({"int64"}), "B": BOOL},

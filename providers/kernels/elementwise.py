@@ -31,11 +31,17 @@ def compute_in(ctx, fn, *arrays, widen_half=False):
     """``fn(*arrays)`` computed in ``work_dtype`` of the first array's dtype and returned
     as an array of that dtype (floating-point warnings silenced: inf and NaN are values)."""
     dt = arrays[0].dtype
-    wdt = work_dtype(dt, widen_half)
-    args = [a.astype(wdt, copy=False) for a in arrays]
+    if dt in _AS_IS and (len(arrays) == 1 or all(a.dtype == dt for a in arrays)):
+        args = arrays  # float32/float64 alone: computed as they are, nothing to cast
+    else:
+        wdt = work_dtype(dt, widen_half)
+        args = [a.astype(wdt, copy=False) for a in arrays]
     with np.errstate(all="ignore"):
         y = fn(*args)
-    return as_array(ctx.xp, y, dt)
+    return y if type(y) is np.ndarray and y.dtype == dt else as_array(ctx.xp, y, dt)
+
+
+_AS_IS = frozenset({np.dtype(np.float32), np.dtype(np.float64)})  # their own work dtype
 
 
 def as_array(xp, value, dtype):
@@ -287,6 +293,10 @@ def Div(ctx, A, B, *, broadcast=0, axis=None, **_legacy):
 def Pow(ctx, X, Y, *, broadcast=0, axis=None):
     """X ** Y with the dtype of X (Y may have another numeric type)."""
     xp = ctx.xp
+    if X.dtype in _AS_IS and Y.dtype == X.dtype and not broadcast:  # float32/float64 ** the same
+        with np.errstate(all="ignore"):
+            z = xp.power(X, Y)
+        return z if type(z) is np.ndarray else as_array(xp, z, X.dtype)
     Y = legacy_broadcast(Y, X.ndim, broadcast, axis)
     with np.errstate(all="ignore"):
         if X.dtype.kind in "iu" and Y.dtype.kind in "iu":

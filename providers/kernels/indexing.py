@@ -65,11 +65,15 @@ def Gather(ctx, data, indices, *, axis=0):
     """Take slices of `data` along `axis` at `indices` (negative indices count from the end)."""
     mod = _module(ctx.xp, data)
     axis = norm_axis(axis, data.ndim)
-    if mod is np and type(indices) is np.ndarray and indices.ndim == 0 and indices.dtype.kind in "iu":
+    if mod is np and type(indices) is np.ndarray and indices.size == 1 and indices.ndim <= 1 \
+            and indices.dtype.kind in "iu":
         # one host index (a shape computation's Gather): checked as a Python int, no array passes
-        i, dim = int(indices), data.shape[axis]
+        i, dim = int(indices.item()), data.shape[axis]
         if -dim <= i < dim:
-            return np.asarray(np.take(data, i + dim if i < 0 else i, axis=axis))
+            i = i + dim if i < 0 else i
+            if indices.ndim == 0:  # a view of one row (of 1-D data: a 0-d view, of its dtype)
+                return data[(slice(None),) * axis + (i,)] if data.ndim > 1 else data[i:i + 1].reshape(())
+            return data[(slice(None),) * axis + (slice(i, i + 1),)]  # indices of shape (1,)
     idx = _wrap_negative(mod, indices, data.shape[axis], _deferral(ctx, mod))
     return mod.asarray(mod.take(data, idx, axis=axis))
 

@@ -7,6 +7,8 @@ float32 and cast back; the result always has the input's element type.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ortgpu.errors import InvalidArgument
@@ -55,6 +57,13 @@ def _mean(xp, x, axes, keepdims):
         n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
         s = xp.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
         return xp.sign(s) * (xp.abs(s) // max(n, 1))  # integer division truncating toward zero
+    if xp is np and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        # np.mean's sum without its Python wrapper (a few us on tiny tensors).  np.mean divides
+        # in float64 and rounds to float32; dividing by a count exact in float32 (< 2**24) rounds
+        # once to the same float32 (float64 has more than twice float32's bits), so the bits agree
+        n = x.size if axes is None else math.prod([x.shape[a] for a in axes])
+        if 0 < n < 1 << 24:
+            return np.add.reduce(x, axis=axes, keepdims=keepdims) / n
     return xp.mean(x, axis=axes, keepdims=keepdims)
 
 
@@ -132,6 +141,13 @@ def reduce(ctx, name: str, data, axes, keepdims: int, noop: bool = False):
     xp = ctx.xp
     compute, empty_value, elementwise = _REDUCTIONS[name]
     out_dtype = data.dtype
+    if xp is np and out_dtype in _PLAIN_FLOATS and axes is not None and len(axes) == 1:
+        # one axis of a float32/float64 host tensor (the usual case): the checks below, for it
+        rank, a = data.ndim, int(axes[0])
+        if -rank <= a < rank and data.shape[a] != 0:
+            r = compute(xp, data, (a + rank if a < 0 else a,), keepdims == 1)
+            r = r if type(r) is np.ndarray else np.asarray(r)
+            return r if r.dtype == out_dtype else r.astype(out_dtype)
     wdt = work_dtype(out_dtype) if out_dtype != np.bool_ else np.dtype(np.bool_)
     x = data if data.dtype == wdt else data.astype(wdt)
     if axes is None or len(axes) == 0:
@@ -151,6 +167,9 @@ def reduce(ctx, name: str, data, axes, keepdims: int, noop: bool = False):
         r = compute(xp, x, axes, keepdims)
     r = xp.asarray(r)
     return r if r.dtype == out_dtype else r.astype(out_dtype)
+
+
+_PLAIN_FLOATS = frozenset({np.dtype(np.float32), np.dtype(np.float64)})  # computed as they are
 
 
 def _axes_from_input(axes):

@@ -40,7 +40,12 @@ def make_activations(xp, names, alphas, betas):
         f, da, db = _ACTIVATIONS[key]
         a = (alphas.pop(0) if alphas else da) if da is not None else None
         b = (betas.pop(0) if betas else db) if db is not None else None
-        fns.append(lambda x, f=f, a=a, b=b: f(xp, x, a, b))
+        if key == "tanh":  # the common ones without the parameter plumbing (the same operations)
+            fns.append(xp.tanh)
+        elif key == "sigmoid":
+            fns.append(lambda x: 1 / (1 + xp.exp(-x)))
+        else:
+            fns.append(lambda x, f=f, a=a, b=b: f(xp, x, a, b))
     return fns
 
 
@@ -109,19 +114,28 @@ class Recurrence:
     def outputs(self, ys, finals):
         """Y (T, D, B, H) or (B, T, D, H), and each final state as (D, B, H) or (B, D, H)."""
         xp = self.xp
-        y = xp.stack(ys, axis=1)
+        one = len(ys) == 1  # one direction: a new axis rather than a stack (a copy) of one
+        y = ys[0][:, None] if one else xp.stack(ys, axis=1)
         if self.layout:
             y = y.transpose(2, 0, 1, 3)
         out = [y.astype(self.dtype, copy=False)]
+        axis = 1 if self.layout else 0
         for k in range(len(finals[0])):
-            s = xp.stack([f[k] for f in finals], axis=1 if self.layout else 0)
+            if one:
+                s = finals[0][k][:, None] if axis else finals[0][k][None]
+            else:
+                s = xp.stack([f[k] for f in finals], axis=axis)
             out.append(s.astype(self.dtype, copy=False))
         return out
 
 
+def _unclipped(v):
+    return v
+
+
 def clipper(xp, clip):
     if clip is None:
-        return lambda v: v
+        return _unclipped
     return lambda v: xp.clip(v, -clip, clip)
 
 
@@ -227,8 +241,12 @@ def LSTM(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=Non
             if pi is None and po is None and not input_forget:
                 # no peepholes: the i, o, f gates are adjacent columns, one activation call for all
                 # three (a seq-1 LSTM is a few dozen small calls; this removes two of them)
-                iof = f(cl(gates[:, :3 * H]))
-                c_new = iof[:, 2 * H:] * c + iof[:, :H] * g(cl(gates[:, 3 * H:]))
+                if cl is _unclipped:
+                    iof = f(gates[:, :3 * H])
+                    c_new = iof[:, 2 * H:] * c + iof[:, :H] * g(gates[:, 3 * H:])
+                else:
+                    iof = f(cl(gates[:, :3 * H]))
+                    c_new = iof[:, 2 * H:] * c + iof[:, :H] * g(cl(gates[:, 3 * H:]))
                 return (iof[:, H:2 * H] * h_act(c_new), c_new)
             gi, go, gf, gc = (gates[:, k * H:(k + 1) * H] for k in range(4))
             if pi is not None:

@@ -186,7 +186,22 @@ def Squeeze_1(ctx, data, *, axes=None):
 @kernel("Squeeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Squeeze(ctx, data, axes=None):
     """Drop the size-1 dims in the `axes` input (all size-1 dims when absent)."""
+    a = _one_axis(axes, data.ndim)
+    if a is not None and data.shape[a] == 1:  # one valid axis, the usual case: no list work
+        shape = data.shape
+        return data.reshape(shape[:a] + shape[a + 1:])
     return _squeeze(ctx.xp, data, host_ints(axes))
+
+
+def _one_axis(axes, rank: int):
+    """The axis a one-element host `axes` tensor names, made non-negative, when it is in
+    [-rank, rank); else None (no axes, several, or out of range: the general path checks)."""
+    if type(axes) is not np.ndarray or axes.size != 1 or axes.dtype.kind not in "iu":
+        return None
+    a = int(axes.item())
+    if -rank <= a < rank:
+        return a + rank if a < 0 else a
+    return None
 
 
 def _unsqueeze(xp, data, axes):
@@ -209,6 +224,10 @@ def Unsqueeze_1(ctx, data, *, axes=()):
 @kernel("Unsqueeze", since=(13, 21, 23, 24, 25), types={"T": ALL - FLOAT6}, host_inputs=(1,))
 def Unsqueeze(ctx, data, axes):
     """Insert size-1 dims at the `axes` input (positions in the output, may be negative)."""
+    a = _one_axis(axes, data.ndim + 1)
+    if a is not None:  # one valid axis, the usual case
+        shape = data.shape
+        return data.reshape(shape[:a] + (1,) + shape[a:])
     return _unsqueeze(ctx.xp, data, host_ints(axes))
 
 
@@ -328,6 +347,36 @@ def _slice_index(shape, starts, ends, axes, steps):
     return tuple(index)
 
 
+def _one_element(a) -> int | None:
+    """The value of a one-element host integer tensor, else None."""
+    if type(a) is np.ndarray and a.size == 1 and a.dtype.kind in "iu":
+        return int(a.item())
+    return None
+
+
+def _one_axis_slice(shape, starts, ends, axes, steps):
+    """The index of a Slice of one axis with a positive step (the usual case: every input one
+    element), clamped as _slice_index clamps it; None for anything else (the general path)."""
+    s, e = _one_element(starts), _one_element(ends)
+    if s is None or e is None:
+        return None
+    a = 0 if axes is None else _one_element(axes)
+    st = 1 if steps is None else _one_element(steps)
+    rank = len(shape)
+    if a is None or st is None or st <= 0 or not -rank <= a < rank:
+        return None
+    if a < 0:
+        a += rank
+    dim = shape[a]
+    if s < 0:
+        s += dim
+    if e < 0:
+        e += dim
+    s = min(max(s, 0), dim)
+    e = min(max(e, 0), dim)
+    return (slice(None),) * a + (slice(s, e, st),)
+
+
 @kernel("Slice", since=1, types={"T": CUPY | STRING})
 def Slice_1(ctx, data, *, starts, ends, axes=None):
     """Slice with the starts/ends/axes attributes (step 1)."""
@@ -337,6 +386,9 @@ def Slice_1(ctx, data, *, starts, ends, axes=None):
 @kernel("Slice", since=(10, 11, 13), types={"T": STANDARD, "Tind": INDEX}, host_inputs=(1, 2, 3, 4))
 def Slice(ctx, data, starts, ends, axes=None, steps=None):
     """Slice with starts/ends/axes/steps inputs; out-of-range bounds clamp, steps may be negative."""
+    index = _one_axis_slice(data.shape, starts, ends, axes, steps)
+    if index is not None:
+        return data[index]
     index = _slice_index(data.shape, host_ints(starts), host_ints(ends),
                          host_ints(axes) if axes is not None else None,
                          host_ints(steps) if steps is not None else None)

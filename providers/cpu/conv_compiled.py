@@ -76,3 +76,65 @@ def depthwise_conv2d(xpad: np.ndarray, w: np.ndarray, strides, dilations, out_sh
     else:
         split_range(_depthwise_strided, n * m, work, x, k, y, strides[0], strides[1], dilations[0], dilations[1])
     return y
+
+
+# ----------------------------------------------------------------------------- GEMM epilogue
+# The bias, a residual and an activation of a convolution applied in one pass over the GEMM's
+# output, row by row (a row of P outputs stays in the first-level cache between the steps),
+# instead of one NumPy pass (and one temporary) per step.
+
+EPILOGUES = {"": 0, "Relu": 1, "LeakyRelu": 2, "Clip": 3, "Sigmoid": 4, "HardSigmoid": 5, "HardSwish": 6,
+             "Tanh": 7}
+
+
+@compiled
+def _bias_activation(lo, hi, y, bias, z, has_z, act, p0, p1):
+    """Rows lo..hi of y (N*M, P) in place: y + bias[row % M] (+ z), then activation `act`
+    (an EPILOGUES code) with parameters p0, p1; each activation is its own unit-stride loop."""
+    m_all, p_all = bias.shape[0], y.shape[1]
+    for q in range(lo, hi):
+        row = y[q]
+        b = bias[q % m_all]
+        if has_z:
+            zr = z[q]
+            for i in range(p_all):
+                row[i] = (row[i] + b) + zr[i]
+        else:
+            for i in range(p_all):
+                row[i] += b
+        if act == 1:
+            for i in range(p_all):
+                row[i] = max(row[i], 0)
+        elif act == 2:
+            for i in range(p_all):
+                v = row[i]
+                row[i] = v * p0 if v < 0 else v
+        elif act == 3:
+            for i in range(p_all):
+                row[i] = min(max(row[i], p0), p1)
+        elif act == 4:
+            for i in range(p_all):
+                row[i] = 1 / (1 + np.exp(-row[i]))
+        elif act == 5:
+            for i in range(p_all):
+                row[i] = min(max(row[i] * p0 + p1, 0), 1)
+        elif act == 6:
+            for i in range(p_all):
+                v = row[i]
+                row[i] = v * min(max(v * (1 / 6) + 0.5, 0), 1)
+        elif act == 7:
+            for i in range(p_all):
+                row[i] = np.tanh(row[i])
+
+
+def bias_activation(y: np.ndarray, bias, z, activation: str, params) -> np.ndarray:
+    """act(y + bias (+ z)) computed in place on the fresh, C-contiguous conv output y (N, M, *S);
+    bias (M,) or None, z an array of y's shape or None, activation an EPILOGUES name."""
+    n, m = y.shape[:2]
+    rows = y.reshape(n * m, -1)
+    b = np.zeros(m, y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype).reshape(m)
+    zz = rows[:1, :1] if z is None else np.ascontiguousarray(z, dtype=y.dtype).reshape(rows.shape)
+    p = (list(params) + [0.0, 0.0])[:2]
+    split_range(_bias_activation, n * m, rows.shape[1] * 4, rows, b, zz, z is not None, EPILOGUES[activation],
+                float(p[0]), float(p[1]))
+    return y

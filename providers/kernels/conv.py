@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ortgpu.providers.cpu import jit
-from ortgpu.providers.cpu.conv_compiled import depthwise_conv2d
+from ortgpu.providers.cpu.conv_compiled import EPILOGUES, bias_activation, depthwise_conv2d
 from ortgpu.providers.dtype_sets import COMPLEX, FLOATS, NUMERIC
 from ortgpu.providers.registry import kernel
 
@@ -164,8 +164,20 @@ def crop_spatial(y, begins, out_shape):
     return y[sl]
 
 
-def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides):
-    """Shared body of Conv (float types): computes in float32/float64, returns X's dtype."""
+def compiled_epilogue(xp, X, activation: str = "") -> bool:
+    """Whether a convolution of X can take its bias, residual and `activation` (an
+    EPILOGUES name) in one compiled pass over its output: NumPy arrays of float32/float64
+    (a float16 result is rounded before the activation, as the unfused graph rounds it)."""
+    return (xp is np and X.dtype in (np.float32, np.float64) and activation in EPILOGUES
+            and jit.enabled())
+
+
+def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides, epilogue=None):
+    """Shared body of Conv (float types): computes in float32/float64, returns X's dtype.
+
+    ``epilogue`` = (Z, activation, params), where ``compiled_epilogue`` allows it: Z (an array
+    broadcast to the output, or None) is added after the bias and the activation applied, all in
+    the same compiled pass over the output."""
     xp = ctx.xp
     nd = X.ndim - 2
     kernel = fill_spatial(kernel_shape, nd, 0) if kernel_shape else list(W.shape[2:])
@@ -175,6 +187,11 @@ def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
     cdt = compute_dtype(X.dtype)
     y = conv_nd(xp, X.astype(cdt, copy=False), W.astype(cdt, copy=False), group, kernel,
                 strides, dilations, begins, ends)
+    if epilogue is not None or (B is not None and compiled_epilogue(xp, X)):
+        z, activation, params = epilogue or (None, "", ())
+        if z is not None and tuple(z.shape) != tuple(y.shape):
+            z = np.broadcast_to(z, y.shape)
+        return bias_activation(np.ascontiguousarray(y), B, z, activation, params)
     if B is not None:
         y += B.astype(cdt, copy=False).reshape((1, -1) + (1,) * nd)
     return y.astype(X.dtype, copy=False)

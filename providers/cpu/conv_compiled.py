@@ -138,3 +138,35 @@ def bias_activation(y: np.ndarray, bias, z, activation: str, params) -> np.ndarr
     split_range(_bias_activation, n * m, rows.shape[1] * 4, rows, b, zz, z is not None, EPILOGUES[activation],
                 float(p[0]), float(p[1]))
     return y
+
+
+# ----------------------------------------------------------------------------- kn2row
+@compiled
+def _shifted_sum(lo, hi, z, y, dh, dw):
+    """Planes lo..hi of y (N*M, OH, OW): the sum over kernel offsets (i, j) of the GEMM output
+    z (N*M, KH, KW, HP, WP) shifted by (i*dh, j*dw); one pass instead of one per offset."""
+    oh_all, ow_all = y.shape[1], y.shape[2]
+    kh_all, kw_all = z.shape[1], z.shape[2]
+    for q in range(lo, hi):
+        for oh in range(oh_all):
+            acc = y[q, oh]
+            first = z[q, 0, 0, oh]
+            for t in range(ow_all):
+                acc[t] = first[t]
+            for i in range(kh_all):
+                for j in range(kw_all):
+                    if i == 0 and j == 0:
+                        continue
+                    seg = z[q, i, j, oh + i * dh, j * dw: j * dw + ow_all]
+                    for t in range(ow_all):
+                        acc[t] += seg[t]
+
+
+def shifted_sum(z: np.ndarray, kernel, dilations, out_shape) -> np.ndarray:
+    """y (N, M, OH, OW) = sum over the kernel offsets of z (N, M, KH*KW, HP, WP) shifted by them."""
+    n, m = z.shape[:2]
+    kh, kw = kernel
+    zz = np.ascontiguousarray(z).reshape((n * m, kh, kw) + tuple(z.shape[3:]))
+    y = np.empty((n * m,) + tuple(out_shape), z.dtype)
+    split_range(_shifted_sum, n * m, out_shape[0] * out_shape[1] * kh * kw, zz, y, dilations[0], dilations[1])
+    return y.reshape((n, m) + tuple(out_shape))

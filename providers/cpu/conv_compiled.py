@@ -39,24 +39,38 @@ def _depthwise_unit_stride(lo, hi, x, w, y, sh, dh, dw):
 
 @compiled
 def _depthwise_strided(lo, hi, x, w, y, sh, sw, dh, dw):
-    """As _depthwise_unit_stride, with width stride sw."""
+    """As _depthwise_unit_stride, with width stride sw: each input plane is first split into
+    its sw column phases (phase r holds columns r, r + sw, ...), so that every kernel column
+    reads a unit-stride run of one phase (a stepped slice is not vectorised: 2x slower)."""
     m_all, oh_all, ow_all = y.shape[1], y.shape[2], y.shape[3]
     mult = m_all // x.shape[1]
+    h_all, w_all = x.shape[2], x.shape[3]
     kh_all, kw_all = w.shape[1], w.shape[2]
+    wq = (w_all + sw - 1) // sw
+    phases = np.zeros((sw, h_all, wq), y.dtype)
     acc = np.empty(ow_all, y.dtype)
-    span = (ow_all - 1) * sw + 1
+    last = -1
     for q in range(lo, hi):
         n = q // m_all
         m = q - n * m_all
         c = m // mult
+        if n * x.shape[1] + c != last:  # planes of one input channel share its phases
+            last = n * x.shape[1] + c
+            for h in range(h_all):
+                row = x[n, c, h]
+                for r in range(sw):
+                    dst = phases[r, h]
+                    for t in range((w_all - r + sw - 1) // sw):
+                        dst[t] = row[t * sw + r]
         for oh in range(oh_all):
             for ow in range(ow_all):
                 acc[ow] = 0
             for i in range(kh_all):
-                row = x[n, c, oh * sh + i * dh]
+                h = oh * sh + i * dh
                 for j in range(kw_all):
                     wk = w[m, i, j]
-                    seg = row[j * dw: j * dw + span: sw]
+                    start = (j * dw) // sw
+                    seg = phases[(j * dw) % sw, h, start: start + ow_all]
                     for ow in range(ow_all):
                         acc[ow] += wk * seg[ow]
             for ow in range(ow_all):

@@ -98,10 +98,13 @@ def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
     out_shape = conv_out_shape(x.shape[2:], kernel, strides, dilations, begins, ends)
     p = math.prod(out_shape)
     cg, mg = c // group, m // group
-    if group == 1 and all(k == 1 for k in kernel) and not any(begins) and not any(ends):
+    if all(k == 1 for k in kernel) and not any(begins) and not any(ends):
         sl = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
-        cols = x[sl].reshape(n, c, p)  # 1x1 kernel: the input itself is the column matrix
-        y = xp.matmul(w.reshape(m, c), cols)
+        if group == 1:
+            cols = x[sl].reshape(n, c, p)  # 1x1 kernel: the input itself is the column matrix
+            y = xp.matmul(w.reshape(m, c), cols)
+        else:  # grouped 1x1 (ShuffleNet): one batched GEMM over the groups, no window view
+            y = xp.matmul(w.reshape(group, mg, cg), x[sl].reshape(n, group, cg, p))
         return y.reshape((n, m) + tuple(out_shape))
     if cg == 1 and nd == 2 and xp is np and jit.enabled():
         if min(begins) < 0 or min(ends) < 0:  # crop first; the body pads by non-negative amounts

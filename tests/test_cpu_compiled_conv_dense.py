@@ -105,15 +105,17 @@ def test_fused_activation_matches_onnxruntime_and_the_numpy_body(case, act, monk
     assert calls == [act[0]]  # the activation ran in the compiled pass, not after it
 
 
-@pytest.mark.parametrize("z_shape", ["full", "per_channel"])
+@pytest.mark.parametrize("z_shape", ["full", "per_channel", "wider"])
 @pytest.mark.parametrize("act", [ACTIVATIONS[0], ACTIVATIONS[5]], ids=lambda a: a[0])
 def test_residual_and_activation_in_the_compiled_pass(z_shape, act, monkeypatch):
-    """Conv + Add(z) + activation (one FusedConv with Z), z the output's shape or broadcast."""
-    case = CONVS[2]
+    """Conv + Add(z) + activation (one FusedConv with Z), z the output's shape, broadcast to it,
+    or one the output broadcasts to (a batch of 3 against the convolution's batch of 1)."""
+    case = CONVS[3]
     x = np.random.default_rng(3).standard_normal(case[0]).astype(np.float32)
     y_shape = ortgpu.InferenceSession(conv_model(*case), providers=["CPUExecutionProvider"]).run(
         None, {"x": x})[0].shape
-    z = np.random.default_rng(4).standard_normal(y_shape if z_shape == "full" else (1, y_shape[1], 1, 1))
+    shapes = {"full": y_shape, "per_channel": (1, y_shape[1], 1, 1), "wider": (3,) + y_shape[1:]}
+    z = np.random.default_rng(4).standard_normal(shapes[z_shape])  # "wider": Add broadcasts the conv
     run_both(conv_model(*case, act=act, residual=True), {"x": x, "z": z.astype(np.float32)}, monkeypatch)
 
 

@@ -201,9 +201,13 @@ def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
                 strides, dilations, begins, ends)
     if epilogue is not None or (B is not None and compiled_epilogue(xp, X)):
         z, activation, params = epilogue or (None, "", ())
+        y = np.ascontiguousarray(y)
         if z is not None and tuple(z.shape) != tuple(y.shape):
+            if np.broadcast_shapes(z.shape, y.shape) != tuple(y.shape):  # Z widens the result
+                y = bias_activation(y, B, None, "", ()) + z
+                return bias_activation(np.ascontiguousarray(y, dtype=X.dtype), None, None, activation, params)
             z = np.broadcast_to(z, y.shape)
-        return bias_activation(np.ascontiguousarray(y), B, z, activation, params)
+        return bias_activation(y, B, z, activation, params)
     if B is not None:
         y += B.astype(cdt, copy=False).reshape((1, -1) + (1,) * nd)
     return y.astype(X.dtype, copy=False)

@@ -113,7 +113,8 @@ def BatchNormalization(ctx, X, scale, B, input_mean, input_var, *, epsilon=1e-5,
     if not training:
         inv = sc / xp.sqrt(var + wdt.type(epsilon))
         shift = b - mean * inv
-        if xp is np and nd >= 2 and X.size and inv.size == X.shape[1] and shift.size == X.shape[1] and jit.enabled():
+        per_channel = nd >= 2 and X.size and inv.size == shift.size == X.shape[1]
+        if xp is np and per_channel and jit.enabled():
             return _as(scale_shift(x, inv, shift), X.dtype)  # one compiled pass, no temporary
         y = x * inv + shift
         return _as(y, X.dtype)

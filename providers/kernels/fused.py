@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.providers.kernels import activations, elementwise, linalg, normalization
-from ortgpu.providers.kernels.conv import conv_float
+from ortgpu.providers.kernels.conv import compiled_epilogue, conv_float
 from ortgpu.providers.dtype_sets import FLOATS, INDEX
 from ortgpu.providers.registry import KernelContext, kernel
 
@@ -91,7 +91,12 @@ def apply_activation(ctx, y, activation: str, params):
 @kernel("FusedConv", since=1, domain=DOMAIN, types={"*": FLOATS})
 def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params=None, auto_pad="NOTSET",
               dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """Conv (im2col + GEMM), plus Z when given, followed by an activation."""
+    """Conv (im2col + GEMM), plus Z when given, followed by an activation (bias, Z and the
+    activation in one compiled pass over the output where ``compiled_epilogue`` allows)."""
+    if compiled_epilogue(ctx.xp, X, activation) and (Z is None or Z.dtype == X.dtype):
+        params = check_activation(activation, activation_params)
+        return conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides,
+                          epilogue=(Z, activation, params))
     y = conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
     if Z is not None:
         y = _add(ctx, y, Z)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.providers.cpu import jit
+from ortgpu.providers.cpu.normalization_compiled import scale_shift
 from ortgpu.providers.kernels.reduce import float_work_dtype, normalize_axes
 from ortgpu.providers.dtype_sets import BFLOAT16, FLOATS
 from ortgpu.providers.registry import kernel
@@ -110,7 +112,11 @@ def BatchNormalization(ctx, X, scale, B, input_mean, input_var, *, epsilon=1e-5,
     training = bool(training_mode) if ctx.opset >= 14 else (ctx.num_outputs > 1 and not is_test)
     if not training:
         inv = sc / xp.sqrt(var + wdt.type(epsilon))
-        y = x * inv + (b - mean * inv)
+        shift = b - mean * inv
+        per_channel = nd >= 2 and X.size and inv.size == shift.size == X.shape[1]
+        if xp is np and per_channel and jit.enabled():
+            return _as(scale_shift(x, inv, shift), X.dtype)  # one compiled pass, no temporary
+        y = x * inv + shift
         return _as(y, X.dtype)
     axes = (0,) + tuple(range(2, nd)) if (spatial or ctx.opset >= 9) else (0,)
     bmean = xp.mean(x, axis=axes, keepdims=True)

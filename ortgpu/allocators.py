@@ -3,7 +3,7 @@ create_and_register_allocator(_v2), as onnxruntime's Python API has them.
 
 onnxruntime lets a program register one allocator per device in its environment, which sessions
 created with the config entry ``session.use_env_allocators=1`` share.  ortgpu's CPU values are
-NumPy arrays (NumPy allocates them; there is no CPU arena), and each CUDA provider owns its
+NumPy arrays (NumPy allocates them from the C heap, which keeps freed memory: memory/host_heap.py), and each CUDA provider owns its
 arena (ortgpu.memory), so a registration is checked and recorded as onnxruntime checks it, and
 ``arena_options(device_id)`` turns a CUDA registration into the CUDA provider options it maps to
 (``gpu_mem_limit`` from ``max_mem``, ``arena_extend_strategy``), which a session with

@@ -32,6 +32,7 @@ from ortgpu.executor import Plan
 from ortgpu.feeds import ModelIO, check_dims, check_feed
 from ortgpu.graph import Graph
 from ortgpu.graph_capture import DEFAULT_ID, GPU_GRAPH_ID, GraphRunner, capture_partition, graph_id_of
+from ortgpu.memory import host_heap
 from ortgpu.memory.pattern import pattern_key
 from ortgpu.options import RunOptions
 from ortgpu.partition import ANY
@@ -97,6 +98,8 @@ class RunCore:
         self.graph, self.providers, self.io = graph, list(providers), io
         self.recorder, self.mem_pattern, self.intra_op_threads = recorder, mem_pattern, intra_op_threads
         self.cpu_arena = cpu_arena  # SessionOptions.enable_cpu_mem_arena: "cpu:0" may be shrunk
+        if cpu_arena:
+            host_heap.keep_freed_memory()
         self.plans: dict = {}
         self.input_names, self.output_names = self.plan.input_names, self.plan.output_names
         self.output_index = {n: i for i, n in enumerate(self.output_names)}
@@ -231,9 +234,9 @@ class RunCore:
     def arenas_to_shrink(self, run_options) -> list:
         """The device memories (ortgpu.memory.DeviceMemory) named by the run config entry
         ``memory.enable_memory_arena_shrinkage``: "device:id" items separated by ';', device
-        "cpu" or "gpu" (an id left out is 0).  ortgpu has no CPU arena (NumPy allocates and
-        frees), so "cpu:0" is accepted where onnxruntime accepts it (the session's
-        enable_cpu_mem_arena is on) and shrinks nothing; "gpu:N" is the arena of this session's
+        "cpu" or "gpu" (an id left out is 0).  "cpu:0" is accepted where onnxruntime accepts it
+        (the session's enable_cpu_mem_arena is on) and gives the C heap's free memory back
+        (memory/host_heap.py); "gpu:N" is the arena of this session's
         device provider on device N.  Anything else is onnxruntime's InvalidArgument."""
         entry = run_options._config.get(SHRINK_ARENAS) if run_options is not None else None
         if not entry:
@@ -254,15 +257,15 @@ class RunCore:
             if memory is None:
                 raise InvalidArgument("Did not find an arena based allocator registered for device-id "
                                       f"combination in the memory arena shrink list: {item}")
-            if memory is not _NO_CPU_ARENA and memory not in found:
+            if memory not in found:
                 found.append(memory)
         return found
 
     def _arena(self, device: str, device_id: int):
-        """The memory to shrink for ("cpu" | "gpu", id); _NO_CPU_ARENA for an accepted "cpu:0";
+        """The memory to shrink for ("cpu" | "gpu", id); _HOST_HEAP for an accepted "cpu:0";
         None when this session has no such arena."""
         if device == "cpu":
-            return _NO_CPU_ARENA if self.cpu_arena and device_id == 0 else None
+            return _HOST_HEAP if self.cpu_arena and device_id == 0 else None
         for p in self.providers:
             if p.device != HOST and getattr(p, "device_id", 0) == device_id:
                 memory = getattr(p, "memory", None)
@@ -358,7 +361,15 @@ class RunCore:
 
 
 _DIGITS = re.compile(r"-?[0-9]+")
-_NO_CPU_ARENA = object()
+class _HostHeap:
+    """The CPU arena as the shrink list sees it: the C heap (memory/host_heap.py)."""
+
+    @staticmethod
+    def shrink() -> None:
+        host_heap.give_back()
+
+
+_HOST_HEAP = _HostHeap()
 
 
 def _memory_root(a: np.ndarray) -> np.ndarray:

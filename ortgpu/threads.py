@@ -13,7 +13,8 @@ count per process: runs in progress together all run with the smallest of their 
 ``use_per_session_threads = False`` take their bound from ``set_global_thread_pool_sizes``.
 
 At most one run per core is in progress at once: a caller thread beyond that waits for a run
-to end before its own starts (blocked, not competing).  More runs in progress than cores only
+to end before its own starts (blocked, not competing); runs of a session whose runs are short
+(ortgpu.run_core.SHORT_RUN_NS: mostly Python between NumPy calls) go one at a time.  More runs in progress than cores only
 slice the cores finer: each run's working set is thrown out of the cache at every switch, and
 the threads queue for the GIL at every NumPy call that gives it back.  Measured on the
 2-core machine: 8 threads each running a 64x576x3025 GEMM gave 177-190 GEMM/s, 292-334 with
@@ -103,26 +104,36 @@ class ThreadBudget:
         self._local = threading.local()  # per thread: runs in progress (nested ones skip the gate), gate
         self._gate_of = itertools.count()
 
-    def run(self, bound: int, gate: bool = True) -> "_Run":
+    def run(self, bound: int, gate: bool = True, one_at_a_time: bool = False) -> "_Run":
         """A context manager around one run that may use `bound` BLAS threads (0: every core),
         giving the run's share; with `gate` the run first waits (at most GATE_WAIT_S) until
         fewer runs than cores are in progress (runs of sessions with a device provider do not:
-        they mostly wait for their device, with the GIL given back)."""
-        return _Run(self, bound, gate)
+        they mostly wait for their device, with the GIL given back), with `one_at_a_time` until
+        no other such run is (runs that are mostly Python between NumPy calls only slow each
+        other down at the GIL)."""
+        return _Run(self, bound, gate, one_at_a_time)
 
-    def _enter_gate(self, gate: bool = True):
+    @property
+    def runs_in_progress(self) -> int:
+        return self._active
+
+    def _enter_gate(self, gate: bool = True, one_at_a_time: bool = False):
         """The gate lock this thread's run holds (None: nested, ungated, or it waited too long)."""
         local = self._local
         depth = getattr(local, "depth", 0)
         local.depth = depth + 1
         if depth or not gate:
             return None
-        for gate in self._gates:  # a free core
+        gates = self._gates[:1] if one_at_a_time else self._gates
+        for gate in gates:  # a free core
             if gate.acquire(False):
                 return gate
-        mine = getattr(local, "gate", None)
-        if mine is None:  # threads wait on the gates in turn, so that every gate has waiters
-            mine = local.gate = self._gates[next(self._gate_of) % len(self._gates)]
+        if one_at_a_time:
+            mine = gates[0]
+        else:
+            mine = getattr(local, "gate", None)
+            if mine is None:  # threads wait on the gates in turn, so that every gate has waiters
+                mine = local.gate = self._gates[next(self._gate_of) % len(self._gates)]
         return mine if mine.acquire(timeout=GATE_WAIT_S) else None
 
     def _leave_gate(self, gate) -> None:
@@ -217,14 +228,14 @@ class _Run:
     """``with budget.run(bound) as share``: through the gate, then counted in (a class rather
     than a generator: it is entered on every run)."""
 
-    __slots__ = ("_budget", "_bound", "_gated", "_gate", "_token")
+    __slots__ = ("_budget", "_bound", "_gated", "_one", "_gate", "_token")
 
-    def __init__(self, budget: ThreadBudget, bound: int, gated: bool):
-        self._budget, self._bound, self._gated = budget, bound, gated
+    def __init__(self, budget: ThreadBudget, bound: int, gated: bool, one_at_a_time: bool = False):
+        self._budget, self._bound, self._gated, self._one = budget, bound, gated, one_at_a_time
 
     def __enter__(self) -> int:
         budget = self._budget
-        gate = self._gate = budget._enter_gate(self._gated)
+        gate = self._gate = budget._enter_gate(self._gated, self._one)
         try:
             self._token, share = budget._start(self._bound)
         except BaseException:

@@ -158,13 +158,13 @@ def test_runnable_threads_elsewhere_count_another_process_and_not_this_one():
         spinner.wait(10)
 
 
-def _most_at_once(budget, runs: int, gate: bool, meet) -> int:
+def _most_at_once(budget, runs: int, gate: bool, meet, one_at_a_time: bool = False) -> int:
     """How many of `runs` threads were inside ``budget.run(0, gate=gate)`` at once, each calling
     `meet()` there (a barrier: who it waits for is the test's point)."""
     lock, now, most = threading.Lock(), [0], [0]
 
     def one_run():
-        with budget.run(0, gate=gate):
+        with budget.run(0, gate=gate, one_at_a_time=one_at_a_time):
             with lock:
                 now[0] += 1
                 most[0] = max(most[0], now[0])
@@ -194,6 +194,33 @@ def test_at_most_one_run_per_core_is_in_progress_and_the_others_wait(monkeypatch
     # a session with a device provider: its runs do not take a core's turn
     four = threading.Barrier(4, timeout=20)  # met only if all four runs are in progress at once
     assert _most_at_once(budget, 4, False, four.wait) == 4
+
+
+def test_short_runs_go_one_at_a_time_and_long_runs_one_per_core(monkeypatch):
+    """A session whose runs are short (mostly Python, holding the GIL) runs one at a time when
+    threads share it; one whose runs are long, one per core (ortgpu.run_core.SHORT_RUN_NS)."""
+    monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 60.0)
+    budget = type(BUDGET)(cores=2)
+    budget._blas, budget.busy = [], lambda: 0
+    assert _most_at_once(budget, 4, True, lambda: time.sleep(0.05), one_at_a_time=True) == 1
+    monkeypatch.setattr("ortgpu.run_core.BUDGET", budget)
+    seen = []
+    real_run = budget.run
+
+    def spy(bound, gate=True, one_at_a_time=False):
+        seen.append(one_at_a_time)
+        return real_run(bound, gate, one_at_a_time)
+    monkeypatch.setattr(budget, "run", spy)
+    sess = _session("CPUExecutionProvider")
+    core = sess._core
+    for _ in range(3):
+        sess.run(None, _feed())
+    assert seen[0] is True  # not measured yet: one at a time
+    assert 0 < core.run_ns < 2_000_000 and seen[-1] is True  # a 64x64 MatMul is short
+    core.run_ns = 10_000_000  # as a long run would have measured
+    seen.clear()
+    sess.run(None, _feed())
+    assert seen == [False] and core.run_ns > 2_000_000
 
 
 def test_a_run_inside_a_run_does_not_wait_and_no_run_waits_past_the_limit(monkeypatch):

@@ -38,6 +38,8 @@ def enabled() -> bool:
 class compiled:  # noqa: N801 - used as a decorator
     """``@compiled`` on a plain-Python body: the body, compiled by numba on its first call."""
 
+    fastmath: frozenset = frozenset()   # LLVM fast-math flags the body allows (see compiled_with)
+
     def __init__(self, body):
         self.body = body
         self._fn = None
@@ -50,9 +52,36 @@ class compiled:  # noqa: N801 - used as a decorator
         if fn is None:
             with self._lock:
                 if self._fn is None:
-                    self._fn = _numba.njit(nogil=True, cache=True, error_model="numpy")(self.body)
+                    opts = {"fastmath": set(self.fastmath)} if self.fastmath else {}
+                    self._fn = _numba.njit(nogil=True, cache=True, error_model="numpy", **opts)(self.body)
             fn = self._fn
         return fn(*args)
+
+
+def compiled_with(*flags: str):
+    """``@compiled_with("contract", ...)``: ``@compiled`` allowing these LLVM fast-math flags only.
+    "contract" fuses a * b + c into one multiply-add (rounding once: the polynomial bodies of exp
+    and erf run 1.7x faster); "reassoc" lets a sum be split into vector lanes (a float reduction
+    loop is not vectorised without it).  Neither changes what NaN, Inf or -0.0 mean, which the
+    full fastmath=True would ("nnan", "ninf", "nsz")."""
+    def wrap(body) -> compiled:
+        c = compiled(body)
+        c.fastmath = frozenset(flags)
+        return c
+    return wrap
+
+
+def helper(*flags: str):
+    """``@helper(...)`` on a function that compiled bodies call (a block of exp, say), with these
+    fast-math flags: inlined into each caller by numba (a call per 32-wide row of a layer norm
+    cost 3 of its 5 us on a (128, 32) block, a tuple return more); the plain function without
+    numba (never called then: the NumPy bodies are used)."""
+    def wrap(fn):
+        if _numba is None:
+            return fn
+        opts = {"fastmath": set(flags)} if flags else {}
+        return _numba.njit(nogil=True, cache=True, error_model="numpy", inline="always", **opts)(fn)
+    return wrap
 
 
 _POOL: ThreadPoolExecutor | None = None

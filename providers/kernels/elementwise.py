@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from ortgpu.errors import Fail
+from ortgpu.providers.cpu import half_compiled
 from ortgpu.providers.dtype_sets import (
     BOOL, FLOAT, FLOATS, INDEX, INTEGER, NUMERIC, SIGNED, STANDARD)
 from ortgpu.providers.registry import kernel
@@ -229,9 +230,19 @@ _NATIVE = frozenset(np.dtype(t) for t in ("float16", "float32", "float64", "int8
                                           "int64", "uint8", "uint16", "uint32", "uint64", "bool"))
 
 
+_F16 = np.dtype(np.float16)
+
+
 def _arith(ctx, A, B, op, broadcast=0, axis=None):
     if broadcast:
         B = legacy_broadcast(B, A.ndim, broadcast, axis)
+    if A.dtype == _F16 and max(A.size, B.size) >= half_compiled.MIN_COMPILED and half_compiled.takes(ctx.xp, A, B):
+        # NumPy's float16 ufuncs convert element by element; widened by the compiled conversion,
+        # one float32 +, -, * or / and one rounding give the same bits (a single operation on
+        # two halves is exact enough in float32 that rounding it to half is rounding once)
+        with np.errstate(all="ignore"):
+            y = op(half_compiled.widen(A), half_compiled.widen(B))
+        return half_compiled.convert(np.asarray(y, np.float32), _F16)
     if A.dtype in _NATIVE:
         y = op(A, B)  # integers wrap; float overflow gives inf (the executor silences warnings)
         return y if type(y) is ctx.xp.ndarray else ctx.xp.asarray(y)

@@ -13,6 +13,11 @@ are still several times faster).
 Domain: x <= 88 (2**k must stay a normal float); every caller passes x <= 0 (softmax after the
 row maximum, -2|u| for tanh, the erfc exponent).  Below -87.33 the result is flushed to 0
 (the exact value is a float32 subnormal, under 1.2e-38); -inf gives 0, NaN gives NaN.
+
+These helpers are inlined into the bodies that call them, and numba's disk cache keys a body on
+its own source file only: after editing this file in a checkout, remove the cached bodies
+(providers/cpu/__pycache__/*.nbi, *.nbc) or a body keeps the old helper (an installed package
+rewrites every file, so only checkouts see this).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.providers.cpu import jit
-from ortgpu.providers.cpu.jit import compiled, split_range
+from ortgpu.providers.cpu.jit import compiled, helper, split_range
 
 BLOCK = 2048            # elements per pass: 8 KiB of float32 plus the halves stay in L1
 MIN_COMPILED = 1536     # below this many elements astype's lower call cost wins (~2 us a call)
@@ -33,56 +33,67 @@ _HALF_MIN_NORMAL_BITS = 0x38800000   # 2**-14 as float32 bits
 _MAGIC_BITS = 0x3F000000             # 0.5 as float32 bits
 
 
+@helper()
+def widen_block(hs, fs):
+    """fs (float32) = the halves whose bit patterns are hs (uint16), same length: one block."""
+    bits = fs.view(np.uint32)
+    magic = np.float32(2.0 ** -14)
+    for i in range(hs.shape[0]):
+        v = np.uint32(hs[i])
+        o = (v & np.uint32(0x7FFF)) << np.uint32(13)
+        e = o & np.uint32(0x0F800000)
+        o += np.uint32(0x38000000)                     # exponent bias 15 -> 127
+        if e == np.uint32(0x0F800000):                 # Inf / NaN: all-ones exponent
+            o += np.uint32(0x38000000)
+        if e == np.uint32(0):                          # zero / subnormal: 2**-14 (1 + m/1024)
+            o += np.uint32(0x00800000)
+        else:
+            o |= (v & np.uint32(0x8000)) << np.uint32(16)
+        bits[i] = o
+    for i in range(hs.shape[0]):
+        v = hs[i]
+        f = fs[i]
+        r = f - magic                                  # m * 2**-24, exact
+        r = -r if (v & 0x8000) else r
+        fs[i] = r if (v & 0x7C00) == 0 else f
+
+
+@helper()
+def narrow_block(fs, hs, scratch):
+    """hs (uint16) = the half bit patterns of fs (float32), same length: one block; scratch: a
+    float32 array at least as long."""
+    us = fs.view(np.uint32)
+    sbits = scratch.view(np.uint32)
+    half = np.float32(0.5)
+    for i in range(fs.shape[0]):
+        scratch[i] = abs(fs[i]) + half                 # rounds a subnormal half's mantissa
+    for i in range(fs.shape[0]):
+        u = us[i]
+        a = u & np.uint32(0x7FFFFFFF)
+        m = (a & np.uint32(0x007FFFFF)) >> np.uint32(13)
+        nan = np.uint32(0x7C00) | (m if m != np.uint32(0) else np.uint32(1))  # payload 0 -> 1
+        big = np.uint32(0x7C00) if a <= np.uint32(0x7F800000) else nan          # Inf or NaN
+        tiny = sbits[i] - np.uint32(_MAGIC_BITS)                                # subnormal, zero
+        near = (a - np.uint32(0x37FFF001) + ((a >> np.uint32(13)) & np.uint32(1))) >> np.uint32(13)
+        o = big if a >= np.uint32(0x47800000) else (tiny if a < np.uint32(_HALF_MIN_NORMAL_BITS) else near)
+        hs[i] = np.uint16(o | ((u >> np.uint32(16)) & np.uint32(0x8000)))
+
+
 @compiled
 def _half_to_float_body(lo, hi, h, out):
     """out[lo:hi] (float32) from the half bit patterns h[lo:hi] (uint16)."""
-    bits = out.view(np.uint32)
-    magic = np.float32(2.0 ** -14)
     for start in range(lo, hi, BLOCK):
         end = min(start + BLOCK, hi)
-        hs, bs, fs = h[start:end], bits[start:end], out[start:end]   # loops from 0: vectorised
-        for i in range(end - start):
-            v = np.uint32(hs[i])
-            o = (v & np.uint32(0x7FFF)) << np.uint32(13)
-            e = o & np.uint32(0x0F800000)
-            o += np.uint32(0x38000000)                     # exponent bias 15 -> 127
-            if e == np.uint32(0x0F800000):                 # Inf / NaN: all-ones exponent
-                o += np.uint32(0x38000000)
-            if e == np.uint32(0):                          # zero / subnormal: 2**-14 (1 + m/1024)
-                o += np.uint32(0x00800000)
-            else:
-                o |= (v & np.uint32(0x8000)) << np.uint32(16)
-            bs[i] = o
-        for i in range(end - start):
-            v = hs[i]
-            f = fs[i]
-            r = f - magic                                  # m * 2**-24, exact
-            r = -r if (v & 0x8000) else r
-            fs[i] = r if (v & 0x7C00) == 0 else f
+        widen_block(h[start:end], out[start:end])     # slices: loops from 0, vectorised
 
 
 @compiled
 def _float_to_half_body(lo, hi, x, out):
     """Half bit patterns out[lo:hi] (uint16) of the float32 x[lo:hi]."""
-    xbits = x.view(np.uint32)
     scratch = np.empty(BLOCK, np.float32)
-    sbits = scratch.view(np.uint32)
-    half = np.float32(0.5)
     for start in range(lo, hi, BLOCK):
         end = min(start + BLOCK, hi)
-        xs, us, os = x[start:end], xbits[start:end], out[start:end]
-        for i in range(end - start):
-            scratch[i] = abs(xs[i]) + half                 # rounds a subnormal half's mantissa
-        for i in range(end - start):
-            u = us[i]
-            a = u & np.uint32(0x7FFFFFFF)
-            m = (a & np.uint32(0x007FFFFF)) >> np.uint32(13)
-            nan = np.uint32(0x7C00) | (m if m != np.uint32(0) else np.uint32(1))  # payload 0 -> 1
-            big = np.uint32(0x7C00) if a <= np.uint32(0x7F800000) else nan          # Inf or NaN
-            tiny = sbits[i] - np.uint32(_MAGIC_BITS)                                # subnormal, zero
-            near = (a - np.uint32(0x37FFF001) + ((a >> np.uint32(13)) & np.uint32(1))) >> np.uint32(13)
-            o = big if a >= np.uint32(0x47800000) else (tiny if a < np.uint32(_HALF_MIN_NORMAL_BITS) else near)
-            os[i] = np.uint16(o | ((u >> np.uint32(16)) & np.uint32(0x8000)))
+        narrow_block(x[start:end], out[start:end], scratch)
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -130,9 +141,10 @@ def takes(xp, *arrays) -> bool:
     """Whether the compiled float32 bodies serve these arrays: compiled bodies enabled, NumPy
     arrays, float32 or float16 (float16 widened here and rounded once at the end, as the NumPy
     bodies compute it); None entries (absent optional inputs) are skipped."""
-    if xp is not np or not jit.enabled():
+    if xp is not np:
         return False
-    return all(a is None or (type(a) is np.ndarray and (a.dtype == _F32 or a.dtype == _F16)) for a in arrays)
+    ok = all(a is None or (type(a) is np.ndarray and (a.dtype == _F32 or a.dtype == _F16)) for a in arrays)
+    return ok and jit.enabled()   # last: reading the environment costs most
 
 
 def widen(x):

@@ -113,13 +113,16 @@ def _skip_outputs(ctx, dtype, y, mean, inv, s):
 
 
 def _skip_norm_compiled(ctx, op, input, skip, gamma, beta, bias, epsilon, simplified):
-    """_skip_norm by the compiled row kernel (norm_compiled), float16 widened and rounded once."""
+    """_skip_norm by the compiled row kernels (norm_compiled), float16 widened and rounded once."""
     _check_skip(op, input, skip)
     hidden = input.shape[-1]
     w = half_compiled.widen
-    y, mean, inv, s = norm_compiled.skip_layer_norm(
-        w(input).reshape(-1, hidden), w(skip).reshape(-1, hidden), w(bias), w(gamma), w(beta), epsilon,
-        simplified, want_sum=ctx.num_outputs > 3)
+    if input.dtype == np.float16 and skip.dtype == np.float16:   # rows widened inside the body
+        run, x, sk = norm_compiled.skip_layer_norm_half, input, skip
+    else:
+        run, x, sk = norm_compiled.skip_layer_norm, w(input), w(skip)
+    y, mean, inv, s = run(x.reshape(-1, hidden), sk.reshape(-1, hidden), bias, gamma, beta, epsilon,
+                          simplified, want_sum=ctx.num_outputs > 3)   # (float16 parameters: made float32 there)
     stat_shape = input.shape[:-1] + (1,)
     return _skip_outputs(ctx, input.dtype, y.reshape(input.shape), None if simplified else mean.reshape(stat_shape),
                          inv.reshape(stat_shape), None if s is None else s.reshape(input.shape))

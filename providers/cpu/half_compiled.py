@@ -150,3 +150,44 @@ def takes(xp, *arrays) -> bool:
 def widen(x):
     """x as float32 (x itself when it is), None stays None."""
     return None if x is None else convert(x, _F32)
+
+
+ADD, SUB, MUL, DIV = 0, 1, 2, 3
+
+
+@compiled
+def _half_binary_body(lo, hi, a, b, out, op):
+    """out[lo:hi] = a op b on half bit patterns (uint16, same length): each block widened, one
+    float32 operation (0 +, 1 -, 2 *, 3 /), rounded once."""
+    fa = np.empty(BLOCK, np.float32)
+    fb = np.empty(BLOCK, np.float32)
+    for start in range(lo, hi, BLOCK):
+        end = min(start + BLOCK, hi)
+        n = end - start
+        xa, xb = fa[:n], fb[:n]
+        widen_block(a[start:end], xa)
+        widen_block(b[start:end], xb)
+        if op == 0:
+            for i in range(n):
+                xa[i] = xa[i] + xb[i]
+        elif op == 1:
+            for i in range(n):
+                xa[i] = xa[i] - xb[i]
+        elif op == 2:
+            for i in range(n):
+                xa[i] = xa[i] * xb[i]
+        else:
+            for i in range(n):
+                xa[i] = xa[i] / xb[i]
+        narrow_block(xa, out[start:end], xb)
+
+
+def half_binary(a: np.ndarray, b: np.ndarray, op: int) -> np.ndarray:
+    """a op b for float16 arrays of one shape (ADD, SUB, MUL, DIV): NumPy's float16 result bit for
+    bit (one float32 operation on two halves, rounded once, is the correctly rounded half result),
+    in one compiled pass instead of NumPy's element-by-element float16 loop."""
+    x = _flat(a).view(np.uint16)
+    y = _flat(b).view(np.uint16)
+    out = np.empty(x.shape[0], np.uint16)
+    split_range(_half_binary_body, x.shape[0], WORK_PER_ELEMENT * 3, x, y, out, op)
+    return out.view(np.float16).reshape(a.shape)

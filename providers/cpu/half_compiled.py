@@ -26,7 +26,8 @@ from ortgpu.providers.cpu import jit
 from ortgpu.providers.cpu.jit import compiled, helper, split_range
 
 BLOCK = 2048            # elements per pass: 8 KiB of float32 plus the halves stay in L1
-MIN_COMPILED = 1536     # below this many elements astype's lower call cost wins (~2 us a call)
+MIN_COMPILED = 1536     # float32 -> float16: below this many elements astype's lower call cost wins
+MIN_WIDEN = 6144        # float16 -> float32 (NumPy's own loop is faster that way: 0.9 against 1.7 ns)
 WORK_PER_ELEMENT = 3    # in split_range's multiply-add units (~0.25 ns per element)
 
 _HALF_MIN_NORMAL_BITS = 0x38800000   # 2**-14 as float32 bits
@@ -100,11 +101,21 @@ def _flat(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(-1)
 
 
+def _run(body, n, work_per_element, *args):
+    """body over n elements: directly when one thread's share would take them all anyway (a
+    conversion is called dozens of times a run, and split_range's planning is a third of the
+    call on a (128, 32) block), else split over the run's threads."""
+    if n * work_per_element < 2 * jit.MIN_WORK_PER_THREAD:
+        body(0, n, *args)
+    else:
+        split_range(body, n, work_per_element, *args)
+
+
 def half_to_float(x: np.ndarray) -> np.ndarray:
     """float16 array x as float32 (a new array of x's shape)."""
     h = _flat(x).view(np.uint16)
     out = np.empty(h.shape[0], np.float32)
-    split_range(_half_to_float_body, h.shape[0], WORK_PER_ELEMENT, h, out)
+    _run(_half_to_float_body, h.shape[0], WORK_PER_ELEMENT, h, out)
     return out.reshape(x.shape)
 
 
@@ -112,7 +123,7 @@ def float_to_half(x: np.ndarray) -> np.ndarray:
     """float32 array x as float16, rounded to nearest even (a new array of x's shape)."""
     f = _flat(x)
     out = np.empty(f.shape[0], np.uint16)
-    split_range(_float_to_half_body, f.shape[0], WORK_PER_ELEMENT, f, out)
+    _run(_float_to_half_body, f.shape[0], WORK_PER_ELEMENT, f, out)
     return out.view(np.float16).reshape(x.shape)
 
 
@@ -127,13 +138,17 @@ def compiled_pair(src, dst) -> bool:
 
 def convert(x, dtype):
     """x as `dtype` (x itself when it has it): float16 <-> float32 NumPy arrays of at least
-    MIN_COMPILED elements through the compiled bodies when they are enabled, else astype."""
+    MIN_WIDEN / MIN_COMPILED elements through the compiled bodies when they are enabled, else
+    astype."""
     dt = np.dtype(dtype)
     src = x.dtype
     if src == dt:
         return x
-    if type(x) is np.ndarray and x.size >= MIN_COMPILED and compiled_pair(src, dt) and jit.enabled():
-        return half_to_float(x) if src == _F16 else float_to_half(x)
+    if type(x) is np.ndarray and compiled_pair(src, dt):
+        if src == _F16 and x.size >= MIN_WIDEN and jit.enabled():
+            return half_to_float(x)
+        if src == _F32 and x.size >= MIN_COMPILED and jit.enabled():
+            return float_to_half(x)
     return x.astype(dt)
 
 
@@ -189,5 +204,5 @@ def half_binary(a: np.ndarray, b: np.ndarray, op: int) -> np.ndarray:
     x = _flat(a).view(np.uint16)
     y = _flat(b).view(np.uint16)
     out = np.empty(x.shape[0], np.uint16)
-    split_range(_half_binary_body, x.shape[0], WORK_PER_ELEMENT * 3, x, y, out, op)
+    _run(_half_binary_body, x.shape[0], WORK_PER_ELEMENT * 3, x, y, out, op)
     return out.view(np.float16).reshape(a.shape)

@@ -374,3 +374,29 @@ def test_rows_split_over_threads_give_the_one_thread_result(monkeypatch):
             outs.append(ortgpu.InferenceSession(model, so, providers=["CPUExecutionProvider"]).run(None, feeds)[0])
             assert max(calls) == threads, (op, calls)
         np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_first_use_from_several_threads_at_once():
+    """Bodies of several modules compiled (or loaded from the disk cache) for the first time by
+    threads at once: the shared helpers (exp, half blocks) are resolved once, without deadlock."""
+    import subprocess
+    import sys
+    code = """
+import threading, numpy as np
+from ortgpu.providers.cpu import gelu_compiled, half_compiled, norm_compiled, softmax_compiled
+x = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
+jobs = [lambda: gelu_compiled.gelu(x, None, "none"), lambda: gelu_compiled.gelu(x, x[0], "tanh"),
+        lambda: softmax_compiled.softmax_rows(x, 1), lambda: norm_compiled.layer_norm(x, x[0], None, 1e-5),
+        lambda: norm_compiled.skip_layer_norm_half(x.astype(np.float16), x.astype(np.float16), None, x[0], None, 1e-5),
+        lambda: half_compiled.half_to_float(np.zeros(9000, np.float16))]
+out = [None] * len(jobs)
+def run(i):
+    out[i] = jobs[i]()
+threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+for t in threads: t.start()
+for t in threads: t.join(120)
+assert all(o is not None for o in out), out
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

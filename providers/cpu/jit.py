@@ -16,23 +16,23 @@ kernel keeps its NumPy body, which the tests also check against the same oracles
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ortgpu.threads import BUDGET, available_cores
 
-try:  # an optional speed-up: the NumPy bodies stay complete without it
-    import numba as _numba
-except ImportError:  # pragma: no cover - numba is a dependency, but a platform may lack a wheel
-    _numba = None
+# numba is imported when the first body compiles (importing it costs ~0.2 s); a platform
+# without a numba wheel keeps the NumPy bodies
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 MIN_WORK_PER_THREAD = 100_000  # multiply-adds below which another thread costs more than it saves
 
 
 def enabled() -> bool:
     """Whether compiled bodies are used: numba imports and ``ORTGPU_JIT`` is not ``0``."""
-    return _numba is not None and os.environ.get("ORTGPU_JIT", "1") != "0"
+    return _HAVE_NUMBA and os.environ.get("ORTGPU_JIT", "1") != "0"
 
 
 class compiled:  # noqa: N801 - used as a decorator
@@ -52,8 +52,10 @@ class compiled:  # noqa: N801 - used as a decorator
         if fn is None:
             with self._lock:
                 if self._fn is None:
+                    import numba  # noqa: PLC0415 - see _HAVE_NUMBA
+                    _resolve_helpers(self.body.__globals__)
                     opts = {"fastmath": set(self.fastmath)} if self.fastmath else {}
-                    self._fn = _numba.njit(nogil=True, cache=True, error_model="numpy", **opts)(self.body)
+                    self._fn = numba.njit(nogil=True, cache=True, error_model="numpy", **opts)(self.body)
             fn = self._fn
         return fn(*args)
 
@@ -71,17 +73,50 @@ def compiled_with(*flags: str):
     return wrap
 
 
+_HELPERS_LOCK = threading.RLock()
+
+
+class _Helper:
+    """A function that compiled bodies call (see ``helper``): plain Python until a body that
+    calls it compiles, then numba-compiled once, inlined into its callers."""
+
+    def __init__(self, fn, flags):
+        self.fn = fn
+        self.flags = frozenset(flags)
+        self._fn = None
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def compiled(self):
+        with _HELPERS_LOCK:   # one re-entrant lock for all helpers: no lock-order cycle between them
+            if self._fn is None:
+                import numba  # noqa: PLC0415 - see _HAVE_NUMBA
+                opts = {"fastmath": set(self.flags)} if self.flags else {}
+                self._fn = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always", **opts)(self.fn)
+                _resolve_helpers(self.fn.__globals__)   # set first: its own module names this helper too
+        return self._fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
 def helper(*flags: str):
     """``@helper(...)`` on a function that compiled bodies call (a block of exp, say), with these
     fast-math flags: inlined into each caller by numba (a call per 32-wide row of a layer norm
-    cost 3 of its 5 us on a (128, 32) block, a tuple return more); the plain function without
-    numba (never called then: the NumPy bodies are used)."""
-    def wrap(fn):
-        if _numba is None:
-            return fn
-        opts = {"fastmath": set(flags)} if flags else {}
-        return _numba.njit(nogil=True, cache=True, error_model="numpy", inline="always", **opts)(fn)
+    cost 3 of its 5 us on a (128, 32) block, a tuple return more).  numba is not imported for
+    it: the module names of helpers become their numba versions when the first body of that
+    module compiles (numba types a body's globals then)."""
+    def wrap(fn) -> _Helper:
+        return _Helper(fn, flags)
     return wrap
+
+
+def _resolve_helpers(namespace: dict) -> None:
+    """Replace the helpers among a module's names by their numba versions (numba only calls
+    numba functions from a compiled body)."""
+    for name, value in list(namespace.items()):
+        if isinstance(value, _Helper):
+            namespace[name] = value.compiled()
 
 
 _POOL: ThreadPoolExecutor | None = None

@@ -1,6 +1,6 @@
 """The compiled parts of the dense (non-depthwise) convolutions and of BatchNormalization
 (providers/cpu/conv_compiled.py's bias + residual + activation pass and kn2row shifted sum,
-providers/cpu/normalization_compiled.py) against onnxruntime and against ortgpu's NumPy bodies
+providers/cpu/batchnorm_compiled.py) against onnxruntime and against ortgpu's NumPy bodies
 (ORTGPU_JIT=0): groups, strides, dilations, pads, batch > 1 and every FusedConv activation."""
 import numpy as np
 import onnxruntime as ort
@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import ortgpu
-from ortgpu.providers.cpu import conv_compiled, jit, normalization_compiled
+from ortgpu.providers.cpu import batchnorm_compiled, conv_compiled, jit
 
 pytestmark = pytest.mark.skipif(not jit.enabled(), reason="numba is not installed or ORTGPU_JIT=0")
 
@@ -164,7 +164,7 @@ def batchnorm_model(shape, elem=TensorProto.FLOAT):
 @pytest.mark.parametrize("shape", [(2, 7, 5, 6), (1, 32, 28, 28), (3, 4, 10), (2, 3, 2, 3, 4), (5, 6)])
 def test_batchnorm_inference_matches_onnxruntime_and_the_numpy_body(shape, monkeypatch):
     calls = []
-    real = normalization_compiled.scale_shift
+    real = batchnorm_compiled.scale_shift
     monkeypatch.setattr("ortgpu.providers.kernels.normalization.scale_shift",
                         lambda *a: calls.append(1) or real(*a))
     x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)

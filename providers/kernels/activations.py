@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from ortgpu.providers.cpu import half_compiled
+from ortgpu.providers.cpu.gelu_compiled import gelu as compiled_gelu
 from ortgpu.providers.kernels.elementwise import as_array, compute_in, erfc
 from ortgpu.providers.dtype_sets import FLOAT, FLOATS, INDEX, INTEGER, SIGNED
 from ortgpu.providers.registry import kernel
@@ -199,10 +201,13 @@ def Softsign(ctx, input):
 def Gelu(ctx, X, *, approximate="none"):
     """X * Phi(X), exact (erfc form) or with approximate='tanh'; no cancellation for negative X."""
     xp = ctx.xp
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"Gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if half_compiled.takes(xp, X):   # one compiled pass (providers/cpu/gelu_compiled.py)
+        y = compiled_gelu(half_compiled.widen(X), None, approximate)
+        return half_compiled.convert(y, X.dtype)
     if approximate == "tanh":
         return _act(ctx, lambda x: gelu_tanh(xp, x), X)
-    if approximate != "none":
-        raise ValueError(f"Gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return _act(ctx, lambda x: gelu_erf(xp, x), X)
 
 

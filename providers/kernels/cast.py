@@ -13,6 +13,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ortgpu.dtypes import np_dtype
+from ortgpu.providers.cpu import half_compiled
 from ortgpu.providers.kernels.elementwise import as_array
 from ortgpu.providers.dtype_sets import ALL, COMPLEX, FLOAT6, NON_STRING
 from ortgpu.providers.registry import kernel
@@ -66,6 +67,8 @@ def cast_array(xp, x, dt, saturate=1, round_mode="up"):
     if src == _STRING:
         return _from_strings(xp, x, dt, saturate, round_mode)
     with np.errstate(all="ignore"):
+        if half_compiled.compiled_pair(src, dt):   # float16 <-> float32: compiled bit arithmetic
+            return half_compiled.convert(x, dt) if xp is np else as_array(xp, x.astype(dt), dt)
         if dt == _E8M0:
             return _to_e8m0(xp, x, saturate, round_mode)
         if dt in _FLOAT8 or dt in _NO_INF:

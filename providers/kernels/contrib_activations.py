@@ -9,6 +9,8 @@ after each step, as their schemas specify.
 """
 from __future__ import annotations
 
+from ortgpu.providers.cpu import half_compiled
+from ortgpu.providers.cpu.gelu_compiled import gelu as compiled_gelu
 from ortgpu.providers.dtype_sets import FLOAT
 from ortgpu.providers.kernels import activations
 from ortgpu.providers.kernels.elementwise import compute_in
@@ -25,6 +27,12 @@ def _check_bias(op, name, bias, x):
                          f"the input), got {tuple(bias.shape)}")
 
 
+def _compiled(X, bias, approximate):
+    """GELU of X (+ bias) by the compiled body (gelu_compiled), float16 widened and rounded once."""
+    y = compiled_gelu(half_compiled.widen(X), half_compiled.widen(bias), approximate)
+    return half_compiled.convert(y, X.dtype)
+
+
 @kernel("Gelu", since=1, domain=MS, types={"*": FLOAT})
 def Gelu(ctx, X):
     """x * Phi(x) with the error function."""
@@ -38,6 +46,8 @@ def FastGelu(ctx, X, bias=None):
     if bias is None:
         return activations.Gelu(ctx, X, approximate="tanh")
     _check_bias("FastGelu", "bias", bias, X)
+    if half_compiled.takes(xp, X, bias):
+        return _compiled(X, bias, "tanh")
     # one pass in the work dtype: float16 is widened once and rounded once
     return compute_in(ctx, lambda a, b: activations.gelu_tanh(xp, a + b), X, bias, widen_half=True)
 
@@ -47,6 +57,8 @@ def BiasGelu(ctx, A, B):
     """Erf GELU of A + B, B a bias over the last axis."""
     _check_bias("BiasGelu", "B", B, A)
     xp = ctx.xp
+    if half_compiled.takes(xp, A, B):
+        return _compiled(A, B, "none")
     return compute_in(ctx, lambda a, b: activations.gelu_erf(xp, a + b), A, B, widen_half=True)
 
 

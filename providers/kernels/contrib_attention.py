@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.providers.base import host_array
+from ortgpu.providers.cpu import half_compiled, softmax_compiled
 from ortgpu.providers.dtype_sets import FLOAT, INDEX
 from ortgpu.providers.kernels.linalg import _matmul
 from ortgpu.providers.kernels.attention import _grouped_matmul, _softmax_last, _split_heads
@@ -80,7 +81,10 @@ def _attend(xp, q, k, v, bias, scale, groups=1):
             scores += bias   # fresh: in place
         else:
             scores = scores + bias
-    probs = _softmax_last(xp, scores)
+    if half_compiled.takes(xp, scores):   # compiled rows (softmax_compiled); scores are float32 here
+        probs = softmax_compiled.softmax_rows(scores, scores.ndim - 1, empty_zero=True)
+    else:
+        probs = _softmax_last(xp, scores)
     return _grouped_matmul(xp, probs, v, groups), scores
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortgpu.providers.cpu import half_compiled, norm_compiled
 from ortgpu.providers.dtype_sets import FLOAT, INDEX
 from ortgpu.providers.kernels import activations
 from ortgpu.providers.kernels.normalization import softmax
@@ -68,13 +69,18 @@ def _check_hidden(op, hidden, **params):
                              f"got {tuple(p.shape)}")
 
 
-def _skip_sum(op, input, skip, bias):
-    """input + skip (+ bias) in the work dtype; skip is (B, S, H), (1, S, H) or (S, H)."""
+def _check_skip(op, input, skip):
+    """input is (B, S, H) or (N, H); skip is input's shape, (1, S, H) or (S, H)."""
     if input.ndim not in (2, 3):
         raise ValueError(f"{op}: input 'input' must be 2-D or 3-D, got shape {tuple(input.shape)}")
     if skip.shape != input.shape and skip.shape[-2:] != input.shape[-2:] or skip.ndim > input.ndim:
         raise ValueError(f"{op}: input 'skip' must have shape {tuple(input.shape)} or broadcast over "
                          f"the batch, got {tuple(skip.shape)}")
+
+
+def _skip_sum(op, input, skip, bias):
+    """input + skip (+ bias) in the work dtype; skip is (B, S, H), (1, S, H) or (S, H)."""
+    _check_skip(op, input, skip)
     wdt = float_work_dtype(input.dtype)
     s = _as(input, wdt) + _as(skip, wdt)
     if bias is not None:
@@ -86,17 +92,40 @@ def _skip_norm(ctx, op, input, skip, gamma, beta, bias, epsilon, simplified):
     xp = ctx.xp
     hidden = input.shape[-1]
     _check_hidden(op, hidden, gamma=gamma, beta=beta, bias=bias)
+    if half_compiled.takes(xp, input, skip, gamma, beta, bias) and input.size:
+        return _skip_norm_compiled(ctx, op, input, skip, gamma, beta, bias, epsilon, simplified)
     s = _skip_sum(op, input, skip, bias)
     y, mean, inv = layer_norm(xp, s, (-1,), gamma, beta, epsilon, simplified)
-    outs = [_as(y, input.dtype)]
+    return _skip_outputs(ctx, input.dtype, y, mean, inv, s)
+
+
+def _skip_outputs(ctx, dtype, y, mean, inv, s):
+    """The outputs asked for: y, mean (zeros for the RMS form), inverse deviation, the sum."""
+    outs = [half_compiled.convert(y, dtype)]
     if ctx.num_outputs > 1:
         stat = _stat_dtype(ctx, 1, np.dtype(np.float32))
-        outs.append(_as(xp.zeros_like(inv) if mean is None else mean, stat))
+        outs.append(_as(ctx.xp.zeros_like(inv) if mean is None else mean, stat))
     if ctx.num_outputs > 2:
         outs.append(_as(inv, _stat_dtype(ctx, 2, np.dtype(np.float32))))
     if ctx.num_outputs > 3:
-        outs.append(_as(s, input.dtype))
+        outs.append(half_compiled.convert(s, dtype))
     return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _skip_norm_compiled(ctx, op, input, skip, gamma, beta, bias, epsilon, simplified):
+    """_skip_norm by the compiled row kernels (norm_compiled), float16 widened and rounded once."""
+    _check_skip(op, input, skip)
+    hidden = input.shape[-1]
+    w = half_compiled.widen
+    if input.dtype == np.float16 and skip.dtype == np.float16:   # rows widened inside the body
+        run, x, sk = norm_compiled.skip_layer_norm_half, input, skip
+    else:
+        run, x, sk = norm_compiled.skip_layer_norm, w(input), w(skip)
+    y, mean, inv, s = run(x.reshape(-1, hidden), sk.reshape(-1, hidden), bias, gamma, beta, epsilon,
+                          simplified, want_sum=ctx.num_outputs > 3)   # (float16 parameters: made float32 there)
+    stat_shape = input.shape[:-1] + (1,)
+    return _skip_outputs(ctx, input.dtype, y.reshape(input.shape), None if simplified else mean.reshape(stat_shape),
+                         inv.reshape(stat_shape), None if s is None else s.reshape(input.shape))
 
 
 @kernel("SkipLayerNormalization", since=1, domain=MS, types={"*": FLOAT})
@@ -116,7 +145,7 @@ def SkipSimplifiedLayerNormalization(ctx, input, skip, gamma, bias=None, *, epsi
 
 def _norm_outputs(ctx, X, y, mean, inv, stash_type):
     default = np.dtype(np.float32) if stash_type == 1 else X.dtype
-    outs = [_as(y, X.dtype)]
+    outs = [half_compiled.convert(y, X.dtype)]
     if mean is not None and ctx.num_outputs > 1:
         outs.append(_as(mean, _stat_dtype(ctx, 1, default)))
         if ctx.num_outputs > 2:
@@ -131,6 +160,9 @@ def LayerNormalization_1(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_
     """onnxruntime's LayerNormalization for opsets before 17 (ai.onnx domain): normalize over the
     axes from `axis` on; outputs Y, Mean, InvStdDev."""
     a = normalize_axes([axis], X.ndim)[0]
+    if norm_compiled.compiled_rows(ctx.xp, X, a, Scale, B):
+        y, mean, inv = norm_compiled.norm_rows(X, a, Scale, B, epsilon)
+        return _norm_outputs(ctx, X, y, mean, inv, stash_type)
     x = _as(X, float_work_dtype(X.dtype))
     y, mean, inv = layer_norm(ctx.xp, x, tuple(range(a, X.ndim)), Scale, B, epsilon)
     return _norm_outputs(ctx, X, y, mean, inv, stash_type)
@@ -141,6 +173,9 @@ def SimplifiedLayerNormalization(ctx, X, scale, *, axis=-1, epsilon=1e-5, stash_
     """RMS normalization over the axes from `axis` on (onnxruntime's, ai.onnx domain); outputs
     Y and InvStdDev."""
     a = normalize_axes([axis], X.ndim)[0]
+    if norm_compiled.compiled_rows(ctx.xp, X, a, scale, None):
+        y, _, inv = norm_compiled.norm_rows(X, a, scale, None, epsilon, simplified=True)
+        return _norm_outputs(ctx, X, y, None, inv, stash_type)
     x = _as(X, float_work_dtype(X.dtype))
     y, _, inv = layer_norm(ctx.xp, x, tuple(range(a, X.ndim)), scale, None, epsilon, simplified=True)
     return _norm_outputs(ctx, X, y, None, inv, stash_type)
@@ -173,6 +208,15 @@ def EmbedLayerNormalization(ctx, input_ids, segment_ids, word_embedding, positio
     b, s = input_ids.shape
     hidden = word_embedding.shape[1]
     _check_hidden(op, hidden, gamma=gamma, beta=beta)
+    tables = (word_embedding, position_embedding, segment_embedding)
+    if half_compiled.takes(xp, *tables, gamma, beta) and all(t is None or t.dtype == np.float32 for t in tables):
+        if position_ids is None and s > position_embedding.shape[0]:
+            raise ValueError(f"{op}: input 'position_ids' holds indices outside "
+                             f"[0, {position_embedding.shape[0]}), e.g. {position_embedding.shape[0]}")
+        y, e = norm_compiled.embed_layer_norm(
+            op, input_ids, segment_ids, position_ids, word_embedding, position_embedding, segment_embedding,
+            half_compiled.widen(gamma), half_compiled.widen(beta), epsilon, want_sum=ctx.num_outputs > 2)
+        return _embed_outputs(ctx, xp, y, e, mask, mask_index_type, b)
     wdt = float_work_dtype(word_embedding.dtype)
     e = _as(_gather_rows(op, "input_ids", word_embedding, input_ids), wdt)   # fresh: add in place
     if position_ids is None:   # positions 0..S-1: the table's first S rows, broadcast over the batch
@@ -185,14 +229,21 @@ def EmbedLayerNormalization(ctx, input_ids, segment_ids, word_embedding, positio
     if segment_embedding is not None and segment_ids is not None:
         e += _as(_gather_rows(op, "segment_ids", segment_embedding, segment_ids), wdt)
     y, _, _ = layer_norm(xp, e, (-1,), gamma, beta, epsilon)
-    outs = [_as(y, word_embedding.dtype)]
+    return _embed_outputs(ctx, xp, _as(y, word_embedding.dtype), _as(e, word_embedding.dtype), mask,
+                          mask_index_type, b)
+
+
+def _embed_outputs(ctx, xp, y, e, mask, mask_index_type, b):
+    """EmbedLayerNormalization's outputs asked for: y, the mask index (unmasked tokens per row,
+    zeros without a mask), the embedding sum."""
+    outs = [y]
     if ctx.num_outputs > 1:
         if mask is not None and mask_index_type:
             outs.append((mask != 0).sum(axis=1).astype(np.int32))
         else:
             outs.append(xp.zeros((b,), dtype=np.int32))
     if ctx.num_outputs > 2:
-        outs.append(_as(e, word_embedding.dtype))
+        outs.append(e)
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 

@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from ortgpu.errors import Fail
+from ortgpu.providers.cpu import half_compiled
 from ortgpu.providers.dtype_sets import (
     BOOL, FLOAT, FLOATS, INDEX, INTEGER, NUMERIC, SIGNED, STANDARD)
 from ortgpu.providers.registry import kernel
@@ -235,9 +236,25 @@ _NATIVE = frozenset(np.dtype(t) for t in ("float16", "float32", "float64", "int8
                                           "int64", "uint8", "uint16", "uint32", "uint64", "bool"))
 
 
+_F16 = np.dtype(np.float16)
+_HALF_OPS = {np.add: half_compiled.ADD, np.subtract: half_compiled.SUB, np.multiply: half_compiled.MUL,
+             np.divide: half_compiled.DIV}
+
+
 def _arith(ctx, A, B, op, broadcast=0, axis=None):
     if broadcast:
         B = legacy_broadcast(B, A.ndim, broadcast, axis)
+    if A.dtype == _F16 and max(A.size, B.size) >= half_compiled.MIN_COMPILED and half_compiled.takes(ctx.xp, A, B):
+        # NumPy's float16 ufuncs convert element by element; one float32 +, -, * or / between
+        # compiled conversions gives the same bits (a single operation on two halves is exact
+        # enough in float32 that rounding it to half is rounding once): same-shape operands in
+        # one compiled pass, broadcast ones around NumPy's float32 ufunc
+        code = _HALF_OPS.get(op)
+        if code is not None and A.shape == B.shape and B.dtype == _F16:
+            return half_compiled.half_binary(A, B, code)
+        with np.errstate(all="ignore"):
+            y = op(half_compiled.widen(A), half_compiled.widen(B))
+        return half_compiled.convert(np.asarray(y, np.float32), _F16)
     if A.dtype in _NATIVE:
         y = op(A, B)  # integers wrap; float overflow gives inf (the executor silences warnings)
         return y if type(y) is ctx.xp.ndarray else ctx.xp.asarray(y)

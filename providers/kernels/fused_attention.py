@@ -17,6 +17,7 @@ Every step rounds to the input's dtype as the unfused graph does (float16 includ
 """
 from __future__ import annotations
 
+from ortgpu.providers.cpu import half_compiled, softmax_compiled
 from ortgpu.providers.dtype_sets import FLOATS
 from ortgpu.providers.kernels import linalg
 from ortgpu.providers.kernels.fused import DOMAIN, one_output
@@ -79,7 +80,10 @@ def Attention(ctx, input, weight, bias=None, attention_bias=None, past_key=None,
     scores = (scores * dt.type(scale)).astype(dt, copy=False)
     if attention_bias is not None:
         scores = (scores + attention_bias).astype(dt, copy=False)
-    probs = softmax(xp, scores.astype(float_work_dtype(dt), copy=False), (3,)).astype(dt, copy=False)
+    if half_compiled.takes(xp, scores):   # compiled rows (softmax_compiled)
+        probs = half_compiled.convert(softmax_compiled.softmax_rows(half_compiled.widen(scores), 3), dt)
+    else:
+        probs = softmax(xp, scores.astype(float_work_dtype(dt), copy=False), (3,)).astype(dt, copy=False)
     out = linalg.MatMul(one, probs, present_value)
     out = xp.ascontiguousarray(out.transpose(0, 2, 1, 3)).reshape(b, s, n * d)
     return (out, present_key, present_value)[:max(ctx.num_outputs, 1)]

@@ -8,13 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.errors import InvalidArgument
+from ortgpu.providers.cpu import half_compiled
 from ortgpu.providers.kernels.reduce import work_dtype
 from ortgpu.providers.dtype_sets import FLOATS, INDEX, NUMERIC
 from ortgpu.providers.registry import kernel
 
 
 def _as(x, dt):
-    return x if x.dtype == dt else x.astype(dt)
+    """x as dt; float16 <-> float32 by the compiled conversion (half_compiled) on NumPy arrays."""
+    return x if x.dtype == dt else half_compiled.convert(x, dt)
 
 
 @kernel("MatMul", since=(1, 9, 13), types={"T": FLOATS | INDEX | frozenset({"uint32", "uint64"})})

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortgpu.providers.cpu import jit
-from ortgpu.providers.cpu.normalization_compiled import scale_shift
+from ortgpu.providers.cpu import half_compiled, jit, norm_compiled, softmax_compiled
+from ortgpu.providers.cpu.batchnorm_compiled import scale_shift
 from ortgpu.providers.kernels.reduce import float_work_dtype, normalize_axes
 from ortgpu.providers.dtype_sets import BFLOAT16, FLOATS
 from ortgpu.providers.registry import kernel
@@ -56,6 +56,9 @@ def Softmax(ctx, input, *, axis=-1):
         return ctx.xp.ones_like(input)
     if input.size == 0:   # an empty reduced axis has no maximum; the result is empty too
         return ctx.xp.empty_like(input)
+    if axes[-1] == input.ndim - 1 and half_compiled.takes(ctx.xp, input):   # trailing axes: compiled rows
+        y = softmax_compiled.softmax_rows(half_compiled.widen(input), axes[0])
+        return half_compiled.convert(y, input.dtype)
     return _as(softmax(ctx.xp, _work(input), axes), input.dtype)
 
 
@@ -155,24 +158,31 @@ def _stats_dtype(ctx, i, X, stash_type):
     return np.dtype(np.float32) if stash_type == 1 else X.dtype
 
 
-@kernel("LayerNormalization", since=17, types={"T": FLOATS, "U": BFLOAT16 | frozenset({"float32"})})
-def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1):
-    """Normalize over the axes from `axis` on; outputs Y and (optionally) Mean and InvStdDev,
-    which keep the normalized axes as size 1."""
-    xp = ctx.xp
-    x = _work(X)
+def _layer_norm(xp, x, axes, scale, bias, epsilon):
+    """(y, mean, inv_std) of x (in its work dtype) over `axes`, NumPy / CuPy arrays."""
     wdt = x.dtype
-    a = normalize_axes([axis], X.ndim)[0]
-    axes = tuple(range(a, X.ndim))
     mean = xp.mean(x, axis=axes, keepdims=True)
     d = x - mean
     var = xp.mean(d * d, axis=axes, keepdims=True)
     inv = 1.0 / xp.sqrt(var + wdt.type(epsilon))
     y = d * inv
-    y *= _as(Scale, wdt)
-    if B is not None:
-        y += _as(B, wdt)
-    y = _as(y, X.dtype)
+    y *= _as(scale, wdt)
+    if bias is not None:
+        y += _as(bias, wdt)
+    return y, mean, inv
+
+
+@kernel("LayerNormalization", since=17, types={"T": FLOATS, "U": BFLOAT16 | frozenset({"float32"})})
+def LayerNormalization(ctx, X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1):
+    """Normalize over the axes from `axis` on; outputs Y and (optionally) Mean and InvStdDev,
+    which keep the normalized axes as size 1."""
+    xp = ctx.xp
+    a = normalize_axes([axis], X.ndim)[0]
+    if norm_compiled.compiled_rows(xp, X, a, Scale, B):   # one compiled pass per row
+        y, mean, inv = norm_compiled.norm_rows(X, a, Scale, B, epsilon)
+    else:
+        y, mean, inv = _layer_norm(xp, _work(X), tuple(range(a, X.ndim)), Scale, B, epsilon)
+    y = half_compiled.convert(y, X.dtype)
     if ctx.num_outputs == 1:
         return y
     outs = (y, _as(mean, _stats_dtype(ctx, 1, X, stash_type)), _as(inv, _stats_dtype(ctx, 2, X, stash_type)))

@@ -238,6 +238,7 @@ def test_work_split_over_threads_gives_the_one_thread_result(monkeypatch):
         return real(body, items, work, *args)
 
     monkeypatch.setattr(pool_compiled, "split_range", spy)
+    monkeypatch.setattr(jit, "MIN_WORK_PER_THREAD", 100_000)  # split this size: the point is the result
     x = sample((2, 64, 64, 64))
     for op, attrs in (("MaxPool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
                       ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]})):

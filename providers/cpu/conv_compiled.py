@@ -146,10 +146,10 @@ def depthwise_conv2d(x: np.ndarray, w: np.ndarray, strides, dilations, begins, e
     hp, wp = h + begins[0] + ends[0], wd + begins[1] + ends[1]
     pads = (begins[0], begins[1], hp, wp)
     if strides[0] == 1 and strides[1] == 1:
-        # its multiply-adds are a tenth of split_range's unit of work: vectorised over whole
+        # its multiply-adds are a quarter of split_range's unit of work: vectorised over whole
         # planes, handing a chunk to another thread cost more than 272x14x14 3x3's 65 us on
         # one core (104 us on two)
-        split_range(_depthwise_pitched, n * m, work / 10, x, k, y, dilations[0], dilations[1], *pads)
+        split_range(_depthwise_pitched, n * m, work / 4, x, k, y, dilations[0], dilations[1], *pads)
     elif strides[1] == 1:
         split_range(_depthwise_unit_stride, n * m, work, x, k, y, strides[0], dilations[0], dilations[1], *pads)
     else:

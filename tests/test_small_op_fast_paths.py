@@ -185,3 +185,9 @@ def test_pow_of_same_and_mixed_types(x_dtype, y_dtype, y):
     rtol = 1e-3 if x_dtype == np.float16 else 1e-6
     _check("Pow", x, [np.array(y, y_dtype)], opset=15, rtol=rtol)
     _check("Pow", x[3:4].reshape(()), [np.array(y, y_dtype)], opset=15, rtol=rtol)
+
+
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"])
+def test_a_reduction_over_an_empty_axis_gives_what_onnxruntime_gives(op):
+    """ReduceMean of an empty set is 0 in onnxruntime (not NaN), as the sums are."""
+    _check(op, np.zeros((2, 0, 3), np.float32), [np.array([1], np.int64)], {"keepdims": 1})

@@ -124,7 +124,7 @@ def _high(dtype):
 _REDUCTIONS = {
     # name: (compute, empty-set value (fn of working dtype), noop elementwise (None: identity))
     "ReduceSum": (_sum, lambda dt: 0, None),
-    "ReduceMean": (_mean, lambda dt: np.nan, None),
+    "ReduceMean": (_mean, lambda dt: 0, None),  # onnxruntime: 0, not the NaN of 0 / 0
     "ReduceMax": (_max, _low, None),
     "ReduceMin": (_min, _high, None),
     "ReduceProd": (_prod, lambda dt: 1, None),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortgpu.providers.cpu.jit import compiled, split_range
+from ortgpu.providers.cpu.jit import compiled, helper, split_range
 
 
 @compiled
@@ -37,6 +37,14 @@ def _min_max(x):
 _ROUNDER = np.float32(12582912.0)
 
 
+@helper()
+def _clamped(q, qmin, qmax):
+    """A rounded float32 q clamped to [qmin, qmax] as int32, NaN as 0 (inlined in each body)."""
+    q = qmin if q < qmin else q
+    q = qmax if q > qmax else q
+    return np.int32(np.float32(0) if q != q else q)
+
+
 @compiled
 def _quantize(lo, hi, x, p, y):
     """y[i] = clamp(rint(x[i] / scale) + zero, qmin, qmax) for i in lo..hi (float32 math), with
@@ -45,10 +53,7 @@ def _quantize(lo, hi, x, p, y):
     scale, zero, qmin, qmax = p[0], p[1], p[2], p[3]
     for i in range(lo, hi):
         q = ((x[i] / scale + big) - big) + zero
-        q = qmin if q < qmin else q
-        q = qmax if q > qmax else q
-        q = np.float32(0) if q != q else q
-        y[i] = np.int32(q)
+        y[i] = _clamped(q, qmin, qmax)
 
 
 @compiled
@@ -60,10 +65,7 @@ def _add(lo, hi, a, b, p, y):
     for i in range(lo, hi):
         v = (np.float32(a[i]) - za) * sa + (np.float32(b[i]) - zb) * sb
         q = ((v / sc + big) - big) + zc
-        q = qmin if q < qmin else q
-        q = qmax if q > qmax else q
-        q = np.float32(0) if q != q else q
-        y[i] = np.int32(q)
+        y[i] = _clamped(q, qmin, qmax)
 
 
 @compiled
@@ -75,10 +77,7 @@ def _mul(lo, hi, a, b, p, y):
     for i in range(lo, hi):
         v = ((np.float32(a[i]) - za) * sa) * ((np.float32(b[i]) - zb) * sb)
         q = ((v / sc + big) - big) + zc
-        q = qmin if q < qmin else q
-        q = qmax if q > qmax else q
-        q = np.float32(0) if q != q else q
-        y[i] = np.int32(q)
+        y[i] = _clamped(q, qmin, qmax)
 
 
 @compiled
@@ -97,10 +96,7 @@ def _requantize_rows(lo, hi, acc, bias, mult, p, y):
         out = y[r]
         for j in range(row.size):
             q = ((((row[j] + add) * scale) + big) - big) + zero
-            q = qmin if q < qmin else q
-            q = qmax if q > qmax else q
-            q = np.float32(0) if q != q else q
-            out[j] = np.int32(q)
+            out[j] = _clamped(q, qmin, qmax)
 
 
 def requantize_channels(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, p: np.ndarray, dtype) -> np.ndarray:

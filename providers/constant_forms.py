@@ -43,9 +43,9 @@ class ConstantForms:
         self.used = 0
         self._lock = threading.Lock()
 
-    def keep(self, forms: dict, tag, sources: tuple, form) -> None:
-        """Store `form` (made from the arrays `sources`) in a node's `forms` under `tag`,
-        unless that would pass the budget.  Replacing a tag's form gives its bytes back."""
+    def keep(self, forms: dict, tag, sources: tuple, form, key=None) -> None:
+        """Store `form` (made from the arrays `sources` for `key`) in a node's `forms` under
+        `tag`, unless that would pass the budget.  Replacing a tag's form gives its bytes back."""
         size = _nbytes(form)
         with self._lock:
             old = forms.get(tag)
@@ -53,4 +53,4 @@ class ConstantForms:
             if self.used - freed + size > self.budget:
                 return
             self.used += size - freed
-            forms[tag] = (sources, form)
+            forms[tag] = (sources, form, key)

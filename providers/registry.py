@@ -256,7 +256,7 @@ class KernelContext:
         # omitted optional input); the executor sets it, a context made elsewhere has none
         self.constant_inputs = constant_inputs
         self.constant_forms = constant_forms    # the session's ConstantForms (byte budget), or None
-        self._forms = {}                        # tag -> (source arrays, prepared form)
+        self._forms = {}                        # tag -> (source arrays, prepared form, key)
 
     def is_constant(self, i: int) -> bool:
         """Whether input `i` is a constant of this session: an initializer of the node's graph
@@ -277,14 +277,18 @@ class KernelContext:
         store = self.constant_forms
         return store is not None and store.used + nbytes <= store.budget
 
-    def prepared(self, tag, inputs: tuple, values: tuple, make):
+    def prepared(self, tag, inputs: tuple, values: tuple, make, key=None):
         """``make()``, a form derived from the node's inputs at positions `inputs` (their values
         `values`) and from `tag` (any hashable: name the form and whatever else it depends on,
         a dtype, a length).  When every one of those inputs is a constant of this session the
         form is kept for the session's lifetime and served again while the inputs are the very
-        same arrays (providers/constant_forms.py); otherwise it is made on every call."""
+        same arrays (providers/constant_forms.py); otherwise it is made on every call.
+
+        `key` (compared by ==) is what else the form depends on that changes from run to run,
+        such as another input's shape: one form is kept per tag, made again when the key
+        differs from the kept one's (a tag per shape would grow without bound)."""
         entry = self._forms.get(tag)
-        if entry is not None:
+        if entry is not None and entry[2] == key:
             for a, b in zip(entry[0], values):  # a plain loop: no generator on the hot path
                 if a is not b:
                     break
@@ -293,7 +297,7 @@ class KernelContext:
         form = make()
         store = self.constant_forms
         if store is not None and all(self.is_constant(i) for i in inputs):
-            store.keep(self._forms, tag, tuple(values), form)
+            store.keep(self._forms, tag, tuple(values), form, key)
         return form
 
     def output_dtype(self, i=0):

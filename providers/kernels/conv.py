@@ -91,45 +91,116 @@ def conv_out_shape(in_shape, kernel, strides, dilations, begins, ends):
             for size, k, s, d, b, e in zip(in_shape, kernel, strides, dilations, begins, ends)]
 
 
-def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
-    """Convolution of x (N, C, *S) with w (M, C/group, *kernel) in x's dtype; no bias."""
-    n, c = x.shape[:2]
-    m = w.shape[0]
-    nd = len(kernel)
-    out_shape = conv_out_shape(x.shape[2:], kernel, strides, dilations, begins, ends)
+class ConvForm:
+    """What one Conv node does with inputs of one shape, worked out once: the geometry from its
+    attributes, which way it computes (`path`), and the weight and bias laid out for that way
+    in the compute dtype.  Kept on the node's context while the weight and bias are the same
+    constant arrays and the input's shape and dtype stay (KernelContext.prepared), so a run
+    pays only for the arithmetic (silero VAD's small 1-D convolutions: 22 -> 17 us a node, the
+    model 300 -> 260 us a run; a kn2row weight is no longer re-laid out on every run)."""
+
+    __slots__ = ("kernel", "strides", "dilations", "begins", "ends", "out_shape", "y_shape", "cdt",
+                 "path", "weight", "bias", "index")
+
+    def __init__(self, xp, x_shape, x_dtype, W, B, auto_pad, dilations, group, kernel_shape, pads, strides):
+        nd = len(x_shape) - 2
+        n, c = x_shape[:2]
+        m = W.shape[0]
+        self.kernel = kernel = fill_spatial(kernel_shape, nd, 0) if kernel_shape else list(W.shape[2:])
+        self.strides = fill_spatial(strides, nd, 1)
+        self.dilations = fill_spatial(dilations, nd, 1)
+        self.begins, self.ends = resolve_pads(x_shape[2:], kernel, self.strides, self.dilations, auto_pad, pads)
+        self.out_shape = conv_out_shape(x_shape[2:], kernel, self.strides, self.dilations, self.begins, self.ends)
+        self.y_shape = (n, m) + tuple(self.out_shape)
+        self.cdt = cdt = compute_dtype(x_dtype)
+        self.path = path = _conv_path(xp, x_shape, W.shape, group, kernel, self.strides, self.begins, self.ends,
+                                      self.out_shape)
+        w = W.astype(cdt, copy=False)
+        cg, mg, k = c // group, m // group, math.prod(kernel)
+        self.index = None
+        if path == "1x1":
+            self.weight = w.reshape(m, c)
+        elif path in ("grouped 1x1", "im2col") and group > 1:
+            self.weight = w.reshape(group, mg, cg * k)
+        elif path == "kn2row":  # (filter, kernel offset) rows against the input channels
+            self.weight = xp.ascontiguousarray(xp.moveaxis(w.reshape(m, c, k), 2, 1).reshape(m * k, c))
+        elif path == "depthwise":
+            self.weight = w
+        else:  # "small", "im2col": one (M, C*K) matrix
+            self.weight = w.reshape(m, c * k)
+        if path == "small":
+            self.index = _columns_index(tuple(x_shape[1:]), tuple(kernel), tuple(self.strides),
+                                        tuple(self.dilations), tuple(self.begins), tuple(self.ends))
+        self.bias = None if B is None else xp.ascontiguousarray(B, dtype=cdt).reshape(m)
+
+
+def _conv_path(xp, x_shape, w_shape, group, kernel, strides, begins, ends, out_shape) -> str:
+    """How a convolution of these shapes computes: "1x1" / "grouped 1x1" (the input is the
+    column matrix), "depthwise" (a compiled body), "small" (columns gathered by one cached
+    index), "kn2row" or "im2col"."""
+    n, c = x_shape[:2]
+    m = w_shape[0]
+    cg = c // group
     p = math.prod(out_shape)
-    cg, mg = c // group, m // group
     if all(k == 1 for k in kernel) and not any(begins) and not any(ends):
-        sl = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
-        if group == 1:
-            cols = x[sl].reshape(n, c, p)  # 1x1 kernel: the input itself is the column matrix
-            y = xp.matmul(w.reshape(m, c), cols)
-        else:  # grouped 1x1 (ShuffleNet): one batched GEMM over the groups, no window view
-            y = xp.matmul(w.reshape(group, mg, cg), x[sl].reshape(n, group, cg, p))
-        return y.reshape((n, m) + tuple(out_shape))
-    if cg == 1 and nd == 2 and xp is np and jit.enabled():
-        if min(begins) < 0 or min(ends) < 0:  # crop first; the body pads by non-negative amounts
-            return depthwise_conv2d(pad_spatial(xp, x, begins, ends), w, strides, dilations, [0, 0], [0, 0],
-                                    out_shape)
-        return depthwise_conv2d(x, w, strides, dilations, begins, ends, out_shape)
-    k = math.prod(kernel)
-    if group == 1 and xp is np and n * c * k * p <= SMALL_CONV_COLUMNS and min(begins) >= 0 and min(ends) >= 0:
-        return _conv_small(x, w, kernel, strides, dilations, begins, ends, out_shape)
-    xpad = pad_spatial(xp, x, begins, ends)
+        return "1x1" if group == 1 else "grouped 1x1"
+    host = xp is np
+    if cg == 1 and len(kernel) == 2 and host and jit.enabled():
+        return "depthwise"
+    if (group == 1 and host and n * c * math.prod(kernel) * p <= SMALL_CONV_COLUMNS and min(begins) >= 0
+            and min(ends) >= 0):
+        return "small"
     # kn2row's GEMM (M*K, C) x (C, padded P) runs faster than im2col's copy + (M, C*K) x (C*K, P)
     # when M < C, and with M == C on a large map (64 channels, 3x3, 56x56: 2.0 vs 2.4 ms; 128
     # channels on 28x28: 1.9 vs 1.7 ms, so not there; one core, 2026-12-06)
     if group == 1 and (m < c or (m == c and p >= 2048)) and all(s == 1 for s in strides):
-        return _conv_kn2row(xp, xpad, w, kernel, dilations, out_shape)
-    view = window_view(xp, xpad, kernel, strides, dilations, out_shape)
+        return "kn2row"
+    return "im2col"
+
+
+def conv_with_form(xp, x, form: ConvForm, group: int):
+    """Convolution of x (N, C, *S, in the form's compute dtype) by the form's weight; no bias."""
+    path, w = form.path, form.weight
+    if path == "small":
+        return _conv_small(x, w, form.index, form.y_shape)
+    if path == "1x1" or path == "grouped 1x1":
+        n, c = x.shape[:2]
+        if any(s != 1 for s in form.strides):
+            x = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in form.strides)]
+        p = math.prod(form.out_shape)
+        if group == 1:
+            y = xp.matmul(w, x.reshape(n, c, p))  # 1x1 kernel: the input itself is the column matrix
+        else:  # grouped 1x1 (ShuffleNet): one batched GEMM over the groups, no window view
+            y = xp.matmul(w, x.reshape(n, group, c // group, p))
+        return y.reshape(form.y_shape)
+    begins, ends = form.begins, form.ends
+    if path == "depthwise":
+        if min(begins) < 0 or min(ends) < 0:  # crop first; the body pads by non-negative amounts
+            return depthwise_conv2d(pad_spatial(xp, x, begins, ends), w, form.strides, form.dilations, [0, 0],
+                                    [0, 0], form.out_shape)
+        return depthwise_conv2d(x, w, form.strides, form.dilations, begins, ends, form.out_shape)
+    xpad = pad_spatial(xp, x, begins, ends)
+    if path == "kn2row":
+        return _conv_kn2row(xp, xpad, w, form.kernel, form.dilations, form.out_shape)
+    n = x.shape[0]
+    kernel, nd = form.kernel, len(form.kernel)
+    view = window_view(xp, xpad, kernel, form.strides, form.dilations, form.out_shape)
     # (N, C, *out, *k) -> (N, C, *k, *out) so a column holds one output pixel's receptive field
     order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
-    cols = view.transpose(order).reshape(n, group, cg * k, p)
+    cols = view.transpose(order).reshape(n, group, -1, math.prod(form.out_shape))
     if group == 1 and n == 1:
-        y = xp.matmul(w.reshape(m, c * k), cols[0, 0])  # a plain 2-D GEMM
+        y = xp.matmul(w, cols[0, 0])  # a plain 2-D GEMM
     else:
-        y = xp.matmul(w.reshape(group, mg, cg * k), cols)  # (N, G, M/G, P)
-    return y.reshape((n, m) + tuple(out_shape))
+        y = xp.matmul(w, cols)  # (N, G, M/G, P)
+    return y.reshape(form.y_shape)
+
+
+def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
+    """Convolution of x (N, C, *S) with w (M, C/group, *kernel) in x's dtype; no bias; pads
+    already resolved (begins/ends)."""
+    form = ConvForm(xp, x.shape, x.dtype, w, None, "NOTSET", dilations, group, kernel, list(begins) + list(ends),
+                    strides)
+    return conv_with_form(xp, x, form, group)
 
 
 # Column matrices up to this many elements are gathered with one cached index instead of a
@@ -139,19 +210,17 @@ def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
 SMALL_CONV_COLUMNS = 32768
 
 
-def _conv_small(x, w, kernel, strides, dilations, begins, ends, out_shape):
-    """im2col of a small input as one gather: column (c, kernel offset) of output position p
-    reads x's flat element, or the zero appended after it where the window is in the padding."""
-    n, c = x.shape[:2]
-    m = w.shape[0]
-    index = _columns_index(tuple(x.shape[1:]), tuple(kernel), tuple(strides), tuple(dilations), tuple(begins),
-                           tuple(ends))
+def _conv_small(x, w, index, y_shape):
+    """im2col of a small input as one gather (`index`, from _columns_index: column (c, kernel
+    offset) of output position p reads x's flat element, or the zero appended after it where the
+    window is in the padding), then one GEMM with w (M, C*K)."""
+    n = x.shape[0]
     flat = np.empty((n, x[0].size + 1), dtype=x.dtype)
     flat[:, :-1] = x.reshape(n, -1)
     flat[:, -1] = 0
     cols = flat[:, index]  # (N, C*K, P)
-    y = np.matmul(w.reshape(m, -1), cols[0] if n == 1 else cols)
-    return y.reshape((n, m) + tuple(out_shape))
+    y = np.matmul(w, cols[0] if n == 1 else cols)
+    return y.reshape(y_shape)
 
 
 @functools.lru_cache(maxsize=256)
@@ -178,17 +247,17 @@ def _columns_index(in_shape, kernel, strides, dilations, begins, ends) -> np.nda
     return index
 
 
-def _conv_kn2row(xp, xpad, w, kernel, dilations, out_shape):
+def _conv_kn2row(xp, xpad, rows, kernel, dilations, out_shape):
     """Stride-1 convolution with fewer output than input channels: one GEMM of every
     (filter, kernel offset) row against the padded input itself, then a shifted sum over
     the offsets (one compiled pass for 2-D kernels: 0.6 -> 0.3 ms of the 1.7 ms of a
     128 -> 32 channel 3x3 on 56x56).  Same FLOPs as im2col, but it never builds the (C*K, P)
-    column matrix, which is the expensive part when M is small."""
+    column matrix, which is the expensive part when M is small.  `rows` (M*K, C): the weight's
+    (filter, kernel offset) rows (ConvForm)."""
     n, c = xpad.shape[:2]
-    m = w.shape[0]
     k = math.prod(kernel)
+    m = rows.shape[0] // k
     padded = xpad.shape[2:]
-    rows = xp.moveaxis(w.reshape(m, c, k), 2, 1).reshape(m * k, c)
     z = xp.matmul(rows, xpad.reshape(n, c, -1)).reshape((n, m, k) + tuple(padded))
     if len(kernel) == 2 and xp is np and jit.enabled():
         return shifted_sum(z, kernel, dilations, out_shape)
@@ -240,25 +309,21 @@ def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
     broadcast to the output, or None) is added after the bias and the activation applied, all in
     the same compiled pass over the output."""
     xp = ctx.xp
-    nd = X.ndim - 2
-    kernel = fill_spatial(kernel_shape, nd, 0) if kernel_shape else list(W.shape[2:])
-    strides = fill_spatial(strides, nd, 1)
-    dilations = fill_spatial(dilations, nd, 1)
-    begins, ends = resolve_pads(X.shape[2:], kernel, strides, dilations, auto_pad, pads)
-    cdt = compute_dtype(X.dtype)
-    y = conv_nd(xp, X.astype(cdt, copy=False), W.astype(cdt, copy=False), group, kernel,
-                strides, dilations, begins, ends)
+    form = ctx.prepared("conv", (1, 2), (W, B), lambda: ConvForm(
+        xp, X.shape, X.dtype, W, B, auto_pad, dilations, group, kernel_shape, pads, strides),
+        key=(X.shape, X.dtype))
+    y = conv_with_form(xp, X.astype(form.cdt, copy=False), form, group)
     if epilogue is not None or (B is not None and compiled_epilogue(xp, X)):
         z, activation, params = epilogue or (None, "", ())
         y = np.ascontiguousarray(y)
         if z is not None and tuple(z.shape) != tuple(y.shape):
             if np.broadcast_shapes(z.shape, y.shape) != tuple(y.shape):  # Z widens the result
-                y = bias_activation(y, B, None, "", ()) + z
+                y = bias_activation(y, form.bias, None, "", ()) + z
                 return bias_activation(np.ascontiguousarray(y, dtype=X.dtype), None, None, activation, params)
             z = np.broadcast_to(z, y.shape)
-        return bias_activation(y, B, z, activation, params)
+        return bias_activation(y, form.bias, z, activation, params)
     if B is not None:
-        y += B.astype(cdt, copy=False).reshape((1, -1) + (1,) * nd)
+        y += form.bias.reshape((1, -1) + (1,) * (X.ndim - 2))
     return y.astype(X.dtype, copy=False)
 
 

@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ortgpu.providers.kernels import quantize as qk
+from ortgpu.providers.registry import KernelContext
 
 
 def _extreme(rng, shape, dtype):
@@ -112,7 +113,7 @@ def test_int_conv_matches_onnxruntime_conv_integer(channels, kernel):
         [helper.make_tensor_value_info("y", TensorProto.INT32, None)]), opset_imports=[helper.make_opsetid("", 13)])
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"x": x, "w": w, "xz": x_zp, "wz": w_zp})[0]
-    ctx = type("Ctx", (), {"xp": np})()
+    ctx = KernelContext(np, "CPUExecutionProvider")
     got = qk.int_conv(ctx, x, x_zp, w, w_zp, "NOTSET", None, 1, None, pads, None)
     assert got.dtype == (np.float32 if channels * kernel * kernel * 200 * 248 <= 2 ** 24 else np.float64)
     np.testing.assert_array_equal(got.astype(np.int64), want)

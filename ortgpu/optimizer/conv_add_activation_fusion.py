@@ -3,7 +3,9 @@ of a ResNet block) become one FusedConv with the residual as its input Z: onnxru
 ``com.microsoft::FusedConv`` when Z has the result's shape and onnxruntime takes the activation,
 else ``ortgpu::FusedConv`` (which broadcasts Z as the Add did and has a function body).
 
-Pattern: ``act(Add(Conv(X, W, B?), Z))`` (Add operands in either order).
+Pattern: ``act(Add(Conv(X, W, B?), Z))`` (Add operands in either order), or the same with a
+Sum of exactly those two inputs (Caffe2's ResNet exports write Sum; a two-input Sum is an Add,
+broadcasting from opset 8 as Add does, equal shapes before).
 
 Rules: the Conv (ai.onnx, float output) is read only by the Add and the Add only by the
 activation, neither a graph output; Z is any tensor other than the Conv's output (the
@@ -29,7 +31,7 @@ def fuse_conv_add_activation(graph: Graph, providers, overridable: set[str]) -> 
             continue
         y = conv.outputs[0]
         add = view.only_reader(y)
-        if add is None or add.op_type != "Add" or add.domain != "" or not view.is_float(y):
+        if add is None or add.op_type not in ("Add", "Sum") or add.domain != "" or not view.is_float(y):
             continue
         z = view.other_input(add, y)
         act_node = view.only_reader(add.outputs[0])

@@ -16,6 +16,7 @@ from ortgpu.graph_query import constants
 from ortgpu import fused_ops  # noqa: F401  (registers the fused ops' function bodies)
 from ortgpu.optimizer.attention_fusion import fuse_attention
 from ortgpu.optimizer.bias_gelu_fusion import fuse_bias_gelu
+from ortgpu.optimizer.bn_mul_add_fusion import fuse_bn_mul_add
 from ortgpu.optimizer.cast_elimination import eliminate_cast
 from ortgpu.optimizer.common_subexpression_elimination import eliminate_common_subexpressions
 from ortgpu.optimizer.constant_folding import fold_constants
@@ -60,6 +61,7 @@ BASIC_PASSES = {
     "ConvAddFusion": fuse_conv_add,
     "ConvMulFusion": fuse_conv_mul,
     "ConvBNFusion": fuse_conv_batchnorm,
+    "BNMulAddFusion": fuse_bn_mul_add,   # after ConvBNFusion: a Conv's BatchNormalization folds there
     "ConstantSharing": share_constants,
     "CommonSubexpressionElimination": eliminate_common_subexpressions,
     "ConstantFolding": fold_constants,

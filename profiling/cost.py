@@ -20,8 +20,8 @@ import numpy as np
 _ELEMENTWISE = {
     "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "PRelu", "Clip", "Max", "Min", "Sum", "Mean",
     "Neg", "Abs", "Sqrt", "Reciprocal", "Pow", "Where", "Equal", "Greater", "Less", "GreaterOrEqual",
-    "LessOrEqual", "And", "Or", "Not", "Xor", "BatchNormalization", "HardSigmoid", "HardSwish",
-    "Floor", "Ceil", "Round", "Sign", "Mod", "BiasAdd",
+    "LessOrEqual", "And", "Or", "Not", "Xor", "BatchNormalization", "FusedBatchNormalization", "HardSigmoid",
+    "HardSwish", "Floor", "Ceil", "Round", "Sign", "Mod", "BiasAdd",
 }
 _TRANSCENDENTAL = {  # op -> FLOPs per output element (rough)
     "Exp": 4, "Log": 4, "Tanh": 6, "Sigmoid": 5, "Erf": 6, "Gelu": 8, "FastGelu": 8,

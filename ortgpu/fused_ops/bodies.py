@@ -121,6 +121,17 @@ def fused_gemm(node, opset: int) -> onnx.FunctionProto:
     return _op_then_activation(node, opset, "Gemm", ["A", "B", "C"])
 
 
+@register("FusedBatchNormalization")
+def fused_batch_normalization(node, opset: int) -> onnx.FunctionProto:
+    """BatchNormalization (inference, the node's other attributes) then the activation."""
+    b = _Body(opset)
+    formals = ["X", "scale", "B", "input_mean", "input_var"]
+    bn_attrs = {k: v for k, v in node.attrs.items() if not k.startswith("activation")}
+    y = b.add("BatchNormalization", formals, **bn_attrs)
+    activation(b, node.attrs["activation"], node.attrs.get("activation_params"), y, "Y")
+    return _function(node, opset, formals, ["Y"], b)
+
+
 # ----------------------------------------------------------------------------- Gelu family
 
 def gelu(b: _Body, x: str, out: str, approximate: str) -> str:

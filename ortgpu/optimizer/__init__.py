@@ -16,6 +16,7 @@ from ortgpu.graph_query import constants
 from ortgpu import fused_ops  # noqa: F401  (registers the fused ops' function bodies)
 from ortgpu.optimizer.attention_fusion import fuse_attention
 from ortgpu.optimizer.bias_gelu_fusion import fuse_bias_gelu
+from ortgpu.optimizer.bn_activation_fusion import fuse_bn_activation
 from ortgpu.optimizer.bn_mul_add_fusion import fuse_bn_mul_add
 from ortgpu.optimizer.cast_elimination import eliminate_cast
 from ortgpu.optimizer.common_subexpression_elimination import eliminate_common_subexpressions
@@ -82,6 +83,7 @@ EXTENDED_PASSES: dict = {
     "BiasGeluFusion": fuse_bias_gelu,
     "ConvActivationFusion": fuse_conv_activation,
     "ConvAddActivationFusion": fuse_conv_add_activation,
+    "BNActivationFusion": fuse_bn_activation,
     "GemmActivationFusion": fuse_gemm_activation,
     "ElementwiseChainFusion": fuse_elementwise_chains,   # last: after the pattern fusions
 }

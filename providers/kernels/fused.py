@@ -7,6 +7,8 @@ fusion changes results by float rounding at most.
 * ``FusedConv(X, W, B?, Z?)``: Conv, plus Z (a residual, broadcast as Add does), then
   ``activation`` with ``activation_params``;
 * ``FusedGemm(A, B, C?)``: Gemm, then the activation;
+* ``FusedBatchNormalization(X, scale, B, mean, var)``: BatchNormalization with the given
+  statistics, then the activation (DenseNet's BatchNormalization + Relu after each Concat);
 * ``Gelu(X)`` (erf form) and ``FastGelu(X, bias?)`` (tanh form): for models below opset 20,
   which has no ai.onnx Gelu;
 * ``BiasGelu(A, B)``: Gelu(A + B), B a bias over the last axis;
@@ -101,6 +103,17 @@ def FusedConv(ctx, X, W, B=None, Z=None, *, activation="Relu", activation_params
     if Z is not None:
         y = _add(ctx, y, Z)
     return apply_activation(ctx, y, activation, activation_params)
+
+
+@kernel("FusedBatchNormalization", since=1, domain=DOMAIN, types={"*": FLOATS})
+def FusedBatchNormalization(ctx, X, scale, B, input_mean, input_var, *, activation="Relu", activation_params=None,
+                            epsilon=1e-5, momentum=0.9, is_test=0, spatial=1, consumed_inputs=None):
+    """BatchNormalization with the given statistics (inference), then an activation: a Relu is
+    applied in the same compiled pass over the output, any other by its own kernel."""
+    params = check_activation(activation, activation_params)
+    relu = activation == "Relu"
+    y = normalization.batch_norm_inference(ctx.xp, X, scale, B, input_mean, input_var, epsilon, relu)
+    return y if relu else ACTIVATIONS[activation][1](ctx, y, params)
 
 
 @kernel("FusedGemm", since=1, domain=DOMAIN,

@@ -100,6 +100,23 @@ def _channel_shape(p, ndim):
     return p.reshape((-1,) + (1,) * (ndim - 2)) if p.ndim == 1 else p
 
 
+def batch_norm_inference(xp, X, scale, B, mean, var, epsilon, relu: bool = False):
+    """BatchNormalization of X (N, C, ...) with the given statistics, x * inv + shift per
+    channel computed in X's work dtype and returned in X's; then Relu when `relu`
+    (FusedBatchNormalization), in the same pass where it is compiled (rounding to X's dtype
+    keeps the sign, so Relu before or after it gives the same values)."""
+    wdt = float_work_dtype(X.dtype)
+    x = _as(X, wdt)
+    sc, b, mean, var = (_channel_shape(_as(p, wdt), X.ndim) for p in (scale, B, mean, var))
+    inv = sc / xp.sqrt(var + wdt.type(epsilon))
+    shift = b - mean * inv
+    per_channel = X.ndim >= 2 and X.size and inv.size == shift.size == X.shape[1]
+    if xp is np and per_channel and jit.enabled():
+        return _as(scale_shift(x, inv, shift, relu), X.dtype)  # one compiled pass, no temporary
+    y = _as(x * inv + shift, X.dtype)
+    return xp.maximum(y, y.dtype.type(0), out=y) if relu else y
+
+
 @kernel("BatchNormalization", since=(1, 6, 7, 9, 14, 15),
         types={"T": FLOATS, "U": FLOATS, "T1": FLOATS, "T2": FLOATS})
 def BatchNormalization(ctx, X, scale, B, input_mean, input_var, *, epsilon=1e-5, momentum=0.9,
@@ -107,20 +124,14 @@ def BatchNormalization(ctx, X, scale, B, input_mean, input_var, *, epsilon=1e-5,
     """Inference normalizes with the given statistics; training mode (training_mode=1 from 14,
     extra outputs before) uses the batch statistics and returns the updated running ones."""
     xp = ctx.xp
+    training = bool(training_mode) if ctx.opset >= 14 else (ctx.num_outputs > 1 and not is_test)
+    if not training:
+        return batch_norm_inference(xp, X, scale, B, input_mean, input_var, epsilon)
     wdt = float_work_dtype(X.dtype)
     x = _as(X, wdt)
     nd = X.ndim
     sc, b = _channel_shape(_as(scale, wdt), nd), _channel_shape(_as(B, wdt), nd)
     mean, var = _channel_shape(_as(input_mean, wdt), nd), _channel_shape(_as(input_var, wdt), nd)
-    training = bool(training_mode) if ctx.opset >= 14 else (ctx.num_outputs > 1 and not is_test)
-    if not training:
-        inv = sc / xp.sqrt(var + wdt.type(epsilon))
-        shift = b - mean * inv
-        per_channel = nd >= 2 and X.size and inv.size == shift.size == X.shape[1]
-        if xp is np and per_channel and jit.enabled():
-            return _as(scale_shift(x, inv, shift), X.dtype)  # one compiled pass, no temporary
-        y = x * inv + shift
-        return _as(y, X.dtype)
     axes = (0,) + tuple(range(2, nd)) if (spatial or ctx.opset >= 9) else (0,)
     bmean = xp.mean(x, axis=axes, keepdims=True)
     bvar = xp.mean(xp.square(x - bmean), axis=axes, keepdims=True)

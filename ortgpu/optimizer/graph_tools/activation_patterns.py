@@ -104,16 +104,18 @@ def fused_activation_node(graph, providers, anchor: Node, fused_op: str, inputs,
     return fused if provider_runs(graph, providers, anchor, fused) else None
 
 
-def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: str) -> int:
+def fuse_with_activation(graph, providers, overridable, op_type: str, fused_op: str, accept=None) -> int:
     """Fold the activation that alone reads a float `op_type` node's output into one fused
     node (:func:`fused_activation_node`: onnxruntime's com.microsoft op where it takes the
-    activation, else ortgpu's); returns the number of fusions."""
+    activation, else ortgpu's); `accept(node)`, when given, says which `op_type` nodes may
+    fuse.  Returns the number of fusions."""
     from ortgpu.optimizer.graph_tools.matching import apply  # noqa: PLC0415
     view = GraphView(graph, overridable)
     removed, added = [], []
     for node in graph.nodes:
         if (node.op_type != op_type or node.domain != "" or len(node.outputs) != 1
-                or "broadcast" in node.attrs):   # Gemm before opset 7: legacy broadcasting
+                or "broadcast" in node.attrs   # Gemm before opset 7: legacy broadcasting
+                or (accept is not None and not accept(node))):
             continue
         y = node.outputs[0]
         if not view.is_float(y):

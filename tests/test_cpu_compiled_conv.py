@@ -88,3 +88,13 @@ def test_work_split_over_threads_gives_the_one_thread_result(monkeypatch):
     one, two = (s.run(None, {"x": x})[0] for s in sessions)
     np.testing.assert_array_equal(one, two)
     assert calls == [1, 2]
+
+
+def test_the_switch_is_read_on_every_call(monkeypatch):
+    """ORTGPU_JIT is read from the environment each time (tests and users switch it at run time)."""
+    monkeypatch.setenv("ORTGPU_JIT", "0")
+    assert not jit.enabled()
+    monkeypatch.setenv("ORTGPU_JIT", "1")
+    assert jit.enabled()
+    monkeypatch.delenv("ORTGPU_JIT")
+    assert jit.enabled()

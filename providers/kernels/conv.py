@@ -100,7 +100,7 @@ class ConvForm:
     model 300 -> 260 us a run; a kn2row weight is no longer re-laid out on every run)."""
 
     __slots__ = ("kernel", "strides", "dilations", "begins", "ends", "out_shape", "y_shape", "cdt",
-                 "path", "weight", "bias", "index")
+                 "path", "weight", "bias", "index", "tail")
 
     def __init__(self, xp, x_shape, x_dtype, W, B, auto_pad, dilations, group, kernel_shape, pads, strides):
         nd = len(x_shape) - 2
@@ -128,10 +128,24 @@ class ConvForm:
             self.weight = w
         else:  # "small", "im2col": one (M, C*K) matrix
             self.weight = w.reshape(m, c * k)
-        if path == "small":
-            self.index = _columns_index(tuple(x_shape[1:]), tuple(kernel), tuple(self.strides),
-                                        tuple(self.dilations), tuple(self.begins), tuple(self.ends))
         self.bias = None if B is None else xp.ascontiguousarray(B, dtype=cdt).reshape(m)
+        self.tail = None
+        if path == "small":
+            self._small_columns(x_shape, n)
+
+    def _small_columns(self, x_shape, n):
+        """The "small" path's gather: the cached index over x's flat elements followed by a zero
+        (windows in the padding) and a one, which the bias, appended to the weight as a last
+        column, multiplies (so the GEMM adds it: one NumPy call less a node)."""
+        self.index = _columns_index(tuple(x_shape[1:]), tuple(self.kernel), tuple(self.strides),
+                                    tuple(self.dilations), tuple(self.begins), tuple(self.ends))
+        self.tail = np.zeros((n, 2), self.cdt)
+        self.tail[:, 1] = 1
+        if self.bias is not None:
+            one = np.full((1, self.index.shape[1]), math.prod(x_shape[1:]) + 1, self.index.dtype)
+            self.index = np.concatenate((self.index, one))
+            self.weight = np.concatenate((self.weight, self.bias[:, None]), axis=1)
+            self.bias = None
 
 
 def _conv_path(xp, x_shape, w_shape, group, kernel, strides, begins, ends, out_shape) -> str:
@@ -162,7 +176,7 @@ def conv_with_form(xp, x, form: ConvForm, group: int):
     """Convolution of x (N, C, *S, in the form's compute dtype) by the form's weight; no bias."""
     path, w = form.path, form.weight
     if path == "small":
-        return _conv_small(x, w, form.index, form.y_shape)
+        return _conv_small(x, w, form.index, form.tail, form.y_shape)
     if path == "1x1" or path == "grouped 1x1":
         n, c = x.shape[:2]
         if any(s != 1 for s in form.strides):
@@ -210,16 +224,13 @@ def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
 SMALL_CONV_COLUMNS = 32768
 
 
-def _conv_small(x, w, index, y_shape):
-    """im2col of a small input as one gather (`index`, from _columns_index: column (c, kernel
-    offset) of output position p reads x's flat element, or the zero appended after it where the
-    window is in the padding), then one GEMM with w (M, C*K)."""
+def _conv_small(x, w, index, tail, y_shape):
+    """im2col of a small input as one gather (`index`, ConvForm._small_columns: column (c,
+    kernel offset) of output position p reads x's flat element, or one of the `tail` values, 0
+    and 1, appended after them), then one GEMM with w (M, C*K, then the bias column if any)."""
     n = x.shape[0]
-    flat = np.empty((n, x[0].size + 1), dtype=x.dtype)
-    flat[:, :-1] = x.reshape(n, -1)
-    flat[:, -1] = 0
-    cols = flat[:, index]  # (N, C*K, P)
-    y = np.matmul(w, cols[0] if n == 1 else cols)
+    flat = np.concatenate((x.reshape(n, -1), tail), axis=1)
+    y = np.matmul(w, flat[0][index] if n == 1 else flat[:, index])
     return y.reshape(y_shape)
 
 
@@ -313,7 +324,7 @@ def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
         xp, X.shape, X.dtype, W, B, auto_pad, dilations, group, kernel_shape, pads, strides),
         key=(X.shape, X.dtype))
     y = conv_with_form(xp, X.astype(form.cdt, copy=False), form, group)
-    if epilogue is not None or (B is not None and compiled_epilogue(xp, X)):
+    if epilogue is not None or (form.bias is not None and compiled_epilogue(xp, X)):
         z, activation, params = epilogue or (None, "", ())
         y = np.ascontiguousarray(y)
         if z is not None and tuple(z.shape) != tuple(y.shape):
@@ -322,7 +333,7 @@ def conv_float(ctx, X, W, B, auto_pad, dilations, group, kernel_shape, pads, str
                 return bias_activation(np.ascontiguousarray(y, dtype=X.dtype), None, None, activation, params)
             z = np.broadcast_to(z, y.shape)
         return bias_activation(y, form.bias, z, activation, params)
-    if B is not None:
+    if form.bias is not None:  # (the small path's GEMM added it)
         y += form.bias.reshape((1, -1) + (1,) * (X.ndim - 2))
     return y.astype(X.dtype, copy=False)
 

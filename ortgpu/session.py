@@ -142,6 +142,10 @@ class InferenceSession(SessionExtensions):
         t_start = perf_counter_ns()
         custom_ops.attach(created, self._custom_ops)  # this session's custom ops, no other's
         graph = from_proto(self._model.graph, self._opsets)
+        if not self._io.overridable:  # initializers listed among the inputs of an IR < 4 model are
+            # constants there, as in onnxruntime: no feed replaces them, so the plan treats them as
+            # initializers (kernels keep forms prepared from them; a run does not walk them)
+            graph.inputs = [v for v in graph.inputs if v.name not in graph.initializers]
         for name, value in self._sess_options._initializers.items():
             value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
             graph.initializers[name] = match_initializer(value, graph.initializers.get(name))

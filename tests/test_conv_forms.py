@@ -95,3 +95,31 @@ def test_keyed_forms_are_made_again_when_the_key_changes():
     assert ctx.prepared("f", (1,), (w,), lambda: make("d"), key=(4, 3)) == "c"
     assert made == ["a", "c"]
     assert list(ctx._forms) == ["f"]
+
+
+def test_initializers_listed_among_the_inputs_of_an_ir3_model_are_constants():
+    """Before IR 4 every initializer is also a graph input, and no feed may replace it (as in
+    onnxruntime): the plan treats them as constants, so the Conv keeps its form across runs."""
+    import onnx
+    model, _ = _model(*PATHS["kn2row"])
+    proto = onnx.load_from_string(model)
+    proto.ir_version = 3
+    proto.opset_import[0].version = 8
+    for t in proto.graph.initializer:
+        proto.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    data = proto.SerializeToString()
+    mine = ortgpu.InferenceSession(data, providers=["CPUExecutionProvider"])
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    assert [i.name for i in mine.get_inputs()] == [i.name for i in ref.get_inputs()] == ["x"]
+    step = next(st for st in mine._core.plan.steps if st.node.op_type == "Conv")
+    assert step.ctx.constant_inputs[1:] == (True, True)
+    x = _x(16, 9, 9)
+    for _ in range(2):
+        np.testing.assert_allclose(mine.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)
+    first = step.ctx._forms["conv"][1]
+    mine.run(None, {"x": x})
+    assert step.ctx._forms["conv"][1] is first
+    with pytest.raises(Exception, match="Invalid input name"):
+        mine.run(None, {"x": x, "b": np.zeros(8, np.float32)})
+    with pytest.raises(Exception, match="Invalid input name"):
+        ref.run(None, {"x": x, "b": np.zeros(8, np.float32)})

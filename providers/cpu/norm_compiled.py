@@ -139,6 +139,8 @@ def _vector(p, width):
     when absent)."""
     if p is None:
         return np.zeros(width, np.float32)
+    if type(p) is np.ndarray and p.dtype == np.float32 and p.shape == (width,) and p.flags.c_contiguous:
+        return p   # (most are: a model's float32 gamma and beta)
     return np.ascontiguousarray(p, np.float32).reshape(width)
 
 

@@ -21,11 +21,13 @@ BLOCK = 2048   # elements per exp call: the rows of a group are shifted, exponen
 
 
 @compiled_with("contract", "reassoc")
-def _softmax_rows(lo, hi, x, y, empty_zero):
-    """Rows lo..hi of the 2-D float32 x: y[r] = exp(x[r] - max) / sum.  A row of all -inf gives
-    zeros with empty_zero (attention: every key masked), NaN otherwise (as x - max is).  Rows
-    go in groups of up to BLOCK elements: the maxima and shifts row by row, exp over the group
-    at once (a 32-wide row alone pays the exp loops' set-up), then the sums and divisions."""
+def _softmax_rows(lo, hi, x, y, scale, bias, rows_per_bias, empty_zero):
+    """Rows lo..hi of the 2-D float32 x: y[r] = softmax of v = x[r] * scale + bias[r // rows_per_bias]
+    (attention's scaled scores and key mask in the same pass; scale 1 and a zero bias for a
+    plain softmax, where v is x exactly): exp(v - max) / sum.  A row of all -inf gives zeros
+    with empty_zero (attention: every key masked), NaN otherwise (as v - max is).  Rows go in
+    groups of up to BLOCK elements: the maxima and shifts row by row, exp over the group at
+    once (a 32-wide row alone pays the exp loops' set-up), then the sums and divisions."""
     width = x.shape[1]
     group = max(1, BLOCK // max(width, 1))
     scratch = np.empty(group * width, np.float32)
@@ -33,15 +35,16 @@ def _softmax_rows(lo, hi, x, y, empty_zero):
     for g0 in range(lo, hi, group):
         g1 = min(g0 + group, hi)
         for r in range(g0, g1):
-            xs, ys = x[r], y[r]
+            xs, ys, bs = x[r], y[r], bias[r // rows_per_bias]
             m = np.float32(-np.inf)
             for i in range(width):
-                v = xs[i]
+                v = xs[i] * scale + bs[i]
+                ys[i] = v
                 m = v if v > m else m    # a NaN is skipped here and reaches the sum through exp
             if empty_zero and m == np.float32(-np.inf):
                 m = np.float32(0.0)
             for i in range(width):
-                ys[i] = xs[i] - m
+                ys[i] = ys[i] - m
         exp_block(yf[g0 * width:g1 * width], scratch)
         for r in range(g0, g1):
             ys = y[r]
@@ -54,10 +57,19 @@ def _softmax_rows(lo, hi, x, y, empty_zero):
                 ys[i] = ys[i] / s
 
 
-def softmax_rows(x: np.ndarray, axis: int, empty_zero: bool = False) -> np.ndarray:
-    """Softmax of the float32 x over its axes from `axis` on (one row each), float32, x's shape."""
+def softmax_rows(x: np.ndarray, axis: int, empty_zero: bool = False, scale: float = 1.0, key_bias=None) -> np.ndarray:
+    """Softmax of the float32 x over its axes from `axis` on (one row each), float32, x's shape;
+    of x * scale + key_bias, when given: one float32 row of biases per block of consecutive
+    rows, key_bias (K, width) for rows // K rows each (attention's (B, 1, 1, T) key mask over
+    its (B, N, S, T) scores)."""
     rows = int(np.prod(x.shape[:axis], dtype=np.int64))
     x2 = np.ascontiguousarray(x).reshape(rows, -1)
     y = np.empty_like(x2)
-    split_range(_softmax_rows, rows, x2.shape[1] * WORK_PER_ELEMENT, x2, y, bool(empty_zero))
+    if key_bias is None:
+        bias, per = np.zeros((1, x2.shape[1]), np.float32), max(rows, 1)
+    else:
+        bias = np.ascontiguousarray(key_bias, np.float32).reshape(-1, x2.shape[1])
+        per = rows // bias.shape[0]
+    split_range(_softmax_rows, rows, x2.shape[1] * WORK_PER_ELEMENT, x2, y, np.float32(scale), bias, per,
+                bool(empty_zero))
     return y.reshape(x.shape)

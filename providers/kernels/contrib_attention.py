@@ -73,8 +73,17 @@ def _mask_bias(xp, op, mask, unidirectional, b, s, t, filt, wdt):
     return bias
 
 
-def _attend(xp, q, k, v, bias, scale, groups=1):
-    """softmax(q k^T * scale + bias) v in the work dtype; returns (output, probs)."""
+def _attend(xp, q, k, v, bias, scale, groups=1, want_scores=True):
+    """softmax(q k^T * scale + bias) v in the work dtype; returns (output, the scaled and biased
+    scores, or None when not `want_scores`).  Without them, a key mask (B, 1, 1, T) and the
+    scale go into the compiled softmax's own pass over the scores."""
+    if not want_scores and half_compiled.takes(xp, q) and q.dtype == np.float32 and (
+            bias is None or (bias.ndim == 4 and bias.shape[1:3] == (1, 1) and bias.shape[0] == q.shape[0])):
+        scores = xp.asarray(_grouped_matmul(xp, q, k.transpose(0, 1, 3, 2), groups))
+        key_bias = None if bias is None else bias.reshape(bias.shape[0], bias.shape[3])
+        probs = softmax_compiled.softmax_rows(scores, scores.ndim - 1, empty_zero=True, scale=scale,
+                                              key_bias=key_bias)
+        return _grouped_matmul(xp, probs, v, groups), None
     scores = _scores(xp, q, k, scale, groups)
     if bias is not None:
         if np.broadcast_shapes(scores.shape, bias.shape) == scores.shape:
@@ -136,7 +145,7 @@ def Attention(ctx, input, weights, bias=None, mask_index=None, past=None, attent
     if attention_bias is not None:
         bias_all = _add(bias_all, _w(attention_bias, wdt))
     scale = float(scale) if scale else 1.0 / np.sqrt(sizes[0] // num_heads)
-    y, _ = _attend(xp, q, k, v, bias_all, scale)
+    y, _ = _attend(xp, q, k, v, bias_all, scale, want_scores=False)
     out = _merge_heads(y).astype(input.dtype, copy=False)
     if ctx.num_outputs > 1:
         return out, xp.stack([k, v]).astype(input.dtype, copy=False)
@@ -199,7 +208,7 @@ def MultiHeadAttention(ctx, query, key=None, value=None, bias=None, key_padding_
     if attention_bias is not None:
         bias_all = _add(bias_all, _w(attention_bias, wdt))
     scale = float(scale) if scale else 1.0 / np.sqrt(d)
-    y, scores = _attend(xp, q, k, v, bias_all, scale)
+    y, scores = _attend(xp, q, k, v, bias_all, scale, want_scores=ctx.num_outputs > 3)
     outs = [_merge_heads(y).astype(query.dtype), k.astype(query.dtype), v.astype(query.dtype)]
     if ctx.num_outputs > 3:
         outs.append(scores.astype(query.dtype))

@@ -216,6 +216,10 @@ def LSTM(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=Non
          direction="forward", hidden_size=None, input_forget=0, layout=0, output_sequence=0):
     """LSTM with gates i, o, f, c, optional peepholes (P: i, o, f) and coupled input-forget gate."""
     xp = ctx.xp
+    if (xp is np and direction == "forward" and sequence_lens is None and P is None and clip is None
+            and not input_forget and activations in (None, ["Sigmoid", "Tanh", "Tanh"])
+            and X.dtype in (np.float32, np.float64) and W.shape[0] == 1):
+        return present(ctx, _lstm_forward(ctx, X, W, R, B, initial_h, initial_c, layout, hidden_size))
     rec = Recurrence(ctx, 4, X, W, sequence_lens, direction, layout, hidden_size)
     nd = len(rec.directions)
     acts = make_activations(xp, activations or ["Sigmoid", "Tanh", "Tanh"] * nd, activation_alpha,
@@ -265,3 +269,47 @@ def LSTM(ctx, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=Non
         ys.append(y)
         finals.append(fin)
     return present(ctx, rec.outputs(ys, finals))
+
+
+def _lstm_weights(ctx, W, R, B, h: int):
+    """W^T (I, 4H), R^T (H, 4H) and Wb + Rb (4H,) or None, in W's dtype, kept for the session
+    when they are constants (KernelContext.prepared)."""
+    def make():
+        bias = None if B is None else B[0, :4 * h].astype(W.dtype) + B[0, 4 * h:].astype(W.dtype)
+        return np.ascontiguousarray(W[0].T), np.ascontiguousarray(R[0].T), bias
+    return ctx.prepared(("lstm", h), (1, 2, 3), (W, R, B), make)
+
+
+def _lstm_forward(ctx, X, W, R, B, initial_h, initial_c, layout, hidden_size):
+    """One forward LSTM of float32/float64 NumPy arrays with the default activations and no
+    peepholes, clip or sequence lengths (a streaming model's recurrent cell): the weights laid
+    out once, the input projection one GEMM over all steps, one GEMM and a few in-place NumPy
+    calls a step; [Y, Y_h, Y_c] in the op's layout."""
+    from scipy.special import expit  # noqa: PLC0415 - the logistic sigmoid as one ufunc (scipy: a dependency)
+    h_size = int(hidden_size) if hidden_size else W.shape[1] // 4
+    wt, rt, bias = _lstm_weights(ctx, W, R.astype(W.dtype, copy=False), B, h_size)
+    x = (X.transpose(1, 0, 2) if layout else X).astype(wt.dtype, copy=False)   # (T, B, I)
+    steps, batch = x.shape[:2]
+    xw = np.matmul(x.reshape(steps * batch, -1), wt).reshape(steps, batch, 4 * h_size)
+    if bias is not None:
+        xw += bias
+
+    def initial(v):
+        if v is None:
+            return np.zeros((batch, h_size), wt.dtype)
+        return (v[:, 0] if layout else v[0]).astype(wt.dtype, copy=False)
+    hs, cs = initial(initial_h), initial(initial_c)
+    y = np.empty((steps, batch, h_size), wt.dtype)
+    three = 3 * h_size
+    for t in range(steps):
+        gates = np.matmul(hs, rt)
+        gates += xw[t]
+        iof = expit(gates[:, :three])   # i, o, f side by side: one call
+        cs = iof[:, 2 * h_size:] * cs + iof[:, :h_size] * np.tanh(gates[:, three:])
+        hs = iof[:, h_size:2 * h_size] * np.tanh(cs)
+        y[t] = hs
+    dt = X.dtype
+    if layout:
+        return [y.transpose(1, 0, 2)[:, :, None].astype(dt, copy=False), hs[:, None].astype(dt, copy=False),
+                cs[:, None].astype(dt, copy=False)]
+    return [y[:, None].astype(dt, copy=False), hs[None].astype(dt, copy=False), cs[None].astype(dt, copy=False)]

@@ -102,3 +102,39 @@ def test_stale_refill_table_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(minilm, "MODELS", str(tmp_path))
     with pytest.raises(ValueError, match=table["tensors"][3]["name"]):
         minilm.load_minilm("stale")
+
+
+def test_each_attention_block_of_the_dynamo_export_fuses_into_one_attention():
+    """AttentionFusion takes torch's (dynamo) export of scaled_dot_product_attention (keys
+    transposed through a 3-D reshape, q and k scaled apart, Reshape targets read from the token
+    ids' shape, a NaN guard after the Softmax) as it takes the older exporters' pattern: one
+    Attention per layer.  (The TorchScript export builds its output Reshape from the shapes of
+    the block's own intermediates and stays unfused.)"""
+    mine = ortgpu.InferenceSession(minilm.load_minilm("minilm_l6"), providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in mine._core.plan.graph.nodes]
+    assert ops.count("Attention") == 6 and "Softmax" not in ops
+
+
+def test_a_fully_masked_sequence_agrees(sessions):
+    """A row of the batch with every token masked: the export's NaN guard gives its attention
+    zeros, as the fused kernel does (softmax over -inf only)."""
+    model, mine, theirs = sessions
+    feed = minilm.minilm_feed(model, batch=2, sequence=6, seed=9)
+    feed["attention_mask"][1, :] = 0
+    _agree(mine, theirs, feed)
+
+
+def test_the_fused_dynamo_export_saved_runs_in_onnxruntime(tmp_path):
+    """The optimized model ortgpu writes (com.microsoft::Attention with its attention bias)
+    gives onnxruntime the original model's results."""
+    model = minilm.load_minilm("minilm_l6")
+    so = ortgpu.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ortgpu.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    saved = onnx.load(so.optimized_model_filepath)
+    assert [n.op_type for n in saved.graph.node].count("Attention") == 6
+    fused = onnxruntime.InferenceSession(saved.SerializeToString(), providers=["CPUExecutionProvider"])
+    original = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = minilm.minilm_feed(model, batch=2, sequence=7, seed=4)
+    feed["attention_mask"][1, 5:] = 0
+    _agree(fused, original, feed)

@@ -12,15 +12,22 @@ Pattern, from the Softmax outwards (operands of Add and Mul in either order)::
                  three equal parts of one projection split on the last axis (Split of
                  Add(MatMul(x, W), b), MatMul(x, W) or Reshape(Gemm(Reshape(x), W, b)))
     heads(t)   = Transpose(Reshape(t, [B, S, N, D]), perm=[0, 2, 1, 3])
-    keys       = Transpose(Reshape(k2), [0, 2, 3, 1])  |  Transpose(K, [0, 1, 3, 2]) with
-                 K = heads(k2) or K = Concat(past_key, heads(k2), axis=2)   (V alike)
-    scores     = Mul(MatMul(heads(q2), keys), scale) | Div(..., c) | MatMul(...)
-    probs      = Softmax(Add(scores, attention_bias)?, axis=-1), then no-op Casts
+    keys       = Transpose(Reshape(k2), [0, 2, 3, 1])  |  Transpose(K, [0, 1, 3, 2])  |
+                 Reshape(Transpose(Reshape(K, [-1, S, D]), [0, 2, 1]), [B, N, D, S]) (torch's
+                 dynamo export) with K = heads(k2) or K = Concat(past_key, heads(k2), axis=2)
+                 (V alike)
+    scores     = Mul(MatMul(q, keys), scale) | Div(..., c) | MatMul(...), where the MatMul's
+                 operands may each be times a scalar constant (q = heads(q2) * c1, keys * c2:
+                 the scale is the product)
+    probs      = Softmax(Add(scores, attention_bias)?, axis=-1), then no-op Casts and
+                 Where(IsNaN(probs), 0, probs) (the kernels give a row of masked keys zeros)
     output     = Reshape(Transpose(MatMul(probs, V), [0, 2, 1, 3]), [B, S, N * D])
 
 Rules: W and b are constants (separate projections are packed side by side into one new
-weight and bias); every Reshape keeps dims 0 and 1 (a 0, or Shape-derived dims of x or of
-another value of the pattern known to share them, see shape_patterns.py) and splits or
+weight and bias); every Reshape keeps dims 0 and 1 (a 0, or Shape-derived dims of x, of
+another value of the pattern known to share them, or of any value whose dim carries the same
+declared dim_param, see shape_patterns.py; with allowzero only when no target element is a
+literal 0) and splits or
 merges only the last axis into N heads of size D with constants; scale is a constant
 scalar; every intermediate is read only inside the pattern or by shape computations that
 die with it; present keys and values may have other readers (graph outputs): the fused node
@@ -93,13 +100,13 @@ def _match(graph: Graph, providers, view: GraphView, sm: Node):
     core = _scores(view, sm.inputs[0])
     if core is None:
         return None
-    qk, scale, mask, score_nodes = core
+    qk, scale, mask, score_nodes, q_in, k_in = core
     tail = _output(view, sm)
     if tail is None:
         return None
     pv, out_nodes, merged = tail
-    q = _heads(view, qk.inputs[0], HEADS_PERM)
-    keys = _keys(view, qk.inputs[1])
+    q = _heads(view, q_in, HEADS_PERM)
+    keys = _keys(view, k_in)
     values = _present(view, pv.inputs[1])
     if q is None or keys is None or values is None:
         return None
@@ -234,39 +241,65 @@ def _float_of(view: GraphView, x: str, weight: np.ndarray) -> bool:
 
 
 def _scores(view: GraphView, s_in: str):
-    """(QK MatMul, scale, attention bias or None, nodes) of the Softmax input."""
+    """(QK MatMul, scale, attention bias or None, nodes, the MatMul's query and key operands
+    with their scalings peeled) of the Softmax input."""
     add = view.op(s_in, "Add")
     if add is not None and len(add.inputs) == 2:
         for i in (0, 1):
             scaled = _scaled(view, add.inputs[i])
             if scaled is not None:
-                qk, scale, nodes = scaled
-                return qk, scale, add.inputs[1 - i], nodes + [add]
+                qk, scale, nodes, q_in, k_in = scaled
+                return qk, scale, add.inputs[1 - i], nodes + [add], q_in, k_in
         return None
     scaled = _scaled(view, s_in)
-    return None if scaled is None else (*scaled[:2], None, scaled[2])
+    return None if scaled is None else (*scaled[:2], None, *scaled[2:])
 
 
 def _scaled(view: GraphView, name: str):
-    """(MatMul, scale, nodes) for MatMul, MatMul * c, c * MatMul or MatMul / c."""
+    """(MatMul, scale, nodes, query operand, key operand) for MatMul, MatMul * c, c * MatMul or
+    MatMul / c, each MatMul operand possibly itself times a scalar constant (torch's
+    scaled_dot_product_attention export scales q and k by the 4th root of 1/D each)."""
     node = view.producer.get(name)
     if node is None or node.domain != "":
         return None
     if node.op_type == "MatMul":
-        return node, 1.0, []
+        return _operands_scaled(view, node, 1.0, [])
     if node.op_type not in ("Mul", "Div") or len(node.inputs) != 2:
         return None
     order = (0, 1) if node.op_type == "Div" else (0, 1, 1, 0)
     for i, j in zip(order[::2], order[1::2]):
         qk, c = view.op(node.inputs[i], "MatMul"), view.scalar(node.inputs[j])
         if qk is not None and c:
-            return qk, (1.0 / c if node.op_type == "Div" else c), [node]
+            return _operands_scaled(view, qk, 1.0 / c if node.op_type == "Div" else c, [node])
     return None
+
+
+def _operands_scaled(view: GraphView, qk: Node, scale: float, nodes: list):
+    """The MatMul's operands with a Mul by a nonzero scalar constant peeled off each (its
+    factor folded into the scale): (MatMul, scale, nodes, query operand, key operand)."""
+    operands = []
+    for name in qk.inputs:
+        mul = view.op(name, "Mul")
+        c = None
+        if mul is not None and len(mul.inputs) == 2:
+            for i in (0, 1):
+                c = view.scalar(mul.inputs[1 - i])
+                if c:
+                    operands.append(mul.inputs[i])
+                    scale *= c
+                    nodes = nodes + [mul]
+                    break
+        if not c:
+            operands.append(name)
+    return qk, scale, nodes, operands[0], operands[1]
 
 
 def _output(view: GraphView, sm: Node):
     """(probs @ V MatMul, nodes up to the heads transpose, the merging Reshape)."""
     probs, casts = view.skip_noop_casts(sm.outputs[0])
+    guard = _nan_guard(view, probs)
+    if guard is not None:
+        probs, casts = guard[0], casts + guard[1]
     pv = [r for r in view.readers_of(probs, "MatMul") if r.inputs[0] == probs]
     if len(pv) != 1:
         return None
@@ -279,16 +312,28 @@ def _output(view: GraphView, sm: Node):
     return pv[0], casts + [pv[0], tr[0]], rs[0]
 
 
+def _nan_guard(view: GraphView, probs: str):
+    """Where(IsNaN(p), 0, p) after the Softmax (torch's export, for rows whose keys are all
+    masked): (its output, its nodes).  The fused kernels give such rows zeros already (a
+    softmax over -inf only; see contrib_attention._attend)."""
+    isnan = view.readers_of(probs, "IsNaN")
+    where = view.readers_of(isnan[0].outputs[0], "Where") if len(isnan) == 1 else []
+    if len(where) != 1 or where[0].inputs[0] != isnan[0].outputs[0] or where[0].inputs[2] != probs \
+            or view.scalar(where[0].inputs[1]) != 0.0:
+        return None
+    return where[0].outputs[0], [isnan[0], where[0]]
+
+
 def _heads(view: GraphView, name: str, perm) -> _Heads | None:
     """Transpose(Reshape(t, [B, S, N, D]), perm) -> t, N, D (the shape check comes later)."""
     tr = view.op(name, "Transpose")
     if tr is None or tr.attrs.get("perm") != perm:
         return None
     rs = view.op(tr.inputs[0], "Reshape")
-    if rs is None or rs.attrs.get("allowzero", 0) or rs.opset < 5:
+    if rs is None or rs.opset < 5:
         return None
     elems = shape_elements(view, rs.inputs[1])
-    if elems is None or len(elems) != 4 or elems[2] is None or elems[3] is None \
+    if elems is None or (rs.attrs.get("allowzero", 0) and ("const", 0) in elems) or len(elems) != 4 or elems[2] is None or elems[3] is None \
             or elems[2][0] != "const" or elems[3][0] != "const":
         return None
     n, d = elems[2][1], elems[3][1]
@@ -313,13 +358,49 @@ def _keys(view: GraphView, name: str):
     if direct is not None:
         return direct, None, None, direct.nodes, direct.values
     tr = view.op(name, "Transpose")
-    if tr is None or tr.attrs.get("perm") != [0, 1, 3, 2]:
-        return None
-    found = _present(view, tr.inputs[0])
+    if tr is not None and tr.attrs.get("perm") == [0, 1, 3, 2]:
+        keys, swap = tr.inputs[0], [tr]
+    else:
+        swap = _swap_last_two(view, name)
+        if swap is None:
+            return None
+        keys = swap[0].inputs[0]
+    found = _present(view, keys)
     if found is None:
         return None
     heads, past, present, nodes, values = found
-    return heads, past, present, nodes + [tr], values + [tr.outputs[0]]
+    return heads, past, present, nodes + swap, values + [n.outputs[0] for n in swap]
+
+
+def _swap_last_two(view: GraphView, name: str):
+    """The nodes of Reshape(Transpose(Reshape(K, [-1, S, D]), [0, 2, 1]), [B, N, D, S]) with
+    both targets read from Shape(K) (torch's export of K.transpose(-2, -1)): the last two axes
+    of the 4-D K swapped.  None for anything else."""
+    back = view.op(name, "Reshape")
+    tr = view.op(back.inputs[0], "Transpose") if back is not None else None
+    flat = view.op(tr.inputs[0], "Reshape") if tr is not None and tr.attrs.get("perm") == [0, 2, 1] else None
+    if flat is None or flat.opset < 5:
+        return None
+    k = flat.inputs[0]
+    if view.rank(k) != 4:
+        return None
+
+    def dim(e, i):  # element e is dim i of K (a constant equal to a known dim too)
+        if e is None:
+            return False
+        if e[0] == "const":
+            shape = view.shape(k) or []
+            return isinstance(shape[i], int) and shape[i] == e[1]
+        return e[1] == k and e[2] is not None and e[2] % 4 == i
+
+    first, second = shape_elements(view, flat.inputs[1]), shape_elements(view, back.inputs[1])
+    if first is None or second is None or len(first) != 3 or len(second) != 4:
+        return None   # (a constant 0 matches no dim below, so allowzero makes no difference)
+    if not (first[0] == ("const", -1) and dim(first[1], 2) and dim(first[2], 3)):
+        return None
+    if not (dim(second[0], 0) and dim(second[1], 1) and dim(second[2], 3) and dim(second[3], 2)):
+        return None
+    return [flat, tr, back]
 
 
 def _present(view: GraphView, name: str):
@@ -346,7 +427,7 @@ def _merged_output(view: GraphView, rs: Node, family: set[str], hidden: int, x: 
     (B, S, hidden); (new name, a copy of the Reshape reading it) when its target is made of
     constants other than 0 and dims 0, 1 of x (nothing the fusion removes); else (None, None)."""
     elems = shape_elements(view, rs.inputs[1])
-    if rs.attrs.get("allowzero", 0) or elems is None:
+    if elems is None or (rs.attrs.get("allowzero", 0) and ("const", 0) in elems):
         return None, None
     out = rs.outputs[0]
     family = family | {out}

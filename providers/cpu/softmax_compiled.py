@@ -21,21 +21,25 @@ BLOCK = 2048   # elements per exp call: the rows of a group are shifted, exponen
 
 
 @compiled_with("contract", "reassoc")
-def _softmax_rows(lo, hi, x, y, scale, bias, rows_per_bias, empty_zero):
-    """Rows lo..hi of the 2-D float32 x: y[r] = softmax of v = x[r] * scale + bias[r // rows_per_bias]
-    (attention's scaled scores and key mask in the same pass; scale 1 and a zero bias for a
-    plain softmax, where v is x exactly): exp(v - max) / sum.  A row of all -inf gives zeros
-    with empty_zero (attention: every key masked), NaN otherwise (as v - max is).  Rows go in
-    groups of up to BLOCK elements: the maxima and shifts row by row, exp over the group at
-    once (a 32-wide row alone pays the exp loops' set-up), then the sums and divisions."""
+def _softmax_rows(lo, hi, x, y, scale, bias, heads, seq, sb, sn, ss, empty_zero):
+    """Rows lo..hi of the 2-D float32 x: y[r] = softmax of v = x[r] * scale + bias[q] (attention's
+    scaled scores and its bias in the same pass; scale 1 and a zero bias for a plain softmax,
+    where v is x exactly).  Row r of scores (B, heads, seq, T) is (b, n, s); its bias row is
+    q = b * sb + n * sn + s * ss (a stride 0 where the bias broadcasts that axis).  exp(v - max)
+    / sum; a row of all -inf gives zeros with empty_zero (attention: every key masked), NaN
+    otherwise (as v - max is).  Rows go in groups of up to BLOCK elements: the maxima and shifts
+    row by row, exp over the group at once (a 32-wide row alone pays the exp loops' set-up),
+    then the sums and divisions."""
     width = x.shape[1]
     group = max(1, BLOCK // max(width, 1))
     scratch = np.empty(group * width, np.float32)
     yf = y.reshape(y.size)
+    plane = heads * seq
     for g0 in range(lo, hi, group):
         g1 = min(g0 + group, hi)
         for r in range(g0, g1):
-            xs, ys, bs = x[r], y[r], bias[r // rows_per_bias]
+            xs, ys = x[r], y[r]
+            bs = bias[(r // plane) * sb + ((r // seq) % heads) * sn + (r % seq) * ss]
             m = np.float32(-np.inf)
             for i in range(width):
                 v = xs[i] * scale + bs[i]
@@ -57,19 +61,24 @@ def _softmax_rows(lo, hi, x, y, scale, bias, rows_per_bias, empty_zero):
                 ys[i] = ys[i] / s
 
 
-def softmax_rows(x: np.ndarray, axis: int, empty_zero: bool = False, scale: float = 1.0, key_bias=None) -> np.ndarray:
+def softmax_rows(x: np.ndarray, axis: int, empty_zero: bool = False, scale: float = 1.0, bias=None) -> np.ndarray:
     """Softmax of the float32 x over its axes from `axis` on (one row each), float32, x's shape;
-    of x * scale + key_bias, when given: one float32 row of biases per block of consecutive
-    rows, key_bias (K, width) for rows // K rows each (attention's (B, 1, 1, T) key mask over
-    its (B, N, S, T) scores)."""
+    of x * scale + bias when a bias is given: x 4-D (B, N, S, T) attention scores over its last
+    axis, bias 4-D of the full width T, broadcast over any of its first three axes."""
     rows = int(np.prod(x.shape[:axis], dtype=np.int64))
     x2 = np.ascontiguousarray(x).reshape(rows, -1)
     y = np.empty_like(x2)
-    if key_bias is None:
-        bias, per = np.zeros((1, x2.shape[1]), np.float32), max(rows, 1)
+    heads = seq = 1
+    sb = sn = ss = 0
+    if bias is None:
+        b2 = np.zeros((1, x2.shape[1]), np.float32)
     else:
-        bias = np.ascontiguousarray(key_bias, np.float32).reshape(-1, x2.shape[1])
-        per = rows // bias.shape[0]
-    split_range(_softmax_rows, rows, x2.shape[1] * WORK_PER_ELEMENT, x2, y, np.float32(scale), bias, per,
-                bool(empty_zero))
+        heads, seq = x.shape[1], x.shape[2]
+        dims = bias.shape[:3]
+        b2 = np.ascontiguousarray(bias, np.float32).reshape(-1, x2.shape[1])
+        sb = dims[1] * dims[2] if dims[0] > 1 else 0
+        sn = dims[2] if dims[1] > 1 else 0
+        ss = 1 if dims[2] > 1 else 0
+    split_range(_softmax_rows, rows, x2.shape[1] * WORK_PER_ELEMENT, x2, y, np.float32(scale), b2, heads, seq,
+                sb, sn, ss, bool(empty_zero))
     return y.reshape(x.shape)

@@ -15,7 +15,7 @@ import numpy as np
 from ortgpu.providers.base import host_array
 from ortgpu.providers.cpu import half_compiled, softmax_compiled
 from ortgpu.providers.dtype_sets import FLOAT, INDEX
-from ortgpu.providers.kernels.linalg import _matmul
+from ortgpu.providers.kernels.linalg import times_weight
 from ortgpu.providers.kernels.attention import _grouped_matmul, _softmax_last, _split_heads
 from ortgpu.providers.kernels.reduce import float_work_dtype
 from ortgpu.providers.registry import declare_formals, kernel
@@ -75,16 +75,17 @@ def _mask_bias(xp, op, mask, unidirectional, b, s, t, filt, wdt):
 
 def _attend(xp, q, k, v, bias, scale, groups=1, want_scores=True):
     """softmax(q k^T * scale + bias) v in the work dtype; returns (output, the scaled and biased
-    scores, or None when not `want_scores`).  Without them, a key mask (B, 1, 1, T) and the
-    scale go into the compiled softmax's own pass over the scores."""
-    if not want_scores and half_compiled.takes(xp, q) and q.dtype == np.float32 and (
-            bias is None or (bias.ndim == 4 and bias.shape[1:3] == (1, 1) and bias.shape[0] == q.shape[0])):
-        scores = xp.asarray(_grouped_matmul(xp, q, k.transpose(0, 1, 3, 2), groups))
-        key_bias = None if bias is None else bias.reshape(bias.shape[0], bias.shape[3])
-        probs = softmax_compiled.softmax_rows(scores, scores.ndim - 1, empty_zero=True, scale=scale,
-                                              key_bias=key_bias)
+    scores, or None when not `want_scores`).  Without them, the scale and a bias of the scores'
+    full width (a key mask (B, 1, 1, T), an attention bias (B|1, N|1, S|1, T)) go into the
+    compiled softmax's own pass over the scores."""
+    scores = xp.asarray(_grouped_matmul(xp, q, k.transpose(0, 1, 3, 2), groups))
+    if not want_scores and half_compiled.takes(xp, scores, bias) and scores.dtype == np.float32 and (
+            bias is None or _row_bias(bias, scores.shape)):
+        if bias is not None and bias.ndim < 4:
+            bias = bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
+        probs = softmax_compiled.softmax_rows(scores, 3, empty_zero=True, scale=scale, bias=bias)
         return _grouped_matmul(xp, probs, v, groups), None
-    scores = _scores(xp, q, k, scale, groups)
+    scores *= scores.dtype.type(scale)
     if bias is not None:
         if np.broadcast_shapes(scores.shape, bias.shape) == scores.shape:
             scores += bias   # fresh: in place
@@ -95,6 +96,15 @@ def _attend(xp, q, k, v, bias, scale, groups=1, want_scores=True):
     else:
         probs = _softmax_last(xp, scores)
     return _grouped_matmul(xp, probs, v, groups), scores
+
+
+def _row_bias(bias, shape) -> bool:
+    """Whether an attention bias broadcasts to scores of `shape` (B, N, S, T) with its full last
+    axis: what the compiled softmax adds row by row."""
+    if bias.ndim > 4 or bias.shape[-1] != shape[3]:
+        return False
+    lead = (1,) * (4 - bias.ndim) + tuple(bias.shape[:-1])
+    return all(d in (1, s) for d, s in zip(lead, shape[:3]))
 
 
 def _add(a, b):
@@ -128,7 +138,7 @@ def Attention(ctx, input, weights, bias=None, mask_index=None, past=None, attent
         raise ValueError(f"{op}: bias must have shape ({weights.shape[1]},), got {tuple(bias.shape)}")
     wdt = float_work_dtype(input.dtype)
     b, s, _ = input.shape
-    qkv = xp.asarray(_matmul(xp, _w(input, wdt), _w(weights, wdt)))   # one GEMM over B*S rows
+    qkv = xp.asarray(times_weight(ctx, _w(input, wdt), weights, _w(weights, wdt), 1))   # one GEMM over B*S rows
     if bias is not None:
         qkv += _w(bias, wdt)
     q = _split_heads(qkv[..., :sizes[0]], num_heads)

@@ -24,12 +24,15 @@ def MatMul(ctx, A, B):
     """numpy.matmul semantics (1-D operands are promoted and the added axis dropped)."""
     xp = ctx.xp
     dt = work_dtype(A.dtype)
-    a, b = _as(A, dt), _as(B, dt)
-    if xp is np and b.ndim == 2 and 0 < a.size <= FEW_ROWS * a.shape[-1] and ctx.is_constant(1):
-        y = _few_rows_times_weight(ctx, a, B, b)
-    else:
-        y = _matmul(xp, a, b)
-    return _as(xp.asarray(y), A.dtype)
+    return _as(xp.asarray(times_weight(ctx, _as(A, dt), B, _as(B, dt), 1)), A.dtype)
+
+
+def times_weight(ctx, a, B, b, index: int):
+    """a @ b where b is the node's input `index` (B as fed, b in the work dtype): up to
+    FEW_ROWS rows times a constant 2-D weight by the kept transposed weight, else _matmul."""
+    if ctx.xp is np and b.ndim == 2 and 0 < a.size <= FEW_ROWS * a.shape[-1] and ctx.is_constant(index):
+        return _few_rows_times_weight(ctx, a, B, b)
+    return _matmul(ctx.xp, a, b)
 
 
 # A few rows times a constant 2-D weight run as weight^T @ rows^T with the transposed weight

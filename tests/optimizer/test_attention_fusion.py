@@ -96,7 +96,10 @@ def _bert(style="dynamic", scale="mul", mask=True, k_perm="0231", dtype=np.float
     v = g.heads(g.linear(x, H, 3, gemm=gemm), [0, 2, 1, 3], style, lead_from=(x, x))
     o = g.core(q, kt, v, scale, mask, softmax_axis=softmax_axis, scores_out="scores" if scores_out else None)
     g.nodes.append(helper.make_node("Reshape", [o, g.target((o, o), [H], style)], ["out"]))
-    inputs = [("x", t, ["batch", S, H])] + ([("mask", t, ["batch", 1, 1, S])] if mask else []) + \
+    # a dim taken from the mask is the batch when the model names it so ("batch"), an unrelated
+    # value's dim when it has a name of its own
+    inputs = [("x", t, ["batch", S, H])] + \
+        ([("mask", t, ["mask_rows" if foreign_dim == "named" else "batch", 1, 1, S])] if mask else []) + \
         ([("y", t, ["batch", S, H])] if cross else [])
     outputs = [("out", t, ["batch", S, H])] + ([("scores", t, None)] if scores_out else [])
     return make_model(g.nodes, inputs, outputs, g.inits, opset=17)
@@ -203,11 +206,19 @@ def test_gpt2_layout_float16():
                                   "dim_from_an_unrelated_value", "batch_and_sequence_scrambled"])
 def test_near_misses_do_not_fuse(case):
     kw = {"scores_read_elsewhere": dict(scores_out=True), "softmax_not_on_last_axis": dict(softmax_axis=2),
-          "cross_attention": dict(cross=True), "dim_from_an_unrelated_value": dict(foreign_dim=True),
+          "cross_attention": dict(cross=True), "dim_from_an_unrelated_value": dict(foreign_dim="named"),
           "batch_and_sequence_scrambled": dict(style="scrambled", mask=False)}[case]
     feed = _feed(cross=case == "cross_attention", mask=kw.get("mask", True))
     # ReshapeFusion folds the foreign dim into the constant it equals, after which fusing is right
     check_unfused(_bert(**kw), feed, "Attention", rtol=1e-5, atol=1e-5, disabled_optimizers=["ReshapeFusion"])
+
+
+def test_a_dim_of_another_value_with_the_same_declared_name_fuses():
+    """The Reshape into heads takes the batch from the mask, whose dim 0 the model names "batch"
+    as it names x's: the same size by the model's declaration (torch's exports read the token
+    ids' shape this way)."""
+    check_fusion(_bert(foreign_dim=True), _feed(), "Attention", rtol=1e-5, atol=1e-5,
+                 disabled_optimizers=["ReshapeFusion"])
 
 
 def test_disabled_by_name():

@@ -28,6 +28,10 @@ def shape_elements(view: GraphView, name: str) -> list | None:
         if c is not None:
             out += [("const", v) for v in c]
             continue
+        dims = _shape_slice(view, part)
+        if dims is not None:
+            out += dims
+            continue
         dim = _single_dim(view, part)
         if dim is None and not _one_element(view, part):
             return None
@@ -51,7 +55,33 @@ def _shape_dim(view: GraphView, name: str, index: int):
     return "dim", shape.inputs[0], index + start if start >= 0 else None
 
 
+def _shape_slice(view: GraphView, name: str) -> list | None:
+    """Slice(Shape(t), [a], [b]) with constant bounds (axes 0, step 1) and t of known rank:
+    its elements ("dim", t, i) for i in range(a, b) clamped as Slice clamps (torch's exports
+    take [:-2] and [-2:-1] of a shape this way); None for anything else."""
+    sl = view.op(name, "Slice")
+    if sl is None or sl.opset < 10 or len(sl.inputs) < 3:
+        return None
+    shape = view.op(sl.inputs[0], "Shape")
+    rank = view.rank(shape.inputs[0]) if shape is not None and not shape.attrs.get("start", 0) \
+        and shape.attrs.get("end") is None else None
+    starts, ends = view.ints(sl.inputs[1]), view.ints(sl.inputs[2])
+    axes = view.ints(sl.inputs[3]) if len(sl.inputs) > 3 and sl.inputs[3] else [0]
+    steps = view.ints(sl.inputs[4]) if len(sl.inputs) > 4 and sl.inputs[4] else [1]
+    if rank is None or not starts or not ends or len(starts) != 1 or len(ends) != 1 or axes not in ([0], [-1]) \
+            or steps != [1]:
+        return None
+    lo, hi = (min(max(v + rank if v < 0 else v, 0), rank) for v in (starts[0], ends[0]))
+    return [("dim", shape.inputs[0], i) for i in range(lo, hi)]
+
+
 def _single_dim(view: GraphView, name: str):
+    shape = view.op(name, "Shape")
+    if shape is not None:   # Shape(t, start=i, end=i + 1) (opset 15): dim i alone
+        start, end = shape.attrs.get("start", 0), shape.attrs.get("end")
+        if end is not None and start >= 0 and end == start + 1:
+            return "dim", shape.inputs[0], start
+        return None
     unsq = view.op(name, "Unsqueeze")
     if unsq is not None:
         axes = unsq.attrs.get("axes") if unsq.opset < 13 else (
@@ -93,10 +123,23 @@ def element_keeps_dim(view: GraphView, element, position: int, family: set[str],
         known = (view.shape(reference) or [])
         return position < len(known) and known[position] == element[1]
     _, t, i = element
-    if t not in family or i is None:
+    if i is None:
         return False
     rank = view.rank(t)
+    if t not in family:   # another value's dim, the same declared dim_param as the reference's
+        return _same_named_dim(view, t, i, reference, position)
     return i == position or (rank is not None and i == position - rank)
+
+
+def _same_named_dim(view: GraphView, t: str, i: int, reference: str, position: int) -> bool:
+    """Whether dim i of t and dim `position` of `reference` carry the same dim_param name (the
+    model's own names, which inference propagates: torch's exports build Reshape targets from
+    the token ids' shape, whose 'batch' and 'sequence' are those of the hidden states)."""
+    ts, rs = view.shape(t), view.shape(reference)
+    if not ts or not rs or position >= len(rs) or not -len(ts) <= i < len(ts):
+        return False
+    a, b = ts[i], rs[position]
+    return isinstance(a, str) and a == b
 
 
 def keeps_leading_dims(view: GraphView, elems: list, family: set[str], reference: str,

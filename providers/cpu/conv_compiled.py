@@ -280,3 +280,39 @@ def shifted_sum(z: np.ndarray, kernel, dilations, out_shape) -> np.ndarray:
     y = np.empty((n * m,) + tuple(out_shape), z.dtype)
     split_range(_shifted_sum, n * m, out_shape[0] * out_shape[1] * kh * kw, zz, y, dilations[0], dilations[1])
     return y.reshape((n, m) + tuple(out_shape))
+
+
+# ----------------------------------------------------------------------------- ConvTranspose tiles
+@compiled
+def _tiles(lo, hi, cols, y, bias):
+    """Planes lo..hi of y (N*M, H*KH, W*KW) from the ConvTranspose GEMM's cols (N*M, KH, KW, H, W)
+    where each input pixel's KH x KW window is its own tile of the output (strides equal to the
+    kernel, no dilation), plus bias[plane % M]: output rows written in order."""
+    kh_all, kw_all, h_all, w_all = cols.shape[1], cols.shape[2], cols.shape[3], cols.shape[4]
+    m_all = bias.shape[0]
+    for q in range(lo, hi):
+        b = bias[q % m_all]
+        for h in range(h_all):
+            for i in range(kh_all):
+                row = y[q, h * kh_all + i]
+                if kw_all == 2:   # the usual 2x2 upsampling: two source rows, one contiguous write
+                    s0, s1 = cols[q, i, 0, h], cols[q, i, 1, h]
+                    for w in range(w_all):
+                        row[2 * w] = s0[w] + b
+                        row[2 * w + 1] = s1[w] + b
+                else:
+                    for j in range(kw_all):
+                        src = cols[q, i, j, h]
+                        for w in range(w_all):
+                            row[w * kw_all + j] = src[w] + b
+
+
+def tiles_2d(cols: np.ndarray, bias) -> np.ndarray:
+    """(N, M, H*KH, W*KW) from cols (N, M, KH, KW, H, W) (float32/float64): ConvTranspose's
+    col2im when its windows tile the output, with the bias (M,) or none added on the way."""
+    n, m, kh, kw, h, w = cols.shape
+    cc = np.ascontiguousarray(cols).reshape(n * m, kh, kw, h, w)
+    y = np.empty((n * m, h * kh, w * kw), cols.dtype)
+    b = np.zeros(m, cols.dtype) if bias is None else np.ascontiguousarray(bias, dtype=cols.dtype).reshape(m)
+    split_range(_tiles, n * m, h * kh * w * kw / 4, cc, y, b)
+    return y.reshape(n, m, h * kh, w * kw)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ortgpu.providers.cpu import jit
-from ortgpu.providers.cpu.conv_compiled import EPILOGUES, bias_activation, depthwise_conv2d, shifted_sum
+from ortgpu.providers.cpu.conv_compiled import EPILOGUES, bias_activation, depthwise_conv2d, shifted_sum, tiles_2d
 from ortgpu.providers.dtype_sets import COMPLEX, FLOATS, NUMERIC
 from ortgpu.providers.registry import kernel
 
@@ -300,6 +300,20 @@ def col2im_nd(xp, cols, out_full, kernel, in_shape, strides, dilations, origin=N
     return out
 
 
+def _tiles(xp, cols, kernel, in_shape):
+    """col2im where the windows tile the output without overlap (strides equal to the kernel,
+    no dilation; a 2x2 stride-2 upsampling): cols (N, C, *kernel, *in) written into
+    (N, C, in_1 * k_1, ...) one kernel offset at a time by strided assignment, with no zeroed
+    target and no read-back (PP-OCRv4 det's 24 -> 24 2x2 on 120x160: 2.7 -> 1.1 ms; the
+    compiled tiles_2d takes 2-D inputs on the host)."""
+    nd = len(kernel)
+    y = xp.empty(cols.shape[:2] + tuple(k * i for k, i in zip(kernel, in_shape)), dtype=cols.dtype)
+    for offs in np.ndindex(*kernel):
+        dst = (slice(None), slice(None)) + tuple(slice(o, None, k) for o, k in zip(offs, kernel))
+        y[dst] = cols[(slice(None), slice(None)) + offs]
+    return y
+
+
 def crop_spatial(y, begins, out_shape):
     sl = (slice(None), slice(None)) + tuple(slice(b, b + o) for b, o in zip(begins, out_shape))
     return y[sl]
@@ -419,8 +433,15 @@ def ConvTranspose(ctx, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group
     full = [max(s * (i - 1) + (kk - 1) * d + 1, b + o)
             for i, kk, s, d, b, o in zip(in_shape, kernel, strides, dilations, begins, out_shape)]
     lead = [max(0, -b) for b in begins]
-    y = col2im_nd(xp, cols, [f + l for f, l in zip(full, lead)], kernel, in_shape, strides,
-                  dilations, origin=lead)
+    if strides == kernel and all(d == 1 for d in dilations) and not any(lead) \
+            and full == [s * i for s, i in zip(strides, in_shape)]:   # windows tile the output
+        if nd == 2 and xp is np and jit.enabled():
+            y = crop_spatial(tiles_2d(cols, None if B is None else B.astype(cdt, copy=False)), begins, out_shape)
+            return xp.ascontiguousarray(y).astype(X.dtype, copy=False)
+        y = _tiles(xp, cols, kernel, in_shape)
+    else:
+        y = col2im_nd(xp, cols, [f + l for f, l in zip(full, lead)], kernel, in_shape, strides,
+                      dilations, origin=lead)
     y = crop_spatial(y, [b + l for b, l in zip(begins, lead)], out_shape)
     if B is not None:
         y = y + B.astype(cdt, copy=False).reshape((1, -1) + (1,) * nd)

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ortgpu.providers.cpu import jit, resize_compiled
 from ortgpu.providers.dtype_sets import BOOL, CUPY, FLOAT, INDEX, STANDARD, STRING
 from ortgpu.providers.registry import HOST_ROUND_TRIP, kernel
 
@@ -199,11 +200,36 @@ def resize_plan(in_shape, roi, scales, sizes, p, axes=None, keep_aspect_ratio_po
     return ResizePlan(tuple(axes), tuple(out_shape), tuple(scale_of), tuple(lo), tuple(hi), identity)
 
 
+def _whole_factors(plan: ResizePlan, p, shape):
+    """(kh, kw) when a nearest resize only enlarges the last two axes by whole factors with every
+    output index picking index // factor (true of the usual coordinate and rounding modes for
+    factor 2), else None."""
+    r = len(shape)
+    factors = []
+    for a in range(r):
+        if plan.identity[a]:
+            if a >= r - 2:
+                factors.append(1)
+            continue
+        if a < r - 2 or plan.out_shape[a] % shape[a]:
+            return None
+        k = plan.out_shape[a] // shape[a]
+        idx, _, outside = axis_table(p, plan.out_shape[a], shape[a], plan.scales[a], plan.roi_lo[a], plan.roi_hi[a])
+        if outside is not None or not np.array_equal(idx[:, 0], np.arange(plan.out_shape[a]) // k):
+            return None
+        factors.append(k)
+    return tuple(factors) if factors != [1, 1] else None
+
+
 def _resize(ctx, X, roi, scales, sizes, p, axes=None, keep_aspect_ratio_policy="stretch"):
     """Shared Resize driver: work out per-axis output sizes and scales, then resample each axis."""
     xp = ctx.xp
     plan = resize_plan(X.shape, roi, scales, sizes, p, axes, keep_aspect_ratio_policy)
     is_float = np.issubdtype(X.dtype, np.floating) and X.dtype.itemsize >= 4
+    if p["mode"] == "nearest" and xp is np and X.ndim >= 2 and jit.enabled() and resize_compiled.takes(X):
+        factors = _whole_factors(plan, p, X.shape)
+        if factors is not None:
+            return resize_compiled.nearest_repeat(X, *factors)
     work = X
     if p["mode"] != "nearest" and not is_float:
         work = X.astype(np.float32)  # float16 / bfloat16 / integers are interpolated in float32

@@ -21,8 +21,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 from ortgpu.threads import BUDGET, available_cores
 
 # numba is imported when the first body compiles (importing it costs ~0.2 s); a platform
@@ -175,35 +173,3 @@ def split_range(body: compiled, items: int, work_per_item: float, *args) -> None
     body(bounds[0], bounds[1], *args)
     for f in futures:
         f.result()
-
-
-def split_ufunc(ufunc, a, b):
-    """``ufunc(a, b)`` for NumPy arrays (NumPy broadcasting, a's dtype), the output split along
-    its first axis long enough into one part per thread of the run's share when it is large
-    enough to pay for them (NumPy releases the GIL in its loops): a memory-bound add of two
-    96x120x160 maps took 0.77 ms on one thread, 0.50 on two."""
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    size = 1
-    for d in shape:
-        size *= d
-    want = min(BUDGET.kernel_threads, size // MIN_WORK_PER_THREAD)
-    axis = next((i for i, d in enumerate(shape) if d >= want), None) if want > 1 else None
-    if axis is None:
-        return ufunc(a, b)
-    out = np.empty(shape, a.dtype)
-    parts = [_along(x, axis, len(shape)) for x in (a, b)]
-
-    def body(lo, hi):
-        ufunc(*(p(lo, hi) for p in parts), out=out[(slice(None),) * axis + (slice(lo, hi),)])
-    split_range(body, shape[axis], size // shape[axis])
-    return out
-
-
-def _along(x, axis: int, rank: int):
-    """A function (lo, hi) -> the part of x (broadcast against a rank-`rank` result) that
-    output rows lo..hi of `axis` read: x itself where it broadcasts along that axis."""
-    own = axis - (rank - x.ndim)
-    if own < 0 or x.shape[own] == 1:
-        return lambda lo, hi: x
-    lead = (slice(None),) * own
-    return lambda lo, hi: x[lead + (slice(lo, hi),)]

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from ortgpu.errors import Fail
-from ortgpu.providers.cpu import half_compiled, jit
+from ortgpu.providers.cpu import half_compiled
 from ortgpu.providers.dtype_sets import (
     BOOL, FLOAT, FLOATS, INDEX, INTEGER, NUMERIC, SIGNED, STANDARD)
 from ortgpu.providers.registry import kernel
@@ -256,16 +256,12 @@ def _arith(ctx, A, B, op, broadcast=0, axis=None):
             y = op(half_compiled.widen(A), half_compiled.widen(B))
         return half_compiled.convert(np.asarray(y, np.float32), _F16)
     if A.dtype in _NATIVE:
-        if ctx.xp is np and type(op) is np.ufunc and type(A) is np.ndarray and type(B) is np.ndarray \
-                and A.dtype == B.dtype and max(A.size, B.size) >= SPLIT_UFUNC_SIZE:
-            return jit.split_ufunc(op, A, B)   # a large map: one part per thread
         y = op(A, B)  # integers wrap; float overflow gives inf (the executor silences warnings)
         return y if type(y) is ctx.xp.ndarray else ctx.xp.asarray(y)
     return compute_in(ctx, op, A, B)
 
 
 _ARITH = (1, 6, 7, 13, 14)
-SPLIT_UFUNC_SIZE = 1 << 19   # elements from which an arithmetic op may be split over threads
 
 
 @kernel("Add", since=_ARITH, types={"T": NUMERIC})

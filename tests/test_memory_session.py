@@ -132,8 +132,8 @@ def test_out_of_memory_names_the_node_and_the_session_recovers():
     check(s, 64, 64)                                       # 16 KiB tensors
     in_use = dev.memory_stats()["bytes_in_use"]
     with pytest.raises(RuntimeException) as info:
-        check(s, 256, 256)                                 # fails inside Sigmoid, with x and
-                                                           # temporaries of 256 KiB alive
+        check(s, 512, 320)                                 # fails inside Sigmoid: x and its
+                                                           # output, 640 KiB each, do not fit
     text = str(info.value)
     assert "Non-zero status code returned while running Sigmoid node. Name:'sigmoid'" in text
     assert "Failed to allocate memory for requested buffer of size" in text

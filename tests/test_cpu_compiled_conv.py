@@ -71,6 +71,7 @@ def test_work_split_over_threads_gives_the_one_thread_result(monkeypatch):
     """Planes split over two threads write the same values as one thread writing them all."""
     model = depthwise_model((2, 64, 40, 40), 1, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2))
     x = np.random.default_rng(3).standard_normal((2, 64, 40, 40)).astype(np.float32)
+    monkeypatch.setattr(jit, "MIN_WORK_PER_THREAD", 100_000)  # split this size: the point is the result
     calls = []
     real = jit.split_range
 

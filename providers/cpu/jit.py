@@ -27,10 +27,13 @@ from ortgpu.threads import BUDGET, available_cores
 # without a numba wheel keeps the NumPy bodies
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
-MIN_WORK_PER_THREAD = 400_000  # multiply-adds below which another thread costs more than it saves: handing a
-# chunk to the pool and waiting for it costs 50-85 us on the 2-core machine (an empty body: 1.3 us
-# on one thread, 53-85 us on two), so a second thread pays from about 150 us of work (GELU of
-# 46K floats: 37 us on one thread, 70 on two; of 737K: 577 and 360 us)
+MIN_WORK_PER_THREAD = 1_600_000  # multiply-adds below which another thread costs more than it saves.
+# Alone, handing a chunk to the pool and waiting for it costs 50-85 us on the 2-core machine (an
+# empty body: 1.3 us on one thread, 53-85 us on two), so a second thread pays from about 150 us
+# of work (GELU of 46K floats: 37 us on one thread, 70 on two; of 737K: 577 and 360 us).  Inside
+# a model the other core is mostly busy with BLAS's worker, still spinning after the last GEMM,
+# and whole runs were no faster with 400K than with no split at all (PP-OCR cls 7.03 vs 6.67 ms,
+# rec 17.5 vs 17.1, det 55.7 vs 54.9, others even): only bodies of about 600 us and more split.
 
 
 def _environ_codec():

@@ -22,6 +22,14 @@ WIDE_ROW = 512   # rows at least this wide take their maxima from NumPy (a recog
 # 40 rows in 453 -> 300 us on one core; the compiled maximum is a scalar loop, NumPy's is vectorised)
 
 
+@helper()
+def _groups(x, y):
+    """(row width, rows a group, exp scratch for a group, y flat) of the row bodies below."""
+    width = x.shape[1]
+    group = max(1, BLOCK // max(width, 1))
+    return width, group, np.empty(group * width, np.float32), y.reshape(y.size)
+
+
 @helper("contract", "reassoc")
 def _normalize_group(y, yf, g0, g1, width, scratch, empty_zero):
     """Rows g0..g1 of y, which hold v - max: exp over the group at once, then each row divided
@@ -44,10 +52,7 @@ def _softmax_rows(lo, hi, x, y, empty_zero):
     zeros with empty_zero (attention: every key masked), NaN otherwise (as x - max is).  Rows go
     in groups of up to BLOCK elements: the maxima and shifts row by row, exp over the group at
     once (a 32-wide row alone pays the exp loops' set-up), then the sums and divisions."""
-    width = x.shape[1]
-    group = max(1, BLOCK // max(width, 1))
-    scratch = np.empty(group * width, np.float32)
-    yf = y.reshape(y.size)
+    width, group, scratch, yf = _groups(x, y)
     for g0 in range(lo, hi, group):
         g1 = min(g0 + group, hi)
         for r in range(g0, g1):
@@ -68,10 +73,7 @@ def _softmax_rows_given_max(lo, hi, x, y, row_max, empty_zero):
     """_softmax_rows with each row's maximum given (NumPy's vectorised max of wide rows: the
     loop above is a scalar one); NaN when the row holds one, so that every x - max is NaN as
     there."""
-    width = x.shape[1]
-    group = max(1, BLOCK // max(width, 1))
-    scratch = np.empty(group * width, np.float32)
-    yf = y.reshape(y.size)
+    width, group, scratch, yf = _groups(x, y)
     for g0 in range(lo, hi, group):
         g1 = min(g0 + group, hi)
         for r in range(g0, g1):
@@ -90,10 +92,7 @@ def _softmax_rows_biased(lo, hi, x, y, scale, bias, heads, seq, sb, sn, ss, empt
     same pass).  Row r of the scores (B, heads, seq, T) is (b, n, s), its bias row q = b * sb +
     n * sn + s * ss (a stride 0 where the bias broadcasts that axis), kept by counters: three
     integer divisions a row cost as much as the row's arithmetic."""
-    width = x.shape[1]
-    group = max(1, BLOCK // max(width, 1))
-    scratch = np.empty(group * width, np.float32)
-    yf = y.reshape(y.size)
+    width, group, scratch, yf = _groups(x, y)
     b, n, s = lo // (heads * seq), (lo // seq) % heads, lo % seq
     for g0 in range(lo, hi, group):
         g1 = min(g0 + group, hi)

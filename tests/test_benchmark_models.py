@@ -104,13 +104,13 @@ def test_stale_refill_table_is_refused(tmp_path, monkeypatch):
         minilm.load_minilm("stale")
 
 
-def test_each_attention_block_of_the_dynamo_export_fuses_into_one_attention():
-    """AttentionFusion takes torch's (dynamo) export of scaled_dot_product_attention (keys
-    transposed through a 3-D reshape, q and k scaled apart, Reshape targets read from the token
-    ids' shape, a NaN guard after the Softmax) as it takes the older exporters' pattern: one
-    Attention per layer.  (The TorchScript export builds its output Reshape from the shapes of
-    the block's own intermediates and stays unfused.)"""
-    mine = ortgpu.InferenceSession(minilm.load_minilm("minilm_l6"), providers=["CPUExecutionProvider"])
+def test_each_attention_block_fuses_into_one_attention(sessions):
+    """AttentionFusion takes torch's exports of scaled_dot_product_attention as it takes the
+    older exporters' pattern: one Attention per layer.  The dynamo export transposes the keys
+    through a 3-D reshape and reads its Reshape targets from the token ids' shape; the
+    TorchScript one reshapes the product to its own shape before merging the heads; both scale
+    q and k apart and guard the Softmax against NaN."""
+    _, mine, _ = sessions
     ops = [n.op_type for n in mine._core.plan.graph.nodes]
     assert ops.count("Attention") == 6 and "Softmax" not in ops
 
@@ -138,3 +138,19 @@ def test_the_fused_dynamo_export_saved_runs_in_onnxruntime(tmp_path):
     feed = minilm.minilm_feed(model, batch=2, sequence=7, seed=4)
     feed["attention_mask"][1, 5:] = 0
     _agree(fused, original, feed)
+
+
+def test_a_reshape_of_the_product_to_another_shape_stays_unfused():
+    """Near miss: the TorchScript export's Reshape of the product to its own shape, changed to
+    split the heads otherwise (D 16 instead of 32), is not a same-shape reshape: that layer keeps
+    its nodes and the result still agrees with onnxruntime."""
+    model = minilm.load_minilm("minilm_l6_torchscript")
+    target = next(n for n in model.graph.node if n.op_type == "Reshape" and "layer.0/attention/self/Reshape_3" in n.name)
+    concat = next(n for n in model.graph.node if n.output[0] == target.input[1])
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([16], np.int64), "sixteen"))
+    concat.input[3] = "sixteen"
+    mine = ortgpu.InferenceSession(model, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in mine._core.plan.graph.nodes]
+    assert ops.count("Attention") == 5 and ops.count("Softmax") == 1
+    theirs = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    _agree(mine, theirs, minilm.minilm_feed(model, seed=6))

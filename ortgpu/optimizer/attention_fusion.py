@@ -21,7 +21,8 @@ Pattern, from the Softmax outwards (operands of Add and Mul in either order)::
                  the scale is the product)
     probs      = Softmax(Add(scores, attention_bias)?, axis=-1), then no-op Casts and
                  Where(IsNaN(probs), 0, probs) (the kernels give a row of masked keys zeros)
-    output     = Reshape(Transpose(MatMul(probs, V), [0, 2, 1, 3]), [B, S, N * D])
+    output     = Reshape(Transpose(MatMul(probs, V), [0, 2, 1, 3]), [B, S, N * D]), the product
+                 possibly first reshaped to its own shape [B, N, S, D] (torch's TorchScript export)
 
 Rules: W and b are constants (separate projections are packed side by side into one new
 weight and bias); every Reshape keeps dims 0 and 1 (a 0, or Shape-derived dims of x, of
@@ -104,7 +105,7 @@ def _match(graph: Graph, providers, view: GraphView, sm: Node):
     tail = _output(view, sm)
     if tail is None:
         return None
-    pv, out_nodes, merged = tail
+    pv, out_nodes, merged, same = tail
     q = _heads(view, q_in, HEADS_PERM)
     keys = _keys(view, k_in)
     values = _present(view, pv.inputs[1])
@@ -113,6 +114,8 @@ def _match(graph: Graph, providers, view: GraphView, sm: Node):
     k, past_key, present_key, k_nodes, k_values = keys
     v, past_value, present_value, v_nodes, v_values = values
     if (past_key is None) != (past_value is None) or len({(h.heads, h.size) for h in (q, k, v)}) != 1:
+        return None
+    if same is not None and not _keeps_shape(view, same, {pv.outputs[0], q.values[-1]}, q.heads, q.size):
         return None
     proj = _projections(view, q.source, k.source, v.source)
     if proj is None:
@@ -303,13 +306,38 @@ def _output(view: GraphView, sm: Node):
     pv = [r for r in view.readers_of(probs, "MatMul") if r.inputs[0] == probs]
     if len(pv) != 1:
         return None
-    tr = [r for r in view.readers_of(pv[0].outputs[0], "Transpose") if r.attrs.get("perm") == HEADS_PERM]
+    heads_out, same = pv[0].outputs[0], None
+    tr = [r for r in view.readers_of(heads_out, "Transpose") if r.attrs.get("perm") == HEADS_PERM]
+    if not tr:   # a Reshape of the product to its own shape first (torch's TorchScript export)
+        same = [r for r in view.readers_of(heads_out, "Reshape") if r.inputs[0] == heads_out]
+        if len(same) != 1:
+            return None
+        same = same[0]
+        tr = [r for r in view.readers_of(same.outputs[0], "Transpose") if r.attrs.get("perm") == HEADS_PERM]
     if len(tr) != 1:
         return None
     rs = [r for r in view.readers_of(tr[0].outputs[0], "Reshape") if r.inputs[0] == tr[0].outputs[0]]
     if len(rs) != 1:
         return None
-    return pv[0], casts + [pv[0], tr[0]], rs[0]
+    return pv[0], casts + [pv[0]] + ([same] if same is not None else []) + [tr[0]], rs[0], same
+
+
+def _keeps_shape(view: GraphView, rs: Node, sources: set[str], heads: int, size: int) -> bool:
+    """Whether Reshape `rs` of the (B, N, S, D) product gives it back its own shape: each target
+    element dim i of a value known to be (B, N, S, D) (the product, the query's heads), or N and
+    D as constants, or a 0 copying the dim (allowzero off); one -1 when the other three are so."""
+    elems = shape_elements(view, rs.inputs[1])
+    if elems is None or len(elems) != 4 or rs.opset < 5 or elems.count(("const", -1)) > 1:
+        return False
+    for i, e in enumerate(elems):
+        if e is None:
+            return False
+        if e[0] == "const":
+            if not (e[1] in ((None, heads, None, size)[i], -1) or (e[1] == 0 and not rs.attrs.get("allowzero", 0))):
+                return False
+        elif not (e[1] in sources and e[2] is not None and e[2] % 4 == i and view.rank(e[1]) == 4):
+            return False
+    return True
 
 
 def _nan_guard(view: GraphView, probs: str):

@@ -209,14 +209,6 @@ def conv_with_form(xp, x, form: ConvForm, group: int):
     return y.reshape(form.y_shape)
 
 
-def conv_nd(xp, x, w, group, kernel, strides, dilations, begins, ends):
-    """Convolution of x (N, C, *S) with w (M, C/group, *kernel) in x's dtype; no bias; pads
-    already resolved (begins/ends)."""
-    form = ConvForm(xp, x.shape, x.dtype, w, None, "NOTSET", dilations, group, kernel, list(begins) + list(ends),
-                    strides)
-    return conv_with_form(xp, x, form, group)
-
-
 # Column matrices up to this many elements are gathered with one cached index instead of a
 # padded copy, a window view and a transposed copy: for the small 1-D convolutions of silero VAD
 # (64-129 channels, 1-3 positions) the NumPy calls' fixed costs were most of the 40-80 us a node

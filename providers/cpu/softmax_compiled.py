@@ -30,6 +30,16 @@ def _groups(x, y):
     return width, group, np.empty(group * width, np.float32), y.reshape(y.size)
 
 
+@helper()
+def _shifted(xs, ys, m, empty_zero):
+    """ys = xs - m; a maximum of -inf (every element -inf) shifts by 0 with empty_zero, so that
+    the row's exps are all 0 rather than NaN."""
+    if empty_zero and m == np.float32(-np.inf):
+        m = np.float32(0.0)
+    for i in range(xs.shape[0]):
+        ys[i] = xs[i] - m
+
+
 @helper("contract", "reassoc")
 def _normalize_group(y, yf, g0, g1, width, scratch, empty_zero):
     """Rows g0..g1 of y, which hold v - max: exp over the group at once, then each row divided
@@ -61,10 +71,7 @@ def _softmax_rows(lo, hi, x, y, empty_zero):
             for i in range(width):
                 v = xs[i]
                 m = v if v > m else m    # a NaN is skipped here and reaches the sum through exp
-            if empty_zero and m == np.float32(-np.inf):
-                m = np.float32(0.0)
-            for i in range(width):
-                ys[i] = xs[i] - m
+            _shifted(xs, ys, m, empty_zero)
         _normalize_group(y, yf, g0, g1, width, scratch, empty_zero)
 
 
@@ -79,10 +86,7 @@ def _softmax_rows_given_max(lo, hi, x, y, row_max, empty_zero):
         for r in range(g0, g1):
             xs, ys = x[r], y[r]
             m = row_max[r]
-            if empty_zero and m == np.float32(-np.inf):
-                m = np.float32(0.0)
-            for i in range(width):
-                ys[i] = xs[i] - m
+            _shifted(xs, ys, m, empty_zero)
         _normalize_group(y, yf, g0, g1, width, scratch, empty_zero)
 
 

@@ -56,10 +56,9 @@ def fuse_bn_mul_add(graph: Graph, providers, overridable: set[str]) -> int:
         out_rank = rank(graph, y) or rank(graph, bn.inputs[0])
         if value is None or scale is None or beta is None or out_rank is None or out_rank < 2:
             continue
-        channels = scale.shape[0] if scale.ndim == 1 else -1
-        if scale.shape != (channels,) or beta.shape != (channels,) or value.dtype != scale.dtype:
+        if scale.ndim != 1 or beta.shape != scale.shape or value.dtype != scale.dtype:
             continue
-        vector = per_channel(value, channels, out_rank)
+        vector = per_channel(value, scale.shape[0], out_rank)
         if vector is None:
             continue
         new_scale, new_beta = _folded(reader, scale.astype(np.float64), beta.astype(np.float64), vector)

@@ -123,3 +123,27 @@ def test_initializers_listed_among_the_inputs_of_an_ir3_model_are_constants():
         mine.run(None, {"x": x, "b": np.zeros(8, np.float32)})
     with pytest.raises(Exception, match="Invalid input name"):
         ref.run(None, {"x": x, "b": np.zeros(8, np.float32)})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_im2col_matches_the_window_view_of_the_padded_input(seed):
+    """conv_compiled.im2col_2d (the im2col path's copy for 2-D host inputs) against the column
+    matrix built from a window view of the padded input: strides, dilations, and pads of either
+    sign (negative ones crop) on every side."""
+    import math  # noqa: PLC0415
+    from ortgpu.providers.cpu.conv_compiled import im2col_2d  # noqa: PLC0415
+    from ortgpu.providers.kernels.conv import conv_out_shape, pad_spatial, window_view  # noqa: PLC0415
+    rng = np.random.default_rng(seed)
+    checked = 0
+    while checked < 60:
+        n, c, h, w = (int(v) for v in rng.integers(1, [3, 4, 12, 12]))
+        k, s, d = ([int(v) for v in rng.integers(1, top, 2)] for top in (5, 4, 3))
+        b, e = ([int(v) for v in rng.integers(-2, 4, 2)] for _ in range(2))
+        out = conv_out_shape((h, w), k, s, d, b, e)
+        if min(out) <= 0 or h + b[0] + e[0] <= 0 or w + b[1] + e[1] <= 0:
+            continue
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32 if seed % 2 else np.float64)
+        view = window_view(np, pad_spatial(np, x, b, e), k, s, d, out)
+        expected = view.transpose(0, 1, 4, 5, 2, 3).reshape(n, -1, math.prod(out))
+        np.testing.assert_array_equal(im2col_2d(x, k, s, d, b, out), expected)
+        checked += 1

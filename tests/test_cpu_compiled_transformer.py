@@ -247,6 +247,11 @@ def test_embed_layer_normalization_index_out_of_range_is_named(jit_on, monkeypat
     model, present = _embed_model(feeds, 2)
     with pytest.raises(Exception, match="segment_ids.*outside \\[0, 2\\)"):
         _run_ortgpu(model, present)
+    feeds = _embed_feeds(2, 5, 16, positions=True)
+    feeds["position_ids"][1, 4] = 8
+    model, present = _embed_model(feeds, 2)
+    with pytest.raises(Exception, match="position_ids.*outside \\[0, 8\\).*8"):
+        _run_ortgpu(model, present)
 
 
 # ------------------------------------------------------------------ softmax and attention

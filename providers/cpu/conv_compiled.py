@@ -323,3 +323,57 @@ def tiles_2d(cols: np.ndarray, bias) -> np.ndarray:
     b = np.zeros(m, cols.dtype) if bias is None else np.ascontiguousarray(bias, dtype=cols.dtype).reshape(m)
     split_range(_tiles, n * m, h * kh * w * kw / 4, cc, y, b)
     return y.reshape(n, m, h * kh, w * kw)
+
+
+# ----------------------------------------------------------------------------- im2col
+@compiled
+def _im2col(lo, hi, x, cols, kw_all, sh, sw, dh, dw, pt, pl):
+    """Rows lo..hi of cols (N * C*KH*KW, OH, OW): row (n, c, i, j) holds x[n, c] (N, C, H, W)
+    read at (oh * sh - pt + i * dh, ow * sw - pl + j * dw), zero where that falls in the
+    padding.  Each output row is the zeros on its left, one (strided) copy from the input row,
+    the zeros on its right; the padded input is never built.  Flat unsigned indices: numba
+    checks a signed index for wrapping around, which keeps the copy from being vectorised
+    (16x55x55, 3x3: 230 us signed, 60 us unsigned, NumPy's window-view copy 96 us)."""
+    c_all, h_all, w_all = x.shape[1], x.shape[2], x.shape[3]
+    oh_all, ow_all = cols.shape[1], cols.shape[2]
+    k = cols.shape[0] // (x.shape[0] * c_all)   # KH*KW
+    xf = x.reshape(x.size)
+    cf = cols.reshape(cols.size)
+    owu, swu = np.uint64(ow_all), np.uint64(sw)
+    zero = cols.dtype.type(0)
+    for q in range(lo, hi):
+        n, r = q // (c_all * k), q % (c_all * k)
+        c, i, j = r // k, (r % k) // kw_all, r % kw_all
+        off = j * dw - pl   # input column of output column 0
+        first = min(ow_all, (sw - 1 - off) // sw) if off < 0 else 0   # the first column inside
+        last = max(first, min(ow_all, (w_all - 1 - off) // sw + 1)) if w_all - 1 - off >= 0 else first
+        fu, lu = np.uint64(first), np.uint64(last)
+        base = (n * c_all + c) * h_all * w_all
+        for oh in range(oh_all):
+            d0 = np.uint64((q * oh_all + oh) * ow_all)
+            ih = oh * sh - pt + i * dh
+            if ih < 0 or ih >= h_all:
+                for t in range(owu):
+                    cf[d0 + t] = zero
+                continue
+            s0 = np.uint64(base + ih * w_all + off + first * sw)
+            for t in range(fu):
+                cf[d0 + t] = zero
+            for t in range(lu - fu):
+                cf[d0 + fu + t] = xf[s0 + t * swu]
+            for t in range(lu, owu):
+                cf[d0 + t] = zero
+
+
+def im2col_2d(x: np.ndarray, kernel, strides, dilations, begins, out_shape) -> np.ndarray:
+    """The column matrix (N, C*KH*KW, OH*OW) of a 2-D convolution of x (N, C, H, W): row
+    (c, i, j) holds the input under kernel offset (i, j) at every output position, zero in the
+    padding (begins: the top and left pads, which may be negative; the bottom and right ones
+    follow from out_shape)."""
+    n, c = x.shape[:2]
+    kh, kw = kernel
+    oh, ow = out_shape
+    cols = np.empty((n * c * kh * kw, oh, ow), x.dtype)
+    split_range(_im2col, cols.shape[0], oh * ow / 4, np.ascontiguousarray(x), cols, kw, strides[0], strides[1],
+                dilations[0], dilations[1], begins[0], begins[1])
+    return cols.reshape(n, c * kh * kw, oh * ow)

@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from ortgpu.providers.cpu import jit
-from ortgpu.providers.cpu.conv_compiled import EPILOGUES, bias_activation, depthwise_conv2d, shifted_sum, tiles_2d
+from ortgpu.providers.cpu.conv_compiled import (EPILOGUES, bias_activation, depthwise_conv2d, im2col_2d, shifted_sum,
+                                                tiles_2d)
 from ortgpu.providers.dtype_sets import COMPLEX, FLOATS, NUMERIC
 from ortgpu.providers.registry import kernel
 
@@ -193,20 +194,29 @@ def conv_with_form(xp, x, form: ConvForm, group: int):
             return depthwise_conv2d(pad_spatial(xp, x, begins, ends), w, form.strides, form.dilations, [0, 0],
                                     [0, 0], form.out_shape)
         return depthwise_conv2d(x, w, form.strides, form.dilations, begins, ends, form.out_shape)
-    xpad = pad_spatial(xp, x, begins, ends)
     if path == "kn2row":
-        return _conv_kn2row(xp, xpad, w, form.kernel, form.dilations, form.out_shape)
+        return _conv_kn2row(xp, pad_spatial(xp, x, begins, ends), w, form.kernel, form.dilations, form.out_shape)
     n = x.shape[0]
-    kernel, nd = form.kernel, len(form.kernel)
-    view = window_view(xp, xpad, kernel, form.strides, form.dilations, form.out_shape)
-    # (N, C, *out, *k) -> (N, C, *k, *out) so a column holds one output pixel's receptive field
-    order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
-    cols = view.transpose(order).reshape(n, group, -1, math.prod(form.out_shape))
+    cols = _columns(xp, x, form).reshape(n, group, -1, math.prod(form.out_shape))
     if group == 1 and n == 1:
         y = xp.matmul(w, cols[0, 0])  # a plain 2-D GEMM
     else:
         y = xp.matmul(w, cols)  # (N, G, M/G, P)
     return y.reshape(form.y_shape)
+
+
+def _columns(xp, x, form):
+    """im2col: (N, C*K, P), row (c, kernel offset) holding the input under that offset at every
+    output position; 2-D float32/float64 host inputs by the compiled copy
+    (conv_compiled.im2col_2d), others through a window view of the padded input."""
+    if len(form.kernel) == 2 and xp is np and x.dtype in (np.float32, np.float64) and jit.enabled():
+        return im2col_2d(x, form.kernel, form.strides, form.dilations, form.begins, form.out_shape)
+    nd = len(form.kernel)
+    view = window_view(xp, pad_spatial(xp, x, form.begins, form.ends), form.kernel, form.strides, form.dilations,
+                       form.out_shape)
+    # (N, C, *out, *k) -> (N, C, *k, *out) so a column holds one output pixel's receptive field
+    order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
+    return view.transpose(order).reshape(x.shape[0], -1, math.prod(form.out_shape))
 
 
 # Column matrices up to this many elements are gathered with one cached index instead of a

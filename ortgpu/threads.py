@@ -85,6 +85,10 @@ class ThreadBudget:
     the libraries' own getters."""
 
     BUSY_TTL_S = 0.05  # how long one reading of the machine's load is used
+    # ... by runs of under SHORT_RUN_NS (ortgpu.run_core): a reading costs 50-100 us inside a
+    # model's runs (the /proc files are cold), a third of a silero VAD run, and at every 50 ms
+    # one run in ten 20-run windows paid it; those runs' GEMMs are small besides
+    SHORT_BUSY_TTL_S = 1.0
 
     def __init__(self, cores: int | None = None):
         self._lock = threading.Lock()
@@ -141,12 +145,12 @@ class ThreadBudget:
         if gate is not None:
             gate.release()
 
-    def _start(self, bound: int) -> tuple[int, int]:
+    def _start(self, bound: int, short: bool = False) -> tuple[int, int]:
         """Count a run in; (its token, its share).  A run that starts alone (the usual case)
         reads the caller's counts and sets its share directly."""
         with self._lock:
             self._active += 1
-            share = self.share(bound)
+            share = self.share(bound, self.SHORT_BUSY_TTL_S if short else self.BUSY_TTL_S)
             token = self._next_token
             self._next_token = token + 1
             shares = self._shares
@@ -179,19 +183,20 @@ class ThreadBudget:
                     lib.set(original[i])
                     counts[i] = original[i]
 
-    def share(self, bound: int) -> int:
-        """The BLAS threads a run with `bound` (0: the idle cores) gets now."""
+    def share(self, bound: int, busy_ttl: float | None = None) -> int:
+        """The BLAS threads a run with `bound` (0: the idle cores, read again once the last
+        reading is `busy_ttl` old, BUSY_TTL_S by default) gets now."""
         cores = self._cores
-        if bound <= 0:
-            bound = cores - self._busy_now()  # less other processes' runnable threads (ours excluded)
+        if bound <= 0:  # less other processes' runnable threads (ours excluded)
+            bound = cores - self._busy_now(self.BUSY_TTL_S if busy_ttl is None else busy_ttl)
         fair = cores // self._active if self._active > 1 else cores
         share = bound if bound < fair else fair
         return share if share > 1 else 1
 
-    def _busy_now(self) -> int:
-        """``busy()``, read again once the last reading is BUSY_TTL_S old."""
+    def _busy_now(self, ttl: float) -> int:
+        """``busy()``, read again once the last reading is `ttl` seconds old."""
         now = time.monotonic()
-        if now - self._busy_at >= self.BUSY_TTL_S or self._busy_at < 0:
+        if now - self._busy_at >= ttl or self._busy_at < 0:
             self._busy_seen, self._busy_at = self.busy(), now
         return self._busy_seen
 
@@ -237,7 +242,7 @@ class _Run:
         budget = self._budget
         gate = self._gate = budget._enter_gate(self._gated, self._one)
         try:
-            self._token, share = budget._start(self._bound)
+            self._token, share = budget._start(self._bound, self._one)
         except BaseException:
             budget._leave_gate(gate)
             raise
@@ -259,31 +264,121 @@ def runnable_elsewhere() -> int:
     /proc/self/task).  This process's threads do not count: its BLAS workers, still spinning
     after the last GEMM, would otherwise read as other work and halve the next run's threads
     on an idle machine.  0 where it cannot be read (not Linux)."""
-    try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            machine = int(f.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return max(0, machine - _runnable_here())
+    return _PROC.runnable_elsewhere()
 
 
 def _runnable_here() -> int:
     """This process's threads in state R (running or runnable)."""
-    count = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 0
-    for tid in tasks:
+    return _PROC.runnable_here()
+
+
+class _ProcReader:
+    """/proc/loadavg and this process's /proc/self/task/<tid>/stat files kept open and read with
+    pread: a run that reads the load pays a few microseconds, where opening the files each time
+    cost 200-250 us inside a model's runs (a fifth of a silero VAD run, and the slowest of most
+    20-run windows).  The thread list is read again every TASKS_TTL_S, when a thread's file
+    fails, and in a forked child (whose /proc/self is another process)."""
+
+    TASKS_TTL_S = 1.0
+    MOST_KEPT = 64   # thread files kept open at most; a process with more threads reads them each time
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._loadavg = -1
+        self._tasks: dict[str, int] = {}   # tid -> open descriptor of its stat file
+        self._listed_at = -1.0
+
+    def runnable_elsewhere(self) -> int:
+        with self._lock:
+            try:
+                self._check_process()
+                machine = int(os.pread(self._loadavg, 128, 0).split()[3].split(b"/")[0])
+            except (OSError, ValueError, IndexError):
+                return 0
+            return max(0, machine - self._runnable_here())
+
+    def runnable_here(self) -> int:
+        with self._lock:
+            try:
+                self._check_process()
+            except OSError:
+                return 0
+            return self._runnable_here()
+
+    def _check_process(self) -> None:
+        """Open the files (again, in a forked child)."""
+        if self._pid != os.getpid():
+            self._close_all()
+            self._loadavg = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+            self._pid = os.getpid()
+
+    def _runnable_here(self) -> int:
+        now = time.monotonic()
+        if now - self._listed_at >= self.TASKS_TTL_S or self._listed_at < 0:
+            self._list_tasks()
+            self._listed_at = now
+        count = 0
+        for tid, fd in list(self._tasks.items()):
+            try:
+                stat = os.pread(fd, 512, 0) if fd >= 0 else _read_once(f"/proc/self/task/{tid}/stat")
+            except OSError:   # the thread ended: list the threads again next time
+                self._drop(tid)
+                self._listed_at = -1.0
+                continue
+            if not stat:
+                self._drop(tid)
+                self._listed_at = -1.0
+                continue
+            # the state follows the parenthesised command name, which may hold spaces or ')'
+            end = stat.rfind(b")")
+            if stat[end + 2:end + 3] == b"R":
+                count += 1
+        return count
+
+    def _list_tasks(self) -> None:
         try:
-            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # the thread ended meanwhile
-            continue
-        # the state follows the parenthesised command name, which may hold spaces or ')'
-        if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R":
-            count += 1
-    return count
+            tids = set(os.listdir("/proc/self/task"))
+        except OSError:
+            tids = set()
+        for tid in [t for t in self._tasks if t not in tids]:
+            self._drop(tid)
+        kept = sum(1 for fd in self._tasks.values() if fd >= 0)
+        for tid in tids - self._tasks.keys():
+            fd = -1
+            if kept < self.MOST_KEPT:
+                try:
+                    fd = os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+                    kept += 1
+                except OSError:   # ended meanwhile
+                    continue
+            self._tasks[tid] = fd
+
+    def _drop(self, tid: str) -> None:
+        fd = self._tasks.pop(tid, -1)
+        if fd >= 0:
+            _close(fd)
+
+    def _close_all(self) -> None:
+        for fd in list(self._tasks.values()) + [self._loadavg]:
+            if fd >= 0:
+                _close(fd)
+        self._tasks, self._loadavg, self._listed_at = {}, -1, -1.0
+
+
+def _read_once(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+_PROC = _ProcReader()
 
 
 class _Blas:

@@ -136,6 +136,53 @@ def test_the_default_leaves_the_cores_other_work_keeps_busy_and_a_bound_is_kept(
             assert (first, second) == (7, 4)  # the second: 8 cores less 1 busy, halved for 2 runs
 
 
+def test_short_runs_read_the_load_less_often_than_long_ones():
+    """Runs of sessions whose runs are short (one_at_a_time) reuse a reading of the machine's
+    load for SHORT_BUSY_TTL_S; the others read it again after BUSY_TTL_S."""
+    budget = type(BUDGET)()
+    budget._cores, budget._blas = 8, []
+    budget.BUSY_TTL_S, budget.SHORT_BUSY_TTL_S = 0.0, 60.0
+    reads = []
+    budget.busy = lambda: reads.append(1) or 2
+    for _ in range(3):
+        with budget.run(0, one_at_a_time=True) as share:
+            assert share == 6
+    assert len(reads) == 1   # the first short run read it, the next two reused it
+    with budget.run(0) as share:
+        assert share == 6
+    assert len(reads) == 2   # a long run reads it again
+
+
+def test_the_load_reader_follows_threads_that_come_and_go_and_a_fork():
+    """The reader keeps one open stat file per thread of the process: files of new threads
+    are opened, those of ended threads closed, and a forked child opens its own."""
+    import os
+    from ortgpu.threads import _ProcReader
+    if not os.path.exists("/proc/self/task"):
+        pytest.skip("no /proc")
+    reader = _ProcReader()
+    reader.TASKS_TTL_S = 0.0   # list the threads on every reading
+    assert reader.runnable_here() >= 1   # this thread is running
+    before = set(reader._tasks)
+    release = threading.Event()
+    waiters = [threading.Thread(target=release.wait) for _ in range(2)]
+    for t in waiters:
+        t.start()
+    try:
+        reader.runnable_here()
+        assert {str(t.native_id) for t in waiters} <= set(reader._tasks)
+        assert all(fd >= 0 for fd in reader._tasks.values())
+    finally:
+        release.set()
+        for t in waiters:
+            t.join()
+    reader.runnable_here()
+    assert set(reader._tasks) == before   # the ended threads' files are closed
+    reader._pid = -2   # what a forked child finds: another process's files
+    assert reader.runnable_elsewhere() >= 0
+    assert reader._pid == os.getpid() and reader._loadavg >= 0
+
+
 def test_runnable_threads_elsewhere_count_another_process_and_not_this_one():
     import subprocess
     import sys

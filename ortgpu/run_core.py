@@ -229,8 +229,12 @@ class RunCore:
                 start = perf_counter_ns()
                 alone = BUDGET.runs_in_progress == 1
                 results = self.plan.run(inputs, stop=run_options)
-                if alone:  # a run's own length, not the length other runs made it
-                    self.run_ns = (3 * self.run_ns + perf_counter_ns() - start) >> 2
+                took = perf_counter_ns() - start
+                # a run's own length, not the length other runs made it; a shorter one counts
+                # even beside others (they only lengthen it): a session whose first, cold runs
+                # were long and whose runs then overlap learns that they are short
+                if alone or took < self.run_ns:
+                    self.run_ns = (3 * self.run_ns + took) >> 2
         finally:  # after a failed run too, as onnxruntime does
             for memory in shrink:
                 memory.shrink()

@@ -270,6 +270,23 @@ def test_short_runs_go_one_at_a_time_and_long_runs_one_per_core(monkeypatch):
     assert seen == [False] and core.run_ns > 2_000_000
 
 
+def test_a_session_learns_its_runs_are_short_while_threads_share_it(monkeypatch):
+    """A session whose first runs measured long (cold) learns that its runs are short from runs
+    that overlap other runs: shorter measurements count there (overlap only lengthens a run)."""
+    monkeypatch.setattr("ortgpu.threads.GATE_WAIT_S", 60.0)
+    budget = type(BUDGET)(cores=2)
+    budget._blas, budget.busy = [], lambda: 0
+    monkeypatch.setattr("ortgpu.run_core.BUDGET", budget)
+    sess = _session("CPUExecutionProvider")
+    core = sess._core
+    sess.run(None, _feed())
+    core.run_ns = 50_000_000   # as a cold first run would have measured
+    with budget.run(0, gate=False):   # another run in progress all along
+        for _ in range(40):
+            sess.run(None, _feed())
+    assert core.run_ns < 2_000_000
+
+
 def test_a_run_inside_a_run_does_not_wait_and_no_run_waits_past_the_limit(monkeypatch):
     budget = type(BUDGET)(cores=1)
     budget._blas, budget.busy = [], lambda: 0

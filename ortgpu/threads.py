@@ -93,6 +93,7 @@ class ThreadBudget:
     def __init__(self, cores: int | None = None):
         self._lock = threading.Lock()
         self._active = 0
+        self._waiting = 0   # runs waiting at the gates
         self._shares: dict[int, int] = {}   # run token -> its share
         self._next_token = 0
         self._blas = None              # the BLAS libraries (_Blas), found on first use
@@ -138,7 +139,13 @@ class ThreadBudget:
             mine = getattr(local, "gate", None)
             if mine is None:  # threads wait on the gates in turn, so that every gate has waiters
                 mine = local.gate = self._gates[next(self._gate_of) % len(self._gates)]
-        return mine if mine.acquire(timeout=GATE_WAIT_S) else None
+        with self._lock:
+            self._waiting += 1
+        try:
+            return mine if mine.acquire(timeout=GATE_WAIT_S) else None
+        finally:
+            with self._lock:
+                self._waiting -= 1
 
     def _leave_gate(self, gate) -> None:
         self._local.depth -= 1
@@ -189,7 +196,8 @@ class ThreadBudget:
         cores = self._cores
         if bound <= 0:  # less other processes' runnable threads (ours excluded)
             bound = cores - self._busy_now(self.BUSY_TTL_S if busy_ttl is None else busy_ttl)
-        fair = cores // self._active if self._active > 1 else cores
+        runs = self._active + self._waiting   # runs waiting now will start as soon as a run ends
+        fair = cores // runs if runs > 1 else cores
         share = bound if bound < fair else fair
         return share if share > 1 else 1
 
@@ -210,6 +218,8 @@ class ThreadBudget:
             want = next(iter(shares.values()))
         else:
             want = min(shares.values())
+        if want and self._waiting:   # a run ends with others waiting: the next starts at once
+            want = min(want, max(1, self._cores // (self._active + self._waiting)))
         self.kernel_threads = want or self._cores
         counts = self._counts
         for i, lib in enumerate(self._libraries()):

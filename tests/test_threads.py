@@ -136,6 +136,31 @@ def test_the_default_leaves_the_cores_other_work_keeps_busy_and_a_bound_is_kept(
             assert (first, second) == (7, 4)  # the second: 8 cores less 1 busy, halved for 2 runs
 
 
+def test_runs_waiting_at_the_gate_count_in_the_blas_share():
+    """When a run ends while another waits to start, the BLAS threads stay at the share of the
+    runs about to be in progress: the run left alone does not take every core for the moment
+    until the waiting one starts (its second BLAS thread would then compete with that run)."""
+    class FakeBlas:
+        def __init__(self):
+            self.num_threads, self.history = 2, []
+
+        def set(self, count):
+            self.num_threads = count
+            self.history.append(count)
+
+    blas = FakeBlas()
+    budget = type(BUDGET)(cores=2)
+    budget._blas, budget.busy = [blas], lambda: 0
+    with budget.run(0, gate=False) as first:
+        assert first == 2
+        with budget.run(0, gate=False) as second:
+            assert second == 1 and blas.num_threads == 1
+            budget._waiting = 1   # a third run waits at the gate
+        assert blas.num_threads == 1   # the second ended; the third is about to start
+        budget._waiting = 0
+    assert blas.num_threads == 2   # the caller's count again
+
+
 def test_short_runs_read_the_load_less_often_than_long_ones():
     """Runs of sessions whose runs are short (one_at_a_time) reuse a reading of the machine's
     load for SHORT_BUSY_TTL_S; the others read it again after BUSY_TTL_S."""

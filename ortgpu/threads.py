@@ -296,6 +296,7 @@ class _ProcReader:
         self._lock = threading.Lock()
         self._pid = -1
         self._loadavg = -1
+        self._self_stat = -1
         self._tasks: dict[str, int] = {}   # tid -> open descriptor of its stat file
         self._listed_at = -1.0
 
@@ -321,11 +322,12 @@ class _ProcReader:
         if self._pid != os.getpid():
             self._close_all()
             self._loadavg = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+            self._self_stat = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
             self._pid = os.getpid()
 
     def _runnable_here(self) -> int:
         now = time.monotonic()
-        if now - self._listed_at >= self.TASKS_TTL_S or self._listed_at < 0:
+        if now - self._listed_at >= self.TASKS_TTL_S or self._listed_at < 0 or self._threads() != len(self._tasks):
             self._list_tasks()
             self._listed_at = now
         count = 0
@@ -345,6 +347,16 @@ class _ProcReader:
             if stat[end + 2:end + 3] == b"R":
                 count += 1
         return count
+
+    def _threads(self) -> int:
+        """The process's thread count now (the 20th field of /proc/self/stat): a thread started
+        since the list was read (a BLAS library's OpenMP workers, say) is listed at once, or its
+        running would count as other work until the next listing."""
+        try:
+            stat = os.pread(self._self_stat, 512, 0)
+            return int(stat[stat.rfind(b")") + 2:].split()[17])
+        except (OSError, ValueError, IndexError):
+            return len(self._tasks)
 
     def _list_tasks(self) -> None:
         try:
@@ -370,10 +382,10 @@ class _ProcReader:
             _close(fd)
 
     def _close_all(self) -> None:
-        for fd in list(self._tasks.values()) + [self._loadavg]:
+        for fd in list(self._tasks.values()) + [self._loadavg, self._self_stat]:
             if fd >= 0:
                 _close(fd)
-        self._tasks, self._loadavg, self._listed_at = {}, -1, -1.0
+        self._tasks, self._loadavg, self._self_stat, self._listed_at = {}, -1, -1, -1.0
 
 
 def _read_once(path: str) -> bytes:

@@ -97,6 +97,7 @@ class ThreadBudget:
         self._shares: dict[int, int] = {}   # run token -> its share
         self._next_token = 0
         self._blas = None              # the BLAS libraries (_Blas), found on first use
+        self._blas_stale = False       # a BLAS library was loaded since they were listed
         self._original: list[int] = []  # their counts before the first run in progress started
         self._counts: list[int] = []    # their counts now
         self._cores = cores or available_cores()
@@ -163,6 +164,8 @@ class ThreadBudget:
             shares = self._shares
             shares[token] = share
             if len(shares) == 1:
+                if self._blas_stale:   # listed again only while no other run holds the old list's counts
+                    self._blas, self._blas_stale = None, False
                 libs = self._blas if self._blas is not None else self._libraries()
                 self._original = original = [lib.num_threads for lib in libs]
                 self._counts = counts = list(original)
@@ -227,6 +230,11 @@ class ThreadBudget:
             if counts[i] != count:
                 lib.set(count)
                 counts[i] = count
+
+    def libraries_changed(self) -> None:
+        """A BLAS library was loaded (mkl_blas): list the libraries again when the next run
+        starts alone."""
+        self._blas_stale = True
 
     def _libraries(self) -> list:
         if self._blas is None:
@@ -421,7 +429,8 @@ class _Blas:
         self._lib = lib
         self._set = lib.set_num_threads
         self._get = None
-        if getattr(lib, "internal_api", "") == "openblas" and getattr(lib, "threading_layer", "") != "openmp":
+        api = getattr(lib, "internal_api", "")
+        if api == "openblas" and getattr(lib, "threading_layer", "") != "openmp":
             import ctypes  # noqa: PLC0415
             try:
                 dynlib = ctypes.CDLL(lib.filepath)
@@ -429,6 +438,14 @@ class _Blas:
                 return
             self._set = self._exported(dynlib, self._OPENBLAS_SETTERS, [ctypes.c_int], None) or self._set
             self._get = self._exported(dynlib, self._OPENBLAS_GETTERS, [], ctypes.c_int)
+        elif api == "mkl":   # the same C calls threadpoolctl makes, without its Python around them
+            import ctypes  # noqa: PLC0415
+            try:
+                dynlib = ctypes.CDLL(lib.filepath)
+            except OSError:
+                return
+            self._set = self._exported(dynlib, ("MKL_Set_Num_Threads",), [ctypes.c_int], None) or self._set
+            self._get = self._exported(dynlib, ("MKL_Get_Max_Threads",), [], ctypes.c_int)
 
     @staticmethod
     def _exported(dynlib, names, argtypes, restype):

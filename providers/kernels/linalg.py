@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortgpu.errors import InvalidArgument
-from ortgpu.providers.cpu import half_compiled
+from ortgpu.providers.cpu import half_compiled, mkl_blas
 from ortgpu.providers.kernels.reduce import work_dtype
 from ortgpu.providers.dtype_sets import FLOATS, INDEX, NUMERIC
 from ortgpu.providers.registry import kernel
@@ -28,10 +28,17 @@ def MatMul(ctx, A, B):
 
 
 def times_weight(ctx, a, B, b, index: int):
-    """a @ b where b is the node's input `index` (B as fed, b in the work dtype): up to
-    FEW_ROWS rows times a constant 2-D weight by the kept transposed weight, else _matmul."""
-    if ctx.xp is np and b.ndim == 2 and 0 < a.size <= FEW_ROWS * a.shape[-1] and ctx.is_constant(index):
-        return _few_rows_times_weight(ctx, a, B, b)
+    """a @ b where b is the node's input `index` (B as fed, b in the work dtype): a constant 2-D
+    float32 weight by MKL's packed GEMM where MKL is installed (mkl_blas.takes), up to FEW_ROWS
+    rows times a constant 2-D weight by the kept transposed weight, else _matmul."""
+    if ctx.xp is np and b.ndim == 2 and a.ndim >= 1 and ctx.is_constant(index):
+        if mkl_blas.takes(a, b):
+            rows = a.size // a.shape[-1]
+            packed = ctx.prepared(("mkl packed", b.dtype.str), (index,), (B,),
+                                  lambda: mkl_blas.PackedWeight(b, rows), key=rows)
+            return mkl_blas.times_packed(a, packed)
+        if 0 < a.size <= FEW_ROWS * a.shape[-1]:
+            return _few_rows_times_weight(ctx, a, B, b)
     return _matmul(ctx.xp, a, b)
 
 

@@ -6,8 +6,10 @@ NumPy's OpenBLAS packs both operands on every call.  For a few rows times a tran
 300-370 us there on the 2-core development machine, onnxruntime's MLAS, which packs its weights
 once, 155 us.  MKL's ``cblas_sgemm_pack`` lays the weight out once per session (for one row count,
 made again when it changes) and ``cblas_sgemm_compute`` multiplies by it: 110-160 us inside the
-model, which ran 8-9 ms -> 5-5.5 ms.  Products under ``MIN_MACS`` multiply-adds keep NumPy (a
-4x32 BERT's 128 x 32 @ 32 x 128 was slower through MKL's threads).
+model, which ran 8-9 ms -> 5-5.5 ms.  Products under ``MIN_MACS`` multiply-adds keep NumPy: a
+4x32 BERT's 128 x 32 @ 32 x 128 was slower through MKL's threads, and PP-OCRv4 rec's 40 x 120 @
+120 x 240-360, between convolutions on OpenBLAS's threads, made its run 3-7% slower (MiniLM's
+smallest product is 4.4M multiply-adds).
 
 The library is loaded by ctypes from the ``mkl`` wheel (``libmkl_rt``, Intel threading layer) on
 first use; its thread count is one of the BLAS counts ``threads.BUDGET`` sets per run (threadpoolctl
@@ -27,7 +29,7 @@ import threading
 
 import numpy as np
 
-MIN_MACS = 1_000_000   # multiply-adds from which a product by a constant weight goes through MKL
+MIN_MACS = 4_000_000   # multiply-adds from which a product by a constant weight goes through MKL
 
 _ROW_MAJOR, _NO_TRANS, _B_MATRIX, _PACKED = 101, 111, 162, 151
 _CBWR_AUTO, _CBWR_STRICT = 2, 0x10000

@@ -292,10 +292,11 @@ def _runnable_here() -> int:
 
 class _ProcReader:
     """/proc/loadavg and this process's /proc/self/task/<tid>/stat files kept open and read with
-    pread: a run that reads the load pays a few microseconds, where opening the files each time
-    cost 200-250 us inside a model's runs (a fifth of a silero VAD run, and the slowest of most
-    20-run windows).  The thread list is read again every TASKS_TTL_S, when a thread's file
-    fails, and in a forked child (whose /proc/self is another process)."""
+    pread: a reading of the load costs 10-20 us in a loop and 50-100 us inside a model's runs,
+    where opening the files each time cost 200-250 us (the slowest run of a third of the 4x32
+    BERT's 20-run windows).  The thread list is read again when the process's thread count
+    changes, every TASKS_TTL_S, when a thread's file fails, and in a forked child (whose
+    /proc/self is another process)."""
 
     TASKS_TTL_S = 1.0
     MOST_KEPT = 64   # thread files kept open at most; a process with more threads reads them each time

@@ -20,7 +20,9 @@ def test_packed_products_match_numpy(m, k, n):
     rng = np.random.default_rng(m + k + n)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
-    y = mkl_blas.times_packed(a, mkl_blas.PackedWeight(b, m))
+    packed = mkl_blas.PackedWeight(b, m)
+    assert packed.nbytes >= a.itemsize * k * n   # counted in the session's prepared-form budget
+    y = mkl_blas.times_packed(a, packed)
     np.testing.assert_allclose(y, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5, atol=1e-4)
     strided = np.asfortranarray(a)   # any layout of the rows
     np.testing.assert_array_equal(mkl_blas.times_packed(strided, mkl_blas.PackedWeight(b, m)), y)

@@ -119,6 +119,11 @@ class PackedWeight:
                              self.buffer.ctypes.data)
         self.rows, self.k, self.n = rows, k, n
 
+    @property
+    def nbytes(self) -> int:
+        """What the session's prepared-form budget counts (providers/constant_forms.py)."""
+        return self.buffer.nbytes
+
 
 def times_packed(a: np.ndarray, w: PackedWeight) -> np.ndarray:
     """a (..., K) float32 @ the packed weight: (..., N), with a's rows as the weight was packed for."""

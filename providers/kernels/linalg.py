@@ -34,7 +34,7 @@ def times_weight(ctx, a, B, b, index: int):
     if ctx.xp is np and b.ndim == 2 and a.ndim >= 1 and ctx.is_constant(index):
         if mkl_blas.takes(a, b):
             rows = a.size // a.shape[-1]
-            packed = ctx.prepared(("mkl packed", b.dtype.str), (index,), (B,),
+            packed = ctx.prepared("mkl packed", (index,), (B,),
                                   lambda: mkl_blas.PackedWeight(b, rows), key=rows)
             return mkl_blas.times_packed(a, packed)
         if 0 < a.size <= FEW_ROWS * a.shape[-1]:

@@ -193,12 +193,12 @@ class ThreadBudget:
                     lib.set(original[i])
                     counts[i] = original[i]
 
-    def share(self, bound: int, busy_ttl: float | None = None) -> int:
-        """The BLAS threads a run with `bound` (0: the idle cores, read again once the last
-        reading is `busy_ttl` old, BUSY_TTL_S by default) gets now."""
+    def share(self, bound: int, busy_ttl: float) -> int:
+        """The BLAS threads a run with `bound` (0: the idle cores, the load read again once the
+        last reading is `busy_ttl` seconds old) gets now."""
         cores = self._cores
         if bound <= 0:  # less other processes' runnable threads (ours excluded)
-            bound = cores - self._busy_now(self.BUSY_TTL_S if busy_ttl is None else busy_ttl)
+            bound = cores - self._busy_now(busy_ttl)
         runs = self._active + self._waiting   # runs waiting now will start as soon as a run ends
         fair = cores // runs if runs > 1 else cores
         share = bound if bound < fair else fair
@@ -343,11 +343,9 @@ class _ProcReader:
         for tid, fd in list(self._tasks.items()):
             try:
                 stat = os.pread(fd, 512, 0) if fd >= 0 else _read_once(f"/proc/self/task/{tid}/stat")
-            except OSError:   # the thread ended: list the threads again next time
-                self._drop(tid)
-                self._listed_at = -1.0
-                continue
-            if not stat:
+            except OSError:
+                stat = b""
+            if not stat:   # the thread ended: list the threads again next time
                 self._drop(tid)
                 self._listed_at = -1.0
                 continue

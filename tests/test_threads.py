@@ -200,8 +200,13 @@ def test_the_load_reader_follows_threads_that_come_and_go_and_a_fork():
         release.set()
         for t in waiters:
             t.join()
+    ended = {str(t.native_id) for t in waiters}
+    deadline = time.monotonic() + 10   # join returns just before the OS thread is gone
+    while any(os.path.exists(f"/proc/self/task/{tid}") for tid in ended):
+        assert time.monotonic() < deadline, "the joined threads never left /proc/self/task"
+        time.sleep(0.001)
     reader.runnable_here()
-    assert not {str(t.native_id) for t in waiters} & set(reader._tasks)   # the ended threads' files are closed
+    assert not ended & set(reader._tasks)   # the ended threads' files are closed
     assert len(reader._tasks) == reader._threads()
     reader._pid = -2   # what a forked child finds: another process's files
     assert reader.runnable_elsewhere() >= 0
